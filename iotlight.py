@@ -1030,3 +1030,157 @@ def build_issue_tx(keys: KeyPair, *, name: str, description: str, quantity: int,
           "description": description, "quantity": quantity, "decimals": decimals, "reissuable": reissuable,
           "script": None, "fee": fee, "timestamp": timestamp, "chainId": chain_byte(chain_id)}
     return sign_tx(tx, keys.private_key, random_z)
+
+
+# =============================================================================
+# 10. Command line and main()
+# =============================================================================
+
+SEED_WORDS = 15
+
+
+def read_seed_file(path: str) -> str:
+    """The seed phrase of a seed file, refusing one that group or others can read."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SeedFileError("%s: no seed file; create one with: iotlight.py keygen" % path) from None
+    except OSError as e:
+        raise SeedFileError("%s: cannot read the seed file: %s" % (path, e.strerror)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SeedFileError("%s: the seed file is not a regular file" % path)
+    if st.st_mode & 0o077:
+        raise SeedFileError("%s: the seed file is readable by group or others (mode %03o); fix it with: chmod 600 %s"
+                            % (path, st.st_mode & 0o777, path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SeedFileError("%s: cannot read the seed file: %s" % (path, getattr(e, "strerror", None) or "not UTF-8")) from None
+    seed = text[:-1] if text.endswith("\n") else text
+    if seed.endswith("\r"):
+        seed = seed[:-1]
+    if not seed.strip():
+        raise SeedFileError("%s: the seed file is empty" % path)
+    return seed
+
+
+def write_seed_file(path: str, seed: str) -> None:
+    """Create a seed file with mode 0600; never overwrite an existing one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SeedFileError("%s: a seed file exists already; keygen never overwrites one" % path) from None
+    except OSError as e:
+        raise SeedFileError("%s: cannot create the seed file: %s" % (path, e.strerror)) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(seed + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(path, 0o600)
+
+
+def device_keys(config: Config) -> KeyPair:
+    """The device key pair, checked against device.address when that is set."""
+    keys = keypair_from_seed(read_seed_file(config.seed_file))
+    if config.address:
+        address = keys.address(config.chain_id)
+        if address != config.address:
+            raise ConfigError("%s: device.address: the seed file %s gives %s on chain %r, not %s "
+                              "(wrong seed file or wrong network?)"
+                              % (config.path, config.seed_file, address, config.chain_id, config.address))
+    return keys
+
+
+def cmd_keygen(config: Config, args: argparse.Namespace) -> int:
+    seed = generate_seed_phrase(SEED_WORDS)
+    write_seed_file(config.seed_file, seed)
+    keys = keypair_from_seed(seed)
+    print("wrote a new %d-word seed phrase to %s (mode 0600); keep a copy offline" % (SEED_WORDS, config.seed_file))
+    print("address: %s" % keys.address(config.chain_id))
+    return 0
+
+
+def cmd_address(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    print("address: %s" % keys.address(config.chain_id))
+    print("public key: %s" % b58encode(keys.public_key))
+    return 0
+
+
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    print("configuration %s is valid" % config.path)
+    print("  chain: %s (%s rules), nodes: %s" % (config.chain_id, config.rules, ", ".join(config.node_urls)))
+    print("  device address: %s" % keys.address(config.chain_id))
+    print("  token: %s, %g s per token, at most %g s" % (config.asset_id, config.seconds_per_token, config.max_seconds))
+    print("  state file: %s" % config.state_file)
+    print("  hardware: %s, monitor: %s" % (config.backend, "off" if not config.monitor_port
+                                          else "%s:%d" % (config.monitor_host, config.monitor_port)))
+    return 0
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+        raise ConfigError("usage: %s" % message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(prog="iotlight.py", description="Sells light for tokens on a Waves chain.")
+    p.add_argument("-c", "--config", help="configuration file (default ./iotlight.toml, then /etc/iotlight/iotlight.toml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--version", action="version", version="iotlight %s" % __version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="run the daemon (the default)")
+    sub.add_parser("keygen", help="write a new seed phrase to device.seed_file and print the address")
+    sub.add_parser("address", help="print the device address and public key")
+    sub.add_parser("check", help="validate the configuration and the seed file")
+    return p
+
+
+COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "keygen": cmd_keygen,
+    "address": cmd_address,
+    "check": cmd_check,
+}
+
+# commands that work before payment.asset_id is set
+_NO_ASSET_NEEDED = {"keygen", "address"}
+
+
+class _LogFormatter(logging.Formatter):
+    """One line per event; timestamps only on a terminal (journald adds its own)."""
+
+    def __init__(self, tty: bool):
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if tty else "%(levelname)s %(name)s: %(message)s"
+        super().__init__(fmt, "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", " | ")
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter(sys.stderr.isatty()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "websockets", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose)
+        command = args.command or "run"
+        config = load_config(find_config(args.config), require_asset=command not in _NO_ASSET_NEEDED)
+        return COMMANDS[command](config, args)
+    except IotlightError as e:
+        print("iotlight: %s" % e, file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
