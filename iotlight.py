@@ -32,24 +32,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import difflib
+import glob
 import hashlib
+import importlib.util
 import json
 import logging
 import math
 import os
 import random
+import select
 import signal
 import socket
 import sqlite3
 import stat
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
 __version__ = "0.1.0"
 
@@ -172,6 +178,8 @@ CONFIG_SCHEMA: Dict[str, Tuple[Callable[[Any], bool], Any, str]] = {
                   '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"'),  # ours
     "node.sweep_interval": (_in_range(5, 3600), 60.0,
                             "a number of seconds from 5 to 3600"),  # ours
+    "node.list_rate": (_in_range(0, 600), 15.0, "requests per minute from 0 (unlimited, for an own node) "
+                       "to 600"),  # ours
     "device.seed_file": (_is_str, "device.seed", "a path"),
     "device.address": (_is_str, "", "a base58 address or \"\""),
     "device.state_file": (_is_str, "iotlight.db", "a path"),
@@ -207,6 +215,7 @@ class Config:
     timeout: float
     fork: str
     sweep_interval: float
+    list_rate: float
     seed_file: str
     address: str
     state_file: str
@@ -325,6 +334,7 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
         timeout=float(values["node.timeout"]),
         fork=values["node.fork"],
         sweep_interval=float(values["node.sweep_interval"]),
+        list_rate=float(values["node.list_rate"]),
         seed_file=str(base / values["device.seed_file"]),
         address=values["device.address"],
         state_file=str(base / values["device.state_file"]),
@@ -1033,6 +1043,2036 @@ def build_issue_tx(keys: KeyPair, *, name: str, description: str, quantity: int,
 
 
 # =============================================================================
+# 6. Core logic: pricing, the light timer, the ledger rules, Data entries
+# =============================================================================
+#
+# Pure functions and small value objects: they take values (transactions,
+# `now`) and return values; no clock reads, no I/O, no logging.
+
+def payment_seconds(amount: int, decimals: int, seconds_per_token: float) -> float:
+    """Light time a payment buys: amount / 10^decimals x seconds_per_token."""
+    return amount / (10 ** decimals) * seconds_per_token
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    """What one credited payment added to the light."""
+
+    start: float       # when its span starts (now, or the previous end time)
+    until: float       # the new end time
+    seconds: float     # light time granted, after the cap
+    excess: float      # light time bought but cut by payment.max_seconds
+
+
+def extend_light(until: float, now: float, seconds: float, max_seconds: float) -> Grant:
+    """Add `seconds` to a light that ends at `until` (in the past when dark), capped at now + max_seconds."""
+    start = max(until, now)
+    new_until = min(start + seconds, now + max_seconds)
+    granted = max(0.0, new_until - start)
+    return Grant(start=start, until=max(new_until, until), seconds=granted, excess=max(0.0, seconds - granted))
+
+
+@dataclasses.dataclass
+class LightTimer:
+    """The lamp's end time on a monotonic clock, so wall-clock jumps neither extend nor cut it.
+
+    `deadline` and `span_start` are monotonic seconds; `wall_offset` converts them
+    to Unix time for storage and display (wall = monotonic + wall_offset).
+    """
+
+    deadline: float = 0.0
+    span_start: float = 0.0
+
+    def remaining(self, mono: float) -> float:
+        return max(0.0, self.deadline - mono)
+
+    def is_on(self, mono: float) -> bool:
+        return self.deadline > mono
+
+    def fraction(self, mono: float) -> float:
+        total = self.deadline - self.span_start
+        return 0.0 if total <= 0 else min(1.0, self.remaining(mono) / total)
+
+    def set_until(self, until_wall: float, *, mono: float, wall: float) -> None:
+        """Light until the Unix time `until_wall` (a new span starts when it was dark)."""
+        if not self.is_on(mono):
+            self.span_start = mono
+        self.deadline = mono + (until_wall - wall)
+
+
+def _recipient_matches(recipient: Any, mine: Iterable[str]) -> bool:
+    if not isinstance(recipient, str):
+        return False
+    return recipient.replace("address:", "", 1) in mine
+
+
+def payment_amount(tx: Dict[str, Any], *, asset_id: str, mine: Iterable[str]) -> int:
+    """Amount of `asset_id` that a transfer or mass transfer sends to one of `mine`
+    (the address and its aliases); 0 when it is no such payment or did not succeed."""
+    status = tx.get("applicationStatus")
+    if status is not None and status != "succeeded":
+        return 0
+    if tx.get("assetId") != asset_id:
+        return 0
+    kind = tx.get("type")
+    if kind == TX_TRANSFER:
+        amount = tx.get("amount")
+        if _recipient_matches(tx.get("recipient"), mine) and _is_int(amount) and amount > 0:
+            return amount
+        return 0
+    if kind == TX_MASS_TRANSFER:
+        total = 0
+        for item in tx.get("transfers") or []:
+            if not isinstance(item, dict):
+                raise ValueError("mass transfer item is not an object")
+            amount = item.get("amount")
+            if _recipient_matches(item.get("recipient"), mine) and _is_int(amount) and amount > 0:
+                total += amount
+        return total
+    return 0
+
+
+def check_tx_shape(tx: Any) -> Dict[str, Any]:
+    """A transaction from a node listing, or ValueError naming what is malformed."""
+    if not isinstance(tx, dict):
+        raise ValueError("transaction is not an object")
+    txid = tx.get("id")
+    if not isinstance(txid, str) or not 30 <= len(txid) <= 50:
+        raise ValueError("transaction id %r is not valid" % (txid,))
+    if not _is_int(tx.get("type")):
+        raise ValueError("transaction %s has no integer type" % txid)
+    h = tx.get("height")
+    if h is not None and not _is_int(h):
+        raise ValueError("transaction %s has a non-integer height" % txid)
+    return tx
+
+
+# --- Data entries the device writes (the contract's table) -----------------
+
+def joystick_entry(n: int, direction: str, action: str, ts_ms: int) -> Dict[str, Any]:
+    value = json.dumps({"direction": direction, "action": action, "ts": ts_ms}, separators=(",", ":"))
+    return {"key": "joystick_%d" % n, "type": "string", "value": value}
+
+
+def receipt_entry(payment_id: str, seconds: float, from_ms: int, until_ms: int) -> Dict[str, Any]:
+    value = json.dumps({"seconds": round(seconds, 3), "from": from_ms, "until": until_ms}, separators=(",", ":"))
+    return {"key": "served_%s" % payment_id, "type": "string", "value": value}
+
+
+def telemetry_entries(reading: Dict[str, Optional[float]], ts_ms: int) -> List[Dict[str, Any]]:
+    out = []
+    for key, field in (("temperature_c100", "temperature_c"), ("humidity_pct100", "humidity_pct"),
+                       ("pressure_hpa100", "pressure_hpa")):
+        v = reading.get(field)
+        if v is not None and math.isfinite(v):
+            out.append({"key": key, "type": "integer", "value": int(round(v * 100))})
+    if out:
+        out.append({"key": "telemetry_ts", "type": "integer", "value": ts_ms})
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingEvent:
+    """An event stored in the outbox's queue, waiting for a Data transaction."""
+
+    seq: int
+    kind: str                       # "joystick", "receipt" or "telemetry"
+    entries: Tuple[Dict[str, Any], ...]
+    press_n: int = 0                # for joystick events: its n
+
+
+def pack_events(events: Sequence[PendingEvent], *, max_entries: int = DATA_MAX_ENTRIES,
+                max_payload: int = 8 * 1024) -> List[PendingEvent]:
+    """The longest prefix of `events` that fits one Data transaction: at most
+    `max_entries` entries (counting the joystick_count entry), one telemetry set,
+    and a payload of at most `max_payload` bytes."""
+    taken: List[PendingEvent] = []
+    entries = 0
+    payload = 0
+    has_press = has_telemetry = False
+    for ev in events:
+        extra = len(ev.entries) + (1 if ev.kind == "joystick" and not has_press else 0)
+        size = data_payload_size(ev.entries) + (len("joystick_count") + 8 if ev.kind == "joystick" and not has_press else 0)
+        if ev.kind == "telemetry" and has_telemetry:
+            break
+        if taken and (entries + extra > max_entries or payload + size > max_payload):
+            break
+        taken.append(ev)
+        entries += extra
+        payload += size
+        has_press = has_press or ev.kind == "joystick"
+        has_telemetry = has_telemetry or ev.kind == "telemetry"
+    return taken
+
+
+def events_to_entries(events: Sequence[PendingEvent]) -> List[Dict[str, Any]]:
+    """The Data entries for a batch of events, with joystick_count when it has presses."""
+    entries: List[Dict[str, Any]] = []
+    top = 0
+    for ev in events:
+        entries.extend(ev.entries)
+        top = max(top, ev.press_n)
+    if top:
+        entries.append({"key": "joystick_count", "type": "integer", "value": top})
+    return entries
+
+
+def backoff_delays(base: float = 1.0, cap: float = 60.0, rng: Optional[random.Random] = None) -> Iterable[float]:
+    """Exponential back-off with full jitter: base, 2 base, 4 base ... capped, each randomised."""
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        ceiling = min(cap, base * (2 ** attempt))
+        yield ceiling / 2 + rng.uniform(0, ceiling / 2)
+        attempt = min(attempt + 1, 30)
+
+
+class RateLimiter:
+    """A token bucket: `rate` tokens per `per` seconds, holding at most `burst`. Clock passed in."""
+
+    def __init__(self, rate: float, per: float, burst: float, now: float):
+        self.rate = rate / per if rate else 0.0
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def _refill(self, now: float) -> None:
+        if self.rate:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before one more token is there (0 = now). Unlimited when rate is 0."""
+        if not self.rate:
+            return 0.0
+        self._refill(now)
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self, now: float) -> None:
+        if self.rate:
+            self._refill(now)
+            self.tokens -= 1
+
+
+# =============================================================================
+# 7. Edges: clock, store, node client, sd_notify (hardware further below)
+# =============================================================================
+
+class Clock:
+    """Wall time (Unix seconds) and monotonic time; tests pass their own."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+# --- 7a. Store: the SQLite state file ------------------------------------
+
+STATE_SCHEMA = 1
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS payments (
+    id TEXT PRIMARY KEY, sender TEXT, amount INTEGER NOT NULL, height INTEGER,
+    seconds REAL NOT NULL, start_ms INTEGER NOT NULL, until_ms INTEGER NOT NULL, credited_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, height INTEGER);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, entries TEXT NOT NULL,
+    press_n INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL, tx_id TEXT);
+CREATE INDEX IF NOT EXISTS events_tx ON events (tx_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY, tx TEXT NOT NULL, status TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL, height INTEGER, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    updated_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status);
+"""
+
+OUTBOX_OPEN = ("queued", "broadcast")
+
+
+@dataclasses.dataclass(frozen=True)
+class Credit:
+    """A payment credited by Store.credit_payments, with what it bought."""
+
+    id: str
+    sender: str
+    amount: int
+    height: Optional[int]
+    grant: Grant
+
+
+class Store:
+    """The state file: payments credited, light end time, pending events, outbox.
+
+    Every change that must survive a power cut is one SQLite transaction
+    (WAL journal, synchronous=FULL): crediting a payment, moving the light's
+    end time and queuing its receipt happen together or not at all.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.log = logging.getLogger("iotlight.store")
+        existed = os.path.exists(path) and os.path.getsize(path) > 0
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            if existed:
+                row = self.db.execute("PRAGMA quick_check").fetchone()
+                if not row or row[0] != "ok":
+                    raise sqlite3.DatabaseError(row[0] if row else "integrity check failed")
+            self.db.executescript(_SCHEMA_SQL)
+        except sqlite3.DatabaseError as e:
+            with contextlib.suppress(Exception):
+                self.db.close()
+            raise _damaged_state(path, str(e)) from None
+        except sqlite3.Error as e:
+            raise StateError("%s: cannot open the state file: %s" % (path, e)) from None
+        schema = self.get_meta("schema")
+        if schema is None:
+            self.set_meta("schema", str(STATE_SCHEMA))
+        elif schema != str(STATE_SCHEMA):
+            raise StateError("%s: state file schema %s is not the supported %d" % (path, schema, STATE_SCHEMA))
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise StateError("%s: cannot write the state file: %s" % (self.path, e)) from None
+        try:
+            yield self.db
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise StateError("%s: cannot write the state file: %s" % (self.path, e)) from None
+
+    # -- meta
+    def get_meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def bind_device(self, address: str, asset_id: str) -> None:
+        """Tie the state file to one address; refuse another device's state."""
+        known = self.get_meta("address")
+        if known is None:
+            self.set_meta("address", address)
+        elif known != address:
+            raise StateError("%s: this state file belongs to address %s, not %s; point device.state_file "
+                             "at another file" % (self.path, known, address))
+        if self.get_meta("asset_id") not in (None, asset_id):
+            self.log.warning("payment.asset_id changed from %s to %s; payments already credited stay credited",
+                             self.get_meta("asset_id"), asset_id)
+        self.set_meta("asset_id", asset_id)
+
+    # -- light
+    def light(self) -> Tuple[float, float]:
+        """(start, until) of the current or last lit span, Unix seconds."""
+        return float(self.get_meta("light_start", "0")), float(self.get_meta("light_until", "0"))
+
+    # -- payments
+    def seen_ids(self, ids: Sequence[str]) -> set:
+        out = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = "SELECT id FROM seen WHERE id IN (%s)" % ",".join("?" * len(chunk))
+            out.update(r[0] for r in self.db.execute(q, chunk))
+        return out
+
+    def mark_seen(self, items: Sequence[Tuple[str, Optional[int]]]) -> None:
+        if not items:
+            return
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO seen (id, height) VALUES (?, ?)", items)
+
+    def credited_ids(self, ids: Sequence[str]) -> set:
+        out = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = "SELECT id FROM payments WHERE id IN (%s)" % ",".join("?" * len(chunk))
+            out.update(r[0] for r in self.db.execute(q, chunk))
+        return out
+
+    def credit_payments(self, payments: Sequence[Tuple[str, str, int, Optional[int], float]], *, now: float,
+                        max_seconds: float, light: Optional[Tuple[float, float]] = None) -> List[Credit]:
+        """Credit (id, sender, amount, height, seconds) payments not credited before, in one
+        transaction with the light's new end time and a receipt event each. `light` is the
+        current (start, until) span as the running lamp sees it; the stored one otherwise."""
+        credits: List[Credit] = []
+        with self.transaction() as db:
+            if light is None:
+                start_row = db.execute("SELECT value FROM meta WHERE key='light_start'").fetchone()
+                until_row = db.execute("SELECT value FROM meta WHERE key='light_until'").fetchone()
+                light = (float(start_row[0]) if start_row else 0.0, float(until_row[0]) if until_row else 0.0)
+            span_start, until = light
+            for txid, sender, amount, height, seconds in payments:
+                if db.execute("SELECT 1 FROM payments WHERE id = ?", (txid,)).fetchone():
+                    continue
+                grant = extend_light(until, now, seconds, max_seconds)
+                if until <= now:
+                    span_start = now
+                until = grant.until
+                start_ms, until_ms = int(grant.start * 1000), int(grant.until * 1000)
+                db.execute("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (txid, sender, amount, height, grant.seconds, start_ms, until_ms, int(now * 1000)))
+                db.execute("INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
+                           (json.dumps([receipt_entry(txid, grant.seconds, start_ms, until_ms)]), int(now * 1000)))
+                credits.append(Credit(txid, sender, amount, height, grant))
+            if credits:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('light_start', ?)", (repr(span_start),))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('light_until', ?)", (repr(until),))
+        return credits
+
+    def recent_payments(self, limit: int = 10) -> List[Dict[str, Any]]:
+        rows = self.db.execute("SELECT id, sender, amount, height, seconds, credited_ms FROM payments "
+                               "ORDER BY credited_ms DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": r[0], "sender": r[1], "amount": r[2], "height": r[3], "seconds": r[4],
+                 "ts": r[5] / 1000} for r in rows]
+
+    def payment_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
+
+    # -- events waiting for a Data transaction
+    def add_press(self, direction: str, action: str, ts_ms: int, now_ms: int) -> int:
+        """Store a joystick press with the next press number; returns that number."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='press_n'").fetchone()
+            n = int(row[0]) + 1 if row else 1
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', ?)", (str(n),))
+            db.execute("INSERT INTO events (kind, entries, press_n, created_ms) VALUES ('joystick', ?, ?, ?)",
+                       (json.dumps([joystick_entry(n, direction, action, ts_ms)]), n, now_ms))
+        return n
+
+    def add_event(self, kind: str, entries: List[Dict[str, Any]], now_ms: int) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO events (kind, entries, created_ms) VALUES (?, ?, ?)",
+                       (kind, json.dumps(entries), now_ms))
+
+    def pending_events(self, limit: int = 200) -> List[PendingEvent]:
+        rows = self.db.execute("SELECT seq, kind, entries, press_n FROM events WHERE tx_id IS NULL "
+                               "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [PendingEvent(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
+
+    def pending_event_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM events WHERE tx_id IS NULL").fetchone()[0]
+
+    def events_of(self, txid: str) -> List[PendingEvent]:
+        rows = self.db.execute("SELECT seq, kind, entries, press_n FROM events WHERE tx_id = ? ORDER BY seq",
+                               (txid,)).fetchall()
+        return [PendingEvent(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
+
+    # -- outbox
+    def queue_tx(self, tx: Dict[str, Any], events: Sequence[PendingEvent], now_ms: int,
+                 replaces: Optional[str] = None) -> None:
+        """Store a signed transaction and tie its events to it; with `replaces`, the
+        old transaction is marked replaced in the same SQLite transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
+                       "VALUES (?, ?, 'queued', ?, ?, ?)", (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms))
+            db.executemany("UPDATE events SET tx_id = ? WHERE seq = ?", [(tx["id"], e.seq) for e in events])
+            if replaces:
+                db.execute("UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
+                           ("re-signed as %s" % tx["id"], now_ms, replaces))
+
+    def set_tx_status(self, txid: str, status: str, now_ms: int, *, height: Optional[int] = None,
+                      error: Optional[str] = None, attempt: bool = False) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE outbox SET status = ?, height = COALESCE(?, height), error = ?, updated_ms = ?, "
+                       "attempts = attempts + ? WHERE id = ?", (status, height, error, now_ms, int(attempt), txid))
+
+    def release_events(self, txid: str, now_ms: int, error: str) -> None:
+        """A transaction failed for good: mark it failed, its events stay with it (not resent)."""
+        self.set_tx_status(txid, "failed", now_ms, error=error)
+
+    def open_txs(self) -> List[Dict[str, Any]]:
+        rows = self.db.execute("SELECT id, tx, status, created_ms, timestamp_ms, attempts FROM outbox "
+                               "WHERE status IN ('queued', 'broadcast') ORDER BY created_ms, rowid").fetchall()
+        return [{"id": r[0], "tx": json.loads(r[1]), "status": r[2], "created_ms": r[3], "timestamp_ms": r[4],
+                 "attempts": r[5]} for r in rows]
+
+    def recent_txs(self, limit: int = 10) -> List[Dict[str, Any]]:
+        rows = self.db.execute("SELECT id, status, height, error, updated_ms FROM outbox "
+                               "WHERE status != 'replaced' ORDER BY created_ms DESC, rowid DESC LIMIT ?",
+                               (limit,)).fetchall()
+        return [{"id": r[0], "status": r[1], "height": r[2], "error": r[3], "ts": r[4] / 1000} for r in rows]
+
+    def outbox_counts(self) -> Dict[str, int]:
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+
+
+def _damaged_state(path: str, reason: str) -> StateError:
+    """Keep a damaged state file aside and say how to recover (never start over silently)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = "%s.damaged-%s" % (path, stamp)
+    try:
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        where = "it was moved to %s" % aside
+    except OSError as e:
+        where = "it could not be moved aside (%s)" % e.strerror
+    err = StateError("%s: the state file is damaged (%s); %s. To start with a fresh state, run the daemon again: "
+                     "payments made before then are not credited again, pending presses in the damaged file "
+                     "are lost unless you restore it" % (path, reason, where))
+    err.exit_status = 3
+    return err
+
+
+# --- 7b. Node client -------------------------------------------------------
+
+class NodeClient:
+    """The node REST API over one httpx client: failover across `urls` in order,
+    per-request timeout, back-off with jitter for a failing node, Retry-After
+    honoured, one log line when a node goes down and one when it comes back."""
+
+    def __init__(self, urls: Sequence[str], *, timeout: float, clock: Optional[Clock] = None,
+                 transport: Any = None, rng: Optional[random.Random] = None,
+                 on_status: Optional[Callable[[str, bool, Optional[str]], None]] = None):
+        import httpx
+        self.urls = list(urls)
+        self.clock = clock or Clock()
+        self.rng = rng or random.Random()
+        self.log = logging.getLogger("iotlight.node")
+        self.on_status = on_status
+        self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
+                                        headers={"Accept": "application/json",
+                                                 "User-Agent": "iotlight/%s" % __version__})
+        self.down_until: Dict[str, float] = {}
+        self.failures: Dict[str, int] = {}
+        self.errors: Dict[str, str] = {}
+        self.current = self.urls[0]
+        self.ok: Optional[bool] = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _order(self) -> List[str]:
+        now = self.clock.monotonic()
+        up = [u for u in self.urls if self.down_until.get(u, 0) <= now]
+        if up:
+            return up
+        return sorted(self.urls, key=lambda u: self.down_until.get(u, 0))[:1]
+
+    def retry_in(self) -> float:
+        """Seconds until some node may be asked again (0 when one is up)."""
+        now = self.clock.monotonic()
+        return max(0.0, min(self.down_until.get(u, 0) for u in self.urls) - now)
+
+    def _mark_down(self, url: str, error: str, retry_after: Optional[float] = None) -> None:
+        n = self.failures.get(url, 0)
+        self.failures[url] = n + 1
+        delay = min(60.0, 2 ** min(n, 6)) * (0.5 + self.rng.random() / 2)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self.down_until[url] = self.clock.monotonic() + delay
+        if n == 0:
+            self.log.warning("node %s is failing: %s", url, error)
+        self.errors[url] = error
+        if url == self.current and self.ok is not False and all(
+                self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls):
+            self.ok = False
+            if self.on_status:
+                self.on_status(url, False, error)
+
+    def _mark_up(self, url: str) -> None:
+        if self.failures.get(url):
+            self.log.info("node %s answers again", url)
+        self.failures[url] = 0
+        self.down_until.pop(url, None)
+        changed = self.current != url or self.ok is not True
+        self.current = url
+        self.ok = True
+        if changed and self.on_status:
+            self.on_status(url, True, None)
+
+    async def request(self, method: str, path: str, *, params: Any = None, body: Any = None) -> Any:
+        """JSON of the first node that answers; NodeRejected for an API error body,
+        NodeError when no node gave a usable answer."""
+        import httpx
+        last_error = "no node configured"
+        for url in self._order():
+            try:
+                resp = await self.client.request(method, url + path, params=params,
+                                                 content=None if body is None else json.dumps(body),
+                                                 headers=None if body is None else {"Content-Type": "application/json"})
+            except httpx.TimeoutException:
+                last_error = "timed out"
+                self._mark_down(url, last_error)
+                continue
+            except httpx.HTTPError as e:
+                last_error = "%s: %s" % (type(e).__name__, e) if str(e) else type(e).__name__
+                self._mark_down(url, last_error)
+                continue
+            status = resp.status_code
+            if status == 429 or status >= 500:
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                last_error = "HTTP %d%s" % (status, " (retry after %gs)" % retry_after if retry_after else "")
+                self._mark_down(url, last_error, retry_after)
+                continue
+            try:
+                data = resp.json()
+            except ValueError:
+                last_error = "HTTP %d with a body that is not JSON" % status
+                self._mark_down(url, last_error)
+                continue
+            self._mark_up(url)
+            if status >= 400:
+                if isinstance(data, dict):
+                    message = data.get("message") or data.get("details") or json.dumps(data)[:200]
+                    code = data.get("error") if _is_int(data.get("error")) else None
+                else:
+                    message, code = json.dumps(data)[:200], None
+                raise NodeRejected(str(message), status=status, code=code)
+            return data
+        raise NodeError("no node answered %s %s: %s" % (method, path, last_error))
+
+    async def get(self, path: str, params: Any = None) -> Any:
+        return await self.request("GET", path, params=params)
+
+    # -- endpoints
+    async def height(self) -> int:
+        data = await self.get("/blocks/height")
+        h = data.get("height") if isinstance(data, dict) else None
+        if not _is_int(h):
+            raise NodeError("node answered /blocks/height without an integer height")
+        return h
+
+    async def address_transactions(self, address: str, limit: int, after: Optional[str] = None) -> List[Any]:
+        data = await self.get("/transactions/address/%s/limit/%d" % (address, limit),
+                              {"after": after} if after else None)
+        if not isinstance(data, list) or (data and not isinstance(data[0], list)):
+            raise NodeError("node answered /transactions/address with something that is not [[...]]")
+        return data[0] if data else []
+
+    async def asset_balance(self, address: str, asset_id: str) -> int:
+        data = await self.get("/assets/balance/%s/%s" % (address, asset_id))
+        bal = data.get("balance") if isinstance(data, dict) else None
+        if not _is_int(bal):
+            raise NodeError("node answered /assets/balance without an integer balance")
+        return bal
+
+    async def balance(self, address: str) -> int:
+        data = await self.get("/addresses/balance/%s" % address)
+        bal = data.get("balance") if isinstance(data, dict) else None
+        if not _is_int(bal):
+            raise NodeError("node answered /addresses/balance without an integer balance")
+        return bal
+
+    async def asset_decimals(self, asset_id: str) -> int:
+        data = await self.get("/assets/details/%s" % asset_id)
+        dec = data.get("decimals") if isinstance(data, dict) else None
+        if not _is_int(dec) or not 0 <= dec <= 8:
+            raise NodeError("node answered /assets/details without decimals from 0 to 8")
+        return dec
+
+    async def aliases(self, address: str) -> List[str]:
+        data = await self.get("/alias/by-address/%s" % address)
+        if not isinstance(data, list):
+            raise NodeError("node answered /alias/by-address with something that is not a list")
+        return [a for a in data if isinstance(a, str) and a.startswith("alias:")]
+
+    async def alias_address(self, name: str) -> str:
+        data = await self.get("/alias/by-alias/%s" % name)
+        addr = data.get("address") if isinstance(data, dict) else None
+        if not isinstance(addr, str):
+            raise NodeError("node answered /alias/by-alias without an address")
+        return addr.replace("address:", "", 1)
+
+    async def statuses(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """Status of transactions by id: {"status": confirmed|unconfirmed|not_found, "height": ...}.
+        Uses /transactions/status; on nodes without it (the 0bs fork), info + unconfirmed/info."""
+        out: Dict[str, Dict[str, Any]] = {}
+        if not ids:
+            return out
+        try:
+            data = await self.get("/transactions/status", [("id", i) for i in ids])
+            if not isinstance(data, list):
+                raise NodeError("node answered /transactions/status with something that is not a list")
+            for item in data:
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    out[item["id"]] = item
+            return out
+        except NodeRejected as e:
+            if e.status not in (404, 405):
+                raise
+        for i in ids:
+            try:
+                info = await self.get("/transactions/info/%s" % i)
+                out[i] = {"id": i, "status": "confirmed", "height": info.get("height")}
+                continue
+            except NodeRejected as e:
+                if e.status != 404:
+                    raise
+            try:
+                await self.get("/transactions/unconfirmed/info/%s" % i)
+                out[i] = {"id": i, "status": "unconfirmed"}
+            except NodeRejected as e:
+                if e.status != 404:
+                    raise
+                out[i] = {"id": i, "status": "not_found"}
+        return out
+
+    async def broadcast(self, tx: Dict[str, Any]) -> Dict[str, Any]:
+        return await self.request("POST", "/transactions/broadcast", body=tx)
+
+    async def node_time_ms(self) -> int:
+        data = await self.get("/utils/time")
+        t = data.get("NTP") if isinstance(data, dict) else None
+        if not _is_int(t):
+            t = data.get("system") if isinstance(data, dict) else None
+        if not _is_int(t):
+            raise NodeError("node answered /utils/time without a time")
+        return t
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        return max(0.0, min(3600.0, float(value)))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        try:
+            return max(0.0, min(3600.0, parsedate_to_datetime(value).timestamp() - time.time()))
+        except (TypeError, ValueError):
+            return None
+
+
+# --- 7c. systemd notification ---------------------------------------------
+
+def sd_notify(message: str, environ: Optional[Dict[str, str]] = None) -> bool:
+    """Send a notification (READY=1, WATCHDOG=1, STOPPING=1) to systemd; a no-op outside it."""
+    addr = (environ if environ is not None else os.environ).get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+        return True
+    except OSError:
+        return False
+
+
+# =============================================================================
+# 7d. Edges: hardware (LED matrix, joystick, environment sensors)
+# =============================================================================
+#
+# Backends by mechanism, one API (class Hardware):
+#   SenseHatHardware   the real Sense HAT through the sense_hat library
+#   SenseEmuHardware   the Sense HAT emulator through sense_emu (same API)
+#   TerminalHardware   an ANSI truecolour 8x8 preview on stdout, arrow keys
+#   NullHardware       nothing to show, nothing to read
+# Every Hardware method blocks; HardwareRunner is the asyncio face the daemon
+# uses: one worker thread for the matrix and sensors, one thread for the stick.
+# render_matrix() is the pure picture of the lamp state.
+
+hardware_log = logging.getLogger("iotlight.hardware")
+
+JOYSTICK_DIRECTIONS = ("up", "down", "left", "right", "middle")
+JOYSTICK_ACTIONS = ("pressed", "released", "held")
+SENSE_HAT_FB_NAME = "RPi-Sense FB"
+INSTALL_SENSE_HAT = "install sense-hat: sudo apt install sense-hat"
+INSTALL_SENSE_EMU = "install the emulator: sudo apt install python3-sense-emu sense-emu-tools"
+
+BLACK = (0, 0, 0)
+# Dim enough to be a hint in the dark, bright enough to survive the HAT's
+# gamma table (5-bit values below 6 are off on the real LEDs).
+STATUS_COLORS = {
+    "ok": (0, 64, 0),            # dim green: all well, waiting for a payment
+    "node_down": (64, 0, 0),     # dim red: the node cannot be reached
+    "no_funds": (96, 48, 0),     # dim amber: the device cannot pay its fees
+    "starting": (0, 0, 64),      # dim blue: starting up
+}
+
+JoystickEvent = collections.namedtuple("JoystickEvent", "direction action ts_ms")
+JoystickEvent.__doc__ = """One joystick event: direction (up/down/left/right/middle), action
+(pressed/released/held), ts_ms (Unix ms, from the event's own timestamp)."""
+
+
+def render_matrix(*, on: bool, fraction: float, color: Tuple[int, int, int],
+                  countdown: bool, status: str) -> List[Tuple[int, int, int]]:
+    """Return the 64 (r, g, b) pixels of the lamp, row-major from the top-left.
+
+    Lit (``on``): the whole matrix in ``color``. With ``countdown`` the bottom
+    row is a bar of the time left: ``fraction`` (remaining / total of the current
+    lit span, clamped to 0..1) lights the first ceil(8 * fraction) pixels of the
+    bottom row from the left in ``color``; the rest of that row shows ``color``
+    at 1/8 brightness (each channel (c + 4) // 8).
+
+    Dark: all black except one dim status pixel at the bottom-right (index 63):
+    "ok" dim green, "node_down" dim red, "no_funds" dim amber, "starting" dim
+    blue (STATUS_COLORS). An unknown status or a bad colour is a ValueError.
+    """
+    if status not in STATUS_COLORS:
+        raise ValueError("unknown lamp status %r: expected one of %s"
+                         % (status, ", ".join(STATUS_COLORS)))
+    color = _check_color(color)
+    if not on:
+        pixels = [BLACK] * 64
+        pixels[63] = STATUS_COLORS[status]
+        return pixels
+    pixels = [color] * 64
+    if countdown:
+        if not fraction > 0:  # also NaN
+            lit = 0
+        else:
+            lit = max(0, min(8, math.ceil(8 * min(float(fraction), 1.0) - 1e-9)))
+        dim = tuple((c + 4) // 8 for c in color)
+        for x in range(8):
+            pixels[56 + x] = color if x < lit else dim
+    return pixels
+
+
+def _check_color(color) -> Tuple[int, int, int]:
+    try:
+        rgb = tuple(int(c) for c in color)
+    except (TypeError, ValueError):
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+        raise ValueError("bad colour %r: expected [r, g, b] with each 0-255" % (color,))
+    return rgb  # type: ignore[return-value]
+
+
+def _check_pixels(pixels) -> List[Tuple[int, int, int]]:
+    frame = [_check_color(p) for p in pixels]
+    if len(frame) != 64:
+        raise ValueError("a frame has 64 pixels, got %d" % len(frame))
+    return frame
+
+
+def _empty_environment() -> Dict[str, Optional[float]]:
+    return {"temperature_c": None, "humidity_pct": None, "pressure_hpa": None}
+
+
+class Hardware:
+    """Blocking hardware API: matrix, sensors, joystick. Used from one thread
+    (HardwareRunner's worker) plus read_joystick() from the stick thread."""
+
+    name = "none"
+    has_joystick = False
+
+    def set_pixels(self, pixels: Sequence[Tuple[int, int, int]]) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        self.set_pixels([BLACK] * 64)
+
+    def read_environment(self) -> Dict[str, Optional[float]]:
+        """temperature_c (from the humidity sensor), humidity_pct, pressure_hpa;
+        None for a sensor that failed or is absent."""
+        return _empty_environment()
+
+    def read_joystick(self, timeout: float) -> List[JoystickEvent]:
+        """Wait up to ``timeout`` seconds for joystick events and return those
+        that are ready (maybe none). Without a joystick this just waits."""
+        time.sleep(timeout)
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class NullHardware(Hardware):
+    """No matrix, no sensors, no joystick; keeps the last frame it was given."""
+
+    name = "none"
+
+    def __init__(self):
+        self.frame = [BLACK] * 64
+        self._closed = threading.Event()
+
+    def set_pixels(self, pixels):
+        self.frame = _check_pixels(pixels)
+
+    def read_joystick(self, timeout):
+        self._closed.wait(timeout)
+        return []
+
+    def close(self):
+        self._closed.set()
+
+
+# -- Sense HAT and its emulator: the same library API --------------------------
+
+class SenseHatHardware(Hardware):
+    """The real Sense HAT through the sense_hat library (or sense_emu's twin)."""
+
+    name = "sense-hat"
+    has_joystick = True
+
+    def __init__(self, hat=None):
+        if hat is None:
+            from sense_hat import SenseHat  # only on a Pi with sense-hat installed
+            hat = SenseHat()
+        self._hat = hat
+
+    def set_pixels(self, pixels):
+        self._hat.set_pixels(_check_pixels(pixels))
+
+    def clear(self):
+        self._hat.clear()
+
+    def read_environment(self):
+        env = _empty_environment()
+        hat = self._hat
+        # The libraries report 0 for an invalid reading; their RTIMU readers
+        # (same shape in sense_hat and sense_emu) carry the validity flags.
+        try:
+            hat.get_humidity()  # initialises the sensor, OSError when absent
+            h_valid, humidity, t_valid, temperature = hat._humidity.humidityRead()
+            if h_valid:
+                env["humidity_pct"] = float(humidity)
+            if t_valid:
+                env["temperature_c"] = float(temperature)
+        except Exception as exc:  # sensor absent or I2C failure: leave None
+            hardware_log.debug("humidity sensor: %s", exc)
+        try:
+            hat.get_pressure()
+            p_valid, pressure, _, _ = hat._pressure.pressureRead()
+            if p_valid and pressure > 0:
+                env["pressure_hpa"] = float(pressure)
+        except Exception as exc:
+            hardware_log.debug("pressure sensor: %s", exc)
+        return env
+
+    def read_joystick(self, timeout):
+        stick = self._hat.stick
+        if not stick._wait(timeout):  # select() on the evdev file / socket
+            return []
+        return [JoystickEvent(e.direction, e.action, int(round(e.timestamp * 1000)))
+                for e in stick.get_events()]
+
+    def close(self):
+        try:
+            self._hat.stick.close()
+        except Exception as exc:
+            hardware_log.debug("closing the joystick: %s", exc)
+
+
+class SenseEmuHardware(SenseHatHardware):
+    """The Sense HAT emulator (sense_emu): files and a socket in /dev/shm."""
+
+    name = "sense-emu"
+
+    def __init__(self, hat=None):
+        if hat is None:
+            from sense_emu import SenseHat  # spawns sense_emu_gui if none runs
+            hat = SenseHat()
+        super().__init__(hat)
+
+
+def _sense_hat_framebuffer_present(pattern: str = "/sys/class/graphics/fb*/name") -> bool:
+    for path in glob.glob(pattern):
+        try:
+            with open(path) as f:
+                if f.read().strip() == SENSE_HAT_FB_NAME:
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _module_installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _emulator_running() -> bool:
+    """True when a live process holds sense_emu's EmulatorLock('sense_emu')."""
+    try:
+        from sense_emu.lock import lock_filename, pid_exists
+        with open(lock_filename(), "rb") as f:
+            pid = int(f.readline().decode("ascii").strip())
+        return pid_exists(pid)
+    except Exception:  # no lock file, garbage in it, or sense_emu unusable
+        return False
+
+
+def probe_sense_hat() -> Optional[str]:
+    """None when the real Sense HAT can be used, else why not (with the fix)."""
+    if not _module_installed("sense_hat"):
+        return "the python module sense_hat is not installed (%s)" % INSTALL_SENSE_HAT
+    if not _sense_hat_framebuffer_present():
+        return ('no "%s" framebuffer in /sys/class/graphics (is the HAT seated? '
+                'check dtoverlay=rpi-sense in /boot/config.txt, then reboot)' % SENSE_HAT_FB_NAME)
+    return None
+
+
+def probe_sense_emu(environ) -> Optional[str]:
+    """None when the emulator can be used without spawning a GUI nobody sees."""
+    if not _module_installed("sense_emu"):
+        return "the python module sense_emu is not installed (%s)" % INSTALL_SENSE_EMU
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    if _emulator_running():
+        return None
+    return ("no desktop session (DISPLAY and WAYLAND_DISPLAY unset) and no emulator "
+            "running (start sense_emu_gui on a desktop)")
+
+
+# -- Terminal preview -------------------------------------------------------------
+
+_KEYS = {
+    b"\x1b[A": "up", b"\x1b[B": "down", b"\x1b[C": "right", b"\x1b[D": "left",
+    b"\x1bOA": "up", b"\x1bOB": "down", b"\x1bOC": "right", b"\x1bOD": "left",
+    b"\r": "middle", b"\n": "middle",
+}
+
+
+def parse_keys(buf: bytes) -> Tuple[List[str], bytes]:
+    """Split terminal input into joystick directions (arrow keys, Enter);
+    return them and the unfinished tail of an escape sequence. Pure."""
+    directions = []
+    i = 0
+    while i < len(buf):
+        for seq, direction in _KEYS.items():
+            if buf.startswith(seq, i):
+                directions.append(direction)
+                i += len(seq)
+                break
+        else:
+            rest = buf[i:]
+            if any(len(rest) < len(seq) and seq.startswith(rest) for seq in _KEYS):
+                return directions, rest  # wait for the rest of the sequence
+            i += 1  # any other key: ignored
+    return directions, b""
+
+
+class TerminalHardware(Hardware):
+    """An ANSI truecolour 8x8 preview redrawn in place on ``stdout``; arrow keys
+    and Enter on ``stdin`` (a terminal, put in cbreak mode until close())."""
+
+    name = "terminal"
+
+    def __init__(self, stdout=None, stdin=None, *, clock=time.time):
+        self._out = stdout if stdout is not None else sys.stdout
+        self._in = stdin if stdin is not None else sys.stdin
+        self._clock = clock
+        self._drawn = False
+        self._pending = b""
+        self._saved_tty = None
+        self._fd = None
+        try:
+            is_tty = self._in is not None and self._in.isatty()
+        except (ValueError, OSError):
+            is_tty = False
+        if is_tty:
+            import termios
+            import tty
+            self._fd = self._in.fileno()
+            self._saved_tty = termios.tcgetattr(self._fd)
+            tty.setcbreak(self._fd)  # keys arrive at once, no echo; Ctrl-C still works
+            self.has_joystick = True
+
+    def set_pixels(self, pixels):
+        frame = _check_pixels(pixels)
+        lines = []
+        for y in range(8):
+            cells = "".join("\x1b[48;2;%d;%d;%dm  " % frame[y * 8 + x] for x in range(8))
+            lines.append("\r" + cells + "\x1b[0m\x1b[K\n")
+        text = ("\x1b[8A" if self._drawn else "") + "".join(lines)
+        self._out.write(text)
+        self._out.flush()
+        self._drawn = True
+
+    def read_joystick(self, timeout):
+        if self._fd is None:
+            time.sleep(timeout)
+            return []
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        if not ready:
+            return []
+        data = os.read(self._fd, 64)
+        ts_ms = int(round(self._clock() * 1000))
+        directions, self._pending = parse_keys(self._pending + data)
+        events = []
+        for direction in directions:  # a key has no release: press and release
+            events.append(JoystickEvent(direction, "pressed", ts_ms))
+            events.append(JoystickEvent(direction, "released", ts_ms))
+        return events
+
+    def close(self):
+        if self._saved_tty is not None:
+            import termios
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
+            self._saved_tty = None
+        try:
+            self._out.write("\x1b[0m")
+            self._out.flush()
+        except (OSError, ValueError):
+            pass
+
+
+# -- Choosing a backend -------------------------------------------------------------
+
+def _open_backend(name: str):
+    if name == "sense-hat":
+        return SenseHatHardware()
+    if name == "sense-emu":
+        return SenseEmuHardware()
+    if name == "terminal":
+        return TerminalHardware()
+    return NullHardware()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+def open_hardware(choice: str, *, environ=os.environ, stdout_isatty: bool) -> Hardware:
+    """Open the backend ``choice`` (hardware.backend). ``auto`` takes the real
+    Sense HAT if present, else the emulator if installed and a desktop (or a
+    running emulator) is there, else the terminal if stdout is one, else none;
+    it logs the choice and why the others were passed. An explicit backend
+    that cannot open raises IotlightError."""
+    if choice not in HARDWARE_BACKENDS:
+        raise ConfigError('hardware.backend = "%s": expected one of %s'
+                          % (choice, ", ".join('"%s"' % b for b in HARDWARE_BACKENDS)))
+    if choice != "auto":
+        why = None
+        if choice == "sense-hat" and not _module_installed("sense_hat"):
+            why = "the python module sense_hat is not installed: " + INSTALL_SENSE_HAT
+        elif choice == "sense-emu":
+            why = probe_sense_emu(environ)
+            if why:
+                why += ', or set hardware.backend = "terminal"'
+        if why:
+            raise IotlightError('hardware.backend = "%s": %s' % (choice, why))
+        try:
+            hardware = _open_backend(choice)
+        except Exception as exc:
+            raise IotlightError('hardware.backend = "%s": cannot open it: %s'
+                                % (choice, _one_line(exc))) from None
+        hardware_log.info("hardware: %s", hardware.name)
+        return hardware
+
+    passed = []
+    for name, probe in (("sense-hat", probe_sense_hat),
+                        ("sense-emu", lambda: probe_sense_emu(environ))):
+        why = probe()
+        if why is None:
+            try:
+                hardware = _open_backend(name)
+            except Exception as exc:
+                why = "failed to open: %s" % _one_line(exc)
+            else:
+                if passed:
+                    hardware_log.warning("hardware: using %s; %s", name, "; ".join(passed))
+                else:
+                    hardware_log.info("hardware: using %s", name)
+                return hardware
+        passed.append("not %s: %s" % (name, why))
+    if stdout_isatty:
+        hardware = TerminalHardware()
+    else:
+        passed.append("not terminal: standard output is not a terminal")
+        hardware = NullHardware()
+    hardware_log.warning("hardware: using %s; %s", hardware.name, "; ".join(passed))
+    return hardware
+
+
+# -- The asyncio face ----------------------------------------------------------------
+
+class HardwareRunner:
+    """Runs a Hardware for the event loop: every blocking call on ONE worker
+    thread, the joystick on its own thread waiting in select() with a timeout.
+
+    show() and read_environment() never raise for hardware faults: each kind
+    of fault is logged once (again only after a recovery)."""
+
+    JOYSTICK_POLL = 0.25  # seconds a joystick wait may last: bounds close()
+
+    def __init__(self, hardware: Hardware):
+        self.hardware = hardware
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="iotlight-hardware")
+        self._last_frame: Optional[List[Tuple[int, int, int]]] = None
+        self._faults: set = set()
+        self._stop = threading.Event()
+        self._stick_thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    async def _call(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _fault(self, what: str, exc: BaseException) -> None:
+        kind = (what, type(exc).__name__)
+        if kind in self._faults:
+            hardware_log.debug("%s failed again: %s", what, exc)
+            return
+        self._faults.add(kind)
+        hardware_log.warning("%s: %s failed: %s (logged once)", self.hardware.name, what,
+                             _one_line(exc), exc_info=hardware_log.isEnabledFor(logging.DEBUG))
+
+    def _ok(self, what: str) -> None:
+        if any(kind[0] == what for kind in self._faults):
+            self._faults = {k for k in self._faults if k[0] != what}
+            hardware_log.info("%s: %s works again", self.hardware.name, what)
+
+    async def show(self, pixels: Sequence[Tuple[int, int, int]]) -> bool:
+        """Show a frame; skip it if it equals the last one shown. True if drawn."""
+        frame = _check_pixels(pixels)
+        if self._closed or frame == self._last_frame:
+            return False
+        try:
+            await self._call(self.hardware.set_pixels, frame)
+        except Exception as exc:
+            self._last_frame = None
+            self._fault("show", exc)
+            return False
+        self._last_frame = frame
+        self._ok("show")
+        return True
+
+    async def read_environment(self) -> Dict[str, Optional[float]]:
+        if self._closed:
+            return _empty_environment()
+        try:
+            env = await self._call(self.hardware.read_environment)
+        except Exception as exc:
+            self._fault("read_environment", exc)
+            return _empty_environment()
+        self._ok("read_environment")
+        return env
+
+    def start_joystick(self, callback: Callable[[JoystickEvent], Any]) -> bool:
+        """Call ``callback(event)`` on the running loop for every joystick
+        event. Call from the loop. False when the hardware has no joystick."""
+        if not self.hardware.has_joystick or self._stick_thread is not None or self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+
+        def deliver(event):
+            try:
+                callback(event)
+            except Exception:
+                hardware_log.exception("joystick callback failed for %s", event)
+
+        def run():
+            while not self._stop.is_set():
+                try:
+                    events = self.hardware.read_joystick(self.JOYSTICK_POLL)
+                except Exception as exc:
+                    self._fault("joystick", exc)
+                    self._stop.wait(1.0)
+                    continue
+                for event in events:
+                    try:
+                        loop.call_soon_threadsafe(deliver, event)
+                    except RuntimeError:  # the loop is closed
+                        return
+
+        self._stick_thread = threading.Thread(target=run, name="iotlight-joystick",
+                                              daemon=True)
+        self._stick_thread.start()
+        return True
+
+    async def close(self) -> None:
+        """Stop the joystick thread, blank the matrix, close the hardware.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        loop = asyncio.get_running_loop()
+        if self._stick_thread is not None:
+            await loop.run_in_executor(None, self._stick_thread.join)
+            self._stick_thread = None
+        try:
+            await self._call(self.hardware.clear)
+        except Exception as exc:
+            self._fault("clear", exc)
+        try:
+            await self._call(self.hardware.close)
+        except Exception as exc:
+            self._fault("close", exc)
+        self._executor.shutdown(wait=False)
+
+# =============================================================================
+# 8. Services: watcher, lamp, outbox, telemetry
+# =============================================================================
+
+LIST_FIRST_PAGE = 50          # first page of a transaction-list read
+LIST_PAGE = 1000              # further pages (the node's default cap)
+RESIGN_AFTER_MS = 125 * 60_000  # a tx older than the node's 120-minute window can never land
+STATUS_CHECK_INTERVAL = 3.0
+COIN_BALANCE_INTERVAL = 30.0
+
+
+class Watcher:
+    """Finds payments to the device on the chain and credits them exactly once.
+
+    Each poll asks two cheap questions (height and the token balance); the
+    address's transaction list, which public pools limit hardest, is read only
+    when one of them changed, when payments wait for confirmations, or when the
+    safety sweep is due. A read pages back with `after` until it meets a
+    transaction already handled in a block deep enough to be final; only a read
+    that got there marks what it found as seen, so a read cut short by an error
+    or a rollback leaves no gap. Crediting is keyed by transaction id in the
+    store, so reading a transaction twice never credits it twice.
+    """
+
+    def __init__(self, config: Config, address: str, *, node: NodeClient, store: Store, clock: Clock,
+                 on_credit: Callable[[List[Credit]], None], on_height: Callable[[int], None],
+                 on_balance: Callable[[Optional[int], Optional[int]], None],
+                 light_span: Callable[[], Tuple[float, float]]):
+        self.config = config
+        self.address = address
+        self.node = node
+        self.store = store
+        self.clock = clock
+        self.on_credit = on_credit
+        self.on_height = on_height
+        self.on_balance = on_balance
+        self.light_span = light_span
+        self.log = logging.getLogger("iotlight.watcher")
+        self.mine = {address}
+        self.decimals: Optional[int] = None
+        self.height: Optional[int] = None
+        self.token_balance: Optional[int] = None
+        self.coin_balance: Optional[int] = None
+        self.pending: Dict[str, int] = {}      # payment id -> height, waiting for confirmations
+        self.next_sweep = 0.0
+        self.next_coin_check = 0.0
+        self.dirty = True
+        self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
+                                   clock.monotonic())
+        self.complained: set = set()
+        self.heartbeat = clock.monotonic()
+
+    def _complain_once(self, key: str, msg: str, *args: Any) -> None:
+        if key not in self.complained:
+            self.complained.add(key)
+            self.log.warning(msg, *args)
+
+    async def prepare(self) -> None:
+        """Token decimals (cached in the state file) and the device's aliases."""
+        if self.decimals is None:
+            cached = self.store.get_meta("decimals:%s" % self.config.asset_id)
+            if cached is not None:
+                self.decimals = int(cached)
+            else:
+                self.decimals = await self.node.asset_decimals(self.config.asset_id)
+                self.store.set_meta("decimals:%s" % self.config.asset_id, self.decimals)
+                self.log.info("token %s has %d decimals", self.config.asset_id, self.decimals)
+        aliases = await self.node.aliases(self.address)
+        new = set(aliases) - self.mine
+        if new:
+            self.log.info("device aliases: %s", ", ".join(sorted(new)))
+        self.mine = {self.address} | set(aliases)
+
+    async def poll_once(self) -> None:
+        """One poll: cheap change detection, then a list read when something changed."""
+        mono = self.clock.monotonic()
+        if self.decimals is None or mono >= self.next_sweep:
+            await self.prepare()
+        height = await self.node.height()
+        if height != self.height:
+            self.height = height
+            self.on_height(height)
+            if self.pending:
+                self.dirty = True
+        balance = await self.node.asset_balance(self.address, self.config.asset_id)
+        if balance != self.token_balance:
+            self.dirty = self.dirty or self.token_balance is not None or not self.store.get_meta("horizon")
+            self.dirty = True
+            self.token_balance = balance
+            self.on_balance(balance, self.coin_balance)
+        if mono >= self.next_coin_check:
+            self.next_coin_check = mono + COIN_BALANCE_INTERVAL
+            coin = await self.node.balance(self.address)
+            if coin != self.coin_balance:
+                self.coin_balance = coin
+                self.on_balance(self.token_balance, coin)
+        if mono >= self.next_sweep:
+            self.dirty = True
+        if self.dirty:
+            wait = self.limiter.delay(mono)
+            if wait > 0:
+                self.log.debug("transaction list read deferred %.1fs by the rate limit", wait)
+                return
+            self.limiter.take(mono)
+            await self.read_list(height)
+            self.next_sweep = self.clock.monotonic() + self.config.sweep_interval
+
+    def _final(self, tx_height: Optional[int], height: int) -> bool:
+        return tx_height is not None and height - tx_height >= self.config.confirmations
+
+    async def read_list(self, height: int) -> None:
+        """Page through the address's transactions down to what is already handled."""
+        found: List[Dict[str, Any]] = []
+        ids_this_read: set = set()
+        after: Optional[str] = None
+        limit = LIST_FIRST_PAGE
+        complete = False
+        restarts = 0
+        while True:
+            try:
+                page = await self.node.address_transactions(self.address, limit, after)
+            except NodeRejected as e:
+                if after and e.code == 199 and restarts < 3:
+                    # the 0bs fork refuses an `after` id that vanished (rolled back): start again at the top
+                    self.log.info("node no longer knows transaction %s (rolled back?); reading from the top", after)
+                    restarts += 1
+                    after, limit = None, LIST_FIRST_PAGE
+                    continue
+                raise
+            good: List[Dict[str, Any]] = []
+            for raw in page:
+                try:
+                    good.append(check_tx_shape(raw))
+                except ValueError as e:
+                    self._complain_once("shape:%s" % e, "skipping a malformed transaction from the node: %s", e)
+            seen = self.store.seen_ids([t["id"] for t in good])
+            stop = False
+            for tx in good:
+                if tx["id"] in ids_this_read:
+                    stop = True      # Waves answers a vanished `after` with the newest page again
+                    break
+                ids_this_read.add(tx["id"])
+                if tx["id"] in seen and self._final(tx.get("height"), height):
+                    stop = complete = True
+                    break
+                found.append(tx)
+            if stop:
+                break
+            if len(page) < limit:
+                complete = True
+                break
+            last = page[-1].get("id") if isinstance(page[-1], dict) else None
+            if not isinstance(last, str):
+                break
+            after, limit = last, LIST_PAGE
+        self.dirty = not complete
+        self.process(found, height, complete)
+
+    def process(self, txs: List[Dict[str, Any]], height: int, complete: bool) -> None:
+        """Credit the final payments among `txs` (oldest first); mark handled ones seen."""
+        horizon_text = self.store.get_meta("horizon")
+        first_read = horizon_text is None
+        horizon = height if first_read else int(horizon_text)
+        if first_read and not complete:
+            return  # decide what counts as history only after one full read
+        payments: List[Tuple[str, str, int, Optional[int], float]] = []
+        handled: List[Tuple[str, Optional[int]]] = []
+        pending: Dict[str, int] = {}
+        for tx in reversed(txs):
+            txid, tx_height = tx["id"], tx.get("height")
+            try:
+                amount = payment_amount(tx, asset_id=self.config.asset_id, mine=self.mine)
+            except ValueError as e:
+                self._complain_once("pay:%s" % txid, "skipping transaction %s: %s", txid, e)
+                handled.append((txid, tx_height))
+                continue
+            if amount <= 0:
+                handled.append((txid, tx_height))
+                continue
+            history = first_read or (tx_height is not None and tx_height < horizon)
+            if history and not self.config.count_history:
+                self.log.info("payment %s of %d made before the first start: not counted "
+                              "(payment.count_history = false)", txid, amount)
+                handled.append((txid, tx_height))
+                continue
+            if not self._final(tx_height, height):
+                pending[txid] = tx_height if tx_height is not None else height
+                continue
+            sender = tx.get("sender") if isinstance(tx.get("sender"), str) else ""
+            payments.append((txid, sender, amount, tx_height,
+                             payment_seconds(amount, self.decimals or 0, self.config.seconds_per_token)))
+            handled.append((txid, tx_height))
+        if payments:
+            start, until = self.light_span()
+            credits = self.store.credit_payments(payments, now=self.clock.time(), max_seconds=self.config.max_seconds,
+                                                 light=(start, until))
+            if credits:
+                self.on_credit(credits)
+        if complete:
+            self.store.mark_seen(handled)
+            if first_read:
+                self.store.set_meta("horizon", horizon)
+        for txid in pending:
+            if txid not in self.pending:
+                self.log.info("payment %s seen at height %d; waiting for %d confirmation(s)",
+                              txid, pending[txid], self.config.confirmations)
+        self.pending = pending
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delays = backoff_delays(self.config.poll_interval, 60.0)
+        while not stop.is_set():
+            self.heartbeat = self.clock.monotonic()
+            wait = self.config.poll_interval
+            try:
+                await self.poll_once()
+                delays = backoff_delays(self.config.poll_interval, 60.0)
+            except NodeRejected as e:
+                self._complain_once("rej:%s" % e, "the node refused a request: %s", e)
+                wait = next(delays)
+            except NodeError as e:
+                self.log.debug("poll failed: %s", e)
+                wait = max(next(delays), self.node.retry_in())
+            await _wait_or_stop(stop, wait)
+
+
+class Lamp:
+    """Drives the LED matrix from the light timer and tells the monitor."""
+
+    def __init__(self, config: Config, hardware: Any, clock: Clock, *, store: Store,
+                 publish: Callable[[Dict[str, Any]], None], status: Callable[[], str]):
+        self.config = config
+        self.hw = hardware
+        self.clock = clock
+        self.store = store
+        self.publish = publish
+        self.status = status
+        self.timer = LightTimer()
+        self.wake = asyncio.Event()
+        self.pixels: List[Tuple[int, int, int]] = [(0, 0, 0)] * 64
+        self.log = logging.getLogger("iotlight.lamp")
+        self.offset = clock.time() - clock.monotonic()
+        self.heartbeat = clock.monotonic()
+
+    def load(self, start: float, until: float) -> None:
+        """Resume a lit span stored before a restart (Unix seconds)."""
+        wall, mono = self.clock.time(), self.clock.monotonic()
+        if until > wall:
+            self.timer.deadline = mono + (until - wall)
+            self.timer.span_start = mono + (min(start, wall) - wall)
+            self.log.info("resuming the light for %.1f s, until the paid end time", until - wall)
+
+    def span(self) -> Tuple[float, float]:
+        """(start, until) of the current span in Unix seconds, from the monotonic timer."""
+        wall, mono = self.clock.time(), self.clock.monotonic()
+        if not self.timer.is_on(mono):
+            return wall, wall
+        return wall - (mono - self.timer.span_start), wall + self.timer.remaining(mono)
+
+    def credited(self, until: float) -> None:
+        wall, mono = self.clock.time(), self.clock.monotonic()
+        self.timer.set_until(until, mono=mono, wall=wall)
+        self.publish(dict(type="light", **self.state()))
+        self.wake.set()
+
+    def state(self) -> Dict[str, Any]:
+        wall, mono = self.clock.time(), self.clock.monotonic()
+        rem = self.timer.remaining(mono)
+        return {"on": rem > 0, "remaining": round(rem, 3), "until": round(wall + rem, 3) if rem > 0 else None}
+
+    def _next_change(self, mono: float) -> float:
+        rem = self.timer.remaining(mono)
+        if rem <= 0:
+            return 1.0
+        total = self.timer.deadline - self.timer.span_start
+        if not self.config.countdown or total <= 0:
+            return rem
+        k = math.ceil(8 * rem / total - 1e-9)
+        return max(0.01, min(rem, rem - (k - 1) / 8 * total))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        was_on = None
+        while not stop.is_set():
+            self.wake.clear()
+            mono = self.clock.monotonic()
+            self.heartbeat = mono
+            wall = self.clock.time()
+            if abs((wall - mono) - self.offset) > 1.0:
+                self.log.warning("the wall clock jumped by %+.1f s; the light keeps its paid duration",
+                                 (wall - mono) - self.offset)
+                self.offset = wall - mono
+                start, until = self.span()
+                self.store.set_meta("light_until", repr(until if self.timer.is_on(mono) else 0.0))
+                if self.timer.is_on(mono):
+                    self.publish(dict(type="light", **self.state()))
+            on = self.timer.is_on(mono)
+            pixels = render_matrix(on=on, fraction=self.timer.fraction(mono), color=self.config.color,
+                                   countdown=self.config.countdown, status="ok" if on else self.status())
+            if await self.hw.show(pixels):
+                self.pixels = pixels
+                self.publish({"type": "matrix", "pixels": [list(p) for p in pixels]})
+            if on != was_on:
+                if was_on is not None:
+                    self.log.info("light %s", "on" if on else "off")
+                    self.publish(dict(type="light", **self.state()))
+                was_on = on
+            await _wait_any(stop, self.wake, self._next_change(self.clock.monotonic()))
+
+
+class Outbox:
+    """Turns stored events into signed Data transactions and gets them onto the chain.
+
+    Every transaction is stored before its first broadcast; it is re-posted
+    unchanged until the node knows it, and re-signed (same entries, new
+    timestamp) only once it is too old ever to be accepted or the node refused
+    its timestamp. Rejections that retrying cannot fix mark it failed.
+    """
+
+    def __init__(self, config: Config, keys: KeyPair, *, node: NodeClient, store: Store, clock: Clock,
+                 publish: Callable[[Dict[str, Any]], None], on_funds: Callable[[bool], None]):
+        self.config = config
+        self.keys = keys
+        self.node = node
+        self.store = store
+        self.clock = clock
+        self.publish = publish
+        self.on_funds = on_funds
+        self.log = logging.getLogger("iotlight.outbox")
+        self.wake = asyncio.Event()
+        now = clock.monotonic()
+        self.tx_limiter = RateLimiter(config.max_tx_per_minute, 60.0, max(1, min(5, config.max_tx_per_minute)), now)
+        self.broadcast_limiter = RateLimiter(2, 1.0, 2, now)
+        self.last_build = -1e9
+        self.no_funds = False
+        self.next_funds_check = 0.0
+        self.node_offset_ms = 0
+        self.retry_at: Dict[str, float] = {}
+        self.retry_delays: Dict[str, Iterable[float]] = {}
+        self.next_status_check = 0.0
+        self.heartbeat = now
+
+    def now_ms(self) -> int:
+        return int(self.clock.time() * 1000) + self.node_offset_ms
+
+    def pending_count(self) -> int:
+        return self.store.pending_event_count() + len(self.store.open_txs())
+
+    # -- building
+    def build_due(self) -> float:
+        """Seconds until the next transaction may be built (0 = now)."""
+        mono = self.clock.monotonic()
+        return max(self.last_build + self.config.coalesce_window - mono, self.tx_limiter.delay(mono), 0.0)
+
+    def build(self, events: Sequence[PendingEvent], replaces: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        entries = events_to_entries(events)
+        try:
+            tx = build_data_tx(self.keys, entries, timestamp=self.now_ms(), chain_id=self.config.chain_id,
+                               fee=self.config.fee, rules=self.config.rules)
+        except EncodingError as e:
+            self.log.error("cannot build a Data transaction from %d event(s): %s", len(events), e)
+            return None
+        self.store.queue_tx(tx, events, int(self.clock.time() * 1000), replaces=replaces)
+        self.publish({"type": "data_tx", "id": tx["id"], "status": "queued", "entries": len(entries)})
+        self.log.info("queued Data transaction %s with %d entries (fee %d)%s", tx["id"], len(entries), tx["fee"],
+                      " replacing %s" % replaces if replaces else "")
+        return tx
+
+    def build_pending(self) -> None:
+        while self.build_due() <= 0:
+            events = pack_events(self.store.pending_events())
+            if not events:
+                return
+            mono = self.clock.monotonic()
+            self.tx_limiter.take(mono)
+            self.last_build = mono
+            if self.build(events) is None:
+                return
+
+    # -- broadcasting
+    async def broadcast_open(self) -> None:
+        mono = self.clock.monotonic()
+        for row in self.store.open_txs():
+            if self.no_funds:
+                return
+            txid = row["id"]
+            if row["status"] == "broadcast" or self.retry_at.get(txid, 0) > mono:
+                continue
+            wait = self.broadcast_limiter.delay(self.clock.monotonic())
+            if wait > 0:
+                self.wake_in(wait)
+                return
+            self.broadcast_limiter.take(self.clock.monotonic())
+            await self.broadcast_one(row)
+
+    def wake_in(self, seconds: float) -> None:
+        asyncio.get_running_loop().call_later(seconds, self.wake.set)
+
+    async def broadcast_one(self, row: Dict[str, Any]) -> None:
+        txid, tx = row["id"], row["tx"]
+        now_ms = int(self.clock.time() * 1000)
+        try:
+            await self.node.broadcast(tx)
+        except NodeRejected as e:
+            msg = str(e)
+            low = msg.lower()
+            if "already in the state" in low:
+                self._set(txid, "broadcast", attempt=True)
+                self.next_status_check = 0.0
+            elif "unavailable funds" in low or "balance" in low and ("negative" in low or "not enough" in low
+                                                                      or "insufficient" in low or "errors" in low):
+                if not self.no_funds:
+                    self.log.warning("not enough coins for the fee of %s: %s; entries wait until funds arrive",
+                                     txid, msg)
+                self.no_funds = True
+                self.next_funds_check = self.clock.monotonic() + 10.0
+                self.on_funds(False)
+            elif e.code == 303 or "timestamp" in low:
+                await self.resync_clock(msg)
+                self.resign(txid, "the node refused its timestamp: %s" % msg)
+            else:
+                self.log.error("the node rejected Data transaction %s: %s", txid, msg)
+                self.store.release_events(txid, now_ms, msg)
+                self.publish({"type": "data_tx", "id": txid, "status": "failed", "error": msg})
+            return
+        except NodeError as e:
+            delays = self.retry_delays.setdefault(txid, backoff_delays(1.0, 60.0))
+            delay = max(next(delays), self.node.retry_in())
+            self.retry_at[txid] = self.clock.monotonic() + delay
+            self.store.set_tx_status(txid, "queued", now_ms, attempt=True)
+            self.log.debug("broadcast of %s failed (%s); again in %.1fs", txid, e, delay)
+            self.wake_in(delay)
+            return
+        self.retry_delays.pop(txid, None)
+        self.retry_at.pop(txid, None)
+        self._set(txid, "broadcast", attempt=True)
+
+    def _set(self, txid: str, status: str, *, height: Optional[int] = None, attempt: bool = False) -> None:
+        self.store.set_tx_status(txid, status, int(self.clock.time() * 1000), height=height, attempt=attempt)
+        msg: Dict[str, Any] = {"type": "data_tx", "id": txid, "status": status}
+        if height is not None:
+            msg["height"] = height
+        self.publish(msg)
+        self.log.info("Data transaction %s %s%s", txid, status, " at height %d" % height if height else "")
+
+    async def resync_clock(self, why: str) -> None:
+        try:
+            node_ms = await self.node.node_time_ms()
+        except NodeError:
+            return
+        offset = node_ms - int(self.clock.time() * 1000)
+        if abs(offset) > 60_000:
+            self.log.warning("this clock is %+.0f s off the node's (%s); signing with the node's time "
+                             "(set the clock: a Pi without RTC needs network time)", offset / 1000, why)
+            self.node_offset_ms = offset
+        else:
+            self.node_offset_ms = 0
+
+    def resign(self, txid: str, why: str) -> None:
+        events = self.store.events_of(txid)
+        if not events:
+            self.store.set_tx_status(txid, "replaced", int(self.clock.time() * 1000), error=why)
+            return
+        self.log.info("re-signing Data transaction %s: %s", txid, why)
+        self.build(events, replaces=txid)
+
+    # -- confirming
+    async def check_statuses(self) -> None:
+        rows = self.store.open_txs()
+        if not rows:
+            return
+        statuses = await self.node.statuses([r["id"] for r in rows][:100])
+        now_ms = self.now_ms()
+        for row in rows:
+            st = statuses.get(row["id"])
+            if not st:
+                continue
+            status = st.get("status")
+            if status == "confirmed":
+                h = st.get("height")
+                self._set(row["id"], "confirmed", height=h if _is_int(h) else None)
+            elif status == "not_found" and row["status"] == "broadcast":
+                if now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS:
+                    self.resign(row["id"], "it is too old for the node to accept and the node does not know it")
+                else:
+                    # dropped from the pool (node restart, expiry): post the same signed JSON again
+                    self.store.set_tx_status(row["id"], "queued", int(self.clock.time() * 1000))
+            elif status == "not_found" and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS:
+                self.resign(row["id"], "it is too old for the node to accept and the node does not know it")
+
+    async def check_funds(self) -> None:
+        if not self.no_funds or self.clock.monotonic() < self.next_funds_check:
+            return
+        self.next_funds_check = self.clock.monotonic() + 10.0
+        balance = await self.node.balance(b58encode(address_bytes_from_public_key(self.keys.public_key,
+                                                                                    self.config.chain_id)))
+        need = max((r["tx"].get("fee", 0) for r in self.store.open_txs()), default=0)
+        if balance >= need:
+            self.log.info("coins for fees arrived (balance %d); sending the waiting entries", balance)
+            self.no_funds = False
+            self.on_funds(True)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delays = backoff_delays(1.0, 60.0)
+        while not stop.is_set():
+            self.heartbeat = self.clock.monotonic()
+            self.wake.clear()
+            try:
+                self.build_pending()
+                await self.check_funds()
+                await self.broadcast_open()
+                if self.clock.monotonic() >= self.next_status_check:
+                    self.next_status_check = self.clock.monotonic() + STATUS_CHECK_INTERVAL
+                    await self.check_statuses()
+                delays = backoff_delays(1.0, 60.0)
+                timeout = STATUS_CHECK_INTERVAL if self.store.open_txs() else 30.0
+                if self.store.pending_event_count():
+                    timeout = min(timeout, max(0.01, self.build_due()))
+            except NodeError as e:
+                self.log.debug("outbox: %s", e)
+                timeout = max(next(delays), self.node.retry_in())
+            await _wait_any(stop, self.wake, timeout)
+
+
+async def _wait_or_stop(stop: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+class Telemetry:
+    """Reads temperature, humidity and pressure every `data.telemetry_interval` seconds."""
+
+    def __init__(self, config: Config, hardware: Any, store: Store, clock: Clock, wake: Callable[[], None]):
+        self.config = config
+        self.hw = hardware
+        self.store = store
+        self.clock = clock
+        self.wake = wake
+        self.log = logging.getLogger("iotlight.telemetry")
+        self.failed: set = set()
+        self.heartbeat = clock.monotonic()
+
+    async def read_once(self) -> None:
+        reading = await self.hw.read_environment()
+        for field in ("temperature_c", "humidity_pct", "pressure_hpa"):
+            if reading.get(field) is None and field not in self.failed:
+                self.failed.add(field)
+                self.log.warning("sensor reading %s failed; it is left out until it works again", field)
+            elif reading.get(field) is not None:
+                self.failed.discard(field)
+        now_ms = int(self.clock.time() * 1000)
+        entries = telemetry_entries(reading, now_ms)
+        if entries:
+            self.store.add_event("telemetry", entries, now_ms)
+            self.wake()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.heartbeat = self.clock.monotonic()
+            await self.read_once()
+            await _wait_or_stop(stop, self.config.telemetry_interval)
+
+
+# =============================================================================
+# 9. The daemon: wiring and shutdown
+# =============================================================================
+
+class Daemon:
+    """Owns every service task; the node, store, hardware and clock are passed in."""
+
+    def __init__(self, config: Config, keys: KeyPair, *, node: NodeClient, store: Store, hardware: Any,
+                 clock: Clock, monitor_factory: Optional[Callable[..., Any]] = None):
+        self.config = config
+        self.keys = keys
+        self.address = keys.address(config.chain_id)
+        self.node = node
+        self.store = store
+        self.hw = hardware
+        self.clock = clock
+        self.log = logging.getLogger("iotlight")
+        self.stop = asyncio.Event()
+        self.node_state: Dict[str, Any] = {"url": config.node_urls[0], "ok": None, "height": None}
+        self.balance: Dict[str, Any] = {"coin": None, "token": None, "decimals": None}
+        self.joystick: Optional[Dict[str, Any]] = None
+        self.funds_ok = True
+        self.monitor = None
+        node.on_status = self.node_status
+        self.lamp = Lamp(config, hardware, clock, store=store, publish=self.publish, status=self.status_name)
+        self.outbox = Outbox(config, keys, node=node, store=store, clock=clock, publish=self.publish,
+                             on_funds=self.funds)
+        self.watcher = Watcher(config, self.address, node=node, store=store, clock=clock, on_credit=self.credited,
+                               on_height=self.height_changed, on_balance=self.balance_changed,
+                               light_span=self.lamp.span)
+        self.telemetry = (Telemetry(config, hardware, store, clock, self.outbox.wake.set)
+                          if config.telemetry_interval > 0 else None)
+        if config.monitor_port and monitor_factory is not None:
+            self.monitor = monitor_factory(host=config.monitor_host, port=config.monitor_port,
+                                           token=config.monitor_token, snapshot=self.snapshot)
+
+    # -- state for the monitor
+    def publish(self, message: Dict[str, Any]) -> None:
+        if self.monitor is not None:
+            self.monitor.publish(message)
+
+    def status_name(self) -> str:
+        if not self.funds_ok:
+            return "no_funds"
+        if self.node_state["ok"] is False:
+            return "node_down"
+        return "ok" if self.node_state["ok"] else "starting"
+
+    def snapshot(self) -> Dict[str, Any]:
+        return {
+            "address": self.address, "asset_id": self.config.asset_id, "chain_id": self.config.chain_id,
+            "version": __version__, "backend": getattr(getattr(self.hw, "hardware", None), "name", None),
+            "light": self.lamp.state(), "node": dict(self.node_state),
+            "outbox": {"pending": self.outbox.pending_count(), "no_funds": not self.funds_ok},
+            "balance": dict(self.balance), "matrix": [list(p) for p in self.lamp.pixels],
+            "payments": self.store.recent_payments(10), "data_txs": self.store.recent_txs(10),
+            "joystick": self.joystick,
+        }
+
+    # -- callbacks from the services
+    def node_status(self, url: str, ok: bool, error: Optional[str]) -> None:
+        self.node_state.update(url=url, ok=ok)
+        msg = {"type": "node", "url": url, "ok": ok, "height": self.node_state["height"]}
+        if not ok:
+            msg["error"] = error or "unreachable"
+        self.publish(msg)
+        self.lamp.wake.set()
+
+    def height_changed(self, height: int) -> None:
+        self.node_state["height"] = height
+        self.publish({"type": "node", "url": self.node.current, "ok": True, "height": height})
+
+    def balance_changed(self, token: Optional[int], coin: Optional[int]) -> None:
+        self.balance.update(token=token, coin=coin, decimals=self.watcher.decimals)
+        self.publish(dict(type="balance", **self.balance))
+
+    def funds(self, ok: bool) -> None:
+        self.funds_ok = ok
+        self.publish({"type": "outbox", "pending": self.outbox.pending_count(), "no_funds": not ok})
+        self.lamp.wake.set()
+
+    def credited(self, credits: List[Credit]) -> None:
+        for c in credits:
+            self.log.info("payment %s from %s: %d units -> %.1f s of light%s", c.id, c.sender, c.amount,
+                          c.grant.seconds, " (%.1f s over payment.max_seconds not granted)" % c.grant.excess
+                          if c.grant.excess > 0 else "")
+            self.publish({"type": "payment", "id": c.id, "sender": c.sender, "amount": c.amount,
+                          "seconds": round(c.grant.seconds, 3), "height": c.height})
+        self.lamp.credited(credits[-1].grant.until)
+        self.outbox.wake.set()
+
+    def joystick_event(self, ev: Any) -> None:
+        self.joystick = {"direction": ev.direction, "action": ev.action, "ts": ev.ts_ms / 1000}
+        self.publish({"type": "joystick", "direction": ev.direction, "action": ev.action})
+        if ev.action == "pressed" and self.config.joystick:
+            try:
+                n = self.store.add_press(ev.direction, ev.action, ev.ts_ms, int(self.clock.time() * 1000))
+            except StateError as e:
+                self.log.error("joystick press %s not stored: %s", ev.direction, e)
+                return
+            self.log.debug("joystick press %d: %s", n, ev.direction)
+            self.outbox.wake.set()
+
+    # -- life cycle
+    def services(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"watcher": self.watcher, "lamp": self.lamp, "outbox": self.outbox}
+        if self.telemetry:
+            out["telemetry"] = self.telemetry
+        return out
+
+    async def watchdog(self) -> None:
+        usec = os.environ.get("WATCHDOG_USEC")
+        if not usec or not usec.isdigit():
+            await self.stop.wait()
+            return
+        period = int(usec) / 1e6
+        while not self.stop.is_set():
+            mono = self.clock.monotonic()
+            stale = [name for name, svc in self.services().items()
+                     if mono - svc.heartbeat > max(period, self.config.timeout * len(self.config.node_urls) + 60)]
+            if stale:
+                self.log.error("no sign of life from %s; not telling the watchdog", ", ".join(stale))
+            else:
+                sd_notify("WATCHDOG=1")
+            await _wait_or_stop(self.stop, period / 2)
+
+    async def run(self) -> int:
+        """Run until stop is set or a service crashes; returns the exit status."""
+        start, until = self.store.light()
+        self.lamp.load(start, until)
+        if self.monitor is not None:
+            await self.monitor.start()
+        self.hw.start_joystick(self.joystick_event)
+        sd_notify("READY=1\nSTATUS=watching %s" % self.address)
+        self.log.info("iotlight %s running: address %s on chain %r, token %s, node %s", __version__, self.address,
+                      self.config.chain_id, self.config.asset_id, self.config.node_urls[0])
+        tasks = [asyncio.ensure_future(svc.run(self.stop), ) for svc in self.services().values()]
+        tasks.append(asyncio.ensure_future(self.watchdog()))
+        stopper = asyncio.ensure_future(self.stop.wait())
+        status = 0
+        try:
+            done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopper and not t.cancelled() and t.exception() is not None:
+                    exc = t.exception()
+                    if isinstance(exc, IotlightError):
+                        self.log.error("%s", exc)
+                        status = exc.exit_status
+                    else:
+                        self.log.error("a service crashed", exc_info=exc)
+                        status = 1
+        finally:
+            sd_notify("STOPPING=1")
+            self.stop.set()
+            for t in tasks + [stopper]:
+                t.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            if self.monitor is not None:
+                await self.monitor.close()
+            await self.hw.close()
+        self.log.info("stopped; light state and outbox saved")
+        return status
+
+
+async def run_daemon(config: Config, keys: KeyPair) -> int:
+    """Build the real edges and run the daemon until SIGINT or SIGTERM."""
+    store = Store(config.state_file)
+    address = keys.address(config.chain_id)
+    try:
+        store.bind_device(address, config.asset_id)
+        hardware = HardwareRunner(open_hardware(config.backend, stdout_isatty=sys.stdout.isatty()))
+        node = NodeClient(config.node_urls, timeout=config.timeout)
+        try:
+            daemon = Daemon(config, keys, node=node, store=store, hardware=hardware, clock=Clock(),
+                            monitor_factory=globals().get("Monitor"))
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, daemon.stop.set)
+            return await daemon.run()
+        finally:
+            await node.aclose()
+    finally:
+        store.close()
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    return asyncio.run(run_daemon(config, keys))
+
+
+# =============================================================================
 # 10. Command line and main()
 # =============================================================================
 
@@ -1120,7 +3160,7 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    def error(self, message: str) -> NoReturn:
         raise ConfigError("usage: %s" % message)
 
 
@@ -1138,6 +3178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "run": cmd_run,
     "keygen": cmd_keygen,
     "address": cmd_address,
     "check": cmd_check,
