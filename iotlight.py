@@ -3205,7 +3205,7 @@ def setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore", "websockets", "asyncio"):
+    for noisy in ("httpx", "httpcore", "websockets", "asyncio", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

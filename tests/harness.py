@@ -1,0 +1,128 @@
+"""Helpers for end-to-end tests: a throwaway device, its config, and the real daemon as a subprocess."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import iotlight
+
+ROOT = Path(__file__).resolve().parent.parent
+IOTLIGHT = ROOT / "iotlight.py"
+
+# Throwaway seeds: never real accounts.
+DEVICE_SEED = "iotlight test device seed, throwaway, never funded on a real chain"
+TREASURY_SEED = "iotlight test treasury seed, throwaway, never funded on a real chain"
+STRANGER_SEED = "iotlight test stranger seed, throwaway"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def write_config(path: Path, settings: Dict[str, Any]) -> Path:
+    """Write a TOML file from {"section.key": value}."""
+    sections: Dict[str, Dict[str, Any]] = {}
+    for key, value in settings.items():
+        section, name = key.split(".", 1)
+        sections.setdefault(section, {})[name] = value
+    lines = []
+    for section, values in sections.items():
+        lines.append("[%s]" % section)
+        lines.extend("%s = %s" % (k, toml_value(v)) for k, v in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+class Device:
+    """A device folder (config, seed, state) and the daemon process running on it."""
+
+    def __init__(self, folder: Path, node_url: str, asset_id: str, *, seed: str = DEVICE_SEED,
+                 chain_id: str = "T", **overrides: Any):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.seed_file = folder / "device.seed"
+        if not self.seed_file.exists():
+            fd = os.open(str(self.seed_file), os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, (seed + "\n").encode())
+            os.close(fd)
+        self.keys = iotlight.keypair_from_seed(seed)
+        self.address = self.keys.address(chain_id)
+        self.settings: Dict[str, Any] = {
+            "node.urls": [node_url], "node.chain_id": chain_id, "node.poll_interval": 0.2,
+            "node.timeout": 3.0, "node.list_rate": 0, "node.sweep_interval": 30.0,
+            "device.seed_file": "device.seed", "device.state_file": "iotlight.db",
+            "payment.asset_id": asset_id, "payment.seconds_per_token": 1.0,
+            "hardware.backend": "none", "monitor.port": 0, "data.coalesce_window": 0.0,
+        }
+        self.settings.update({k.replace("__", "."): v for k, v in overrides.items()})
+        self.config_path = folder / "iotlight.toml"
+        self.proc: Optional[subprocess.Popen] = None
+        self.log_path = folder / "daemon.log"
+        self.runs = 0
+
+    def configure(self, **overrides: Any) -> None:
+        self.settings.update({k.replace("__", "."): v for k, v in overrides.items()})
+
+    def start(self, *, ready: bool = True, env: Optional[Dict[str, str]] = None) -> "Device":
+        write_config(self.config_path, self.settings)
+        self.runs += 1
+        self.log = open(self.log_path, "ab")
+        self.log.write(b"\n===== run %d =====\n" % self.runs)
+        self.log.flush()
+        self.mark = self.log_path.stat().st_size
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+        full_env.pop("NOTIFY_SOCKET", None)
+        full_env.pop("WATCHDOG_USEC", None)
+        if env:
+            full_env.update(env)
+        self.proc = subprocess.Popen([sys.executable, str(IOTLIGHT), "-c", str(self.config_path), "-v", "run"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=full_env, cwd=str(self.folder))
+        if ready:
+            wait_until(lambda: "running: address" in self.output() or self.proc.poll() is not None, 30,
+                       what="the daemon to start")
+            assert self.proc.poll() is None, "daemon exited early:\n" + self.output()
+        return self
+
+    def output(self, whole: bool = False) -> str:
+        text = self.log_path.read_bytes()
+        return (text if whole else text[self.mark:]).decode("utf-8", "replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(20)
+        finally:
+            self.log.close()
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        return self.kill(signal.SIGTERM)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
