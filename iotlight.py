@@ -1373,6 +1373,7 @@ class Store:
         known = self.get_meta("address")
         if known is None:
             self.set_meta("address", address)
+            self.set_meta("first_start_ms", int(time.time() * 1000))
         elif known != address:
             raise StateError("%s: this state file belongs to address %s, not %s; point device.state_file "
                              "at another file" % (self.path, known, address))
@@ -2391,6 +2392,8 @@ class Watcher:
         if self.decimals is None or mono >= self.next_sweep:
             await self.prepare()
         height = await self.node.height()
+        if self.store.get_meta("horizon") is None:
+            self.store.set_meta("horizon", height)  # the node's height at the very first start
         if height != self.height:
             self.height = height
             self.on_height(height)
@@ -2472,11 +2475,8 @@ class Watcher:
 
     def process(self, txs: List[Dict[str, Any]], height: int, complete: bool) -> None:
         """Credit the final payments among `txs` (oldest first); mark handled ones seen."""
-        horizon_text = self.store.get_meta("horizon")
-        first_read = horizon_text is None
-        horizon = height if first_read else int(horizon_text)
-        if first_read and not complete:
-            return  # decide what counts as history only after one full read
+        horizon = int(self.store.get_meta("horizon") or height)
+        first_start_ms = int(self.store.get_meta("first_start_ms") or 0)
         payments: List[Tuple[str, str, int, Optional[int], float]] = []
         handled: List[Tuple[str, Optional[int]]] = []
         pending: Dict[str, int] = {}
@@ -2491,7 +2491,10 @@ class Watcher:
             if amount <= 0:
                 handled.append((txid, tx_height))
                 continue
-            history = first_read or (tx_height is not None and tx_height < horizon)
+            # "before the very first start": below the height the node had then, or in that
+            # same block with an earlier timestamp
+            history = tx_height is not None and (tx_height < horizon or (
+                tx_height == horizon and _is_int(tx.get("timestamp")) and tx["timestamp"] < first_start_ms))
             if history and not self.config.count_history:
                 self.log.info("payment %s of %d made before the first start: not counted "
                               "(payment.count_history = false)", txid, amount)
@@ -2512,8 +2515,6 @@ class Watcher:
                 self.on_credit(credits)
         if complete:
             self.store.mark_seen(handled)
-            if first_read:
-                self.store.set_meta("horizon", horizon)
         for txid in pending:
             if txid not in self.pending:
                 self.log.info("payment %s seen at height %d; waiting for %d confirmation(s)",

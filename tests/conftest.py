@@ -18,3 +18,43 @@ _parts = os.environ.get("IOTLIGHT_PARTS")
 if _parts:
     for _p in sorted(Path(_parts).glob("*.py")):
         exec(compile(_p.read_text(), str(_p), "exec"), iotlight.__dict__)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def chain():
+    """A running fake node with a treasury that issued an IoT-Light token (2 decimals)."""
+    from fakenode import FakeNode
+    from harness import TREASURY_SEED
+    treasury = iotlight.keypair_from_seed(TREASURY_SEED)
+    node = FakeNode("T").start()
+    try:
+        node.fund(treasury.address("T"), waves=10 ** 12)
+        node.treasury = treasury
+        node.asset = node.issue_asset(treasury, "IoT-Light", 2, 10 ** 10)
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def device(chain, tmp_path):
+    """A device (config, seed, state folder) funded for fees on the fake chain; not started."""
+    from harness import Device
+    d = Device(tmp_path / "device", chain.url, chain.asset)
+    chain.fund(d.address, waves=10 ** 9)
+    try:
+        yield d
+    finally:
+        if d.alive():
+            d.stop()
+
+
+@pytest.fixture
+def hat():
+    """The Sense HAT emulator's screen, joystick and sensors, played by the test."""
+    from emulator import EmulatedHat
+    with EmulatedHat() as h:
+        yield h

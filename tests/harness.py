@@ -126,3 +126,25 @@ class Device:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def read_state(path: Path, query: str, args: tuple = ()) -> list:
+    """Run a read-only query on a daemon's state file (WAL lets us read while it runs)."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    try:
+        return db.execute(query, args).fetchall()
+    finally:
+        db.close()
+
+
+def credited(device: "Device") -> Dict[str, int]:
+    """Payment id -> amount for every payment the device's state file holds."""
+    if not (device.folder / "iotlight.db").exists():
+        return {}
+    return dict(read_state(device.folder / "iotlight.db", "SELECT id, amount FROM payments"))
+
+
+def light_until(device: "Device") -> float:
+    rows = read_state(device.folder / "iotlight.db", "SELECT value FROM meta WHERE key = 'light_until'")
+    return float(rows[0][0]) if rows else 0.0
