@@ -3160,6 +3160,151 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- workshop commands: issue, pay, status ---------------------------------
+
+def _seed_keys(path: str) -> KeyPair:
+    return keypair_from_seed(read_seed_file(path))
+
+
+async def _with_node(config: Config, action: Callable[[NodeClient], Any]) -> Any:
+    node = NodeClient(config.node_urls, timeout=config.timeout)
+    try:
+        return await action(node)
+    finally:
+        await node.aclose()
+
+
+def _refused(what: str, e: NodeError) -> IotlightError:
+    if isinstance(e, NodeRejected):
+        return IotlightError("the node refused the %s: %s" % (what, e))
+    return IotlightError("cannot reach the node for the %s: %s" % (what, e))
+
+
+def parse_token_amount(text: str, decimals: int) -> int:
+    """Whole tokens as typed ("2.5") -> smallest units; ConfigError when it is not exact."""
+    from decimal import Decimal, InvalidOperation
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError("amount %r is not a number" % text) from None
+    if not value.is_finite() or value <= 0:
+        raise ConfigError("amount %r must be a positive number of tokens" % text)
+    units = value * (10 ** decimals)
+    if units != units.to_integral_value():
+        raise ConfigError("amount %s has more decimals than the token's %d" % (text, decimals))
+    if units > INT64_MAX:
+        raise ConfigError("amount %s is too large" % text)
+    return int(units)
+
+
+def cmd_issue(config: Config, args: argparse.Namespace) -> int:
+    keys = _seed_keys(args.seed_file)
+    if not 0 <= args.decimals <= 8:
+        raise ConfigError("--decimals must be from 0 to 8, not %d" % args.decimals)
+    quantity = parse_token_amount(args.quantity, args.decimals)
+    try:
+        tx = build_issue_tx(keys, name=args.name, description=args.description, quantity=quantity,
+                            decimals=args.decimals, reissuable=False, timestamp=int(time.time() * 1000),
+                            chain_id=config.chain_id, fee=issue_fee(config.rules))
+    except EncodingError as e:
+        raise ConfigError(str(e)) from None
+
+    async def go(node: NodeClient) -> None:
+        try:
+            await node.broadcast(tx)
+        except NodeError as e:
+            raise _refused("token", e) from None
+    asyncio.run(_with_node(config, go))
+    print("issued %s %s (%d decimals) from %s; fee %d" % (args.quantity, args.name, args.decimals,
+                                                          keys.address(config.chain_id), tx["fee"]))
+    print("asset id: %s" % tx["id"])
+    print("paste into [payment] of %s:" % config.path)
+    print('asset_id = "%s"' % tx["id"])
+    return 0
+
+
+def cmd_pay(config: Config, args: argparse.Namespace) -> int:
+    keys = _seed_keys(args.seed_file)
+    asset = args.asset or config.asset_id
+    if not asset:
+        raise ConfigError("no token to pay with: pass --asset ID or set payment.asset_id in %s" % config.path)
+    try:
+        if len(b58decode(asset)) != 32:
+            raise EncodingError("an asset id is 32 bytes")
+        recipient = parse_recipient(args.recipient, config.chain_id)
+    except EncodingError as e:
+        raise ConfigError(str(e)) from None
+
+    async def go(node: NodeClient) -> Dict[str, Any]:
+        try:
+            details = await node.get("/assets/details/%s" % asset)
+            decimals = details.get("decimals")
+            if not _is_int(decimals):
+                raise NodeError("the node gave no decimals for %s" % asset)
+            amount = parse_token_amount(args.amount, decimals)
+            tx = build_transfer_tx(keys, recipient=recipient, amount=amount, asset_id=asset,
+                                   timestamp=int(time.time() * 1000), chain_id=config.chain_id,
+                                   fee=transfer_fee(config.rules, smart_asset=bool(details.get("scripted"))))
+            await node.broadcast(tx)
+            return tx
+        except NodeError as e:
+            raise _refused("transfer", e) from None
+    tx = asyncio.run(_with_node(config, go))
+    print("sent %s tokens (%d units of %s) to %s; fee %d" % (args.amount, tx["amount"], asset, recipient, tx["fee"]))
+    print("transaction id: %s" % tx["id"])
+    return 0
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    address = keys.address(config.chain_id)
+    print("device %s on chain %r" % (address, config.chain_id))
+
+    async def ask(node: NodeClient) -> None:
+        try:
+            height = await node.height()
+            print("node: %s, height %d" % (node.current, height))
+            coin = await node.balance(address)
+            print("coin balance: %s (%d units)" % (_units(coin, 8), coin))
+            if config.asset_id:
+                token = await node.asset_balance(address, config.asset_id)
+                decimals = await node.asset_decimals(config.asset_id)
+                print("token balance: %s (%d units of %s)" % (_units(token, decimals), token, config.asset_id))
+        except NodeError as e:
+            print("node: cannot ask it: %s" % e)
+    asyncio.run(_with_node(config, ask))
+    if not os.path.exists(config.state_file):
+        print("state: no state yet (%s appears on the first run)" % config.state_file)
+        return 0
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % config.state_file, uri=True, timeout=5)
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        until = float(meta.get("light_until", 0))
+        now = time.time()
+        print("lamp: %s" % ("on for %.1f s more (until %s)" % (until - now, time.strftime("%H:%M:%S", time.localtime(until)))
+                            if until > now else "off"))
+        queued = db.execute("SELECT COUNT(*) FROM events WHERE tx_id IS NULL").fetchone()[0]
+        open_txs = db.execute("SELECT status, COUNT(*) FROM outbox WHERE status IN ('queued', 'broadcast') "
+                              "GROUP BY status").fetchall()
+        print("outbox: %d event(s) waiting, %s" % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs)
+                                                     or "no transaction pending"))
+        rows = db.execute("SELECT id, sender, amount, seconds, credited_ms FROM payments "
+                          "ORDER BY credited_ms DESC LIMIT 5").fetchall()
+        print("payments: %d credited%s" % (db.execute("SELECT COUNT(*) FROM payments").fetchone()[0],
+                                           ", the last:" if rows else ""))
+        for txid, sender, amount, seconds, ms in rows:
+            print("  %s  %s from %s: %d units, %.1f s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)),
+                                                        txid, sender, amount, seconds))
+        db.close()
+    except sqlite3.Error as e:
+        raise StateError("%s: cannot read the state file: %s" % (config.state_file, e)) from None
+    return 0
+
+
+def _units(amount: int, decimals: int) -> str:
+    return ("%d" % amount) if decimals == 0 else "%d.%0*d" % (amount // 10 ** decimals, decimals, amount % 10 ** decimals)
+
+
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ConfigError("usage: %s" % message)
@@ -3175,6 +3320,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("keygen", help="write a new seed phrase to device.seed_file and print the address")
     sub.add_parser("address", help="print the device address and public key")
     sub.add_parser("check", help="validate the configuration and the seed file")
+    sub.add_parser("status", help="node height, balances, lamp, outbox and recent payments")
+    p_issue = sub.add_parser("issue", help="create the light token, signed by a seed file")
+    p_issue.add_argument("--seed-file", required=True, help="seed file of the issuing account (mode 0600)")
+    p_issue.add_argument("--name", required=True, help="token name, 4 to 16 bytes")
+    p_issue.add_argument("--quantity", required=True, help="supply in whole tokens")
+    p_issue.add_argument("--decimals", required=True, type=int, help="decimals, 0 to 8")
+    p_issue.add_argument("--description", default="", help="token description")
+    p_pay = sub.add_parser("pay", help="send tokens, signed by a seed file")
+    p_pay.add_argument("--seed-file", required=True, help="seed file of the paying account (mode 0600)")
+    p_pay.add_argument("--asset", help="token id (default: payment.asset_id)")
+    p_pay.add_argument("recipient", help="address, alias:<chain>:<name> or a bare alias name")
+    p_pay.add_argument("amount", help="whole tokens, decimals allowed (e.g. 2.5)")
     return p
 
 
@@ -3183,10 +3340,13 @@ COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "keygen": cmd_keygen,
     "address": cmd_address,
     "check": cmd_check,
+    "status": cmd_status,
+    "issue": cmd_issue,
+    "pay": cmd_pay,
 }
 
 # commands that work before payment.asset_id is set
-_NO_ASSET_NEEDED = {"keygen", "address"}
+_NO_ASSET_NEEDED = {"keygen", "address", "status", "issue", "pay", "monitor"}
 
 
 class _LogFormatter(logging.Formatter):
