@@ -1,0 +1,641 @@
+"""install.sh: a full install into a scratch tree (--root), upgrades, uninstall, purge,
+dry runs, pre-flight failures, the systemd unit, and shellcheck.
+
+Every run uses the real install.sh, iotlight.py, iotlight.toml and requirements.txt
+(copied from the repository), a real venv and the real `iotlight.py keygen` and
+`address`. Only what would touch this machine is replaced, by recorders on PATH:
+apt-get and systemctl always, chown when the tests do not run as root (useradd,
+usermod and userdel act on the tree's /etc through --prefix). pip gets
+IOTLIGHT_PIP_ARGS=--no-index and sees this interpreter's packages through
+PYTHONPATH, so it resolves requirements.txt without a network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import pytest
+
+import iotlight
+
+pytestmark = pytest.mark.timeout(600)
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = ("install.sh", "iotlight.py", "iotlight.toml", "requirements.txt")
+AS_ROOT = os.geteuid() == 0
+ASSET_ID = iotlight.b58encode(bytes(range(1, 33)))
+
+# What every run prints when the daemon's config is new (no payment.asset_id yet).
+FIRST_RUN_CALLS = [
+    "apt-get -q update",
+    "apt-get -q install -y python3-venv",
+    "systemctl daemon-reload",
+    "systemctl enable iotlight.service",
+]
+
+RECORDER = """#!/bin/sh
+# Records its call instead of touching the system; fails when asked to.
+printf '%s\\n' "$(basename "$0") $*" >> "{log}"
+[ ! -e "{bin}/fail-$(basename "$0")-$1" ]
+"""
+
+
+class Installer:
+    """A scratch tree, a copy of the sources and recorders on PATH, and install.sh to run."""
+
+    def __init__(self, base: Path):
+        self.root = base / "root"
+        self.src = base / "src"
+        self.bin = base / "bin"
+        self.log = base / "calls.log"
+        for d in (self.root / "etc", self.src, self.bin):
+            d.mkdir(parents=True)
+        for name in SOURCES:
+            shutil.copy(REPO / name, self.src / name)
+        # A minimal /etc: root, and the device groups a Pi has except i2c.
+        (self.root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+        (self.root / "etc/group").write_text("root:x:0:\nvideo:x:44:\ninput:x:105:\n")
+        for name in ("shadow", "gshadow"):
+            (self.root / "etc" / name).write_text("")
+        self.log.write_text("")
+        self.seen = 0
+        recorded = ["apt-get", "systemctl"] + ([] if AS_ROOT else ["chown"])
+        for name in recorded:
+            path = self.bin / name
+            path.write_text(RECORDER.format(log=self.log, bin=self.bin))
+            path.chmod(0o755)
+
+    def env(self, **extra: str) -> Dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IOTLIGHT_")}
+        paths = sysconfig.get_paths()
+        env.update(
+            PATH="%s:%s" % (self.bin, os.environ["PATH"]),
+            PYTHONPATH=os.pathsep.join(dict.fromkeys((paths["purelib"], paths["platlib"]))),
+            IOTLIGHT_PYTHON=sys.executable,
+            IOTLIGHT_PIP_ARGS="--no-index",
+        )
+        env.update(extra)
+        return env
+
+    def run(self, *args: str, root: bool = True, **extra: str) -> subprocess.CompletedProcess:
+        argv = ["bash", str(self.src / "install.sh")] + (["--root", str(self.root)] if root else []) + list(args)
+        return subprocess.run(argv, env=self.env(**extra), capture_output=True, text=True, timeout=500)
+
+    def install(self, *args: str) -> subprocess.CompletedProcess:
+        """Run install.sh and insist it succeeded."""
+        result = self.run(*args)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    def calls(self) -> List[str]:
+        """The apt-get and systemctl calls recorded since the last look."""
+        lines = self.log.read_text().splitlines()
+        new, self.seen = lines[self.seen:], len(lines)
+        return [line for line in new if not line.startswith("chown ")]
+
+    def chowns(self) -> Dict[str, str]:
+        """path -> the last "uid:gid" the chown recorder was asked to set (non-root runs)."""
+        owners = {}
+        for line in self.log.read_text().splitlines():
+            if line.startswith("chown "):
+                _, spec, path = line.split(" ")
+                owners[path] = spec
+        return owners
+
+    def path(self, target: str) -> Path:
+        return self.root / target.lstrip("/")
+
+    def entry(self, db: str, name: str) -> Optional[List[str]]:
+        for line in self.path("/etc/" + db).read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == name:
+                return fields
+        return None
+
+    def owner(self, target: str) -> Tuple[str, str]:
+        """(user, group) names of a file in the tree, by the tree's own passwd and group."""
+        if AS_ROOT:
+            st = self.path(target).stat()
+            uid, gid = str(st.st_uid), str(st.st_gid)
+        else:
+            uid, gid = self.chowns()[str(self.path(target))].split(":")
+        users = {e.split(":")[2]: e.split(":")[0] for e in self.path("/etc/passwd").read_text().splitlines()}
+        groups = {e.split(":")[2]: e.split(":")[0] for e in self.path("/etc/group").read_text().splitlines()}
+        return users.get(uid, uid), groups.get(gid, gid)
+
+    def set_asset_id(self, config: Path) -> None:
+        text = config.read_text().replace('# asset_id = "', 'asset_id = "%s"\n# example: "' % ASSET_ID, 1)
+        assert 'asset_id = "%s"' % ASSET_ID in text
+        config.write_text(text)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def snapshot(tree: Path) -> Dict[str, Tuple]:
+    """Every path under tree with its type, mode, owner and content hash."""
+    result = {}
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            digest = None
+            if stat.S_ISREG(st.st_mode):
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                digest = os.readlink(p)
+            result[str(p.relative_to(tree))] = (st.st_mode, st.st_uid, st.st_gid, digest)
+    return result
+
+
+def address_of(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("address: ")]
+    assert len(lines) == 1, output
+    return lines[0].split()[1]
+
+
+def unit_directives(text: str) -> List[Tuple[str, str, str]]:
+    """(section, key, value) of every directive of a unit file, in order."""
+    section, out = "", []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.append((section, key, value))
+    return out
+
+
+def source_lib(script: str, **env: str) -> subprocess.CompletedProcess:
+    """Run bash code with install.sh's functions defined (IOTLIGHT_INSTALL_LIB=1)."""
+    code = 'source "%s"\n%s' % (REPO / "install.sh", script)
+    return subprocess.run(["bash", "-c", code], env=dict(os.environ, IOTLIGHT_INSTALL_LIB="1", **env),
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def installer(tmp_path: Path) -> Installer:
+    return Installer(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Tuple[Installer, subprocess.CompletedProcess]:
+    """One fresh install, shared by the tests that only look at its result."""
+    inst = Installer(tmp_path_factory.mktemp("installed"))
+    return inst, inst.install()
+
+
+# =============================================================================
+# A fresh install
+# =============================================================================
+
+
+def test_fresh_install_puts_code_and_venv_in_opt(installed):
+    """iotlight.py and requirements.txt land in /opt/iotlight beside a venv that sees system packages."""
+    inst, _ = installed
+    app = inst.path("/opt/iotlight/iotlight.py")
+    assert app.read_bytes() == (inst.src / "iotlight.py").read_bytes()
+    assert mode(app) == 0o644
+    assert (inst.path("/opt/iotlight/requirements.txt").read_bytes()
+            == (inst.src / "requirements.txt").read_bytes())
+    cfg = inst.path("/opt/iotlight/venv/pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in cfg
+    version = subprocess.run([str(inst.path("/opt/iotlight/venv/bin/python")), "-c",
+                              "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == str(inst.path("/opt/iotlight/venv"))
+
+
+def test_fresh_install_creates_the_system_user_in_the_device_groups(installed):
+    """iotlight is a system user with its home in the state dir, no login, in video and input."""
+    inst, result = installed
+    name, _, uid, gid, _, home, shell = inst.entry("passwd", "iotlight")
+    assert int(uid) < 1000
+    assert (home, shell) == ("/var/lib/iotlight", "/usr/sbin/nologin")
+    assert inst.entry("group", "iotlight")[2] == gid
+    assert inst.entry("group", "video")[3].split(",") == ["iotlight"]
+    assert inst.entry("group", "input")[3].split(",") == ["iotlight"]
+    assert inst.entry("group", "i2c") is None
+    assert "note: no group i2c here, skipped" in result.stderr
+    assert "raspi-config nonint do_i2c 0" in result.stderr
+
+
+def test_fresh_install_writes_the_config_with_system_paths(installed):
+    """The config is the repository's iotlight.toml with the seed and state paths set, 0640 root:iotlight."""
+    inst, _ = installed
+    conf = inst.path("/etc/iotlight/iotlight.toml")
+    table = iotlight._toml_loads(conf.read_text())
+    assert table["device"]["seed_file"] == "/etc/iotlight/device.seed"
+    assert table["device"]["state_file"] == "/var/lib/iotlight/iotlight.db"
+    source = iotlight._toml_loads((inst.src / "iotlight.toml").read_text())
+    source["device"].update(seed_file="/etc/iotlight/device.seed", state_file="/var/lib/iotlight/iotlight.db")
+    assert table == source
+    assert mode(conf) == 0o640
+    assert mode(inst.path("/etc/iotlight")) == 0o750
+    if AS_ROOT:
+        assert inst.owner("/etc/iotlight/iotlight.toml") == ("root", "iotlight")
+        assert inst.owner("/etc/iotlight") == ("root", "iotlight")
+    else:
+        assert inst.owner("/etc/iotlight/iotlight.toml")[1] == "iotlight"
+
+
+def test_fresh_install_makes_the_seed_and_state_dir(installed):
+    """keygen wrote a 15-word seed, 0600 iotlight; /var/lib/iotlight is 0750 iotlight."""
+    inst, result = installed
+    seed = inst.path("/etc/iotlight/device.seed")
+    assert len(seed.read_text().split()) == 15
+    assert mode(seed) == 0o600
+    assert inst.owner("/etc/iotlight/device.seed") == ("iotlight", "iotlight")
+    state = inst.path("/var/lib/iotlight")
+    assert state.is_dir() and mode(state) == 0o750
+    assert inst.owner("/var/lib/iotlight") == ("iotlight", "iotlight")
+    assert "wrote a new 15-word seed phrase" in result.stderr
+    # The seed never reaches the output.
+    words = seed.read_text().split()
+    output = " ".join((result.stdout + result.stderr).split())
+    for i in range(len(words) - 2):
+        assert " ".join(words[i:i + 3]) not in output
+
+
+def test_fresh_install_records_apt_and_systemctl_without_starting(installed):
+    """apt gets python3-venv (no Pi: no sense-hat); the unit is enabled, not started without an asset id."""
+    inst, result = installed
+    assert inst.calls() == FIRST_RUN_CALLS
+    assert "iotlight.service is enabled but not started: payment.asset_id is not set" in result.stderr
+
+
+def test_fresh_install_ends_with_address_monitor_and_next_steps(installed):
+    """The report names the device's address and key, the monitor URL and what to do next."""
+    inst, result = installed
+    out = result.stdout
+    keys = iotlight.keypair_from_seed(inst.path("/etc/iotlight/device.seed").read_text().rstrip("\n"))
+    assert address_of(out) == keys.address("T")
+    assert "public key: %s" % iotlight.b58encode(keys.public_key) in out
+    assert "Monitor (dashboard and WebSocket): http://127.0.0.1:8765/" in out
+    assert "ssh -N -L 8765:127.0.0.1:8765 " in out
+    assert "Set payment.asset_id, the token that buys light, in /etc/iotlight/iotlight.toml" in out
+    assert "Fund the address above with the chain's coins" in out
+    assert "sudo systemctl restart iotlight" in out
+
+
+# =============================================================================
+# The unit
+# =============================================================================
+
+
+def test_unit_runs_the_daemon_as_a_watched_notify_service(installed):
+    """The unit starts the venv's python on the installed config as iotlight, Type=notify with a watchdog."""
+    inst, _ = installed
+    unit = inst.path("/etc/systemd/system/iotlight.service")
+    assert mode(unit) == 0o644
+    d = {}
+    for section, key, value in unit_directives(unit.read_text()):
+        d.setdefault((section, key), []).append(value)
+    expected = {
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "WatchdogSec": "30",
+        "ExecStart": "/opt/iotlight/venv/bin/python /opt/iotlight/iotlight.py -c /etc/iotlight/iotlight.toml run",
+        "User": "iotlight",
+        "Group": "iotlight",
+        "SupplementaryGroups": "video input",  # the tree has no i2c group
+        "Restart": "on-failure",
+        "RestartSec": "5",
+        "RestartPreventExitStatus": "2 3",
+        "TimeoutStopSec": "30",
+        "Environment": "PYTHONUNBUFFERED=1",
+        "StateDirectory": "iotlight",
+        "StateDirectoryMode": "0750",
+    }
+    for key, value in expected.items():
+        assert d[("Service", key)] == [value], key
+    assert d[("Unit", "After")] == ["network-online.target"]
+    assert d[("Install", "WantedBy")] == ["multi-user.target"]
+
+
+def test_unit_is_hardened_but_reaches_the_sense_hat_devices(installed):
+    """Read-only system, no capabilities, few address families; /dev/fb*, input and i2c stay open."""
+    inst, _ = installed
+    d = {}
+    for section, key, value in unit_directives(inst.path("/etc/systemd/system/iotlight.service").read_text()):
+        d.setdefault(key, []).append(value)
+    for key, value in {
+        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "ProtectKernelTunables": "yes", "ProtectControlGroups": "yes", "LockPersonality": "yes",
+        "DevicePolicy": "closed",
+    }.items():
+        assert d[key] == [value], key
+    assert d["DeviceAllow"] == ["char-fb rw", "char-input r", "char-i2c rw"]
+    assert "PrivateDevices" not in d
+    assert "PrivateUsers" not in d
+
+
+def test_unit_comments_every_directive(installed):
+    """Each directive line of the unit has a comment line right above it."""
+    inst, _ = installed
+    lines = inst.path("/etc/systemd/system/iotlight.service").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith(("#", "[")):
+            assert lines[i - 1].startswith("#"), "no comment above %r" % line
+
+
+def test_unit_lists_only_present_device_groups():
+    """SupplementaryGroups= names the groups given (a missing group would stop the start); none: no line."""
+    result = source_lib('render_unit video input i2c | grep "^SupplementaryGroups="; '
+                        'render_unit | grep -c "^SupplementaryGroups=" || true')
+    assert result.stdout.splitlines() == ["SupplementaryGroups=video input i2c", "0"], result.stderr
+
+
+def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
+    """systemd-analyze verify accepts the unit (ExecStart pointed at the tree's venv, which exists)."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    inst, _ = installed
+    text = inst.path("/etc/systemd/system/iotlight.service").read_text()
+    text = text.replace("ExecStart=/opt/iotlight/", "ExecStart=%s/" % inst.path("/opt/iotlight"))
+    unit = tmp_path / "iotlight.service"
+    unit.write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if "iotlight.service" in line] == []
+
+
+# =============================================================================
+# Running again, uninstalling, purging
+# =============================================================================
+
+
+def test_second_run_upgrades_code_and_keeps_config_seed_and_state(installer):
+    """A second run replaces iotlight.py, keeps the edited config, the seed and the state, and restarts."""
+    first = installer.install()
+    installer.calls()
+    conf = installer.path("/etc/iotlight/iotlight.toml")
+    installer.set_asset_id(conf)
+    conf.write_text(conf.read_text() + "# my own note\n")
+    state = installer.path("/var/lib/iotlight/iotlight.db")
+    state.write_bytes(b"state kept")
+    kept = {p: p.read_bytes() for p in (conf, state, installer.path("/etc/iotlight/device.seed"))}
+    (installer.src / "iotlight.py").write_text((installer.src / "iotlight.py").read_text() + "\n# upgraded\n")
+
+    second = installer.install()
+
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert mode(installer.path("/etc/iotlight/device.seed")) == 0o600
+    assert installer.path("/opt/iotlight/iotlight.py").read_text().endswith("\n# upgraded\n")
+    assert address_of(second.stdout) == address_of(first.stdout)
+    assert "keeping the configuration /etc/iotlight/iotlight.toml" in second.stderr
+    assert "keeping the device seed /etc/iotlight/device.seed" in second.stderr
+    assert "creating the venv" not in second.stderr
+    assert "payment.asset_id is set in /etc/iotlight/iotlight.toml" in second.stdout
+    assert installer.calls() == FIRST_RUN_CALLS + ["systemctl restart iotlight.service"]
+    assert [line.split(":")[0] for line in installer.path("/etc/passwd").read_text().splitlines()] \
+        == ["root", "iotlight"]
+
+
+def test_failed_start_exits_nonzero_with_the_journal_hint(installer):
+    """When systemctl restart fails, install.sh says where to look and exits 1."""
+    installer.set_asset_id(installer.src / "iotlight.toml")
+    (installer.bin / "fail-systemctl-restart").write_text("")
+    result = installer.run()
+    assert result.returncode == 1
+    assert ("install.sh: error: iotlight.service did not start: see 'journalctl -u iotlight -e', "
+            "fix the cause, then: sudo systemctl restart iotlight") in result.stderr
+    assert installer.calls()[-1] == "systemctl restart iotlight.service"
+
+
+def test_uninstall_removes_service_and_code_but_keeps_data(installer):
+    """--uninstall disables the unit and removes it and /opt/iotlight; config, seed, state and user stay."""
+    installer.install()
+    installer.path("/var/lib/iotlight/iotlight.db").write_bytes(b"state")
+    installer.calls()
+    result = installer.run("--uninstall")
+    assert result.returncode == 0, result.stderr
+    assert installer.calls() == ["systemctl disable --now iotlight.service", "systemctl daemon-reload"]
+    assert not installer.path("/etc/systemd/system/iotlight.service").exists()
+    assert not installer.path("/opt/iotlight").exists()
+    for kept in ("/etc/iotlight/iotlight.toml", "/etc/iotlight/device.seed", "/var/lib/iotlight/iotlight.db"):
+        assert installer.path(kept).exists(), kept
+    assert installer.entry("passwd", "iotlight") is not None
+    assert "kept /etc/iotlight (configuration and seed) and /var/lib/iotlight (state); --purge deletes them" \
+        in result.stderr
+
+
+def test_purge_removes_config_seed_state_and_user(installer):
+    """--purge also deletes /etc/iotlight, /var/lib/iotlight and the user, warning about the seed."""
+    installer.install()
+    installer.calls()
+    result = installer.run("--purge")
+    assert result.returncode == 0, result.stderr
+    assert installer.calls() == ["systemctl disable --now iotlight.service", "systemctl daemon-reload"]
+    for gone in ("/etc/systemd/system/iotlight.service", "/opt/iotlight", "/etc/iotlight", "/var/lib/iotlight"):
+        assert not installer.path(gone).exists(), gone
+    assert installer.entry("passwd", "iotlight") is None
+    assert installer.entry("group", "iotlight") is None
+    assert installer.entry("group", "video")[3] == ""
+    assert ("warning: deleting /etc/iotlight with the device seed: the device's address is lost for good "
+            "unless you have a copy of the seed") in result.stderr
+
+
+def test_uninstall_of_nothing_succeeds(installer):
+    """--uninstall where nothing is installed says so, calls no systemctl and succeeds."""
+    result = installer.run("--uninstall")
+    assert result.returncode == 0, result.stderr
+    assert "no /etc/systemd/system/iotlight.service: nothing to stop" in result.stderr
+    assert installer.calls() == []
+
+
+# =============================================================================
+# Dry runs
+# =============================================================================
+
+
+def test_dry_run_of_a_first_install_changes_nothing_and_prints_the_commands(installer):
+    """--dry-run on an empty tree runs no recorder, writes nothing, and prints each command."""
+    before = snapshot(installer.root)
+    result = installer.run("--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(installer.root) == before
+    assert installer.calls() == []
+    root = str(installer.root)
+    out = result.stdout.splitlines()
+    for command in [
+        "+ env DEBIAN_FRONTEND=noninteractive apt-get -q install -y python3-venv",
+        "+ useradd --prefix %s --system --user-group --home-dir /var/lib/iotlight --no-create-home "
+        "--shell /usr/sbin/nologin --comment iotlight\\ daemon --groups video\\,input iotlight" % root,
+        "+ install -m 0644 %s/iotlight.py %s/opt/iotlight/iotlight.py" % (installer.src, root),
+        "+ %s -m venv --system-site-packages %s/opt/iotlight/venv" % (sys.executable, root),
+        "+ install -d -m 0750 %s/var/lib/iotlight" % root,
+        "+ /opt/iotlight/venv/bin/python /opt/iotlight/iotlight.py -c /etc/iotlight/iotlight.toml keygen",
+        "+ chmod 0600 %s/etc/iotlight/device.seed" % root,
+        "+ systemctl daemon-reload",
+        "+ systemctl enable iotlight.service",
+        "+ /opt/iotlight/venv/bin/python /opt/iotlight/iotlight.py -c /etc/iotlight/iotlight.toml address",
+    ]:
+        assert command in out, command
+    assert "dry run: printing the commands, changing nothing" in result.stderr
+
+
+def test_dry_run_on_an_installed_tree_changes_nothing(installer):
+    """--dry-run, --dry-run --uninstall and --dry-run --purge leave an installed tree as it was."""
+    installer.install()
+    installer.calls()
+    before = snapshot(installer.root)
+    for args in (["--dry-run"], ["--dry-run", "--uninstall"], ["--dry-run", "--purge"]):
+        result = installer.run(*args)
+        assert result.returncode == 0, result.stderr
+        assert snapshot(installer.root) == before, args
+        assert installer.calls() == [], args
+    assert "+ rm -rf %s/etc/iotlight %s/var/lib/iotlight" % (installer.root, installer.root) in result.stdout
+    assert "+ systemctl disable --now iotlight.service" in result.stdout
+
+
+# =============================================================================
+# Pre-flight: clear messages, non-zero exits, no change
+# =============================================================================
+
+
+def test_not_root_without_root_or_dry_run_is_refused(installer):
+    """A plain run by a normal user stops before any change and says to use sudo."""
+    fake_id = installer.bin / "id"
+    fake_id.write_text('#!/bin/sh\n[ "$1" = -u ] && { echo 1000; exit 0; }\nexec /usr/bin/id "$@"\n')
+    fake_id.chmod(0o755)
+    # Were the root check ever to let it through, the missing interpreter still stops
+    # the pre-flight before anything on this machine changes.
+    result = installer.run(root=False, IOTLIGHT_PYTHON="/nonexistent/python3")
+    assert result.returncode == 1
+    assert result.stderr.startswith("install.sh: error: must run as root to install a system service: sudo ")
+    assert installer.calls() == []
+
+
+def test_python_older_than_3_9_is_refused(installer, tmp_path):
+    """An interpreter reporting 3.8 stops the install with the version and the fix."""
+    old = tmp_path / "python3.8"
+    old.write_text("#!/bin/sh\necho 3.8\n")
+    old.chmod(0o755)
+    before = snapshot(installer.root)
+    result = installer.run(IOTLIGHT_PYTHON=str(old))
+    assert result.returncode == 1
+    assert ("install.sh: error: %s is Python 3.8; iotlight needs 3.9 or newer: use Raspberry Pi OS "
+            "Bullseye or later, or set IOTLIGHT_PYTHON to a newer python3" % old) in result.stderr
+    assert snapshot(installer.root) == before
+    assert installer.calls() == []
+
+
+def test_missing_source_file_is_refused(installer):
+    """install.sh without requirements.txt beside it says to use a full copy of the repository."""
+    (installer.src / "requirements.txt").unlink()
+    result = installer.run()
+    assert result.returncode == 1
+    assert ("install.sh: error: requirements.txt is missing next to install.sh (%s): run install.sh "
+            "from a full copy of the iotlight repository" % installer.src) in result.stderr
+    assert installer.calls() == []
+
+
+def test_bad_options_exit_2(installer, tmp_path):
+    """An unknown option or a --root that does not exist is a usage error (exit 2)."""
+    result = installer.run("--frobnicate", root=False)
+    assert (result.returncode, result.stderr) == (
+        2, "install.sh: error: unknown option '--frobnicate': see install.sh --help\n")
+    missing = tmp_path / "nowhere"
+    result = installer.run("--root", str(missing), root=False)
+    assert (result.returncode, result.stderr) == (
+        2, "install.sh: error: --root %s: no such directory: create it first\n" % missing)
+
+
+def test_help_lists_the_options(installer):
+    """--help prints the usage with every option and exits 0."""
+    result = installer.run("--help", root=False)
+    assert result.returncode == 0
+    for option in ("--uninstall", "--purge", "--dry-run", "--root DIR", "IOTLIGHT_PIP_ARGS"):
+        assert option in result.stdout
+
+
+def test_unsupported_os_is_refused(tmp_path):
+    """An os-release that is neither Debian, Raspberry Pi OS nor Ubuntu is refused with the way out."""
+    release = tmp_path / "os-release"
+    release.write_text('ID=fedora\nPRETTY_NAME="Fedora Linux 40"\n')
+    result = source_lib('OS_RELEASE="%s"; check_os' % release)
+    assert result.returncode == 1
+    assert result.stderr == ("install.sh: error: unsupported system 'Fedora Linux 40': this installer needs "
+                             "Raspberry Pi OS, Debian or Ubuntu (apt and systemd); elsewhere install by hand "
+                             "as README.md describes\n")
+    release.write_text('ID=raspbian\nID_LIKE=debian\nVERSION_CODENAME=bookworm\n')
+    assert source_lib('OS_RELEASE="%s"; check_os' % release).returncode == 0
+
+
+def test_missing_command_names_the_package(tmp_path):
+    """A missing command stops the install with the apt-get line that brings it."""
+    result = source_lib("PATH=%s; require_commands useradd" % tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == ("install.sh: error: needs the command 'useradd': install it with: "
+                             "sudo apt-get install passwd\n")
+
+
+# =============================================================================
+# Pieces: the Pi's packages, the config editor
+# =============================================================================
+
+
+def test_a_raspberry_pi_gets_the_sense_hat_packages(tmp_path):
+    """On a Pi (device-tree model) apt also installs sense-hat and its IMU library; elsewhere not."""
+    model = tmp_path / "model"
+    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    pi = source_lib('MODEL_FILE="%s"; apt_packages' % model)
+    assert pi.stdout.split() == ["python3-venv", "sense-hat", "python3-rtimulib"]
+    other = source_lib('MODEL_FILE="%s/none"; apt_packages' % tmp_path)
+    assert other.stdout.split() == ["python3-venv"]
+
+
+CONFIG = """\
+[node]
+urls = [
+  "https://a",
+]
+seed_file = "not this section"
+
+[device]
+# seed_file = "device.seed"
+state_file = "iotlight.db"  # the database
+
+[payment]
+"""
+
+
+def test_set_toml_key_replaces_inserts_or_appends(tmp_path):
+    """A key is replaced in its section, added under the header if only commented out, or appended with its section."""
+    conf = tmp_path / "c.toml"
+    conf.write_text(CONFIG)
+    result = source_lib(
+        'set_toml_key "{0}" device seed_file \'"/etc/iotlight/device.seed"\'\n'
+        'set_toml_key "{0}" device state_file \'"/var/lib/iotlight/iotlight.db"\'\n'
+        'set_toml_key "{0}" monitor port 9000\n'.format(conf))
+    assert result.returncode == 0, result.stderr
+    assert conf.read_text() == CONFIG.replace(
+        '[device]\n# seed_file = "device.seed"\nstate_file = "iotlight.db"  # the database\n',
+        '[device]\nseed_file = "/etc/iotlight/device.seed"\n# seed_file = "device.seed"\n'
+        'state_file = "/var/lib/iotlight/iotlight.db"\n') + "\n[monitor]\nport = 9000\n"
+
+
+# =============================================================================
+# The script itself
+# =============================================================================
+
+
+def test_shellcheck_passes():
+    """shellcheck finds nothing in install.sh."""
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI installs it")
+    result = subprocess.run(["shellcheck", str(REPO / "install.sh")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
