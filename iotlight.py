@@ -190,8 +190,8 @@ CONFIG_SCHEMA: Dict[str, Tuple[Callable[[Any], bool], Any, str]] = {
     "light.color": (_is_color, [255, 255, 255], "[r, g, b] with integers from 0 to 255"),
     "light.countdown": (_is_bool, True, "true or false"),
     "data.joystick": (_is_bool, True, "true or false"),
-    "data.telemetry_interval": (lambda v: _is_number(v) and (v == 0 or 10 <= v <= 86400), 0.0,
-                                "0 (off) or a number of seconds from 10 to 86400"),
+    "data.telemetry_interval": (lambda v: _is_number(v) and (v == 0 or 1 <= v <= 86400), 0.0,
+                                "0 (off) or a number of seconds from 1 to 86400"),
     "data.fee": (_int_range(0, 10**12), 0, "0 (automatic) or a fee in the smallest coin unit"),
     "data.coalesce_window": (_in_range(0, 60), 1.0, "a number of seconds from 0 to 60"),  # ours
     "data.max_tx_per_minute": (_int_range(1, 120), 20, "an integer from 1 to 120"),  # ours
@@ -247,7 +247,7 @@ def _flatten(table: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for k, v in table.items():
         key = prefix + k
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -272,13 +272,17 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
         return ConfigError("%s: %s: %s" % (name, key, msg))
 
     flat: Dict[str, Any] = {}
+    known_sections = sorted({k.split(".")[0] for k in CONFIG_SCHEMA})
     for section, value in table.items():
         if not isinstance(value, dict):
-            known_sections = sorted({k.split(".")[0] for k in CONFIG_SCHEMA})
             hint = difflib.get_close_matches(section, known_sections, 1)
             raise fail(section, "unknown key at top level; keys live in sections [%s]%s"
                        % ("], [".join(known_sections),
                           (" (did you mean [%s]?)" % hint[0]) if hint else ""))
+        if section not in known_sections:
+            hint = difflib.get_close_matches(section, known_sections, 1)
+            raise fail("[%s]" % section, "unknown section%s" % (
+                (" (did you mean [%s]?)" % hint[0]) if hint else "; sections are [%s]" % "], [".join(known_sections)))
         flat.update(_flatten(value, section + "."))
     for key in flat:
         if key not in CONFIG_SCHEMA:
@@ -666,6 +670,9 @@ def _tx_chain(tx: Dict[str, Any]) -> str:
     if isinstance(c, str) and len(c) == 1:
         return c
     rec = tx.get("recipient") or ""
+    items = tx.get("transfers")
+    if not rec and isinstance(items, list) and items and isinstance(items[0], dict):
+        rec = items[0].get("recipient") or ""
     if isinstance(rec, str) and rec.startswith("alias:"):
         return rec.split(":")[1]
     if rec:
@@ -984,7 +991,7 @@ def transfer_fee(rules: str = "waves", *, smart_asset: bool = False) -> int:
 
 def mass_transfer_fee(n: int, rules: str = "waves", *, smart_asset: bool = False) -> int:
     if rules == "0bs":
-        return 5_000_000
+        return max(5_000_000, FEE_UNIT * (1 + (n + 1) // 2))
     return FEE_UNIT * (1 + (n + 1) // 2) + (400_000 if smart_asset else 0)
 
 
@@ -998,6 +1005,8 @@ def build_data_tx(keys: KeyPair, entries: List[Dict[str, Any]], *, timestamp: in
                   fee: int = 0, rules: str = "waves", version: int = 1,
                   random_z: Optional[bytes] = None) -> Dict[str, Any]:
     """A signed Data transaction; fee 0 computes the minimum for its size."""
+    if rules == "0bs" and version != 1:
+        raise EncodingError("0bs nodes accept Data version 1 only, not %r" % (version,))
     validate_data_entries(entries, version=version, rules=rules)
     tx: Dict[str, Any] = {"type": TX_DATA, "version": version, "senderPublicKey": b58encode(keys.public_key),
                           "fee": fee or 1, "timestamp": timestamp, "chainId": chain_byte(chain_id),
@@ -1017,6 +1026,10 @@ def build_transfer_tx(keys: KeyPair, *, recipient: str, amount: int, asset_id: O
     """A signed Transfer v2 (legacy binary: accepted by Waves and 0bs nodes)."""
     if not _is_int(amount) or amount <= 0:
         raise EncodingError("amount must be a positive integer of the smallest unit, not %r" % (amount,))
+    if not _is_int(fee) or fee <= 0:
+        raise EncodingError("fee must be a positive integer of the smallest unit, not %r" % (fee,))
+    if len(attachment) > MAX_ATTACHMENT:
+        raise EncodingError("attachment is %d bytes, more than %d" % (len(attachment), MAX_ATTACHMENT))
     tx = {"type": TX_TRANSFER, "version": 2, "senderPublicKey": b58encode(keys.public_key),
           "assetId": asset_id or None, "recipient": parse_recipient(recipient, chain_id), "amount": amount,
           "attachment": b58encode(attachment), "fee": fee, "feeAssetId": fee_asset_id, "timestamp": timestamp,
@@ -1036,6 +1049,8 @@ def build_issue_tx(keys: KeyPair, *, name: str, description: str, quantity: int,
         raise EncodingError("decimals must be from 0 to 8, not %r" % decimals)
     if not _is_int(quantity) or not 0 < quantity <= INT64_MAX:
         raise EncodingError("quantity must be a positive 64-bit integer of the smallest unit")
+    if not _is_int(fee) or fee <= 0:
+        raise EncodingError("fee must be a positive integer of the smallest unit, not %r" % (fee,))
     tx = {"type": TX_ISSUE, "version": 2, "senderPublicKey": b58encode(keys.public_key), "name": name,
           "description": description, "quantity": quantity, "decimals": decimals, "reissuable": reissuable,
           "script": None, "fee": fee, "timestamp": timestamp, "chainId": chain_byte(chain_id)}
@@ -1348,6 +1363,10 @@ class Store:
             raise StateError("%s: cannot write the state file: %s" % (self.path, e)) from None
         try:
             yield self.db
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise StateError("%s: cannot write the state file: %s" % (self.path, e)) from None
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
@@ -2535,6 +2554,9 @@ class Watcher:
             except NodeError as e:
                 self.log.debug("poll failed: %s", e)
                 wait = max(next(delays), self.node.retry_in())
+            except StateError as e:
+                _state_trouble(self.log, e)
+                wait = STATE_RETRY
             await _wait_or_stop(stop, wait)
 
 
@@ -2604,7 +2626,10 @@ class Lamp:
                                  (wall - mono) - self.offset)
                 self.offset = wall - mono
                 start, until = self.span()
-                self.store.set_meta("light_until", repr(until if self.timer.is_on(mono) else 0.0))
+                try:
+                    self.store.set_meta("light_until", repr(until if self.timer.is_on(mono) else 0.0))
+                except StateError as e:
+                    _state_trouble(self.log, e)
                 if self.timer.is_on(mono):
                     self.publish(dict(type="light", **self.state()))
             on = self.timer.is_on(mono)
@@ -2832,7 +2857,21 @@ class Outbox:
             except NodeError as e:
                 self.log.debug("outbox: %s", e)
                 timeout = max(next(delays), self.node.retry_in())
+            except StateError as e:
+                _state_trouble(self.log, e)
+                timeout = STATE_RETRY
             await _wait_any(stop, self.wake, timeout)
+
+
+STATE_RETRY = 5.0
+_state_troubles: set = set()
+
+
+def _state_trouble(log: logging.Logger, e: StateError) -> None:
+    """Log a state-file write failure (a full disk, say) once per distinct message; the caller retries."""
+    if str(e) not in _state_troubles:
+        _state_troubles.add(str(e))
+        log.error("%s; nothing is lost, retrying every %g s (free some space?)", e, STATE_RETRY)
 
 
 async def _wait_or_stop(stop: asyncio.Event, timeout: float) -> None:
@@ -2873,7 +2912,11 @@ class Telemetry:
         now_ms = int(self.clock.time() * 1000)
         entries = telemetry_entries(reading, now_ms)
         if entries:
-            self.store.add_event("telemetry", entries, now_ms)
+            try:
+                self.store.add_event("telemetry", entries, now_ms)
+            except StateError as e:
+                _state_trouble(self.log, e)
+                return
             self.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -2904,6 +2947,7 @@ class Daemon:
         self.node_state: Dict[str, Any] = {"url": config.node_urls[0], "ok": None, "height": None}
         self.balance: Dict[str, Any] = {"coin": None, "token": None, "decimals": None}
         self.joystick: Optional[Dict[str, Any]] = None
+        self.unsaved: "collections.deque" = collections.deque()
         self.funds_ok = True
         self.monitor = None
         node.on_status = self.node_status
@@ -2978,11 +3022,20 @@ class Daemon:
         self.joystick = {"direction": ev.direction, "action": ev.action, "ts": ev.ts_ms / 1000}
         self.publish({"type": "joystick", "direction": ev.direction, "action": ev.action})
         if ev.action == "pressed" and self.config.joystick:
+            self.unsaved.append(ev)
+            self.save_presses()
+
+    def save_presses(self) -> None:
+        """Store presses in order; while the state file cannot be written they wait in memory."""
+        while self.unsaved:
+            ev = self.unsaved[0]
             try:
                 n = self.store.add_press(ev.direction, ev.action, ev.ts_ms, int(self.clock.time() * 1000))
             except StateError as e:
-                self.log.error("joystick press %s not stored: %s", ev.direction, e)
+                _state_trouble(self.log, e)
+                asyncio.get_running_loop().call_later(STATE_RETRY, self.save_presses)
                 return
+            self.unsaved.popleft()
             self.log.debug("joystick press %d: %s", n, ev.direction)
             self.outbox.wake.set()
 
@@ -3080,6 +3133,12 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 SEED_WORDS = 15
 
 
+def _refuse_open_seed(path: str, st: os.stat_result) -> None:
+    if st.st_mode & 0o077:
+        raise SeedFileError("%s: the seed file is readable by group or others (mode %03o); fix it with: chmod 600 %s"
+                            % (path, st.st_mode & 0o777, path))
+
+
 def read_seed_file(path: str) -> str:
     """The seed phrase of a seed file, refusing one that group or others can read."""
     try:
@@ -3090,9 +3149,7 @@ def read_seed_file(path: str) -> str:
         raise SeedFileError("%s: cannot read the seed file: %s" % (path, e.strerror)) from None
     if not stat.S_ISREG(st.st_mode):
         raise SeedFileError("%s: the seed file is not a regular file" % path)
-    if st.st_mode & 0o077:
-        raise SeedFileError("%s: the seed file is readable by group or others (mode %03o); fix it with: chmod 600 %s"
-                            % (path, st.st_mode & 0o777, path))
+    _refuse_open_seed(path, st)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -3110,6 +3167,7 @@ def write_seed_file(path: str, seed: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        _refuse_open_seed(path, os.stat(path))
         raise SeedFileError("%s: a seed file exists already; keygen never overwrites one" % path) from None
     except OSError as e:
         raise SeedFileError("%s: cannot create the seed file: %s" % (path, e.strerror)) from None

@@ -26,14 +26,9 @@ import pytest  # noqa: E402
 @pytest.fixture
 def chain():
     """A running fake node with a treasury that issued an IoT-Light token (2 decimals)."""
-    from fakenode import FakeNode
-    from harness import TREASURY_SEED
-    treasury = iotlight.keypair_from_seed(TREASURY_SEED)
-    node = FakeNode("T").start()
+    from harness import start_chain
+    node = start_chain("T")
     try:
-        node.fund(treasury.address("T"), waves=10 ** 12)
-        node.treasury = treasury
-        node.asset = node.issue_asset(treasury, "IoT-Light", 2, 10 ** 10)
         yield node
     finally:
         node.stop()

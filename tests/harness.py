@@ -41,19 +41,43 @@ def toml_value(v: Any) -> str:
     return repr(v)
 
 
-def write_config(path: Path, settings: Dict[str, Any]) -> Path:
-    """Write a TOML file from {"section.key": value}."""
+def config_text(settings: Dict[str, Any], header: str = "") -> str:
+    """TOML text from {"section.key": value}, after `header` (comment lines, if any)."""
     sections: Dict[str, Dict[str, Any]] = {}
     for key, value in settings.items():
         section, name = key.split(".", 1)
         sections.setdefault(section, {})[name] = value
-    lines = []
+    lines = header.splitlines() + ([""] if header else [])
     for section, values in sections.items():
         lines.append("[%s]" % section)
         lines.extend("%s = %s" % (k, toml_value(v)) for k, v in values.items())
         lines.append("")
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_config(path: Path, settings: Dict[str, Any], header: str = "") -> Path:
+    """Write a TOML file from {"section.key": value}."""
+    path.write_text(config_text(settings, header))
     return path
+
+
+def start_chain(chain_id: str = "T", **node_options: Any) -> Any:
+    """A started FakeNode whose treasury (TREASURY_SEED) issued an IoT-Light token (2 decimals).
+
+    The node gets two attributes: `treasury` (its KeyPair) and `asset` (the token's id).
+    The caller stops the node.
+    """
+    from fakenode import FakeNode
+    treasury = iotlight.keypair_from_seed(TREASURY_SEED)
+    node = FakeNode(chain_id, **node_options).start()
+    try:
+        node.fund(treasury.address(chain_id), waves=10 ** 12)
+        node.treasury = treasury
+        node.asset = node.issue_asset(treasury, "IoT-Light", 2, 10 ** 10)
+    except BaseException:
+        node.stop()
+        raise
+    return node
 
 
 class Device:

@@ -436,7 +436,7 @@ def test_zbs_fork_accepts_only_legacy_versions(client):
     with FakeNode(CHAIN, fork="0bs") as node, httpx.Client(base_url=node.url) as c:
         node.fund(ALICE.address(CHAIN), waves=10 ** 9)
         v2 = iotlight.build_data_tx(ALICE, [{"key": "k", "type": "integer", "value": 1}],
-                                    timestamp=int(time.time() * 1000), chain_id=CHAIN, version=2, rules="0bs")
+                                    timestamp=int(time.time() * 1000), chain_id=CHAIN, version=2, rules="waves")
         assert broadcast(c, v2).status_code == 400
         v1 = data_tx(fee=0, rules="0bs")
         r = broadcast(c, v1)

@@ -1,0 +1,323 @@
+"""The command line: keygen, address, check, run's seed checks, --version, exit statuses 0/1/2.
+
+Every command runs as a real subprocess (`python iotlight.py ...`). Every output of
+every command in this file is checked, at the end of each test, for the seed phrases
+the test used: the seed never appears on stdout or stderr.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+import iotlight
+from clirun import Result, assert_one_line_error, run_cli
+
+ASSET = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQV"
+# A throwaway seed of BIP-39 words that no message of iotlight uses, so that single words can be checked too.
+SEED = "zebra walrus tortoise octopus jaguar kangaroo lobster penguin dolphin giraffe " \
+       "hamster leopard gorilla buffalo squirrel"
+SEED_ADDRESS_T = iotlight.keypair_from_seed(SEED).address("T")
+OFFLINE_NODE = "http://127.0.0.1:9"  # discard port: never contacted by these commands
+
+
+class Cli:
+    """Runs the command line and remembers every output and every seed, for the leak check."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp = tmp_path
+        self.results: list = []
+        self.seeds: set = set()
+        self.fixed_seeds: set = set()
+
+    def run(self, *args: str, cwd=None, **kw) -> Result:
+        result = run_cli(*args, cwd=cwd or self.tmp, **kw)
+        self.results.append(result)
+        return result
+
+    def config(self, extra: str = "", *, asset: bool = True, chain: str = "T", name: str = "iotlight.toml",
+               folder=None) -> Path:
+        folder = Path(folder or self.tmp)
+        text = '[node]\nurls = ["%s"]\nchain_id = "%s"\n' % (OFFLINE_NODE, chain)
+        text += '[hardware]\nbackend = "none"\n[monitor]\nport = 0\n'
+        if asset:
+            text += '[payment]\nasset_id = "%s"\n' % ASSET
+        path = folder / name
+        path.write_text(text + extra, encoding="utf-8")
+        return path
+
+    def seed_file(self, seed: str = SEED, *, mode: int = 0o600, name: str = "device.seed", text=None) -> Path:
+        path = self.tmp / name
+        path.write_text(seed + "\n" if text is None else text, encoding="utf-8")
+        path.chmod(mode)
+        self.fixed_seeds.add(seed)
+        return path
+
+    def check_no_seed_in_output(self) -> None:
+        for result in self.results:
+            for seed in self.seeds | self.fixed_seeds:
+                assert_no_seed(result, seed, single_words=seed in self.fixed_seeds)
+
+
+def assert_no_seed(result: Result, seed: str, *, single_words: bool) -> None:
+    """Neither the phrase, nor any two of its words in a row, nor (for our fixed seeds) any word of it."""
+    text = result.output
+    words = seed.split()
+    assert seed not in text, "seed phrase printed by %r" % (result.args,)
+    for a, b in zip(words, words[1:]):
+        assert not re.search(r"\b%s\s+%s\b" % (re.escape(a), re.escape(b)), text), \
+            "two seed words in a row printed by %r" % (result.args,)
+    if single_words:
+        for w in words:
+            assert not re.search(r"\b%s\b" % re.escape(w), text, re.IGNORECASE), \
+                "seed word %r printed by %r" % (w, result.args)
+    private = iotlight.keypair_from_seed(seed).private_key
+    assert iotlight.b58encode(private) not in text and private.hex() not in text
+
+
+@pytest.fixture
+def cli(tmp_path):
+    c = Cli(tmp_path)
+    yield c
+    c.check_no_seed_in_output()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- keygen --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids="umask{:03o}".format)
+def test_keygen_writes_a_private_15_word_seed(cli, umask):
+    """keygen writes 15 BIP-39 English words, mode 0600 whatever the umask, and prints the address."""
+    from mnemonic import Mnemonic
+    path = cli.config(asset=False)  # keygen comes before the token exists
+    result = cli.run("-c", str(path), "keygen", umask=umask)
+    assert result.status == 0, result.err
+    seed_path = cli.tmp / "device.seed"
+    text = seed_path.read_text(encoding="utf-8")
+    seed = text.rstrip("\n")
+    cli.seeds.add(seed)
+    assert text == seed + "\n"
+    words = seed.split(" ")
+    assert len(words) == 15 and set(words) <= set(Mnemonic("english").wordlist)
+    assert _mode(seed_path) == 0o600
+    address = iotlight.keypair_from_seed(seed).address("T")
+    assert "address: %s" % address in result.out.splitlines()
+    assert str(seed_path) in result.out
+    assert result.err == ""
+
+
+def test_keygen_refuses_to_overwrite(cli):
+    """A second keygen exits 2 with one line and leaves the first seed untouched."""
+    path = cli.config()
+    first = cli.run("-c", str(path), "keygen")
+    assert first.status == 0, first.err
+    seed_path = cli.tmp / "device.seed"
+    before = seed_path.read_bytes()
+    cli.seeds.add(before.decode().rstrip("\n"))
+    again = cli.run("-c", str(path), "keygen")
+    assert_one_line_error(again, "%s: a seed file exists already; keygen never overwrites one" % seed_path)
+    assert seed_path.read_bytes() == before and _mode(seed_path) == 0o600
+
+
+def test_keygen_twice_gives_two_accounts(cli):
+    """Two keygens into two files give two different seeds and addresses."""
+    addresses = set()
+    for name in ("a", "b"):
+        path = cli.config('[device]\nseed_file = "%s.seed"\n' % name, name=name + ".toml")
+        result = cli.run("-c", str(path), "keygen")
+        assert result.status == 0, result.err
+        seed = (cli.tmp / (name + ".seed")).read_text(encoding="utf-8").rstrip("\n")
+        cli.seeds.add(seed)
+        addresses.add(iotlight.keypair_from_seed(seed).address("T"))
+    assert len(addresses) == 2
+
+
+def test_keygen_on_chain_z(cli):
+    """On chain Z the printed address is a 0bs address (3Q...)."""
+    path = cli.config(asset=False, chain="Z")
+    result = cli.run("-c", str(path), "keygen")
+    assert result.status == 0, result.err
+    seed = (cli.tmp / "device.seed").read_text(encoding="utf-8").rstrip("\n")
+    cli.seeds.add(seed)
+    address = iotlight.keypair_from_seed(seed).address("Z")
+    assert address.startswith("3Q") and "address: %s" % address in result.out.splitlines()
+
+
+def test_keygen_into_a_missing_folder(cli):
+    """A seed_file in a folder that does not exist: exit 2, one line, nothing written."""
+    path = cli.config('[device]\nseed_file = "no/such/folder/device.seed"\n')
+    seed_path = cli.tmp / "no" / "such" / "folder" / "device.seed"
+    assert_one_line_error(cli.run("-c", str(path), "keygen"),
+                          "%s: cannot create the seed file: No such file or directory" % seed_path)
+
+
+def test_keygen_seed_file_relative_to_configuration(cli):
+    """keygen run from another folder writes the seed beside the configuration file."""
+    conf = cli.tmp / "conf"
+    conf.mkdir()
+    elsewhere = cli.tmp / "elsewhere"
+    elsewhere.mkdir()
+    cli.config(folder=conf)
+    result = cli.run("-c", "../conf/iotlight.toml", "keygen", cwd=elsewhere)
+    assert result.status == 0, result.err
+    assert (conf / "device.seed").is_file() and list(elsewhere.iterdir()) == []
+    cli.seeds.add((conf / "device.seed").read_text(encoding="utf-8").rstrip("\n"))
+
+
+# --- address and check ---------------------------------------------------------------------------------
+
+def test_address_prints_address_and_public_key(cli):
+    """address prints the address and the public key, two lines, nothing else; no asset id needed."""
+    cli.seed_file()
+    path = cli.config(asset=False)
+    result = cli.run("-c", str(path), "address")
+    keys = iotlight.keypair_from_seed(SEED)
+    assert result.status == 0, result.err
+    assert result.out == "address: %s\npublic key: %s\n" % (SEED_ADDRESS_T, iotlight.b58encode(keys.public_key))
+    assert result.err == ""
+
+
+def test_address_of_a_published_seed(cli):
+    """The docs' seed gives the docs' testnet address (accounts.json)."""
+    docs_seed = "manage manual recall harvest series desert melt police rose hollow moral pledge kitten position add"
+    cli.seed_file(docs_seed)
+    result = cli.run("-c", str(cli.config()), "address")
+    assert result.status == 0, result.err
+    assert result.out.splitlines()[0] == "address: 3NBaYzWT2odsyrZ2u1ghsrHinBm4xFRAgLX"
+    assert result.out.splitlines()[1] == "public key: HBqhfdFASRQ5eBBpu2y6c6KKi1az6bMx8v1JxX4iW1Q8"
+
+
+@pytest.mark.parametrize("text", [SEED, SEED + "\n", SEED + "\r\n"])
+def test_seed_file_line_ending(cli, text):
+    """One trailing newline (LF or CRLF) ends the seed; it is not part of it."""
+    cli.seed_file(text=text)
+    cli.fixed_seeds.add(SEED)
+    result = cli.run("-c", str(cli.config()), "address")
+    assert result.status == 0, result.err
+    assert result.out.splitlines()[0] == "address: %s" % SEED_ADDRESS_T
+
+
+def test_check_valid(cli):
+    """check with a good configuration and seed: exit 0, a summary naming the address and the token."""
+    cli.seed_file()
+    result = cli.run("-c", str(cli.config()), "check")
+    assert result.status == 0, result.err
+    assert SEED_ADDRESS_T in result.out and ASSET in result.out
+    assert "Traceback" not in result.output
+
+
+def test_check_without_seed_file(cli):
+    """check before keygen: exit 2, one line saying how to create the seed."""
+    path = cli.config()
+    assert_one_line_error(cli.run("-c", str(path), "check"),
+                          "%s: no seed file; create one with: iotlight.py keygen" % (cli.tmp / "device.seed"))
+
+
+@pytest.mark.parametrize("text", ["", "\n", "   \n"])
+def test_empty_seed_file(cli, text):
+    """An empty (or blank) seed file is refused, not turned into a key."""
+    path = cli.seed_file("", text=text)
+    cli.fixed_seeds.discard("")
+    assert_one_line_error(cli.run("-c", str(cli.config()), "address"), "%s: the seed file is empty" % path)
+
+
+def test_seed_file_is_a_folder(cli):
+    """A folder where the seed file should be: exit 2, one line."""
+    (cli.tmp / "device.seed").mkdir(mode=0o700)
+    assert_one_line_error(cli.run("-c", str(cli.config()), "check"),
+                          "%s: the seed file is not a regular file" % (cli.tmp / "device.seed"))
+
+
+# --- seed file permissions --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o666, 0o704], ids="mode{:03o}".format)
+@pytest.mark.parametrize("command", ["address", "check", "run", "keygen"])
+def test_open_seed_file_is_refused(cli, command, mode):
+    """Every command refuses a seed file readable by group or others, saying `chmod 600 PATH`."""
+    seed_path = cli.seed_file(mode=mode)
+    before = seed_path.read_bytes()
+    result = cli.run("-c", str(cli.config()), command, timeout=60)
+    assert_one_line_error(result, "%s: the seed file is readable by group or others (mode %03o); "
+                                  "fix it with: chmod 600 %s" % (seed_path, mode, seed_path))
+    assert seed_path.read_bytes() == before and _mode(seed_path) == mode
+    assert not (cli.tmp / "iotlight.db").exists(), "no state may be created before the seed is accepted"
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o700], ids="mode{:03o}".format)
+def test_private_seed_file_modes_are_accepted(cli, mode):
+    """Owner-only modes are fine."""
+    cli.seed_file(mode=mode)
+    result = cli.run("-c", str(cli.config()), "address")
+    assert result.status == 0, result.err
+
+
+def test_chmod_600_fixes_it(cli):
+    """Following the message's advice makes the command work."""
+    seed_path = cli.seed_file(mode=0o644)
+    assert cli.run("-c", str(cli.config()), "address").status == 2
+    seed_path.chmod(0o600)
+    result = cli.run("-c", str(cli.config()), "address")
+    assert result.status == 0 and SEED_ADDRESS_T in result.out
+
+
+# --- device.address ------------------------------------------------------------------------------------
+
+DOCS_ADDRESS_T = "3NBaYzWT2odsyrZ2u1ghsrHinBm4xFRAgLX"
+
+
+@pytest.mark.parametrize("command", ["address", "check", "run"])
+def test_device_address_mismatch(cli, command):
+    """A seed that does not give device.address (wrong seed file or network) stops every command with exit 2."""
+    seed_path = cli.seed_file()
+    path = cli.config('[device]\naddress = "%s"\n' % DOCS_ADDRESS_T)
+    result = cli.run("-c", str(path), command, timeout=60)
+    assert_one_line_error(result, "%s: device.address: the seed file %s gives %s on chain 'T', not %s "
+                                  "(wrong seed file or wrong network?)"
+                          % (path.resolve(), seed_path, SEED_ADDRESS_T, DOCS_ADDRESS_T))
+
+
+def test_device_address_match(cli):
+    """A matching device.address passes check."""
+    cli.seed_file()
+    result = cli.run("-c", str(cli.config('[device]\naddress = "%s"\n' % SEED_ADDRESS_T)), "check")
+    assert result.status == 0, result.err
+
+
+# --- version, usage, verbose -------------------------------------------------------------------------------
+
+def test_version(cli):
+    """--version prints `iotlight VERSION` and exits 0, with no configuration anywhere."""
+    result = cli.run("--version")
+    assert (result.status, result.out, result.err) == (0, "iotlight %s\n" % iotlight.__version__, "")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", iotlight.__version__)
+
+
+@pytest.mark.parametrize("args", [("bogus",), ("--frobnicate", "check"), ("-c",)])
+def test_usage_errors(cli, args):
+    """An unknown command or option: exit 2, one line starting `iotlight: usage:`."""
+    result = cli.run(*args)
+    assert result.status == 2 and result.out == "" and "Traceback" not in result.err
+    assert result.err.startswith("iotlight: usage: ") and result.err.count("\n") == 1
+
+
+def test_help(cli):
+    """--help lists the commands and exits 0."""
+    result = cli.run("--help")
+    assert result.status == 0
+    for command in ("run", "keygen", "address", "check"):
+        assert command in result.out
+
+
+def test_verbose_does_not_leak_the_seed(cli):
+    """-v (debug logging) on address and check still never prints the seed."""
+    cli.seed_file()
+    path = cli.config()
+    for command in ("address", "check"):
+        result = cli.run("-v", "-c", str(path), command)
+        assert result.status == 0, result.err

@@ -1,0 +1,610 @@
+"""The monitor for real: a Monitor on 127.0.0.1 port 0, real websockets and HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+import iotlight
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+ADDRESS = "3MxTj9eVsYgxr1nMoKXG9FzqpTqRCwCcNho"
+SENDER = "3N8cRUoLYz7n4PhcaUe6QbNhbi3kDLGmvTd"
+ASSET = "85WwASooqPrjbaht3P14rWZsJNTW989RRUyHTtS58XAm"
+WAIT = 30.0  # generous deadline for anything to arrive on a busy machine
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def make_snapshot():
+    return {
+        "address": ADDRESS,
+        "asset_id": ASSET,
+        "light": {"on": True, "remaining": 42.5, "until": 1795000000.0},
+        "node": {"url": "http://127.0.0.1:6869", "ok": True, "height": 123456},
+        "outbox": {"pending": 0},
+        "chain_id": "T",
+        "version": iotlight.__version__,
+        "backend": "none",
+        "balance": {"coin": 100000000, "token": 12345, "decimals": 2},
+        "matrix": [[0, 0, 0]] * 64,
+        "payments": [],
+        "data_txs": [],
+        "joystick": None,
+    }
+
+
+@pytest.fixture
+async def start_monitor():
+    """Start Monitors on 127.0.0.1 (port 0 unless given) and close them all afterwards."""
+    monitors = []
+
+    async def start(**kw):
+        kw.setdefault("host", "127.0.0.1")
+        kw.setdefault("port", 0)
+        kw.setdefault("token", "")
+        kw.setdefault("snapshot", make_snapshot)
+        monitor = iotlight.Monitor(**kw)
+        await monitor.start()
+        monitors.append(monitor)
+        return monitor
+
+    try:
+        yield start
+    finally:
+        for monitor in monitors:
+            await monitor.close()
+
+
+async def recv_json(ws):
+    return json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+
+
+async def wait_until(condition, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        await asyncio.sleep(0.02)
+
+
+async def wait_closed_code(ws):
+    """Read until the server closes the connection; return the close code it sent."""
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await asyncio.wait_for(ws.recv(), WAIT)
+    return info.value.rcvd.code if info.value.rcvd else None
+
+
+def http_client():
+    return httpx.AsyncClient(timeout=WAIT, trust_env=False)
+
+
+def url(monitor, path="/"):
+    return "ws://127.0.0.1:%d%s" % (monitor.port, path)
+
+
+# -- snapshot and events -------------------------------------------------------
+
+
+async def test_first_message_is_the_state_snapshot_with_every_contract_field(start_monitor):
+    """A new client first gets {"type": "state", "ts", address, asset_id, light, node, outbox}."""
+    monitor = await start_monitor()
+    before = time.time()
+    async with connect(url(monitor)) as ws:
+        state = await recv_json(ws)
+    assert state["type"] == "state"
+    assert isinstance(state["ts"], float) and state["ts"] >= before
+    assert state["address"] == ADDRESS
+    assert state["asset_id"] == ASSET
+    assert state["light"] == {"on": True, "remaining": 42.5, "until": 1795000000.0}
+    assert state["node"] == {"url": "http://127.0.0.1:6869", "ok": True, "height": 123456}
+    assert state["outbox"] == {"pending": 0}
+    assert state["balance"] == {"coin": 100000000, "token": 12345, "decimals": 2}
+    assert len(state["matrix"]) == 64
+
+
+async def test_the_ws_path_serves_the_same_endpoint(start_monitor):
+    """ws://host:port/ws is accepted too and starts with the snapshot."""
+    monitor = await start_monitor()
+    async with connect(url(monitor, "/ws")) as ws:
+        assert (await recv_json(ws))["type"] == "state"
+
+
+async def test_every_event_type_arrives_with_its_fields_and_a_ts(start_monitor):
+    """Published events reach the client unchanged, in order, each with a float ts."""
+    monitor = await start_monitor()
+    events = [
+        {"type": "payment", "id": "Tx1", "sender": SENDER, "amount": 150, "seconds": 90.0, "height": 123},
+        {"type": "light", "on": True, "remaining": 90.0, "until": 1795000090.0},
+        {"type": "joystick", "direction": "up", "action": "pressed"},
+        {"type": "joystick", "direction": "middle", "action": "released"},
+        {"type": "data_tx", "id": "Dt1", "status": "queued"},
+        {"type": "data_tx", "id": "Dt1", "status": "failed", "error": "fee too low"},
+        {"type": "node", "url": "http://127.0.0.1:6869", "ok": True, "height": 123457},
+        {"type": "node", "url": "http://127.0.0.1:6869", "ok": False, "height": None, "error": "timed out"},
+        {"type": "matrix", "pixels": [[255, 255, 255]] * 64},
+        {"type": "balance", "coin": 99900000, "token": 12195, "decimals": 2},
+    ]
+    async with connect(url(monitor)) as ws:
+        await recv_json(ws)
+        before = time.time()
+        for event in events:
+            monitor.publish(event)
+        for event in events:
+            got = await recv_json(ws)
+            ts = got.pop("ts")
+            assert isinstance(ts, float) and ts >= before
+            assert got == event
+    assert all("ts" not in e for e in events), "publish must not change the caller's dict"
+
+
+async def test_publish_keeps_a_ts_the_daemon_set(start_monitor):
+    """An event that already has a ts keeps it."""
+    monitor = await start_monitor()
+    async with connect(url(monitor)) as ws:
+        await recv_json(ws)
+        monitor.publish({"type": "light", "on": False, "remaining": 0.0, "until": None, "ts": 1700000000.5})
+        assert (await recv_json(ws))["ts"] == 1700000000.5
+
+
+async def test_publish_with_no_clients_does_nothing(start_monitor):
+    """Publishing while nobody listens is fine, and a later client starts with the snapshot."""
+    monitor = await start_monitor()
+    monitor.publish({"type": "joystick", "direction": "up", "action": "pressed"})
+    async with connect(url(monitor)) as ws:
+        assert (await recv_json(ws))["type"] == "state"
+
+
+async def test_an_unencodable_event_is_logged_and_skipped(start_monitor, caplog):
+    """A NaN or an object JSON cannot carry is an ERROR in the log, not a crash or a bad frame."""
+    monitor = await start_monitor()
+    async with connect(url(monitor)) as ws:
+        await recv_json(ws)
+        with caplog.at_level(logging.ERROR, logger="iotlight.monitor"):
+            monitor.publish({"type": "light", "on": True, "remaining": float("nan"), "until": None})
+            monitor.publish({"type": "weird", "value": object()})
+        monitor.publish({"type": "joystick", "direction": "left", "action": "held"})
+        assert (await recv_json(ws))["type"] == "joystick"
+    assert [r.getMessage() for r in caplog.records if r.name == "iotlight.monitor"] == [
+        "monitor: cannot encode 'light' event",
+        "monitor: cannot encode 'weird' event",
+    ]
+
+
+# -- slow clients ----------------------------------------------------------------
+
+
+def open_stalled_client(port):
+    """A raw WebSocket client with a tiny receive buffer that never reads a frame."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(WAIT)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        (
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % port
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, "server closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def read_until_closed(sock):
+    """Drain a raw socket until the server has closed it; True when it did."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+async def test_a_stalled_client_is_dropped_while_another_keeps_receiving(start_monitor, caplog):
+    """A client that never reads is dropped (logged at INFO); a reading client gets every event."""
+    caplog.set_level(logging.INFO, logger="iotlight.monitor")
+    monitor = await start_monitor(queue_size=8)
+    stalled = await asyncio.to_thread(open_stalled_client, monitor.port)
+    received = []
+    async with connect(url(monitor), max_size=None) as good:
+        await recv_json(good)
+
+        async def reader():
+            async for raw in good:
+                received.append(json.loads(raw))
+
+        reading = asyncio.ensure_future(reader())
+        await wait_until(lambda: monitor.client_count == 2, "both clients to be registered")
+        pad = "x" * 32768
+        sent = 0
+
+        def dropped():
+            return any("dropped" in r.getMessage() for r in caplog.records)
+
+        deadline = time.monotonic() + 90
+        while not dropped():
+            assert time.monotonic() < deadline, "the stalled client was never dropped"
+            for _ in range(4):  # half the queue: the reading client never falls that far behind
+                monitor.publish({"type": "filler", "n": sent, "pad": pad})
+                sent += 1
+            await wait_until(lambda: len(received) == sent, "the reading client to catch up")
+        await wait_until(lambda: monitor.client_count == 1, "the stalled client's socket to be closed")
+        monitor.publish({"type": "joystick", "direction": "down", "action": "pressed"})
+        await wait_until(lambda: len(received) == sent + 1, "the event after the drop")
+        reading.cancel()
+    assert [m["n"] for m in received[:-1]] == list(range(sent))
+    assert received[-1]["type"] == "joystick"
+    assert await asyncio.to_thread(read_until_closed, stalled)
+    stalled.close()
+
+
+async def test_close_finishes_with_a_stalled_client_connected(start_monitor):
+    """close() does not hang on a client whose socket is full."""
+    monitor = await start_monitor(queue_size=1000)
+    stalled = await asyncio.to_thread(open_stalled_client, monitor.port)
+    await wait_until(lambda: monitor.client_count == 1, "the client to be registered")
+    for n in range(200):
+        monitor.publish({"type": "filler", "n": n, "pad": "x" * 32768})
+    await asyncio.sleep(0.5)  # let the sender fill the socket; close() must cope with any state
+    await asyncio.wait_for(monitor.close(), WAIT)
+    assert monitor.client_count == 0
+    stalled.close()
+
+
+# -- token and origin ---------------------------------------------------------------
+
+
+async def test_a_token_is_required_when_set(start_monitor):
+    """With a token: no token is 401, a wrong one 403, the right one connects (ws, page and qr)."""
+    monitor = await start_monitor(token="s3cret-token")
+    for path, status in (("/", 401), ("/?token=wrong", 403), ("/ws?token=", 401)):
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url(monitor, path)):
+                pass
+        assert info.value.response.status_code == status, path
+    async with connect(url(monitor, "/?token=s3cret-token")) as ws:
+        assert (await recv_json(ws))["type"] == "state"
+    base = "http://127.0.0.1:%d" % monitor.port
+    async with http_client() as http:
+        assert (await http.get(base + "/")).status_code == 401
+        assert (await http.get(base + "/qr.svg")).status_code == 401
+        assert (await http.get(base + "/?token=nope")).status_code == 403
+        assert (await http.get(base + "/?token=s3cret-token")).status_code == 200
+        assert (await http.get(base + "/qr.svg?token=s3cret-token")).status_code == 200
+
+
+async def test_a_token_lets_other_origins_in(start_monitor):
+    """With a token the Origin does not matter: the token is the credential."""
+    monitor = await start_monitor(token="s3cret-token")
+    async with connect(url(monitor, "/?token=s3cret-token"), origin="http://phone.example:9000") as ws:
+        assert (await recv_json(ws))["type"] == "state"
+
+
+async def test_without_token_a_cross_origin_websocket_is_refused(start_monitor):
+    """Without a token, a page from another origin cannot open the WebSocket (403)."""
+    monitor = await start_monitor()
+    for origin in ("http://evil.example", "http://127.0.0.1:1", "http://localhost:%d" % monitor.port, "null"):
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url(monitor), origin=origin):
+                pass
+        assert info.value.response.status_code == 403, origin
+
+
+async def test_without_token_same_origin_and_no_origin_are_accepted(start_monitor):
+    """The dashboard's own origin and scripts without an Origin header connect."""
+    monitor = await start_monitor()
+    async with connect(url(monitor), origin="http://127.0.0.1:%d" % monitor.port) as ws:
+        assert (await recv_json(ws))["type"] == "state"
+    async with connect(url(monitor)) as ws:
+        assert (await recv_json(ws))["type"] == "state"
+
+
+def test_same_origin_compares_host_and_port():
+    """The Origin check compares host names case-insensitively and fills in default ports."""
+    assert iotlight.is_same_origin("http://127.0.0.1:8765", "127.0.0.1:8765")
+    assert iotlight.is_same_origin("http://Pi.Local", "pi.local:80")
+    assert iotlight.is_same_origin("http://[::1]:8765", "[::1]:8765")
+    assert not iotlight.is_same_origin("http://127.0.0.1:8766", "127.0.0.1:8765")
+    assert not iotlight.is_same_origin("https://pi.local", "pi.local:80")
+    assert not iotlight.is_same_origin("null", "127.0.0.1:8765")
+    assert not iotlight.is_same_origin("http://pi.local:bad", "pi.local:80")
+
+
+# -- bad client frames -----------------------------------------------------------------
+
+
+async def assert_bystander_still_served(monitor, bystander):
+    monitor.publish({"type": "joystick", "direction": "right", "action": "pressed"})
+    assert (await recv_json(bystander))["direction"] == "right"
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("y" * 5000, 1009),  # over max_frame
+        ("{not json", 1007),
+        ("[1, 2, 3]", 1008),
+        ('"a string"', 1008),
+        (b"\x00\x01", 1003),
+    ],
+)
+async def test_a_bad_frame_closes_only_that_connection(start_monitor, frame, code):
+    """Oversized, non-JSON, non-object and binary frames close the sender's connection only."""
+    monitor = await start_monitor(max_frame=4096)
+    async with connect(url(monitor)) as bystander, connect(url(monitor)) as culprit:
+        await recv_json(bystander)
+        await recv_json(culprit)
+        await culprit.send(frame)
+        assert await wait_closed_code(culprit) == code
+        await assert_bystander_still_served(monitor, bystander)
+        await wait_until(lambda: monitor.client_count == 1, "the culprit to be unregistered")
+
+
+async def test_well_formed_unknown_messages_are_ignored(start_monitor):
+    """A JSON object the server does not know changes nothing; the client stays connected."""
+    monitor = await start_monitor()
+    async with connect(url(monitor)) as ws:
+        await recv_json(ws)
+        await ws.send(json.dumps({"type": "hello", "x": 1}))
+        await ws.send(json.dumps({}))
+        await assert_bystander_still_served(monitor, ws)
+
+
+# -- capacity -------------------------------------------------------------------------
+
+
+async def test_connections_over_the_cap_are_refused_with_503(start_monitor):
+    """With max_clients=2 a third client gets HTTP 503; a slot frees when one leaves."""
+    monitor = await start_monitor(max_clients=2)
+    first = await connect(url(monitor))
+    async with connect(url(monitor)) as second:
+        await recv_json(first)
+        await recv_json(second)
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url(monitor)):
+                pass
+        assert info.value.response.status_code == 503
+        await first.close()
+        await wait_until(lambda: monitor.client_count == 1, "the first client to leave")
+        async with connect(url(monitor)) as third:
+            assert (await recv_json(third))["type"] == "state"
+
+
+async def test_start_on_a_busy_port_is_one_line_error(start_monitor):
+    """A port already in use gives an IotlightError naming host, port and the fix."""
+    monitor = await start_monitor()
+    other = iotlight.Monitor(host="127.0.0.1", port=monitor.port, token="", snapshot=make_snapshot)
+    with pytest.raises(iotlight.IotlightError) as info:
+        await other.start()
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith("monitor cannot listen on 127.0.0.1:%d: " % monitor.port)
+    assert text.endswith("set monitor.port to a free port (0 turns the monitor off) or stop the program using it")
+
+
+async def test_close_sends_going_away_to_clients(start_monitor):
+    """close() closes every client with 1001 and stops listening."""
+    monitor = await start_monitor()
+    port = monitor.port
+    async with connect(url(monitor)) as ws:
+        await recv_json(ws)
+        await monitor.close()
+        assert await wait_closed_code(ws) == 1001
+    with pytest.raises(OSError):
+        async with connect("ws://127.0.0.1:%d/" % port, open_timeout=WAIT):
+            pass
+    await monitor.close()  # idempotent
+
+
+# -- HTTP: page and QR ------------------------------------------------------------------
+
+
+async def test_get_root_returns_the_dashboard_page(start_monitor):
+    """GET / without an upgrade is the dashboard: HTML, UTF-8, not cached."""
+    monitor = await start_monitor()
+    async with http_client() as http:
+        response = await http.get("http://127.0.0.1:%d/" % monitor.port)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.text == iotlight.DASHBOARD_HTML
+    for element_id in ("address", "remaining", "lamp-state", "node-status", "payments", "datatxs", "matrix", "conn"):
+        assert 'id="%s"' % element_id in response.text
+
+
+def test_the_page_fetches_nothing_from_the_internet():
+    """The page is self-contained: no http(s) URLs, no external scripts, styles or fonts."""
+    html = iotlight.DASHBOARD_HTML
+    assert "http://" not in html and "https://" not in html
+    assert "<script src" not in html and '<link rel="stylesheet"' not in html
+
+
+async def test_other_paths_are_404_and_ws_without_upgrade_is_426(start_monitor):
+    """Unknown paths answer 404 (HTTP and WebSocket); /ws as a plain GET says to upgrade."""
+    monitor = await start_monitor()
+    base = "http://127.0.0.1:%d" % monitor.port
+    async with http_client() as http:
+        assert (await http.get(base + "/favicon.ico")).status_code == 404
+        assert (await http.get(base + "/ws")).status_code == 426
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url(monitor, "/other")):
+            pass
+    assert info.value.response.status_code == 404
+
+
+async def test_qr_svg_is_an_svg_of_the_address(start_monitor):
+    """GET /qr.svg is an SVG document (made by segno from the device address)."""
+    segno = pytest.importorskip("segno")
+    monitor = await start_monitor()
+    async with http_client() as http:
+        response = await http.get("http://127.0.0.1:%d/qr.svg" % monitor.port)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.headers["cache-control"] == "no-store"
+    root = ET.fromstring(response.text)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    size = segno.make(ADDRESS, error="m", micro=False).symbol_size(scale=1, border=4)
+    assert root.get("viewBox") == "0 0 %d %d" % size
+
+
+async def test_qr_svg_is_404_without_segno(start_monitor, monkeypatch):
+    """Without segno the QR is 404 (the page then shows the address text only)."""
+    monkeypatch.setitem(sys.modules, "segno", None)
+    monitor = await start_monitor()
+    async with http_client() as http:
+        response = await http.get("http://127.0.0.1:%d/qr.svg" % monitor.port)
+    assert response.status_code == 404
+    assert response.text == "no qr code: pip install segno to get one\n"
+
+
+# -- terminal client ------------------------------------------------------------------------
+
+
+TS = 1795000000.25
+CLOCK = time.strftime("%H:%M:%S", time.localtime(TS))
+
+
+@pytest.mark.parametrize(
+    "message, decimals, line",
+    [
+        (
+            {"type": "payment", "id": "T", "sender": SENDER, "amount": 150, "seconds": 90.0, "height": 123},
+            2,
+            "payment 3N8c..mvTd 1.50 tokens -> 90 s (height 123)",
+        ),
+        (
+            {"type": "payment", "id": "T", "sender": SENDER, "amount": 150, "seconds": 1.5, "height": 7},
+            None,
+            "payment 3N8c..mvTd 150 units -> 1.5 s (height 7)",
+        ),
+        ({"type": "light", "on": True, "remaining": 41.6, "until": TS + 41.6}, None, "light on, 41.6 s left"),
+        ({"type": "light", "on": False, "remaining": 0.0, "until": None}, None, "light off"),
+        ({"type": "joystick", "direction": "up", "action": "pressed"}, None, "joystick up pressed"),
+        ({"type": "data_tx", "id": "2KVs1zzjXCw7EUWM", "status": "confirmed"}, None, "data_tx 2KVs..EUWM confirmed"),
+        ({"type": "data_tx", "id": "Dt1", "status": "failed", "error": "fee too low"}, None, "data_tx Dt1 failed: fee too low"),
+        ({"type": "node", "url": "http://n", "ok": True, "height": 99}, None, "node ok height 99 (http://n)"),
+        ({"type": "node", "url": "http://n", "ok": False, "height": None, "error": "timed out"}, None, "node down http://n: timed out"),
+        ({"type": "balance", "coin": 150000000, "token": 1005, "decimals": 2}, None, "balance 10.05 tokens, 1.50000000 coin"),
+        ({"type": "matrix", "pixels": [[255, 0, 0]] * 3 + [[0, 0, 0]] * 61}, None, "matrix 3/64 pixels lit"),
+        ({"type": "surprise", "a": 1, "b": [1, "x"]}, None, 'surprise a=1 b=[1,"x"]'),
+    ],
+)
+def test_format_event_prints_one_readable_line(message, decimals, line):
+    """Every message type is one line: the local time, the type, then what happened."""
+    assert iotlight.format_event(dict(message, ts=TS), decimals=decimals) == CLOCK + " " + line
+
+
+def test_format_event_state_line():
+    """The snapshot line names the address, the lamp, the node and the outbox."""
+    state = dict(make_snapshot(), type="state", ts=TS)
+    assert iotlight.format_event(state) == (
+        CLOCK + " state %s lamp on, 42.5 s left, node ok height 123456, outbox 0 pending" % ADDRESS
+    )
+
+
+async def run_client(url_, out, **kw):
+    return asyncio.ensure_future(iotlight.run_monitor_client(url_, out=out, **kw))
+
+
+async def stop(task):
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_client_prints_lines_and_reconnects_after_a_restart(start_monitor):
+    """The terminal client prints each message and comes back when the monitor restarts."""
+    monitor = await start_monitor()
+    out = io.StringIO()
+    task = await run_client(url(monitor), out, as_json=False)
+    try:
+        await wait_until(lambda: " state " in out.getvalue(), "the state line")
+        monitor.publish({"type": "payment", "id": "T", "sender": SENDER, "amount": 250, "seconds": 2.5, "height": 5, "ts": TS})
+        await wait_until(lambda: "payment" in out.getvalue(), "the payment line")
+        assert CLOCK + " payment 3N8c..mvTd 2.50 tokens -> 2.5 s (height 5)\n" in out.getvalue()
+        port = monitor.port
+        await monitor.close()
+        await start_monitor(port=port)
+        await wait_until(lambda: out.getvalue().count(" state ") == 2, "the state after the restart")
+    finally:
+        await stop(task)
+    assert task.cancelled()
+
+
+async def test_client_json_mode_prints_raw_messages(start_monitor):
+    """With as_json every line is the message as JSON."""
+    monitor = await start_monitor()
+    out = io.StringIO()
+    task = await run_client(url(monitor), out, as_json=True)
+    try:
+        await wait_until(lambda: out.getvalue().count("\n") >= 1, "the state line")
+        monitor.publish({"type": "joystick", "direction": "up", "action": "held"})
+        await wait_until(lambda: out.getvalue().count("\n") >= 2, "the joystick line")
+    finally:
+        await stop(task)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [m["type"] for m in lines] == ["state", "joystick"]
+    assert lines[1]["action"] == "held"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_client_returns_1_when_nothing_listens_and_reconnect_is_off(capsys):
+    """Connection refused on the first try without reconnect: one line on stderr, exit status 1."""
+    port = free_port()
+    code = await iotlight.run_monitor_client("ws://127.0.0.1:%d/?token=abc" % port, as_json=False, reconnect=False)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("monitor: cannot connect to ws://127.0.0.1:%d/: " % port)
+    assert "abc" not in err
+
+
+async def test_client_returns_1_when_the_token_is_refused(start_monitor, capsys):
+    """A 401/403 does not get better by retrying: one line, exit status 1."""
+    monitor = await start_monitor(token="s3cret-token")
+    code = await iotlight.run_monitor_client(url(monitor, "/?token=bad"), as_json=False, out=io.StringIO())
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "monitor: ws://127.0.0.1:%d/ refused the connection (HTTP 403): pass the right ?token=<monitor.token>\n"
+        % monitor.port
+    )
+
+
+async def test_client_rejects_a_url_that_is_not_websocket():
+    """An http:// URL is a usage error (ConfigError, exit 2)."""
+    with pytest.raises(iotlight.ConfigError) as info:
+        await iotlight.run_monitor_client("http://127.0.0.1:8765/", as_json=False)
+    assert str(info.value) == (
+        "monitor url 'http://127.0.0.1:8765/' must start with ws:// or wss://, e.g. ws://127.0.0.1:8765/"
+    )
+
+
+def test_reconnect_delays_back_off_to_ten_seconds():
+    """The client waits 0.5, 1, 2, 4, 8, then 10 s between attempts."""
+    delays = iotlight._reconnect_delays()
+    assert [next(delays) for _ in range(8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]

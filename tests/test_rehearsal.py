@@ -1,0 +1,182 @@
+"""The offline rehearsal (tests/rehearsal.py): the real daemon against the fake node, paid by the script."""
+
+import os
+import re
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import TREASURY_SEED, read_state, wait_until
+
+REHEARSAL = Path(__file__).resolve().parent / "rehearsal.py"
+CREDIT_LINE = re.compile(r"payment \S+ from \S+: (\d+) units -> [\d.]+ s of light")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def env():
+    """The user's environment: no parts, not under systemd."""
+    return {k: v for k, v in os.environ.items() if k not in ("IOTLIGHT_PARTS", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+
+
+def rehearse(*args, timeout=180):
+    return subprocess.run([sys.executable, str(REHEARSAL), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, env=env(), cwd=str(REHEARSAL.parent.parent))
+
+
+def payments(folder):
+    """Amounts of the payments the daemon credited, oldest first; [] before its state file has its tables."""
+    try:
+        rows = read_state(folder / "iotlight.db", "SELECT amount FROM payments ORDER BY credited_ms")
+    except sqlite3.OperationalError:  # not created yet, or created but still empty
+        return []
+    return [amount for (amount,) in rows]
+
+
+def no_secrets(folder, text):
+    device_seed = (folder / "device.seed").read_text().strip()
+    assert device_seed not in text and TREASURY_SEED not in text
+
+
+def spawn(folder, *args, stdin=subprocess.DEVNULL):
+    """The rehearsal in its own session (like a shell job), its output in a file; (process, output reader)."""
+    out = open(folder.parent / "rehearsal.out", "wb")
+    proc = subprocess.Popen([sys.executable, str(REHEARSAL), "--backend", "none", "--port", "0", "--dir", str(folder),
+                             *args], stdin=stdin, stdout=out, stderr=subprocess.STDOUT, env=env(),
+                            start_new_session=True)
+    out.close()
+    return proc, lambda: (folder.parent / "rehearsal.out").read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def auto_run(tmp_path_factory):
+    """One automatic rehearsal of 8 s paying every 2 s: (folder, finished process)."""
+    folder = tmp_path_factory.mktemp("rehearsal") / "run"
+    proc = rehearse("--auto", "--duration", "8", "--interval", "2", "--backend", "none", "--port", "0",
+                    "--dir", str(folder))
+    return folder, proc
+
+
+def test_auto_rehearsal_runs_the_daemon_and_it_credits_the_payments(auto_run):
+    """--auto pays 3 tokens every 2 s; the daemon credits them, then both stop cleanly with status 0."""
+    folder, proc = auto_run
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output
+    assert proc.returncode == 0, output
+    credited = payments(folder)
+    assert len(credited) >= 2 and set(credited) == {300}, output
+    assert [int(a) for a in CREDIT_LINE.findall(proc.stderr)] == credited
+    assert "stopped; light state and outbox saved" in proc.stderr
+    assert "the daemon credited %d payment(s)" % len(credited) in proc.stderr
+    assert proc.stdout == ""
+    no_secrets(folder, output)
+
+
+def test_auto_rehearsal_leaves_a_working_folder_with_its_config_and_seeds(auto_run):
+    """The folder holds the rehearsal's config, the keygen seed and the treasury seed (both 0600), the log."""
+    folder, proc = auto_run
+    config = (folder / "iotlight.toml").read_text()
+    assert config.startswith("# Written by tests/rehearsal.py")
+    for line in ('chain_id = "T"', "list_rate = 0", 'backend = "none"', "port = 0", 'host = "127.0.0.1"',
+                 'urls = ["http://127.0.0.1:'):
+        assert line in config
+    assert "wrote a new 15-word seed phrase to %s" % (folder / "device.seed") in proc.stderr
+    for seed in ("device.seed", "treasury.seed"):
+        assert stat.S_IMODE((folder / seed).stat().st_mode) == 0o600
+    assert (folder / "treasury.seed").read_text() == TREASURY_SEED + "\n"
+    assert "running: address" in (folder / "daemon.log").read_text()
+    assert "pay --seed-file %s" % (folder / "treasury.seed") in proc.stderr
+
+
+def test_a_second_rehearsal_in_the_folder_keeps_the_address_and_starts_a_fresh_state(auto_run):
+    """Rerun in the same folder: keygen is skipped, the address stays, only the new chain's payments count."""
+    folder, first = auto_run
+    address = re.search(r"keygen: address: (\w+)", first.stderr).group(1)
+    proc = rehearse("--auto", "--duration", "3", "--interval", "10", "--backend", "none", "--port", "0",
+                    "--dir", str(folder))
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "keeping the device seed of an earlier rehearsal" in proc.stderr
+    assert "running: address %s" % address in proc.stderr
+    assert payments(folder) == [300] * len(CREDIT_LINE.findall(proc.stderr))
+
+
+def test_print_config_prints_the_config_and_touches_nothing(tmp_path):
+    """--print-config writes the TOML to stdout, with the asked backend and port, and creates no folder."""
+    folder = tmp_path / "never"
+    proc = rehearse("--print-config", "--backend", "terminal", "--port", "9999", "--dir", str(folder), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("# Written by tests/rehearsal.py")
+    assert re.search(r'\[payment\]\nasset_id = "\w{43,44}"', proc.stdout)
+    assert 'backend = "terminal"' in proc.stdout and "port = 9999" in proc.stdout
+    assert not folder.exists()
+
+
+def test_a_folder_that_is_no_rehearsal_is_refused_and_left_alone(tmp_path):
+    """A non-empty folder without the rehearsal's iotlight.toml (a real device's, say): exit 2, files untouched."""
+    folder = tmp_path / "device"
+    folder.mkdir()
+    (folder / "iotlight.toml").write_text("[payment]\nasset_id = \"x\"\n")
+    (folder / "iotlight.db").write_bytes(b"precious")
+    proc = rehearse("--auto", "--duration", "1", "--port", "0", "--dir", str(folder), timeout=60)
+    assert proc.returncode == 2
+    assert "[rehearsal] --dir %s: the folder is not empty and holds no rehearsal" % folder in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (folder / "iotlight.db").read_bytes() == b"precious"
+    assert sorted(p.name for p in folder.iterdir()) == ["iotlight.db", "iotlight.toml"]
+
+
+def test_keys_pay_mass_pay_and_counterfeit_then_q_quits(tmp_path):
+    """On a terminal: p pays 5, x pays a counterfeit (ignored), m pays 2 x 1, q stops everything with status 0."""
+    import pty
+    master, slave = pty.openpty()
+    folder = tmp_path / "run"
+    try:
+        proc, output = spawn(folder, stdin=slave)
+        os.close(slave)
+        try:
+            wait_until(lambda: "keys: p = pay" in output() or proc.poll() is not None, 120, what="the key help")
+            assert proc.poll() is None, output()
+            os.write(master, b"p")
+            wait_until(lambda: payments(folder) == [500], 30, what="the 5 tokens to be credited")
+            os.write(master, b"x")
+            wait_until(lambda: "counterfeit token also named IoT-Light" in output(), 30, what="the counterfeit")
+            os.write(master, b"m")
+            wait_until(lambda: sorted(payments(folder)) == [200, 500], 30, what="the mass transfer credited")
+            os.write(master, b"q")
+            assert proc.wait(60) == 0, output()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    finally:
+        os.close(master)
+    text = output()
+    assert "Traceback" not in text
+    assert sorted(payments(folder)) == [200, 500]  # the counterfeit, paid before the mass transfer, never counted
+    assert "stopped; light state and outbox saved" in text
+    assert "payments sent: 2 (7.00 IoT-Light); the daemon credited 2 payment(s), 7.00 IoT-Light" in text
+
+
+def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(tmp_path):
+    """SIGINT to the whole job, as Ctrl-C in a terminal sends it: the daemon saves its state, both exit 0."""
+    folder = tmp_path / "run"
+    proc, output = spawn(folder, "--auto", "--interval", "1")
+    try:
+        wait_until(lambda: payments(folder) or proc.poll() is not None, 120, what="a credited payment")
+        assert proc.poll() is None, output()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 0, output()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = output()
+    assert "Traceback" not in text
+    assert "stopped; light state and outbox saved" in text
+    assert "the daemon credited" in text

@@ -1,0 +1,499 @@
+"""Transaction builders, fees and Data entry limits.
+
+The builders must reproduce the library vectors when given the recorded Z, sign
+with fresh randomness otherwise (checked with iotlight.verify and with plain
+libsodium per waves-protocol.md 4.2), and refuse, with a clear EncodingError,
+anything a node would reject, never returning a transaction for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import iotlight
+import reference
+
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BIG = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+ACCOUNTS = {v["name"]: v for v in reference.load_vectors("accounts.json")["vectors"]}
+TRANSFERS = reference.load_vectors("transfers.json")
+DATA = reference.load_vectors("data.json")["vectors"]
+
+KEYS = iotlight.keypair_from_seed(ACCOUNTS["docs-example-15-words"]["seed"])
+KEYS_0BS = iotlight.keypair_from_seed(ACCOUNTS["0bs-docs-example"]["seed"])
+RECIPIENT_T = "3MqmzT5yx13napicjXpbkDupdWmRwmX37oL"
+ASSET_T = TRANSFERS["token"]["asset_id_T"]
+TS = 1_700_000_000_000
+UNIT = 100_000
+
+
+def _keys_of(vec) -> iotlight.KeyPair:
+    return iotlight.keypair_from_seed(ACCOUNTS[vec["library_call"]["seed"]]["seed"])
+
+
+def assert_signed_by(tx: dict, keys: iotlight.KeyPair) -> None:
+    """tx carries one proof by keys over its body: iotlight, libsodium (4.2) and a JSON round trip agree."""
+    assert tx["senderPublicKey"] == iotlight.b58encode(keys.public_key)
+    body = iotlight.tx_body_bytes(tx)
+    assert tx["id"] == iotlight.b58encode(iotlight.blake2b256(body))
+    assert len(tx["proofs"]) == 1
+    sig = iotlight.b58decode(tx["proofs"][0])
+    assert iotlight.verify(keys.public_key, body, sig) is True
+    assert reference.nacl_verify(keys.public_key, body, sig) is True
+    assert iotlight.verify_tx(tx) is True
+    wire = json.loads(json.dumps(tx))
+    assert iotlight.verify_tx(wire) is True and iotlight.tx_id(wire) == tx["id"]
+
+
+# --- builders reproduce the vectors ---------------------------------------------------------
+
+@pytest.mark.parametrize("vec", DATA, ids=[v["name"] for v in DATA])
+def test_build_data_tx_reproduces_vector(vec):
+    """build_data_tx with the recorded Z and automatic fee gives the vector's body, fee, proof and id."""
+    tx_json = vec["tx_json"]
+    rules = "0bs" if vec["chain"] == "Z" else "waves"
+    tx = iotlight.build_data_tx(_keys_of(vec), tx_json["data"], timestamp=tx_json["timestamp"],
+                                chain_id=vec["chain"], rules=rules, version=vec["version"],
+                                random_z=bytes.fromhex(vec["signature_random_Z_hex"]))
+    assert tx["fee"] == tx_json["fee"]
+    assert iotlight.tx_body_bytes(tx).hex() == vec["body_bytes_hex"]
+    assert tx["proofs"] == tx_json["proofs"]
+    assert tx["id"] == vec["id"]
+    assert iotlight.tx_signed_bytes(tx).hex() == vec["signed_bytes_hex"]
+
+
+V2_TRANSFERS = [v for v in TRANSFERS["transfers"] if v["version"] == 2]
+
+
+@pytest.mark.parametrize("vec", V2_TRANSFERS, ids=[v["name"] for v in V2_TRANSFERS])
+def test_build_transfer_tx_reproduces_vector(vec):
+    """build_transfer_tx (Transfer v2) with the recorded Z gives the vector's proof and id."""
+    j = vec["tx_json"]
+    tx = iotlight.build_transfer_tx(_keys_of(vec), recipient=j["recipient"], amount=j["amount"],
+                                    asset_id=j["assetId"], timestamp=j["timestamp"], chain_id=vec["chain"],
+                                    fee=j["fee"], attachment=iotlight.b58decode(j["attachment"]),
+                                    fee_asset_id=j["feeAssetId"],
+                                    random_z=bytes.fromhex(vec["signature_random_Z_hex"]))
+    assert iotlight.tx_body_bytes(tx).hex() == vec["body_bytes_hex"]
+    assert tx["proofs"] == j["proofs"] and tx["id"] == vec["id"]
+    assert iotlight.tx_signed_bytes(tx).hex() == vec["signed_bytes_hex"]
+
+
+V2_ISSUES = [v for v in TRANSFERS["issue_transactions"] if v["version"] == 2]
+
+
+@pytest.mark.parametrize("vec", V2_ISSUES, ids=[v["name"] for v in V2_ISSUES])
+def test_build_issue_tx_reproduces_vector(vec):
+    """build_issue_tx (Issue v2) with the recorded Z gives the vector's proof and the asset id."""
+    j = vec["tx_json"]
+    tx = iotlight.build_issue_tx(_keys_of(vec), name=j["name"], description=j["description"],
+                                 quantity=j["quantity"], decimals=j["decimals"], reissuable=j["reissuable"],
+                                 timestamp=j["timestamp"], chain_id=vec["chain"], fee=j["fee"],
+                                 random_z=bytes.fromhex(vec["signature_random_Z_hex"]))
+    assert iotlight.tx_body_bytes(tx).hex() == vec["body_bytes_hex"]
+    assert tx["proofs"] == j["proofs"] and tx["id"] == vec["id"] == vec["asset_id"]
+
+
+# --- builders with real randomness --------------------------------------------------------------
+
+def test_build_data_tx_random_signature():
+    """A Data transaction signed with os.urandom Z verifies both ways and has the broadcast fields."""
+    entries = [{"key": "joystick_1", "type": "string",
+                "value": '{"direction": "up", "action": "pressed", "ts": 1700000000123}'},
+               {"key": "joystick_count", "type": "integer", "value": 1}]
+    tx = iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="T")
+    assert_signed_by(tx, KEYS)
+    assert {"type", "version", "senderPublicKey", "fee", "timestamp", "proofs", "data", "chainId"} <= set(tx)
+    assert (tx["type"], tx["version"], tx["chainId"], tx["fee"], tx["timestamp"]) == (12, 1, 84, UNIT, TS)
+    assert tx["data"] == entries
+    again = iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="T")
+    assert again["id"] == tx["id"] and again["proofs"] != tx["proofs"]
+
+
+def test_build_data_tx_explicit_fee_is_kept():
+    """A non-zero fee is used as given (data.fee in the configuration)."""
+    tx = iotlight.build_data_tx(KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS,
+                                chain_id="W", fee=777_000, version=2)
+    assert tx["fee"] == 777_000
+    assert_signed_by(tx, KEYS)
+
+
+def test_build_transfer_tx_random_signature():
+    """A token transfer to an address and one to a bare alias name, both signed and verifiable."""
+    tx = iotlight.build_transfer_tx(KEYS, recipient=RECIPIENT_T, amount=150, asset_id=ASSET_T, timestamp=TS,
+                                    chain_id="T", fee=iotlight.transfer_fee(), attachment="light:on".encode())
+    assert_signed_by(tx, KEYS)
+    assert (tx["type"], tx["version"], tx["amount"], tx["assetId"], tx["recipient"]) == (4, 2, 150, ASSET_T,
+                                                                                        RECIPIENT_T)
+    assert iotlight.b58decode(tx["attachment"]) == b"light:on"
+    to_alias = iotlight.build_transfer_tx(KEYS, recipient="iot-light", amount=1, asset_id=None, timestamp=TS,
+                                          chain_id="T", fee=UNIT)
+    assert to_alias["recipient"] == "alias:T:iot-light" and to_alias["assetId"] is None
+    assert_signed_by(to_alias, KEYS)
+
+
+def test_build_issue_tx_random_signature():
+    """An Issue transaction signed with fresh randomness; its id is the new asset id."""
+    tx = iotlight.build_issue_tx(KEYS_0BS, name="IoT-Light", description="light for tokens", quantity=10 ** 6,
+                                 decimals=2, reissuable=False, timestamp=TS, chain_id="Z",
+                                 fee=iotlight.issue_fee("0bs"))
+    assert_signed_by(tx, KEYS_0BS)
+    assert (tx["type"], tx["version"], tx["chainId"], tx["decimals"]) == (3, 2, 90, 2)
+
+
+@PROPS
+@given(amount=st.integers(1, iotlight.INT64_MAX), attachment=st.binary(max_size=140),
+       timestamp=st.integers(0, 2 ** 62), chain=st.sampled_from("WTSZ"), z=st.binary(min_size=64, max_size=64))
+def test_build_transfer_tx_property(amount, attachment, timestamp, chain, z):
+    """Any valid amount, attachment, time and chain gives a transfer that verifies both ways."""
+    recipient = iotlight.address_from_public_key(KEYS_0BS.public_key, chain)
+    tx = iotlight.build_transfer_tx(KEYS, recipient=recipient, amount=amount, asset_id=ASSET_T,
+                                    timestamp=timestamp, chain_id=chain, fee=UNIT, attachment=attachment,
+                                    random_z=z)
+    assert_signed_by(tx, KEYS)
+    assert iotlight.b58decode(tx["attachment"]) == attachment
+
+
+# --- builder input errors ----------------------------------------------------------------------------
+
+def _transfer(**change):
+    args = dict(recipient=RECIPIENT_T, amount=1, asset_id=ASSET_T, timestamp=TS, chain_id="T", fee=UNIT)
+    args.update(change)
+    return iotlight.build_transfer_tx(KEYS, **args)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"amount": 0}, "amount must be a positive integer of the smallest unit, not 0"),
+    ({"amount": -5}, "amount must be a positive integer of the smallest unit, not -5"),
+    ({"amount": 1.5}, "amount must be a positive integer of the smallest unit, not 1.5"),
+    ({"amount": True}, "amount must be a positive integer of the smallest unit, not True"),
+    ({"amount": 2 ** 63}, "amount must be a 64-bit integer, not 9223372036854775808"),
+    ({"recipient": "3PPbMwqLtwBGcJrTA5whqJfY95GqnNnFMDX"}, "address is for chain 'W', not 'T'"),
+    ({"recipient": "alias:W:iot-light"}, "alias is for chain 'W', not 'T'"),
+    ({"attachment": b"x" * 141}, "attachment is 141 bytes, more than 140"),
+    ({"asset_id": "abc"}, "assetId must be 32 bytes, not 3"),
+    ({"fee": 0}, "fee must be a positive integer of the smallest unit, not 0"),
+    ({"fee": -1}, "fee must be a positive integer of the smallest unit, not -1"),
+])
+def test_build_transfer_tx_refuses(change, message):
+    """Bad amounts, recipients, attachments, asset ids and fees raise EncodingError naming the value."""
+    with pytest.raises(iotlight.EncodingError) as info:
+        _transfer(**change)
+    assert str(info.value) == message
+
+
+def _issue(**change):
+    args = dict(name="IoT-Light", description="", quantity=100, decimals=2, reissuable=False, timestamp=TS,
+                chain_id="T", fee=iotlight.issue_fee())
+    args.update(change)
+    return iotlight.build_issue_tx(KEYS, **args)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "IoT"}, "a token name has 4 to 16 bytes, 'IoT' has 3"),
+    ({"name": "IoT-Light-Token-X"}, "a token name has 4 to 16 bytes, 'IoT-Light-Token-X' has 17"),
+    ({"name": "Lichtschalter-ää"}, "a token name has 4 to 16 bytes, 'Lichtschalter-ää' has 18"),
+    ({"description": "d" * 1001}, "a token description has at most 1000 bytes"),
+    ({"decimals": 9}, "decimals must be from 0 to 8, not 9"),
+    ({"decimals": -1}, "decimals must be from 0 to 8, not -1"),
+    ({"quantity": 0}, "quantity must be a positive 64-bit integer of the smallest unit"),
+    ({"quantity": 2 ** 63}, "quantity must be a positive 64-bit integer of the smallest unit"),
+    ({"fee": 0}, "fee must be a positive integer of the smallest unit, not 0"),
+])
+def test_build_issue_tx_refuses(change, message):
+    """Names of 4-16 bytes, descriptions up to 1000 bytes, decimals 0-8, positive quantity and fee."""
+    with pytest.raises(iotlight.EncodingError) as info:
+        _issue(**change)
+    assert str(info.value) == message
+
+
+def test_build_issue_tx_limits_are_inclusive():
+    """4- and 16-byte names, a 1000-byte description, 0 and 8 decimals, int64 max quantity all work."""
+    for tx in (_issue(name="IoTL"), _issue(name="I" * 16), _issue(description="d" * 1000), _issue(decimals=0),
+               _issue(decimals=8), _issue(quantity=iotlight.INT64_MAX)):
+        assert_signed_by(tx, KEYS)
+
+
+# --- fees ---------------------------------------------------------------------------------------------
+
+def test_fee_constants():
+    """Fee unit 0.001 WAVES; Transfer 1 unit (+0.004 smart asset); Issue 1 WAVES, NFT 0.001; 0bs docs values."""
+    assert iotlight.FEE_UNIT == UNIT
+    assert iotlight.transfer_fee() == iotlight.transfer_fee("waves") == 100_000
+    assert iotlight.transfer_fee(smart_asset=True) == 500_000
+    assert iotlight.transfer_fee("0bs") == 5_000_000
+    assert iotlight.issue_fee() == 100_000_000 and iotlight.issue_fee(nft=True) == 100_000
+    assert iotlight.issue_fee("0bs") == 500 * 10 ** 8
+
+
+@pytest.mark.parametrize("n", list(range(1, 101)))
+def test_mass_transfer_fee(n):
+    """Waves: 1 + floor((n+1)/2) units (+0.004 smart asset); 0bs: at least the docs' 0.05 and the Zbs source rule."""
+    node_rule = UNIT * (1 + (n + 1) // 2)
+    assert iotlight.mass_transfer_fee(n) == node_rule
+    assert iotlight.mass_transfer_fee(n, smart_asset=True) == node_rule + 400_000
+    zbs = iotlight.mass_transfer_fee(n, "0bs")
+    assert zbs >= 5_000_000 and zbs >= node_rule
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _string_entries(key: str, size: int):
+    return [{"key": key, "type": "string", "value": "v" * size}]
+
+
+@PROPS
+@given(size=st.integers(0, 5000), key=st.text(alphabet="abcdefgh_é", min_size=1, max_size=30))
+def test_data_fee_is_the_highest_node_rule(size, key):
+    """One string entry: data_fee is the highest of the three Waves rules (8.4), written out by hand here."""
+    k = len(key.encode())
+    payload = k + size  # feature 17: sum of key and value sizes
+    v1_body = 2 + 32 + 2 + (2 + k + 1 + 2 + size) + 8 + 8
+    entry = 1 + _varint_len(k) + k + 1 + _varint_len(size) + size
+    v2_data = 1 + _varint_len(entry) + entry  # DataTransactionData with one DataEntry
+
+    def units(n):
+        return 1 + (n - 1) // 1024
+
+    entries = _string_entries(key, size)
+    for version, before in ((1, v1_body), (2, v2_data)):
+        tx = {"type": 12, "version": version, "senderPublicKey": iotlight.b58encode(KEYS.public_key),
+              "fee": 1, "timestamp": TS, "chainId": 84, "data": entries}
+        if version == 1:
+            assert len(iotlight.tx_body_bytes(tx)) == v1_body
+        assert iotlight.data_fee(tx, "waves") == UNIT * max(units(max(payload, 1)), units(before))
+    v1 = {"type": 12, "version": 1, "senderPublicKey": iotlight.b58encode(KEYS.public_key), "fee": 1,
+          "timestamp": TS, "data": entries}
+    assert iotlight.data_fee(v1, "0bs") == UNIT * (30 + (v1_body - 1) // 1024)
+
+
+def test_data_fee_of_small_events():
+    """A daemon event costs 0.001 WAVES on Waves and 0.03 ZBS on 0bs."""
+    entries = [{"key": "joystick_count", "type": "integer", "value": 1}]
+    assert iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="W", version=2)["fee"] == 100_000
+    assert iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="T")["fee"] == 100_000
+    assert iotlight.build_data_tx(KEYS_0BS, entries, timestamp=TS, chain_id="Z", rules="0bs")["fee"] == 3_000_000
+
+
+# --- Data entries: within the limits ----------------------------------------------------------------
+
+def test_limit_constants():
+    """The limits of section 8.4."""
+    assert iotlight.DATA_MAX_ENTRIES == 100
+    assert iotlight.DATA_MAX_VALUE == 32_767
+    assert iotlight.DATA_MAX_PAYLOAD == 165_835
+    assert iotlight.DATA_MAX_V1_BYTES == 153_600
+
+
+KEY_TEXT = st.text(min_size=1, max_size=24)
+VALUE = st.one_of(
+    st.builds(lambda v: {"type": "integer", "value": v}, st.integers(iotlight.INT64_MIN, iotlight.INT64_MAX)),
+    st.builds(lambda v: {"type": "boolean", "value": v}, st.booleans()),
+    st.builds(lambda v: {"type": "string", "value": v}, st.text(max_size=200)),
+    st.builds(lambda v: {"type": "binary", "value": "base64:" + base64.b64encode(v).decode()},
+              st.binary(max_size=200)),
+)
+
+
+@st.composite
+def entry_lists(draw, *, deletes: bool, max_entries: int = 100):
+    keys = draw(st.lists(KEY_TEXT, min_size=1, max_size=max_entries, unique=True))
+    out = []
+    for key in keys:
+        if deletes and draw(st.integers(0, 9)) == 0:
+            out.append({"key": key, "value": None})
+        else:
+            out.append(dict(key=key, **draw(VALUE)))
+    return out
+
+
+@PROPS
+@given(entries=entry_lists(deletes=False), version=st.sampled_from([1, 2]), chain=st.sampled_from("WTS"))
+def test_data_entries_within_limits_build_and_verify(entries, version, chain):
+    """Any entry list within the Waves limits builds, carries its entries unchanged and verifies both ways."""
+    tx = iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id=chain, version=version)
+    assert tx["data"] == entries
+    assert tx["fee"] == iotlight.data_fee(tx, "waves") >= UNIT
+    assert_signed_by(tx, KEYS)
+
+
+@PROPS
+@given(entries=entry_lists(deletes=True))
+def test_data_v2_with_deletes_builds_and_verifies(entries):
+    """Version 2 also carries delete entries (value null)."""
+    tx = iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="T", version=2)
+    assert_signed_by(tx, KEYS)
+
+
+@PROPS
+@given(entries=entry_lists(deletes=False, max_entries=30))
+def test_data_entries_0bs_build_and_verify(entries):
+    """On 0bs (v1, keys up to 100 characters) the fee is the 30-unit rule and the proof verifies."""
+    tx = iotlight.build_data_tx(KEYS_0BS, entries, timestamp=TS, chain_id="Z", rules="0bs")
+    assert tx["version"] == 1 and tx["fee"] == iotlight.data_fee(tx, "0bs") >= 3_000_000
+    assert_signed_by(tx, KEYS_0BS)
+
+
+def test_data_limits_are_inclusive():
+    """100 entries, a 400-byte key, a 32767-byte value and exactly 165835 payload bytes (v2) all build."""
+    hundred = [{"key": "k%d" % i, "type": "boolean", "value": True} for i in range(100)]
+    assert_signed_by(iotlight.build_data_tx(KEYS, hundred, timestamp=TS, chain_id="T"), KEYS)
+    key400 = [{"key": "é" * 200, "type": "integer", "value": 0}]
+    assert_signed_by(iotlight.build_data_tx(KEYS, key400, timestamp=TS, chain_id="T", version=2), KEYS)
+    value_max = [{"key": "k", "type": "binary",
+                  "value": "base64:" + base64.b64encode(bytes(32_767)).decode()}]
+    assert_signed_by(iotlight.build_data_tx(KEYS, value_max, timestamp=TS, chain_id="T"), KEYS)
+    full = [{"key": "k%d" % i, "type": "string", "value": "x" * 32_767} for i in range(5)]
+    full.append({"key": "k5", "type": "string", "value": "x" * (165_835 - 5 * (2 + 32_767) - 2)})
+    assert iotlight.data_payload_size(full) == 165_835
+    assert_signed_by(iotlight.build_data_tx(KEYS, full, timestamp=TS, chain_id="T", version=2), KEYS)
+
+
+def _v1_entries_of_signed_size(total: int):
+    """Five string entries whose v1 wire form (0x00, body, proofs) is `total` bytes, counted by hand."""
+    fixed = 1 + 2 + 32 + 2 + 8 + 8 + (1 + 2 + 2 + 64)  # 0x00, type+version, pk, count, ts, fee, proofs
+    values = total - fixed - 5 * (2 + 2 + 1 + 2)
+    sizes = [32_767] * 4 + [values - 4 * 32_767]
+    return [{"key": "k%d" % i, "type": "string", "value": "x" * n} for i, n in enumerate(sizes)]
+
+
+def test_data_v1_signed_size_limit():
+    """Version 1 (and 0bs): 153600 signed bytes build, 153601 are refused."""
+    ok = iotlight.build_data_tx(KEYS, _v1_entries_of_signed_size(153_600), timestamp=TS, chain_id="T")
+    assert len(iotlight.tx_signed_bytes(ok)) == 153_600
+    assert_signed_by(ok, KEYS)
+    with pytest.raises(iotlight.EncodingError) as info:
+        iotlight.build_data_tx(KEYS, _v1_entries_of_signed_size(153_601), timestamp=TS, chain_id="T")
+    assert str(info.value) == "Data transaction is 153601 bytes, more than 153600"
+
+
+# --- Data entries: over the limits --------------------------------------------------------------------
+
+def _refused(entries, message, *, validate=True, **kw):
+    """build_data_tx raises EncodingError with exactly `message` and returns nothing."""
+    kw.setdefault("timestamp", TS)
+    kw.setdefault("chain_id", "T")
+    result = []
+    with pytest.raises(iotlight.EncodingError) as info:
+        result.append(iotlight.build_data_tx(KEYS, entries, **kw))
+    assert result == []
+    assert str(info.value) == message
+    if validate:  # the entry rules alone (the signed-size rule needs the whole transaction)
+        with pytest.raises(iotlight.EncodingError):
+            iotlight.validate_data_entries(entries, version=kw.get("version", 1), rules=kw.get("rules", "waves"))
+
+
+@PROPS
+@given(n=st.integers(101, 160), version=st.sampled_from([1, 2]))
+def test_too_many_entries(n, version):
+    """More than 100 entries are refused, saying how many."""
+    entries = [{"key": "k%d" % i, "type": "integer", "value": i} for i in range(n)]
+    _refused(entries, "a Data transaction holds at most 100 entries, not %d" % n, version=version)
+
+
+@PROPS
+@given(key=st.text(min_size=101, max_size=420).filter(lambda k: len(k.encode()) > 400),
+       version=st.sampled_from([1, 2]))
+def test_key_over_400_bytes(key, version):
+    """A key of more than 400 UTF-8 bytes (not characters) is refused."""
+    _refused([{"key": key, "type": "boolean", "value": True}],
+             "data key %r is longer than 400 bytes" % key[:40], version=version)
+
+
+@st.composite
+def keys_over_100_utf16_units(draw):
+    """Keys of more than 100 UTF-16 units but at most 400 UTF-8 bytes: ASCII, accents, CJK and emoji."""
+    narrow = draw(st.lists(st.sampled_from("aZ_é語"), max_size=150))
+    emoji = draw(st.integers(max(0, (101 - len(narrow) + 1) // 2), 60))
+    chars = draw(st.permutations(narrow + ["🔑"] * emoji))
+    key = "".join(chars)
+    assert len(key.encode("utf-16-le")) // 2 > 100
+    assume(len(key.encode()) <= 400)
+    return key
+
+
+@PROPS
+@given(key=keys_over_100_utf16_units())
+def test_key_over_100_characters_on_0bs(key):
+    """0bs counts key length in UTF-16 units (Java chars), at most 100."""
+    _refused([{"key": key, "type": "boolean", "value": True}],
+             "data key %r is longer than 100 characters (0bs rule)" % key[:40], rules="0bs", chain_id="Z")
+
+
+def test_key_of_50_emoji_is_100_characters_on_0bs():
+    """An astral character counts twice: 50 emoji are exactly the 0bs limit, 51 are over it."""
+    ok = [{"key": "🔑" * 50, "type": "boolean", "value": True}]
+    assert_signed_by(iotlight.build_data_tx(KEYS_0BS, ok, timestamp=TS, chain_id="Z", rules="0bs"), KEYS_0BS)
+    over = [{"key": "🔑" * 51, "type": "boolean", "value": True}]
+    _refused(over, "data key %r is longer than 100 characters (0bs rule)" % ("🔑" * 40), rules="0bs",
+             chain_id="Z")
+
+
+@BIG
+@given(size=st.integers(32_768, 40_000), kind=st.sampled_from(["string", "binary"]), multibyte=st.booleans(),
+       version=st.sampled_from([1, 2]))
+def test_value_over_32767_bytes(size, kind, multibyte, version):
+    """A string or binary value over 32767 bytes (UTF-8 bytes for strings) is refused."""
+    if kind == "binary":
+        value = "base64:" + base64.b64encode(bytes(size)).decode()
+    elif multibyte:
+        value = "é" * (size // 2) + "x" * (size % 2)  # fewer than 32768 characters, more bytes
+    else:
+        value = "x" * size
+    _refused([{"key": "big", "type": kind, "value": value}],
+             "data entry 'big': value is longer than 32767 bytes", version=version)
+
+
+@BIG
+@given(extra=st.integers(1, 30_000))
+def test_total_over_165835_bytes(extra):
+    """Entries each within the value limit but summing to more than 165835 bytes are refused (v2)."""
+    entries = [{"key": "k%d" % i, "type": "string", "value": "x" * 32_767} for i in range(5)]
+    entries.append({"key": "k5", "type": "string", "value": "x" * (165_835 - 5 * 32_769 - 2 + extra)})
+    total = 165_835 + extra
+    _refused(entries, "data entries total %d bytes, more than 165835" % total, version=2)
+
+
+@BIG
+@given(extra=st.integers(1, 5_000), rules=st.sampled_from(["waves", "0bs"]))
+def test_v1_over_153600_signed_bytes(extra, rules):
+    """Version 1 over 153600 signed bytes is refused on Waves and on 0bs."""
+    total = 153_600 + extra
+    _refused(_v1_entries_of_signed_size(total), "Data transaction is %d bytes, more than 153600" % total,
+             validate=False, rules=rules, chain_id="Z" if rules == "0bs" else "T")
+
+
+@pytest.mark.parametrize("entries, message, version", [
+    ([], "a Data transaction needs at least one entry", 1),
+    ([{"key": "", "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
+    ([{"key": 7, "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
+    ([{"key": "a", "type": "integer", "value": 1}, {"key": "a", "type": "boolean", "value": True}],
+     "data key 'a' appears twice", 2),
+    ([{"key": "gone", "value": None}], "data entry 'gone': deleting a key needs Data version 2", 1),
+    ([{"key": "n", "type": "integer", "value": 2 ** 63}],
+     "data entry 'n' must be a 64-bit integer, not %d" % 2 ** 63, 2),
+    ([{"key": "n", "type": "integer", "value": "5"}], "data entry 'n' must be a 64-bit integer, not '5'", 2),
+    ([{"key": "b", "type": "boolean", "value": 1}], "data entry 'b': boolean value must be true or false", 2),
+    ([{"key": "s", "type": "string", "value": 5}], "data entry 's': string value must be a string", 2),
+    ([{"key": "x", "type": "binary", "value": "base64:!!"}], "data entry 'x': binary value is not valid base64", 2),
+    ([{"key": "f", "type": "float", "value": 1.5}], "data entry 'f': unknown type 'float'", 2),
+])
+def test_malformed_entries(entries, message, version):
+    """Empty lists, bad keys, duplicates, v1 deletes and values of the wrong type are refused by name."""
+    _refused(entries, message, version=version)
+
+
+def test_0bs_refuses_data_version_2():
+    """0bs nodes know no protobuf transactions: asking for Data v2 under 0bs rules is refused."""
+    with pytest.raises(iotlight.EncodingError) as info:
+        iotlight.build_data_tx(KEYS_0BS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS,
+                               chain_id="Z", rules="0bs", version=2)
+    assert str(info.value) == "0bs nodes accept Data version 1 only, not 2"
