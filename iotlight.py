@@ -2420,7 +2420,6 @@ class Watcher:
                 self.dirty = True
         balance = await self.node.asset_balance(self.address, self.config.asset_id)
         if balance != self.token_balance:
-            self.dirty = self.dirty or self.token_balance is not None or not self.store.get_meta("horizon")
             self.dirty = True
             self.token_balance = balance
             self.on_balance(balance, self.coin_balance)
@@ -2437,16 +2436,34 @@ class Watcher:
             if wait > 0:
                 self.log.debug("transaction list read deferred %.1fs by the rate limit", wait)
                 return
-            self.limiter.take(mono)
             await self.read_list(height)
             self.next_sweep = self.clock.monotonic() + self.config.sweep_interval
+
+    async def _list_page(self, limit: int, after: Optional[str]) -> List[Any]:
+        """One page of the address's transactions, waiting for the rate limit first."""
+        wait = self.limiter.delay(self.clock.monotonic())
+        if wait > 0:
+            self.log.debug("next page of the transaction list in %.1fs (rate limit)", wait)
+            await asyncio.sleep(wait)
+        self.limiter.take(self.clock.monotonic())
+        return await self.node.address_transactions(self.address, limit, after)
 
     def _final(self, tx_height: Optional[int], height: int) -> bool:
         return tx_height is not None and height - tx_height >= self.config.confirmations
 
     async def read_list(self, height: int) -> None:
-        """Page through the address's transactions down to what is already handled."""
+        """Page through the address's transactions down to what is already handled.
+        Payments found are credited even when the read is cut short; what it found is
+        marked handled only when it got all the way down."""
         found: List[Dict[str, Any]] = []
+        complete = False
+        try:
+            complete = await self._read_pages(height, found)
+        finally:
+            self.dirty = not complete
+            self.process(found, height, complete)
+
+    async def _read_pages(self, height: int, found: List[Dict[str, Any]]) -> bool:
         ids_this_read: set = set()
         after: Optional[str] = None
         limit = LIST_FIRST_PAGE
@@ -2454,7 +2471,7 @@ class Watcher:
         restarts = 0
         while True:
             try:
-                page = await self.node.address_transactions(self.address, limit, after)
+                page = await self._list_page(limit, after)
             except NodeRejected as e:
                 if after and e.code == 199 and restarts < 3:
                     # the 0bs fork refuses an `after` id that vanished (rolled back): start again at the top
@@ -2489,8 +2506,7 @@ class Watcher:
             if not isinstance(last, str):
                 break
             after, limit = last, LIST_PAGE
-        self.dirty = not complete
-        self.process(found, height, complete)
+        return complete
 
     def process(self, txs: List[Dict[str, Any]], height: int, complete: bool) -> None:
         """Credit the final payments among `txs` (oldest first); mark handled ones seen."""
