@@ -1,0 +1,160 @@
+"""The pure core: pricing, the light timer, the ledger rules, event packing; and the store's guarantees."""
+
+import json
+import random
+
+import pytest
+
+import iotlight
+from iotlight import Grant, LightTimer, PendingEvent, extend_light, payment_amount
+
+ASSET = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQV"
+ME = "3MqmzT5yx13napicjXpbkDupdWmRwmX37oL"
+MINE = {ME, "alias:T:iot-light"}
+
+
+def test_payment_seconds_uses_decimals_and_rate():
+    """150 units of a 2-decimal token at 2 s per token buy 3 s."""
+    assert iotlight.payment_seconds(150, 2, 2.0) == 3.0
+    assert iotlight.payment_seconds(1, 8, 1.0) == 1e-8
+
+
+def test_extend_light_when_dark_and_when_lit_and_capped():
+    """A payment starts now when dark, at the end time when lit, and the cap cuts the excess."""
+    assert extend_light(0.0, 100.0, 10.0, 3600) == Grant(start=100.0, until=110.0, seconds=10.0, excess=0.0)
+    assert extend_light(110.0, 105.0, 10.0, 3600) == Grant(start=110.0, until=120.0, seconds=10.0, excess=0.0)
+    g = extend_light(110.0, 105.0, 100.0, 20.0)
+    assert (g.start, g.until, g.seconds, g.excess) == (110.0, 125.0, 15.0, 85.0)
+    g = extend_light(200.0, 105.0, 10.0, 20.0)   # already past the cap: nothing more
+    assert (g.until, g.seconds, g.excess) == (200.0, 0.0, 10.0)
+
+
+def test_light_timer_runs_on_the_monotonic_clock():
+    """The deadline is monotonic: a wall-clock value only converts at set time."""
+    t = LightTimer()
+    assert not t.is_on(0.0) and t.fraction(0.0) == 0.0
+    t.set_until(1_000_010.0, mono=50.0, wall=1_000_000.0)
+    assert t.is_on(55.0) and t.remaining(55.0) == 5.0 and t.fraction(55.0) == 0.5
+    t.set_until(1_000_020.0, mono=55.0, wall=1_000_005.0)   # extended while lit: same span
+    assert t.span_start == 50.0 and t.remaining(55.0) == 15.0
+    assert not t.is_on(70.0)
+
+
+@pytest.mark.parametrize("tx, amount", [
+    ({"type": 4, "assetId": ASSET, "recipient": ME, "amount": 150, "applicationStatus": "succeeded"}, 150),
+    ({"type": 4, "assetId": ASSET, "recipient": "alias:T:iot-light", "amount": 7}, 7),
+    ({"type": 4, "assetId": ASSET, "recipient": "address:" + ME, "amount": 9}, 9),
+    ({"type": 4, "assetId": None, "recipient": ME, "amount": 150}, 0),
+    ({"type": 4, "assetId": "other", "recipient": ME, "amount": 150}, 0),
+    ({"type": 4, "assetId": ASSET, "recipient": "3Mother", "amount": 150}, 0),
+    ({"type": 4, "assetId": ASSET, "recipient": ME, "amount": 150, "applicationStatus": "script_execution_failed"}, 0),
+    ({"type": 4, "assetId": ASSET, "recipient": ME, "amount": "150"}, 0),
+    ({"type": 11, "assetId": ASSET, "transfers": [{"recipient": ME, "amount": 100},
+                                                  {"recipient": "alias:T:iot-light", "amount": 250},
+                                                  {"recipient": "3Mother", "amount": 1}]}, 350),
+    ({"type": 12, "assetId": ASSET, "recipient": ME, "amount": 5}, 0),
+])
+def test_payment_amount_rules(tx, amount):
+    """Only transfers and mass-transfer items of the token to the device, that succeeded, count."""
+    assert payment_amount(tx, asset_id=ASSET, mine=MINE) == amount
+
+
+def test_malformed_transactions_are_refused_with_a_reason():
+    with pytest.raises(ValueError, match="not an object"):
+        iotlight.check_tx_shape([1])
+    with pytest.raises(ValueError, match="id"):
+        iotlight.check_tx_shape({"id": 5, "type": 4})
+    with pytest.raises(ValueError, match="non-integer height"):
+        iotlight.check_tx_shape({"id": "A" * 44, "type": 4, "height": "x"})
+    with pytest.raises(ValueError, match="mass transfer item"):
+        payment_amount({"type": 11, "assetId": ASSET, "transfers": ["x"]}, asset_id=ASSET, mine=MINE)
+
+
+def press(seq, n):
+    return PendingEvent(seq, "joystick", (iotlight.joystick_entry(n, "up", "pressed", 1000 + n),), n)
+
+
+def test_pack_events_respects_entry_limit_and_one_telemetry_set():
+    """A batch holds at most 100 entries including joystick_count, and one telemetry set."""
+    presses = [press(i, i) for i in range(1, 151)]
+    batch = iotlight.pack_events(presses)
+    assert len(batch) == 99 and len(iotlight.events_to_entries(batch)) == 100
+    tele = PendingEvent(1, "telemetry", tuple(iotlight.telemetry_entries(
+        {"temperature_c": 20.0, "humidity_pct": 40.0, "pressure_hpa": 1000.0}, 5)))
+    assert iotlight.pack_events([tele, tele, press(3, 1)]) == [tele]
+    entries = iotlight.events_to_entries(presses[:3])
+    assert entries[-1] == {"key": "joystick_count", "type": "integer", "value": 3}
+    iotlight.validate_data_entries(iotlight.events_to_entries(batch))
+
+
+def test_telemetry_entries_scale_and_skip_failed_sensors():
+    out = iotlight.telemetry_entries({"temperature_c": 21.374, "humidity_pct": None, "pressure_hpa": 1013.256}, 77)
+    assert out == [{"key": "temperature_c100", "type": "integer", "value": 2137},
+                   {"key": "pressure_hpa100", "type": "integer", "value": 101326},
+                   {"key": "telemetry_ts", "type": "integer", "value": 77}]
+    assert iotlight.telemetry_entries({"temperature_c": None}, 1) == []
+
+
+def test_rate_limiter_and_backoff():
+    """The token bucket refills at its rate; back-off grows, jitters and stays under its cap."""
+    rl = iotlight.RateLimiter(2, 1.0, 2, now=0.0)
+    rl.take(0.0)
+    rl.take(0.0)
+    assert rl.delay(0.0) == pytest.approx(0.5)
+    assert rl.delay(0.5) == 0.0
+    assert iotlight.RateLimiter(0, 60, 1, now=0).delay(0) == 0.0
+    delays = iotlight.backoff_delays(1.0, 8.0, random.Random(1))
+    values = [next(delays) for _ in range(8)]
+    assert 0.5 <= values[0] <= 1.0 and all(4.0 <= v <= 8.0 for v in values[4:])
+
+
+def test_store_credits_each_payment_once_with_its_receipt(tmp_path):
+    """Crediting the same id twice changes nothing; the light and a receipt move together."""
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    first = store.credit_payments([("A" * 44, "3Msender", 300, 5, 3.0)], now=1000.0, max_seconds=3600)
+    again = store.credit_payments([("A" * 44, "3Msender", 300, 5, 3.0)], now=1001.0, max_seconds=3600)
+    assert len(first) == 1 and again == []
+    assert store.light() == (1000.0, 1003.0)
+    events = store.pending_events()
+    assert [e.kind for e in events] == ["receipt"]
+    assert json.loads(events[0].entries[0]["value"]) == {"seconds": 3.0, "from": 1000000, "until": 1003000}
+    store.close()
+
+
+def test_store_numbers_presses_and_replaces_transactions_atomically(tmp_path):
+    """Presses get 1, 2, 3 ... across reopenings; a re-signed transaction takes over its events."""
+    path = str(tmp_path / "s.db")
+    store = iotlight.Store(path)
+    assert [store.add_press("up", "pressed", 5, 6) for _ in range(2)] == [1, 2]
+    store.close()
+    store = iotlight.Store(path)
+    assert store.add_press("down", "pressed", 7, 8) == 3
+    keys = iotlight.keypair_from_seed("throwaway store test")
+    events = store.pending_events()
+    tx1 = iotlight.build_data_tx(keys, iotlight.events_to_entries(events), timestamp=1, chain_id="T")
+    store.queue_tx(tx1, events, 10)
+    assert store.pending_events() == []
+    tx2 = iotlight.build_data_tx(keys, iotlight.events_to_entries(events), timestamp=2, chain_id="T")
+    store.queue_tx(tx2, store.events_of(tx1["id"]), 11, replaces=tx1["id"])
+    assert [r["id"] for r in store.open_txs()] == [tx2["id"]]
+    assert [e.press_n for e in store.events_of(tx2["id"])] == [1, 2, 3]
+    store.close()
+
+
+def test_store_refuses_another_devices_state(tmp_path):
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    store.bind_device("3Mone", ASSET)
+    with pytest.raises(iotlight.StateError, match="belongs to address 3Mone"):
+        store.bind_device("3Mtwo", ASSET)
+    store.close()
+
+
+def test_damaged_state_file_is_moved_aside_with_exit_status_3(tmp_path):
+    """A state file that is not SQLite (or fails its check) is kept aside, with a recovery hint."""
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(iotlight.StateError) as e:
+        iotlight.Store(str(path))
+    assert e.value.exit_status == 3
+    assert "moved to" in str(e.value) and "not credited again" in str(e.value)
+    assert not path.exists() and list(tmp_path.glob("s.db.damaged-*"))
