@@ -372,7 +372,7 @@ def _toml_repr(v: Any) -> str:
 
 def _toml_loads(text: str) -> Dict[str, Any]:
     if sys.version_info >= (3, 11):
-        import tomllib
+        import tomllib  # novermin (3.11+, guarded)
     else:  # pragma: no cover - exercised on 3.9/3.10 only
         import tomli as tomllib
     return tomllib.loads(text)
