@@ -1667,12 +1667,17 @@ class NodeClient:
         return await self.request("GET", path, params=params)
 
     # -- endpoints
+    async def _int_field(self, route: str, path: str, field: str, what: str,
+                         ok: Callable[[int], bool] = lambda v: True) -> int:
+        """One integer field of a JSON object answer, or a NodeError naming the route."""
+        data = await self.get(path)
+        value = data.get(field) if isinstance(data, dict) else None
+        if not _is_int(value) or not ok(value):
+            raise NodeError("node answered %s without %s" % (route, what))
+        return value
+
     async def height(self) -> int:
-        data = await self.get("/blocks/height")
-        h = data.get("height") if isinstance(data, dict) else None
-        if not _is_int(h):
-            raise NodeError("node answered /blocks/height without an integer height")
-        return h
+        return await self._int_field("/blocks/height", "/blocks/height", "height", "an integer height")
 
     async def address_transactions(self, address: str, limit: int, after: Optional[str] = None) -> List[Any]:
         data = await self.get("/transactions/address/%s/limit/%d" % (address, limit),
@@ -1682,25 +1687,16 @@ class NodeClient:
         return data[0] if data else []
 
     async def asset_balance(self, address: str, asset_id: str) -> int:
-        data = await self.get("/assets/balance/%s/%s" % (address, asset_id))
-        bal = data.get("balance") if isinstance(data, dict) else None
-        if not _is_int(bal):
-            raise NodeError("node answered /assets/balance without an integer balance")
-        return bal
+        return await self._int_field("/assets/balance", "/assets/balance/%s/%s" % (address, asset_id), "balance",
+                                     "an integer balance")
 
     async def balance(self, address: str) -> int:
-        data = await self.get("/addresses/balance/%s" % address)
-        bal = data.get("balance") if isinstance(data, dict) else None
-        if not _is_int(bal):
-            raise NodeError("node answered /addresses/balance without an integer balance")
-        return bal
+        return await self._int_field("/addresses/balance", "/addresses/balance/%s" % address, "balance",
+                                     "an integer balance")
 
     async def asset_decimals(self, asset_id: str) -> int:
-        data = await self.get("/assets/details/%s" % asset_id)
-        dec = data.get("decimals") if isinstance(data, dict) else None
-        if not _is_int(dec) or not 0 <= dec <= 8:
-            raise NodeError("node answered /assets/details without decimals from 0 to 8")
-        return dec
+        return await self._int_field("/assets/details", "/assets/details/%s" % asset_id, "decimals",
+                                     "decimals from 0 to 8", lambda v: 0 <= v <= 8)
 
     async def aliases(self, address: str) -> List[str]:
         data = await self.get("/alias/by-address/%s" % address)
