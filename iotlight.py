@@ -39,7 +39,10 @@ import dataclasses
 import difflib
 import glob
 import hashlib
+import hmac
+import http
 import importlib.util
+import io
 import json
 import logging
 import math
@@ -54,8 +57,13 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
+
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import ServerConnection, serve as ws_serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 __version__ = "0.1.0"
 
@@ -2939,6 +2947,968 @@ class Telemetry:
 
 
 # =============================================================================
+# 8e. Services: the monitor (WebSocket server, dashboard page, terminal client)
+# =============================================================================
+#
+# One port serves three things: the WebSocket endpoint (`/` and `/ws`), the
+# dashboard page (`GET /` without an upgrade) and the device address as a QR
+# code (`GET /qr.svg`). Every client gets the state snapshot first, then the
+# events the daemon publishes. publish() never waits: each client has its own
+# bounded queue drained by its own sender task, and a client whose queue is
+# full is dropped, so a stalled browser never slows the daemon or the others.
+
+monitor_log = logging.getLogger("iotlight.monitor")
+
+# Close codes (RFC 6455 section 7.4.1).
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+MONITOR_CLOSE_TIMEOUT = 5.0  # seconds a closing handshake may take before the socket is cut
+
+
+def _http_port(scheme: str, port: Optional[int]) -> int:
+    """The port a URL means, with the scheme's default when none is written."""
+    if port is not None:
+        return port
+    return 443 if scheme in ("https", "wss") else 80
+
+
+def is_same_origin(origin: str, host: str) -> bool:
+    """Whether an Origin header (scheme://host[:port]) names the Host header's host:port."""
+    try:
+        o = urllib.parse.urlsplit(origin)
+        h = urllib.parse.urlsplit("//" + host)
+        if not o.hostname or not h.hostname:
+            return False
+        return (o.hostname.lower(), _http_port(o.scheme, o.port)) == (
+            h.hostname.lower(),
+            _http_port(o.scheme, h.port),
+        )
+    except ValueError:  # a port that is not a number
+        return False
+
+
+class _MonitorClient:
+    """One connected WebSocket client: its queue and the task that drains it."""
+
+    def __init__(self, ws: ServerConnection, queue_size: int):
+        self.ws = ws
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
+        self.sender: Optional[asyncio.Task] = None
+        self.dropped = False
+        addr = ws.remote_address
+        self.peer = "%s:%s" % (addr[0], addr[1]) if addr else "?"
+
+
+class Monitor:
+    """The live monitor: WebSocket events, the dashboard page and the address QR code."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        token: str,
+        snapshot: Callable[[], Dict[str, Any]],
+        max_clients: int = 100,
+        queue_size: int = 256,
+        max_frame: int = 4096,
+        ping_interval: float = 20.0,
+    ):
+        self.host = host
+        self.port = port
+        self._token = token
+        self._snapshot = snapshot
+        self._max_clients = max_clients
+        self._queue_size = queue_size
+        self._max_frame = max_frame
+        self._ping_interval = ping_interval
+        self._server: Any = None
+        self._clients: Dict[ServerConnection, _MonitorClient] = {}
+        self._closing: set = set()  # tasks closing dropped clients
+
+    @property
+    def client_count(self) -> int:
+        """How many WebSocket clients are connected (dropped ones until their socket is gone)."""
+        return len(self._clients)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on host:port (port 0 picks a free one, then self.port tells which)."""
+        ping = self._ping_interval if self._ping_interval > 0 else None
+        try:
+            self._server = await ws_serve(
+                self._handle,
+                self.host,
+                self.port,
+                process_request=self._process_request,
+                max_size=self._max_frame,
+                ping_interval=ping,
+                ping_timeout=ping,
+                close_timeout=MONITOR_CLOSE_TIMEOUT,
+            )
+        except OSError as exc:
+            raise IotlightError(
+                "monitor cannot listen on %s:%s: %s; set monitor.port to a free port "
+                "(0 turns the monitor off) or stop the program using it"
+                % (self.host, self.port, exc.strerror or exc)
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        shown = "[%s]" % self.host if ":" in self.host else self.host
+        monitor_log.info("monitor listening on http://%s:%d/", shown, self.port)
+
+    async def close(self) -> None:
+        """Stop listening, close every client (1001) and wait until all are gone."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        clients = list(self._clients.values())
+        await asyncio.gather(
+            *(self._close_client(c, CLOSE_GOING_AWAY, "monitor shutting down") for c in clients),
+            *self._closing,
+        )
+        try:
+            await asyncio.wait_for(server.wait_closed(), MONITOR_CLOSE_TIMEOUT * 2)
+        except asyncio.TimeoutError:
+            monitor_log.warning("monitor: some connections did not close in time")
+        monitor_log.info("monitor stopped")
+
+    # -- publishing -----------------------------------------------------------
+
+    def publish(self, message: Dict[str, Any]) -> None:
+        """Queue one event for every client; never waits, drops clients that lag behind."""
+        event = dict(message)
+        event.setdefault("ts", time.time())
+        try:
+            text = json.dumps(event, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            monitor_log.exception("monitor: cannot encode %r event", event.get("type"))
+            return
+        for client in list(self._clients.values()):
+            if client.dropped:
+                continue
+            try:
+                client.queue.put_nowait(text)
+            except asyncio.QueueFull:
+                self._drop(client)
+
+    def _state_message(self) -> str:
+        state: Dict[str, Any] = {"type": "state", "ts": time.time()}
+        state.update(self._snapshot())
+        state["type"] = "state"
+        return json.dumps(state, separators=(",", ":"), allow_nan=False)
+
+    def _drop(self, client: _MonitorClient) -> None:
+        client.dropped = True
+        monitor_log.info(
+            "monitor client %s dropped: it left %d messages unread", client.peer, client.queue.qsize()
+        )
+        task = asyncio.ensure_future(
+            self._close_client(client, CLOSE_TRY_AGAIN_LATER, "too slow: messages were piling up")
+        )
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_client(self, client: _MonitorClient, code: int, reason: str) -> None:
+        """Close one connection; a peer that does not read gets its socket cut."""
+        if client.sender is not None:
+            client.sender.cancel()
+        try:
+            await asyncio.wait_for(client.ws.close(code, reason), MONITOR_CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            client.ws.transport.abort()
+
+    # -- HTTP: page, QR code, checks before the WebSocket handshake -----------
+
+    def _process_request(self, connection: ServerConnection, request: Any) -> Any:
+        url = urllib.parse.urlsplit(request.path)
+        path = url.path
+        if self._token:
+            given = urllib.parse.parse_qs(url.query).get("token", [""])[-1]
+            if not given:
+                return self._text(
+                    connection, 401, "monitor token required: add ?token=<monitor.token> to the url\n"
+                )
+            if not hmac.compare_digest(given.encode(), self._token.encode()):
+                return self._text(
+                    connection, 403, "monitor token is wrong: use monitor.token from the configuration\n"
+                )
+        upgrade = "websocket" in ",".join(request.headers.get_all("Upgrade")).lower()
+        if upgrade:
+            if path not in ("/", "/ws"):
+                return self._text(connection, 404, "not found: the websocket endpoint is / or /ws\n")
+            if not self._token and not self._origin_allowed(request.headers):
+                monitor_log.info("monitor refused a cross-origin websocket from %s", connection.remote_address)
+                return self._text(
+                    connection, 403, "cross-origin websocket refused: set monitor.token to allow other origins\n"
+                )
+            if len(self._clients) >= self._max_clients:
+                monitor_log.info("monitor refused a client: %d connected already", len(self._clients))
+                return self._text(connection, 503, "too many monitor clients, try again later\n")
+            return None  # go on with the WebSocket handshake
+        if path == "/":
+            return self._text(connection, 200, DASHBOARD_HTML, "text/html; charset=utf-8", DASHBOARD_CSP)
+        if path == "/qr.svg":
+            return self._qr_svg(connection)
+        if path == "/ws":
+            return self._text(connection, 426, "this is the websocket endpoint; open / for the dashboard\n")
+        return self._text(connection, 404, "not found: the dashboard is at /\n")
+
+    def _origin_allowed(self, headers: Any) -> bool:
+        """No Origin (a script) or an Origin equal to the Host header (the page itself)."""
+        origins = headers.get_all("Origin")
+        if not origins:
+            return True
+        hosts = headers.get_all("Host")
+        return len(origins) == 1 and len(hosts) == 1 and is_same_origin(origins[0], hosts[0])
+
+    @staticmethod
+    def _text(
+        connection: ServerConnection,
+        status: int,
+        body: str,
+        content_type: str = "text/plain; charset=utf-8",
+        csp: str = "",
+    ) -> Any:
+        response = connection.respond(http.HTTPStatus(status), body)
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = content_type
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if csp:
+            response.headers["Content-Security-Policy"] = csp
+        return response
+
+    def _qr_svg(self, connection: ServerConnection) -> Any:
+        try:
+            import segno
+        except ImportError:
+            return self._text(connection, 404, "no qr code: pip install segno to get one\n")
+        try:
+            address = str(self._snapshot().get("address") or "")
+        except Exception:
+            monitor_log.exception("monitor: the state snapshot failed")
+            return self._text(connection, 500, "the state snapshot failed, see the daemon log\n")
+        if not address:
+            return self._text(connection, 404, "no device address yet\n")
+        buf = io.BytesIO()
+        segno.make(address, error="m", micro=False).save(
+            buf, kind="svg", scale=1, border=4, omitsize=True, xmldecl=False, dark="#000", light="#fff"
+        )
+        return self._text(connection, 200, buf.getvalue().decode("utf-8"), "image/svg+xml")
+
+    # -- one WebSocket connection ---------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if len(self._clients) >= self._max_clients:  # raced past the check in _process_request
+            await ws.close(CLOSE_TRY_AGAIN_LATER, "too many monitor clients")
+            return
+        try:
+            state = self._state_message()
+        except Exception:
+            monitor_log.exception("monitor: the state snapshot failed")
+            await ws.close(CLOSE_INTERNAL_ERROR, "state snapshot failed")
+            return
+        client = _MonitorClient(ws, self._queue_size)
+        client.queue.put_nowait(state)  # first in the queue: no event can come before it
+        self._clients[ws] = client
+        monitor_log.info("monitor client %s connected (%d open)", client.peer, len(self._clients))
+        client.sender = asyncio.ensure_future(self._send_loop(client))
+        try:
+            await self._receive_loop(client)
+        finally:
+            client.sender.cancel()
+            await asyncio.wait([client.sender])
+            self._clients.pop(ws, None)
+            monitor_log.info(
+                "monitor client %s disconnected (code %s, %d open)",
+                client.peer,
+                ws.close_code,
+                len(self._clients),
+            )
+
+    async def _send_loop(self, client: _MonitorClient) -> None:
+        try:
+            while True:
+                text = await client.queue.get()
+                await client.ws.send(text)
+        except ConnectionClosed:
+            pass
+
+    async def _receive_loop(self, client: _MonitorClient) -> None:
+        """Read what the client sends: ignore known-shaped messages, close on garbage."""
+        ws = client.ws
+        try:
+            async for raw in ws:
+                if isinstance(raw, bytes):
+                    problem = (CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
+                else:
+                    try:
+                        message = json.loads(raw)
+                    except ValueError:
+                        problem = (CLOSE_INVALID_DATA, "malformed json")
+                    else:
+                        if isinstance(message, dict):
+                            monitor_log.debug("monitor client %s sent %r, ignored", client.peer, message.get("type"))
+                            continue
+                        problem = (CLOSE_POLICY_VIOLATION, "messages must be json objects")
+                monitor_log.info("monitor client %s closed: %s", client.peer, problem[1])
+                await self._close_client(client, *problem)
+                return
+        except ConnectionClosed:
+            pass
+
+
+# -- terminal client -----------------------------------------------------------
+
+
+def _short_id(value: Any) -> str:
+    text = str(value if value is not None else "?")
+    return text if len(text) <= 12 else "%s..%s" % (text[:4], text[-4:])
+
+
+def _format_units(amount: Any, decimals: Optional[int]) -> str:
+    """Smallest units as whole tokens when the decimals are known: 150, 2 -> "1.50 tokens"."""
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        return "%s units" % (amount,)
+    if decimals is None:
+        return "%d units" % amount
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**decimals)
+    if decimals == 0:
+        return "%s%d tokens" % (sign, whole)
+    return "%s%d.%0*d tokens" % (sign, whole, decimals, frac)
+
+
+def _format_seconds(value: Any) -> str:
+    """90.0 -> "90 s", 2.54 -> "2.5 s"."""
+    if not isinstance(value, (int, float)):
+        return "? s"
+    return "%.0f s" % value if float(value).is_integer() else "%.1f s" % value
+
+
+def format_event(message: Dict[str, Any], *, decimals: Optional[int] = None) -> str:
+    """One readable line for a monitor message; `decimals` turns amounts into tokens."""
+    ts = message.get("ts")
+    clock = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"
+    kind = message.get("type")
+    m = message
+    if kind == "state":
+        light = m.get("light") or {}
+        node = m.get("node") or {}
+        lamp = "on, %s left" % _format_seconds(light.get("remaining")) if light.get("on") else "off"
+        text = "state %s lamp %s, node %s height %s, outbox %s pending" % (
+            m.get("address"),
+            lamp,
+            "ok" if node.get("ok") else "down",
+            node.get("height"),
+            (m.get("outbox") or {}).get("pending"),
+        )
+    elif kind == "payment":
+        text = "payment %s %s -> %s (height %s)" % (
+            _short_id(m.get("sender")),
+            _format_units(m.get("amount"), decimals),
+            _format_seconds(m.get("seconds")),
+            m.get("height"),
+        )
+    elif kind == "light":
+        text = "light on, %s left" % _format_seconds(m.get("remaining")) if m.get("on") else "light off"
+    elif kind == "joystick":
+        text = "joystick %s %s" % (m.get("direction"), m.get("action"))
+    elif kind == "data_tx":
+        text = "data_tx %s %s" % (_short_id(m.get("id")), m.get("status"))
+        if m.get("error"):
+            text += ": %s" % m["error"]
+    elif kind == "node":
+        if m.get("ok"):
+            text = "node ok height %s (%s)" % (m.get("height"), m.get("url"))
+        else:
+            text = "node down %s: %s" % (m.get("url"), m.get("error") or "no answer")
+    elif kind == "outbox":
+        text = "outbox %s pending" % m.get("pending")
+        if m.get("no_funds"):
+            text += ", no funds for fees"
+    elif kind == "balance":
+        coin = m.get("coin")
+        coin_text = "%.8f coin" % (coin / 1e8) if isinstance(coin, int) else "? coin"
+        text = "balance %s, %s" % (_format_units(m.get("token"), m.get("decimals")), coin_text)
+    elif kind == "matrix":
+        pixels = m.get("pixels") or []
+        lit = sum(1 for p in pixels if isinstance(p, (list, tuple)) and any(p))
+        text = "matrix %d/%d pixels lit" % (lit, len(pixels))
+    else:
+        fields = " ".join(
+            "%s=%s" % (k, json.dumps(v, separators=(",", ":")))
+            for k, v in m.items()
+            if k not in ("type", "ts")
+        )
+        text = ("%s %s" % (kind, fields)).rstrip()
+    return "%s %s" % (clock, text)
+
+
+def _url_for_humans(url: str) -> str:
+    """The URL without its query string, so a token never reaches the terminal."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+async def run_monitor_client(
+    url: str, *, as_json: bool, out: Any = None, reconnect: bool = True
+) -> int:
+    """Print monitor messages until cancelled; reconnect with back-off when the daemon goes away.
+
+    Returns 1 when the first connection fails and `reconnect` is off, or when the
+    server refuses the token (401/403); 0 when the server closes and `reconnect`
+    is off. Cancellation (Ctrl-C in asyncio.run) closes the connection and propagates.
+    """
+    out = out if out is not None else sys.stdout
+    where = _url_for_humans(url)
+    if urllib.parse.urlsplit(url).scheme not in ("ws", "wss"):
+        raise ConfigError("monitor url %r must start with ws:// or wss://, e.g. ws://127.0.0.1:8765/" % where)
+    delays = iter(backoff_delays(0.5, 10.0))
+    decimals: Optional[int] = None
+    connected = False
+    while True:
+        try:
+            async with ws_connect(url, open_timeout=10) as ws:
+                connected = True
+                delays = iter(backoff_delays(0.5, 10.0))
+                print("monitor: connected to %s" % where, file=sys.stderr, flush=True)
+                async for raw in ws:
+                    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+                    if as_json:
+                        print(text, file=out, flush=True)
+                        continue
+                    try:
+                        message = json.loads(text)
+                    except ValueError:
+                        message = None
+                    if not isinstance(message, dict):
+                        print("unreadable message: %s" % text[:200], file=out, flush=True)
+                        continue
+                    if message.get("type") == "balance":
+                        decimals = message.get("decimals")
+                    elif message.get("type") == "state":
+                        decimals = (message.get("balance") or {}).get("decimals")
+                    print(format_event(message, decimals=decimals), file=out, flush=True)
+            problem = "the monitor closed the connection"
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                print(
+                    "monitor: %s refused the connection (HTTP %d): pass the right ?token=<monitor.token>"
+                    % (where, status),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+            problem = "HTTP %d" % status
+        except InvalidURI as exc:
+            raise ConfigError("monitor url %r is not valid: %s" % (where, exc)) from None
+        except (OSError, asyncio.TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+            problem = str(exc) or type(exc).__name__
+        if not reconnect:
+            if connected:
+                print("monitor: %s: %s" % (where, problem), file=sys.stderr, flush=True)
+                return 0
+            print(
+                "monitor: cannot connect to %s: %s; is the daemon running with monitor.port set?"
+                % (where, problem),
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        delay = next(delays)
+        print(
+            "monitor: %s: %s; reconnecting in %.1f s" % (where, problem, delay),
+            file=sys.stderr,
+            flush=True,
+        )
+        await asyncio.sleep(delay)
+
+
+# -- the dashboard page -------------------------------------------------------
+
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+
+DASHBOARD_HTML = r"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="dark">
+<title>iotlight</title>
+<link rel="icon" href="data:,">
+<style>
+:root {
+  --bg: #0b0e14; --card: #141924; --card2: #1b2130; --line: #262e40;
+  --text: #e8ebf2; --muted: #98a1b6; --amber: #ffc94d; --green: #3ddc84;
+  --red: #ff6b6b; --blue: #6cb6ff; --radius: 16px;
+}
+* { box-sizing: border-box; }
+html, body { margin: 0; background: var(--bg); color: var(--text);
+  font: 16px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Ubuntu, sans-serif; }
+.num { font-variant-numeric: tabular-nums; }
+.mono { font-family: ui-monospace, "SF Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace; }
+header { display: flex; align-items: center; gap: 12px; flex-wrap: wrap;
+  padding: 14px clamp(12px, 2vw, 28px); border-bottom: 1px solid var(--line); }
+.brand { font-weight: 700; font-size: clamp(1.2rem, 1.6vw, 1.7rem); letter-spacing: .02em; }
+.brand span { color: var(--amber); }
+#meta { color: var(--muted); font-size: .9rem; order: 3; flex: 1 1 100%; }
+#conn { margin-left: auto; padding: 5px 12px; border-radius: 999px; font-size: .85rem; font-weight: 600;
+  background: var(--card2); color: var(--muted); border: 1px solid var(--line); white-space: nowrap; }
+#conn::before { content: ""; display: inline-block; width: 8px; height: 8px; border-radius: 50%;
+  margin-right: 7px; background: currentColor; vertical-align: 1px; }
+#conn.live { color: var(--green); }
+#conn.offline { color: var(--red); }
+main { display: grid; gap: clamp(12px, 1.4vw, 22px); padding: clamp(12px, 1.6vw, 28px);
+  grid-template-columns: minmax(0, 1fr);
+  grid-template-areas: "lamp" "pay" "stats" "joy" "pays" "txs"; }
+body.stale main { opacity: .55; transition: opacity .4s; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius);
+  padding: clamp(14px, 1.4vw, 24px); min-width: 0; }
+.card h2 { margin: 0 0 12px; font-size: .8rem; font-weight: 600; text-transform: uppercase;
+  letter-spacing: .12em; color: var(--muted); }
+#card-lamp { grid-area: lamp; display: flex; flex-direction: column; gap: 18px; }
+#card-pay { grid-area: pay; }
+#card-stats { grid-area: stats; }
+#card-joy { grid-area: joy; }
+#card-pays { grid-area: pays; }
+#card-txs { grid-area: txs; }
+.lamp-body { display: flex; flex-direction: column; gap: 18px; align-items: stretch; }
+#matrix { display: grid; grid-template-columns: repeat(8, 1fr); gap: 5px; padding: 10px;
+  background: #07090d; border-radius: 14px; border: 1px solid var(--line);
+  width: 100%; max-width: 560px; margin: 0 auto; aspect-ratio: 1 / 1; }
+#matrix .px { border-radius: 22%; background: #161b26; transition: background-color .25s, box-shadow .25s; }
+.lamp-info { display: flex; flex-direction: column; gap: 10px; justify-content: center; }
+.lamp-row { display: flex; align-items: center; gap: 14px; flex-wrap: wrap; }
+#lamp-state { font-weight: 800; font-size: clamp(1.1rem, 2vw, 1.6rem); padding: 4px 14px; border-radius: 10px;
+  background: var(--card2); color: var(--muted); letter-spacing: .08em; }
+#lamp-state.on { background: var(--amber); color: #1d1500; box-shadow: 0 0 24px rgba(255, 201, 77, .45); }
+#remaining { font-size: clamp(3rem, 7vw, 6.5rem); font-weight: 800; line-height: 1; letter-spacing: -.02em; }
+#remaining.on { color: var(--amber); }
+.bar { height: 10px; background: var(--card2); border-radius: 99px; overflow: hidden; }
+#remaining-bar { height: 100%; width: 0; background: linear-gradient(90deg, #ff9f1c, var(--amber)); border-radius: 99px; }
+.hint { color: var(--muted); font-size: .9rem; }
+.pay-body { display: flex; flex-direction: column; align-items: center; gap: 14px; text-align: center; }
+#qr { width: min(100%, 260px); aspect-ratio: 1 / 1; background: #fff; border-radius: 12px; padding: 6px; }
+#qr.missing { display: none; }
+#address { font-size: clamp(.95rem, 1.1vw, 1.2rem); word-break: break-all; text-wrap: balance; user-select: all;
+  background: var(--card2); padding: 10px 12px; border-radius: 10px; width: 100%; }
+#asset { font-size: .8rem; color: var(--muted); word-break: break-all; }
+.tiles { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 12px; }
+.tile { background: var(--card2); border-radius: 12px; padding: 12px 14px; min-width: 0; }
+.tile .label { color: var(--muted); font-size: .78rem; text-transform: uppercase; letter-spacing: .08em; }
+.tile .value { font-size: clamp(1.35rem, 2.1vw, 2.2rem); font-weight: 700; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.tile .sub { color: var(--muted); font-size: .82rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+#node-status.ok { color: var(--green); }
+#node-status.down { color: var(--red); }
+.pad { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; width: min(100%, 220px); margin: 0 auto; aspect-ratio: 1 / 1; }
+.pad div { border-radius: 14px; background: var(--card2); border: 1px solid var(--line);
+  display: flex; align-items: center; justify-content: center; color: var(--muted); font-size: 1.4rem;
+  transition: background-color .12s, color .12s, transform .12s; }
+.pad div.on { background: var(--blue); color: #06121f; border-color: var(--blue); transform: scale(.94);
+  box-shadow: 0 0 22px rgba(108, 182, 255, .55); }
+.pad .gap { visibility: hidden; }
+#joy-last { text-align: center; margin-top: 10px; }
+ul.list { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 8px; }
+ul.list li { display: flex; align-items: center; justify-content: space-between; gap: 12px;
+  background: var(--card2); border-radius: 12px; padding: 10px 14px; min-width: 0; }
+ul.list li.empty { justify-content: center; color: var(--muted); background: transparent; border: 1px dashed var(--line); }
+.who { min-width: 0; overflow: hidden; }
+.who .mono { display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.who .when { color: var(--muted); font-size: .82rem; }
+.what { text-align: right; white-space: nowrap; }
+.what .amount { font-weight: 700; font-size: 1.15rem; color: var(--amber); }
+.what .secs { color: var(--muted); font-size: .85rem; }
+.badge { font-size: .78rem; font-weight: 700; padding: 3px 10px; border-radius: 99px; text-transform: uppercase; letter-spacing: .06em; }
+.badge.queued { background: #2a3142; color: var(--muted); }
+.badge.broadcast { background: #173152; color: var(--blue); }
+.badge.confirmed { background: #123a25; color: var(--green); }
+.badge.failed { background: #451b1f; color: var(--red); }
+.err { color: var(--red); font-size: .82rem; white-space: normal; word-break: break-word; }
+@media (min-width: 760px) {
+  header { flex-wrap: nowrap; }
+  #meta { order: 0; flex: 1 1 auto; }
+  main { grid-template-columns: repeat(2, minmax(0, 1fr));
+    grid-template-areas: "lamp lamp" "pay stats" "pay joy" "pays txs"; }
+  .lamp-body { flex-direction: row; align-items: center; gap: clamp(18px, 3vw, 48px); }
+  #matrix { flex: 0 0 auto; width: min(52%, 460px); margin: 0; }
+  .lamp-info { flex: 1 1 auto; }
+}
+@media (min-width: 1280px) {
+  main { grid-template-columns: repeat(4, minmax(0, 1fr));
+    grid-template-areas: "lamp lamp pay stats" "lamp lamp pay joy" "pays pays txs txs"; }
+  #matrix { width: min(52%, 46vh); }
+  .lamp-body { flex: 1 1 auto; }
+}
+@media (min-width: 1280px) and (min-height: 760px) {
+  /* a projector: one screen, no scrolling; the lists show as many rows as fit */
+  body { height: 100vh; display: flex; flex-direction: column; }
+  main { flex: 1 1 auto; min-height: 0; grid-template-rows: auto auto minmax(0, 1fr); }
+  #card-pays, #card-txs { overflow: hidden; }
+}
+</style>
+</head>
+<body class="stale">
+<header>
+  <div class="brand">iot<span>light</span></div>
+  <div id="meta">waiting for the device&hellip;</div>
+  <div id="conn" class="connecting">connecting&hellip;</div>
+</header>
+<main>
+  <section class="card" id="card-lamp">
+    <h2>Light</h2>
+    <div class="lamp-body">
+      <div id="matrix" aria-label="LED matrix"></div>
+      <div class="lamp-info">
+        <div class="lamp-row"><span id="lamp-state" data-on="false">OFF</span><span class="hint" id="lamp-hint"></span></div>
+        <div id="remaining" class="num" data-seconds="0">0:00</div>
+        <div class="bar"><div id="remaining-bar"></div></div>
+      </div>
+    </div>
+  </section>
+  <section class="card" id="card-pay">
+    <h2>Pay to light</h2>
+    <div class="pay-body">
+      <img id="qr" class="missing" alt="QR code of the device address">
+      <div id="address" class="mono">&hellip;</div>
+      <div id="asset" class="mono"></div>
+    </div>
+  </section>
+  <section class="card" id="card-stats">
+    <h2>Device</h2>
+    <div class="tiles">
+      <div class="tile"><div class="label">Tokens</div><div class="value num" id="balance-token">&ndash;</div><div class="sub">token balance</div></div>
+      <div class="tile"><div class="label">Coin</div><div class="value num" id="balance-coin">&ndash;</div><div class="sub" id="coin-name">for fees</div></div>
+      <div class="tile"><div class="label">Node</div><div class="value" id="node-status">&ndash;</div><div class="sub" id="node-url"></div></div>
+      <div class="tile"><div class="label">Height</div><div class="value num" id="node-height">&ndash;</div><div class="sub" id="outbox">outbox &ndash;</div></div>
+    </div>
+  </section>
+  <section class="card" id="card-joy">
+    <h2>Joystick</h2>
+    <div class="pad" id="joystick">
+      <div class="gap"></div><div id="joy-up">&#9650;</div><div class="gap"></div>
+      <div id="joy-left">&#9664;</div><div id="joy-middle">&#9679;</div><div id="joy-right">&#9654;</div>
+      <div class="gap"></div><div id="joy-down">&#9660;</div><div class="gap"></div>
+    </div>
+    <div id="joy-last" class="hint">no presses yet</div>
+  </section>
+  <section class="card" id="card-pays">
+    <h2>Last payments</h2>
+    <ul class="list" id="payments"><li class="empty">No payments yet</li></ul>
+  </section>
+  <section class="card" id="card-txs">
+    <h2>Data transactions</h2>
+    <ul class="list" id="datatxs"><li class="empty">No Data transactions yet</li></ul>
+  </section>
+</main>
+<script>
+"use strict";
+(function () {
+  var MAX_ROWS = 8;
+  var $ = function (id) { return document.getElementById(id); };
+  var token = new URLSearchParams(location.search).get("token") || "";
+  var tokenQuery = token ? "?token=" + encodeURIComponent(token) : "";
+  var wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + tokenQuery;
+
+  var S = null;          // the last state, updated by events
+  var offset = 0;        // server clock minus this clock, seconds
+  var lightSpan = 0;     // remaining time when the lamp was last (re)lit, for the bar
+  var joyTimer = null;
+
+  function now() { return Date.now() / 1000 + offset; }
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function short(s) { s = String(s == null ? "?" : s); return s.length > 14 ? s.slice(0, 6) + "\u2026" + s.slice(-5) : s; }
+  function group(intText) { return intText.replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
+  function units(amount, decimals, maxFrac) {
+    if (typeof amount !== "number") return "\u2013";
+    if (typeof decimals !== "number") return group(String(amount)) + " units";
+    var v = amount / Math.pow(10, decimals);
+    var text = v.toFixed(Math.min(decimals, maxFrac));
+    if (text.indexOf(".") >= 0) text = text.replace(/0+$/, "").replace(/\.$/, "");
+    var parts = text.split(".");
+    return group(parts[0]) + (parts.length > 1 ? "." + parts[1] : "");
+  }
+  function duration(s) {
+    s = Math.max(0, Math.ceil(s));
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    var mm = (h ? String(m).padStart(2, "0") : String(m)), ss = String(sec).padStart(2, "0");
+    return (h ? h + ":" : "") + mm + ":" + ss;
+  }
+  function ago(ts) {
+    if (typeof ts !== "number") return "";
+    var d = Math.max(0, now() - ts);
+    if (d < 5) return "just now";
+    if (d < 90) return Math.round(d) + " s ago";
+    if (d < 5400) return Math.round(d / 60) + " min ago";
+    if (d < 172800) return Math.round(d / 3600) + " h ago";
+    return new Date(ts * 1000).toLocaleDateString();
+  }
+  function coinName(chain) { return (chain === "W" || chain === "T" || chain === "S") ? "WAVES" : "coin"; }
+
+  // -- matrix ----------------------------------------------------------------
+  var cells = [];
+  (function buildMatrix() {
+    var m = $("matrix");
+    for (var i = 0; i < 64; i++) {
+      var c = el("div", "px");
+      c.setAttribute("data-rgb", "0,0,0");
+      m.appendChild(c);
+      cells.push(c);
+    }
+  })();
+  function renderMatrix() {
+    var px = (S && Array.isArray(S.matrix)) ? S.matrix : [];
+    for (var i = 0; i < 64; i++) {
+      var p = Array.isArray(px[i]) ? px[i] : [0, 0, 0];
+      var r = p[0] | 0, g = p[1] | 0, b = p[2] | 0, rgb = r + "," + g + "," + b;
+      var c = cells[i];
+      if (c.getAttribute("data-rgb") === rgb) continue;
+      c.setAttribute("data-rgb", rgb);
+      if (r || g || b) {
+        c.style.backgroundColor = "rgb(" + rgb + ")";
+        c.style.boxShadow = "0 0 14px rgba(" + rgb + ",.55)";
+      } else {
+        c.style.backgroundColor = "";
+        c.style.boxShadow = "";
+      }
+    }
+  }
+
+  // -- light and countdown -----------------------------------------------------
+  function remainingNow() {
+    if (!S || !S.light || !S.light.on) return 0;
+    var l = S.light;
+    if (typeof l.until === "number") return Math.max(0, l.until - now());
+    if (typeof l.remaining === "number") return Math.max(0, l.remaining - (now() - (l._at || now())));
+    return 0;
+  }
+  function renderLight() {
+    var rem = remainingNow(), on = rem > 0;
+    var st = $("lamp-state");
+    st.textContent = on ? "ON" : "OFF";
+    st.className = on ? "on" : "";
+    st.setAttribute("data-on", on ? "true" : "false");
+    var r = $("remaining");
+    var text = duration(rem);
+    if (r.textContent !== text) r.textContent = text;
+    r.className = "num" + (on ? " on" : "");
+    r.setAttribute("data-seconds", rem.toFixed(1));
+    if (rem > lightSpan) lightSpan = rem;
+    $("remaining-bar").style.width = (on && lightSpan > 0 ? Math.min(100, 100 * rem / lightSpan) : 0) + "%";
+    var hint = on ? "until " + new Date((now() + rem - offset) * 1000).toLocaleTimeString()
+                  : "send tokens to light it";
+    if ($("lamp-hint").textContent !== hint) $("lamp-hint").textContent = hint;
+  }
+  function frame() { renderLight(); requestAnimationFrame(frame); }
+
+  // -- the other cards ---------------------------------------------------------
+  function renderHeader() {
+    var parts = [];
+    if (S.version) parts.push("v" + S.version);
+    if (S.chain_id) parts.push("chain " + S.chain_id);
+    if (S.backend) parts.push(S.backend);
+    $("meta").textContent = parts.join(" \u00b7 ");
+  }
+  var qrFor = null;
+  function renderAddress() {
+    var a = S.address || "";
+    $("address").textContent = a || "\u2013";
+    $("asset").textContent = S.asset_id ? "token " + S.asset_id : "";
+    if (a && a !== qrFor) {
+      qrFor = a;
+      var img = $("qr");
+      img.onload = function () { img.className = ""; };
+      img.onerror = function () { img.className = "missing"; };
+      img.src = "/qr.svg" + (tokenQuery ? tokenQuery + "&" : "?") + "a=" + encodeURIComponent(a);
+    }
+  }
+  function renderStats() {
+    var b = S.balance || {};
+    $("balance-token").textContent = units(b.token, b.decimals, 8);
+    $("balance-coin").textContent = units(b.coin, 8, 4);
+    $("coin-name").textContent = coinName(S.chain_id) + " for fees";
+    var n = S.node || {};
+    var ns = $("node-status");
+    ns.textContent = n.ok === true ? "online" : (n.ok === false ? "offline" : "\u2013");
+    ns.className = "value " + (n.ok === true ? "ok" : (n.ok === false ? "down" : ""));
+    $("node-url").textContent = n.ok === false && n.error ? n.error : (n.url || "");
+    $("node-url").title = n.url || "";
+    $("node-height").textContent = typeof n.height === "number" ? group(String(n.height)) : "\u2013";
+    var ob = S.outbox || {};
+    var pending = typeof ob.pending === "number" ? ob.pending : null;
+    $("outbox").textContent = (pending === null ? "outbox \u2013" : "outbox " + pending + " pending")
+                              + (ob.no_funds ? " \u00b7 no funds for fees" : "");
+    $("outbox").className = "sub" + (ob.no_funds ? " err" : "");
+  }
+  function renderPayments() {
+    var ul = $("payments");
+    ul.textContent = "";
+    var list = S.payments || [];
+    if (!list.length) { ul.appendChild(el("li", "empty", "No payments yet")); return; }
+    var dec = S.balance ? S.balance.decimals : null;
+    list.slice(0, MAX_ROWS).forEach(function (p) {
+      var li = el("li");
+      var who = el("div", "who");
+      var s = el("span", "mono", p.sender || "?");
+      s.title = p.sender || "";
+      who.appendChild(s);
+      var w = el("span", "when", ago(p.ts));
+      w.setAttribute("data-ts", String(p.ts));
+      who.appendChild(w);
+      var what = el("div", "what");
+      var amount = units(p.amount, dec, 8);
+      if (typeof dec === "number") amount += amount === "1" ? " token" : " tokens";
+      what.appendChild(el("div", "amount", amount));
+      what.appendChild(el("div", "secs", "+" + duration(p.seconds || 0) + " light"));
+      li.appendChild(who); li.appendChild(what);
+      ul.appendChild(li);
+    });
+  }
+  function renderDataTxs() {
+    var ul = $("datatxs");
+    ul.textContent = "";
+    var list = S.datatxs || [];
+    if (!list.length) { ul.appendChild(el("li", "empty", "No Data transactions yet")); return; }
+    list.slice(0, MAX_ROWS).forEach(function (t) {
+      var li = el("li");
+      li.setAttribute("data-status", t.status || "");
+      var who = el("div", "who");
+      var s = el("span", "mono", short(t.id));
+      s.title = t.id || "";
+      who.appendChild(s);
+      if (t.status === "failed" && t.error) who.appendChild(el("span", "err", t.error));
+      else { var w = el("span", "when", ago(t.ts)); w.setAttribute("data-ts", String(t.ts)); who.appendChild(w); }
+      li.appendChild(who);
+      li.appendChild(el("span", "badge " + (t.status || ""), t.status || "?"));
+      ul.appendChild(li);
+    });
+  }
+  function renderJoystick(ev, live) {
+    ["up", "down", "left", "right", "middle"].forEach(function (d) { $("joy-" + d).classList.remove("on"); });
+    if (joyTimer) { clearTimeout(joyTimer); joyTimer = null; }
+    if (!ev) { $("joy-last").textContent = "no presses yet"; return; }
+    $("joy-last").textContent = (ev.direction || "?") + " " + (ev.action || "") + (live ? "" : " \u00b7 " + ago(ev.ts));
+    var cell = $("joy-" + ev.direction);
+    if (live && cell && ev.action !== "released") {
+      cell.classList.add("on");
+      joyTimer = setTimeout(function () { cell.classList.remove("on"); }, 1500);
+    }
+  }
+  function tickAges() {
+    var spans = document.querySelectorAll("[data-ts]");
+    for (var i = 0; i < spans.length; i++) {
+      var ts = parseFloat(spans[i].getAttribute("data-ts"));
+      if (!isNaN(ts)) spans[i].textContent = ago(ts);
+    }
+  }
+
+  // -- messages ----------------------------------------------------------------
+  function upsertDataTx(list, ev) {
+    var out = [ev];
+    for (var i = 0; i < list.length; i++) if (list[i].id !== ev.id) out.push(list[i]);
+    return out;
+  }
+  function applyState(m) {
+    S = m;
+    S.light = S.light || { on: false };
+    S.light._at = now();
+    lightSpan = remainingNow();
+    S.payments = Array.isArray(m.payments) ? m.payments.slice() : [];
+    var txs = Array.isArray(m.data_txs) ? m.data_txs.slice() : [];
+    txs.sort(function (a, b) { return (a.ts || 0) - (b.ts || 0); });
+    S.datatxs = [];
+    txs.forEach(function (t) { S.datatxs = upsertDataTx(S.datatxs, t); });
+    renderHeader(); renderAddress(); renderStats(); renderMatrix();
+    renderPayments(); renderDataTxs(); renderJoystick(m.joystick || null, false);
+  }
+  function onMessage(m) {
+    if (typeof m.ts === "number") offset = m.ts - Date.now() / 1000;
+    if (m.type === "state") { applyState(m); return; }
+    if (!S) return;
+    switch (m.type) {
+      case "light":
+        S.light = { on: !!m.on, remaining: m.remaining, until: m.until, _at: now() };
+        lightSpan = remainingNow();
+        break;
+      case "matrix": S.matrix = m.pixels; renderMatrix(); break;
+      case "payment": S.payments.unshift(m); S.payments = S.payments.slice(0, 50); renderPayments(); break;
+      case "data_tx": S.datatxs = upsertDataTx(S.datatxs, m).slice(0, 50); renderDataTxs(); break;
+      case "node":
+        S.node = { url: m.url, ok: m.ok, height: m.height, error: m.error };
+        renderStats(); break;
+      case "outbox": S.outbox = { pending: m.pending, no_funds: m.no_funds }; renderStats(); break;
+      case "balance":
+        S.balance = { coin: m.coin, token: m.token, decimals: m.decimals };
+        renderStats(); renderPayments(); break;
+      case "joystick": S.joystick = m; renderJoystick(m, true); break;
+      default: break;
+    }
+  }
+
+  // -- connection with back-off --------------------------------------------------
+  var delay = 0.5, retryAt = 0, retryTimer = null;
+  function setConn(cls, text) { var c = $("conn"); c.className = cls; c.textContent = text; }
+  function showRetry() {
+    var s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+    setConn("offline", "offline \u00b7 retry in " + s + " s");
+  }
+  function connect() {
+    if (retryTimer) { clearInterval(retryTimer); retryTimer = null; }
+    setConn("connecting", "connecting\u2026");
+    var ws;
+    try { ws = new WebSocket(wsUrl); } catch (e) { schedule(); return; }
+    ws.onmessage = function (ev) {
+      var m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (!m || typeof m !== "object") return;
+      if (m.type === "state") {
+        delay = 0.5;
+        setConn("live", "live");
+        document.body.classList.remove("stale");
+      }
+      onMessage(m);
+    };
+    ws.onclose = function () {
+      document.body.classList.add("stale");
+      schedule();
+    };
+  }
+  function schedule() {
+    var wait = delay * (0.8 + 0.4 * Math.random());
+    delay = Math.min(delay * 2, 10);
+    retryAt = Date.now() + wait * 1000;
+    showRetry();
+    retryTimer = setInterval(showRetry, 500);
+    setTimeout(connect, wait * 1000);
+  }
+
+  setInterval(tickAges, 1000);
+  requestAnimationFrame(frame);
+  connect();
+})();
+</script>
+</body>
+</html>
+"""
+
+# =============================================================================
 # 9. The daemon: wiring and shutdown
 # =============================================================================
 
@@ -3122,7 +4092,7 @@ async def run_daemon(config: Config, keys: KeyPair) -> int:
         node = NodeClient(config.node_urls, timeout=config.timeout)
         try:
             daemon = Daemon(config, keys, node=node, store=store, hardware=hardware, clock=Clock(),
-                            monitor_factory=globals().get("Monitor"))
+                            monitor_factory=Monitor)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, daemon.stop.set)
@@ -3375,6 +4345,23 @@ def _units(amount: int, decimals: int) -> str:
     return ("%d" % amount) if decimals == 0 else "%d.%0*d" % (amount // 10 ** decimals, decimals, amount % 10 ** decimals)
 
 
+def cmd_monitor(config: Config, args: argparse.Namespace) -> int:
+    if not config.monitor_port:
+        raise ConfigError("%s: monitor.port is 0: the monitor is off" % config.path)
+    host = config.monitor_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host
+    url = "ws://%s:%d/" % (host, config.monitor_port)
+    if config.monitor_token:
+        url += "?token=" + urllib.parse.quote(config.monitor_token, safe="")
+    try:
+        return asyncio.run(run_monitor_client(url, as_json=args.json))
+    except KeyboardInterrupt:
+        return 0
+
+
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ConfigError("usage: %s" % message)
@@ -3397,6 +4384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_issue.add_argument("--quantity", required=True, help="supply in whole tokens")
     p_issue.add_argument("--decimals", required=True, type=int, help="decimals, 0 to 8")
     p_issue.add_argument("--description", default="", help="token description")
+    p_mon = sub.add_parser("monitor", help="print the daemon's live events (the monitor stream)")
+    p_mon.add_argument("--json", action="store_true", help="print the raw JSON messages, one per line")
     p_pay = sub.add_parser("pay", help="send tokens, signed by a seed file")
     p_pay.add_argument("--seed-file", required=True, help="seed file of the paying account (mode 0600)")
     p_pay.add_argument("--asset", help="token id (default: payment.asset_id)")
@@ -3413,6 +4402,7 @@ COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "status": cmd_status,
     "issue": cmd_issue,
     "pay": cmd_pay,
+    "monitor": cmd_monitor,
 }
 
 # commands that work before payment.asset_id is set

@@ -140,6 +140,7 @@ async def test_every_event_type_arrives_with_its_fields_and_a_ts(start_monitor):
         {"type": "node", "url": "http://127.0.0.1:6869", "ok": False, "height": None, "error": "timed out"},
         {"type": "matrix", "pixels": [[255, 255, 255]] * 64},
         {"type": "balance", "coin": 99900000, "token": 12195, "decimals": 2},
+        {"type": "outbox", "pending": 2, "no_funds": True},
     ]
     async with connect(url(monitor)) as ws:
         await recv_json(ws)
@@ -259,14 +260,19 @@ async def test_a_stalled_client_is_dropped_while_another_keeps_receiving(start_m
     stalled.close()
 
 
-async def test_close_finishes_with_a_stalled_client_connected(start_monitor):
-    """close() does not hang on a client whose socket is full."""
-    monitor = await start_monitor(queue_size=1000)
+async def test_close_finishes_while_a_stalled_client_is_being_dropped(start_monitor, caplog):
+    """close() does not hang on a client whose socket is full and whose drop is under way."""
+    caplog.set_level(logging.INFO, logger="iotlight.monitor")
+    monitor = await start_monitor(queue_size=4)
     stalled = await asyncio.to_thread(open_stalled_client, monitor.port)
     await wait_until(lambda: monitor.client_count == 1, "the client to be registered")
-    for n in range(200):
+    deadline = time.monotonic() + 90
+    n = 0
+    while not any("dropped" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "the stalled client was never dropped"
         monitor.publish({"type": "filler", "n": n, "pad": "x" * 32768})
-    await asyncio.sleep(0.5)  # let the sender fill the socket; close() must cope with any state
+        n += 1
+        await asyncio.sleep(0)  # let the sender task run
     await asyncio.wait_for(monitor.close(), WAIT)
     assert monitor.client_count == 0
     stalled.close()
@@ -505,6 +511,8 @@ CLOCK = time.strftime("%H:%M:%S", time.localtime(TS))
         ({"type": "data_tx", "id": "Dt1", "status": "failed", "error": "fee too low"}, None, "data_tx Dt1 failed: fee too low"),
         ({"type": "node", "url": "http://n", "ok": True, "height": 99}, None, "node ok height 99 (http://n)"),
         ({"type": "node", "url": "http://n", "ok": False, "height": None, "error": "timed out"}, None, "node down http://n: timed out"),
+        ({"type": "outbox", "pending": 3, "no_funds": True}, None, "outbox 3 pending, no funds for fees"),
+        ({"type": "outbox", "pending": 0, "no_funds": False}, None, "outbox 0 pending"),
         ({"type": "balance", "coin": 150000000, "token": 1005, "decimals": 2}, None, "balance 10.05 tokens, 1.50000000 coin"),
         ({"type": "matrix", "pixels": [[255, 0, 0]] * 3 + [[0, 0, 0]] * 61}, None, "matrix 3/64 pixels lit"),
         ({"type": "surprise", "a": 1, "b": [1, "x"]}, None, 'surprise a=1 b=[1,"x"]'),
@@ -602,9 +610,3 @@ async def test_client_rejects_a_url_that_is_not_websocket():
     assert str(info.value) == (
         "monitor url 'http://127.0.0.1:8765/' must start with ws:// or wss://, e.g. ws://127.0.0.1:8765/"
     )
-
-
-def test_reconnect_delays_back_off_to_ten_seconds():
-    """The client waits 0.5, 1, 2, 4, 8, then 10 s between attempts."""
-    delays = iotlight._reconnect_delays()
-    assert [next(delays) for _ in range(8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]

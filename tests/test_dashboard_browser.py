@@ -1,0 +1,341 @@
+"""The dashboard page in a real headless Chromium, fed by a real Monitor on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import iotlight
+from test_monitor import ADDRESS, SENDER, make_snapshot
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.skip(
+        "chromium is not installed: apt-get install chromium chromium-driver to run the browser tests",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402  (only once we know there is a browser)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT = 60.0
+
+
+def base_state():
+    """The protocol tests' snapshot with the lamp off, as a freshly started daemon has it."""
+    return dict(
+        make_snapshot(),
+        light={"on": False, "remaining": 0.0, "until": None},
+        backend="sense-emu",
+        balance={"coin": 99700000, "token": 12345, "decimals": 2},
+    )
+
+
+class MonitorThread:
+    """A Monitor on its own event loop in a thread, so the synchronous browser test can drive it."""
+
+    def __init__(self, token=""):
+        self.token = token
+        self.state = base_state()
+        self.lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.monitor = None
+        self.port = 0
+
+    def snapshot(self):
+        with self.lock:
+            return copy.deepcopy(self.state)
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
+
+    def start(self):
+        self.monitor = iotlight.Monitor(host="127.0.0.1", port=self.port, token=self.token, snapshot=self.snapshot)
+        self._call(self.monitor.start())
+        self.port = self.monitor.port
+
+    def stop(self):
+        if self.monitor is not None:
+            self._call(self.monitor.close())
+            self.monitor = None
+
+    def publish(self, message):
+        async def publish():
+            self.monitor.publish(message)
+
+        self._call(publish())
+
+    def url(self):
+        return "http://127.0.0.1:%d/" % self.port + ("?token=%s" % self.token if self.token else "")
+
+    def shutdown(self):
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT)
+        self.loop.close()
+
+
+@pytest.fixture
+def server():
+    srv = MonitorThread()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    profile = tempfile.mkdtemp(prefix="iotlight-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--user-data-dir=" + profile,
+        "--window-size=1280,900",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def poll(condition, what, timeout=WAIT):
+    """Call condition() until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def js(driver, script, *args):
+    return driver.execute_script(script, *args)
+
+
+def text(driver, element_id):
+    return js(driver, "var e = document.getElementById(arguments[0]); return e ? e.textContent : null;", element_id)
+
+
+def attr(driver, element_id, name):
+    return js(driver, "return document.getElementById(arguments[0]).getAttribute(arguments[1]);", element_id, name)
+
+
+def open_live(driver, srv):
+    """Load the page and wait until its WebSocket has delivered the snapshot."""
+    driver.get_log("browser")  # drop what earlier tests left
+    driver.get(srv.url())
+    poll(lambda: text(driver, "conn") == "live", "the page to connect")
+
+
+def lit_light(seconds):
+    until = time.time() + seconds
+    return {"type": "light", "on": True, "remaining": float(seconds), "until": until}
+
+
+# -- behaviour --------------------------------------------------------------------------
+
+
+def test_page_loads_without_console_errors_and_shows_the_address(browser, server):
+    """The page connects, shows the address and its QR code, and logs no console errors."""
+    open_live(browser, server)
+    assert text(browser, "address") == ADDRESS
+    poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
+         "the QR image to load")
+    assert text(browser, "node-status") == "online"
+    assert text(browser, "node-height") == "123,456"
+    assert text(browser, "balance-token") == "123.45"
+    assert text(browser, "lamp-state") == "OFF"
+    assert js(browser, "return document.querySelectorAll('#matrix [data-rgb]').length;") == 64
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+
+
+def test_light_and_matrix_events_light_the_lamp_and_count_down(browser, server):
+    """After light-on and matrix events the lamp shows ON, the cells the colour, the time falls."""
+    open_live(browser, server)
+    server.publish(lit_light(120))
+    server.publish({"type": "matrix", "pixels": [[255, 200, 80]] * 64})
+    poll(lambda: attr(browser, "lamp-state", "data-on") == "true", "the lamp to show ON")
+    assert text(browser, "lamp-state") == "ON"
+    poll(lambda: js(browser, "return Array.from(document.querySelectorAll('#matrix [data-rgb]'))"
+                             ".every(function (c) { return c.getAttribute('data-rgb') === '255,200,80'; });"),
+         "all 64 cells to take the colour")
+    first = float(attr(browser, "remaining", "data-seconds"))
+    assert 100 < first <= 120
+    poll(lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.3, "the countdown to go down")
+    first_text = text(browser, "remaining")
+    poll(lambda: text(browser, "remaining") != first_text, "the displayed time to change")
+    assert text(browser, "remaining") < first_text  # "1:57" < "1:58": same shape, later is smaller
+    server.publish({"type": "light", "on": False, "remaining": 0.0, "until": None})
+    poll(lambda: text(browser, "lamp-state") == "OFF", "the lamp to show OFF")
+    assert text(browser, "remaining") == "0:00"
+
+
+def test_events_fill_payments_data_txs_node_balance_and_joystick(browser, server):
+    """Each event type updates its card: payments, Data txs, node, balance, outbox, the joystick pad."""
+    open_live(browser, server)
+    server.publish({"type": "payment", "id": "Tx1", "sender": SENDER, "amount": 150, "seconds": 90.0, "height": 1})
+    server.publish({"type": "data_tx", "id": "DataTx1", "status": "queued"})
+    server.publish({"type": "data_tx", "id": "DataTx1", "status": "failed", "error": "fee too low"})
+    server.publish({"type": "node", "url": "http://127.0.0.1:6869", "ok": False, "height": None, "error": "timed out"})
+    server.publish({"type": "balance", "coin": 99600000, "token": 12495, "decimals": 2})
+    server.publish({"type": "outbox", "pending": 2, "no_funds": True})
+    server.publish({"type": "joystick", "direction": "up", "action": "pressed"})
+    poll(lambda: "1.5 tokens" in (text(browser, "payments") or ""), "the payment row")
+    assert SENDER in text(browser, "payments")
+    assert "1:30" in text(browser, "payments")
+    poll(lambda: "failed" in text(browser, "datatxs"), "the Data tx row")
+    assert js(browser, "return document.querySelectorAll('#datatxs li').length;") == 1
+    assert "fee too low" in text(browser, "datatxs")
+    poll(lambda: text(browser, "node-status") == "offline", "the node to show offline")
+    assert text(browser, "node-url") == "timed out"
+    poll(lambda: text(browser, "balance-token") == "124.95", "the new balance")
+    assert text(browser, "balance-coin") == "0.996"
+    poll(lambda: text(browser, "outbox") == "outbox 2 pending \u00b7 no funds for fees", "the outbox line")
+    poll(lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
+         "the up key to light")
+    server.publish({"type": "joystick", "direction": "up", "action": "released"})
+    poll(lambda: not js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
+         "the up key to go dark on release")
+
+
+def test_page_reconnects_after_the_server_restarts(browser, server):
+    """When the monitor goes away the page says so, retries, and takes the new snapshot."""
+    open_live(browser, server)
+    server.stop()
+    poll(lambda: js(browser, "return document.getElementById('conn').className;") == "offline",
+         "the page to notice the restart")
+    with server.lock:
+        server.state["node"] = {"url": "http://127.0.0.1:6869", "ok": True, "height": 777}
+    server.start()
+    poll(lambda: text(browser, "conn") == "live", "the page to reconnect")
+    poll(lambda: text(browser, "node-height") == "777", "the new snapshot to replace the old")
+
+
+def test_token_from_the_page_url_reaches_the_websocket_and_qr(browser):
+    """With a token the page passes ?token= on to the WebSocket and the QR request."""
+    srv = MonitorThread(token="s3cret-token")
+    srv.start()
+    try:
+        open_live(browser, srv)
+        assert text(browser, "address") == ADDRESS
+        poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
+             "the QR image to load with the token")
+    finally:
+        srv.shutdown()
+
+
+# -- looks -----------------------------------------------------------------------------------
+
+
+def fill_for_screenshot(srv):
+    now = time.time()
+    with srv.lock:
+        srv.state["payments"] = [
+            {"type": "payment", "id": "Tx%d" % i, "sender": s, "amount": a, "seconds": a / 100 * 60, "height": 1000 - i,
+             "ts": now - 40 * i}
+            for i, (s, a) in enumerate([(SENDER, 250), ("3N4ZKqQmeVh2eCMDhTW6oGSd8f1NHhLQRDy", 1000),
+                                        ("3MrDis17gyNSusZDg8Eo1PuFnm5SQMda3gu", 100)])
+        ]
+        srv.state["data_txs"] = [
+            {"type": "data_tx", "id": "2KVs1zzjXCw7EUWME5phMpV3moQ2rurpHscxqojzF2J7", "status": "confirmed", "ts": now - 90},
+            {"type": "data_tx", "id": "4L8TKFDc2rSnxoDTXpVdy6FYrhqak6KDxemnCsF8evZW", "status": "broadcast", "ts": now - 20},
+            {"type": "data_tx", "id": "9hVn3rEmoSPQPJ5hKmCcrWPN1H2YTaBuGHEqqrtKxiBU", "status": "failed",
+             "error": "insufficient fee: pay at least 0.001 WAVES", "ts": now - 5},
+        ]
+        srv.state["light"] = {"on": True, "remaining": 95.0, "until": now + 95.0}
+        warm = [255, 214, 120]
+        srv.state["matrix"] = [warm if i < 56 else ([255, 140, 40] if i < 61 else [0, 0, 0]) for i in range(64)]
+        srv.state["joystick"] = {"type": "joystick", "direction": "left", "action": "pressed", "ts": now - 12}
+
+
+@pytest.mark.parametrize(
+    "name, width, height, mobile",
+    [("phone", 390, 844, True), ("desktop", 1920, 1080, False)],
+)
+def test_screenshots_at_phone_and_desktop_sizes(browser, server, name, width, height, mobile):
+    """The page fits a phone without sideways scrolling and fills a projector; screenshots saved."""
+    fill_for_screenshot(server)
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+    )
+    try:
+        open_live(browser, server)
+        server.publish({"type": "joystick", "direction": "up", "action": "held"})
+        poll(lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
+             "the joystick to light")
+        poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
+             "the QR image to load")
+        poll(lambda: js(browser, "return getComputedStyle(document.querySelector('main')).opacity;") == "1",
+             "the page to fade in")
+        poll(lambda: js(browser, "return getComputedStyle(document.querySelector('#matrix .px')).backgroundColor;")
+             == "rgb(255, 214, 120)", "the matrix colour transition to end")
+        assert js(browser, "return document.documentElement.scrollWidth;") <= width
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / ("dashboard-%s.png" % name)
+        assert browser.save_screenshot(str(path))
+        assert path.stat().st_size > 10000
+        if mobile:
+            full = browser.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "format": "png"})
+            (ARTIFACTS / ("dashboard-%s-full.png" % name)).write_bytes(base64.b64decode(full["data"]))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_real_daemon_payment_lights_the_dashboard(browser, chain, device):
+    """The real daemon against the fake node: after a payment the page shows the lamp lit and counting down."""
+    import socket as socket_module
+    with socket_module.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    device.configure(monitor__port=port)
+    device.start()
+    browser.get_log("browser")
+    browser.get("http://127.0.0.1:%d/" % port)
+    poll(lambda: text(browser, "conn") == "live", "the page to connect to the daemon")
+    assert text(browser, "address") == device.address
+    assert text(browser, "lamp-state") == "OFF"
+    chain.transfer(chain.treasury, device.address, 3000, asset_id=chain.asset)   # 30 tokens: 30 s
+    poll(lambda: text(browser, "lamp-state") == "ON", "the lamp to show ON after the payment")
+    first = float(attr(browser, "remaining", "data-seconds"))
+    assert 20 < first <= 30
+    poll(lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.5, "the countdown to go down")
+    poll(lambda: js(browser, "return document.querySelectorAll('#matrix [data-rgb=\"255,255,255\"]').length;") >= 56,
+         "the matrix cells to show the lit lamp")
+    poll(lambda: device.address[:6] not in (text(browser, "payments") or "") and
+         "30" in (text(browser, "payments") or ""), "the payment in the list")
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
