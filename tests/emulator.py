@@ -78,6 +78,7 @@ class EmulatedHat:
         self._stop = threading.Event()
         self._clients = set()
         self._cond = threading.Condition()
+        self.delivered = []
         self._screen_path = screen_filename()
         try:
             with io.open(self._screen_path, "wb") as f:  # fresh, whatever was left before
@@ -146,14 +147,25 @@ class EmulatedHat:
                     self._clients.add(addr)
                     self._cond.notify_all()
 
-    def wait_for_stick_client(self, timeout: float) -> bool:
-        """Wait until at least one client said hello."""
+    def wait_for_stick_client(self, timeout: float, pid: int = None) -> bool:
+        """Wait until at least one client said hello (with ``pid``: the client of that process)."""
         with self._cond:
-            return self._cond.wait_for(lambda: bool(self._clients), timeout)
+            if pid is None:
+                return self._cond.wait_for(lambda: bool(self._clients), timeout)
+            return self._cond.wait_for(lambda: self.has_stick_client(pid), timeout)
+
+    def has_stick_client(self, pid: int) -> bool:
+        """Whether the stick client of process ``pid`` said hello (and was not found gone since)."""
+        name = "rpi-sense-emu-client-%d" % pid
+        with self._cond:
+            return any(isinstance(c, str) and os.path.basename(c) == name for c in self._clients)
 
     def press(self, direction: str, action: str = "pressed", ts: float = None) -> float:
-        """Send one key event (then EV_SYN) to every client; return its timestamp."""
+        """Send one key event (then EV_SYN) to every client; return its timestamp.
+
+        ``self.delivered`` then lists the clients whose socket took both datagrams."""
         ts = time.time() if ts is None else ts
+        delivered = []
         sec = int(ts)
         usec = int(round((ts - sec) * 1_000_000))
         key = struct.pack(SenseStick.EVENT_FORMAT, sec, usec, SenseStick.EV_KEY,
@@ -171,6 +183,9 @@ class EmulatedHat:
                     with self._cond:
                         self._clients.discard(client)
                     break
+            else:
+                delivered.append(client)
+        self.delivered = delivered
         return sec + usec / 1_000_000
 
     def click(self, direction: str):

@@ -1292,6 +1292,13 @@ class _Server(ThreadingHTTPServer):
             self._conns.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up before its answer (a daemon stopping mid-request) is normal, not a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client %s:%s hung up before its answer: %s", *client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
+
     def close_all_connections(self) -> None:
         """Cut kept-alive connections so a stopped node answers nothing."""
         with self._conns_lock:

@@ -106,6 +106,7 @@ class Device:
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = folder / "daemon.log"
         self.runs = 0
+        self.command = [sys.executable, str(IOTLIGHT)]  # what runs the daemon (argv before the options)
 
     def configure(self, **overrides: Any) -> None:
         self.settings.update({k.replace("__", "."): v for k, v in overrides.items()})
@@ -122,7 +123,7 @@ class Device:
         full_env.pop("WATCHDOG_USEC", None)
         if env:
             full_env.update(env)
-        self.proc = subprocess.Popen([sys.executable, str(IOTLIGHT), "-c", str(self.config_path), "-v", "run"],
+        self.proc = subprocess.Popen(self.command + ["-c", str(self.config_path), "-v", "run"],
                                      stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=full_env, cwd=str(self.folder))
         if ready:

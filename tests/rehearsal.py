@@ -16,8 +16,9 @@ What it does, in order:
 
 Who owns the keyboard. The daemon's standard output and input are this terminal's, so its
 terminal backend draws the 8x8 matrix here and reads the arrow keys and Enter as the joystick
-(with `auto` on a desktop with the Sense HAT emulator installed, the emulator window shows the
-matrix instead). Two readers of one terminal steal each other's keys, so the rehearsal reads keys
+(with `auto` on a desktop where the Sense HAT emulator is installed, the daemon draws in the
+emulator's window instead; if no such window comes up, the rehearsal says so, and --backend
+terminal brings the matrix here). Two readers of one terminal steal each other's keys, so the rehearsal reads keys
 only once the daemon has said, in its log, that it took a backend other than the terminal:
 
   - key mode (standard input is a terminal, the daemon is not on it): p pays 5 tokens, m sends a
@@ -34,15 +35,20 @@ Output. The daemon's standard output passes straight through (the matrix drawing
 and where the monitor listens. The rehearsal's own lines go to standard error too, prefixed
 "[rehearsal]", and few of them; only --print-config writes to standard output.
 
-Stopping. The daemon stays in this process group, as if typed at the shell: Ctrl-C reaches it
-and the rehearsal alike. The rehearsal then sends SIGTERM as well (harmless twice), waits for the
-daemon to save its state and exit (SIGKILL after 30 s), then stops the node.
+Stopping. The daemon runs in a session of its own, so Ctrl-C (and a closed terminal) reaches
+the rehearsal only, which sends the daemon exactly one SIGTERM: a second signal arriving while
+the daemon finishes its shutdown would kill it half-way. It waits for the daemon to save its
+state and exit (SIGKILL after 30 s), puts the terminal's settings back as they were, and stops
+the node. (Reading the terminal from another session is allowed: it is not the daemon's
+controlling terminal, so no job-control signal stops it.)
 
 Every run is a new chain, since the fake node lives only in this process: each run rewrites
 iotlight.toml and starts from an empty state file, and keeps the device seed, so the address
 stays. The folder must be new, empty or an earlier rehearsal's (its iotlight.toml starts with
 the rehearsal's header): a real device folder is never touched.
 
+Options: --auto, --interval S (15), --duration S (forever), --backend B (auto), --port P (8765,
+0 = no monitor), --dir PATH, --print-config (print the iotlight.toml and exit), -v.
 Exit status: 0 after a clean stop, 1 when the daemon failed, 2 for bad usage or a foreign folder.
 Sections: 1. setup (node, folder, config, seeds), 2. the daemon process, 3. paying, 4. main().
 """
@@ -82,6 +88,7 @@ DEVICE_COINS = 10 * 10 ** 8  # 10 WAVES for Data transaction fees
 BLOCK_SECONDS = 10.0        # the fake chain seals a block this often, so the height moves
 READY_TIMEOUT = 120.0       # generous: a slow laptop's first start
 STOP_TIMEOUT = 30.0
+EMULATOR_GRACE = 10.0       # seconds the Sense HAT emulator's window may take to come up
 HEADER = "# Written by tests/rehearsal.py"
 STALE_STATE = ("iotlight.db", "iotlight.db-wal", "iotlight.db-shm")
 
@@ -237,7 +244,8 @@ class DaemonProcess:
 
     def start(self) -> "DaemonProcess":
         args = iotlight_command(self.config, *(["-v"] if self.verbose else []), "run")
-        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=child_env(), cwd=str(self.config.parent))
+        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=child_env(), cwd=str(self.config.parent),
+                                     start_new_session=True)  # signals reach it from the rehearsal only
         self._forwarder = threading.Thread(target=self._forward, name="daemon-log", daemon=True)
         self._forwarder.start()
         return self
@@ -434,50 +442,38 @@ def setup_node_logging(verbose: bool) -> None:
 
 
 def rehearse(args: argparse.Namespace, node: Any, stop: threading.Event) -> int:
+    """Folder, config, seeds, then the daemon and the payments until the end; the exit status."""
     folder = args.dir.resolve()
-    prepare_folder(folder)
     config = folder / "iotlight.toml"
-    config.write_text(rehearsal_config(node, args.backend, args.port), encoding="utf-8")
-    ensure_device_seed(config)
     treasury_file = folder / "treasury.seed"
-    write_secret(treasury_file, TREASURY_SEED)
+    try:
+        prepare_folder(folder)
+        config.write_text(rehearsal_config(node, args.backend, args.port), encoding="utf-8")
+        write_secret(treasury_file, TREASURY_SEED)
+    except OSError as e:
+        raise RehearsalError("--dir %s: %s; pass another folder" % (folder, e.strerror or e)) from None
+    ensure_device_seed(config)
     address = iotlight.device_keys(iotlight.load_config(str(config))).address(CHAIN_ID)
     node.fund(address, waves=DEVICE_COINS)
     say("fake node %s; token IoT-Light %s; device %s (funded with %d WAVES for fees)"
         % (node.url, node.asset, address, DEVICE_COINS // 10 ** 8))
     say("folder %s; starting: %s" % (shown(folder), " ".join(shlex.quote(a) for a in iotlight_command(config, "run"))))
-
+    if stop.is_set():
+        return 130
+    pay_hint = " ".join([shown(sys.executable), shown(IOTLIGHT), "-c", shown(config), "pay", "--seed-file",
+                         shown(treasury_file), address, str(PAY_TOKENS)])
     daemon = DaemonProcess(config, verbose=args.verbose).start()
+    say("daemon pid %d" % daemon.proc.pid)
     payer = Payer(node, address)
     keyboard: Optional[Keyboard] = None
     status = 0
     try:
-        if not daemon.wait_ready(stop):
-            if stop.is_set():
-                return 0
+        if daemon.wait_ready(stop):
+            keyboard = announce(args, daemon, pay_hint)
+            status = pay_until_the_end(args, node, daemon, payer, keyboard, stop)
+        elif not stop.is_set():
             status = daemon.stop() or 1
             say("the daemon exited with status %d before it ran (its message is above)" % status)
-            return status
-        if args.port:
-            if daemon.monitor_url:
-                say("dashboard: %s" % daemon.monitor_url)
-            else:
-                say("monitor.port = %d is set but the daemon did not say it listens (see its log above)" % args.port)
-        pay_hint = " ".join([shown(sys.executable), shown(IOTLIGHT), "-c", shown(config), "pay", "--seed-file",
-                             shown(treasury_file), address, str(PAY_TOKENS)])
-        keys_free = daemon.backend not in (None, "terminal")
-        if not args.auto and keys_free and sys.stdin is not None and sys.stdin.isatty():
-            keyboard = Keyboard()
-            say(KEYS_HELP)
-            say("or pay from another terminal: %s" % pay_hint)
-        else:
-            if daemon.backend == "terminal" and sys.stdin is not None and sys.stdin.isatty():
-                say("the keyboard belongs to the daemon: arrow keys and Enter are the joystick; Ctrl-C stops")
-            elif daemon.backend is None:
-                say("the daemon did not say which backend it took, so the rehearsal leaves the keyboard alone")
-            say("paying %d IoT-Light every %g s%s; pay by hand from a second terminal: %s"
-                % (AUTO_TOKENS, args.interval, " for %g s" % args.duration if args.duration else "", pay_hint))
-        status = _loop(args, node, daemon, payer, keyboard, stop)
     finally:
         if keyboard is not None:
             keyboard.close()
@@ -490,13 +486,36 @@ def rehearse(args: argparse.Namespace, node: Any, stop: threading.Event) -> int:
     return status
 
 
-def _loop(args: argparse.Namespace, node: Any, daemon: DaemonProcess, payer: Payer,
-          keyboard: Optional[Keyboard], stop: threading.Event) -> int:
+def announce(args: argparse.Namespace, daemon: DaemonProcess, pay_hint: str) -> Optional[Keyboard]:
+    """Say where the dashboard is and how to pay; the keyboard when the rehearsal may read keys."""
+    if args.port:
+        if daemon.monitor_url:
+            say("dashboard: %s" % daemon.monitor_url)
+        else:
+            say("monitor.port = %d is set but the daemon did not say it listens (see its log above)" % args.port)
+    on_terminal = sys.stdin is not None and sys.stdin.isatty()
+    if not args.auto and on_terminal and daemon.backend not in (None, "terminal"):
+        keyboard = Keyboard()
+        say(KEYS_HELP)
+        say("or pay from another terminal: %s" % pay_hint)
+        return keyboard
+    if daemon.backend == "terminal" and on_terminal:
+        say("the keyboard belongs to the daemon: arrow keys and Enter are the joystick; Ctrl-C stops")
+    elif daemon.backend is None and on_terminal:
+        say("the daemon did not say which backend it took, so the rehearsal leaves the keyboard alone")
+    say("paying %d IoT-Light every %g s%s; pay by hand from a second terminal: %s"
+        % (AUTO_TOKENS, args.interval, " for %g s" % args.duration if args.duration else "", pay_hint))
+    return None
+
+
+def pay_until_the_end(args: argparse.Namespace, node: Any, daemon: DaemonProcess, payer: Payer,
+                      keyboard: Optional[Keyboard], stop: threading.Event) -> int:
     """Pay (by key or by the clock) and seal blocks until stop, q, --duration or the daemon's end."""
     start = time.monotonic()
     end = start + args.duration if args.duration else None
     next_pay = start if keyboard is None else None
     next_block = start + BLOCK_SECONDS
+    emulator_check = start + EMULATOR_GRACE if daemon.backend == "sense-emu" else None
     while not stop.is_set():
         code = daemon.exited()
         if code is not None:
@@ -514,7 +533,12 @@ def _loop(args: argparse.Namespace, node: Any, daemon: DaemonProcess, payer: Pay
             next_block += BLOCK_SECONDS
             del node.requests[:-1000]  # the fake node records every request: keep a long run's memory flat
             del node.broadcasts[:-1000]
-        wake = min(t for t in (next_pay, next_block, end, now + 0.2) if t is not None)
+        if emulator_check is not None and now >= emulator_check:
+            emulator_check = None
+            if not iotlight._emulator_running():
+                say("the daemon draws on the Sense HAT emulator, but no emulator window runs (sense_emu_gui "
+                    "needs PyGObject and GTK); to see the matrix here instead, rerun with --backend terminal")
+        wake = min(t for t in (next_pay, next_block, end, emulator_check, now + 0.2) if t is not None)
         if keyboard is not None:
             for key in keyboard.read(wake - time.monotonic()):
                 if not handle_key(key, payer):
@@ -524,18 +548,38 @@ def _loop(args: argparse.Namespace, node: Any, daemon: DaemonProcess, payer: Pay
     return 0
 
 
+class TerminalSettings:
+    """The settings of the terminal on standard input, put back at the end whatever the daemon did to them."""
+
+    def __init__(self) -> None:
+        self.saved = None
+        if sys.stdin is not None and sys.stdin.isatty():
+            import termios
+            self.saved = termios.tcgetattr(sys.stdin.fileno())
+
+    def restore(self) -> None:
+        if self.saved is not None:
+            import termios
+            try:
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
+            except (OSError, termios.error):  # the terminal is gone
+                pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     setup_node_logging(args.verbose)
     stop = threading.Event()
+    terminal = TerminalSettings()
+    if not args.print_config:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda signum, frame: stop.set())
     node = start_node()
     try:
         if args.print_config:
             print(rehearsal_config(node, args.backend, args.port), end="")
             return 0
         check_port_free(args.port)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda signum, frame: stop.set())
         return rehearse(args, node, stop)
     except RehearsalError as e:
         say(str(e))
@@ -544,6 +588,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         say("iotlight refused the rehearsal's configuration: %s" % e)
         return 1
     finally:
+        terminal.restore()
         node.stop()
 
 

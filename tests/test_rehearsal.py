@@ -25,8 +25,16 @@ def env():
 
 
 def rehearse(*args, timeout=180):
-    return subprocess.run([sys.executable, str(REHEARSAL), *args], stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout, env=env(), cwd=str(REHEARSAL.parent.parent))
+    """Run the rehearsal to its end from the repository root, without a terminal."""
+    try:
+        return subprocess.run([sys.executable, str(REHEARSAL), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, env=env(), cwd=str(REHEARSAL.parent.parent))
+    except subprocess.TimeoutExpired as e:  # the rehearsal was killed: its daemon, in its own session, was not
+        text = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        pid = daemon_pid(text)
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        raise
 
 
 def payments(folder):
@@ -53,6 +61,33 @@ def spawn(folder, *args, stdin=subprocess.DEVNULL):
     return proc, lambda: (folder.parent / "rehearsal.out").read_text(errors="replace")
 
 
+def daemon_pid(text):
+    found = re.search(r"\[rehearsal\] daemon pid (\d+)", text)
+    return int(found.group(1)) if found else None
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def clean_up(proc, output):
+    """After a failed test: stop the rehearsal (SIGTERM, then SIGKILL) and its daemon, which runs in its own session."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    pid = daemon_pid(output())
+    if pid and alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def auto_run(tmp_path_factory):
     """One automatic rehearsal of 8 s paying every 2 s: (folder, finished process)."""
@@ -66,7 +101,7 @@ def test_auto_rehearsal_runs_the_daemon_and_it_credits_the_payments(auto_run):
     """--auto pays 3 tokens every 2 s; the daemon credits them, then both stop cleanly with status 0."""
     folder, proc = auto_run
     output = proc.stdout + proc.stderr
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
     assert proc.returncode == 0, output
     credited = payments(folder)
     assert len(credited) >= 2 and set(credited) == {300}, output
@@ -99,7 +134,7 @@ def test_a_second_rehearsal_in_the_folder_keeps_the_address_and_starts_a_fresh_s
     address = re.search(r"keygen: address: (\w+)", first.stderr).group(1)
     proc = rehearse("--auto", "--duration", "3", "--interval", "10", "--backend", "none", "--port", "0",
                     "--dir", str(folder))
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert "keeping the device seed of an earlier rehearsal" in proc.stderr
     assert "running: address %s" % address in proc.stderr
@@ -126,7 +161,7 @@ def test_a_folder_that_is_no_rehearsal_is_refused_and_left_alone(tmp_path):
     proc = rehearse("--auto", "--duration", "1", "--port", "0", "--dir", str(folder), timeout=60)
     assert proc.returncode == 2
     assert "[rehearsal] --dir %s: the folder is not empty and holds no rehearsal" % folder in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
     assert (folder / "iotlight.db").read_bytes() == b"precious"
     assert sorted(p.name for p in folder.iterdir()) == ["iotlight.db", "iotlight.toml"]
 
@@ -151,20 +186,18 @@ def test_keys_pay_mass_pay_and_counterfeit_then_q_quits(tmp_path):
             os.write(master, b"q")
             assert proc.wait(60) == 0, output()
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            clean_up(proc, output)
     finally:
         os.close(master)
     text = output()
-    assert "Traceback" not in text
+    assert "Traceback" not in text, text
     assert sorted(payments(folder)) == [200, 500]  # the counterfeit, paid before the mass transfer, never counted
     assert "stopped; light state and outbox saved" in text
     assert "payments sent: 2 (7.00 IoT-Light); the daemon credited 2 payment(s), 7.00 IoT-Light" in text
 
 
 def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(tmp_path):
-    """SIGINT to the whole job, as Ctrl-C in a terminal sends it: the daemon saves its state, both exit 0."""
+    """SIGINT to the foreground job, as Ctrl-C sends it: one SIGTERM to the daemon, which saves its state; exit 0."""
     folder = tmp_path / "run"
     proc, output = spawn(folder, "--auto", "--interval", "1")
     try:
@@ -173,10 +206,9 @@ def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(tmp_path):
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, output()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        clean_up(proc, output)
     text = output()
-    assert "Traceback" not in text
+    assert "Traceback" not in text, text
     assert "stopped; light state and outbox saved" in text
     assert "the daemon credited" in text
+    assert not alive(daemon_pid(text))
