@@ -2577,6 +2577,9 @@ class Watcher:
             except StateError as e:
                 _state_trouble(self.log, e)
                 wait = STATE_RETRY
+            except Exception as e:  # a bug or an answer we did not foresee: log it, keep polling
+                _unexpected(self.log, "poll", e)
+                wait = next(delays)
             await _wait_or_stop(stop, wait)
 
 
@@ -2749,12 +2752,14 @@ class Outbox:
                 self.wake_in(wait)
                 return
             self.broadcast_limiter.take(self.clock.monotonic())
-            await self.broadcast_one(row)
+            if not await self.broadcast_one(row):
+                return  # no node answers: the others wait for their own retry time
 
     def wake_in(self, seconds: float) -> None:
         asyncio.get_running_loop().call_later(seconds, self.wake.set)
 
-    async def broadcast_one(self, row: Dict[str, Any]) -> None:
+    async def broadcast_one(self, row: Dict[str, Any]) -> bool:
+        """Post one stored transaction; False when no node could be asked."""
         txid, tx = row["id"], row["tx"]
         now_ms = int(self.clock.time() * 1000)
         try:
@@ -2780,7 +2785,7 @@ class Outbox:
                 self.log.error("the node rejected Data transaction %s: %s", txid, msg)
                 self.store.release_events(txid, now_ms, msg)
                 self.publish({"type": "data_tx", "id": txid, "status": "failed", "error": msg})
-            return
+            return True
         except NodeError as e:
             delays = self.retry_delays.setdefault(txid, backoff_delays(1.0, 60.0))
             delay = max(next(delays), self.node.retry_in())
@@ -2788,10 +2793,11 @@ class Outbox:
             self.store.set_tx_status(txid, "queued", now_ms, attempt=True)
             self.log.debug("broadcast of %s failed (%s); again in %.1fs", txid, e, delay)
             self.wake_in(delay)
-            return
+            return False
         self.retry_delays.pop(txid, None)
         self.retry_at.pop(txid, None)
         self._set(txid, "broadcast", attempt=True)
+        return True
 
     def _set(self, txid: str, status: str, *, height: Optional[int] = None, attempt: bool = False) -> None:
         self.store.set_tx_status(txid, status, int(self.clock.time() * 1000), height=height, attempt=attempt)
@@ -2837,6 +2843,8 @@ class Outbox:
             if status == "confirmed":
                 h = st.get("height")
                 self._set(row["id"], "confirmed", height=h if _is_int(h) else None)
+            elif status == "unconfirmed" and row["status"] == "queued":
+                self._set(row["id"], "broadcast")   # the node has it (an earlier post got through)
             elif status == "not_found" and row["status"] == "broadcast":
                 if now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS:
                     self.resign(row["id"], "it is too old for the node to accept and the node does not know it")
@@ -2880,11 +2888,25 @@ class Outbox:
             except StateError as e:
                 _state_trouble(self.log, e)
                 timeout = STATE_RETRY
+            except Exception as e:  # a bug or an answer we did not foresee: log it, keep going
+                _unexpected(self.log, "outbox", e)
+                timeout = next(delays)
             await _wait_any(stop, self.wake, timeout)
 
 
 STATE_RETRY = 5.0
 _state_troubles: set = set()
+
+
+_unexpected_seen: set = set()
+
+
+def _unexpected(log: logging.Logger, where: str, e: Exception) -> None:
+    """Log an unforeseen error with its traceback, once per kind and place; the loop goes on."""
+    key = (where, type(e).__name__, str(e)[:100])
+    if key not in _unexpected_seen:
+        _unexpected_seen.add(key)
+        log.error("unexpected error in %s (the loop goes on): %s", where, e, exc_info=e)
 
 
 def _state_trouble(log: logging.Logger, e: StateError) -> None:
