@@ -49,6 +49,7 @@ import math
 import os
 import random
 import select
+import shutil
 import signal
 import socket
 import sqlite3
@@ -2048,12 +2049,15 @@ def probe_sense_emu(environ) -> Optional[str]:
     """None when the emulator can be used without spawning a GUI nobody sees."""
     if not _module_installed("sense_emu"):
         return "the python module sense_emu is not installed (%s)" % INSTALL_SENSE_EMU
-    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
-        return None
     if _emulator_running():
         return None
-    return ("no desktop session (DISPLAY and WAYLAND_DISPLAY unset) and no emulator "
-            "running (start sense_emu_gui on a desktop)")
+    if not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
+        return ("no desktop session (DISPLAY and WAYLAND_DISPLAY unset) and no emulator "
+                "running (start sense_emu_gui on a desktop)")
+    if not shutil.which("sense_emu_gui", path=environ.get("PATH")) or not _module_installed("gi"):
+        return ("no emulator running, and its window cannot be started here (sense_emu_gui and "
+                "PyGObject are needed: %s)" % INSTALL_SENSE_EMU)
+    return None
 
 
 # -- Terminal preview -------------------------------------------------------------
@@ -2095,6 +2099,8 @@ class TerminalHardware(Hardware):
         self._in = stdin if stdin is not None else sys.stdin
         self._clock = clock
         self._drawn = False
+        self._frame = [BLACK] * 64
+        self._lock = threading.Lock()   # frames (worker thread) and log lines (any thread)
         self._pending = b""
         self._saved_tty = None
         self._fd = None
@@ -2112,14 +2118,29 @@ class TerminalHardware(Hardware):
 
     def set_pixels(self, pixels):
         frame = _check_pixels(pixels)
+        with self._lock:
+            self._out.write(("\x1b[8A" if self._drawn else "") + self._frame_text(frame))
+            self._out.flush()
+            self._frame = frame
+            self._drawn = True
+
+    @staticmethod
+    def _frame_text(frame) -> str:
         lines = []
         for y in range(8):
             cells = "".join("\x1b[48;2;%d;%d;%dm  " % frame[y * 8 + x] for x in range(8))
             lines.append("\r" + cells + "\x1b[0m\x1b[K\n")
-        text = ("\x1b[8A" if self._drawn else "") + "".join(lines)
-        self._out.write(text)
-        self._out.flush()
-        self._drawn = True
+        return "".join(lines)
+
+    def write_above(self, text: str) -> None:
+        """Print text (log lines) above the drawn matrix, which is drawn again below it."""
+        with self._lock:
+            if self._drawn:
+                self._out.write("\x1b[8A\r\x1b[J")
+            self._out.write(text if text.endswith("\n") else text + "\n")
+            if self._drawn:
+                self._out.write(self._frame_text(self._frame))
+            self._out.flush()
 
     def read_joystick(self, timeout):
         if self._fd is None:
@@ -4105,13 +4126,39 @@ class Daemon:
         return status
 
 
+class _AboveMatrixHandler(logging.Handler):
+    """Log lines printed above the terminal backend's matrix instead of through it."""
+
+    def __init__(self, terminal: TerminalHardware):
+        super().__init__()
+        self.terminal = terminal
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.terminal.write_above(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _log_above_matrix(terminal: TerminalHardware) -> None:
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        handler = _AboveMatrixHandler(terminal)
+        handler.setFormatter(old.formatter)
+        root.removeHandler(old)
+        root.addHandler(handler)
+
+
 async def run_daemon(config: Config, keys: KeyPair) -> int:
     """Build the real edges and run the daemon until SIGINT or SIGTERM."""
     store = Store(config.state_file)
     address = keys.address(config.chain_id)
     try:
         store.bind_device(address, config.asset_id)
-        hardware = HardwareRunner(open_hardware(config.backend, stdout_isatty=sys.stdout.isatty()))
+        device = open_hardware(config.backend, stdout_isatty=sys.stdout.isatty())
+        if isinstance(device, TerminalHardware) and sys.stderr.isatty():
+            _log_above_matrix(device)
+        hardware = HardwareRunner(device)
         node = NodeClient(config.node_urls, timeout=config.timeout)
         try:
             daemon = Daemon(config, keys, node=node, store=store, hardware=hardware, clock=Clock(),

@@ -157,23 +157,56 @@ def test_auto_takes_the_real_hat_when_module_and_framebuffer_are_there(probes, c
     assert warnings_of(caplog) == []
 
 
-def test_auto_takes_the_emulator_with_a_desktop(probes, caplog):
-    """No sense_hat module, sense_emu installed, DISPLAY set: the emulator, with the fix logged."""
-    probes["modules"] = {"sense_emu"}
+@pytest.fixture
+def gui_path(tmp_path):
+    """A PATH holding an executable sense_emu_gui, as the emulator's package installs it."""
+    gui = tmp_path / "bin" / "sense_emu_gui"
+    gui.parent.mkdir()
+    gui.write_text("#!/bin/sh\nexit 0\n")
+    gui.chmod(0o755)
+    return str(gui.parent)
+
+
+def test_auto_takes_the_emulator_with_a_desktop(probes, caplog, gui_path):
+    """No sense_hat module, sense_emu and its GUI installed, DISPLAY set: the emulator, with the fix logged."""
+    probes["modules"] = {"sense_emu", "gi"}
     caplog.set_level(logging.INFO, "iotlight.hardware")
-    hw = iotlight.open_hardware("auto", environ={"DISPLAY": ":0"}, stdout_isatty=True)
+    hw = iotlight.open_hardware("auto", environ={"DISPLAY": ":0", "PATH": gui_path}, stdout_isatty=True)
     assert hw.name == "sense-emu"
     assert warnings_of(caplog) == [
         "hardware: using sense-emu; not sense-hat: the python module sense_hat is not "
         "installed (install sense-hat: sudo apt install sense-hat)"]
 
 
-def test_auto_takes_the_emulator_under_wayland(probes):
+def test_auto_takes_the_emulator_under_wayland(probes, gui_path):
     """WAYLAND_DISPLAY counts as a desktop session too."""
-    probes["modules"] = {"sense_emu"}
-    hw = iotlight.open_hardware("auto", environ={"WAYLAND_DISPLAY": "wayland-0"},
+    probes["modules"] = {"sense_emu", "gi"}
+    hw = iotlight.open_hardware("auto", environ={"WAYLAND_DISPLAY": "wayland-0", "PATH": gui_path},
                                 stdout_isatty=False)
     assert hw.name == "sense-emu"
+
+
+def test_auto_passes_the_emulator_whose_window_cannot_start(probes, caplog, tmp_path):
+    """A desktop, but no sense_emu_gui or no PyGObject: the lamp would show nowhere, so the terminal."""
+    probes["modules"] = {"sense_emu"}
+    hw = iotlight.open_hardware("auto", environ={"DISPLAY": ":0", "PATH": str(tmp_path)}, stdout_isatty=True)
+    assert hw.name == "terminal"
+    assert "its window cannot be started here" in warnings_of(caplog)[0]
+
+
+def test_terminal_log_lines_go_above_the_matrix():
+    """A log line printed while the matrix is drawn lands above it; the matrix is drawn again below."""
+    import io
+    out = io.StringIO()
+    term = iotlight.TerminalHardware(stdout=out, stdin=io.StringIO())
+    term.set_pixels([(255, 0, 0)] * 64)
+    frame = out.getvalue()
+    out.truncate(0)
+    out.seek(0)
+    term.write_above("INFO iotlight: hello")
+    text = out.getvalue()
+    assert text.startswith("\x1b[8A\r\x1b[J" + "INFO iotlight: hello\n")
+    assert text.endswith(frame)
 
 
 def test_auto_takes_a_running_emulator_without_a_desktop(probes):

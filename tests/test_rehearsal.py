@@ -212,3 +212,15 @@ def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(tmp_path):
     assert "stopped; light state and outbox saved" in text
     assert "the daemon credited" in text
     assert not alive(daemon_pid(text))
+
+
+def test_the_dashboard_url_is_printed_once_the_monitor_listens(tmp_path):
+    """With a monitor port the rehearsal prints the URL the daemon's monitor reports."""
+    import socket
+    with socket.socket() as s:  # a free port (the rehearsal checks it again before it starts)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = rehearse("--auto", "--duration", "2", "--backend", "none", "--port", str(port), "--dir", str(tmp_path / "run"))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "[rehearsal] dashboard: http://127.0.0.1:%d/\n" % port in proc.stderr
