@@ -589,7 +589,8 @@ def sign(private_key: bytes, message: bytes, random_z: Optional[bytes] = None) -
 def ed25519_public_key(public_key: bytes, sign_bit: int) -> bytes:
     """The Edwards form of an X25519 public key, with the given sign bit."""
     u = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
-    y = (u - 1) * pow(u + 1, _P25519 - 2, _P25519) % _P25519
+    inverse = pow(u + 1, -1, _P25519) if (u + 1) % _P25519 else 0  # u = -1: a degenerate key
+    y = (u - 1) * inverse % _P25519
     y_bytes = bytearray(y.to_bytes(32, "little"))
     y_bytes[31] = (y_bytes[31] & 0x7F) | (sign_bit & 0x80)
     return bytes(y_bytes)
