@@ -1581,7 +1581,9 @@ class NodeClient:
         self.rng = rng or random.Random()
         self.log = logging.getLogger("iotlight.node")
         self.on_status = on_status
-        self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
+        # with only http:// nodes (an own node) no TLS is ever used: skip loading the CA bundle (~4 MB)
+        tls = any(u.startswith("https://") for u in self.urls)
+        self.client = httpx.AsyncClient(timeout=timeout, transport=transport, verify=True if tls else False,
                                         headers={"Accept": "application/json",
                                                  "User-Agent": "iotlight/%s" % __version__})
         self.down_until: Dict[str, float] = {}
