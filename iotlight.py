@@ -1335,31 +1335,72 @@ class Store:
     end time and queuing its receipt happen together or not at all.
     """
 
+    RESERVE_BYTES = 256 * 1024
+
     def __init__(self, path: str):
         self.path = path
         self.log = logging.getLogger("iotlight.store")
-        existed = os.path.exists(path) and os.path.getsize(path) > 0
+        self.failing: Optional[str] = None       # the write error of a trouble episode, logged once
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        if size == 0 and (os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0) > 0:
+            # an empty database beside a non-empty WAL: the file was cut short (a power cut on an SD card)
+            raise _damaged_state(path, "the database file is empty but its write-ahead log is not")
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout=5000")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            if existed:
+            if size > 0:
                 row = self.db.execute("PRAGMA quick_check").fetchone()
                 if not row or row[0] != "ok":
                     raise sqlite3.DatabaseError(row[0] if row else "integrity check failed")
             self.db.executescript(_SCHEMA_SQL)
-        except sqlite3.DatabaseError as e:
+        except sqlite3.OperationalError as e:
+            # locked, disk full, an I/O error: the file may be fine, so it stays where it is
+            with contextlib.suppress(Exception):
+                self.db.close()
+            raise StateError("%s: cannot open the state file: %s (free some space, or stop the other "
+                             "process using it)" % (path, e)) from None
+        except sqlite3.DatabaseError as e:   # "not a database", "malformed", a failed quick_check
             with contextlib.suppress(Exception):
                 self.db.close()
             raise _damaged_state(path, str(e)) from None
         except sqlite3.Error as e:
             raise StateError("%s: cannot open the state file: %s" % (path, e)) from None
+        damaged = sorted(glob.glob(glob.escape(path) + ".damaged-*"))
+        if damaged and self.get_meta("schema") is None:
+            self.log.warning("starting a fresh state file beside the damaged %s: payments made before now "
+                             "are not credited again", damaged[-1])
         schema = self.get_meta("schema")
         if schema is None:
             self.set_meta("schema", str(STATE_SCHEMA))
         elif schema != str(STATE_SCHEMA):
             raise StateError("%s: state file schema %s is not the supported %d" % (path, schema, STATE_SCHEMA))
+        self.keep_reserve()
+
+    def keep_reserve(self) -> None:
+        """Keep a small file of free space beside the state file: when the disk fills up, deleting it
+        lets the pending writes through (see write_failed)."""
+        reserve = self.path + ".reserve"
+        if os.path.exists(reserve):
+            return
+        try:
+            with open(reserve, "wb") as f:
+                f.write(b"\0" * self.RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(reserve)
+
+    def free_reserve(self) -> bool:
+        """Delete the reserve file to make room; True when there was one."""
+        try:
+            os.unlink(self.path + ".reserve")
+        except OSError:
+            return False
+        self.log.warning("%s: the disk is full; used the reserved space to save what is pending", self.path)
+        return True
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -1369,24 +1410,28 @@ class Store:
     def transaction(self):
         try:
             self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as e:
-            raise StateError("%s: cannot write the state file: %s" % (self.path, e)) from None
-        try:
             yield self.db
-        except sqlite3.Error as e:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
-            raise StateError("%s: cannot write the state file: %s" % (self.path, e)) from None
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
-            raise
-        try:
             self.db.execute("COMMIT")
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise StateError("%s: cannot write the state file: %s" % (self.path, e)) from None
+            raise self._write_failed(e) from None
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
+        if self.failing is not None:
+            self.failing = None
+            self.log.info("%s: the state file can be written again", self.path)
+            self.keep_reserve()
+
+    def _write_failed(self, e: sqlite3.Error) -> StateError:
+        """A StateError for a failed write, logged once per trouble episode (not per attempt)."""
+        err = StateError("%s: cannot write the state file: %s" % (self.path, e))
+        if self.failing is None:
+            self.failing = str(e)
+            self.log.error("%s; nothing is lost: it is kept in memory and retried (free some space?)", err)
+        return err
 
     # -- meta
     def get_meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
@@ -2919,7 +2964,6 @@ class Outbox:
 
 
 STATE_RETRY = 5.0
-_state_troubles: set = set()
 
 
 _unexpected_seen: set = set()
@@ -2934,10 +2978,9 @@ def _unexpected(log: logging.Logger, where: str, e: Exception) -> None:
 
 
 def _state_trouble(log: logging.Logger, e: StateError) -> None:
-    """Log a state-file write failure (a full disk, say) once per distinct message; the caller retries."""
-    if str(e) not in _state_troubles:
-        _state_troubles.add(str(e))
-        log.error("%s; nothing is lost, retrying every %g s (free some space?)", e, STATE_RETRY)
+    """A state-file write failed (a full disk, say): the Store logged it once for the episode;
+    the caller keeps what it had and retries after STATE_RETRY seconds."""
+    log.debug("will retry in %g s: %s", STATE_RETRY, e)
 
 
 async def _wait_or_stop(stop: asyncio.Event, timeout: float) -> None:
@@ -4061,8 +4104,11 @@ class Daemon:
             try:
                 n = self.store.add_press(ev.direction, ev.action, ev.ts_ms, int(self.clock.time() * 1000))
             except StateError as e:
+                if self.store.free_reserve():
+                    continue
                 _state_trouble(self.log, e)
-                asyncio.get_running_loop().call_later(STATE_RETRY, self.save_presses)
+                if not self.stop.is_set():
+                    asyncio.get_running_loop().call_later(STATE_RETRY, self.save_presses)
                 return
             self.unsaved.popleft()
             self.log.debug("joystick press %d: %s", n, ev.direction)
@@ -4125,6 +4171,11 @@ class Daemon:
             if self.monitor is not None:
                 await self.monitor.close()
             await self.hw.close()
+        self.save_presses()
+        if self.unsaved:
+            self.log.error("stopped with %d joystick press(es) that could not be saved (%s): they are lost",
+                           len(self.unsaved), self.store.failing or "the state file cannot be written")
+            return status or 1
         self.log.info("stopped; light state and outbox saved")
         return status
 
