@@ -1470,6 +1470,15 @@ class Store:
             out.update(r[0] for r in self.db.execute(q, chunk))
         return out
 
+    def seen_heights(self, ids: Sequence[str]) -> Dict[str, Optional[int]]:
+        """Handled transaction id -> the height it had when it was handled."""
+        out: Dict[str, Optional[int]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = "SELECT id, height FROM seen WHERE id IN (%s)" % ",".join("?" * len(chunk))
+            out.update(self.db.execute(q, chunk).fetchall())
+        return out
+
     def mark_seen(self, items: Sequence[Tuple[str, Optional[int]]]) -> None:
         if not items:
             return
@@ -1485,7 +1494,8 @@ class Store:
         return out
 
     def credit_payments(self, payments: Sequence[Tuple[str, str, int, Optional[int], float]], *, now: float,
-                        max_seconds: float, light: Optional[Tuple[float, float]] = None) -> List[Credit]:
+                        max_seconds: float, light: Optional[Tuple[float, float]] = None,
+                        served: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Credit]:
         """Credit (id, sender, amount, height, seconds) payments not credited before, in one
         transaction with the light's new end time and a receipt event each. `light` is the
         current (start, until) span as the running lamp sees it; the stored one otherwise."""
@@ -1499,6 +1509,19 @@ class Store:
             for txid, sender, amount, height, seconds in payments:
                 if db.execute("SELECT 1 FROM payments WHERE id = ?", (txid,)).fetchone():
                     continue
+                receipt = (served or {}).get(txid)
+                if receipt is not None:
+                    # served before (its receipt is on chain): record it; the light only resumes
+                    # up to the end that receipt gave, never beyond
+                    start_ms, until_ms = receipt["from"], receipt["until"]
+                    db.execute("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (txid, sender, amount, height, receipt["seconds"], start_ms, until_ms,
+                                int(now * 1000)))
+                    if until_ms / 1000 > max(until, now):
+                        if until <= now:
+                            span_start = start_ms / 1000
+                        until = until_ms / 1000
+                    continue
                 grant = extend_light(until, now, seconds, max_seconds)
                 if until <= now:
                     span_start = now
@@ -1509,7 +1532,7 @@ class Store:
                 db.execute("INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
                            (json.dumps([receipt_entry(txid, grant.seconds, start_ms, until_ms)]), int(now * 1000)))
                 credits.append(Credit(txid, sender, amount, height, grant))
-            if credits:
+            if (span_start, until) != tuple(light):
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('light_start', ?)", (repr(span_start),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('light_until', ?)", (repr(until),))
         return credits
@@ -2410,6 +2433,8 @@ class HardwareRunner:
 # =============================================================================
 
 LIST_FIRST_PAGE = 50          # first page of a transaction-list read
+REORG_MARGIN = 3              # blocks a microblock fork or a short reorg may rewrite
+DEEP_MARGIN = 100             # the node's deepest automatic rollback: how far the first read after start looks
 LIST_PAGE = 1000              # further pages (the node's default cap)
 RESIGN_AFTER_MS = 125 * 60_000  # a tx older than the node's 120-minute window can never land
 STATUS_CHECK_INTERVAL = 3.0
@@ -2449,6 +2474,8 @@ class Watcher:
         self.token_balance: Optional[int] = None
         self.coin_balance: Optional[int] = None
         self.pending: Dict[str, int] = {}      # payment id -> height, waiting for confirmations
+        self.deep = True              # the next complete read looks DEEP_MARGIN blocks back (start, rollback)
+        self.verify_receipts = True   # until a complete read after start: trust on-chain receipts too
         self.next_sweep = 0.0
         self.next_coin_check = 0.0
         self.dirty = True
@@ -2487,6 +2514,10 @@ class Watcher:
         if self.store.get_meta("horizon") is None:
             self.store.set_meta("horizon", height)  # the node's height at the very first start
         if height != self.height:
+            if self.height is not None and height < self.height:
+                self.log.info("the node's height went back from %d to %d (a rollback): reading deeper",
+                              self.height, height)
+                self.deep = True
             self.height = height
             self.on_height(height)
             if self.pending:
@@ -2512,13 +2543,17 @@ class Watcher:
             await self.read_list(height)
             self.next_sweep = self.clock.monotonic() + self.config.sweep_interval
 
-    async def _list_page(self, limit: int, after: Optional[str]) -> List[Any]:
-        """One page of the address's transactions, waiting for the rate limit first."""
+    async def _list_token(self) -> None:
+        """Wait until the rate limit of the public pools' most limited routes allows a request."""
         wait = self.limiter.delay(self.clock.monotonic())
         if wait > 0:
-            self.log.debug("next page of the transaction list in %.1fs (rate limit)", wait)
+            self.log.debug("next limited request in %.1fs (node.list_rate)", wait)
             await asyncio.sleep(wait)
         self.limiter.take(self.clock.monotonic())
+
+    async def _list_page(self, limit: int, after: Optional[str]) -> List[Any]:
+        """One page of the address's transactions, waiting for the rate limit first."""
+        await self._list_token()
         return await self.node.address_transactions(self.address, limit, after)
 
     def _final(self, tx_height: Optional[int], height: int) -> bool:
@@ -2534,7 +2569,43 @@ class Watcher:
             complete = await self._read_pages(height, found)
         finally:
             self.dirty = not complete
-            self.process(found, height, complete)
+            if not self.verify_receipts:
+                self.process(found, height, complete)
+        if self.verify_receipts:
+            # the first read after a start: a state file that lost its newest writes (a damaged
+            # write-ahead log) must not credit again what the chain shows as served
+            self.process(found, height, complete, await self._served_on_chain(found))
+            self.verify_receipts = not complete
+        if complete:
+            self.deep = False
+
+    async def _served_on_chain(self, txs: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+        """Receipts (served_<id>) the device wrote on chain for payments among `txs` that the
+        state file does not hold: payment id -> the receipt's value."""
+        ids = []
+        for tx in txs:
+            try:
+                if payment_amount(tx, asset_id=self.config.asset_id, mine=self.mine) > 0:
+                    ids.append(tx["id"])
+            except ValueError:
+                continue
+        ids = [i for i in ids if i not in self.store.credited_ids(ids)]
+        served: Dict[str, Dict[str, Any]] = {}
+        for i in range(0, len(ids), 25):
+            chunk = ids[i:i + 25]
+            await self._list_token()
+            entries = await self.node.get("/addresses/data/%s" % self.address, [("key", "served_" + x) for x in chunk])
+            for entry in entries if isinstance(entries, list) else []:
+                try:
+                    value = json.loads(entry["value"])
+                    served[entry["key"][len("served_"):]] = {
+                        "seconds": float(value["seconds"]), "from": int(value["from"]), "until": int(value["until"])}
+                except (KeyError, TypeError, ValueError):
+                    continue
+        if served:
+            self.log.warning("%d payment(s) missing from the state file were served already (receipts on "
+                             "chain): recorded without lighting again", len(served))
+        return served
 
     async def _read_pages(self, height: int, found: List[Dict[str, Any]]) -> bool:
         ids_this_read: set = set()
@@ -2559,14 +2630,22 @@ class Watcher:
                     good.append(check_tx_shape(raw))
                 except ValueError as e:
                     self._complain_once("shape:%s" % e, "skipping a malformed transaction from the node: %s", e)
-            seen = self.store.seen_ids([t["id"] for t in good])
+            seen = self.store.seen_heights([t["id"] for t in good])
+            # Everything below a handled transaction that has not moved and lies deeper than a reorg
+            # can reach was handled by an earlier complete read. A rollback can put a handled
+            # transaction back above newer ones, so a moved one, or one in the last blocks, is no stop.
+            margin = DEEP_MARGIN if self.deep else REORG_MARGIN
+            floor = height - self.config.confirmations - margin
+            history_floor = None if self.config.count_history else self.horizon() - DEEP_MARGIN
             stop = False
             for tx in good:
                 if tx["id"] in ids_this_read:
                     stop = True      # Waves answers a vanished `after` with the newest page again
                     break
                 ids_this_read.add(tx["id"])
-                if tx["id"] in seen and self._final(tx.get("height"), height):
+                h = tx.get("height")
+                if h is not None and ((tx["id"] in seen and seen[tx["id"]] == h and h <= floor)
+                                      or (history_floor is not None and h < history_floor)):
                     stop = complete = True
                     break
                 found.append(tx)
@@ -2581,9 +2660,15 @@ class Watcher:
             after, limit = last, LIST_PAGE
         return complete
 
-    def process(self, txs: List[Dict[str, Any]], height: int, complete: bool) -> None:
-        """Credit the final payments among `txs` (oldest first); mark handled ones seen."""
-        horizon = int(self.store.get_meta("horizon") or height)
+    def horizon(self) -> int:
+        """The node's height at the very first start (first contact)."""
+        return int(self.store.get_meta("horizon") or 0)
+
+    def process(self, txs: List[Dict[str, Any]], height: int, complete: bool,
+                served: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+        """Credit the final payments among `txs` (oldest first); mark handled ones seen.
+        `served` holds payments whose receipts are on chain already: recorded, not lit again."""
+        horizon = self.horizon() or height
         first_start_ms = int(self.store.get_meta("first_start_ms") or 0)
         payments: List[Tuple[str, str, int, Optional[int], float]] = []
         handled: List[Tuple[str, Optional[int]]] = []
@@ -2599,10 +2684,13 @@ class Watcher:
             if amount <= 0:
                 handled.append((txid, tx_height))
                 continue
-            # "before the very first start": below the height the node had then, or in that
-            # same block with an earlier timestamp
-            history = tx_height is not None and (tx_height < horizon or (
-                tx_height == horizon and _is_int(tx.get("timestamp")) and tx["timestamp"] < first_start_ms))
+            # "made before the very first start": signed before it and mined no later than the
+            # node's height at first contact (a node down at the first start does not turn later
+            # payments into history)
+            if _is_int(tx.get("timestamp")):
+                history = tx["timestamp"] < first_start_ms and (tx_height is None or tx_height <= horizon)
+            else:
+                history = tx_height is not None and tx_height < horizon
             if history and not self.config.count_history:
                 self.log.info("payment %s of %d made before the first start: not counted "
                               "(payment.count_history = false)", txid, amount)
@@ -2618,8 +2706,8 @@ class Watcher:
         if payments:
             start, until = self.light_span()
             credits = self.store.credit_payments(payments, now=self.clock.time(), max_seconds=self.config.max_seconds,
-                                                 light=(start, until))
-            if credits:
+                                                 light=(start, until), served=served)
+            if credits or served:
                 self.on_credit(credits)
         if complete:
             self.store.mark_seen(handled)
@@ -2671,12 +2759,25 @@ class Lamp:
         self.heartbeat = clock.monotonic()
 
     def load(self, start: float, until: float) -> None:
-        """Resume a lit span stored before a restart (Unix seconds)."""
+        """Resume a lit span stored before a restart (Unix seconds). Within the same boot the
+        stored monotonic deadline holds whatever the wall clock did meanwhile; after a reboot
+        the wall clock is all there is, and the light never runs longer than its whole span."""
         wall, mono = self.clock.time(), self.clock.monotonic()
-        if until > wall:
-            self.timer.deadline = mono + (until - wall)
-            self.timer.span_start = mono + (min(start, wall) - wall)
-            self.log.info("resuming the light for %.1f s, until the paid end time", until - wall)
+        remaining = min(until - wall, until - start)
+        mark = (self.store.get_meta("light_mono") or "").split()
+        if len(mark) == 3 and mark[2] == boot_id() and float(mark[0]) == until:
+            remaining = float(mark[1]) - mono
+        if remaining > 0:
+            self.timer.deadline = mono + remaining
+            self.timer.span_start = self.timer.deadline - max(until - start, remaining)
+            self.log.info("resuming the light for %.1f s, until the paid end time", remaining)
+
+    def _mark(self, until: float) -> None:
+        """Store the monotonic deadline that goes with the stored end time `until`."""
+        try:
+            self.store.set_meta("light_mono", "%r %r %s" % (until, self.timer.deadline, boot_id()))
+        except StateError as e:
+            _state_trouble(self.log, e)
 
     def span(self) -> Tuple[float, float]:
         """(start, until) of the current span in Unix seconds, from the monotonic timer."""
@@ -2688,6 +2789,7 @@ class Lamp:
     def credited(self, until: float) -> None:
         wall, mono = self.clock.time(), self.clock.monotonic()
         self.timer.set_until(until, mono=mono, wall=wall)
+        self._mark(until)
         self.publish(dict(type="light", **self.state()))
         self.wake.set()
 
@@ -2722,6 +2824,7 @@ class Lamp:
                     self.store.set_meta("light_until", repr(until if self.timer.is_on(mono) else 0.0))
                 except StateError as e:
                     _state_trouble(self.log, e)
+                self._mark(until if self.timer.is_on(mono) else 0.0)
                 if self.timer.is_on(mono):
                     self.publish(dict(type="light", **self.state()))
             on = self.timer.is_on(mono)
@@ -2981,6 +3084,14 @@ def _state_trouble(log: logging.Logger, e: StateError) -> None:
     """A state-file write failed (a full disk, say): the Store logged it once for the episode;
     the caller keeps what it had and retries after STATE_RETRY seconds."""
     log.debug("will retry in %g s: %s", STATE_RETRY, e)
+
+
+def boot_id() -> str:
+    """This boot's id (Linux): monotonic clock readings compare only within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or "-"
+    except OSError:
+        return "-"
 
 
 async def _wait_or_stop(stop: asyncio.Event, timeout: float) -> None:
@@ -4087,7 +4198,9 @@ class Daemon:
                           if c.grant.excess > 0 else "")
             self.publish({"type": "payment", "id": c.id, "sender": c.sender, "amount": c.amount,
                           "seconds": round(c.grant.seconds, 3), "height": c.height})
-        self.lamp.credited(credits[-1].grant.until)
+        start, until = self.store.light()
+        if until > self.clock.time():
+            self.lamp.credited(until)
         self.outbox.wake.set()
 
     def joystick_event(self, ev: Any) -> None:
