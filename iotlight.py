@@ -1557,6 +1557,27 @@ class Store:
                        (json.dumps([joystick_entry(n, direction, action, ts_ms)]), n, now_ms))
         return n
 
+    def raise_press_count(self, count: int, on_chain: Sequence[int] = ()) -> bool:
+        """Make the next press number at least count + 1; True when that changed anything.
+        Pending presses numbered at or below count are renumbered after it, except those
+        (by seq) found on chain already, which are marked sent."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='press_n'").fetchone()
+            current = int(row[0]) if row else 0
+            db.executemany("UPDATE events SET tx_id = 'on-chain' WHERE seq = ?", [(seq,) for seq in on_chain])
+            stale = db.execute("SELECT seq, entries FROM events WHERE kind='joystick' AND tx_id IS NULL "
+                               "AND press_n <= ? ORDER BY seq", (count,)).fetchall()
+            if current >= count and not stale and not on_chain:
+                return False
+            n = max(current, count)
+            for seq, entries in stale:
+                n += 1
+                value = json.loads(json.loads(entries)[0]["value"])
+                entry = joystick_entry(n, value["direction"], value["action"], value["ts"])
+                db.execute("UPDATE events SET entries = ?, press_n = ? WHERE seq = ?", (json.dumps([entry]), n, seq))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', ?)", (str(n),))
+            return True
+
     def add_event(self, kind: str, entries: List[Dict[str, Any]], now_ms: int) -> None:
         with self.transaction() as db:
             db.execute("INSERT INTO events (kind, entries, created_ms) VALUES (?, ?, ?)",
@@ -2486,6 +2507,8 @@ class Watcher:
 
     def _complain_once(self, key: str, msg: str, *args: Any) -> None:
         if key not in self.complained:
+            if len(self.complained) >= 1000:   # a node sending endless garbage must not grow memory
+                self.complained.clear()
             self.complained.add(key)
             self.log.warning(msg, *args)
 
@@ -2871,10 +2894,41 @@ class Outbox:
         self.retry_at: Dict[str, float] = {}
         self.retry_delays: Dict[str, Iterable[float]] = {}
         self.next_status_check = 0.0
+        self.press_count_checked = False
         self.heartbeat = now
 
     def now_ms(self) -> int:
         return int(self.clock.time() * 1000) + self.node_offset_ms
+
+    async def check_press_count(self) -> None:
+        """Before the first transaction of a run: presses are numbered 1, 2, 3 ... never reused,
+        so a state file that lost its newest writes continues after the chain's joystick_count."""
+        address = b58encode(address_bytes_from_public_key(self.keys.public_key, self.config.chain_id))
+        try:
+            entry = await self.node.get("/addresses/data/%s/joystick_count" % address)
+        except NodeRejected as e:
+            if e.status != 404:
+                raise
+            entry = None
+        on_chain = entry.get("value") if isinstance(entry, dict) else None
+        if _is_int(on_chain):
+            # pending presses with a number the chain has already: the same press (sent before the
+            # state file lost it) is done; another one gets a new number
+            stale = [e for e in self.store.pending_events(10_000) if e.kind == "joystick" and e.press_n <= on_chain]
+            written = {}
+            for i in range(0, len(stale), 25):
+                chunk = stale[i:i + 25]
+                answer = await self.node.get("/addresses/data/%s" % address,
+                                             [("key", e.entries[0]["key"]) for e in chunk])
+                for item in answer if isinstance(answer, list) else []:
+                    if isinstance(item, dict):
+                        written[item.get("key")] = item.get("value")
+            done = [e.seq for e in stale if written.get(e.entries[0]["key"]) == e.entries[0]["value"]]
+            if self.store.raise_press_count(on_chain, done):
+                self.log.warning("the chain's joystick_count is %d, ahead of the state file: numbering "
+                                 "continues after it (%d pending press(es) were on chain already)",
+                                 on_chain, len(done))
+        self.press_count_checked = True
 
     def pending_count(self) -> int:
         return self.store.pending_event_count() + len(self.store.open_txs())
@@ -3044,6 +3098,8 @@ class Outbox:
             self.heartbeat = self.clock.monotonic()
             self.wake.clear()
             try:
+                if not self.press_count_checked:
+                    await self.check_press_count()
                 self.build_pending()
                 await self.check_funds()
                 await self.broadcast_open()
@@ -3246,6 +3302,8 @@ class Monitor:
                 self._handle,
                 self.host,
                 self.port,
+                logger=_handshake_logger(),
+                open_timeout=5.0,  # slowloris: a handshake not done in 5 s is dropped
                 process_request=self._process_request,
                 max_size=self._max_frame,
                 ping_interval=ping,
@@ -3464,6 +3522,27 @@ class Monitor:
                 return
         except ConnectionClosed:
             pass
+
+
+class _QuietHandshakeFailures(logging.Filter):
+    """A client that sends garbage or never finishes its handshake is that client's problem:
+    one DEBUG line, not an ERROR with a traceback per attempt (a flood under attack)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "handshake failed" in record.getMessage():
+            exc = record.exc_info[1] if record.exc_info else None
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "monitor: a client's handshake failed: %s", (exc or "unknown",), None, None)
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _handshake_logger() -> logging.Logger:
+    logger = logging.getLogger("iotlight.monitor.websockets")
+    if not any(isinstance(f, _QuietHandshakeFailures) for f in logger.filters):
+        logger.addFilter(_QuietHandshakeFailures())
+    return logger
 
 
 # -- terminal client -----------------------------------------------------------

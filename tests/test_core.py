@@ -158,3 +158,18 @@ def test_damaged_state_file_is_moved_aside_with_exit_status_3(tmp_path):
     assert e.value.exit_status == 3
     assert "moved to" in str(e.value) and "not credited again" in str(e.value)
     assert not path.exists() and list(tmp_path.glob("s.db.damaged-*"))
+
+
+def test_press_numbers_continue_after_the_chains_count(tmp_path):
+    """A state file behind the chain (lost writes) continues numbering after joystick_count;
+    a pending press the chain already holds is marked sent, another one is renumbered."""
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    assert [store.add_press(d, "pressed", 1000 + i, 5) for i, d in enumerate(("up", "down"))] == [1, 2]
+    first, second = store.pending_events()
+    assert store.raise_press_count(5, on_chain=[first.seq])
+    pending = store.pending_events()
+    assert [(e.press_n, e.entries[0]["key"]) for e in pending] == [(6, "joystick_6")]
+    assert json.loads(pending[0].entries[0]["value"])["direction"] == "down"
+    assert store.add_press("left", "pressed", 2000, 6) == 7
+    assert not store.raise_press_count(3)
+    store.close()

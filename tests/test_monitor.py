@@ -610,3 +610,28 @@ async def test_client_rejects_a_url_that_is_not_websocket():
     assert str(info.value) == (
         "monitor url 'http://127.0.0.1:8765/' must start with ws:// or wss://, e.g. ws://127.0.0.1:8765/"
     )
+
+
+def test_garbage_and_half_open_clients_do_not_flood_the_log(caplog):
+    """Bytes that are no HTTP, and a request never finished, cost one DEBUG line each at most."""
+    async def scenario():
+        monitor = iotlight.Monitor(host="127.0.0.1", port=0, token="", snapshot=make_snapshot)
+        await monitor.start()
+        try:
+            for payload in (b"\x16\x03\x01garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n", b"\xff" * 64):
+                s = socket.create_connection(("127.0.0.1", monitor.port))
+                s.sendall(payload)
+                await asyncio.sleep(0.2)
+                s.close()                     # hung up in the middle of a handshake
+            idle = socket.create_connection(("127.0.0.1", monitor.port))
+            await asyncio.sleep(5.5)          # past the 5 s handshake deadline
+            idle.close()
+            async with connect("ws://127.0.0.1:%d/" % monitor.port) as ws:
+                return json.loads(await asyncio.wait_for(ws.recv(), 10))
+        finally:
+            await monitor.close()
+
+    caplog.set_level(logging.INFO)
+    first = asyncio.run(scenario())
+    assert first["type"] == "state"
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
