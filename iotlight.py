@@ -1342,9 +1342,11 @@ class Store:
         self.log = logging.getLogger("iotlight.store")
         self.failing: Optional[str] = None       # the write error of a trouble episode, logged once
         size = os.path.getsize(path) if os.path.exists(path) else 0
-        if size == 0 and (os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0) > 0:
-            # an empty database beside a non-empty WAL: the file was cut short (a power cut on an SD card)
-            raise _damaged_state(path, "the database file is empty but its write-ahead log is not")
+        if os.path.exists(path) and size == 0 and (os.path.exists(path + ".reserve") or (
+                os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0)):
+            # an empty database that was in use before (its reserve file or a non-empty WAL beside
+            # it): cut short, say by a power cut on an SD card
+            raise _damaged_state(path, "the database file is empty but was in use before")
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout=5000")

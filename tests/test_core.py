@@ -173,3 +173,18 @@ def test_press_numbers_continue_after_the_chains_count(tmp_path):
     assert store.add_press("left", "pressed", 2000, 6) == 7
     assert not store.raise_press_count(3)
     store.close()
+
+
+def test_a_state_file_cut_to_nothing_is_damage_not_a_fresh_start(tmp_path):
+    """A state file that was in use and is now empty is refused (exit 3), not taken for a first start."""
+    path = tmp_path / "s.db"
+    store = iotlight.Store(str(path))
+    store.set_meta("address", "3Mtest")
+    store.close()
+    path.write_bytes(b"")
+    with pytest.raises(iotlight.StateError) as e:
+        iotlight.Store(str(path))
+    assert e.value.exit_status == 3 and "empty but was in use before" in str(e.value)
+    fresh = iotlight.Store(str(path))    # moved aside: the next start begins a fresh state
+    assert fresh.get_meta("address") is None
+    fresh.close()
