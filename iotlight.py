@@ -60,7 +60,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve as ws_serve
@@ -1242,7 +1242,7 @@ def events_to_entries(events: Sequence[PendingEvent]) -> List[Dict[str, Any]]:
     return entries
 
 
-def backoff_delays(base: float = 1.0, cap: float = 60.0, rng: Optional[random.Random] = None) -> Iterable[float]:
+def backoff_delays(base: float = 1.0, cap: float = 60.0, rng: Optional[random.Random] = None) -> Iterator[float]:
     """Exponential back-off with full jitter: base, 2 base, 4 base ... capped, each randomised."""
     rng = rng or random.Random()
     attempt = 0
@@ -2753,15 +2753,8 @@ class Watcher:
             except NodeRejected as e:
                 self._complain_once("rej:%s" % e, "the node refused a request: %s", e)
                 wait = next(delays)
-            except NodeError as e:
-                self.log.debug("poll failed: %s", e)
-                wait = max(next(delays), self.node.retry_in())
-            except StateError as e:
-                _state_trouble(self.log, e)
-                wait = STATE_RETRY
-            except Exception as e:  # a bug or an answer we did not foresee: log it, keep polling
-                _unexpected(self.log, "poll", e)
-                wait = next(delays)
+            except Exception as e:
+                wait = _retry_delay(self.log, "poll", e, delays, self.node)
             await _wait_or_stop(stop, wait)
 
 
@@ -2894,7 +2887,7 @@ class Outbox:
         self.next_funds_check = 0.0
         self.node_offset_ms = 0
         self.retry_at: Dict[str, float] = {}
-        self.retry_delays: Dict[str, Iterable[float]] = {}
+        self.retry_delays: Dict[str, Iterator[float]] = {}
         self.next_status_check = 0.0
         self.press_count_checked = False
         self.heartbeat = now
@@ -3112,15 +3105,8 @@ class Outbox:
                 timeout = STATUS_CHECK_INTERVAL if self.store.open_txs() else 30.0
                 if self.store.pending_event_count():
                     timeout = min(timeout, max(0.01, self.build_due()))
-            except NodeError as e:
-                self.log.debug("outbox: %s", e)
-                timeout = max(next(delays), self.node.retry_in())
-            except StateError as e:
-                _state_trouble(self.log, e)
-                timeout = STATE_RETRY
-            except Exception as e:  # a bug or an answer we did not foresee: log it, keep going
-                _unexpected(self.log, "outbox", e)
-                timeout = next(delays)
+            except Exception as e:
+                timeout = _retry_delay(self.log, "outbox", e, delays, self.node)
             await _wait_any(stop, self.wake, timeout)
 
 
@@ -3136,6 +3122,19 @@ def _unexpected(log: logging.Logger, where: str, e: Exception) -> None:
     if key not in _unexpected_seen:
         _unexpected_seen.add(key)
         log.error("unexpected error in %s (the loop goes on): %s", where, e, exc_info=e)
+
+
+def _retry_delay(log: logging.Logger, where: str, e: Exception, delays: Iterator[float], node: NodeClient) -> float:
+    """After an error in one round of a service loop: log it the way its kind deserves and say
+    how long to wait. The loop itself goes on (CancelledError is no Exception and passes)."""
+    if isinstance(e, NodeError):
+        log.debug("%s: %s", where, e)
+        return max(next(delays), node.retry_in())
+    if isinstance(e, StateError):
+        _state_trouble(log, e)
+        return STATE_RETRY
+    _unexpected(log, where, e)   # a bug or an answer we did not foresee
+    return next(delays)
 
 
 def _state_trouble(log: logging.Logger, e: StateError) -> None:

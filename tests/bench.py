@@ -51,7 +51,7 @@ for _p in (str(ROOT), str(TESTS)):
 
 import iotlight  # noqa: E402
 
-from harness import Device, read_state, start_chain, wait_until  # noqa: E402
+from harness import Device, funded_device, read_state, start_chain, wait_until  # noqa: E402
 
 log = logging.getLogger("iotlight.bench")
 
@@ -216,16 +216,7 @@ def fake_chain() -> Iterator[Any]:
         node.stop()
 
 
-@contextlib.contextmanager
-def device_on(chain: Any, folder: Path, **settings: Any) -> Iterator[Device]:
-    """A device folder funded for fees on `chain`; its daemon is stopped on the way out."""
-    d = Device(folder, chain.url, chain.asset, **settings)
-    chain.fund(d.address, waves=10 ** 9)
-    try:
-        yield d
-    finally:
-        if d.alive():
-            d.stop()
+device_on = funded_device
 
 
 @contextlib.contextmanager

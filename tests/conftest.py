@@ -27,14 +27,9 @@ def chain():
 @pytest.fixture
 def device(chain, tmp_path):
     """A device (config, seed, state folder) funded for fees on the fake chain; not started."""
-    from harness import Device
-    d = Device(tmp_path / "device", chain.url, chain.asset)
-    chain.fund(d.address, waves=10 ** 9)
-    try:
+    from harness import funded_device
+    with funded_device(chain, tmp_path / "device") as d:
         yield d
-    finally:
-        if d.alive():
-            d.stop()
 
 
 @pytest.fixture

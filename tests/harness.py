@@ -1,12 +1,13 @@
 """Helpers for end-to-end tests: a throwaway device, its config, and the real daemon as a subprocess."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import iotlight
 
@@ -173,3 +174,15 @@ def credited(device: "Device") -> Dict[str, int]:
 def light_until(device: "Device") -> float:
     rows = read_state(device.folder / "iotlight.db", "SELECT value FROM meta WHERE key = 'light_until'")
     return float(rows[0][0]) if rows else 0.0
+
+
+@contextlib.contextmanager
+def funded_device(chain: Any, folder: Path, **settings: Any) -> Iterator["Device"]:
+    """A device folder funded for fees on `chain` (not started); its daemon is stopped on the way out."""
+    d = Device(folder, chain.url, chain.asset, **settings)
+    chain.fund(d.address, waves=10 ** 9)
+    try:
+        yield d
+    finally:
+        if d.alive():
+            d.stop()
