@@ -17,10 +17,14 @@ Sections, lowest layer first:
    4. Waves cryptography (base58, hashes, keys, addresses, signatures)
    5. transaction bytes (legacy binary and protobuf), JSON, fees, limits
    6. core logic (pricing, the light timer, the ledger rules, Data entries)
-   7. edges: clock, store (SQLite), node client (httpx), hardware, sd_notify
-   8. services: watcher, lamp, joystick, telemetry, outbox, monitor
+   7. edges: clock, store (SQLite), node client (httpx), sd_notify, hardware (7d)
+   8. services: watcher, lamp, outbox, telemetry, and the monitor (8e: WebSocket
+      server, dashboard page, terminal client)
    9. the daemon: wiring and shutdown
   10. command line and main()
+
+The user-facing contract (configuration keys, commands, monitor messages, Data
+entries) is documented in README.md.
 """
 
 # =============================================================================
