@@ -1344,6 +1344,7 @@ class Store:
         self.path = path
         self.log = logging.getLogger("iotlight.store")
         self.failing: Optional[str] = None       # the write error of a trouble episode, logged once
+        self.last_complaint = -1e9
         size = os.path.getsize(path) if os.path.exists(path) else 0
         if os.path.exists(path) and size == 0 and (os.path.exists(path + ".reserve") or (
                 os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0)):
@@ -1427,7 +1428,7 @@ class Store:
             raise
         if self.failing is not None:
             self.failing = None
-            self.log.info("%s: the state file can be written again", self.path)
+            self.log.debug("%s: the state file can be written again", self.path)
             self.keep_reserve()
 
     def _write_failed(self, e: sqlite3.Error) -> StateError:
@@ -1435,7 +1436,10 @@ class Store:
         err = StateError("%s: cannot write the state file: %s" % (self.path, e))
         if self.failing is None:
             self.failing = str(e)
-            self.log.error("%s; nothing is lost: it is kept in memory and retried (free some space?)", err)
+            now = time.monotonic()
+            if now - self.last_complaint > 60:    # a disk that flips between full and not: one line a minute
+                self.last_complaint = now
+                self.log.error("%s; what is pending is kept in memory and retried (free some space?)", err)
         return err
 
     # -- meta
@@ -2894,41 +2898,35 @@ class Outbox:
         self.retry_at: Dict[str, float] = {}
         self.retry_delays: Dict[str, Iterator[float]] = {}
         self.next_status_check = 0.0
-        self.press_count_checked = False
+        self.reconciled = False
         self.heartbeat = now
 
     def now_ms(self) -> int:
         return int(self.clock.time() * 1000) + self.node_offset_ms
 
-    async def check_press_count(self) -> None:
-        """Before the first transaction of a run: presses are numbered 1, 2, 3 ... never reused,
-        so a state file that lost its newest writes continues after the chain's joystick_count."""
+    async def reconcile_with_chain(self) -> None:
+        """Before the first transaction of a run, square the pending events with the chain. A state
+        file that lost its newest writes (a damaged write-ahead log) may hold as pending a press or
+        a receipt that went out already: those, found on chain with the same value, are marked sent.
+        Presses are numbered 1, 2, 3 ... never reused: numbering continues after the chain's
+        joystick_count, and a pending press whose number the chain holds for another press is
+        numbered anew."""
         address = b58encode(address_bytes_from_public_key(self.keys.public_key, self.config.chain_id))
-        try:
-            entry = await self.node.get("/addresses/data/%s/joystick_count" % address)
-        except NodeRejected as e:
-            if e.status != 404:
-                raise
-            entry = None
-        on_chain = entry.get("value") if isinstance(entry, dict) else None
-        if _is_int(on_chain):
-            # pending presses with a number the chain has already: the same press (sent before the
-            # state file lost it) is done; another one gets a new number
-            stale = [e for e in self.store.pending_events(10_000) if e.kind == "joystick" and e.press_n <= on_chain]
-            written = {}
-            for i in range(0, len(stale), 25):
-                chunk = stale[i:i + 25]
-                answer = await self.node.get("/addresses/data/%s" % address,
-                                             [("key", e.entries[0]["key"]) for e in chunk])
-                for item in answer if isinstance(answer, list) else []:
-                    if isinstance(item, dict):
-                        written[item.get("key")] = item.get("value")
-            done = [e.seq for e in stale if written.get(e.entries[0]["key"]) == e.entries[0]["value"]]
-            if self.store.raise_press_count(on_chain, done):
-                self.log.warning("the chain's joystick_count is %d, ahead of the state file: numbering "
-                                 "continues after it (%d pending press(es) were on chain already)",
-                                 on_chain, len(done))
-        self.press_count_checked = True
+        pending = [e for e in self.store.pending_events(10_000) if e.kind in ("joystick", "receipt")]
+        keys = [entry["key"] for e in pending for entry in e.entries] + ["joystick_count"]
+        written: Dict[str, Any] = {}
+        for i in range(0, len(keys), 25):
+            answer = await self.node.get("/addresses/data/%s" % address, [("key", k) for k in keys[i:i + 25]])
+            for item in answer if isinstance(answer, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("key"), str):
+                    written[item["key"]] = item.get("value")
+        done = [e.seq for e in pending if all(written.get(x["key"]) == x["value"] for x in e.entries)]
+        on_chain = written.get("joystick_count")
+        if self.store.raise_press_count(on_chain if _is_int(on_chain) else 0, done):
+            self.log.warning("the state file was behind the chain (joystick_count %s): %d pending event(s) "
+                             "were on chain already; press numbers continue after the chain's",
+                             on_chain, len(done))
+        self.reconciled = True
 
     def pending_count(self) -> int:
         return self.store.pending_event_count() + len(self.store.open_txs())
@@ -3098,8 +3096,8 @@ class Outbox:
             self.heartbeat = self.clock.monotonic()
             self.wake.clear()
             try:
-                if not self.press_count_checked:
-                    await self.check_press_count()
+                if not self.reconciled:
+                    await self.reconcile_with_chain()
                 self.build_pending()
                 await self.check_funds()
                 await self.broadcast_open()
@@ -3145,7 +3143,7 @@ def _retry_delay(log: logging.Logger, where: str, e: Exception, delays: Iterator
 def _state_trouble(log: logging.Logger, e: StateError) -> None:
     """A state-file write failed (a full disk, say): the Store logged it once for the episode;
     the caller keeps what it had and retries after STATE_RETRY seconds."""
-    log.debug("will retry in %g s: %s", STATE_RETRY, e)
+    log.debug("state file busy or full: will retry in %g s", STATE_RETRY)
 
 
 def release_free_memory() -> None:

@@ -169,3 +169,32 @@ def test_presses_made_while_the_disk_is_full_survive_a_clean_stop(chain, tmp_pat
         device.stop()
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_events_a_damaged_log_shows_as_pending_are_not_sent_twice(chain, device):
+    """A state file that lost the write tying a receipt and a press to their (sent) transaction
+    shows them pending again: what the chain holds already is not sent a second time."""
+    import json as json_module
+    device.start()
+    wait_contact(device)
+    paid = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]
+    wait_until(lambda: receipt_counts(chain, device)["served_" + paid], 30, what="the receipt on chain")
+    device.kill(signal.SIGKILL)
+    db = sqlite3.connect(str(device.folder / "iotlight.db"))
+    with db:
+        # the lost write: the receipt back to pending, and a press that went out as joystick_1
+        db.execute("UPDATE events SET tx_id = NULL WHERE kind = 'receipt'")
+        entry = iotlight.joystick_entry(1, "up", "pressed", 1700000000000)
+        db.execute("INSERT INTO events (kind, entries, press_n, created_ms) VALUES ('joystick', ?, 1, 0)",
+                   (json_module.dumps([entry]),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', '1')")
+    db.close()
+    chain.data(device.keys, [entry, {"key": "joystick_count", "type": "integer", "value": 1}])
+    device.start()
+    later = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]
+    wait_until(lambda: receipt_counts(chain, device)["served_" + later], 30, what="the later receipt")
+    assert receipt_counts(chain, device)["served_" + paid] == 1
+    assert "pending event(s) were on chain already" in device.output()
+    keys = [e["key"] for tx in chain.all_transactions() if tx["type"] == 12 and tx["sender"] == device.address
+            for e in tx["data"]]
+    assert keys.count("joystick_1") == 1
