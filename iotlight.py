@@ -1471,22 +1471,17 @@ class Store:
         return float(self.get_meta("light_start", "0")), float(self.get_meta("light_until", "0"))
 
     # -- payments
-    def seen_ids(self, ids: Sequence[str]) -> set:
-        out = set()
+    def _rows_by_id(self, select: str, ids: Sequence[str]) -> List[Tuple[Any, ...]]:
+        """Rows of `select` ("SELECT ... FROM t WHERE id IN (%s)") for the ids, in chunks SQLite takes."""
+        rows: List[Tuple[Any, ...]] = []
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            q = "SELECT id FROM seen WHERE id IN (%s)" % ",".join("?" * len(chunk))
-            out.update(r[0] for r in self.db.execute(q, chunk))
-        return out
+            chunk = list(ids[i:i + 500])
+            rows.extend(self.db.execute(select % ",".join("?" * len(chunk)), chunk).fetchall())
+        return rows
 
     def seen_heights(self, ids: Sequence[str]) -> Dict[str, Optional[int]]:
         """Handled transaction id -> the height it had when it was handled."""
-        out: Dict[str, Optional[int]] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            q = "SELECT id, height FROM seen WHERE id IN (%s)" % ",".join("?" * len(chunk))
-            out.update(self.db.execute(q, chunk).fetchall())
-        return out
+        return dict(self._rows_by_id("SELECT id, height FROM seen WHERE id IN (%s)", ids))
 
     def mark_seen(self, items: Sequence[Tuple[str, Optional[int]]]) -> None:
         if not items:
@@ -1495,12 +1490,11 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO seen (id, height) VALUES (?, ?)", items)
 
     def credited_ids(self, ids: Sequence[str]) -> set:
-        out = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            q = "SELECT id FROM payments WHERE id IN (%s)" % ",".join("?" * len(chunk))
-            out.update(r[0] for r in self.db.execute(q, chunk))
-        return out
+        return {r[0] for r in self._rows_by_id("SELECT id FROM payments WHERE id IN (%s)", ids)}
+
+    def outbox_ids(self, ids: Sequence[str]) -> set:
+        """The ids among `ids` of transactions this device signed and stored."""
+        return {r[0] for r in self._rows_by_id("SELECT id FROM outbox WHERE id IN (%s)", ids)}
 
     def credit_payments(self, payments: Sequence[Tuple[str, str, int, Optional[int], float]], *, now: float,
                         max_seconds: float, light: Optional[Tuple[float, float]] = None,
@@ -2605,8 +2599,11 @@ class Watcher:
                 self.process(found, height, complete)
         if self.verify_receipts:
             # the first read after a start: a state file that lost its newest writes (a damaged
-            # write-ahead log) must not credit again what the chain shows as served
-            self.process(found, height, complete, await self._served_on_chain(found))
+            # write-ahead log) must not credit again what the chain shows as served. It lost
+            # writes if the chain holds Data transactions of ours that the outbox does not know.
+            own = [tx["id"] for tx in found if tx.get("type") == TX_DATA and tx.get("sender") == self.address]
+            lost = bool(set(own) - self.store.outbox_ids(own))
+            self.process(found, height, complete, await self._served_on_chain(found) if lost else {})
             self.verify_receipts = not complete
         if complete:
             self.deep = False
@@ -2625,11 +2622,16 @@ class Watcher:
                 continue
         ids = [i for i in ids if i not in self.store.credited_ids(ids)]
         served: Dict[str, Dict[str, Any]] = {}
-        for i in range(0, len(ids), 25):
-            chunk = ids[i:i + 25]
+        wanted = set(ids)
+        # a few receipts by key; many in one request by pattern
+        queries = ([[("key", "served_" + x) for x in ids[i:i + 25]] for i in range(0, len(ids), 25)]
+                   if len(ids) <= 50 else [[("matches", "served_.*")]])
+        for params in queries if ids else []:
             await self._list_token()
-            entries = await self.node.get("/addresses/data/%s" % self.address, [("key", "served_" + x) for x in chunk])
+            entries = await self.node.get("/addresses/data/%s" % self.address, params)
             for entry in entries if isinstance(entries, list) else []:
+                if not isinstance(entry, dict) or entry.get("key", "")[len("served_"):] not in wanted:
+                    continue
                 try:
                     value = json.loads(entry["value"])
                     served[entry["key"][len("served_"):]] = {
