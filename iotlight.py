@@ -1338,7 +1338,7 @@ class Store:
     end time and queuing its receipt happen together or not at all.
     """
 
-    RESERVE_BYTES = 256 * 1024
+    RESERVE_BYTES = 1024 * 1024
 
     def __init__(self, path: str):
         self.path = path
@@ -1426,10 +1426,25 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             raise
-        if self.failing is not None:
+        if self.failing is not None and self.has_room():
             self.failing = None
             self.log.debug("%s: the state file can be written again", self.path)
             self.keep_reserve()
+
+    def has_room(self) -> bool:
+        """Whether the state folder has room again (twice the reserve), not just the freed reserve."""
+        try:
+            st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return True
+        return st.f_bavail * st.f_frsize >= 2 * self.RESERVE_BYTES
+
+    def probe(self) -> None:
+        """While writes fail (a full disk): StateError until there is room and a write works.
+        Services call it instead of writing, so the reserve stays for what must be saved."""
+        if not self.has_room():
+            raise StateError("%s: no room on its disk yet" % self.path)
+        self.set_meta("probe", int(time.time()))
 
     def _write_failed(self, e: sqlite3.Error) -> StateError:
         """A StateError for a failed write, logged once per trouble episode (not per attempt)."""
@@ -2533,6 +2548,8 @@ class Watcher:
 
     async def poll_once(self) -> None:
         """One poll: cheap change detection, then a list read when something changed."""
+        if self.store.failing:
+            self.store.probe()   # credits wait until the state file has room again
         mono = self.clock.monotonic()
         if self.decimals is None or mono >= self.next_sweep:
             await self.prepare()
@@ -3098,6 +3115,8 @@ class Outbox:
             self.heartbeat = self.clock.monotonic()
             self.wake.clear()
             try:
+                if self.store.failing:
+                    self.store.probe()   # no outbox writes while the disk is full: the reserve is for presses
                 if not self.reconciled:
                     await self.reconcile_with_chain()
                 self.build_pending()

@@ -164,8 +164,10 @@ def test_presses_made_while_the_disk_is_full_survive_a_clean_stop(chain, tmp_pat
         device.stop()
         os.unlink(str(mnt / "filler"))
         device.start()
-        wait_until(lambda: "joystick_count" in chain.data_entries(device.address), 30, what="the presses on chain")
-        assert chain.data_entries(device.address)["joystick_count"]["value"] == 3
+        wait_until(lambda: chain.data_entries(device.address).get("joystick_count", {}).get("value") == 3, 30,
+                   what="all three presses on chain")
+        assert sorted(k for k in chain.data_entries(device.address) if k.startswith("joystick_")) == [
+            "joystick_1", "joystick_2", "joystick_3", "joystick_count"]
         device.stop()
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
