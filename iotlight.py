@@ -1633,10 +1633,6 @@ class Store:
             db.execute("UPDATE outbox SET status = ?, height = COALESCE(?, height), error = ?, updated_ms = ?, "
                        "attempts = attempts + ? WHERE id = ?", (status, height, error, now_ms, int(attempt), txid))
 
-    def release_events(self, txid: str, now_ms: int, error: str) -> None:
-        """A transaction failed for good: mark it failed, its events stay with it (not resent)."""
-        self.set_tx_status(txid, "failed", now_ms, error=error)
-
     def open_txs(self) -> List[Dict[str, Any]]:
         rows = self.db.execute("SELECT id, tx, status, created_ms, timestamp_ms, attempts FROM outbox "
                                "WHERE status IN ('queued', 'broadcast') ORDER BY created_ms, rowid").fetchall()
@@ -2900,6 +2896,7 @@ class Outbox:
                  publish: Callable[[Dict[str, Any]], None], on_funds: Callable[[bool], None]):
         self.config = config
         self.keys = keys
+        self.address = keys.address(config.chain_id)
         self.node = node
         self.store = store
         self.clock = clock
@@ -2930,12 +2927,11 @@ class Outbox:
         Presses are numbered 1, 2, 3 ... never reused: numbering continues after the chain's
         joystick_count, and a pending press whose number the chain holds for another press is
         numbered anew."""
-        address = b58encode(address_bytes_from_public_key(self.keys.public_key, self.config.chain_id))
         pending = [e for e in self.store.pending_events(10_000) if e.kind in ("joystick", "receipt")]
         keys = [entry["key"] for e in pending for entry in e.entries] + ["joystick_count"]
         written: Dict[str, Any] = {}
         for i in range(0, len(keys), 25):
-            answer = await self.node.get("/addresses/data/%s" % address, [("key", k) for k in keys[i:i + 25]])
+            answer = await self.node.get("/addresses/data/%s" % self.address, [("key", k) for k in keys[i:i + 25]])
             for item in answer if isinstance(answer, list) else []:
                 if isinstance(item, dict) and isinstance(item.get("key"), str):
                     written[item["key"]] = item.get("value")
@@ -3026,7 +3022,7 @@ class Outbox:
                 self.resign(txid, "the node refused its timestamp: %s" % msg)
             else:
                 self.log.error("the node rejected Data transaction %s: %s", txid, msg)
-                self.store.release_events(txid, now_ms, msg)
+                self.store.set_tx_status(txid, "failed", now_ms, error=msg)  # its events stay with it
                 self.publish({"type": "data_tx", "id": txid, "status": "failed", "error": msg})
             return True
         except NodeError as e:
@@ -3101,8 +3097,7 @@ class Outbox:
         if not self.no_funds or self.clock.monotonic() < self.next_funds_check:
             return
         self.next_funds_check = self.clock.monotonic() + 10.0
-        balance = await self.node.balance(b58encode(address_bytes_from_public_key(self.keys.public_key,
-                                                                                    self.config.chain_id)))
+        balance = await self.node.balance(self.address)
         need = max((r["tx"].get("fee", 0) for r in self.store.open_txs()), default=0)
         if balance >= need:
             self.log.info("coins for fees arrived (balance %d); sending the waiting entries", balance)
