@@ -1204,7 +1204,7 @@ class PendingEvent:
     """An event stored in the outbox's queue, waiting for a Data transaction."""
 
     seq: int
-    kind: str                       # "joystick", "receipt" or "telemetry"
+    kind: str                       # "joystick", "receipt", "telemetry" or "count" (joystick_count alone)
     entries: Tuple[Dict[str, Any], ...]
     press_n: int = 0                # for joystick events: its n
 
@@ -1219,8 +1219,9 @@ def pack_events(events: Sequence[PendingEvent], *, max_entries: int = DATA_MAX_E
     payload = 0
     has_press = has_telemetry = False
     for ev in events:
-        extra = len(ev.entries) + (1 if ev.kind == "joystick" and not has_press else 0)
-        size = data_payload_size(ev.entries) + (len("joystick_count") + 8 if ev.kind == "joystick" and not has_press else 0)
+        counted = ev.kind in ("joystick", "count") and not has_press
+        extra = len(ev.entries) + (1 if counted else 0)
+        size = data_payload_size(ev.entries) + (len("joystick_count") + 8 if counted else 0)
         if ev.kind == "telemetry" and has_telemetry:
             break
         if taken and (entries + extra > max_entries or payload + size > max_payload):
@@ -1228,7 +1229,7 @@ def pack_events(events: Sequence[PendingEvent], *, max_entries: int = DATA_MAX_E
         taken.append(ev)
         entries += extra
         payload += size
-        has_press = has_press or ev.kind == "joystick"
+        has_press = has_press or ev.kind in ("joystick", "count")
         has_telemetry = has_telemetry or ev.kind == "telemetry"
     return taken
 
@@ -1595,6 +1596,16 @@ class Store:
                 db.execute("UPDATE events SET entries = ?, press_n = ? WHERE seq = ?", (json.dumps([entry]), n, seq))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', ?)", (str(n),))
             return True
+
+    def press_count(self) -> int:
+        """The highest press number handed out so far (0: none yet)."""
+        return int(self.get_meta("press_n") or 0)
+
+    def add_count_event(self, now_ms: int) -> None:
+        """Queue joystick_count alone (the current press count), to put the chain's value right."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO events (kind, entries, press_n, created_ms) "
+                       "SELECT 'count', '[]', CAST(value AS INTEGER), ? FROM meta WHERE key = 'press_n'", (now_ms,))
 
     def add_event(self, kind: str, entries: List[Dict[str, Any]], now_ms: int) -> None:
         with self.transaction() as db:
@@ -2473,6 +2484,7 @@ DEEP_MARGIN = 100             # the node's deepest automatic rollback: how far t
 LIST_PAGE = 1000              # further pages (the node's default cap)
 RESIGN_AFTER_MS = 125 * 60_000  # a tx older than the node's 120-minute window can never land
 STATUS_CHECK_INTERVAL = 3.0
+COUNT_CHECK_INTERVAL = 20.0   # how often an idle outbox may compare joystick_count on chain with its own
 COIN_BALANCE_INTERVAL = 30.0
 
 
@@ -2483,9 +2495,10 @@ class Watcher:
     address's transaction list, which public pools limit hardest, is read only
     when one of them changed, when payments wait for confirmations, or when the
     safety sweep is due. A read pages back with `after` until it meets a
-    transaction already handled in a block deep enough to be final; only a read
-    that got there marks what it found as seen, so a read cut short by an error
-    or a rollback leaves no gap. Crediting is keyed by transaction id in the
+    transaction already handled in a block deep enough to be final and checked
+    unchanged (by its id) since the last read; only a read that got there marks
+    what it found as seen, so a read cut short by an error or a rollback leaves
+    no gap. Crediting is keyed by transaction id in the
     store, so reading a transaction twice never credits it twice.
     """
 
@@ -2511,6 +2524,7 @@ class Watcher:
         self.pending: Dict[str, int] = {}      # payment id -> height, waiting for confirmations
         self.deep = True              # the next complete read looks DEEP_MARGIN blocks back (start, rollback)
         self.verify_receipts = True   # until a complete read after start: trust on-chain receipts too
+        self.witness: Optional[Tuple[int, str]] = None   # (height, block id) at the last complete read's floor
         self.next_sweep = 0.0
         self.next_coin_check = 0.0
         self.dirty = True
@@ -2603,25 +2617,29 @@ class Watcher:
         Payments found are credited even when the read is cut short; what it found is
         marked handled only when it got all the way down."""
         found: List[Dict[str, Any]] = []
+        handled: List[Tuple[str, Optional[int]]] = []
         complete = False
+        deep = self.deep
+        self.dirty = True
         try:
             complete = await self._read_pages(height, found)
         finally:
-            self.dirty = not complete
             if not self.verify_receipts:
-                self.process(found, height, complete)
+                handled = self.process(found, height)   # the light goes on before the checks below
         if self.verify_receipts:
             # the first read after a start: a state file that lost its newest writes (a damaged
             # write-ahead log) must not credit again what the chain shows as served. It lost
             # writes if the chain holds Data transactions of ours that the outbox does not know.
             own = [tx["id"] for tx in found if tx.get("type") == TX_DATA and tx.get("sender") == self.address]
             lost = bool(set(own) - self.store.outbox_ids(own))
-            self.process(found, height, complete, await self._served_on_chain(found) if lost else {})
-            self.verify_receipts = not complete
-        if complete:
+            handled = self.process(found, height, await self._served_on_chain(found) if lost else {})
+        if complete and await self._chain_below_unchanged(height):
+            self.store.mark_seen(handled)
+            self.verify_receipts = False
             self.deep = False
-        if len(found) > LIST_PAGE:
-            release_free_memory()   # a catch-up read held thousands of transactions
+            self.dirty = False
+        if len(found) > LIST_PAGE or deep:
+            release_free_memory()   # a catch-up or deep read held many transactions
 
     async def _served_on_chain(self, txs: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
         """Receipts (served_<id>) the device wrote on chain for payments among `txs` that the
@@ -2656,6 +2674,37 @@ class Watcher:
                              "chain): recorded without lighting again", len(served))
         return served
 
+    async def _block_id(self, height: int) -> Optional[str]:
+        """The id of the block at `height`; None when there is none (a rollback took it)."""
+        try:
+            header = await self.node.get("/blocks/headers/at/%d" % height)
+        except NodeRejected as e:
+            if e.status == 404:
+                return None
+            raise
+        ident = (header.get("id") or header.get("signature")) if isinstance(header, dict) else None
+        if not isinstance(ident, str):
+            raise NodeError("the node answered /blocks/headers/at/%d without a block id" % height)
+        return ident
+
+    async def _chain_below_unchanged(self, height: int) -> bool:
+        """After a read got down to its stop: were the blocks up to the witness (the block at the
+        previous read's floor) left alone meanwhile? A block's id covers every block below it.
+        If a rollback went that deep, the read may have stopped at a transaction that came back
+        at its old height above newer ones: it does not count, and the next one reads deep.
+        Then the witness moves up to this read's floor."""
+        if self.witness is not None and not self.deep:
+            at, ident = self.witness
+            if await self._block_id(at) != ident:
+                self.log.info("block %d changed since the last read (a rollback): reading again, deeper", at)
+                self.witness = None
+                self.deep = True
+                return False
+        at = height - self.config.confirmations - REORG_MARGIN
+        ident = await self._block_id(at) if at >= 1 else None
+        self.witness = (at, ident) if ident is not None else None
+        return True
+
     async def _read_pages(self, height: int, found: List[Dict[str, Any]]) -> bool:
         ids_this_read: set = set()
         after: Optional[str] = None
@@ -2681,10 +2730,13 @@ class Watcher:
                     self._complain_once("shape:%s" % e, "skipping a malformed transaction from the node: %s", e)
             seen = self.store.seen_heights([t["id"] for t in good])
             # Everything below a handled transaction that has not moved and lies deeper than a reorg
-            # can reach was handled by an earlier complete read. A rollback can put a handled
-            # transaction back above newer ones, so a moved one, or one in the last blocks, is no stop.
+            # can reach, in blocks checked unchanged since the last complete read (the witness), was
+            # handled by an earlier complete read. A rollback can put a handled transaction back
+            # above newer ones, so a moved one, or one in the last blocks, is no stop.
             margin = DEEP_MARGIN if self.deep else REORG_MARGIN
             floor = height - self.config.confirmations - margin
+            if self.witness is not None and not self.deep:
+                floor = min(floor, self.witness[0])   # below it, the chain is checked unchanged
             history_floor = None if self.config.count_history else self.horizon() - DEEP_MARGIN
             stop = False
             for tx in good:
@@ -2713,10 +2765,11 @@ class Watcher:
         """The node's height at the very first start (first contact)."""
         return int(self.store.get_meta("horizon") or 0)
 
-    def process(self, txs: List[Dict[str, Any]], height: int, complete: bool,
-                served: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
-        """Credit the final payments among `txs` (oldest first); mark handled ones seen.
-        `served` holds payments whose receipts are on chain already: recorded, not lit again."""
+    def process(self, txs: List[Dict[str, Any]], height: int,
+                served: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Tuple[str, Optional[int]]]:
+        """Credit the final payments among `txs` (oldest first); return the handled ones (id,
+        height), for the caller to mark seen once the read proved complete. `served` holds
+        payments whose receipts are on chain already: recorded, not lit again."""
         horizon = self.horizon() or height
         first_start_ms = int(self.store.get_meta("first_start_ms") or 0)
         payments: List[Tuple[str, str, int, Optional[int], float]] = []
@@ -2758,13 +2811,12 @@ class Watcher:
                                                  light=(start, until), served=served)
             if credits or served:
                 self.on_credit(credits)
-        if complete:
-            self.store.mark_seen(handled)
         for txid in pending:
             if txid not in self.pending:
                 self.log.info("payment %s seen at height %d; waiting for %d confirmation(s)",
                               txid, pending[txid], self.config.confirmations)
         self.pending = pending
+        return handled
 
     async def run(self, stop: asyncio.Event) -> None:
         delays = backoff_delays(self.config.poll_interval, 60.0)
@@ -2915,6 +2967,8 @@ class Outbox:
         self.retry_delays: Dict[str, Iterator[float]] = {}
         self.next_status_check = 0.0
         self.reconciled = False
+        self.count_ok = 0                 # the press count last found on chain as joystick_count
+        self.next_count_check = now + COUNT_CHECK_INTERVAL
         self.heartbeat = now
 
     def now_ms(self) -> int:
@@ -3093,6 +3147,30 @@ class Outbox:
             elif status == "not_found" and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS:
                 self.resign(row["id"], "it is too old for the node to accept and the node does not know it")
 
+    def recheck_count(self) -> None:
+        """After a rollback: look at the chain's joystick_count again once all is confirmed."""
+        self.count_ok = 0
+
+    async def check_press_count(self) -> None:
+        """joystick_count on chain is whichever transaction came last: a rollback that puts an older
+        press transaction back into a block after a newer one leaves the chain's count behind. Once
+        everything is confirmed, compare it with the presses written and, if behind, write it again."""
+        own = self.store.press_count()
+        mono = self.clock.monotonic()
+        if own == self.count_ok or mono < self.next_count_check:
+            return
+        self.next_count_check = mono + COUNT_CHECK_INTERVAL
+        answer = await self.node.get("/addresses/data/%s" % self.address, [("key", "joystick_count")])
+        value = next((item.get("value") for item in (answer if isinstance(answer, list) else [])
+                      if isinstance(item, dict) and item.get("key") == "joystick_count"), None)
+        if _is_int(value) and value >= own:
+            self.count_ok = own
+            return
+        self.log.warning("joystick_count on chain is %s but %d presses were written (a rollback put an older "
+                         "transaction last): writing the count again", value, own)
+        self.store.add_count_event(int(self.clock.time() * 1000))
+        self.wake.set()
+
     async def check_funds(self) -> None:
         if not self.no_funds or self.clock.monotonic() < self.next_funds_check:
             return
@@ -3120,10 +3198,14 @@ class Outbox:
                 if self.clock.monotonic() >= self.next_status_check:
                     self.next_status_check = self.clock.monotonic() + STATUS_CHECK_INTERVAL
                     await self.check_statuses()
+                if not self.store.open_txs() and not self.store.pending_event_count():
+                    await self.check_press_count()
                 delays = backoff_delays(1.0, 60.0)
                 timeout = STATUS_CHECK_INTERVAL if self.store.open_txs() else 30.0
                 if self.store.pending_event_count():
                     timeout = min(timeout, max(0.01, self.build_due()))
+                elif self.count_ok != self.store.press_count():
+                    timeout = min(timeout, max(0.5, self.next_count_check - self.clock.monotonic()))
             except Exception as e:
                 timeout = _retry_delay(self.log, "outbox", e, delays, self.node)
             await _wait_any(stop, self.wake, timeout)
@@ -4293,6 +4375,8 @@ class Daemon:
         self.lamp.wake.set()
 
     def height_changed(self, height: int) -> None:
+        if height < (self.node_state.get("height") or 0):
+            self.outbox.recheck_count()
         self.node_state["height"] = height
         self.publish({"type": "node", "url": self.node.current, "ok": True, "height": height})
 

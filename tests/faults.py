@@ -22,7 +22,6 @@ import atexit
 import collections
 import contextlib
 import dataclasses
-import glob
 import json
 import os
 import random
@@ -457,6 +456,27 @@ def settle(device: Device, chain: Any, sent: Dict[str, int], timeout: float) -> 
     return try_wait(done, timeout, 0.5)
 
 
+def unsettled(device: Device, chain: Any, sent: Dict[str, int]) -> str:
+    """What is still open when settle() gives up: the evidence for finding out why."""
+    parts = ["credited %d/%d" % (len(credited(device)), len(sent))]
+    rows = db_query(device, "SELECT id, status, attempts, height, error, updated_ms FROM outbox "
+                            "WHERE status IN ('queued', 'broadcast')", [])
+    for r in rows[:5]:
+        known = chain.transaction(r[0])
+        parts.append("outbox %s %s attempts=%s height=%s error=%s; chain: %s" % (
+            r[0][:10], r[1], r[2], r[3], r[4], "at height %s" % known.get("height") if known else "unknown"))
+    parts.append("%d open outbox row(s)" % len(rows))
+    pending = db_query(device, "SELECT seq, kind, press_n FROM events WHERE tx_id IS NULL", [])
+    parts.append("%d event(s) without a transaction%s" % (
+        len(pending), (" (first: %s)" % (pending[0],)) if pending else ""))
+    entries = chain.data_entries(device.address)
+    parts.append("served_ on chain %d; joystick_count on chain %s, stored presses %d" % (
+        sum(1 for k in entries if k.startswith("served_")), entries.get("joystick_count", {}).get("value"),
+        stored_press_count(device)))
+    parts.append("utx %d" % len(chain.unconfirmed()))
+    return "; ".join(parts)
+
+
 def crash_lines(device: Device) -> int:
     text = device.output(whole=True)
     return text.count("Traceback") + text.count("a service crashed")
@@ -597,7 +617,9 @@ def case_chaos(out: Outcome, quick: bool, rng: random.Random) -> None:
         out.check(device.alive(), "the daemon died during the chaos (exit %s)" % device.proc.poll())
         chain.mine()
         sent = stream.snapshot()
-        out.check(settle(device, chain, sent, 240), "not settled within 240 s after the chaos")
+        if not out.check(settle(device, chain, sent, 240), "not settled within 240 s after the chaos"):
+            out.notes.append("open after the chaos: " + unsettled(device, chain, sent))
+            print("\n".join(device.output(whole=True).splitlines()[-40:]), flush=True)
         check_hat(hat)
         rss.stop.set()
         rss.join(10)
@@ -727,7 +749,6 @@ def case_corrupt(out: Outcome, quick: bool, rng: random.Random) -> None:
                 device.stop()
             db = state_file(device)
             what = damage(db, rng)
-            before_names = set(os.listdir(device.folder))
             device.start(ready=False)
             out.runs += 1
             try_wait(lambda: device.proc.poll() is not None or "running: address" in device.output(), 30)

@@ -23,7 +23,6 @@ def presses_on_chain(chain, address):
 
 def joystick_broadcasts(chain, address):
     """Accepted Data broadcasts from the device, as posted."""
-    pk = None
     out = []
     for b in chain.broadcasts:
         body = b.body if isinstance(b.body, dict) else None
