@@ -3077,6 +3077,7 @@ class Outbox:
             else:
                 self.log.error("the node rejected Data transaction %s: %s", txid, msg)
                 self.store.set_tx_status(txid, "failed", now_ms, error=msg)  # its events stay with it
+                self._forget(txid)
                 self.publish({"type": "data_tx", "id": txid, "status": "failed", "error": msg})
             return True
         except NodeError as e:
@@ -3094,11 +3095,18 @@ class Outbox:
 
     def _set(self, txid: str, status: str, *, height: Optional[int] = None, attempt: bool = False) -> None:
         self.store.set_tx_status(txid, status, int(self.clock.time() * 1000), height=height, attempt=attempt)
+        if status not in OUTBOX_OPEN:
+            self._forget(txid)
         msg: Dict[str, Any] = {"type": "data_tx", "id": txid, "status": status}
         if height is not None:
             msg["height"] = height
         self.publish(msg)
         self.log.info("Data transaction %s %s%s", txid, status, " at height %d" % height if height else "")
+
+    def _forget(self, txid: str) -> None:
+        """No more broadcasts of this one: drop its retry bookkeeping."""
+        self.retry_at.pop(txid, None)
+        self.retry_delays.pop(txid, None)
 
     async def resync_clock(self, why: str) -> None:
         try:
@@ -3114,6 +3122,7 @@ class Outbox:
             self.node_offset_ms = 0
 
     def resign(self, txid: str, why: str) -> None:
+        self._forget(txid)
         events = self.store.events_of(txid)
         if not events:
             self.store.set_tx_status(txid, "replaced", int(self.clock.time() * 1000), error=why)

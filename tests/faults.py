@@ -557,8 +557,11 @@ FAULT_PATHS = (None, None, ["/transactions/broadcast"], ["/transactions/address/
                ["/assets/balance"], ["/transactions/status"])
 
 
+CHAOS_SECONDS: Optional[float] = None   # --chaos-minutes
+
+
 def case_chaos(out: Outcome, quick: bool, rng: random.Random) -> None:
-    duration = 60.0 if quick else 240.0
+    duration = CHAOS_SECONDS or (60.0 if quick else 240.0)
     with new_stack() as stack:
         root = temp_dir(stack, "chaos")
         chain = start_chain()
@@ -633,8 +636,12 @@ def case_chaos(out: Outcome, quick: bool, rng: random.Random) -> None:
         samples = [kb for _, kb in rss.samples]
         if samples:
             warm = [kb for t, kb in rss.samples if t >= t0 + min(20.0, duration / 3)] or samples
-            out.figures.append("VmRSS MB start/end/max %.1f/%.1f/%.1f" % (samples[0] / 1024, samples[-1] / 1024,
-                                                                         max(samples) / 1024))
+            half = [kb for t, kb in rss.samples if t >= t0 + duration / 2] or samples
+            out.figures.append("VmRSS MB start/warm/half-time/end/max %.1f/%.1f/%.1f/%.1f/%.1f" % (
+                samples[0] / 1024, warm[0] / 1024, half[0] / 1024, samples[-1] / 1024, max(samples) / 1024))
+            by_minute = [kb for t, kb in rss.samples if t >= t0][::max(1, int(60 / rss.every))]
+            out.notes.append("VmRSS MB minute by minute from the chaos's start: %s" % " ".join(
+                "%.1f" % (kb / 1024) for kb in by_minute))
             growth = warm[-1] - warm[0]
             out.check(growth < max(20 * 1024, warm[0] // 4),
                       "memory grew by %.1f MB after warm-up (%.1f -> %.1f MB)" % (growth / 1024, warm[0] / 1024,
@@ -1222,7 +1229,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter streams, fewer kills (about 5 minutes)")
     parser.add_argument("--only", help="comma-separated cases: %s (or 1-6)" % ", ".join(CASES))
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the time)")
+    parser.add_argument("--chaos-minutes", type=float, default=None,
+                        help="how long the node chaos lasts (default 4, or 1 with --quick)")
     args = parser.parse_args(argv)
+    global CHAOS_SECONDS
+    CHAOS_SECONDS = args.chaos_minutes * 60 if args.chaos_minutes else None
     register_runners()
     names = list(RUNNERS)
     if args.only:
@@ -1247,9 +1258,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         outcomes.append(o)
     print()
     print(table(outcomes))
-    print("\nreproduce: python tests/faults.py%s%s --seed %d" % (" --quick" if args.quick else "",
-                                                                " --only " + ",".join(names) if args.only else "",
-                                                                seed))
+    print("\nreproduce: python tests/faults.py%s%s%s --seed %d" % (
+        " --quick" if args.quick else "", " --only " + ",".join(names) if args.only else "",
+        " --chaos-minutes %g" % args.chaos_minutes if args.chaos_minutes else "", seed))
     return 1 if any(o.failures for o in outcomes) else 0
 
 
