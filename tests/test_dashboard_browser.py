@@ -85,6 +85,16 @@ class MonitorThread:
 
     def shutdown(self):
         self.stop()
+
+        async def cancel_leftovers():
+            # a browser's pre-connected socket that never finished its handshake: the monitor
+            # leaves its handler to the process's end; here the loop ends, so cancel it first
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._call(cancel_leftovers())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(WAIT)
         self.loop.close()
