@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 TESTS = Path(__file__).resolve().parent
 for _p in (str(TESTS.parent), str(TESTS)):
@@ -187,6 +187,24 @@ def check_hat(hat: EmulatedHat) -> None:
 def chain_stop(chain: Any) -> None:
     with contextlib.suppress(Exception):
         chain.stop()
+
+
+def open_chain(stack: contextlib.ExitStack) -> Any:
+    """A started fake node, stopped when the stack closes."""
+    chain = start_chain()
+    stack.callback(chain_stop, chain)
+    return chain
+
+
+def streaming_setup(stack: contextlib.ExitStack, out: "Outcome", name: str) -> Tuple[Any, EmulatedHat, Device]:
+    """The chain, the emulator and a started device on it, for the streaming cases."""
+    root = temp_dir(stack, name)
+    chain = open_chain(stack)
+    hat = open_hat(stack)
+    device = make_device(stack, root / "device", chain, name, hardware__backend="sense-emu")
+    device.start()
+    out.runs += 1
+    return chain, hat, device
 
 
 def data_txs(chain: Any, device: Device) -> Dict[str, Dict[str, Dict[str, Any]]]:
@@ -490,13 +508,7 @@ def case_sigkill(out: Outcome, quick: bool, rng: random.Random) -> None:
     payments, presses, kills = (300, 60, 5) if quick else (1000, 200, 20)
     stream_seconds = 30.0 if quick else 100.0
     with new_stack() as stack:
-        root = temp_dir(stack, "sigkill")
-        chain = start_chain()
-        stack.callback(chain_stop, chain)
-        hat = open_hat(stack)
-        device = make_device(stack, root / "device", chain, "sigkill", hardware__backend="sense-emu")
-        device.start()
-        out.runs += 1
+        chain, hat, device = streaming_setup(stack, out, "sigkill")
         live: List[Optional[int]] = [device.proc.pid]
         t0 = time.monotonic()
         stream = PaymentStream(chain, device.address, count=payments, rate=payments / stream_seconds,
@@ -563,13 +575,7 @@ CHAOS_SECONDS: Optional[float] = None   # --chaos-minutes
 def case_chaos(out: Outcome, quick: bool, rng: random.Random) -> None:
     duration = CHAOS_SECONDS or (60.0 if quick else 240.0)
     with new_stack() as stack:
-        root = temp_dir(stack, "chaos")
-        chain = start_chain()
-        stack.callback(chain_stop, chain)
-        hat = open_hat(stack)
-        device = make_device(stack, root / "device", chain, "chaos", hardware__backend="sense-emu")
-        device.start()
-        out.runs += 1
+        chain, hat, device = streaming_setup(stack, out, "chaos")
         pid = device.proc.pid
         t0 = time.monotonic()
         stream = PaymentStream(chain, device.address, count=100000, rate=4.0, mine_every=1.0,
@@ -733,8 +739,7 @@ def case_corrupt(out: Outcome, quick: bool, rng: random.Random) -> None:
     detected, undetected, recredited, next_ok = 0, [], 0, 0
     with new_stack() as stack:
         root = temp_dir(stack, "corrupt")
-        chain = start_chain()
-        stack.callback(chain_stop, chain)
+        chain = open_chain(stack)
         for k, (name, stop, damage) in enumerate(trials):
             device = make_device(stack, root / ("d%d" % k), chain, "corrupt %d" % k)
             sent: Dict[str, int] = {}
@@ -836,8 +841,7 @@ def case_clock(out: Outcome, quick: bool, rng: random.Random) -> None:
     worst_long, worst_early = 0.0, 0.0
     with new_stack() as stack:
         root = temp_dir(stack, "clock")
-        chain = start_chain()
-        stack.callback(chain_stop, chain)
+        chain = open_chain(stack)
         hat = open_hat(stack)
         offset = root / "faketime"
         set_offset(offset, 0)
@@ -926,8 +930,7 @@ def case_monitor(out: Outcome, quick: bool, rng: random.Random) -> None:
     raise_nofile(conns * 2 + 200)
     with new_stack() as stack:
         root = temp_dir(stack, "monitor")
-        chain = start_chain()
-        stack.callback(chain_stop, chain)
+        chain = open_chain(stack)
         hat = open_hat(stack)
         port = free_port()
         device = make_device(stack, root / "device", chain, "monitor", hardware__backend="sense-emu",
@@ -1070,8 +1073,7 @@ def case_disk(out: Outcome, quick: bool, rng: random.Random) -> None:
         if r.returncode != 0:
             raise Skip("cannot mount a tmpfs: %s" % r.stderr.strip())
         stack.callback(subprocess.run, ["umount", "-l", str(mnt)], capture_output=True)
-        chain = start_chain()
-        stack.callback(chain_stop, chain)
+        chain = open_chain(stack)
         hat = open_hat(stack)
         device = make_device(stack, mnt / "device", chain, "disk", hardware__backend="sense-emu",
                              device__seed_file=str(mnt / "device" / "device.seed"),
