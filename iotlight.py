@@ -1229,7 +1229,7 @@ def pack_events(events: Sequence[PendingEvent], *, max_entries: int = DATA_MAX_E
         taken.append(ev)
         entries += extra
         payload += size
-        has_press = has_press or ev.kind in ("joystick", "count")
+        has_press = has_press or counted
         has_telemetry = has_telemetry or ev.kind == "telemetry"
     return taken
 
@@ -2705,14 +2705,19 @@ class Watcher:
         if self.witness is not None and not self.deep:
             at, ident = self.witness
             if await self._block_id(at) != ident:
-                self.log.info("block %d changed since the last read (a rollback): reading again, deeper", at)
-                self.witness = None
-                self.deep = True
-                return False
+                return self._went_back("block %d changed since the last read" % at)
         at = height - self.config.confirmations - REORG_MARGIN
         ident = await self._block_id(at) if at >= 1 else None
         self.witness = (at, ident) if ident is not None else None
         return True
+
+    def _went_back(self, what: str) -> bool:
+        """The chain below the stop changed during or since the last read: this read does not
+        count, and the next one reads DEEP_MARGIN blocks back."""
+        self.log.info("%s (a rollback): reading again, deeper", what)
+        self.witness = None
+        self.deep = True
+        return False
 
     async def _read_pages(self, height: int, found: List[Dict[str, Any]]) -> bool:
         ids_this_read: set = set()
@@ -2991,13 +2996,7 @@ class Outbox:
         joystick_count, and a pending press whose number the chain holds for another press is
         numbered anew."""
         pending = [e for e in self.store.pending_events(10_000) if e.kind in ("joystick", "receipt")]
-        keys = [entry["key"] for e in pending for entry in e.entries] + ["joystick_count"]
-        written: Dict[str, Any] = {}
-        for i in range(0, len(keys), 25):
-            answer = await self.node.get("/addresses/data/%s" % self.address, [("key", k) for k in keys[i:i + 25]])
-            for item in answer if isinstance(answer, list) else []:
-                if isinstance(item, dict) and isinstance(item.get("key"), str):
-                    written[item["key"]] = item.get("value")
+        written = await self._written([entry["key"] for e in pending for entry in e.entries] + ["joystick_count"])
         done = [e.seq for e in pending if all(written.get(x["key"]) == x["value"] for x in e.entries)]
         on_chain = written.get("joystick_count")
         if self.store.raise_press_count(on_chain if _is_int(on_chain) else 0, done):
@@ -3005,6 +3004,16 @@ class Outbox:
                              "were on chain already; press numbers continue after the chain's",
                              on_chain, len(done))
         self.reconciled = True
+
+    async def _written(self, keys: Sequence[str]) -> Dict[str, Any]:
+        """The device's Data entries on chain for these keys: key -> value (absent keys left out)."""
+        written: Dict[str, Any] = {}
+        for i in range(0, len(keys), 25):
+            answer = await self.node.get("/addresses/data/%s" % self.address, [("key", k) for k in keys[i:i + 25]])
+            for item in answer if isinstance(answer, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("key"), str):
+                    written[item["key"]] = item.get("value")
+        return written
 
     def pending_count(self) -> int:
         return self.store.pending_event_count() + len(self.store.open_txs())
@@ -3178,9 +3187,7 @@ class Outbox:
         if own == self.count_ok or mono < self.next_count_check:
             return
         self.next_count_check = mono + COUNT_CHECK_INTERVAL
-        answer = await self.node.get("/addresses/data/%s" % self.address, [("key", "joystick_count")])
-        value = next((item.get("value") for item in (answer if isinstance(answer, list) else [])
-                      if isinstance(item, dict) and item.get("key") == "joystick_count"), None)
+        value = (await self._written(["joystick_count"])).get("joystick_count")
         if _is_int(value) and value >= own:
             self.count_ok = own
             return
