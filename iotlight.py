@@ -2708,6 +2708,8 @@ class Watcher:
                 return self._went_back("block %d changed since the last read" % at)
         at = height - self.config.confirmations - REORG_MARGIN
         ident = await self._block_id(at) if at >= 1 else None
+        if ident is None and at >= 1:
+            return self._went_back("block %d is gone" % at)   # went back below it during the read
         self.witness = (at, ident) if ident is not None else None
         return True
 
