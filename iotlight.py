@@ -128,7 +128,7 @@ class StateError(IotlightError):
 # 3. Configuration
 # =============================================================================
 #
-# The contract's keys (../shared/spec/interface.md) plus a few of our own
+# The keys of the user-facing contract (README.md documents them) plus a few of our own
 # (marked "ours"). Each key: (type check, default, what is expected).
 
 DEFAULT_CONFIG_PATHS = ("./iotlight.toml", "/etc/iotlight/iotlight.toml")
@@ -419,7 +419,7 @@ def load_config(path: str, *, require_asset: bool = True) -> Config:
 # 4. Waves cryptography
 # =============================================================================
 #
-# Keys, addresses and signatures as in ../shared/spec/waves-protocol.md sections
+# Keys, addresses and signatures as in the Waves protocol notes (waves-protocol.md), sections
 # 2-4. Hashes come from hashlib (BLAKE2b, SHA-256, SHA-512) and pycryptodome
 # (Keccak-256); curve arithmetic from libsodium through PyNaCl.
 

@@ -26,7 +26,7 @@ class Result:
 
 def run_cli(*args: str, cwd, umask: int = 0o022, timeout: float = TIMEOUT) -> Result:
     """`python iotlight.py ARGS` in cwd, without a terminal, with the parts variable cleared."""
-    env = {k: v for k, v in os.environ.items() if k not in ("IOTLIGHT_PARTS", "NOTIFY_SOCKET")}
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET",)}
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.run([sys.executable, str(IOTLIGHT), *args], cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout, umask=umask)

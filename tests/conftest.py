@@ -7,8 +7,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+for _p in (str(TESTS), str(TESTS / "tools")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 import pytest  # noqa: E402
 

@@ -48,13 +48,12 @@ def address(public_key: bytes, chain_id: str) -> str:
     return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
 
 
-# --- the shared vectors (shared/spec/vectors/) ----------------------------------
+# --- the vectors (tests/vectors/, vendored: see its PROVENANCE.md) -------------
 
 def vectors_dir():
-    """shared/spec/vectors beside the repository, or /work/shared/spec/vectors."""
+    """tests/vectors inside the checkout: nothing outside it is read."""
     from pathlib import Path
-    here = Path(__file__).resolve().parent.parent.parent / "shared" / "spec" / "vectors"
-    return here if here.is_dir() else Path("/work/shared/spec/vectors")
+    return Path(__file__).resolve().parent / "vectors"
 
 
 def load_vectors(name: str) -> dict:

@@ -14,7 +14,7 @@ import pytest
 import iotlight
 from fakenode import FakeNode, FakeNodeError
 
-SPEC = Path("/work/shared/spec/vectors")
+SPEC = Path(__file__).resolve().parent / "vectors"
 EXAMPLES = SPEC / "api_examples"
 CHAIN = "T"
 
@@ -539,7 +539,7 @@ def test_standalone_demo_prints_treasury_and_asset(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fakenode.py")), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "tools" / "fakenode.py"), "--port", str(port),
                              "--chain", "T", "--demo", "--block-interval", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from harness import ROOT
 
-FILES = [str(ROOT / "iotlight.py"), str(ROOT / "tests" / "fakenode.py"), str(ROOT / "tests" / "rehearsal.py")]
+FILES = [str(ROOT / "iotlight.py"), str(ROOT / "tests" / "tools" / "fakenode.py"), str(ROOT / "tests" / "tools" / "rehearsal.py")]
 
 
 def test_vermin_finds_nothing_newer_than_39():

@@ -1,4 +1,4 @@
-"""Regressions found by the fault campaign (tests/faults.py): each failed before its fix."""
+"""Regressions found by the fault campaign (tests/tools/faults.py): each failed before its fix."""
 
 import collections
 import json
@@ -205,7 +205,7 @@ def test_events_a_damaged_log_shows_as_pending_are_not_sent_twice(chain, device)
 def test_payment_below_a_payment_that_came_back_at_its_old_height_is_credited(chain, device):
     """A rollback the daemon never saw (the node failing meanwhile) puts a credited payment back
     into a block at the very height it had, above a payment made in between: the list read must
-    not stop at the returned one (chaos case of tests/faults.py, seed 7: one payment never
+    not stop at the returned one (chaos case of tests/tools/faults.py, seed 7: one payment never
     credited). Block ids below the last read's floor show the rollback."""
     chain.mine(6)
     device.start()

@@ -1,4 +1,4 @@
-"""The offline rehearsal (tests/rehearsal.py): the real daemon against the fake node, paid by the script."""
+"""The offline rehearsal (tests/tools/rehearsal.py): the real daemon against the fake node, paid by the script."""
 
 import os
 import re
@@ -13,7 +13,7 @@ import pytest
 
 from harness import TREASURY_SEED, read_state, wait_until
 
-REHEARSAL = Path(__file__).resolve().parent / "rehearsal.py"
+REHEARSAL = Path(__file__).resolve().parent / "tools" / "rehearsal.py"
 CREDIT_LINE = re.compile(r"payment \S+ from \S+: (\d+) units -> [\d.]+ s of light")
 
 pytestmark = pytest.mark.timeout(300)
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def env():
     """The user's environment: no parts, not under systemd."""
-    return {k: v for k, v in os.environ.items() if k not in ("IOTLIGHT_PARTS", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
 
 
 def rehearse(*args, timeout=180):
@@ -116,7 +116,7 @@ def test_auto_rehearsal_leaves_a_working_folder_with_its_config_and_seeds(auto_r
     """The folder holds the rehearsal's config, the keygen seed and the treasury seed (both 0600), the log."""
     folder, proc = auto_run
     config = (folder / "iotlight.toml").read_text()
-    assert config.startswith("# Written by tests/rehearsal.py")
+    assert config.startswith("# Written by tests/tools/rehearsal.py")
     for line in ('chain_id = "T"', "list_rate = 0", 'backend = "none"', "port = 0", 'host = "127.0.0.1"',
                  'urls = ["http://127.0.0.1:'):
         assert line in config
@@ -146,7 +146,7 @@ def test_print_config_prints_the_config_and_touches_nothing(tmp_path):
     folder = tmp_path / "never"
     proc = rehearse("--print-config", "--backend", "terminal", "--port", "9999", "--dir", str(folder), timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("# Written by tests/rehearsal.py")
+    assert proc.stdout.startswith("# Written by tests/tools/rehearsal.py")
     assert re.search(r'\[payment\]\nasset_id = "\w{43,44}"', proc.stdout)
     assert 'backend = "terminal"' in proc.stdout and "port = 9999" in proc.stdout
     assert not folder.exists()

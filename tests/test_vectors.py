@@ -1,4 +1,4 @@
-"""Every vector in shared/spec/vectors/ reproduced byte for byte by iotlight.
+"""Every vector in tests/vectors/ (vendored; see its PROVENANCE.md) reproduced byte for byte by iotlight.
 
 The vectors were made with the official Waves JavaScript libraries (see
 waves-protocol.md section 14). Each vector is its own test, named after it.

@@ -4,8 +4,8 @@
 FakeNode is a real HTTP server on 127.0.0.1 that answers the node REST API the
 way a Waves 1.x node does (or, with fork="0bs", the 0bsnetwork/Zbs 0.16 fork):
 the JSON shapes, field order and error bodies of
-../shared/spec/waves-protocol.md sections 5-12 and
-../shared/spec/vectors/api_examples/*.json. Transactions are real: broadcasts
+the Waves protocol notes (waves-protocol.md) sections 5-12 and
+tests/vectors/api_examples/*.json. Transactions are real: broadcasts
 are parsed, their ids recomputed, signatures verified, fees, timestamps and
 balances checked; the test-side helpers (transfer, issue_asset, ...) sign with
 throwaway keys through iotlight's own signers.
@@ -24,7 +24,7 @@ Test use:
 
 Standalone rehearsal (prints what it does):
 
-    python tests/fakenode.py --port 6869 --chain T --fund 3N...=100 --demo
+    python tests/tools/fakenode.py --port 6869 --chain T --fund 3N...=100 --demo
 
 Sections: 1. helpers and errors, 2. transaction JSON as the node writes it,
 3. the node state (FakeNode), 4. the HTTP front (routes, faults), 5. main().
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parent.parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 

@@ -3,7 +3,7 @@
 jumps, hostile monitor clients and a full disk. Prints a Markdown table; exit 1 when any
 case lost or doubled a payment or a press (or crashed), 0 otherwise.
 
-    python tests/faults.py [--quick] [--only CASE[,CASE]] [--seed N]
+    python tests/tools/faults.py [--quick] [--only CASE[,CASE]] [--seed N]
 
 CASE: sigkill, chaos, corrupt, clock, monitor, disk (or 1-6). The default run takes about
 15 minutes on a 2-core machine, --quick about 5. Not a pytest module (nothing here is
@@ -37,31 +37,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-TESTS = Path(__file__).resolve().parent
-for _p in (str(TESTS.parent), str(TESTS)):
+TESTS = Path(__file__).resolve().parent.parent
+for _p in (str(TESTS.parent), str(TESTS), str(TESTS / "tools")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
 import iotlight  # noqa: E402
-
-MONITOR_MERGED = hasattr(iotlight, "Monitor")
-
-
-def _load_parts() -> None:
-    """Exec /work/parts-style sections into iotlight (as tests/conftest.py does) when asked."""
-    parts = os.environ.get("IOTLIGHT_PARTS")
-    if parts:
-        for p in sorted(Path(parts).glob("*.py")):
-            exec(compile(p.read_text(), str(p), "exec"), iotlight.__dict__)
-
-
-# `python tests/faults.py --as-daemon ARGS`: the daemon with the parts exec'd in (used only
-# while the monitor is not merged into iotlight.py yet).
-if __name__ == "__main__" and sys.argv[1:2] == ["--as-daemon"]:
-    _load_parts()
-    sys.exit(iotlight.main(sys.argv[2:]))
-
-_load_parts()
 
 from emulator import EmulatedHat  # noqa: E402
 from harness import Device, credited, read_state, start_chain, wait_until  # noqa: E402
@@ -150,8 +131,6 @@ def make_device(stack: contextlib.ExitStack, folder: Path, chain: Any, name: str
     device = Device(folder, chain.url, chain.asset, seed="iotlight faults %s throwaway seed, never funded" % name,
                     **settings)
     chain.fund(device.address, waves=10 ** 11)
-    if not MONITOR_MERGED and os.environ.get("IOTLIGHT_PARTS"):
-        device.command = [sys.executable, str(Path(__file__).resolve()), "--as-daemon"]
     stack.callback(stop_quietly, device)
     return device
 
@@ -923,8 +902,6 @@ def raise_nofile(n: int) -> int:
 
 
 def case_monitor(out: Outcome, quick: bool, rng: random.Random) -> None:
-    if not MONITOR_MERGED and not os.environ.get("IOTLIGHT_PARTS"):
-        raise Skip("no Monitor in iotlight.py yet (set IOTLIGHT_PARTS=/work/parts to use the part)")
     from websockets.sync.client import connect
     conns = 300 if quick else 1000
     raise_nofile(conns * 2 + 200)
@@ -1261,7 +1238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         outcomes.append(o)
     print()
     print(table(outcomes))
-    print("\nreproduce: python tests/faults.py%s%s%s --seed %d" % (
+    print("\nreproduce: python tests/tools/faults.py%s%s%s --seed %d" % (
         " --quick" if args.quick else "", " --only " + ",".join(names) if args.only else "",
         " --chaos-minutes %g" % args.chaos_minutes if args.chaos_minutes else "", seed))
     return 1 if any(o.failures for o in outcomes) else 0

@@ -4,13 +4,13 @@
 Not part of the pytest suite (no test functions): run it by hand, on an idle
 machine if you can, and paste what it prints on stdout into README.md:
 
-    python tests/bench.py                  # about 6-7 minutes
-    python tests/bench.py --quick          # about 2 minutes, fewer samples
-    python tests/bench.py --json out.json  # also write every number as JSON
-    python tests/bench.py --only crypto,pywaves
+    python tests/tools/bench.py                  # about 6-7 minutes
+    python tests/tools/bench.py --quick          # about 2 minutes, fewer samples
+    python tests/tools/bench.py --json out.json  # also write every number as JSON
+    python tests/tools/bench.py --only crypto,pywaves
 
 Progress goes to stderr, the table to stdout. It uses the test kit: the fake
-node (tests/fakenode.py), the Sense HAT emulator played by EmulatedHat
+node (tests/tools/fakenode.py), the Sense HAT emulator played by EmulatedHat
 (tests/emulator.py) and the real daemon as a subprocess (tests/harness.py).
 Nothing leaves 127.0.0.1. The emulator's files have fixed paths
 in /dev/shm: while another test run holds them the benchmark waits (up to 3
@@ -43,9 +43,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
-for _p in (str(ROOT), str(TESTS)):
+for _p in (str(ROOT), str(TESTS), str(TESTS / "tools")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
@@ -263,10 +263,6 @@ def with_emulator(fn: Callable[[Any], List[Row]], attempts: int = 3) -> List[Row
                 say("another process changed the emulator's files in /dev/shm (%s); starting over", e)
         time.sleep(5.0)
     raise AssertionError("unreachable")
-
-
-def daemon_has_monitor() -> bool:
-    return "class Monitor" in (ROOT / "iotlight.py").read_text(encoding="utf-8")
 
 
 def free_port() -> int:
@@ -687,10 +683,8 @@ def bench_fanout(plan: Plan) -> List[Row]:
 def bench_startup(plan: Plan, work: Path) -> List[Row]:
     """7. Spawn -> READY=1 on a NOTIFY_SOCKET the benchmark binds."""
     times = []
-    monitor = daemon_has_monitor()
     with fake_chain() as chain, device_on(chain, work / "startup", node__poll_interval=1.0) as dev:
-        if monitor:
-            dev.configure(monitor__port=free_port())
+        dev.configure(monitor__port=free_port())
         sock_path = str(work / "notify.sock")
         for i in range(plan.startups):
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
@@ -782,8 +776,7 @@ def notes(rows: List[Row], plan: Plan, sysbench: Optional[Dict[str, float]]) -> 
     if "startup" in keys:
         out.append("Start-up: from Popen of `python iotlight.py -c CFG -v run` to READY=1 on a unix datagram socket "
                    "the benchmark binds as NOTIFY_SOCKET (backend none%s); includes the interpreter start and "
-                   "imports. No figure was asked for." % (", monitor on" if daemon_has_monitor() else
-                                                          ", no monitor: not merged into iotlight.py yet"))
+                   "imports. No figure was asked for." % ", monitor on")
     if "pywaves" in keys:
         out.append("pywaves-ce: installed only into %s (pip install %s), timed there on the same seed and message "
                    "(Address(seed=...) offline; pywaves_curve25519.calculateSignature and verifySignature on raw bytes, as iotlight.sign/verify; crypto.sign, which adds base58 around it, is in the JSON). "

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Try iotlight on a laptop without any network: the real daemon, a fake Waves node, your keys.
 
-    python3 -m venv .venv && .venv/bin/pip install -r requirements-test.txt && .venv/bin/python tests/rehearsal.py
+    python3 -m venv .venv && .venv/bin/pip install -r requirements-test.txt && .venv/bin/python tests/tools/rehearsal.py
 
 What it does, in order:
-  1. starts the fake node of tests/fakenode.py inside this process, on a free port of 127.0.0.1.
+  1. starts the fake node of tests/tools/fakenode.py inside this process, on a free port of 127.0.0.1.
      A throwaway treasury issues an "IoT-Light" token (2 decimals) there, and a throwaway stranger
      a counterfeit token with the very same name (only the asset id buys light, never the name);
   2. makes the working folder (default <system temp dir>/rehearsal-run, or --dir PATH) and writes
@@ -70,9 +70,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
-for _p in (str(ROOT), str(TESTS)):
+for _p in (str(ROOT), str(TESTS), str(TESTS / "tools")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
@@ -89,7 +89,7 @@ BLOCK_SECONDS = 10.0        # the fake chain seals a block this often, so the he
 READY_TIMEOUT = 120.0       # generous: a slow laptop's first start
 STOP_TIMEOUT = 30.0
 EMULATOR_GRACE = 10.0       # seconds the Sense HAT emulator's window may take to come up
-HEADER = "# Written by tests/rehearsal.py"
+HEADER = "# Written by tests/tools/rehearsal.py"
 STALE_STATE = ("iotlight.db", "iotlight.db-wal", "iotlight.db-shm")
 
 READY_LINE = re.compile(r"running: address")
@@ -175,7 +175,7 @@ def prepare_folder(folder: Path) -> None:
             ours = False
         if not ours:
             raise RehearsalError("--dir %s: the folder is not empty and holds no rehearsal (no iotlight.toml "
-                                 "written by tests/rehearsal.py); pass a new or empty folder" % folder)
+                                 "written by tests/tools/rehearsal.py); pass a new or empty folder" % folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in STALE_STATE:
         (folder / name).unlink(missing_ok=True)
@@ -194,7 +194,7 @@ def iotlight_command(config: Path, *args: str) -> List[str]:
 
 def child_env() -> Dict[str, str]:
     """The environment of the daemon and keygen: not under systemd, stdout unbuffered."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "IOTLIGHT_PARTS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
