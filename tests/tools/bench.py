@@ -705,7 +705,7 @@ def bench_startup(plan: Plan, work: Path) -> List[Row]:
     med = statistics.median(times)
     return [Row("startup", "Start-up: spawn -> READY=1 (sd_notify)",
                 "median %s (n=%d, min %s, max %s)" % (ms(med), len(times), ms(min(times)), ms(max(times))),
-                data={"samples_s": times, "monitor_on": monitor})]
+                data={"samples_s": times, "monitor_on": True})]
 
 
 # =============================================================================
