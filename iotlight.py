@@ -212,6 +212,25 @@ CONFIG_SCHEMA: Dict[str, Tuple[Callable[[Any], bool], Any, str]] = {
     "monitor.host": (_is_str, "127.0.0.1", "a host name or IP address"),
     "monitor.port": (_int_range(0, 65535), 8765, "an integer from 0 (off) to 65535"),
     "monitor.token": (_is_str, "", "a string"),
+    "monitor.wallet_url": (_is_str, "auto", '"auto" (the public web wallet of node.chain_id), "" (none) or an '
+                           "https:// link with {asset}, {address} and {amount}"),
+    "monitor.explorer_url": (_is_str, "auto", '"auto" (the public explorer of node.chain_id), "" (none) or an '
+                             "https:// link with {id}"),
+}
+
+# The public web wallet's payment link and the public explorer of each Waves network
+# ("auto" above). The payment link is the WX Network (waves.exchange) Payment API:
+# /#send/{assetId}?recipient=...&amount=<whole tokens>&strict (strict: the wallet shows the
+# amount as given). Explorer: wavesexplorer.com, with the network in the path.
+WALLET_URLS = {
+    "W": "https://waves.exchange/#send/{asset}?recipient={address}&amount={amount}&strict",
+    "T": "https://testnet.waves.exchange/#send/{asset}?recipient={address}&amount={amount}&strict",
+    "S": "https://stagenet.waves.exchange/#send/{asset}?recipient={address}&amount={amount}&strict",
+}
+EXPLORER_URLS = {
+    "W": "https://wavesexplorer.com/tx/{id}",
+    "T": "https://wavesexplorer.com/testnet/tx/{id}",
+    "S": "https://wavesexplorer.com/stagenet/tx/{id}",
 }
 
 
@@ -246,6 +265,8 @@ class Config:
     monitor_host: str
     monitor_port: int
     monitor_token: str
+    wallet_url: str = ""    # "auto" resolved; "" = no payment link
+    explorer_url: str = ""  # "auto" resolved; "" = no explorer links
 
     @property
     def rules(self) -> str:
@@ -341,6 +362,15 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
     if values["monitor.port"] and not _is_loopback(host) and not values["monitor.token"]:
         raise fail("monitor.token", "required when monitor.host (%s) is not a loopback address: "
                    "set a secret token, clients then pass ?token=..." % _toml_repr(host))
+    links = {}
+    for key, table, needs in (("monitor.wallet_url", WALLET_URLS, ("{address}",)),
+                              ("monitor.explorer_url", EXPLORER_URLS, ("{id}",))):
+        v = values[key].strip()
+        if v == "auto":
+            v = table.get(chain, "")
+        elif v and (not v.startswith(("https://", "http://")) or any(n not in v for n in needs)):
+            raise fail(key, "%s is not valid: expected %s" % (_toml_repr(values[key]), CONFIG_SCHEMA[key][2]))
+        links[key] = v
     return Config(
         path=str(Path(path).resolve()),
         node_urls=tuple(u.rstrip("/") for u in values["node.urls"]),
@@ -369,6 +399,8 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
         monitor_host=host,
         monitor_port=values["monitor.port"],
         monitor_token=values["monitor.token"],
+        wallet_url=links["monitor.wallet_url"],
+        explorer_url=links["monitor.explorer_url"],
     )
 
 
@@ -1100,6 +1132,48 @@ def extend_light(until: float, now: float, seconds: float, max_seconds: float) -
     return Grant(start=start, until=max(new_until, until), seconds=granted, excess=max(0.0, seconds - granted))
 
 
+def tokens_text(amount: int, decimals: int) -> str:
+    """Smallest units as a plain decimal of whole tokens, no trailing zeros: (150, 2) -> "1.5"."""
+    if decimals == 0:
+        return str(amount)
+    whole, frac = divmod(amount, 10 ** decimals)
+    text = ("%d.%0*d" % (whole, decimals, frac)).rstrip("0").rstrip(".")
+    return text
+
+
+def payment_link(template: str, *, asset: str, address: str, amount: str) -> str:
+    """A wallet's payment link (monitor.wallet_url) with the payment filled in; "" without a template."""
+    if not template:
+        return ""
+    quote = urllib.parse.quote
+    return (template.replace("{asset}", quote(asset, safe="")).replace("{address}", quote(address, safe=""))
+            .replace("{amount}", quote(amount, safe=".")))
+
+
+PAY_PRESET_SECONDS = (30, 60, 300, 900)
+
+
+def pay_presets(*, seconds_per_token: float, max_seconds: float, decimals: Optional[int], min_units: int = 0,
+                template: str, asset: str, address: str) -> List[Dict[str, Any]]:
+    """The dashboard's "pay" buttons: for a few light times up to the cap, the token amount that
+    buys at least that long (rounded up to the token's decimals, at least the minimum payment)
+    and the wallet link for it. Unknown decimals: whole tokens."""
+    places = 0 if decimals is None else decimals
+    out, seen = [], set()
+    for preset in PAY_PRESET_SECONDS:
+        seconds = min(preset, max_seconds)   # the last button buys the cap
+        units = max(math.ceil(seconds / seconds_per_token * 10 ** places - 1e-9), min_units, 1)
+        if units not in seen:
+            seen.add(units)
+            amount = tokens_text(units, places)
+            out.append({"amount": amount, "units": units,
+                        "seconds": round(payment_seconds(units, places, seconds_per_token), 3),
+                        "link": payment_link(template, asset=asset, address=address, amount=amount)})
+        if preset >= max_seconds:
+            break
+    return out
+
+
 @dataclasses.dataclass
 class LightTimer:
     """The lamp's end time on a monotonic clock, so wall-clock jumps neither extend nor cut it.
@@ -1187,10 +1261,14 @@ def receipt_entry(payment_id: str, seconds: float, from_ms: int, until_ms: int) 
     return {"key": "served_%s" % payment_id, "type": "string", "value": value}
 
 
+# Data entry key -> reading field, for the three sensors.
+TELEMETRY_FIELDS = (("temperature_c100", "temperature_c"), ("humidity_pct100", "humidity_pct"),
+                    ("pressure_hpa100", "pressure_hpa"))
+
+
 def telemetry_entries(reading: Dict[str, Optional[float]], ts_ms: int) -> List[Dict[str, Any]]:
     out = []
-    for key, field in (("temperature_c100", "temperature_c"), ("humidity_pct100", "humidity_pct"),
-                       ("pressure_hpa100", "pressure_hpa")):
+    for key, field in TELEMETRY_FIELDS:
         v = reading.get(field)
         if v is not None and math.isfinite(v):
             out.append({"key": key, "type": "integer", "value": int(round(v * 100))})
@@ -1569,6 +1647,33 @@ class Store:
                                "ORDER BY credited_ms DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
         return [{"id": r[0], "sender": r[1], "amount": r[2], "height": r[3], "seconds": r[4],
                  "ts": r[5] / 1000} for r in rows]
+
+    def light_sold_by_hour(self, now_ms: int, hours: int = 24) -> Dict[str, Any]:
+        """Seconds of light credited in each of the last `hours` whole hours (the last one is the
+        current hour so far): {"start_ms": start of the first hour, "seconds": [...]}, for the chart."""
+        first = (now_ms // 3_600_000 - hours + 1) * 3_600_000
+        seconds = [0.0] * hours
+        for credited, secs in self.db.execute("SELECT credited_ms, seconds FROM payments WHERE credited_ms >= ?",
+                                              (first,)):
+            i = (credited - first) // 3_600_000
+            if 0 <= i < hours:
+                seconds[i] += secs
+        return {"start_ms": first, "seconds": [round(x, 3) for x in seconds]}
+
+    def telemetry_history(self, since_ms: int, limit: int = 720) -> List[Dict[str, Any]]:
+        """The newest `limit` readings since `since_ms`, oldest first: {"ts", "temperature_c",
+        "humidity_pct", "pressure_hpa"} with a field left out where its reading failed."""
+        rows = self.db.execute("SELECT entries FROM events WHERE kind = 'telemetry' AND created_ms >= ? "
+                               "ORDER BY seq DESC LIMIT ?", (since_ms, limit)).fetchall()
+        out = []
+        for (text,) in reversed(rows):
+            values = {e["key"]: e["value"] for e in json.loads(text)}
+            point: Dict[str, Any] = {"ts": values.get("telemetry_ts", 0) / 1000}
+            for key, field in TELEMETRY_FIELDS:
+                if key in values:
+                    point[field] = values[key] / 100
+            out.append(point)
+        return out
 
     def payment_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
@@ -1952,6 +2057,13 @@ STATUS_COLORS = {
     "node_down": (64, 0, 0),     # dim red: the node cannot be reached
     "no_funds": (96, 48, 0),     # dim amber: the device cannot pay its fees
     "starting": (0, 0, 64),      # dim blue: starting up
+}
+# What each status pixel colour says, for the dashboard's legend and the README.
+STATUS_MEANINGS = {
+    "ok": "all well, waiting for a payment",
+    "node_down": "no node answers",
+    "no_funds": "no coins left for the fees of its Data transactions",
+    "starting": "starting up",
 }
 
 JoystickEvent = collections.namedtuple("JoystickEvent", "direction action ts_ms")
@@ -3306,12 +3418,14 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
 class Telemetry:
     """Reads temperature, humidity and pressure every `data.telemetry_interval` seconds."""
 
-    def __init__(self, config: Config, hardware: Any, store: Store, clock: Clock, wake: Callable[[], None]):
+    def __init__(self, config: Config, hardware: Any, store: Store, clock: Clock, wake: Callable[[], None],
+                 publish: Callable[[Dict[str, Any]], None] = lambda message: None):
         self.config = config
         self.hw = hardware
         self.store = store
         self.clock = clock
         self.wake = wake
+        self.publish = publish
         self.log = logging.getLogger("iotlight.telemetry")
         self.failed: set = set()
         self.heartbeat = clock.monotonic()
@@ -3333,6 +3447,10 @@ class Telemetry:
                 _state_trouble(self.log, e)
                 return
             self.wake()
+            message: Dict[str, Any] = {"type": "telemetry"}
+            message.update((field, round(reading[field], 2)) for key, field in TELEMETRY_FIELDS
+                           if reading.get(field) is not None and math.isfinite(reading[field]))
+            self.publish(message)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -3554,7 +3672,7 @@ class Monitor:
         if path == "/":
             return self._text(connection, 200, DASHBOARD_HTML, "text/html; charset=utf-8", DASHBOARD_CSP)
         if path == "/qr.svg":
-            return self._qr_svg(connection)
+            return self._qr_svg(connection, url.query)
         if path == "/ws":
             return self._text(connection, 426, "this is the websocket endpoint; open / for the dashboard\n")
         return self._text(connection, 404, "not found: the dashboard is at /\n")
@@ -3584,20 +3702,27 @@ class Monitor:
             response.headers["Content-Security-Policy"] = csp
         return response
 
-    def _qr_svg(self, connection: ServerConnection) -> Any:
+    def _qr_svg(self, connection: ServerConnection, query: str = "") -> Any:
         try:
             import segno
         except ImportError:
             return self._text(connection, 404, "no qr code: pip install segno to get one\n")
         try:
-            address = str(self._snapshot().get("address") or "")
+            snapshot = self._snapshot()
         except Exception:
             monitor_log.exception("monitor: the state snapshot failed")
             return self._text(connection, 500, "the state snapshot failed, see the daemon log\n")
+        address = str(snapshot.get("address") or "")
         if not address:
             return self._text(connection, 404, "no device address yet\n")
+        # ?amount=A: the wallet link of that "pay" preset (only links the daemon made itself)
+        amount = urllib.parse.parse_qs(query).get("amount", [""])[-1]
+        text = address
+        for preset in snapshot.get("pay") or ():
+            if amount and preset.get("amount") == amount and preset.get("link"):
+                text = preset["link"]
         buf = io.BytesIO()
-        segno.make(address, error="m", micro=False).save(
+        segno.make(text, error="m", micro=False).save(
             buf, kind="svg", scale=1, border=4, omitsize=True, xmldecl=False, dark="#000", light="#fff"
         )
         return self._text(connection, 200, buf.getvalue().decode("utf-8"), "image/svg+xml")
@@ -3897,7 +4022,36 @@ header { display: flex; align-items: center; gap: 12px; flex-wrap: wrap;
 #conn.offline { color: var(--red); }
 main { display: grid; gap: clamp(12px, 1.4vw, 22px); padding: clamp(12px, 1.6vw, 28px);
   grid-template-columns: minmax(0, 1fr);
-  grid-template-areas: "lamp" "pay" "stats" "joy" "pays" "txs"; }
+  grid-template-areas: "warn" "lamp" "pay" "stats" "pays" "charts" "joy" "txs"; }
+#warnings { grid-area: warn; display: flex; flex-direction: column; gap: 8px; }
+#warnings:empty { display: none; }
+#warnings div { background: #3a2a08; border: 1px solid var(--amber); color: var(--amber); border-radius: 12px;
+  padding: 10px 14px; white-space: normal; word-break: break-word; }
+#card-charts { grid-area: charts; }
+a { color: var(--blue); }
+a.txid { font-size: .82rem; text-decoration: none; }
+a.txid:hover { text-decoration: underline; }
+.legend { display: flex; flex-wrap: wrap; gap: 6px 14px; font-size: .82rem; color: var(--muted); }
+.legend span { display: inline-flex; align-items: center; gap: 6px; }
+.legend i { width: 12px; height: 12px; border-radius: 3px; display: inline-block; }
+.legend span.current { color: var(--text); font-weight: 600; }
+#price { font-size: 1.05rem; }
+#price b { color: var(--amber); }
+.presets { display: flex; flex-wrap: wrap; gap: 8px; justify-content: center; }
+.presets button { font: inherit; font-size: .9rem; padding: 8px 12px; border-radius: 10px; cursor: pointer;
+  background: var(--card2); color: var(--text); border: 1px solid var(--line); min-height: 44px; }
+.presets button.on { background: var(--amber); color: #1d1500; border-color: var(--amber); font-weight: 700; }
+#pay-link { display: inline-block; padding: 10px 18px; border-radius: 10px; background: var(--amber); color: #1d1500;
+  font-weight: 700; text-decoration: none; min-height: 44px; }
+#pay-link.missing { display: none; }
+ul.list li.ignored { opacity: .75; border: 1px dashed var(--line); }
+ul.list li.ignored .amount { color: var(--muted); text-decoration: line-through; }
+.chart { width: 100%; height: auto; display: block; }
+.chart .sold-bar { fill: var(--amber); }
+.chart .axis { fill: var(--muted); font-size: 10px; }
+.chart .line { fill: none; stroke: var(--blue); stroke-width: 2; }
+.spark { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 4px 10px; align-items: center; margin-top: 10px; }
+.spark .now { font-weight: 700; white-space: nowrap; }
 body.stale main { opacity: .55; transition: opacity .4s; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius);
   padding: clamp(14px, 1.4vw, 24px); min-width: 0; }
@@ -3965,22 +4119,22 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
   header { flex-wrap: nowrap; }
   #meta { order: 0; flex: 1 1 auto; }
   main { grid-template-columns: repeat(2, minmax(0, 1fr));
-    grid-template-areas: "lamp lamp" "pay stats" "pay joy" "pays txs"; }
+    grid-template-areas: "warn warn" "lamp lamp" "pay stats" "pay joy" "pays txs" "charts charts"; }
   .lamp-body { flex-direction: row; align-items: center; gap: clamp(18px, 3vw, 48px); }
   #matrix { flex: 0 0 auto; width: min(52%, 460px); margin: 0; }
   .lamp-info { flex: 1 1 auto; }
 }
 @media (min-width: 1280px) {
   main { grid-template-columns: repeat(4, minmax(0, 1fr));
-    grid-template-areas: "lamp lamp pay stats" "lamp lamp pay joy" "pays pays txs txs"; }
+    grid-template-areas: "warn warn warn warn" "lamp lamp pay stats" "lamp lamp pay joy" "pays pays txs charts"; }
   #matrix { width: min(52%, 46vh); }
   .lamp-body { flex: 1 1 auto; }
 }
 @media (min-width: 1280px) and (min-height: 760px) {
   /* a projector: one screen, no scrolling; the lists show as many rows as fit */
   body { height: 100vh; display: flex; flex-direction: column; }
-  main { flex: 1 1 auto; min-height: 0; grid-template-rows: auto auto minmax(0, 1fr); }
-  #card-pays, #card-txs { overflow: hidden; }
+  main { flex: 1 1 auto; min-height: 0; grid-template-rows: auto auto auto minmax(0, 1fr); }
+  #card-pays, #card-txs, #card-charts { overflow: hidden; }
 }
 </style>
 </head>
@@ -3991,6 +4145,7 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
   <div id="conn" class="connecting">connecting&hellip;</div>
 </header>
 <main>
+  <div id="warnings" role="alert"></div>
   <section class="card" id="card-lamp">
     <h2>Light</h2>
     <div class="lamp-body">
@@ -3999,13 +4154,17 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
         <div class="lamp-row"><span id="lamp-state" data-on="false">OFF</span><span class="hint" id="lamp-hint"></span></div>
         <div id="remaining" class="num" data-seconds="0">0:00</div>
         <div class="bar"><div id="remaining-bar"></div></div>
+        <div class="legend" id="legend" aria-label="status pixel colours (bottom-right, while dark)"></div>
       </div>
     </div>
   </section>
   <section class="card" id="card-pay">
     <h2>Pay to light</h2>
     <div class="pay-body">
-      <img id="qr" class="missing" alt="QR code of the device address">
+      <div id="price">&hellip;</div>
+      <div class="presets" id="presets"></div>
+      <img id="qr" class="missing" alt="QR code: pay the device">
+      <a id="pay-link" class="missing" target="_blank" rel="noopener noreferrer">Open in wallet</a>
       <div id="address" class="mono">&hellip;</div>
       <div id="asset" class="mono"></div>
     </div>
@@ -4035,6 +4194,12 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
   <section class="card" id="card-txs">
     <h2>Data transactions</h2>
     <ul class="list" id="datatxs"><li class="empty">No Data transactions yet</li></ul>
+  </section>
+  <section class="card" id="card-charts">
+    <h2>Light sold per hour, last 24 h</h2>
+    <svg id="svg-ns" width="0" height="0" aria-hidden="true"></svg>
+    <div id="chart-sold"></div>
+    <div id="telemetry"></div>
   </section>
 </main>
 <script>
@@ -4085,6 +4250,27 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
     return new Date(ts * 1000).toLocaleDateString();
   }
   function coinName(chain) { return (chain === "W" || chain === "T" || chain === "S") ? "WAVES" : "coin"; }
+  function tokenName() { return (S && S.token && S.token.name) ? S.token.name : "tokens"; }
+  function decimals() {
+    if (S && S.token && typeof S.token.decimals === "number") return S.token.decimals;
+    return S && S.balance ? S.balance.decimals : null;
+  }
+  function template(kind) {
+    var t = S && S.links ? S.links[kind] : "";
+    return (typeof t === "string" && /^https?:\/\//.test(t)) ? t : "";
+  }
+  // a transaction id: a link to the explorer (monitor.explorer_url) when there is one
+  function txLink(id, label) {
+    var t = template("explorer");
+    if (!id || !t) return el("span", "mono txid", label || short(id));
+    var a = el("a", "mono txid", label || short(id));
+    a.href = t.split("{id}").join(encodeURIComponent(id));
+    a.target = "_blank"; a.rel = "noopener noreferrer"; a.title = id;
+    return a;
+  }
+  var REASONS = { wrong_asset: "another token", below_minimum: "below the minimum payment",
+    failed: "failed on chain", not_verified: "signature does not verify", malformed: "malformed transaction",
+    cut_by_cap: "the light was already at its cap" };
 
   // -- matrix ----------------------------------------------------------------
   var cells = [];
@@ -4154,14 +4340,8 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
   function renderAddress() {
     var a = S.address || "";
     $("address").textContent = a || "\u2013";
-    $("asset").textContent = S.asset_id ? "token " + S.asset_id : "";
-    if (a && a !== qrFor) {
-      qrFor = a;
-      var img = $("qr");
-      img.onload = function () { img.className = ""; };
-      img.onerror = function () { img.className = "missing"; };
-      img.src = "/qr.svg" + (tokenQuery ? tokenQuery + "&" : "?") + "a=" + encodeURIComponent(a);
-    }
+    $("asset").textContent = S.asset_id ? (S.token && S.token.name ? S.token.name + " \u00b7 " : "token ")
+                                          + S.asset_id : "";
   }
   function renderStats() {
     var b = S.balance || {};
@@ -4178,29 +4358,35 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
     var ob = S.outbox || {};
     var pending = typeof ob.pending === "number" ? ob.pending : null;
     $("outbox").textContent = (pending === null ? "outbox \u2013" : "outbox " + pending + " pending")
-                              + (ob.no_funds ? " \u00b7 no funds for fees" : "");
+                              + (ob.no_funds ? " \u00b7 no funds for fees" : "");   // in full: the warnings
     $("outbox").className = "sub" + (ob.no_funds ? " err" : "");
   }
   function renderPayments() {
     var ul = $("payments");
     ul.textContent = "";
-    var list = S.payments || [];
+    var list = (S.payments || []).concat(S.ignored || []);
+    list.sort(function (a, b) { return (b.ts || 0) - (a.ts || 0); });
     if (!list.length) { ul.appendChild(el("li", "empty", "No payments yet")); return; }
-    var dec = S.balance ? S.balance.decimals : null;
+    var dec = decimals();
     list.slice(0, MAX_ROWS).forEach(function (p) {
-      var li = el("li");
+      var ignored = typeof p.reason === "string";
+      var li = el("li", ignored ? "ignored" : "");
+      li.setAttribute("data-id", p.id || "");
       var who = el("div", "who");
       var s = el("span", "mono", p.sender || "?");
       s.title = p.sender || "";
       who.appendChild(s);
+      who.appendChild(txLink(p.id));
       var w = el("span", "when", ago(p.ts));
       w.setAttribute("data-ts", String(p.ts));
       who.appendChild(w);
       var what = el("div", "what");
-      var amount = units(p.amount, dec, 8);
-      if (typeof dec === "number") amount += amount === "1" ? " token" : " tokens";
+      var own = !ignored || !p.asset_id || p.asset_id === S.asset_id;
+      var amount = own ? units(p.amount, dec, 8) : group(String(p.amount)) + " units";
+      if (own && typeof dec === "number") amount += " " + tokenName();
       what.appendChild(el("div", "amount", amount));
-      what.appendChild(el("div", "secs", "+" + duration(p.seconds || 0) + " light"));
+      what.appendChild(el("div", "secs", ignored ? "not counted: " + (REASONS[p.reason] || p.reason)
+                                                 : "+" + duration(p.seconds || 0) + " light"));
       li.appendChild(who); li.appendChild(what);
       ul.appendChild(li);
     });
@@ -4214,9 +4400,7 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
       var li = el("li");
       li.setAttribute("data-status", t.status || "");
       var who = el("div", "who");
-      var s = el("span", "mono", short(t.id));
-      s.title = t.id || "";
-      who.appendChild(s);
+      who.appendChild(txLink(t.id, (t.kind === "refund" ? "refund " : "") + short(t.id)));
       if (t.status === "failed" && t.error) who.appendChild(el("span", "err", t.error));
       else { var w = el("span", "when", ago(t.ts)); w.setAttribute("data-ts", String(t.ts)); who.appendChild(w); }
       li.appendChild(who);
@@ -4243,6 +4427,154 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
     }
   }
 
+  function statusName() {
+    if (S.outbox && S.outbox.no_funds) return "no_funds";
+    if (S.node && S.node.ok === false) return "node_down";
+    return S.node && S.node.ok ? "ok" : "starting";
+  }
+  function renderLegend() {
+    var box = $("legend");
+    box.textContent = "";
+    var legend = (S.status && S.status.legend) || [];
+    if (!legend.length) return;
+    box.appendChild(el("span", "", "status pixel:"));
+    var current = statusName();
+    legend.forEach(function (item) {
+      var span = el("span", item.name === current ? "current" : "");
+      span.setAttribute("data-status", item.name);
+      var dot = el("i");
+      var rgb = (item.rgb || [0, 0, 0]).map(function (c) { return Math.min(255, c * 3); });
+      dot.style.backgroundColor = "rgb(" + rgb.join(",") + ")";
+      span.appendChild(dot);
+      span.appendChild(document.createTextNode(item.meaning));
+      box.appendChild(span);
+    });
+  }
+  function renderWarnings() {
+    var box = $("warnings");
+    box.textContent = "";
+    (S.warnings || []).forEach(function (line) { box.appendChild(el("div", "", line)); });
+  }
+  var chosen = 1;          // index of the chosen "pay" preset
+  function renderPay() {
+    var p = S.price || {};
+    var price = $("price");
+    price.textContent = "";
+    if (typeof p.seconds_per_token === "number") {
+      price.appendChild(document.createTextNode("1 " + tokenName() + " = "));
+      price.appendChild(el("b", "", duration(p.seconds_per_token) + " of light"));
+      var extra = [];
+      if (typeof p.max_seconds === "number") extra.push("at most " + duration(p.max_seconds) + " at a time");
+      if (typeof p.min_tokens === "number" && p.min_tokens > 0) extra.push("minimum " + p.min_tokens + " " + tokenName());
+      if (p.refund === "excess") extra.push("what the cap cuts off is refunded");
+      if (extra.length) price.appendChild(el("div", "hint", extra.join(" \u00b7 ")));
+    }
+    var presets = S.pay || [];
+    var box = $("presets");
+    box.textContent = "";
+    if (chosen >= presets.length) chosen = Math.max(0, presets.length - 1);
+    presets.forEach(function (preset, i) {
+      var b = el("button", i === chosen ? "on" : "", preset.amount + " " + tokenName() + " \u00b7 " + duration(preset.seconds));
+      b.type = "button";
+      b.setAttribute("data-amount", preset.amount);
+      b.onclick = function () { chosen = i; renderPay(); };
+      box.appendChild(b);
+    });
+    var preset = presets[chosen];
+    var link = $("pay-link");
+    if (preset && preset.link) {
+      link.href = preset.link;
+      link.textContent = "Pay " + preset.amount + " " + tokenName() + " in the wallet";
+      link.className = "";
+    } else {
+      link.removeAttribute("href");
+      link.className = "missing";
+    }
+    var a = S.address || "";
+    var src = a ? "/qr.svg" + (tokenQuery ? tokenQuery + "&" : "?") + "a=" + encodeURIComponent(a)
+                  + (preset && preset.link ? "&amount=" + encodeURIComponent(preset.amount) : "") : "";
+    if (src && src !== qrFor) {
+      qrFor = src;
+      var img = $("qr");
+      img.onload = function () { img.className = ""; };
+      img.onerror = function () { img.className = "missing"; };
+      img.src = src;
+      img.alt = preset && preset.link ? "QR code: pay " + preset.amount + " " + tokenName() + " in a wallet"
+                                      : "QR code of the device address";
+    }
+  }
+  var SVG = $("svg-ns").namespaceURI;   // the SVG namespace, from an inline <svg> (no URL in the page)
+  function svg(tag, attrs) {
+    var e = document.createElementNS(SVG, tag);
+    for (var k in attrs) if (Object.prototype.hasOwnProperty.call(attrs, k)) e.setAttribute(k, attrs[k]);
+    return e;
+  }
+  function soldNow() {
+    // move the 24 hourly buckets on when the hour changed since the snapshot
+    var sold = S.light_sold;
+    if (!sold || !Array.isArray(sold.seconds)) return null;
+    var hourMs = 3600000, current = Math.floor(now() * 1000 / hourMs) * hourMs;
+    var last = sold.start_ms + (sold.seconds.length - 1) * hourMs;
+    while (last < current) { sold.seconds.shift(); sold.seconds.push(0); sold.start_ms += hourMs; last += hourMs; }
+    return sold;
+  }
+  function renderSold() {
+    var box = $("chart-sold");
+    box.textContent = "";
+    var sold = soldNow();
+    if (!sold) return;
+    var n = sold.seconds.length, W = 480, H = 120, pad = 16;
+    var max = Math.max.apply(null, sold.seconds.concat([60]));
+    var g = svg("svg", { viewBox: "0 0 " + W + " " + (H + pad), "class": "chart", role: "img",
+      "aria-label": "seconds of light sold in each of the last " + n + " hours" });
+    var total = 0;
+    sold.seconds.forEach(function (v, i) {
+      total += v;
+      var h = Math.round((H - 4) * v / max), w = W / n;
+      var r = svg("rect", { x: (i * w + 1).toFixed(1), y: H - h, width: (w - 2).toFixed(1), height: h, "class": "sold-bar" });
+      var t = svg("title", {});
+      t.textContent = new Date(sold.start_ms + i * 3600000).getHours() + ":00 \u2013 " + duration(v);
+      r.appendChild(t);
+      g.appendChild(r);
+      if (i % 6 === 0) {
+        var label = svg("text", { x: (i * w + 2).toFixed(1), y: H + pad - 3, "class": "axis" });
+        label.textContent = new Date(sold.start_ms + i * 3600000).getHours() + ":00";
+        g.appendChild(label);
+      }
+    });
+    box.appendChild(g);
+    box.appendChild(el("div", "hint", "in all " + duration(total) + " of light in the last " + n + " hours"));
+  }
+  var SENSORS = [["temperature_c", "Temperature", " \u00b0C"], ["humidity_pct", "Humidity", " %"],
+                 ["pressure_hpa", "Pressure", " hPa"]];
+  function renderTelemetry() {
+    var box = $("telemetry");
+    box.textContent = "";
+    var points = S.telemetry;
+    if (!Array.isArray(points) || !points.length) return;
+    box.appendChild(el("h2", "", "Sensors, last 6 h"));
+    SENSORS.forEach(function (sensor) {
+      var pts = points.filter(function (p) { return typeof p[sensor[0]] === "number"; });
+      if (!pts.length) return;
+      var vals = pts.map(function (p) { return p[sensor[0]]; });
+      var lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals), span = (hi - lo) || 1;
+      var t0 = pts[0].ts, t1 = pts[pts.length - 1].ts, dt = (t1 - t0) || 1, W = 300, H = 40;
+      var g = svg("svg", { viewBox: "0 0 " + W + " " + H, "class": "chart", role: "img", "data-sensor": sensor[0],
+        "aria-label": sensor[1] + " from " + lo.toFixed(1) + " to " + hi.toFixed(1) + sensor[2] });
+      g.appendChild(svg("polyline", { "class": "line", points: pts.map(function (p) {
+        return ((p.ts - t0) / dt * (W - 4) + 2).toFixed(1) + "," + (H - 3 - (p[sensor[0]] - lo) / span * (H - 6)).toFixed(1);
+      }).join(" ") }));
+      var row = el("div", "spark");
+      var left = el("div");
+      left.appendChild(el("div", "hint", sensor[1] + " (" + lo.toFixed(1) + "\u2013" + hi.toFixed(1) + sensor[2] + ")"));
+      left.appendChild(g);
+      row.appendChild(left);
+      row.appendChild(el("div", "now", vals[vals.length - 1].toFixed(1) + sensor[2]));
+      box.appendChild(row);
+    });
+  }
+  function renderCharts() { renderSold(); renderTelemetry(); }
+
   // -- messages ----------------------------------------------------------------
   function upsertDataTx(list, ev) {
     var out = [ev];
@@ -4259,8 +4591,9 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
     txs.sort(function (a, b) { return (a.ts || 0) - (b.ts || 0); });
     S.datatxs = [];
     txs.forEach(function (t) { S.datatxs = upsertDataTx(S.datatxs, t); });
-    renderHeader(); renderAddress(); renderStats(); renderMatrix();
-    renderPayments(); renderDataTxs(); renderJoystick(m.joystick || null, false);
+    S.ignored = Array.isArray(m.ignored) ? m.ignored.slice() : [];
+    renderHeader(); renderAddress(); renderStats(); renderMatrix(); renderPay(); renderLegend();
+    renderWarnings(); renderPayments(); renderDataTxs(); renderCharts(); renderJoystick(m.joystick || null, false);
   }
   function onMessage(m) {
     if (typeof m.ts === "number") offset = m.ts - Date.now() / 1000;
@@ -4272,12 +4605,26 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
         lightSpan = remainingNow();
         break;
       case "matrix": S.matrix = m.pixels; renderMatrix(); break;
-      case "payment": S.payments.unshift(m); S.payments = S.payments.slice(0, 50); renderPayments(); break;
+      case "payment":
+        S.payments.unshift(m); S.payments = S.payments.slice(0, 50); renderPayments();
+        var sold = soldNow();
+        if (sold && typeof m.seconds === "number") sold.seconds[sold.seconds.length - 1] += m.seconds;
+        renderSold(); break;
+      case "ignored": S.ignored.unshift(m); S.ignored = S.ignored.slice(0, 50); renderPayments(); break;
       case "data_tx": S.datatxs = upsertDataTx(S.datatxs, m).slice(0, 50); renderDataTxs(); break;
+      case "refund":
+        S.datatxs = upsertDataTx(S.datatxs, { id: m.id, status: m.status, error: m.error, ts: m.ts, kind: "refund" })
+          .slice(0, 50);
+        renderDataTxs(); break;
       case "node":
         S.node = { url: m.url, ok: m.ok, height: m.height, error: m.error };
-        renderStats(); break;
-      case "outbox": S.outbox = { pending: m.pending, no_funds: m.no_funds }; renderStats(); break;
+        renderStats(); renderLegend(); break;
+      case "outbox": S.outbox = { pending: m.pending, no_funds: m.no_funds }; renderStats(); renderLegend(); break;
+      case "warnings": S.warnings = Array.isArray(m.lines) ? m.lines : []; renderWarnings(); break;
+      case "token": S.token = { name: m.name, decimals: m.decimals }; renderAddress(); renderPay(); renderPayments(); break;
+      case "pay": S.pay = Array.isArray(m.presets) ? m.presets : []; renderPay(); break;
+      case "telemetry":
+        S.telemetry = (S.telemetry || []).concat([m]).slice(-720); renderTelemetry(); break;
       case "balance":
         S.balance = { coin: m.coin, token: m.token, decimals: m.decimals };
         renderStats(); renderPayments(); break;
@@ -4355,6 +4702,7 @@ class Daemon:
         self.joystick: Optional[Dict[str, Any]] = None
         self.unsaved: "collections.deque" = collections.deque()
         self.funds_ok = True
+        self.token_name: Optional[str] = store.get_meta("asset_name:%s" % config.asset_id)
         self.monitor = None
         node.on_status = self.node_status
         self.lamp = Lamp(config, hardware, clock, store=store, publish=self.publish, status=self.status_name)
@@ -4363,7 +4711,7 @@ class Daemon:
         self.watcher = Watcher(config, self.address, node=node, store=store, clock=clock, on_credit=self.credited,
                                on_height=self.height_changed, on_balance=self.balance_changed,
                                light_span=self.lamp.span)
-        self.telemetry = (Telemetry(config, hardware, store, clock, self.outbox.wake.set)
+        self.telemetry = (Telemetry(config, hardware, store, clock, self.outbox.wake.set, self.publish)
                           if config.telemetry_interval > 0 else None)
         if config.monitor_port and monitor_factory is not None:
             self.monitor = monitor_factory(host=config.monitor_host, port=config.monitor_port,
@@ -4382,7 +4730,8 @@ class Daemon:
         return "ok" if self.node_state["ok"] else "starting"
 
     def snapshot(self) -> Dict[str, Any]:
-        return {
+        now = self.clock.time()
+        out = {
             "address": self.address, "asset_id": self.config.asset_id, "chain_id": self.config.chain_id,
             "version": __version__, "backend": getattr(getattr(self.hw, "hardware", None), "name", None),
             "light": self.lamp.state(), "node": dict(self.node_state),
@@ -4390,15 +4739,64 @@ class Daemon:
             "balance": dict(self.balance), "matrix": [list(p) for p in self.lamp.pixels],
             "payments": self.store.recent_payments(10), "data_txs": self.store.recent_txs(10),
             "joystick": self.joystick,
+            "token": {"name": self.token_name, "decimals": self.watcher.decimals},
+            "price": {"seconds_per_token": self.config.seconds_per_token, "max_seconds": self.config.max_seconds},
+            "links": {"wallet": self.config.wallet_url, "explorer": self.config.explorer_url},
+            "pay": self.pay_presets(),
+            "status": {"name": self.status_name(), "legend": [
+                {"name": k, "rgb": list(STATUS_COLORS[k]), "meaning": v} for k, v in STATUS_MEANINGS.items()]},
+            "warnings": self.warnings(),
+            "light_sold": self.store.light_sold_by_hour(int(now * 1000)),
         }
+        if self.telemetry is not None:
+            out["telemetry"] = self.store.telemetry_history(int((now - 6 * 3600) * 1000))
+        return out
+
+    def pay_presets(self) -> List[Dict[str, Any]]:
+        return pay_presets(seconds_per_token=self.config.seconds_per_token, max_seconds=self.config.max_seconds,
+                           decimals=self.watcher.decimals, template=self.config.wallet_url,
+                           asset=self.config.asset_id, address=self.address)
+
+    def warnings(self) -> List[str]:
+        """What the owner must act on, one full sentence each (dashboard, monitor)."""
+        out = []
+        if not self.funds_ok:
+            coin = self.balance.get("coin")
+            out.append("The device cannot pay the fees of its Data transactions%s: send it some %s, e.g. "
+                       "`iotlight pay --asset WAVES %s 0.1` from a funded seed."
+                       % (" (it holds %s)" % _format_units(coin, 8).replace("tokens", "coins")
+                          if isinstance(coin, int) else "", "WAVES" if self.config.rules == "waves" else "ZBS",
+                          self.address))
+        if self.node_state.get("ok") is False:
+            out.append("No node answers (%s): payments are seen again as soon as one does; check the network "
+                       "and node.urls." % (self.node_state.get("error") or "unreachable"))
+        return out
+
+    async def learn_token_name(self) -> None:
+        """The token's name from the node, once (kept in the state file), for the dashboard."""
+        if self.token_name or not self.config.asset_id:
+            return
+        while not self.stop.is_set():
+            try:
+                details = await self.node.get("/assets/details/%s" % self.config.asset_id)
+                name = details.get("name") if isinstance(details, dict) else None
+                if isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable():
+                    self.token_name = name
+                    self.store.set_meta("asset_name:%s" % self.config.asset_id, name)
+                    self.publish({"type": "token", "name": name, "decimals": self.watcher.decimals})
+                return
+            except (NodeError, StateError) as e:
+                self.log.debug("token name not known yet: %s", e)
+            await _wait_or_stop(self.stop, 60.0)
 
     # -- callbacks from the services
     def node_status(self, url: str, ok: bool, error: Optional[str]) -> None:
-        self.node_state.update(url=url, ok=ok)
+        self.node_state.update(url=url, ok=ok, error=None if ok else (error or "unreachable"))
         msg = {"type": "node", "url": url, "ok": ok, "height": self.node_state["height"]}
         if not ok:
             msg["error"] = error or "unreachable"
         self.publish(msg)
+        self.publish({"type": "warnings", "lines": self.warnings()})
         self.lamp.wake.set()
 
     def height_changed(self, height: int) -> None:
@@ -4408,12 +4806,16 @@ class Daemon:
         self.publish({"type": "node", "url": self.node.current, "ok": True, "height": height})
 
     def balance_changed(self, token: Optional[int], coin: Optional[int]) -> None:
+        known = self.balance.get("decimals")
         self.balance.update(token=token, coin=coin, decimals=self.watcher.decimals)
         self.publish(dict(type="balance", **self.balance))
+        if known != self.watcher.decimals:  # the pay buttons' amounts depend on the decimals
+            self.publish({"type": "pay", "presets": self.pay_presets()})
 
     def funds(self, ok: bool) -> None:
         self.funds_ok = ok
         self.publish({"type": "outbox", "pending": self.outbox.pending_count(), "no_funds": not ok})
+        self.publish({"type": "warnings", "lines": self.warnings()})
         self.lamp.wake.set()
 
     def credited(self, credits: List[Credit]) -> None:
@@ -4487,6 +4889,7 @@ class Daemon:
                       self.config.chain_id, self.config.asset_id, self.config.node_urls[0])
         tasks = [asyncio.ensure_future(svc.run(self.stop), ) for svc in self.services().values()]
         tasks.append(asyncio.ensure_future(self.watchdog()))
+        naming = asyncio.ensure_future(self.learn_token_name())  # may end early: not a service
         asyncio.get_running_loop().call_later(10.0, release_free_memory)
         stopper = asyncio.ensure_future(self.stop.wait())
         status = 0
@@ -4504,9 +4907,9 @@ class Daemon:
         finally:
             sd_notify("STOPPING=1")
             self.stop.set()
-            for t in tasks + [stopper]:
+            for t in tasks + [stopper, naming]:
                 t.cancel()
-            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            await asyncio.gather(*tasks, stopper, naming, return_exceptions=True)
             if self.monitor is not None:
                 await self.monitor.close()
             await self.hw.close()

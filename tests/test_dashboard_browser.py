@@ -267,10 +267,125 @@ def test_token_from_the_page_url_reaches_the_websocket_and_qr(browser):
         srv.shutdown()
 
 
+# -- selling: price, pay link, explorer links, ignored payments, warnings, legend, charts -----
+
+EXPLORER = "https://wavesexplorer.com/testnet/tx/{id}"
+PAY_ID = "5ZqkQ6CZUnTy1nHCp7Bq3xSYvUtmuiVXe5LRDUb6Y1R2"
+DATA_ID = "2KVs1zzjXCw7EUWME5phMpV3moQ2rurpHscxqojzF2J7"
+WARNING = ("The device cannot pay the fees of its Data transactions (it holds 0.00 coins): send it some WAVES, "
+           "e.g. `iotlight pay --asset WAVES %s 0.1` from a funded seed." % ADDRESS)
+
+
+def selling_state(srv, *, telemetry=True):
+    now = time.time()
+    presets = iotlight.pay_presets(seconds_per_token=6.0, max_seconds=3600.0, decimals=2,
+                                   template=iotlight.WALLET_URLS["T"], asset=srv.state["asset_id"], address=ADDRESS)
+    sold = [0.0] * 24
+    sold[-1], sold[-5] = 120.0, 600.0
+    with srv.lock:
+        srv.state.update(
+            token={"name": "IoT-Light", "decimals": 2},
+            price={"seconds_per_token": 6.0, "max_seconds": 3600.0},
+            links={"wallet": iotlight.WALLET_URLS["T"], "explorer": EXPLORER},
+            pay=presets,
+            status={"name": "ok", "legend": [{"name": k, "rgb": list(iotlight.STATUS_COLORS[k]), "meaning": v}
+                                             for k, v in iotlight.STATUS_MEANINGS.items()]},
+            warnings=[],
+            light_sold={"start_ms": int((now // 3600 - 23) * 3600 * 1000), "seconds": sold},
+            payments=[{"id": PAY_ID, "sender": SENDER, "amount": 250, "seconds": 15.0, "height": 99, "ts": now - 30}],
+            data_txs=[{"id": DATA_ID, "status": "confirmed", "ts": now - 20}],
+        )
+        if telemetry:
+            srv.state["telemetry"] = [{"ts": now - 3600 + 60 * i, "temperature_c": 20 + i / 30,
+                                       "humidity_pct": 40 + (i % 7), "pressure_hpa": 1013 - i / 60} for i in range(60)]
+    return presets
+
+
+def test_the_pay_card_shows_token_price_and_a_wallet_link_with_the_amount_filled_in(browser, server):
+    presets = selling_state(server)
+    open_live(browser, server)
+    price = text(browser, "price")
+    assert "1 IoT-Light = 0:06 of light" in price and "at most 1:00:00 at a time" in price
+    buttons = js(browser, "return Array.from(document.querySelectorAll('#presets button'))"
+                          ".map(function (b) { return b.textContent; });")
+    assert buttons == ["%s IoT-Light \u00b7 %s" % (p["amount"], d) for p, d in
+                       zip(presets, ["0:30", "1:00", "5:00", "15:00"])]
+    assert attr(browser, "pay-link", "href") == presets[1]["link"]     # 1 minute is the default choice
+    js(browser, "document.querySelectorAll('#presets button')[2].click();")
+    assert attr(browser, "pay-link", "href") == presets[2]["link"]
+    assert "recipient=%s" % ADDRESS in presets[2]["link"] and "amount=50&" in presets[2]["link"]
+    poll(lambda: "amount=50" in (attr(browser, "qr", "src") or ""), "the QR code of the chosen amount")
+    poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
+         "the QR image to load")
+    assert "IoT-Light" in text(browser, "asset")
+
+
+def test_every_transaction_id_links_to_the_explorer_and_ignored_payments_show_why(browser, server):
+    selling_state(server)
+    open_live(browser, server)
+    hrefs = js(browser, "return Array.from(document.querySelectorAll('a.txid')).map(function (a) { return a.href; });")
+    assert EXPLORER.replace("{id}", PAY_ID) in hrefs and EXPLORER.replace("{id}", DATA_ID) in hrefs
+    forged = "3sXhNwbWXgqkv3fmZ6Hmng4uNJ3UJrKzRtBuXzERXvVG"
+    server.publish({"type": "ignored", "id": forged, "sender": SENDER, "amount": 500, "asset_id": "OtherToken",
+                    "reason": "wrong_asset", "ts": time.time()})
+    row = "document.querySelector('#payments li[data-id=\"%s\"]')" % forged
+    poll(lambda: js(browser, "return !!" + row + ";"), "the ignored payment in the list")
+    assert "not counted: another token" in js(browser, "return %s.textContent;" % row)
+    assert js(browser, "return %s.classList.contains('ignored');" % row)
+    assert js(browser, "return %s.querySelector('a.txid').href;" % row) == EXPLORER.replace("{id}", forged)
+    server.publish({"type": "refund", "payment_id": PAY_ID, "id": "RefundTx1111111111111111111111111111111111",
+                    "amount": 100, "status": "broadcast", "ts": time.time()})
+    poll(lambda: "refund" in (text(browser, "datatxs") or ""), "the refund in the transaction list")
+
+
+def test_warnings_show_in_full_and_the_legend_says_what_the_status_pixel_means(browser, server):
+    selling_state(server)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        open_live(browser, server)
+        legend = text(browser, "legend")
+        for meaning in iotlight.STATUS_MEANINGS.values():
+            assert meaning in legend
+        assert js(browser, "return document.querySelector('#legend .current').getAttribute('data-status');") == "ok"
+        server.publish({"type": "outbox", "pending": 2, "no_funds": True})
+        server.publish({"type": "warnings", "lines": [WARNING]})
+        poll(lambda: text(browser, "warnings") == WARNING, "the warning, in full")
+        assert js(browser, "return document.querySelector('#legend .current').getAttribute('data-status');") \
+            == "no_funds"
+        box = js(browser, "var r = document.querySelector('#warnings div').getBoundingClientRect();"
+                          "return [r.left, r.right, document.querySelector('#warnings div').scrollWidth,"
+                          " document.querySelector('#warnings div').clientWidth];")
+        assert box[0] >= 0 and box[1] <= 390 and box[2] <= box[3]        # wrapped, not cut
+        assert js(browser, "return document.documentElement.scrollWidth;") <= 390
+        server.publish({"type": "warnings", "lines": []})
+        poll(lambda: text(browser, "warnings") == "", "the warning to go")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_charts_draw_light_sold_per_hour_and_the_sensors(browser, server):
+    selling_state(server)
+    open_live(browser, server)
+    bars = "document.querySelectorAll('#chart-sold rect.sold-bar')"
+    assert js(browser, "return %s.length;" % bars) == 24
+    heights = js(browser, "return Array.from(%s).map(function (r) { return +r.getAttribute('height'); });" % bars)
+    assert heights[-5] > heights[-1] > 0 and heights[0] == 0
+    assert "12:00 of light" in text(browser, "chart-sold")
+    server.publish({"type": "payment", "id": "Tx9", "sender": SENDER, "amount": 1000, "seconds": 60.0,
+                    "height": 100, "ts": time.time()})
+    poll(lambda: "13:00 of light" in (text(browser, "chart-sold") or ""), "the chart to count the new payment")
+    for sensor in ("temperature_c", "humidity_pct", "pressure_hpa"):
+        assert js(browser, "return !!document.querySelector('#telemetry svg[data-sensor=%s] polyline');" % sensor)
+    server.publish({"type": "telemetry", "temperature_c": 25.5, "ts": time.time()})
+    poll(lambda: "25.5 \u00b0C" in (text(browser, "telemetry") or ""), "the newest temperature")
+
+
 # -- looks -----------------------------------------------------------------------------------
 
 
 def fill_for_screenshot(srv):
+    selling_state(srv)
     now = time.time()
     with srv.lock:
         srv.state["payments"] = [
@@ -289,6 +404,8 @@ def fill_for_screenshot(srv):
         warm = [255, 214, 120]
         srv.state["matrix"] = [warm if i < 56 else ([255, 140, 40] if i < 61 else [0, 0, 0]) for i in range(64)]
         srv.state["joystick"] = {"type": "joystick", "direction": "left", "action": "pressed", "ts": now - 12}
+        srv.state["ignored"] = [{"id": "3sXhNwbWXgqkv3fmZ6Hmng4uNJ3UJrKzRtBuXzERXvVG", "sender": SENDER, "amount": 1,
+                                 "asset_id": srv.state["asset_id"], "reason": "below_minimum", "ts": now - 60}]
 
 
 @pytest.mark.parametrize(
