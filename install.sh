@@ -19,6 +19,7 @@
 #   /etc/iotlight/device.seed          the device's seed phrase (made once, mode 0600)
 #   /var/lib/iotlight                  the state (SQLite) and the user's home
 #   /etc/systemd/system/iotlight.service
+#   /usr/local/bin/iotlight            the command: sudo iotlight status, ...
 #
 # Environment:
 #   IOTLIGHT_PYTHON    the interpreter the venv is made from (default: python3)
@@ -43,6 +44,9 @@ readonly SEED_FILE=/etc/iotlight/device.seed
 readonly STATE_DIR=/var/lib/iotlight
 readonly STATE_FILE=/var/lib/iotlight/iotlight.db
 readonly UNIT_FILE=/etc/systemd/system/iotlight.service
+# The command people type (sudo iotlight status), and the line that marks it as ours.
+readonly COMMAND_FILE=/usr/local/bin/iotlight
+readonly COMMAND_MARK="written by iotlight's install.sh"
 # The Sense HAT's devices: video owns /dev/fb* (LED matrix), input owns
 # /dev/input/event* (joystick), i2c owns /dev/i2c-* (sensors).
 readonly DEVICE_GROUPS=(video input i2c)
@@ -461,13 +465,14 @@ TimeoutStartSec=120
 TimeoutStopSec=30
 # The venv's python runs the daemon with the installed configuration, as a module
 # from the bytecode install.sh compiled: no compiling at every start (8 MB less memory).
-ExecStart=$VENV_DIR/bin/python -m iotlight -c $CONF_FILE run
-# Where python -m finds iotlight.py.
-Environment=PYTHONPATH=$APP_DIR
+# -I (isolated): neither the working directory nor the user's ~/.local (both in
+# the state directory the daemon can write) nor PYTHON* variables reach the
+# import path, so no planted json.py or usercustomize.py runs with the seed at hand;
+# python -m finds iotlight.py through iotlight.pth in the root-owned venv.
+# -u: Python buffers stdout when it is no terminal; journald should see lines at once.
+ExecStart=$VENV_DIR/bin/python -I -u -m iotlight -c $CONF_FILE run
 # Log lines appear in the journal as iotlight[PID] instead of python[PID].
 SyslogIdentifier=iotlight
-# Python buffers stdout when it is no terminal; journald should see lines at once.
-Environment=PYTHONUNBUFFERED=1
 # The unprivileged system user made by install.sh.
 User=$APP_USER
 # Its own group.
@@ -494,10 +499,21 @@ RestartSec=5
 StateDirectory=iotlight
 # Readable by the user only.
 StateDirectoryMode=0750
-# Start in the state directory.
-WorkingDirectory=$STATE_DIR
+# Start in the code folder, which only root can write (never the state directory:
+# the working directory must hold nothing the daemon itself could have put there).
+WorkingDirectory=$APP_DIR
 # New files are readable by the user only.
 UMask=0077
+# No core dumps: one after a crash or the watchdog's SIGABRT would hold the
+# device's private key, on disk.
+LimitCORE=0
+# Memory: the daemon holds about 40 MB resident idle and peaked at 70 MB under
+# the fault campaign (SIGKILLs, node outages, 1,000 payments). Above 150 MB
+# (twice that peak) the kernel reclaims the daemon's memory and slows it down...
+MemoryHigh=150M
+# ...and at 200 MB it is killed (then restarted by Restart=on-failure): only a
+# leak gets there, and it is stopped long before a 512 MB Pi runs out of memory.
+MemoryMax=200M
 
 # Hardening. Left out on purpose: PrivateDevices= (hides the Sense HAT's
 # /dev/fb*, /dev/input/event*, /dev/i2c-*), PrivateUsers= (would unmap the
@@ -561,6 +577,94 @@ SystemCallErrorNumber=EPERM
 # Start at boot with the rest of the system services.
 WantedBy=multi-user.target
 EOF
+}
+
+# =============================================================================
+# The iotlight command
+# =============================================================================
+
+# The command on the PATH: iotlight.py's commands with the venv (where the
+# dependencies are) and the installed configuration.
+render_command() {
+    cat <<EOF
+#!/bin/sh
+# $COMMAND_FILE: $COMMAND_MARK, replaced on every run.
+#
+# iotlight's commands with the installed interpreter (the venv that holds the
+# dependencies) and the installed configuration $CONF_FILE:
+#   iotlight --version    sudo iotlight status    sudo iotlight pay --seed-file F ADDRESS 20
+# A -c PATH of your own wins. $CONF_FILE is readable by root and the
+# group $APP_USER only, hence sudo. The daemon itself runs as $SERVICE.
+#
+# python -I: the working directory (wherever sudo runs this) and PYTHON*
+# variables never reach the import path. The files are found from where this
+# script lies, so a tree made with install.sh --root DIR runs from DIR.
+bin_dir=$(dirname "$COMMAND_FILE")
+conf=$CONF_FILE
+python=$VENV_DIR/bin/python
+EOF
+    cat <<'EOF'
+self="$(readlink -f -- "$0")" || self="$0"
+root="${self%/*}"
+root="${root%"$bin_dir"}"
+[ "$root" != "${self%/*}" ] || root=""
+conf="$root$conf"
+python="$root$python"
+
+if [ ! -x "$python" ]; then
+    echo "iotlight: $python is missing: install iotlight again with its install.sh" >&2
+    exit 1
+fi
+
+# The command, and whether the default configuration is needed at all.
+own_conf=0 info=0 command="" skip=0
+for arg in "$@"; do
+    if [ "$skip" = 1 ]; then
+        skip=0
+        continue
+    fi
+    case "$arg" in
+        -c | --c | --co | --con | --conf | --confi | --config) own_conf=1 skip=1 ;;
+        -c* | --c*) own_conf=1 ;;
+        -h | --help | --version) info=1 ;;
+        -*) ;;
+        *) [ -n "$command" ] || command="$arg" ;;
+    esac
+done
+
+if [ "$own_conf" = 0 ] && [ "$info" = 0 ]; then
+    if [ "$(id -u)" != 0 ] && [ ! -r "$conf" ]; then
+        line="sudo iotlight"
+        [ "$#" = 0 ] || line="sudo iotlight $*"
+        echo "iotlight: cannot read $conf (root and the group iotlight only): run the command with sudo: $line" >&2
+        exit 2
+    fi
+    if [ "$(id -u)" = 0 ] && { [ -z "$command" ] || [ "$command" = run ]; }; then
+        echo "iotlight: the daemon runs as the service iotlight.service, not as root: sudo systemctl restart iotlight (its log: journalctl -u iotlight -f)" >&2
+        exit 2
+    fi
+fi
+# -c first: a -c of the caller's comes later and wins.
+exec "$python" -I -m iotlight -c "$conf" "$@"
+EOF
+}
+
+# Is the file ours (written by install.sh, not a link)?
+is_our_command() {
+    [[ -f "$1" && ! -L "$1" ]] && grep -qF "$COMMAND_MARK" "$1"
+}
+
+install_command() {
+    local target rendered="$WORK/iotlight"
+    target="$(p "$COMMAND_FILE")"
+    if [[ -e "$target" || -L "$target" ]] && ! is_our_command "$target"; then
+        warn "$COMMAND_FILE exists and is not install.sh's: left alone (so 'iotlight' may be another program); iotlight's commands also run as: sudo $VENV_DIR/bin/python -I -m iotlight -c $CONF_FILE COMMAND"
+        return
+    fi
+    render_command >"$rendered"
+    say "installing the command $COMMAND_FILE"
+    run install -d -m 0755 "$(p "$(dirname "$COMMAND_FILE")")"
+    run install -m 0755 "$rendered" "$target"
 }
 
 # =============================================================================
@@ -650,6 +754,26 @@ install_code() {
     say "compiling iotlight.py to bytecode"
     run "$venv/bin/python" -m py_compile "$(p "$APP_DIR/iotlight.py")" ||
         err "iotlight.py does not compile with $VENV_DIR/bin/python (Python 3.9 or newer is needed)"
+    install_pth "$venv" "$python_version"
+    ((DRY_RUN)) || "$venv/bin/python" -I -m iotlight --version >/dev/null ||
+        err "$VENV_DIR/bin/python -I -m iotlight does not find $APP_DIR/iotlight.py (see above)"
+}
+
+# install_pth VENV X.Y: iotlight.pth in the venv's site-packages names the code
+# folder, so `python -I -m iotlight` (the unit, the iotlight command) finds
+# iotlight.py although -I drops PYTHONPATH and the working directory. The path
+# in it is relative to site-packages: a tree made with --root works where it lies.
+install_pth() {
+    local venv="$1" site rel pth="$WORK/iotlight.pth"
+    if ((DRY_RUN)) && [[ ! -x "$venv/bin/python" ]]; then
+        run install -m 0644 "$pth" "$venv/lib/python$2/site-packages/iotlight.pth"
+        return
+    fi
+    site="$("$venv/bin/python" -I -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    rel="$("$venv/bin/python" -I -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
+        "$(p "$APP_DIR")" "$site")"
+    printf '%s\n' "$rel" >"$pth"
+    run install -m 0644 "$pth" "$site/iotlight.pth"
 }
 
 install_config() {
@@ -684,6 +808,7 @@ ensure_seed() {
     else
         seed="$SEED_FILE" # --dry-run of a first install
     fi
+    check_seed_place "$seed"
     if [[ -e "$(p "$seed")" ]]; then
         say "keeping the device seed $seed"
     else
@@ -696,8 +821,58 @@ ensure_seed() {
                 err "iotlight.py keygen failed (see above): fix the cause and run install.sh again"
         fi
     fi
-    run chown "$(owner "$APP_USER" "$APP_USER")" "$(p "$seed")"
+    # check_seed_place made sure the service user cannot have swapped the file
+    # for a link since; -h all the same.
+    run chown -h "$(owner "$APP_USER" "$APP_USER")" "$(p "$seed")"
     run chmod 0600 "$(p "$seed")"
+}
+
+# check_seed_place SEED: refuse a seed file install.sh cannot safely chown and
+# chmod as root: a symbolic link (chmod follows it, to whatever it names), or
+# one in a folder the service user can write, directly or through a folder
+# above it (it could put a link to /etc/shadow there, before or during a run).
+check_seed_place() {
+    local seed="$1" path dir top="${ROOT:-/}"
+    path="$(p "$seed")"
+    [[ ! -L "$path" ]] ||
+        err "the seed file $seed is a symbolic link: install.sh changes owners and modes of real files only; put the file itself in its place (or point device.seed_file in $CONF_FILE at it) and run install.sh again"
+    dir="$(readlink -f -- "$(dirname "$path")")" || dir=""
+    [[ -n "$dir" ]] || return 0 # its folder does not exist: keygen will say so
+    while :; do
+        if writable_by_user "$dir"; then
+            err "the seed file $seed lies in ${dir#"$ROOT"}, where the user $APP_USER can put a link in its place; install.sh changes the seed's owner and mode as root, so it must live where only root writes: set device.seed_file in $CONF_FILE to such a place (the default is $SEED_FILE) and run install.sh again"
+        fi
+        [[ "$dir" != "$top" && "$dir" != / ]] || break
+        dir="$(dirname "$dir")"
+    done
+}
+
+# writable_by_user DIR: may the service user add, rename or remove entries in
+# DIR? The state directory always (the unit hands it over); else by owner,
+# group (the user's groups, from the tree under --root) and mode bits.
+writable_by_user() {
+    local dir="$1" state uid perm owner group
+    state="$(readlink -f -- "$(p "$STATE_DIR")")" || state="$(p "$STATE_DIR")"
+    [[ "$dir" == "$state" || "$dir" == "$state"/* ]] && return 0
+    read -r perm owner group < <(stat -c '%a %u %g' -- "$dir") || return 1
+    perm=$((8#$perm))
+    ((perm & 8#0002)) && return 0
+    uid="$(lookup passwd "$APP_USER" | cut -d: -f3)" ||
+        return 1 # no such user yet (a dry run): nothing else it can write
+    ((perm & 8#0200)) && [[ "$owner" == "$uid" ]] && return 0
+    ((perm & 8#0020)) && user_gids | grep -qxF "$group"
+}
+
+# The service user's group ids, one per line (from the tree under --root).
+user_gids() {
+    local primary
+    primary="$(lookup passwd "$APP_USER" | cut -d: -f4)" || return 0
+    if [[ -n "$ROOT" ]]; then
+        awk -F: -v user="$APP_USER" -v primary="$primary" \
+            '$3 == primary || ("," $4 ",") ~ ("," user ",") { print $3 }' "$ROOT/etc/group"
+    else
+        id -G "$APP_USER" | tr ' ' '\n'
+    fi
 }
 
 # Is payment.asset_id set? Without it the daemon stops at once with exit 2.
@@ -794,6 +969,7 @@ do_install() {
     install_config
     ensure_state_dir
     ensure_seed
+    install_command
     install_unit
     if is_raspberry_pi && ! compgen -G '/dev/i2c-*' >/dev/null; then
         warn "no /dev/i2c-*: the Sense HAT needs I2C; enable it with 'sudo raspi-config nonint do_i2c 0' and reboot"
@@ -817,6 +993,12 @@ do_uninstall() {
     fi
     say "removing $APP_DIR (the code and the venv)"
     run rm -rf "$(p "$APP_DIR")"
+    if is_our_command "$(p "$COMMAND_FILE")"; then
+        say "removing the command $COMMAND_FILE"
+        run rm -f "$(p "$COMMAND_FILE")"
+    elif [[ -e "$(p "$COMMAND_FILE")" ]]; then
+        say "note: $COMMAND_FILE is not install.sh's: left in place"
+    fi
     if ((PURGE)); then
         purge
     else

@@ -306,7 +306,7 @@ def test_unit_runs_the_daemon_as_a_watched_notify_service(installed):
         "Type": "notify",
         "NotifyAccess": "main",
         "WatchdogSec": "30",
-        "ExecStart": "/opt/iotlight/venv/bin/python -m iotlight -c /etc/iotlight/iotlight.toml run",
+        "ExecStart": "/opt/iotlight/venv/bin/python -I -u -m iotlight -c /etc/iotlight/iotlight.toml run",
         "User": "iotlight",
         "Group": "iotlight",
         "SupplementaryGroups": "video input",  # the tree has no i2c group
@@ -314,18 +314,19 @@ def test_unit_runs_the_daemon_as_a_watched_notify_service(installed):
         "RestartSec": "5",
         "RestartPreventExitStatus": "2 3",
         "TimeoutStopSec": "30",
-        "Environment": ["PYTHONPATH=/opt/iotlight", "PYTHONUNBUFFERED=1"],
         "StateDirectory": "iotlight",
         "StateDirectoryMode": "0750",
+        "WorkingDirectory": "/opt/iotlight",
     }
     for key, value in expected.items():
         assert d[("Service", key)] == (value if isinstance(value, list) else [value]), key
     assert d[("Unit", "After")] == ["network-online.target"]
-    # python -m iotlight runs from bytecode compiled at install time, with the venv's python
+    assert ("Service", "Environment") not in d  # -I would ignore PYTHONPATH and friends anyway
+    # python -I -m iotlight runs from bytecode compiled at install time, with the venv's python,
+    # which finds iotlight.py through iotlight.pth (no PYTHONPATH, from any directory)
     assert list(inst.path("/opt/iotlight/__pycache__").glob("iotlight.cpython-*.pyc"))
-    version = subprocess.run([str(inst.path("/opt/iotlight/venv/bin/python")), "-m", "iotlight", "--version"],
-                             capture_output=True, text=True, timeout=60,
-                             env=dict(os.environ, PYTHONPATH=str(inst.path("/opt/iotlight"))))
+    version = subprocess.run([str(inst.path("/opt/iotlight/venv/bin/python")), "-I", "-m", "iotlight", "--version"],
+                             capture_output=True, text=True, timeout=60, cwd="/")
     assert version.stdout.startswith("iotlight "), version.stderr
     assert d[("Install", "WantedBy")] == ["multi-user.target"]
 
