@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -363,6 +364,61 @@ def test_unit_lists_only_present_device_groups():
     result = source_lib('render_unit video input i2c | grep "^SupplementaryGroups="; '
                         'render_unit | grep -c "^SupplementaryGroups=" || true')
     assert result.stdout.splitlines() == ["SupplementaryGroups=video input i2c", "0"], result.stderr
+
+
+def test_unit_allows_no_core_dump_and_caps_memory(installed):
+    """LimitCORE=0 (a core dump would hold the private key); MemoryHigh/MemoryMax far above the measured 70 MB peak."""
+    inst, _ = installed
+    d = {}
+    for section, key, value in unit_directives(inst.path("/etc/systemd/system/iotlight.service").read_text()):
+        d.setdefault((section, key), []).append(value)
+    assert d[("Service", "LimitCORE")] == ["0"]
+    assert d[("Service", "MemoryHigh")] == ["150M"]
+    assert d[("Service", "MemoryMax")] == ["200M"]
+
+
+def tree_command(inst: Installer, line: str) -> List[str]:
+    """A command line of the unit or the target system, its paths moved into the tree."""
+    for target in ("/opt/iotlight", "/etc/iotlight", "/var/lib/iotlight"):
+        line = line.replace(target, str(inst.path(target)))
+    return shlex.split(line)
+
+
+def plant_modules(home: Path, marker: Path) -> None:
+    """What a compromised daemon could leave in its state dir (its cwd and $HOME before):
+    a json.py and, in its user site-packages, a usercustomize.py; each writes marker."""
+    code = "open(%r, 'a').write(__name__ + '\\n')\n" % str(marker)
+    (home / "json.py").write_text(code + "raise SystemExit(97)\n")
+    user_site = home / (".local/lib/python%d.%d/site-packages" % sys.version_info[:2])
+    user_site.mkdir(parents=True)
+    (user_site / "usercustomize.py").write_text(code)
+
+
+def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_path):
+    """The unit's ExecStart, run in the state dir with HOME there (as systemd sets it for the user),
+    with the unit's Environment=, imports neither a planted json.py nor a usercustomize.py."""
+    installer.install()
+    unit = installer.path("/etc/systemd/system/iotlight.service").read_text()
+    d = {}
+    for section, key, value in unit_directives(unit):
+        d.setdefault(key, []).append(value)
+    state = installer.path("/var/lib/iotlight")
+    marker = tmp_path / "planted-code-ran"
+    plant_modules(state, marker)
+    env = {"PATH": os.environ["PATH"], "HOME": str(state), "LANG": "C.UTF-8"}
+    for assignment in d.get("Environment", []):
+        key, _, value = assignment.partition("=")
+        env[key] = tree_command(installer, value)[0]
+    # The state dir as the working directory: the worst case (the old unit's), whatever the unit says.
+    result = subprocess.run(tree_command(installer, d["ExecStart"][0]), cwd=str(state), env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert not marker.exists(), "planted code ran: %s" % marker.read_text()
+    # It is the installed daemon that ran, and stopped on the unset asset id.
+    assert result.returncode == 2, result.stderr
+    assert "payment.asset_id" in result.stderr
+    # The unit's own working directory is the code folder, which only root writes.
+    assert d["WorkingDirectory"] == ["/opt/iotlight"]
+    assert mode(installer.path("/opt/iotlight")) == 0o755
 
 
 def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
