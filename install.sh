@@ -834,17 +834,18 @@ ensure_seed() {
 check_seed_place() {
     local seed="$1" path dir top="${ROOT:-/}"
     path="$(p "$seed")"
+    dir="$(readlink -f -- "$(dirname "$path")")" || dir=""
+    if [[ -n "$dir" ]]; then # else its folder does not exist: keygen will say so
+        while :; do
+            if writable_by_user "$dir"; then
+                err "the seed file $seed lies in ${dir#"$ROOT"}, where the user $APP_USER can put a link in its place; install.sh changes the seed's owner and mode as root, so it must live where only root writes: set device.seed_file in $CONF_FILE to such a place (the default is $SEED_FILE) and run install.sh again"
+            fi
+            [[ "$dir" != "$top" && "$dir" != / ]] || break
+            dir="$(dirname "$dir")"
+        done
+    fi
     [[ ! -L "$path" ]] ||
         err "the seed file $seed is a symbolic link: install.sh changes owners and modes of real files only; put the file itself in its place (or point device.seed_file in $CONF_FILE at it) and run install.sh again"
-    dir="$(readlink -f -- "$(dirname "$path")")" || dir=""
-    [[ -n "$dir" ]] || return 0 # its folder does not exist: keygen will say so
-    while :; do
-        if writable_by_user "$dir"; then
-            err "the seed file $seed lies in ${dir#"$ROOT"}, where the user $APP_USER can put a link in its place; install.sh changes the seed's owner and mode as root, so it must live where only root writes: set device.seed_file in $CONF_FILE to such a place (the default is $SEED_FILE) and run install.sh again"
-        fi
-        [[ "$dir" != "$top" && "$dir" != / ]] || break
-        dir="$(dirname "$dir")"
-    done
 }
 
 # writable_by_user DIR: may the service user add, rename or remove entries in

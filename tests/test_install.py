@@ -107,7 +107,7 @@ class Installer:
         owners = {}
         for line in self.log.read_text().splitlines():
             if line.startswith("chown "):
-                _, spec, path = line.split(" ")
+                spec, path = line.split(" ")[-2:]  # chown [-h] SPEC PATH
                 owners[path] = spec
         return owners
 
@@ -517,6 +517,109 @@ def test_uninstall_of_nothing_succeeds(installer):
     assert result.returncode == 0, result.stderr
     assert "no /etc/systemd/system/iotlight.service: nothing to stop" in result.stderr
     assert installer.calls() == []
+
+
+# =============================================================================
+# Owners and modes: never through a link the service user could have planted
+# =============================================================================
+
+
+def victim_file(tmp_path: Path) -> Tuple[Path, Tuple[int, int, int]]:
+    """A file outside the tree that a planted link points at: (path, (mode, uid, gid))."""
+    victim = tmp_path / "victim"
+    victim.write_text("not the installer's\n")
+    victim.chmod(0o644)
+    st = victim.stat()
+    return victim, (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+
+
+def victim_state(victim: Path) -> Tuple[int, int, int]:
+    st = victim.stat()
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def point_seed_file_at(installer: Installer, seed_file: str) -> None:
+    conf = installer.path("/etc/iotlight/iotlight.toml")
+    text = conf.read_text()
+    assert 'seed_file = "/etc/iotlight/device.seed"' in text
+    conf.write_text(text.replace('seed_file = "/etc/iotlight/device.seed"', 'seed_file = "%s"' % seed_file))
+
+
+def test_link_planted_in_the_state_dir_is_not_followed(installer, tmp_path):
+    """With device.seed_file in the state dir, a link the service user put there in the seed's place
+    gets neither install.sh's chown nor its chmod: the run stops and says why, the target is untouched."""
+    installer.install()
+    victim, before = victim_file(tmp_path)
+    point_seed_file_at(installer, "/var/lib/iotlight/device.seed")
+    link = installer.path("/var/lib/iotlight/device.seed")
+    link.symlink_to(victim)
+    result = installer.run()
+    assert result.returncode == 1
+    assert ("install.sh: error: the seed file /var/lib/iotlight/device.seed lies in /var/lib/iotlight, where "
+            "the user iotlight can put a link in its place;") in result.stderr
+    assert victim_state(victim) == before
+    assert victim.read_text() == "not the installer's\n"
+    assert link.is_symlink()
+    if not AS_ROOT:
+        assert str(link) not in installer.chowns()
+
+
+def test_seed_in_a_folder_the_user_may_write_is_refused_before_keygen(installer):
+    """A seed file configured into the state dir is refused before keygen makes one there."""
+    installer.install()
+    point_seed_file_at(installer, "/var/lib/iotlight/keys/device.seed")
+    installer.path("/var/lib/iotlight/keys").mkdir()
+    result = installer.run()
+    assert result.returncode == 1
+    assert "the seed file /var/lib/iotlight/keys/device.seed lies in /var/lib/iotlight/keys," in result.stderr
+    assert not installer.path("/var/lib/iotlight/keys/device.seed").exists()
+
+
+def test_seed_file_that_is_a_link_is_refused(installer, tmp_path):
+    """A link in the seed's place, even in /etc/iotlight, is not chowned or chmodded through."""
+    installer.install()
+    victim, before = victim_file(tmp_path)
+    seed = installer.path("/etc/iotlight/device.seed")
+    seed.unlink()
+    seed.symlink_to(victim)
+    result = installer.run()
+    assert result.returncode == 1
+    assert ("install.sh: error: the seed file /etc/iotlight/device.seed is a symbolic link: install.sh changes "
+            "owners and modes of real files only;") in result.stderr
+    assert victim_state(victim) == before
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="gives folders to other users: needs root")
+def test_writable_by_user_reads_owner_group_and_mode(tmp_path):
+    """A folder is the service user's to write when it owns it (u+w), when one of its groups
+    owns it (g+w), when anyone may (o+w, sticky or not), and always the state dir."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\niotlight:x:4242:4243::/var/lib/iotlight:/x\n")
+    (root / "etc/group").write_text("root:x:0:\niotlight:x:4243:\nvideo:x:44:iotlight\naudio:x:29:\n")
+    cases = {  # name: (uid, gid, mode, writable)
+        "root-0755": (0, 0, 0o755, False),
+        "user-0755": (4242, 0, 0o755, True),
+        "user-0555": (4242, 0, 0o555, False),
+        "group-0775": (0, 4243, 0o775, True),
+        "video-0770": (0, 44, 0o770, True),
+        "video-0750": (0, 44, 0o750, False),
+        "audio-0770": (0, 29, 0o770, False),
+        "anyone-1777": (0, 0, 0o1777, True),
+    }
+    for name, (uid, gid, perm, _) in cases.items():
+        d = root / name
+        d.mkdir()
+        os.chown(d, uid, gid)
+        d.chmod(perm)
+    (root / "var/lib/iotlight/sub").mkdir(parents=True)
+    script = "ROOT=%s\nfor d in %s var/lib/iotlight var/lib/iotlight/sub; do\n" \
+             '  if writable_by_user "$ROOT/$d"; then echo "$d yes"; else echo "$d no"; fi\ndone' \
+             % (root, " ".join(cases))
+    result = source_lib(script)
+    assert result.returncode == 0, result.stderr
+    expected = ["%s %s" % (name, "yes" if case[3] else "no") for name, case in cases.items()]
+    assert result.stdout.splitlines() == expected + ["var/lib/iotlight yes", "var/lib/iotlight/sub yes"]
 
 
 # =============================================================================
