@@ -611,11 +611,6 @@ root="${root%"$bin_dir"}"
 conf="$root$conf"
 python="$root$python"
 
-if [ ! -x "$python" ]; then
-    echo "iotlight: $python is missing: install iotlight again with its install.sh" >&2
-    exit 1
-fi
-
 # The command, and whether the default configuration is needed at all.
 own_conf=0 info=0 command="" skip=0
 for arg in "$@"; do
@@ -643,6 +638,10 @@ if [ "$own_conf" = 0 ] && [ "$info" = 0 ]; then
         echo "iotlight: the daemon runs as the service iotlight.service, not as root: sudo systemctl restart iotlight (its log: journalctl -u iotlight -f)" >&2
         exit 2
     fi
+fi
+if [ ! -x "$python" ]; then
+    echo "iotlight: $python is missing: install iotlight again with its install.sh" >&2
+    exit 1
 fi
 # -c first: a -c of the caller's comes later and wins.
 exec "$python" -I -m iotlight -c "$conf" "$@"

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -436,6 +437,123 @@ def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
 
 
 # =============================================================================
+# The iotlight command
+# =============================================================================
+
+
+@pytest.fixture(scope="module")
+def commanded():
+    """One install whose /usr/local/bin/iotlight the tests run, in a tree every user can
+    traverse (to run it as nobody). Its config names the seed and state relative to itself,
+    so it works inside the tree; deps.pth shows the venv this interpreter's packages, as
+    pip would have installed them from the network."""
+    base = Path(tempfile.mkdtemp(prefix="iotlight-command-"))
+    base.chmod(0o755)
+    try:
+        inst = Installer(base)
+        inst.install()
+        venv_python = str(inst.path("/opt/iotlight/venv/bin/python"))
+        site = subprocess.run([venv_python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        paths = sysconfig.get_paths()
+        Path(site, "deps.pth").write_text("".join("%s\n" % p for p in dict.fromkeys((paths["purelib"],
+                                                                                      paths["platlib"]))))
+        conf = inst.path("/etc/iotlight/iotlight.toml")
+        inst.set_asset_id(conf)
+        conf.write_text(conf.read_text()
+                        .replace('seed_file = "/etc/iotlight/device.seed"', 'seed_file = "device.seed"')
+                        .replace('state_file = "/var/lib/iotlight/iotlight.db"',
+                                 'state_file = "../../var/lib/iotlight/iotlight.db"'))
+        yield inst
+    finally:
+        shutil.rmtree(base)
+
+
+def run_command(inst: Installer, *args: str, cwd: Optional[Path] = None, **kwargs) -> subprocess.CompletedProcess:
+    """The installed iotlight command, with a bare environment (no PYTHONPATH to lean on)."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run([str(inst.path("/usr/local/bin/iotlight"))] + list(args), cwd=str(cwd or "/"), env=env,
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_command_is_installed_executable_and_ours(commanded):
+    """/usr/local/bin/iotlight is a 0755 sh script marked as install.sh's."""
+    command = commanded.path("/usr/local/bin/iotlight")
+    assert mode(command) == 0o755
+    text = command.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert "written by iotlight's install.sh" in text
+
+
+def test_command_runs_the_venv_on_the_installed_config(commanded, tmp_path):
+    """iotlight --version, address and check work with the installed config by default, from any
+    directory: a json.py there or on PYTHONPATH is not imported."""
+    marker = tmp_path / "planted-code-ran"
+    plant_modules(tmp_path, marker)
+    env = {"PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
+    version = run_command(commanded, "--version", cwd=tmp_path, env=env)
+    assert (version.returncode, version.stdout) == (0, "iotlight %s\n" % iotlight.__version__), version.stderr
+    address = run_command(commanded, "address", cwd=tmp_path, env=env)
+    assert address.returncode == 0, address.stderr
+    keys = iotlight.keypair_from_seed(commanded.path("/etc/iotlight/device.seed").read_text().rstrip("\n"))
+    assert address.stdout == "address: %s\npublic key: %s\n" % (keys.address("T"), iotlight.b58encode(keys.public_key))
+    check = run_command(commanded, "check", cwd=tmp_path, env=env)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("configuration %s is valid\n" % commanded.path("/etc/iotlight/iotlight.toml"))
+    assert "  device address: %s\n" % keys.address("T") in check.stdout
+    assert not marker.exists()
+
+
+def test_command_takes_a_config_of_ones_own(commanded):
+    """-c PATH (or --config=PATH) given to the command wins over the installed config."""
+    for args in (["-c", "/nonexistent/other.toml"], ["--config=/nonexistent/other.toml"]):
+        result = run_command(commanded, *args, "address")
+        assert (result.returncode, result.stdout) == (2, ""), args
+        assert result.stderr == "iotlight: /nonexistent/other.toml: no such configuration file\n", args
+
+
+def test_command_tells_a_normal_user_to_use_sudo(commanded):
+    """A user who cannot read /etc/iotlight/iotlight.toml gets one line saying to use sudo, no traceback."""
+    conf = commanded.path("/etc/iotlight/iotlight.toml")
+    expected = ("iotlight: cannot read %s (root and the group iotlight only): run the command with sudo: "
+                "sudo iotlight status\n" % conf)
+    if AS_ROOT:  # as nobody: /etc/iotlight is 0750 root:iotlight, as install.sh made it
+        result = run_command(commanded, "status", user=65534, group=65534, extra_groups=[])
+    else:  # the chowns were only recorded: take the read permission away instead
+        conf.chmod(0)
+        try:
+            result = run_command(commanded, "status")
+        finally:
+            conf.chmod(0o640)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", expected)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the refusal is for root")
+def test_command_does_not_run_the_daemon_as_root(commanded):
+    """sudo iotlight (run is the default) would make root-owned state files: it points at the service."""
+    for args in ([], ["run"], ["-v", "run"]):
+        result = run_command(commanded, *args)
+        assert (result.returncode, result.stdout) == (2, ""), args
+        assert result.stderr == ("iotlight: the daemon runs as the service iotlight.service, not as root: sudo "
+                                 "systemctl restart iotlight (its log: journalctl -u iotlight -f)\n"), args
+
+
+def test_command_of_another_program_is_left_alone(installer):
+    """An /usr/local/bin/iotlight install.sh did not write survives install and uninstall, with a warning."""
+    other = installer.path("/usr/local/bin/iotlight")
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\necho another program\n")
+    result = installer.install()
+    assert "warning: /usr/local/bin/iotlight exists and is not install.sh's: left alone" in result.stderr
+    assert other.read_text() == "#!/bin/sh\necho another program\n"
+    result = installer.run("--uninstall")
+    assert result.returncode == 0, result.stderr
+    assert "note: /usr/local/bin/iotlight is not install.sh's: left in place" in result.stderr
+    assert other.read_text() == "#!/bin/sh\necho another program\n"
+
+
+# =============================================================================
 # Running again, uninstalling, purging
 # =============================================================================
 
@@ -488,6 +606,8 @@ def test_uninstall_removes_service_and_code_but_keeps_data(installer):
     assert installer.calls() == ["systemctl disable --now iotlight.service", "systemctl daemon-reload"]
     assert not installer.path("/etc/systemd/system/iotlight.service").exists()
     assert not installer.path("/opt/iotlight").exists()
+    assert not installer.path("/usr/local/bin/iotlight").exists()
+    assert installer.path("/usr/local/bin").is_dir()
     for kept in ("/etc/iotlight/iotlight.toml", "/etc/iotlight/device.seed", "/var/lib/iotlight/iotlight.db"):
         assert installer.path(kept).exists(), kept
     assert installer.entry("passwd", "iotlight") is not None
@@ -502,7 +622,8 @@ def test_purge_removes_config_seed_state_and_user(installer):
     result = installer.run("--purge")
     assert result.returncode == 0, result.stderr
     assert installer.calls() == ["systemctl disable --now iotlight.service", "systemctl daemon-reload"]
-    for gone in ("/etc/systemd/system/iotlight.service", "/opt/iotlight", "/etc/iotlight", "/var/lib/iotlight"):
+    for gone in ("/etc/systemd/system/iotlight.service", "/opt/iotlight", "/etc/iotlight", "/var/lib/iotlight",
+                 "/usr/local/bin/iotlight"):
         assert not installer.path(gone).exists(), gone
     assert installer.entry("passwd", "iotlight") is None
     assert installer.entry("group", "iotlight") is None
@@ -650,6 +771,7 @@ def test_dry_run_of_a_first_install_changes_nothing_and_prints_the_commands(inst
         "+ /opt/iotlight/venv/bin/python /opt/iotlight/iotlight.py -c /etc/iotlight/iotlight.toml address",
     ]:
         assert command in out, command
+    assert [line for line in out if line.endswith(" %s/usr/local/bin/iotlight" % root)], out
     assert "dry run: printing the commands, changing nothing" in result.stderr
 
 
@@ -804,4 +926,16 @@ def test_shellcheck_passes():
     if not shutil.which("shellcheck"):
         pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI installs it")
     result = subprocess.run(["shellcheck", str(REPO / "install.sh")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
+
+
+def test_shellcheck_passes_on_the_iotlight_command(tmp_path):
+    """shellcheck finds nothing in the /usr/local/bin/iotlight script install.sh writes."""
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI installs it")
+    command = tmp_path / "iotlight"
+    rendered = source_lib("render_command")
+    assert rendered.returncode == 0, rendered.stderr
+    command.write_text(rendered.stdout)
+    result = subprocess.run(["shellcheck", str(command)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
