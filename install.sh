@@ -68,6 +68,8 @@ ACTION=install
 PURGE=0
 PYTHON=python3
 WORK=""
+# Set by install_command: did this run write /usr/local/bin/iotlight?
+COMMAND_INSTALLED=0
 
 # =============================================================================
 # Output and command running
@@ -664,6 +666,7 @@ install_command() {
     say "installing the command $COMMAND_FILE"
     run install -d -m 0755 "$(p "$(dirname "$COMMAND_FILE")")"
     run install -m 0755 "$rendered" "$target"
+    COMMAND_INSTALLED=1
 }
 
 # =============================================================================
@@ -960,6 +963,13 @@ report() {
        sudo systemctl restart iotlight
        journalctl -u iotlight -f
 EOF
+    if ((COMMAND_INSTALLED)); then
+        cat <<EOF
+  4. Ask the device how it is (node, balances, lamp, payments), with the command
+     $COMMAND_FILE that runs iotlight.py's commands on $CONF_FILE:
+       sudo iotlight status
+EOF
+    fi
 }
 
 do_install() {

@@ -289,6 +289,7 @@ def test_fresh_install_ends_with_address_monitor_and_next_steps(installed):
     assert "Set payment.asset_id, the token that buys light, in /etc/iotlight/iotlight.toml" in out
     assert "Fund the address above with the chain's coins" in out
     assert "sudo systemctl restart iotlight" in out
+    assert "4. Ask the device how it is" in out and "       sudo iotlight status\n" in out
 
 
 # =============================================================================
@@ -546,6 +547,7 @@ def test_command_of_another_program_is_left_alone(installer):
     other.write_text("#!/bin/sh\necho another program\n")
     result = installer.install()
     assert "warning: /usr/local/bin/iotlight exists and is not install.sh's: left alone" in result.stderr
+    assert "sudo iotlight status" not in result.stdout
     assert other.read_text() == "#!/bin/sh\necho another program\n"
     result = installer.run("--uninstall")
     assert result.returncode == 0, result.stderr
