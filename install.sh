@@ -59,6 +59,7 @@ readonly SOURCE_FILES=(iotlight.py iotlight.toml requirements.txt)
 # Where the system says what it is (tests point these elsewhere).
 OS_RELEASE=/etc/os-release
 MODEL_FILE=/proc/device-tree/model
+CGROUP_CONTROLLERS=/sys/fs/cgroup/cgroup.controllers
 
 # Set by parse_args; SOURCE_DIR and WORK by main.
 SOURCE_DIR=""
@@ -903,6 +904,16 @@ install_unit() {
     fi
 }
 
+# The unit's MemoryHigh= and MemoryMax= need the cgroup memory controller,
+# which Raspberry Pi OS kernels start with off (cgroup_disable=memory): then
+# systemd runs the daemon without them. Say so, with the way to turn it on.
+note_memory_controller() {
+    [[ -r "$CGROUP_CONTROLLERS" ]] || return 0
+    if ! grep -qw memory "$CGROUP_CONTROLLERS"; then
+        say "note: the kernel runs without the cgroup memory controller, so the unit's MemoryHigh= and MemoryMax= do not act; to have them, add 'cgroup_enable=memory' to the kernel command line (on a Pi: /boot/firmware/cmdline.txt, or /boot/cmdline.txt on Bullseye) and reboot"
+    fi
+}
+
 # "HOST PORT" of the monitor from the configuration (the one to be installed
 # under --dry-run); HOST made reachable from outside when it listens on all.
 monitor_endpoint() {
@@ -981,6 +992,7 @@ do_install() {
     ensure_seed
     install_command
     install_unit
+    [[ -n "$ROOT" ]] || note_memory_controller
     if is_raspberry_pi && ! compgen -G '/dev/i2c-*' >/dev/null; then
         warn "no /dev/i2c-*: the Sense HAT needs I2C; enable it with 'sudo raspi-config nonint do_i2c 0' and reboot"
     fi

@@ -888,6 +888,20 @@ def test_a_raspberry_pi_gets_the_sense_hat_packages(tmp_path):
     assert other.stdout.split() == ["python3-venv"]
 
 
+def test_a_kernel_without_the_memory_controller_gets_a_note(tmp_path):
+    """Without the cgroup memory controller (a Pi's default) install.sh says the memory limits do not act."""
+    controllers = tmp_path / "cgroup.controllers"
+    controllers.write_text("cpuset cpu io pids\n")
+    off = source_lib('CGROUP_CONTROLLERS="%s"; note_memory_controller' % controllers)
+    assert off.returncode == 0
+    assert off.stderr.startswith("install.sh: note: the kernel runs without the cgroup memory controller, so the "
+                                 "unit's MemoryHigh= and MemoryMax= do not act; to have them, add "
+                                 "'cgroup_enable=memory' to the kernel command line")
+    controllers.write_text("cpuset cpu io memory pids\n")
+    on = source_lib('CGROUP_CONTROLLERS="%s"; note_memory_controller' % controllers)
+    assert (on.returncode, on.stderr) == (0, "")
+
+
 CONFIG = """\
 [node]
 urls = [
