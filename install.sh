@@ -2,7 +2,7 @@
 # install.sh: install iotlight as a systemd service on Raspberry Pi OS.
 #
 #   sudo ./install.sh               install, or upgrade an installed one, and start it
-#   sudo ./install.sh --uninstall   remove the service, the code and the venv;
+#   sudo ./install.sh --uninstall   remove the service, the code, the venv and the command;
 #                                   keep the configuration, the seed and the state
 #   sudo ./install.sh --purge       uninstall, and delete the configuration, the seed
 #                                   (the device's key!), the state and the user too
@@ -102,13 +102,15 @@ usage() {
 Usage: install.sh [--dry-run] [--root DIR] [--uninstall | --purge]
 
 Installs iotlight as the systemd service iotlight.service and starts it
-(Raspberry Pi OS Bookworm or Bullseye; Debian or Ubuntu without the Sense HAT).
+(Raspberry Pi OS Bookworm or Bullseye; Debian or Ubuntu without the Sense HAT),
+with the command /usr/local/bin/iotlight for its commands (sudo iotlight status).
 Run it again to upgrade: the code and the venv are replaced, the configuration
 /etc/iotlight/iotlight.toml, the seed and the state are kept.
 
 Options:
-  --uninstall   stop and remove the service, /opt/iotlight and its venv;
-                keep /etc/iotlight (configuration, seed) and /var/lib/iotlight
+  --uninstall   stop and remove the service, /opt/iotlight and its venv and
+                the iotlight command; keep /etc/iotlight (configuration, seed)
+                and /var/lib/iotlight
   --purge       --uninstall, then delete /etc/iotlight, /var/lib/iotlight and
                 the user iotlight; the seed is the only key to the device's
                 address: copy it first if the address holds anything

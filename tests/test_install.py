@@ -7,7 +7,9 @@ Every run uses the real install.sh, iotlight.py, iotlight.toml and requirements.
 apt-get and systemctl always, chown when the tests do not run as root (useradd,
 usermod and userdel act on the tree's /etc through --prefix). pip gets
 IOTLIGHT_PIP_ARGS=--no-index and sees this interpreter's packages through
-PYTHONPATH, so it resolves requirements.txt without a network.
+PYTHONPATH, so it resolves requirements.txt without a network; where a test runs the
+installed `python -I` (which ignores PYTHONPATH), a deps.pth in the tree's venv shows it
+those packages instead, as pip would have installed them.
 """
 
 from __future__ import annotations
