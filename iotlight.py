@@ -52,6 +52,7 @@ import logging
 import math
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -212,6 +213,7 @@ CONFIG_SCHEMA: Dict[str, Tuple[Callable[[Any], bool], Any, str]] = {
     "monitor.host": (_is_str, "127.0.0.1", "a host name or IP address"),
     "monitor.port": (_int_range(0, 65535), 8765, "an integer from 0 (off) to 65535"),
     "monitor.token": (_is_str, "", "a string"),
+    "monitor.max_clients_per_address": (_int_range(1, 1000), 10, "an integer from 1 to 1000"),  # ours
     "monitor.wallet_url": (_is_str, "auto", '"auto" (the public web wallet of node.chain_id), "" (none) or an '
                            "https:// link with {asset}, {address} and {amount}"),
     "monitor.explorer_url": (_is_str, "auto", '"auto" (the public explorer of node.chain_id), "" (none) or an '
@@ -267,6 +269,7 @@ class Config:
     monitor_token: str
     wallet_url: str = ""    # "auto" resolved; "" = no payment link
     explorer_url: str = ""  # "auto" resolved; "" = no explorer links
+    monitor_max_clients_per_address: int = 10
 
     @property
     def rules(self) -> str:
@@ -295,6 +298,42 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# --- secrets in URLs ----------------------------------------------------------
+# A node URL may carry credentials (https://user:pass@host/, ?apikey=...). Whatever shows a URL
+# (log lines, error messages, check, status, the monitor and its dashboard) shows redact_url(url);
+# requests use the real one. The log formatter passes every line through it too, which keeps
+# the monitor's ?token= out of the access log of any library.
+
+REDACTED = "***"
+# a query parameter whose name contains one of these carries a secret
+_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|auth|sig|session|cred", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s?#]*)@")
+_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-\[\]]+)=)(?P<value>[^&;#\s\"'<>]*)")
+
+
+def _mask_userinfo(m: "re.Match") -> str:
+    user, colon, _ = m.group("userinfo").partition(":")
+    # user:password keeps the user; a lone user part is often the key itself (https://KEY@host)
+    return "%s%s@" % (m.group("scheme"), "%s:%s" % (user, REDACTED) if colon else REDACTED)
+
+
+def _mask_param(m: "re.Match") -> str:
+    if m.group("value") and _SECRET_PARAM.search(m.group("name")):
+        return m.group("head") + REDACTED
+    return m.group(0)
+
+
+def redact_url(text: str) -> str:
+    """A URL (or any text with URLs or a request path in it) fit to show: the password of
+    user:password@ and the values of key-like query parameters (apikey, token, key, password,
+    secret, auth, sig, ...) become ***. "https://u:pw@n/x?apikey=k&a=1" -> "https://u:***@n/x?apikey=***&a=1"."""
+    if "@" in text:
+        text = _URL_USERINFO.sub(_mask_userinfo, text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_mask_param, text)
+    return text
 
 
 def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True) -> Config:
@@ -338,7 +377,7 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
 
     for url in values["node.urls"]:
         if not (url.startswith("http://") or url.startswith("https://")) or len(url) < 10:
-            raise fail("node.urls", "%s is not valid: expected http:// or https:// URLs" % _toml_repr(url))
+            raise fail("node.urls", "%s is not valid: expected http:// or https:// URLs" % _toml_repr(redact_url(url)))
     chain = values["node.chain_id"]
     if values["device.address"]:
         try:
@@ -401,6 +440,7 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
         monitor_token=values["monitor.token"],
         wallet_url=links["monitor.wallet_url"],
         explorer_url=links["monitor.explorer_url"],
+        monitor_max_clients_per_address=values["monitor.max_clients_per_address"],
     )
 
 
@@ -1842,7 +1882,7 @@ class NodeClient:
             delay = max(delay, retry_after)
         self.down_until[url] = self.clock.monotonic() + delay
         if n == 0:
-            self.log.warning("node %s is failing: %s", url, error)
+            self.log.warning("node %s is failing: %s", redact_url(url), error)
         self.errors[url] = error
         if url == self.current and self.ok is not False and all(
                 self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls):
@@ -1852,7 +1892,7 @@ class NodeClient:
 
     def _mark_up(self, url: str) -> None:
         if self.failures.get(url):
-            self.log.info("node %s answers again", url)
+            self.log.info("node %s answers again", redact_url(url))
         self.failures[url] = 0
         self.down_until.pop(url, None)
         changed = self.current != url or self.ok is not True
@@ -1875,8 +1915,8 @@ class NodeClient:
                 last_error = "timed out"
                 self._mark_down(url, last_error)
                 continue
-            except httpx.HTTPError as e:
-                last_error = "%s: %s" % (type(e).__name__, e) if str(e) else type(e).__name__
+            except httpx.HTTPError as e:  # its text may name the URL: shown masked
+                last_error = redact_url("%s: %s" % (type(e).__name__, e) if str(e) else type(e).__name__)
                 self._mark_down(url, last_error)
                 continue
             status = resp.status_code
@@ -3481,6 +3521,8 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
 MONITOR_CLOSE_TIMEOUT = 5.0  # seconds a closing handshake may take before the socket is cut
+MONITOR_MESSAGE_RATE = 10.0  # messages a second a client may send on average (it need send none) ...
+MONITOR_MESSAGE_BURST = 20  # ... and at once; a client that sends faster is closed (1008)
 
 
 def _http_port(scheme: str, port: Optional[int]) -> int:
@@ -3505,16 +3547,53 @@ def is_same_origin(origin: str, host: str) -> bool:
         return False
 
 
-class _MonitorClient:
-    """One connected WebSocket client: its queue and the task that drains it."""
+def _peer_ip(connection: Any) -> str:
+    """The client's IP address: what the per-address cap counts."""
+    addr = connection.remote_address
+    return str(addr[0]) if addr else "?"
 
-    def __init__(self, ws: ServerConnection, queue_size: int):
+
+def _own_host_names(host: str) -> set:
+    """Names a Host header may carry besides loopback names and addresses: monitor.host, the
+    machine's host name and its mDNS name (NAME.local). The fully qualified name is added by a
+    thread once the resolver answers (without a network it may take long)."""
+    hostname = socket.gethostname().lower().rstrip(".")
+    names = {hostname, hostname.split(".")[0] + ".local"}
+    if host.lower() not in ("0.0.0.0", "::", "[::]"):  # a wildcard is no name
+        names.add(host.lower().strip("[]").rstrip("."))
+
+    def add_fqdn() -> None:
+        names.add(socket.getfqdn(hostname).lower().rstrip("."))
+
+    threading.Thread(target=add_fqdn, name="iotlight-fqdn", daemon=True).start()
+    return names
+
+
+def _same_address(name: str, local: str) -> bool:
+    """Whether a Host name is the IP address the client connected to (one of this machine's)."""
+    import ipaddress
+    try:
+        a = ipaddress.ip_address(name)
+        b = ipaddress.ip_address(local.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(b, ipaddress.IPv6Address) and b.ipv4_mapped is not None:
+        b = b.ipv4_mapped
+    return a == b
+
+
+class _MonitorClient:
+    """One connected WebSocket client: its queue, the task that drains it, its message budget."""
+
+    def __init__(self, ws: ServerConnection, queue_size: int, rate: float, burst: int):
         self.ws = ws
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self.sender: Optional[asyncio.Task] = None
         self.dropped = False
         addr = ws.remote_address
         self.peer = "%s:%s" % (addr[0], addr[1]) if addr else "?"
+        self.ip = _peer_ip(ws)
+        self.limiter = RateLimiter(rate, 1.0, burst, time.monotonic())
 
 
 class Monitor:
@@ -3528,15 +3607,23 @@ class Monitor:
         token: str,
         snapshot: Callable[[], Dict[str, Any]],
         max_clients: int = 100,
+        max_clients_per_address: int = 10,
         queue_size: int = 256,
         max_frame: int = 4096,
         ping_interval: float = 20.0,
+        message_rate: float = MONITOR_MESSAGE_RATE,
+        message_burst: int = MONITOR_MESSAGE_BURST,
     ):
         self.host = host
         self.port = port
         self._token = token
         self._snapshot = snapshot
         self._max_clients = max_clients
+        self._max_per_address = max_clients_per_address
+        self._message_rate = message_rate
+        self._message_burst = message_burst
+        self._per_address: Dict[str, int] = {}  # open clients by IP address
+        self._names: set = set()  # host names this device answers to (filled by start)
         self._queue_size = queue_size
         self._max_frame = max_frame
         self._ping_interval = ping_interval
@@ -3554,6 +3641,7 @@ class Monitor:
     async def start(self) -> None:
         """Listen on host:port (port 0 picks a free one, then self.port tells which)."""
         ping = self._ping_interval if self._ping_interval > 0 else None
+        self._names = _own_host_names(self.host)
         try:
             from websockets.asyncio.server import serve as ws_serve
             self._server = await ws_serve(
@@ -3646,6 +3734,12 @@ class Monitor:
     def _process_request(self, connection: ServerConnection, request: Any) -> Any:
         url = urllib.parse.urlsplit(request.path)
         path = url.path
+        if not self._host_allowed(connection, request.headers):
+            monitor_log.debug("monitor refused host %.80r from %s (DNS rebinding?)",
+                              ",".join(request.headers.get_all("Host")), _peer_ip(connection))
+            return self._text(
+                connection, 421, "this device does not answer to that host name: open it by its own name or address\n"
+            )
         if self._token:
             given = urllib.parse.parse_qs(url.query).get("token", [""])[-1]
             if not given:
@@ -3661,12 +3755,18 @@ class Monitor:
             if path not in ("/", "/ws"):
                 return self._text(connection, 404, "not found: the websocket endpoint is / or /ws\n")
             if not self._token and not self._origin_allowed(request.headers):
-                monitor_log.info("monitor refused a cross-origin websocket from %s", connection.remote_address)
+                monitor_log.debug("monitor refused a cross-origin websocket from %s", connection.remote_address)
                 return self._text(
                     connection, 403, "cross-origin websocket refused: set monitor.token to allow other origins\n"
                 )
+            ip = _peer_ip(connection)
+            if self._per_address.get(ip, 0) >= self._max_per_address:
+                monitor_log.debug("monitor refused a client from %s: %d connected from there already",
+                                  ip, self._per_address[ip])
+                return self._text(connection, 429, "too many monitor connections from your address, "
+                                  "close one first\n")
             if len(self._clients) >= self._max_clients:
-                monitor_log.info("monitor refused a client: %d connected already", len(self._clients))
+                monitor_log.debug("monitor refused a client: %d connected already", len(self._clients))
                 return self._text(connection, 503, "too many monitor clients, try again later\n")
             return None  # go on with the WebSocket handshake
         if path == "/":
@@ -3676,6 +3776,25 @@ class Monitor:
         if path == "/ws":
             return self._text(connection, 426, "this is the websocket endpoint; open / for the dashboard\n")
         return self._text(connection, 404, "not found: the dashboard is at /\n")
+
+    def _host_allowed(self, connection: ServerConnection, headers: Any) -> bool:
+        """Whether the Host header names this device: a loopback name or address, monitor.host,
+        the machine's own name, or the address the client connected to. A DNS-rebinding page
+        (attacker.example now pointing here) carries its own name and is refused."""
+        hosts = headers.get_all("Host")
+        if len(hosts) != 1 or "@" in hosts[0]:
+            return False
+        try:
+            name = urllib.parse.urlsplit("//" + hosts[0].strip()).hostname
+        except ValueError:
+            return False
+        if not name:
+            return False
+        name = name.rstrip(".")
+        if _is_loopback(name) or name.endswith(".localhost") or name in self._names:
+            return True
+        local = connection.transport.get_extra_info("sockname") if connection.transport else None
+        return bool(local) and _same_address(name, str(local[0]))
 
     def _origin_allowed(self, headers: Any) -> bool:
         """No Origin (a script) or an Origin equal to the Host header (the page itself)."""
@@ -3733,16 +3852,20 @@ class Monitor:
         if len(self._clients) >= self._max_clients:  # raced past the check in _process_request
             await ws.close(CLOSE_TRY_AGAIN_LATER, "too many monitor clients")
             return
+        if self._per_address.get(_peer_ip(ws), 0) >= self._max_per_address:  # the same race
+            await ws.close(CLOSE_TRY_AGAIN_LATER, "too many monitor connections from your address")
+            return
         try:
             state = self._state_message()
         except Exception:
             monitor_log.exception("monitor: the state snapshot failed")
             await ws.close(CLOSE_INTERNAL_ERROR, "state snapshot failed")
             return
-        client = _MonitorClient(ws, self._queue_size)
+        client = _MonitorClient(ws, self._queue_size, self._message_rate, self._message_burst)
         client.queue.put_nowait(state)  # first in the queue: no event can come before it
         self._clients[ws] = client
-        monitor_log.info("monitor client %s connected (%d open)", client.peer, len(self._clients))
+        self._per_address[client.ip] = self._per_address.get(client.ip, 0) + 1
+        monitor_log.debug("monitor client %s connected (%d open)", client.peer, len(self._clients))
         client.sender = asyncio.ensure_future(self._send_loop(client))
         try:
             await self._receive_loop(client)
@@ -3750,7 +3873,10 @@ class Monitor:
             client.sender.cancel()
             await asyncio.wait([client.sender])
             self._clients.pop(ws, None)
-            monitor_log.info(
+            left = self._per_address.pop(client.ip, 1) - 1
+            if left:
+                self._per_address[client.ip] = left
+            monitor_log.debug(
                 "monitor client %s disconnected (code %s, %d open)",
                 client.peer,
                 ws.close_code,
@@ -3767,24 +3893,30 @@ class Monitor:
             pass
 
     async def _receive_loop(self, client: _MonitorClient) -> None:
-        """Read what the client sends: ignore known-shaped messages, close on garbage."""
+        """Read what the client sends: ignore known-shaped messages, close on garbage or on
+        messages faster than the client's budget; one DEBUG line each, never a traceback."""
         from websockets.exceptions import ConnectionClosed
         ws = client.ws
         try:
             async for raw in ws:
-                if isinstance(raw, bytes):
+                now = time.monotonic()
+                too_fast = client.limiter.delay(now) > 0
+                client.limiter.take(now)
+                if too_fast:
+                    problem = (CLOSE_POLICY_VIOLATION, "sending too fast")
+                elif isinstance(raw, bytes):
                     problem = (CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
                 else:
                     try:
                         message = json.loads(raw)
-                    except ValueError:
+                    except (ValueError, RecursionError):  # RecursionError: nested deeper than json goes
                         problem = (CLOSE_INVALID_DATA, "malformed json")
                     else:
                         if isinstance(message, dict):
                             monitor_log.debug("monitor client %s sent %r, ignored", client.peer, message.get("type"))
                             continue
                         problem = (CLOSE_POLICY_VIOLATION, "messages must be json objects")
-                monitor_log.info("monitor client %s closed: %s", client.peer, problem[1])
+                monitor_log.debug("monitor client %s closed: %s", client.peer, problem[1])
                 await self._close_client(client, *problem)
                 return
         except ConnectionClosed:
@@ -3805,10 +3937,31 @@ class _QuietHandshakeFailures(logging.Filter):
         return True
 
 
+class _QuietAccessLog(logging.Filter):
+    """websockets' own lines: the request line and headers it logs under -v lose their ?token=
+    (redact_url), and its INFO line per connection (connection open, connection closed, HTTP
+    response sent) becomes DEBUG: a client that connects in a loop cannot flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a line websockets itself formats wrongly: let logging report it
+            return True
+        clean = redact_url(text)
+        if clean != text:
+            record.msg, record.args = clean, ()
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def _handshake_logger() -> logging.Logger:
     logger = logging.getLogger("iotlight.monitor.websockets")
     if not any(isinstance(f, _QuietHandshakeFailures) for f in logger.filters):
         logger.addFilter(_QuietHandshakeFailures())
+    if not any(isinstance(f, _QuietAccessLog) for f in logger.filters):
+        logger.addFilter(_QuietAccessLog())
     return logger
 
 
@@ -3905,10 +4058,36 @@ def _url_for_humans(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def is_news(message: Dict[str, Any], last_light: Optional[Tuple[Any, Any]], *, verbose: bool) -> bool:
+    """Whether the terminal client prints this message: matrix frames (8 per countdown) only
+    when verbose, and a `light` event only when it changes what the last light line said
+    (the daemon tells the lamp's state both when a payment lands and when the lamp switches)."""
+    kind = message.get("type")
+    if kind == "matrix":
+        return verbose
+    if kind == "light" and last_light is not None:
+        (on, until), (was_on, was_until) = _light_key(message), last_light
+        if on != was_on:
+            return True
+        if until is None or was_until is None:
+            return until != was_until
+        return abs(until - was_until) >= 1.0
+    return True
+
+
+def _light_key(message: Dict[str, Any]) -> Tuple[Any, Any]:
+    """A light state as the terminal shows it: on or off, and its end time (Unix seconds)."""
+    light = message.get("light") if message.get("type") == "state" else message
+    light = light if isinstance(light, dict) else {}
+    until = light.get("until")
+    return (bool(light.get("on")), float(until) if isinstance(until, (int, float)) else None)
+
+
 async def run_monitor_client(
-    url: str, *, as_json: bool, out: Any = None, reconnect: bool = True
+    url: str, *, as_json: bool, out: Any = None, reconnect: bool = True, verbose: bool = False
 ) -> int:
     """Print monitor messages until cancelled; reconnect with back-off when the daemon goes away.
+    Readable lines are one per meaningful event (is_news); `as_json` prints every message raw.
 
     Returns 1 when the first connection fails and `reconnect` is off, or when the
     server refuses the token (401/403); 0 when the server closes and `reconnect`
@@ -3922,6 +4101,7 @@ async def run_monitor_client(
         raise ConfigError("monitor url %r must start with ws:// or wss://, e.g. ws://127.0.0.1:8765/" % where)
     delays = iter(backoff_delays(0.5, 10.0))
     decimals: Optional[int] = None
+    last_light: Optional[Tuple[Any, Any]] = None
     connected = False
     while True:
         try:
@@ -3945,6 +4125,10 @@ async def run_monitor_client(
                         decimals = message.get("decimals")
                     elif message.get("type") == "state":
                         decimals = (message.get("balance") or {}).get("decimals")
+                    if not is_news(message, last_light, verbose=verbose):
+                        continue
+                    if message.get("type") in ("state", "light"):
+                        last_light = _light_key(message)
                     print(format_event(message, decimals=decimals), file=out, flush=True)
             problem = "the monitor closed the connection"
         except InvalidStatus as exc:
@@ -4697,7 +4881,7 @@ class Daemon:
         self.clock = clock
         self.log = logging.getLogger("iotlight")
         self.stop = asyncio.Event()
-        self.node_state: Dict[str, Any] = {"url": config.node_urls[0], "ok": None, "height": None}
+        self.node_state: Dict[str, Any] = {"url": redact_url(config.node_urls[0]), "ok": None, "height": None}
         self.balance: Dict[str, Any] = {"coin": None, "token": None, "decimals": None}
         self.joystick: Optional[Dict[str, Any]] = None
         self.unsaved: "collections.deque" = collections.deque()
@@ -4715,7 +4899,8 @@ class Daemon:
                           if config.telemetry_interval > 0 else None)
         if config.monitor_port and monitor_factory is not None:
             self.monitor = monitor_factory(host=config.monitor_host, port=config.monitor_port,
-                                           token=config.monitor_token, snapshot=self.snapshot)
+                                           token=config.monitor_token, snapshot=self.snapshot,
+                                           max_clients_per_address=config.monitor_max_clients_per_address)
 
     # -- state for the monitor
     def publish(self, message: Dict[str, Any]) -> None:
@@ -4791,10 +4976,10 @@ class Daemon:
 
     # -- callbacks from the services
     def node_status(self, url: str, ok: bool, error: Optional[str]) -> None:
-        self.node_state.update(url=url, ok=ok, error=None if ok else (error or "unreachable"))
-        msg = {"type": "node", "url": url, "ok": ok, "height": self.node_state["height"]}
+        self.node_state.update(url=redact_url(url), ok=ok, error=None if ok else redact_url(error or "unreachable"))
+        msg = {"type": "node", "url": self.node_state["url"], "ok": ok, "height": self.node_state["height"]}
         if not ok:
-            msg["error"] = error or "unreachable"
+            msg["error"] = redact_url(error or "unreachable")
         self.publish(msg)
         self.publish({"type": "warnings", "lines": self.warnings()})
         self.lamp.wake.set()
@@ -4803,7 +4988,7 @@ class Daemon:
         if height < (self.node_state.get("height") or 0):
             self.outbox.recheck_count()
         self.node_state["height"] = height
-        self.publish({"type": "node", "url": self.node.current, "ok": True, "height": height})
+        self.publish({"type": "node", "url": redact_url(self.node.current), "ok": True, "height": height})
 
     def balance_changed(self, token: Optional[int], coin: Optional[int]) -> None:
         known = self.balance.get("decimals")
@@ -4886,7 +5071,7 @@ class Daemon:
         self.hw.start_joystick(self.joystick_event)
         sd_notify("READY=1\nSTATUS=watching %s" % self.address)
         self.log.info("iotlight %s running: address %s on chain %r, token %s, node %s", __version__, self.address,
-                      self.config.chain_id, self.config.asset_id, self.config.node_urls[0])
+                      self.config.chain_id, self.config.asset_id, redact_url(self.config.node_urls[0]))
         tasks = [asyncio.ensure_future(svc.run(self.stop), ) for svc in self.services().values()]
         tasks.append(asyncio.ensure_future(self.watchdog()))
         naming = asyncio.ensure_future(self.learn_token_name())  # may end early: not a service
@@ -5057,7 +5242,8 @@ def cmd_address(config: Config, args: argparse.Namespace) -> int:
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
     keys = device_keys(config)
     print("configuration %s is valid" % config.path)
-    print("  chain: %s (%s rules), nodes: %s" % (config.chain_id, config.rules, ", ".join(config.node_urls)))
+    print("  chain: %s (%s rules), nodes: %s" % (config.chain_id, config.rules,
+                                                ", ".join(redact_url(u) for u in config.node_urls)))
     print("  device address: %s" % keys.address(config.chain_id))
     print("  token: %s, %g s per token, at most %g s" % (config.asset_id, config.seconds_per_token, config.max_seconds))
     print("  state file: %s" % config.state_file)
@@ -5169,7 +5355,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     async def ask(node: NodeClient) -> None:
         try:
             height = await node.height()
-            print("node: %s, height %d" % (node.current, height))
+            print("node: %s, height %d" % (redact_url(node.current), height))
             coin = await node.balance(address)
             print("coin balance: %s (%d units)" % (_units(coin, 8), coin))
             if config.asset_id:
@@ -5177,7 +5363,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                 decimals = await node.asset_decimals(config.asset_id)
                 print("token balance: %s (%d units of %s)" % (_units(token, decimals), token, config.asset_id))
         except NodeError as e:
-            print("node: cannot ask it: %s" % e)
+            print("node: cannot ask it: %s" % redact_url(str(e)))
     asyncio.run(_with_node(config, ask))
     if not os.path.exists(config.state_file):
         print("state: no state yet (%s appears on the first run)" % config.state_file)
@@ -5223,7 +5409,7 @@ def cmd_monitor(config: Config, args: argparse.Namespace) -> int:
     if config.monitor_token:
         url += "?token=" + urllib.parse.quote(config.monitor_token, safe="")
     try:
-        return asyncio.run(run_monitor_client(url, as_json=args.json))
+        return asyncio.run(run_monitor_client(url, as_json=args.json, verbose=args.verbose))
     except KeyboardInterrupt:
         return 0
 
@@ -5276,14 +5462,15 @@ _NO_ASSET_NEEDED = {"keygen", "address", "status", "issue", "pay", "monitor"}
 
 
 class _LogFormatter(logging.Formatter):
-    """One line per event; timestamps only on a terminal (journald adds its own)."""
+    """One line per event; timestamps only on a terminal (journald adds its own); credentials and
+    tokens in URLs masked, whichever library logged them (redact_url)."""
 
     def __init__(self, tty: bool):
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if tty else "%(levelname)s %(name)s: %(message)s"
         super().__init__(fmt, "%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\n", " | ")
+        return redact_url(super().format(record).replace("\n", " | "))
 
 
 def setup_logging(verbose: bool) -> None:
