@@ -635,3 +635,242 @@ def test_garbage_and_half_open_clients_do_not_flood_the_log(caplog):
     first = asyncio.run(scenario())
     assert first["type"] == "state"
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# -- Host names (DNS rebinding) ------------------------------------------------------------
+
+
+def raw_request(port, host_header, upgrade):
+    """Send one raw HTTP request (a Host header of our choosing, or none) and return the status line."""
+    lines = ["GET / HTTP/1.1"]
+    if host_header is not None:
+        lines.append("Host: %s" % host_header)
+    if upgrade:
+        lines += ["Upgrade: websocket", "Connection: Upgrade",
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            head += chunk
+    return head.split(b"\r\n", 1)[0].decode()
+
+
+async def test_a_host_name_that_is_not_this_device_gets_421_for_page_and_websocket(start_monitor):
+    """A DNS-rebinding page (attacker.example now resolving to 127.0.0.1) sends its own Host: refused (421),
+    for the page, the QR code and the WebSocket upgrade; no Host at all is refused too."""
+    monitor = await start_monitor()
+    for host in ("attacker.example", "attacker.example:%d" % monitor.port, "127.0.0.1.attacker.example", None):
+        for upgrade in (False, True):
+            status = await asyncio.to_thread(raw_request, monitor.port, host, upgrade)
+            assert status.startswith("HTTP/1.1 421 "), (host, upgrade, status)
+    async with http_client() as http:
+        for path in ("/", "/qr.svg", "/ws"):
+            response = await http.get("http://127.0.0.1:%d%s" % (monitor.port, path),
+                                      headers={"Host": "rebind.example:%d" % monitor.port})
+            assert response.status_code == 421, path
+    assert monitor.client_count == 0
+
+
+async def test_loopback_own_names_and_the_address_connected_to_are_served(start_monitor):
+    """Loopback names and addresses, the machine's host name (and NAME.local), and the address the
+    client connected to are this device: the page is served and the WebSocket opens."""
+    monitor = await start_monitor()
+    name = socket.gethostname()
+    for host in ("127.0.0.1:%d" % monitor.port, "localhost:%d" % monitor.port, "LOCALHOST", "[::1]:%d" % monitor.port,
+                 "127.0.0.1", "app.localhost", name, name.split(".")[0] + ".local", "localhost."):
+        assert (await asyncio.to_thread(raw_request, monitor.port, host, False)) == "HTTP/1.1 200 OK", host
+        assert (await asyncio.to_thread(raw_request, monitor.port, host, True)).startswith("HTTP/1.1 101 "), host
+
+
+def test_monitor_host_and_the_address_connected_to_are_served():
+    """monitor.host (a name) is this device, and so is the address the client reached (a LAN address
+    typed into the browser); another name reaching the same address is not."""
+    from websockets.datastructures import Headers
+
+    class Transport:
+        def get_extra_info(self, key):
+            return ("192.168.1.20", 8765) if key == "sockname" else None
+
+    class Connection:
+        transport = Transport()
+
+    monitor = iotlight.Monitor(host="pi.example", port=0, token="t", snapshot=make_snapshot)
+    monitor._names = iotlight._own_host_names("Pi.Example.")
+    allowed = {h: monitor._host_allowed(Connection(), Headers([("Host", h)]))
+               for h in ("pi.example:8765", "PI.EXAMPLE.", "192.168.1.20:8765", "192.168.1.21", "rebind.example",
+                         "user@pi.example", "")}
+    assert allowed == {"pi.example:8765": True, "PI.EXAMPLE.": True, "192.168.1.20:8765": True,
+                       "192.168.1.21": False, "rebind.example": False, "user@pi.example": False, "": False}
+    assert not monitor._host_allowed(Connection(), Headers([("Host", "pi.example"), ("Host", "pi.example")]))
+    assert iotlight._same_address("10.1.2.3", "::ffff:10.1.2.3")
+    assert not iotlight._same_address("pi.example", "10.1.2.4")
+    assert "0.0.0.0" not in iotlight._own_host_names("0.0.0.0")
+
+
+# -- one address cannot take every slot -------------------------------------------------------
+
+
+async def test_one_address_cannot_hold_every_slot_while_another_gets_in(start_monitor):
+    """Connections from 127.0.0.1 stop at the per-address cap (429); a client from 127.0.0.2 still gets in
+    although the monitor's total would have been reached by the first address alone."""
+    monitor = await start_monitor(max_clients=12, max_clients_per_address=5)
+    held = []
+    refused = 0
+    try:
+        for _ in range(12):
+            try:
+                ws = await connect(url(monitor), open_timeout=WAIT)
+            except InvalidStatus as exc:
+                assert exc.response.status_code == 429
+                assert exc.response.body == b"too many monitor connections from your address, close one first\n"
+                refused += 1
+                continue
+            held.append(ws)
+            await recv_json(ws)
+        assert (len(held), refused) == (5, 7)
+        async with connect(url(monitor), local_addr=("127.0.0.2", 0), open_timeout=WAIT) as other:
+            assert (await recv_json(other))["type"] == "state"
+        await held.pop().close()
+        await wait_until(lambda: monitor.client_count == 4, "a slot to free")
+        async with connect(url(monitor), open_timeout=WAIT) as again:  # the address may use its freed slot
+            assert (await recv_json(again))["type"] == "state"
+    finally:
+        for ws in held:
+            await ws.close()
+
+
+def test_the_per_address_cap_is_a_config_key(tmp_path):
+    """monitor.max_clients_per_address: default 10, 1 to 1000."""
+    base = {"payment": {"asset_id": ASSET}}
+    assert iotlight.parse_config(base, str(tmp_path / "c.toml")).monitor_max_clients_per_address == 10
+    config = iotlight.parse_config(dict(base, monitor={"max_clients_per_address": 3}), str(tmp_path / "c.toml"))
+    assert config.monitor_max_clients_per_address == 3
+    with pytest.raises(iotlight.ConfigError):
+        iotlight.parse_config(dict(base, monitor={"max_clients_per_address": 0}), str(tmp_path / "c.toml"))
+
+
+# -- what clients send: rate, malformed, log quiet ---------------------------------------------
+
+
+async def test_a_client_that_sends_too_fast_is_closed_and_a_polite_one_is_not(start_monitor):
+    """Messages beyond the per-connection budget close that connection (1008); a client within it stays."""
+    monitor = await start_monitor(message_rate=5.0, message_burst=10)
+    async with connect(url(monitor)) as polite, connect(url(monitor)) as flooder:
+        await recv_json(polite)
+        await recv_json(flooder)
+        for _ in range(3):
+            await polite.send("{}")
+        with pytest.raises(ConnectionClosed):
+            for n in range(1000):
+                await flooder.send(json.dumps({"type": "hello", "n": n}))
+                await asyncio.sleep(0)
+        assert await wait_closed_code(flooder) == 1008
+        await assert_bystander_still_served(monitor, polite)
+
+
+async def test_a_deeply_nested_message_closes_the_connection_with_one_debug_line(start_monitor, caplog):
+    """JSON nested deeper than the parser goes is malformed: close 1007 and one DEBUG line, never a traceback."""
+    caplog.set_level(logging.DEBUG)
+    monitor = await start_monitor(max_frame=4096)
+    async with connect(url(monitor)) as bystander, connect(url(monitor)) as culprit:
+        await recv_json(bystander)
+        await recv_json(culprit)
+        for frame in ("[" * 4000, '{"a":' * 800):
+            caplog.clear()
+            await culprit.send(frame)
+            assert await wait_closed_code(culprit) == 1007
+            await wait_until(lambda: monitor.client_count == 1, "the culprit to be unregistered")
+            records = [r for r in caplog.records if r.name.startswith("iotlight")]
+            assert [r for r in records if r.levelno > logging.DEBUG or r.exc_info] == []
+            assert [r.getMessage() for r in records if "closed: " in r.getMessage()] == [
+                "monitor client %s closed: malformed json" % ("127.0.0.1:%d" % culprit.local_address[1])]
+            culprit = await connect(url(monitor))
+            await recv_json(culprit)
+        await assert_bystander_still_served(monitor, bystander)
+        await culprit.close()
+
+
+async def test_connecting_and_leaving_log_nothing_above_debug(start_monitor, caplog):
+    """Bare connects, disconnects, page loads and refusals are DEBUG chatter, from us and from websockets."""
+    monitor = await start_monitor(max_clients=2, max_clients_per_address=1)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    for _ in range(3):
+        async with connect(url(monitor)) as ws:
+            await recv_json(ws)
+            with pytest.raises(InvalidStatus):  # over the per-address cap
+                async with connect(url(monitor)):
+                    pass
+    async with http_client() as http:
+        await http.get("http://127.0.0.1:%d/" % monitor.port)
+        await http.get("http://127.0.0.1:%d/" % monitor.port, headers={"Host": "evil.example"})
+    await wait_until(lambda: monitor.client_count == 0, "the clients to be gone")
+    assert [(r.name, r.getMessage()) for r in caplog.records if r.name.startswith("iotlight")] == []
+
+
+async def test_the_token_never_reaches_the_log_even_at_debug(start_monitor, caplog):
+    """With everything at DEBUG (websockets' request line and headers included) the token is masked."""
+    caplog.set_level(logging.DEBUG)
+    secret = "s3cret-token-NOT-for-logs"
+    monitor = await start_monitor(token=secret)
+    async with connect(url(monitor, "/?token=" + secret)) as ws:
+        await recv_json(ws)
+    with pytest.raises(InvalidStatus):
+        async with connect(url(monitor, "/ws?token=" + secret + "x")):
+            pass
+    async with http_client() as http:
+        page = "http://127.0.0.1:%d/?token=%s" % (monitor.port, secret)
+        await http.get("http://127.0.0.1:%d/qr.svg?a=1&token=%s" % (monitor.port, secret), headers={"Referer": page})
+    await monitor.close()
+    text = "\n".join(logging.Formatter().format(r) for r in caplog.records if r.name.startswith("iotlight"))
+    assert "token=***" in text, "the request lines are logged under DEBUG, masked"
+    assert secret not in text
+
+
+def test_the_log_formatter_masks_urls_from_any_library():
+    """What reaches the daemon's log handler passes through redact_url, whichever logger wrote it."""
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: GET %s "200 OK"',
+                               ("http://user:s3cret@127.0.0.1:6869/blocks/height?apikey=k3y&x=1",), None)
+    line = iotlight._LogFormatter(False).format(record)
+    assert line == 'INFO httpx: HTTP Request: GET http://user:***@127.0.0.1:6869/blocks/height?apikey=***&x=1 "200 OK"'
+
+
+# -- terminal client: one line per meaningful event ------------------------------------------
+
+
+async def test_client_prints_one_line_per_event_and_matrix_frames_only_when_verbose(start_monitor):
+    """The lamp's state told twice is one line; the countdown's matrix frames show only with verbose."""
+    monitor = await start_monitor()
+    for verbose in (False, True):
+        out = io.StringIO()
+        task = await run_client(url(monitor), out, as_json=False, verbose=verbose)
+        try:
+            await wait_until(lambda: " state " in out.getvalue(), "the state line")
+            events = [{"type": "light", "on": True, "remaining": 2.5, "until": TS + 2.5}]
+            events += [{"type": "matrix", "pixels": [[255, 255, 255]] * (64 - k) + [[0, 0, 0]] * k} for k in range(8)]
+            events += [{"type": "light", "on": True, "remaining": 2.498, "until": TS + 2.5004},
+                       {"type": "light", "on": False, "remaining": 0.0, "until": None},
+                       {"type": "joystick", "direction": "up", "action": "pressed"}]
+            for event in events:
+                monitor.publish(dict(event, ts=TS))
+            await wait_until(lambda: "joystick" in out.getvalue(), "the last line")
+        finally:
+            await stop(task)
+        lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()[1:]]
+        matrix = ["matrix %d/64 pixels lit" % (64 - k) for k in range(8)] if verbose else []
+        assert lines == ["light on, 2.5 s left"] + matrix + ["light off", "joystick up pressed"], verbose
+
+
+def test_is_news_keeps_real_changes():
+    """A new end time (a second payment) or a switch is news; the same state again is not."""
+    on = {"type": "light", "on": True, "remaining": 10.0, "until": 100.0}
+    assert iotlight.is_news(on, None, verbose=False)
+    assert not iotlight.is_news(on, (True, 100.3), verbose=False)
+    assert iotlight.is_news(on, (True, 90.0), verbose=False)
+    assert iotlight.is_news(on, (False, None), verbose=False)
+    assert not iotlight.is_news({"type": "matrix", "pixels": []}, None, verbose=False)
+    assert iotlight.is_news({"type": "matrix", "pixels": []}, None, verbose=True)
