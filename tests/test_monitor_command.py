@@ -56,3 +56,27 @@ def test_monitor_command_streams_the_daemons_events(chain, device, as_json):
         proc.terminate()
         proc.wait(10)
     assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_monitor_command_prints_one_line_per_event(chain, device, verbose):
+    """A 2.5 s light is one "light on" and one "light off" line; the countdown's matrix frames show only with -v."""
+    device.configure(monitor__port=free_port())
+    device.start()
+    args = [sys.executable, str(IOTLIGHT), "-c", str(device.config_path)] + (["-v"] if verbose else []) + ["monitor"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out = Lines(proc)
+        wait_until(lambda: out.lines, 20, what="the first line")
+        chain.transfer(chain.treasury, device.address, 250, asset_id=chain.asset)
+        wait_until(lambda: [x for x in out.lines if " light off" in x], 30, what="the light to go off")
+        wait_until(lambda: [x for x in out.lines if " confirmed" in x], 30, what="the receipt to be confirmed")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    kinds = [line.split(" ")[1] for line in out.lines]
+    assert [line.split(" ", 1)[1] for line in out.lines if " light " in line] == ["light on, 2.5 s left", "light off"]
+    assert kinds.count("payment") == 1
+    matrix = [line for line in out.lines if " matrix " in line]
+    assert (len(matrix) >= 2) if verbose else (matrix == []), out.lines
+    assert "Traceback" not in proc.stderr.read()

@@ -162,3 +162,38 @@ def test_statuses_fall_back_to_info_on_nodes_without_the_status_route():
     assert out["A"]["status"] == "confirmed" and out["A"]["height"] == 5
     assert out["B"]["status"] == "unconfirmed"
     assert out["C"]["status"] == "not_found"
+
+
+def test_credentials_in_node_urls_are_masked_in_log_lines_and_errors(caplog):
+    """A node URL with user:password@ or ?apikey= is logged masked, failing and answering again, and the
+    error text of the exception (which may quote the URL) too; the request itself uses the real URL."""
+    secret_url = "http://user:s3cret@a/api?apikey=k3y"
+    seen = []
+
+    def handler(request):
+        seen.append((request.url.host, request.headers.get("Authorization")))
+        if len(seen) == 1:
+            raise httpx.ConnectError("cannot reach %s/blocks/height" % secret_url)
+        return httpx.Response(200, json={"height": 7})
+
+    clock = FakeClock()
+    c = client(handler, urls=(secret_url,), clock=clock)
+    caplog.set_level(logging.INFO, "iotlight.node")
+
+    async def go():
+        with pytest.raises(iotlight.NodeError) as info:
+            await c.height()
+        clock.mono += 120
+        height = await c.height()
+        await c.aclose()
+        return str(info.value), height
+    error, height = run(go())
+    assert height == 7
+    assert seen[0] == ("a", "Basic dXNlcjpzM2NyZXQ="), "the request carries the real credentials"
+    lines = [r.getMessage() for r in caplog.records] + [error]
+    assert lines == [
+        "node http://user:***@a/api?apikey=*** is failing: ConnectError: cannot reach "
+        "http://user:***@a/api?apikey=***",  # a value runs to the next & or space: what follows is masked too
+        "node http://user:***@a/api?apikey=*** answers again",
+        "no node answered GET /blocks/height: ConnectError: cannot reach http://user:***@a/api?apikey=***",
+    ]
