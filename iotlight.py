@@ -3939,14 +3939,19 @@ class _QuietHandshakeFailures(logging.Filter):
 
 class _QuietAccessLog(logging.Filter):
     """websockets' own lines: the request line and headers it logs under -v lose their ?token=
-    (redact_url), and its INFO line per connection (connection open, connection closed, HTTP
-    response sent) becomes DEBUG: a client that connects in a loop cannot flood the log."""
+    (redact_url), its DEBUG lines about a client's bad bytes lose their traceback (one line
+    each), and its INFO line per connection (connection open, connection closed, HTTP response
+    sent) becomes DEBUG: a client that connects in a loop or sends garbage cannot flood the log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             text = record.getMessage()
         except Exception:  # a line websockets itself formats wrongly: let logging report it
             return True
+        if record.exc_info and record.levelno < logging.WARNING:
+            exc = record.exc_info[1]
+            text = "%s: %s: %s" % (text, type(exc).__name__, exc) if exc is not None else text
+            record.msg, record.args, record.exc_info, record.exc_text = text, (), None, None
         clean = redact_url(text)
         if clean != text:
             record.msg, record.args = clean, ()

@@ -874,3 +874,25 @@ def test_is_news_keeps_real_changes():
     assert iotlight.is_news(on, (False, None), verbose=False)
     assert not iotlight.is_news({"type": "matrix", "pixels": []}, None, verbose=False)
     assert iotlight.is_news({"type": "matrix", "pixels": []}, None, verbose=True)
+
+
+def test_garbage_costs_one_line_without_a_traceback_even_at_debug(caplog):
+    """Under -v websockets logs a client's bad bytes with a traceback: that becomes one line naming the error."""
+    async def scenario():
+        monitor = iotlight.Monitor(host="127.0.0.1", port=0, token="", snapshot=make_snapshot)
+        await monitor.start()
+        try:
+            for payload in (b"\x16\x03\x01garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: x\r\n\r\n"):
+                s = socket.create_connection(("127.0.0.1", monitor.port))
+                s.sendall(payload)
+                await asyncio.sleep(0.3)
+                s.close()
+            await asyncio.sleep(0.3)
+        finally:
+            await monitor.close()
+
+    caplog.set_level(logging.DEBUG)
+    asyncio.run(scenario())
+    ours = [r for r in caplog.records if r.name.startswith("iotlight")]
+    assert [r.getMessage() for r in ours if r.exc_info] == []
+    assert any(r.getMessage().startswith("! no valid HTTP request: ") for r in ours)

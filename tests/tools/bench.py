@@ -618,7 +618,9 @@ def joystick_rows(plan: Plan, work: Path, hat: Any) -> List[Row]:
 
 
 def make_monitor(snapshot: Callable[[], Dict[str, Any]], clients: int) -> Any:
-    return iotlight.Monitor(host="127.0.0.1", port=0, token="", snapshot=snapshot, max_clients=clients + 10)
+    # every client runs in one worker process on 127.0.0.1: lift the per-address cap with the total
+    return iotlight.Monitor(host="127.0.0.1", port=0, token="", snapshot=snapshot, max_clients=clients + 10,
+                            max_clients_per_address=clients + 10)
 
 
 async def fanout_round(clients: int, events: int, spacing: float) -> Dict[str, Any]:

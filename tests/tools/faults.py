@@ -947,9 +947,12 @@ def case_monitor(out: Outcome, quick: bool, rng: random.Random) -> None:
                 garbage += 1
             socks.append(s)
         huge_closed = huge_refused = 0
+        # the hostile sockets above hold 127.0.0.1's share of the monitor (monitor.max_clients_per_address):
+        # the huge frames come from 127.0.0.3, the well-behaved client from 127.0.0.2
         for _ in range(3):
             try:
-                with connect("ws://127.0.0.1:%d/" % port, open_timeout=30, max_size=None) as ws:
+                with connect("ws://127.0.0.1:%d/" % port, open_timeout=30, max_size=None,
+                             source_address=("127.0.0.3", 0)) as ws:
                     ws.recv(timeout=30)
                     try:
                         ws.send("x" * (16 * 1024 * 1024))
@@ -968,7 +971,7 @@ def case_monitor(out: Outcome, quick: bool, rng: random.Random) -> None:
             ws = None
             for attempt in range(10):
                 try:
-                    ws = connect("ws://127.0.0.1:%d/" % port, open_timeout=30)
+                    ws = connect("ws://127.0.0.1:%d/" % port, open_timeout=30, source_address=("127.0.0.2", 0))
                     break
                 except Exception:
                     if attempt == 9:
