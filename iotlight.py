@@ -4095,7 +4095,7 @@ async def run_monitor_client(
     Readable lines are one per meaningful event (is_news); `as_json` prints every message raw.
 
     Returns 1 when the first connection fails and `reconnect` is off, or when the
-    server refuses the token (401/403); 0 when the server closes and `reconnect`
+    server refuses the token (401/403) or the host name (421); 0 when the server closes and `reconnect`
     is off. Cancellation (Ctrl-C in asyncio.run) closes the connection and propagates.
     """
     from websockets.asyncio.client import connect as ws_connect
@@ -4145,6 +4145,10 @@ async def run_monitor_client(
                     file=sys.stderr,
                     flush=True,
                 )
+                return 1
+            if status == 421:  # a name the device does not answer to: retrying cannot help either
+                print("monitor: %s refused that host name (HTTP 421): use the device's own name or address" % where,
+                      file=sys.stderr, flush=True)
                 return 1
             problem = "HTTP %d" % status
         except InvalidURI as exc:

@@ -896,3 +896,15 @@ def test_garbage_costs_one_line_without_a_traceback_even_at_debug(caplog):
     ours = [r for r in caplog.records if r.name.startswith("iotlight")]
     assert [r.getMessage() for r in ours if r.exc_info] == []
     assert any(r.getMessage().startswith("! no valid HTTP request: ") for r in ours)
+
+
+async def test_client_returns_1_when_the_host_name_is_refused(start_monitor, monkeypatch, capsys):
+    """A 421 (a name the device does not answer to) does not get better by retrying: one line, exit status 1."""
+    monitor = await start_monitor()
+    monkeypatch.setattr(monitor, "_host_allowed", lambda connection, headers: False)
+    code = await iotlight.run_monitor_client(url(monitor), as_json=False, out=io.StringIO())
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "monitor: ws://127.0.0.1:%d/ refused that host name (HTTP 421): use the device's own name or address\n"
+        % monitor.port
+    )
