@@ -2037,6 +2037,53 @@ class NodeClient:
         return t
 
 
+def coin_name(rules: str) -> str:
+    """The name of the chain's own coin (the one fees are paid in)."""
+    return "ZBS" if rules == "0bs" else "WAVES"
+
+
+# The node's refusals people meet, as (words in the node's text, plain message with the fix).
+# Checked in order, lower-case; the first whose words all occur wins.
+_NO_COINS = ("the sender has too few {coin} to pay for it (fees are paid in {coin}); send it some: "
+             "iotlight.py pay --seed-file FUNDED.seed --asset {coin} ADDRESS 1")
+_CLOCK = "set this machine's clock (e.g. sudo timedatectl set-ntp true)"
+_REFUSALS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
+    (("negative asset",), "the sender holds too few of the token for this transfer"),
+    (("negative waves balance",), _NO_COINS),
+    (("accounts balance errors",), _NO_COINS),
+    (("negative", "balance"), _NO_COINS),
+    (("timestamp", "in the future"), "the transaction's time is ahead of the node's clock; " + _CLOCK),
+    (("timestamp", "in the past"), "the transaction's time is behind the node's clock; " + _CLOCK),
+    (("wrong chain-id",), "the node runs another network than node.chain_id; fix node.chain_id or node.urls"),
+    (("invalid address",), "the address is not one of the node's network; check it and node.chain_id"),
+    (("unissued asset",), "the token does not exist on the node's chain; check the asset id and node.urls"),
+    (("asset does not exist",), "the token does not exist on the node's chain; check the asset id and node.urls"),
+    (("invalid asset id",), "that is not an asset id; check the asset id"),
+    (("does not exceed minimal value",), "the fee is below the node's minimum; set data.fee = 0 (automatic)"),
+    (("alias", "doesn't exist"), "no such alias on the node's chain; check the recipient"),
+)
+
+
+def explain_refusal(message: str, *, rules: str = "waves") -> Optional[str]:
+    """A node's refusal text as one plain line with the fix, or None when it is not a common case. Pure."""
+    text = message.lower()
+    for words, plain in _REFUSALS:
+        if all(w in text for w in words):
+            return plain.format(coin=coin_name(rules))
+    return None
+
+
+def describe_refusal(e: NodeError, *, rules: str = "waves") -> str:
+    """What to tell a person about a NodeError: the plain line for a common refusal (the node's own
+    text goes to the debug log), else the node's text."""
+    if isinstance(e, NodeRejected):
+        plain = explain_refusal(str(e), rules=rules)
+        if plain is not None:
+            logging.getLogger("iotlight.node").debug("the node said: %s", e)
+            return plain
+    return str(e)
+
+
 def _retry_after(value: Optional[str]) -> Optional[float]:
     if not value:
         return None
@@ -5165,7 +5212,11 @@ async def run_daemon(config: Config, keys: KeyPair) -> int:
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     keys = device_keys(config)
-    return asyncio.run(run_daemon(config, keys))
+    lock = lock_state_file(config.state_file)
+    try:
+        return asyncio.run(run_daemon(config, keys))
+    finally:
+        os.close(lock)
 
 
 # =============================================================================
@@ -5232,7 +5283,35 @@ def device_keys(config: Config) -> KeyPair:
     return keys
 
 
+def lock_state_file(state_file: str) -> int:
+    """Hold an OS lock (flock) on STATE_FILE.lock for the life of this process, so that one daemon
+    at a time runs on a state file; the kernel drops the lock when the process ends, however it
+    ends (SIGKILL, power cut), so a leftover lock file never blocks. Returns the file descriptor."""
+    import fcntl
+    path = state_file + ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StateError("%s: cannot create the lock file: %s" % (path, e.strerror)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise ConfigError("%s: iotlight is already running on this state file (pid %s); stop it first "
+                          "(sudo systemctl stop iotlight, or kill %s), or give this one another "
+                          "device.state_file" % (state_file, holder or "unknown", holder or "PID")) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, b"%d\n" % os.getpid())
+    return fd
+
+
 def cmd_keygen(config: Config, args: argparse.Namespace) -> int:
+    if os.path.lexists(config.seed_file):
+        keys = keypair_from_seed(read_seed_file(config.seed_file))  # refuses an open or broken one
+        print("address: %s" % keys.address(config.chain_id))
+        raise SeedFileError("%s: a seed file exists already; keygen never overwrites one (its address is above)"
+                            % config.seed_file)
     seed = generate_seed_phrase(SEED_WORDS)
     write_seed_file(config.seed_file, seed)
     keys = keypair_from_seed(seed)
@@ -5250,15 +5329,149 @@ def cmd_address(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
     keys = device_keys(config)
+    address = keys.address(config.chain_id)
     print("configuration %s is valid" % config.path)
     print("  chain: %s (%s rules), nodes: %s" % (config.chain_id, config.rules,
                                                 ", ".join(redact_url(u) for u in config.node_urls)))
-    print("  device address: %s" % keys.address(config.chain_id))
+    print("  device address: %s" % address)
     print("  token: %s, %g s per token, at most %g s" % (config.asset_id, config.seconds_per_token, config.max_seconds))
     print("  state file: %s" % config.state_file)
     print("  hardware: %s, monitor: %s" % (config.backend, "off" if not config.monitor_port
                                           else "%s:%d" % (config.monitor_host, config.monitor_port)))
+    facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
+    for line in facts:
+        print("  %s" % line)
+    for line in problems:
+        print("problem: %s" % line)
+    if problems:
+        print("check found %d problem(s)" % len(problems))
+        return 1
+    print("the node agrees: all good")
     return 0
+
+
+# --- what only the chain can tell ------------------------------------------
+
+CLOCK_SKEW_LIMIT = 60.0  # seconds; the outbox signs with the node's time beyond this (Outbox.resync_clock)
+NETWORKS = {"W": "mainnet", "T": "testnet", "S": "stagenet", "Z": "0bsnetwork"}
+
+
+def network_name(chain_id: str) -> str:
+    return "%r (%s)" % (chain_id, NETWORKS.get(chain_id, "a fork"))
+
+
+def format_coins(units: int, rules: str) -> str:
+    """Smallest units of the chain's coin as coins with the name: 100000 -> "0.001 WAVES"."""
+    whole, frac = divmod(abs(units), 10 ** 8)
+    text = ("%d.%08d" % (whole, frac)).rstrip("0").rstrip(".")
+    return "%s%s %s" % ("-" if units < 0 else "", text, coin_name(rules))
+
+
+def format_tokens(units: int, decimals: int, name: str) -> str:
+    """Smallest units of a token as whole tokens with its name: 500, 2, "IoT-Light" -> "5.00 IoT-Light"."""
+    return "%s %s" % (_units(units, decimals), name)
+
+
+def data_tx_fee(config: Config, keys: KeyPair) -> int:
+    """What one of the device's smallest Data transactions (one press) costs: data.fee or the minimum."""
+    if config.fee:
+        return config.fee
+    tx = {"type": TX_DATA, "version": 1, "senderPublicKey": b58encode(keys.public_key), "fee": 1,
+          "timestamp": 0, "chainId": chain_byte(config.chain_id), "data": [joystick_entry(1, "up", "pressed", 0)]}
+    return data_fee(tx, config.rules)
+
+
+def chain_of_address(address: Any) -> Optional[str]:
+    """The network byte of a base58 address as a character, or None when it is not an address. Pure."""
+    if not isinstance(address, str):
+        return None
+    try:
+        raw = b58decode(address.replace("address:", "", 1))
+    except EncodingError:
+        return None
+    return chr(raw[1]) if len(raw) == 26 and raw[0] == 1 else None
+
+
+async def node_network(node: NodeClient) -> Tuple[Optional[str], Optional[int]]:
+    """The node's network byte (from the address of the last block's generator) and its height."""
+    header = await node.get("/blocks/headers/last")
+    if not isinstance(header, dict):
+        raise NodeError("node answered /blocks/headers/last with something that is not an object")
+    height = header.get("height")
+    return chain_of_address(header.get("generator")), height if _is_int(height) else None
+
+
+async def inspect_chain(node: NodeClient, config: Config, keys: KeyPair) -> Tuple[List[str], List[str]]:
+    """Ask the node what only the chain can tell: its network, the token, the device's coins for fees,
+    the clock. Returns (facts, problems), every problem with its fix."""
+    facts: List[str] = []
+    problems: List[str] = []
+    address = keys.address(config.chain_id)
+    try:
+        chain, height = await node_network(node)
+    except NodeRejected:
+        chain, height = None, None  # a node without /blocks/headers: the balance below still tells a wrong network
+    except NodeError as e:
+        problems.append("no node answered (%s): %s; check node.urls and this machine's network"
+                        % (", ".join(config.node_urls), e))
+        return facts, problems
+    facts.append("node %s: network %s, height %s" % (node.current, network_name(chain) if chain else "unknown",
+                                                      height if height is not None else "unknown"))
+    if chain is not None and chain != config.chain_id:
+        problems.append("the node %s runs network %s, not node.chain_id = %s: set chain_id = \"%s\" in [node], "
+                        "or point node.urls at a %s node (then run keygen for that network's address)"
+                        % (node.current, network_name(chain), network_name(config.chain_id), chain,
+                           network_name(config.chain_id)))
+        return facts, problems  # nothing else the node says is about our network
+    try:
+        details = await node.get("/assets/details/%s" % config.asset_id)
+        decimals = details.get("decimals") if isinstance(details, dict) else None
+        if not _is_int(decimals) or not 0 <= decimals <= 8:
+            raise NodeError("the node gave no decimals for %s" % config.asset_id)
+        facts.append("token %s: %s, %d decimals, issued by %s"
+                      % (config.asset_id, details.get("name"), decimals, details.get("issuer")))
+        token = await node.asset_balance(address, config.asset_id)
+        facts.append("device holds %s" % format_tokens(token, decimals, str(details.get("name"))))
+    except NodeRejected as e:
+        if e.status in (400, 404):
+            problems.append("payment.asset_id = \"%s\": no such token on the node's chain (%s); copy the id "
+                            "from the output of issue or from an explorer" % (config.asset_id, e))
+        else:
+            problems.append("the node refused to tell the token: %s" % describe_refusal(e, rules=config.rules))
+    except NodeError as e:
+        problems.append("the node did not tell the token: %s" % e)
+    try:
+        coins = await node.balance(address)
+        fee = data_tx_fee(config, keys)
+        facts.append("device holds %s: fees for %d Data transaction(s) at %s each"
+                     % (format_coins(coins, config.rules), coins // fee, format_coins(fee, config.rules)))
+        if coins < fee:
+            problems.append("the device %s holds %s, less than one Data transaction's fee (%s): presses and "
+                            "receipts cannot be written; send it coins: iotlight.py pay --seed-file FUNDED.seed "
+                            "--asset %s %s 1" % (address, format_coins(coins, config.rules),
+                                                 format_coins(fee, config.rules), coin_name(config.rules), address))
+    except NodeRejected as e:
+        plain = explain_refusal(str(e), rules=config.rules)
+        if "invalid address" in str(e).lower():
+            problems.append("the node does not take the device address %s as one of its network: node.chain_id "
+                            "= %s is not the node's network; fix node.chain_id or node.urls"
+                            % (address, network_name(config.chain_id)))
+        else:
+            problems.append("the node refused the device's balance: %s" % (plain or e))
+    except NodeError as e:
+        problems.append("the node did not tell the device's balance: %s" % e)
+    try:
+        before = time.time()
+        node_ms = await node.node_time_ms()
+        skew = node_ms / 1000 - (before + time.time()) / 2
+        facts.append("clock: %+.1f s from the node's" % -skew)
+        if abs(skew) > CLOCK_SKEW_LIMIT:
+            problems.append("this machine's clock is %.0f s %s the node's: set it (sudo timedatectl set-ntp true; "
+                            "a Pi without a real-time clock needs network time)"
+                            % (abs(skew), "behind" if skew > 0 else "ahead of"))
+    except NodeError as e:
+        problems.append("the node did not tell its time (/utils/time): %s" % e)
+    return facts, problems
 
 
 # --- workshop commands: issue, pay, status ---------------------------------
@@ -5275,9 +5488,9 @@ async def _with_node(config: Config, action: Callable[[NodeClient], Any]) -> Any
         await node.aclose()
 
 
-def _refused(what: str, e: NodeError) -> IotlightError:
+def _refused(what: str, e: NodeError, rules: str = "waves") -> IotlightError:
     if isinstance(e, NodeRejected):
-        return IotlightError("the node refused the %s: %s" % (what, e))
+        return IotlightError("the node refused the %s: %s" % (what, describe_refusal(e, rules=rules)))
     return IotlightError("cannot reach the node for the %s: %s" % (what, e))
 
 
@@ -5314,10 +5527,10 @@ def cmd_issue(config: Config, args: argparse.Namespace) -> int:
         try:
             await node.broadcast(tx)
         except NodeError as e:
-            raise _refused("token", e) from None
+            raise _refused("token", e, config.rules) from None
     asyncio.run(_with_node(config, go))
-    print("issued %s %s (%d decimals) from %s; fee %d" % (args.quantity, args.name, args.decimals,
-                                                          keys.address(config.chain_id), tx["fee"]))
+    print("issued %s from %s; fee %s" % (format_tokens(quantity, args.decimals, args.name),
+                                         keys.address(config.chain_id), format_coins(tx["fee"], config.rules)))
     print("asset id: %s" % tx["id"])
     print("paste into [payment] of %s:" % config.path)
     print('asset_id = "%s"' % tx["id"])
@@ -5326,32 +5539,42 @@ def cmd_issue(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_pay(config: Config, args: argparse.Namespace) -> int:
     keys = _seed_keys(args.seed_file)
+    coin = coin_name(config.rules)
     asset = args.asset or config.asset_id
     if not asset:
-        raise ConfigError("no token to pay with: pass --asset ID or set payment.asset_id in %s" % config.path)
+        raise ConfigError("no token to pay with: pass --asset ID (or --asset %s for coins) or set "
+                          "payment.asset_id in %s" % (coin, config.path))
+    own_coin = asset.upper() in ("WAVES", coin)
     try:
-        if len(b58decode(asset)) != 32:
-            raise EncodingError("an asset id is 32 bytes")
+        if not own_coin and len(b58decode(asset)) != 32:
+            raise EncodingError("--asset %s: an asset id is 32 bytes (or --asset %s for the chain's coin)"
+                                % (asset, coin))
         recipient = parse_recipient(args.recipient, config.chain_id)
     except EncodingError as e:
         raise ConfigError(str(e)) from None
 
-    async def go(node: NodeClient) -> Dict[str, Any]:
+    async def go(node: NodeClient) -> Tuple[Dict[str, Any], str]:
         try:
-            details = await node.get("/assets/details/%s" % asset)
-            decimals = details.get("decimals")
-            if not _is_int(decimals):
-                raise NodeError("the node gave no decimals for %s" % asset)
+            if own_coin:
+                decimals, name, scripted = 8, coin, False
+            else:
+                details = await node.get("/assets/details/%s" % asset)
+                decimals = details.get("decimals")
+                if not _is_int(decimals):
+                    raise NodeError("the node gave no decimals for %s" % asset)
+                name, scripted = str(details.get("name") or asset), bool(details.get("scripted"))
             amount = parse_token_amount(args.amount, decimals)
-            tx = build_transfer_tx(keys, recipient=recipient, amount=amount, asset_id=asset,
+            tx = build_transfer_tx(keys, recipient=recipient, amount=amount, asset_id=None if own_coin else asset,
                                    timestamp=int(time.time() * 1000), chain_id=config.chain_id,
-                                   fee=transfer_fee(config.rules, smart_asset=bool(details.get("scripted"))))
+                                   fee=transfer_fee(config.rules, smart_asset=scripted))
             await node.broadcast(tx)
-            return tx
+            if own_coin:
+                return tx, format_coins(amount, config.rules)
+            return tx, "%s (%d units of %s)" % (format_tokens(amount, decimals, name), amount, asset)
         except NodeError as e:
-            raise _refused("transfer", e) from None
-    tx = asyncio.run(_with_node(config, go))
-    print("sent %s tokens (%d units of %s) to %s; fee %d" % (args.amount, tx["amount"], asset, recipient, tx["fee"]))
+            raise _refused("transfer", e, config.rules) from None
+    tx, sent = asyncio.run(_with_node(config, go))
+    print("sent %s to %s; fee %s" % (sent, recipient, format_coins(tx["fee"], config.rules)))
     print("transaction id: %s" % tx["id"])
     return 0
 
@@ -5361,22 +5584,37 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     address = keys.address(config.chain_id)
     print("device %s on chain %r" % (address, config.chain_id))
 
-    async def ask(node: NodeClient) -> None:
+    async def ask(node: NodeClient) -> Optional[int]:
+        """The device's coins, or None when no node answered."""
         try:
             height = await node.height()
             print("node: %s, height %d" % (redact_url(node.current), height))
             coin = await node.balance(address)
-            print("coin balance: %s (%d units)" % (_units(coin, 8), coin))
+            print("coins: %s (%d units)" % (format_coins(coin, config.rules), coin))
             if config.asset_id:
+                details = await node.get("/assets/details/%s" % config.asset_id)
+                decimals = details.get("decimals") if isinstance(details, dict) else None
+                if not _is_int(decimals):
+                    raise NodeError("the node gave no decimals for %s" % config.asset_id)
                 token = await node.asset_balance(address, config.asset_id)
-                decimals = await node.asset_decimals(config.asset_id)
-                print("token balance: %s (%d units of %s)" % (_units(token, decimals), token, config.asset_id))
+                print("token: %s (%d units of %s)" % (format_tokens(token, decimals, str(details.get("name"))),
+                                                      token, config.asset_id))
+            return coin
         except NodeError as e:
-            print("node: cannot ask it: %s" % redact_url(str(e)))
-    asyncio.run(_with_node(config, ask))
+            text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
+            print("node: cannot ask it: %s" % redact_url(text))
+            return None
+    coins = asyncio.run(_with_node(config, ask))
+    status = 0 if coins is not None else 1
+    fee = data_tx_fee(config, keys)
     if not os.path.exists(config.state_file):
         print("state: no state yet (%s appears on the first run)" % config.state_file)
-        return 0
+        if coins is not None and coins < fee:
+            print("warning: the device holds %s, less than one Data transaction's fee (%s); send it coins: "
+                  "iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
+                  % (format_coins(coins, config.rules), format_coins(fee, config.rules), coin_name(config.rules),
+                     address))
+        return status
     try:
         db = sqlite3.connect("file:%s?mode=ro" % config.state_file, uri=True, timeout=5)
         meta = dict(db.execute("SELECT key, value FROM meta"))
@@ -5399,7 +5637,13 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         db.close()
     except sqlite3.Error as e:
         raise StateError("%s: cannot read the state file: %s" % (config.state_file, e)) from None
-    return 0
+    waiting = dict(open_txs).get("queued", 0) + (1 if queued else 0)
+    if coins is not None and (coins < fee or coins < waiting * fee):
+        print("warning: the device cannot pay its fees: it holds %s, %d Data transaction(s) wait at %s or more "
+              "each; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
+              % (format_coins(coins, config.rules), waiting, format_coins(fee, config.rules),
+                 coin_name(config.rules), address))
+    return status
 
 
 def _units(amount: int, decimals: int) -> str:
@@ -5434,22 +5678,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     p.add_argument("--version", action="version", version="iotlight %s" % __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="run the daemon (the default)")
-    sub.add_parser("keygen", help="write a new seed phrase to device.seed_file and print the address")
-    sub.add_parser("address", help="print the device address and public key")
-    sub.add_parser("check", help="validate the configuration and the seed file")
-    sub.add_parser("status", help="node height, balances, lamp, outbox and recent payments")
-    p_issue = sub.add_parser("issue", help="create the light token, signed by a seed file")
+    sub.add_parser("run", help="run the daemon (the default)", description=(
+        "Run the daemon until SIGINT or SIGTERM: watch the chain for payments of payment.asset_id to the "
+        "device, light the matrix for the time they bought, write joystick presses, receipts and telemetry "
+        "as Data transactions, serve the monitor. One daemon per state file: a second one exits with "
+        "status 2 naming the first one's pid."))
+    sub.add_parser("keygen", help="write a new seed phrase to device.seed_file and print the address", description=(
+        "Write a new 15-word seed phrase to device.seed_file (mode 0600) and print the device's address. "
+        "An existing seed file is never overwritten: keygen then prints that seed's address and exits "
+        "with status 2."))
+    sub.add_parser("address", help="print the device address and public key", description=(
+        "Print the device's address on node.chain_id and its public key (never the seed)."))
+    sub.add_parser("check", help="validate the configuration and the seed file, then ask the node", description=(
+        "Validate the configuration and the seed file, then ask the node what only the chain can tell: "
+        "that it runs the network node.chain_id, that payment.asset_id is a token there (its name, "
+        "decimals and issuer), how many Data transactions the device's coins pay for, and that this "
+        "machine's clock agrees with the node's. Exit status 0: all good; 1: a problem found (each named "
+        "with its fix) or no node answered; 2: bad configuration or seed file."))
+    sub.add_parser("status", help="node height, balances, lamp, outbox and recent payments", description=(
+        "Ask the node and the state file: height, the device's coins and tokens, the lamp, the pending "
+        "outbox, the recent payments, and a warning line when the device cannot pay its fees. Exit "
+        "status 1 when no node answers."))
+    p_issue = sub.add_parser("issue", help="create the light token, signed by a seed file", description=(
+        "Create a token with an Issue transaction signed by --seed-file (the account pays the fee); print "
+        "its asset id and the payment.asset_id line to paste."))
     p_issue.add_argument("--seed-file", required=True, help="seed file of the issuing account (mode 0600)")
     p_issue.add_argument("--name", required=True, help="token name, 4 to 16 bytes")
     p_issue.add_argument("--quantity", required=True, help="supply in whole tokens")
     p_issue.add_argument("--decimals", required=True, type=int, help="decimals, 0 to 8")
     p_issue.add_argument("--description", default="", help="token description")
-    p_mon = sub.add_parser("monitor", help="print the daemon's live events (the monitor stream)")
+    p_mon = sub.add_parser("monitor", help="print the daemon's live events (the monitor stream)", description=(
+        "Connect to the running daemon's monitor and print its events (payments, light, joystick, Data "
+        "transactions, node) as they happen, until Ctrl-C."))
     p_mon.add_argument("--json", action="store_true", help="print the raw JSON messages, one per line")
-    p_pay = sub.add_parser("pay", help="send tokens, signed by a seed file")
+    p_pay = sub.add_parser("pay", help="send tokens or coins, signed by a seed file", description=(
+        "Send AMOUNT whole tokens (or, with --asset WAVES, coins of the chain: how a device gets the "
+        "money for its fees) to RECIPIENT in a Transfer transaction signed by --seed-file."))
     p_pay.add_argument("--seed-file", required=True, help="seed file of the paying account (mode 0600)")
-    p_pay.add_argument("--asset", help="token id (default: payment.asset_id)")
+    p_pay.add_argument("--asset", help="token id (default: payment.asset_id), or WAVES for the chain's coin")
     p_pay.add_argument("recipient", help="address, alias:<chain>:<name> or a bare alias name")
     p_pay.add_argument("amount", help="whole tokens, decimals allowed (e.g. 2.5)")
     return p
