@@ -38,13 +38,14 @@ class Cli:
         self.results.append(result)
         return result
 
-    def config(self, extra: str = "", *, asset: bool = True, chain: str = "T", name: str = "iotlight.toml",
-               folder=None) -> Path:
+    def config(self, extra: str = "", *, asset=True, chain: str = "T", name: str = "iotlight.toml",
+               folder=None, node: str = OFFLINE_NODE) -> Path:
+        """A configuration; `asset` True is ASSET, a string is that asset id, False none."""
         folder = Path(folder or self.tmp)
-        text = '[node]\nurls = ["%s"]\nchain_id = "%s"\n' % (OFFLINE_NODE, chain)
+        text = '[node]\nurls = ["%s"]\nchain_id = "%s"\ntimeout = 3.0\n' % (node, chain)
         text += '[hardware]\nbackend = "none"\n[monitor]\nport = 0\n'
         if asset:
-            text += '[payment]\nasset_id = "%s"\n' % ASSET
+            text += '[payment]\nasset_id = "%s"\n' % (ASSET if asset is True else asset)
         path = folder / name
         path.write_text(text + extra, encoding="utf-8")
         return path
@@ -112,17 +113,28 @@ def test_keygen_writes_a_private_15_word_seed(cli, umask):
     assert result.err == ""
 
 
-def test_keygen_refuses_to_overwrite(cli):
-    """A second keygen exits 2 with one line and leaves the first seed untouched."""
+def test_keygen_refuses_to_overwrite_and_prints_that_seeds_address(cli):
+    """A second keygen exits 2 with one error line, prints the existing seed's address, leaves the seed untouched."""
     path = cli.config()
     first = cli.run("-c", str(path), "keygen")
     assert first.status == 0, first.err
     seed_path = cli.tmp / "device.seed"
     before = seed_path.read_bytes()
-    cli.seeds.add(before.decode().rstrip("\n"))
+    seed = before.decode().rstrip("\n")
+    cli.seeds.add(seed)
     again = cli.run("-c", str(path), "keygen")
-    assert_one_line_error(again, "%s: a seed file exists already; keygen never overwrites one" % seed_path)
+    assert (again.status, again.out) == (2, "address: %s\n" % iotlight.keypair_from_seed(seed).address("T"))
+    assert again.err == ("iotlight: %s: a seed file exists already; keygen never overwrites one (its address is "
+                         "above)\n" % seed_path)
     assert seed_path.read_bytes() == before and _mode(seed_path) == 0o600
+
+
+def test_keygen_over_an_existing_seed_of_our_own(cli):
+    """keygen where the workshop's seed file already is: its address (as `address` prints it), exit 2."""
+    cli.seed_file()
+    again = cli.run("-c", str(cli.config(asset=False)), "keygen")
+    assert (again.status, again.out) == (2, "address: %s\n" % SEED_ADDRESS_T)
+    assert again.err.count("\n") == 1 and "never overwrites" in again.err
 
 
 def test_keygen_twice_gives_two_accounts(cli):
@@ -203,13 +215,78 @@ def test_seed_file_line_ending(cli, text):
     assert result.out.splitlines()[0] == "address: %s" % SEED_ADDRESS_T
 
 
-def test_check_valid(cli):
-    """check with a good configuration and seed: exit 0, a summary naming the address and the token."""
+def test_check_valid(cli, chain):
+    """check with a good configuration, seed and node: exit 0, the summary and what the node says."""
+    cli.seed_file()
+    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    result = cli.run("-c", str(cli.config(node=chain.url, asset=chain.asset)), "check")
+    assert result.status == 0, result.output
+    assert SEED_ADDRESS_T in result.out and chain.asset in result.out
+    assert "  node %s: network 'T' (testnet), height 1\n" % chain.url in result.out
+    assert "  token %s: IoT-Light, 2 decimals, issued by %s\n" % (chain.asset, chain.treasury.address("T")) \
+        in result.out
+    assert "  device holds 1 WAVES: fees for 1000 Data transaction(s) at 0.001 WAVES each\n" in result.out
+    assert "problem" not in result.out and result.out.endswith("the node agrees: all good\n")
+    assert "Traceback" not in result.output
+
+
+def test_check_without_a_node(cli):
+    """No node answers: check says so and exits 1."""
     cli.seed_file()
     result = cli.run("-c", str(cli.config()), "check")
-    assert result.status == 0, result.err
-    assert SEED_ADDRESS_T in result.out and ASSET in result.out
-    assert "Traceback" not in result.output
+    assert result.status == 1, result.output
+    assert "problem: no node answered (%s): " % OFFLINE_NODE in result.out
+    assert "check node.urls" in result.out and "Traceback" not in result.output
+
+
+def test_check_finds_a_wrong_network(cli, chain):
+    """chain_id "W" against a testnet node: exit 1, the node's network named and the fix."""
+    cli.seed_file()
+    result = cli.run("-c", str(cli.config(chain="W", node=chain.url, asset=chain.asset)), "check")
+    assert result.status == 1, result.output
+    assert "problem: the node %s runs network 'T' (testnet), not node.chain_id = 'W' (mainnet): " \
+           "set chain_id = \"T\" in [node]" % chain.url in result.out
+    assert result.out.endswith("check found 1 problem(s)\n")
+
+
+def test_check_finds_a_token_that_does_not_exist(cli, chain):
+    """A valid-looking asset id with a typo (32 bytes, never issued): exit 1, named with the fix."""
+    cli.seed_file()
+    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    typo = ASSET  # well-formed, never issued on the fake chain
+    result = cli.run("-c", str(cli.config(node=chain.url, asset=typo)), "check")
+    assert result.status == 1, result.output
+    assert "problem: payment.asset_id = \"%s\": no such token on the node's chain" % typo in result.out
+    assert "copy the id from the output of issue" in result.out
+    assert result.out.endswith("check found 1 problem(s)\n")
+
+
+def test_check_finds_a_device_without_coins_for_fees(cli, chain):
+    """An unfunded device: exit 1, how many WAVES it lacks and the pay --asset WAVES command that funds it."""
+    cli.seed_file()
+    result = cli.run("-c", str(cli.config(node=chain.url, asset=chain.asset)), "check")
+    assert result.status == 1, result.output
+    assert "  device holds 0 WAVES: fees for 0 Data transaction(s) at 0.001 WAVES each\n" in result.out
+    assert ("problem: the device %s holds 0 WAVES, less than one Data transaction's fee (0.001 WAVES): presses "
+            "and receipts cannot be written; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset WAVES "
+            "%s 1\n" % (SEED_ADDRESS_T, SEED_ADDRESS_T)) in result.out
+
+
+def test_check_finds_a_clock_that_is_off(cli):
+    """A node whose clock is 3 hours ahead of this machine's: exit 1, the skew and how to set the clock."""
+    import time
+    from harness import start_chain
+    chain = start_chain("T", now_ms=lambda: int((time.time() + 3 * 3600) * 1000))
+    try:
+        cli.seed_file()
+        chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+        result = cli.run("-c", str(cli.config(node=chain.url, asset=chain.asset)), "check")
+    finally:
+        chain.stop()
+    assert result.status == 1, result.output
+    assert re.search(r"problem: this machine's clock is 108\d\d s behind the node's: set it \(sudo timedatectl "
+                     r"set-ntp true", result.out), result.out
+    assert result.out.endswith("check found 1 problem(s)\n")
 
 
 def test_check_without_seed_file(cli):
@@ -282,11 +359,13 @@ def test_device_address_mismatch(cli, command):
                           % (path.resolve(), seed_path, SEED_ADDRESS_T, DOCS_ADDRESS_T))
 
 
-def test_device_address_match(cli):
+def test_device_address_match(cli, chain):
     """A matching device.address passes check."""
     cli.seed_file()
-    result = cli.run("-c", str(cli.config('[device]\naddress = "%s"\n' % SEED_ADDRESS_T)), "check")
-    assert result.status == 0, result.err
+    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    path = cli.config('[device]\naddress = "%s"\n' % SEED_ADDRESS_T, node=chain.url, asset=chain.asset)
+    result = cli.run("-c", str(path), "check")
+    assert result.status == 0, result.output
 
 
 # --- version, usage, verbose -------------------------------------------------------------------------------
@@ -314,10 +393,73 @@ def test_help(cli):
         assert command in result.out
 
 
-def test_verbose_does_not_leak_the_seed(cli):
+def test_verbose_does_not_leak_the_seed(cli, chain):
     """-v (debug logging) on address and check still never prints the seed."""
     cli.seed_file()
-    path = cli.config()
+    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    path = cli.config(node=chain.url, asset=chain.asset)
     for command in ("address", "check"):
         result = cli.run("-v", "-c", str(path), command)
         assert result.status == 0, result.err
+
+
+@pytest.mark.parametrize("command, words", [
+    ("run", "Run the daemon until SIGINT or SIGTERM"),
+    ("keygen", "Write a new 15-word seed phrase"),
+    ("address", "Print the device's address"),
+    ("check", "ask the node what only the chain can tell"),
+    ("status", "a warning line when the device cannot pay its fees"),
+    ("issue", "Create a token with an Issue transaction"),
+    ("pay", "with --asset WAVES, coins of the chain"),
+    ("monitor", "Connect to the running daemon's monitor"),
+])
+def test_every_command_help_says_what_it_does(cli, command, words):
+    """`COMMAND --help` exits 0 with a description of what the command does, not only its usage line."""
+    result = cli.run(command, "--help")
+    assert result.status == 0 and result.err == ""
+    assert words in " ".join(result.out.split()), result.out
+
+
+# --- the node's refusals in plain words -----------------------------------------------------------------
+
+@pytest.mark.parametrize("node_text, plain", [
+    ("State check failed. Reason: Accounts balance errors",
+     "the sender has too few WAVES to pay for it (fees are paid in WAVES); send it some: "
+     "iotlight.py pay --seed-file FUNDED.seed --asset WAVES ADDRESS 1"),
+    ("State check failed. Reason: Attempt to transfer unavailable funds: Transaction application leads to negative "
+     "waves balance to (at least) temporary negative state, current balance equals 0, spends equals -100000, "
+     "result is -100000", "the sender has too few WAVES to pay for it (fees are paid in WAVES); send it some: "
+     "iotlight.py pay --seed-file FUNDED.seed --asset WAVES ADDRESS 1"),
+    ("State check failed. Reason: Attempt to transfer unavailable funds: Transaction application leads to negative "
+     "asset '5FKs' balance to (at least) temporary negative state, current balance is 0, spends equals -1, "
+     "result is -1", "the sender holds too few of the token for this transfer"),
+    ("Transaction timestamp 1700000000000 is more than 5400000ms in the future relative to block timestamp 1",
+     "the transaction's time is ahead of the node's clock; set this machine's clock "
+     "(e.g. sudo timedatectl set-ntp true)"),
+    ("Transaction timestamp 1 is more than 7200000ms in the past relative to previous block timestamp 2",
+     "the transaction's time is behind the node's clock; set this machine's clock "
+     "(e.g. sudo timedatectl set-ntp true)"),
+    ("Wrong chain-id. Expected - 84, provided - 87",
+     "the node runs another network than node.chain_id; fix node.chain_id or node.urls"),
+    ("invalid address", "the address is not one of the node's network; check it and node.chain_id"),
+    ("State check failed. Reason: Unissued assets are not allowed",
+     "the token does not exist on the node's chain; check the asset id and node.urls"),
+    ("Asset does not exist: 5FKs", "the token does not exist on the node's chain; check the asset id and node.urls"),
+    ("Script too complex", None),
+])
+def test_explain_refusal(node_text, plain):
+    """The common refusals of a Waves node become one plain line with the fix; others are left as they are."""
+    assert iotlight.explain_refusal(node_text) == plain
+
+
+def test_explain_refusal_names_the_forks_coin():
+    """On 0bs rules the coin for fees is ZBS."""
+    assert iotlight.explain_refusal("Accounts balance errors", rules="0bs").startswith(
+        "the sender has too few ZBS to pay for it (fees are paid in ZBS)")
+
+
+@pytest.mark.parametrize("units, text", [(100000, "0.001 WAVES"), (5 * 10 ** 8, "5 WAVES"), (0, "0 WAVES"),
+                                         (123456789, "1.23456789 WAVES")])
+def test_format_coins(units, text):
+    """Coins with their name, trailing zeros dropped."""
+    assert iotlight.format_coins(units, "waves") == text

@@ -56,6 +56,8 @@ def test_pay_sends_whole_tokens_to_an_address_or_alias(chain, workshop):
     proc = run(cfg, "pay", "--seed-file", str(treasury), "--asset", chain.asset, device, "2.5")
     assert proc.returncode == 0, proc.stderr
     assert chain.balance(device, chain.asset) == 250
+    assert proc.stdout.startswith("sent 2.50 IoT-Light (250 units of %s) to %s; fee 0.001 WAVES\n"
+                                  % (chain.asset, device))
     chain.add_alias(device, "lamp-one")
     proc = run(cfg, "pay", "--seed-file", str(treasury), "--asset", chain.asset, "lamp-one", "1")
     assert proc.returncode == 0, proc.stderr
@@ -77,15 +79,62 @@ def test_pay_refuses_bad_input_before_asking_the_node(chain, workshop):
     assert proc.returncode == 2 and "--asset" in proc.stderr
 
 
-def test_pay_prints_the_nodes_refusal(chain, workshop, tmp_path):
-    """An account without coins for the fee: the node's own message, exit 1."""
+def test_pay_with_asset_waves_funds_the_device(chain, workshop):
+    """--asset WAVES sends the chain's own coin: how the device gets the money for its fees."""
+    cfg, treasury = workshop
+    device = iotlight.keypair_from_seed(DEVICE_SEED).address("T")
+    proc = run(cfg, "pay", "--seed-file", str(treasury), "--asset", "WAVES", device, "1.5")
+    assert proc.returncode == 0, proc.stderr
+    assert chain.balance(device) == 150000000
+    assert proc.stdout.startswith("sent 1.5 WAVES to %s; fee 0.001 WAVES\n" % device)
+    tx = chain.transaction(proc.stdout.split("transaction id: ")[1].split()[0])
+    assert tx["assetId"] is None and tx["amount"] == 150000000
+
+
+def test_pay_in_plain_words_when_the_sender_has_no_coins(chain, workshop, tmp_path):
+    """An account without coins for the fee: one plain line with the fix, exit 1; the node's text at debug level."""
     cfg, _ = workshop
     poor = seed_file(tmp_path / "poor.seed", STRANGER_SEED)
+    chain.fund(iotlight.keypair_from_seed(STRANGER_SEED).address("T"), asset_id=chain.asset, amount=1000)
     device = iotlight.keypair_from_seed(DEVICE_SEED).address("T")
     proc = run(cfg, "pay", "--seed-file", str(poor), "--asset", chain.asset, device, "1")
     assert proc.returncode == 1
-    assert proc.stderr.startswith("iotlight: the node refused the transfer: ")
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr == ("iotlight: the node refused the transfer: the sender has too few WAVES to pay for it "
+                           "(fees are paid in WAVES); send it some: iotlight.py pay --seed-file FUNDED.seed "
+                           "--asset WAVES ADDRESS 1\n")
+    proc = run(cfg, "-v", "pay", "--seed-file", str(poor), "--asset", chain.asset, device, "1")
+    assert "DEBUG iotlight.node: the node said: State check failed. Reason: " in proc.stderr
+
+
+def test_status_exits_1_when_no_node_answers(tmp_path):
+    """No node answers: status says so and exits 1 (the state file part still shows)."""
+    seed_file(tmp_path / "device.seed", DEVICE_SEED)
+    cfg = write_config(tmp_path / "iotlight.toml", {"node.urls": ["http://127.0.0.1:9"], "node.timeout": 3.0})
+    proc = run(cfg, "status")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "node: cannot ask it: no node answered" in proc.stdout
+    assert "no state yet" in proc.stdout
+
+
+def test_status_warns_when_the_device_cannot_pay_its_fees(chain, tmp_path):
+    """A payment credited by an unfunded device: its receipt waits in the outbox, status prints a warning line."""
+    from harness import credited, read_state, wait_until
+    d = Device(tmp_path / "dev", chain.url, chain.asset)
+    d.start()
+    try:
+        chain.transfer(chain.treasury, d.address, 500, asset_id=chain.asset)
+        wait_until(lambda: credited(d), 20, what="the payment")
+        wait_until(lambda: read_state(d.folder / "iotlight.db",
+                                      "SELECT COUNT(*) FROM outbox WHERE status = 'queued'")[0][0], 20,
+                   what="the receipt's Data transaction to wait in the outbox")
+        proc = run(d.config_path, "status")
+    finally:
+        d.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert ("warning: the device cannot pay its fees: it holds 0 WAVES, 1 Data transaction(s) wait at 0.001 WAVES "
+            "or more each; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset WAVES %s 1\n"
+            % d.address) in proc.stdout
+    assert "token: 5.00 IoT-Light (500 units of %s)" % chain.asset in proc.stdout
 
 
 def test_status_before_the_first_run_and_after(chain, tmp_path):
@@ -96,7 +145,8 @@ def test_status_before_the_first_run_and_after(chain, tmp_path):
     proc = run(d.config_path, "status")
     assert proc.returncode == 0, proc.stderr
     assert "no state yet" in proc.stdout
-    assert "coin balance: 5.00000000" in proc.stdout
+    assert "coins: 5 WAVES (500000000 units)" in proc.stdout
+    assert "warning" not in proc.stdout
     d.start()
     try:
         from harness import credited, wait_until
@@ -106,6 +156,32 @@ def test_status_before_the_first_run_and_after(chain, tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert "lamp: on for" in proc.stdout
         assert "payments: 1 credited" in proc.stdout
-        assert "token balance: 5.00" in proc.stdout
+        assert "token: 5.00 IoT-Light (500 units of %s)" % chain.asset in proc.stdout
+        assert "warning" not in proc.stdout
+    finally:
+        d.stop()
+
+
+def test_one_daemon_per_state_file(chain, tmp_path):
+    """A second run on the same state file exits 2 naming the first's pid; after a SIGKILL of the first
+    (no clean-up at all) a new one starts: the lock is the kernel's, never a stale file."""
+    import signal
+    d = Device(tmp_path / "dev", chain.url, chain.asset)
+    chain.fund(d.address, waves=10 ** 8)
+    d.start()
+    try:
+        first = d.proc.pid
+        second = run(d.config_path, "run")
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert second.stdout == ""
+        assert second.stderr == ("iotlight: %s: iotlight is already running on this state file (pid %d); stop it "
+                                 "first (sudo systemctl stop iotlight, or kill %d), or give this one another "
+                                 "device.state_file\n" % (d.folder / "iotlight.db", first, first))
+        assert d.alive()
+        d.kill(signal.SIGKILL)
+        assert (d.folder / "iotlight.db.lock").exists()  # left behind by the kill, and no obstacle
+        d.start()
+        assert d.alive() and d.proc.pid != first
+        assert "already running" not in d.output()
     finally:
         d.stop()
