@@ -224,3 +224,79 @@ def test_the_dashboard_url_is_printed_once_the_monitor_listens(tmp_path):
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert "[rehearsal] dashboard: http://127.0.0.1:%d/\n" % port in proc.stderr
+
+
+def test_on_a_terminal_the_log_stays_readable_beside_the_matrix(tmp_path):
+    """--backend terminal in a terminal (a pty, its screen kept by pyte): once payments came and the matrix was
+    redrawn many times, the screen shows the 8x8 matrix and the daemon's recent log lines (the payments it
+    credited) at the same time, and the rehearsal names the log file."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+    import time
+
+    import pyte
+
+    columns, lines = 200, 60
+    screen = pyte.Screen(columns, lines)
+    stream = pyte.ByteStream(screen)
+    lock = threading.Lock()
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    folder = tmp_path / "run"
+    seen = []
+
+    def read_screen():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with lock:
+                seen.append(data)
+                stream.feed(data)
+
+    proc = subprocess.Popen([sys.executable, str(REHEARSAL), "--backend", "terminal", "--port", "0", "--auto",
+                             "--interval", "2", "--duration", "40", "--dir", str(folder)],
+                            stdin=slave, stdout=slave, stderr=slave, env=dict(env(), TERM="xterm-256color"),
+                            start_new_session=True)
+    os.close(slave)
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+
+    def output():
+        with lock:
+            return b"".join(seen).decode("utf-8", "replace")
+
+    def matrix_top(snapshot):
+        """The first row of 8 whose first 16 columns all have a background colour, or None."""
+        for y in range(lines - 7):
+            if all(snapshot[y + dy][x].bg != "default" for dy in range(8) for x in range(16)):
+                return y
+        return None
+
+    try:
+        wait_until(lambda: len(payments(folder)) >= 3 or proc.poll() is not None, 120, what="three credited payments")
+        assert proc.poll() is None, output()
+        time.sleep(3)  # the matrix is redrawn (countdown bar, status pixel) after the last log lines
+        with lock:
+            display = list(screen.display)
+            top = matrix_top(screen.buffer)
+        text = "\n".join(display)
+        assert top is not None, "no 8x8 matrix on the screen:\n" + text
+        credits_on_screen = CREDIT_LINE.findall("\n".join(display[:top]))
+        assert len(credits_on_screen) >= 2, "the credited payments' log lines are not on the screen:\n" + text
+        assert "[rehearsal] daemon pid %d; its log: " % daemon_pid(output()) in text
+        assert str(folder / "daemon.log") in output() or "daemon.log" in text
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 0, output()
+    finally:
+        clean_up(proc, output)
+        reader.join(10)
+        os.close(master)
+    assert "Traceback" not in output()
+    assert CREDIT_LINE.search((folder / "daemon.log").read_text())

@@ -29,10 +29,14 @@ only once the daemon has said, in its log, that it took a backend other than the
     the lamp lights and goes dark again) and prints the `iotlight.py pay` command that pays by
     hand from a second terminal.
 
-Output. The daemon's standard output passes straight through (the matrix drawing). Its log
-(standard error) passes through this script line by line, unchanged, to standard error and to
-<dir>/daemon.log: that is how the rehearsal learns that the daemon runs, which backend it took
-and where the monitor listens. The rehearsal's own lines go to standard error too, prefixed
+Output. The daemon's log (standard error) passes through this script line by line, unchanged,
+to standard error and to <dir>/daemon.log (the rehearsal names it when the daemon starts): that
+is how the rehearsal learns that the daemon runs, which backend it took and where the monitor
+listens. When standard output and standard error are a terminal, the daemon's standard output is
+a pseudo-terminal of the rehearsal's: the rehearsal draws the daemon's 8x8 matrix frames itself,
+below the log lines, which scroll above it (class Screen), so the recent log stays readable
+beside the lamp; two programs drawing on one screen would erase each other's lines. Elsewhere
+the daemon's standard output is the rehearsal's. The rehearsal's own lines go to standard error too, prefixed
 "[rehearsal]", and few of them; only --print-config writes to standard output.
 
 Stopping. The daemon runs in a session of its own, so Ctrl-C (and a closed terminal) reaches
@@ -104,15 +108,60 @@ class RehearsalError(Exception):
 _out_lock = threading.Lock()
 
 
+class Screen:
+    """The terminal shared by the daemon's 8x8 matrix and the log lines: log lines scroll above the
+    matrix, which is drawn again below the newest of them, so the recent log stays readable beside
+    the lamp (the daemon does the same when its own standard error is a terminal, but here its log
+    passes through the rehearsal). Callers hold _out_lock."""
+
+    ROWS = 8
+    UP = b"\x1b[%dA" % ROWS
+
+    def __init__(self, write: Callable[[bytes], None]):
+        self.write = write
+        self.frame: Optional[bytes] = None   # the last matrix, 8 rows of the daemon's own drawing
+        self.drawn = False                   # the matrix is on the screen, right above the cursor
+
+    def line(self, data: bytes) -> None:
+        """One log line (or a few) above the matrix."""
+        if self.drawn:
+            self.write(self.UP + b"\r\x1b[J")
+        self.write(data if data.endswith(b"\n") else data + b"\n")
+        if self.frame is not None:
+            self.write(self.frame)
+            self.drawn = True
+
+    def draw(self, frame: bytes) -> None:
+        """The matrix again, in place."""
+        self.write((self.UP if self.drawn else b"") + frame)
+        self.frame = frame
+        self.drawn = True
+
+    def release(self) -> None:
+        """The daemon is gone: the last matrix stays where it is, later lines go below it."""
+        self.frame = None
+        self.drawn = False
+
+
+_screen: Optional[Screen] = None  # set while a daemon draws its matrix through the rehearsal
+
+
+def _write_stderr(data: bytes) -> None:
+    stream = getattr(sys.stderr, "buffer", None)
+    if stream is None:
+        sys.stderr.write(data.decode("utf-8", "replace"))
+    else:
+        stream.write(data)
+    sys.stderr.flush()
+
+
 def _emit(data: bytes) -> None:
-    """Write bytes to standard error, whole lines at a time from any thread."""
+    """Write bytes to standard error, whole lines at a time from any thread (above the matrix, if one is drawn)."""
     with _out_lock:
-        stream = getattr(sys.stderr, "buffer", None)
-        if stream is None:
-            sys.stderr.write(data.decode("utf-8", "replace"))
+        if _screen is not None:
+            _screen.line(data)
         else:
-            stream.write(data)
-        sys.stderr.flush()
+            _write_stderr(data)
 
 
 def say(message: str) -> None:
@@ -229,8 +278,18 @@ def check_port_free(port: int) -> None:
 # 2. The daemon process
 # =============================================================================
 
+def on_one_terminal() -> bool:
+    """Standard output and standard error are both a terminal: the matrix and the log share the screen."""
+    try:
+        return sys.stdout.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 class DaemonProcess:
-    """`iotlight.py run` as a subprocess: stdout and stdin this terminal's, its log passed through."""
+    """`iotlight.py run` as a subprocess: stdin this terminal's, its log passed through. On a terminal its
+    standard output is a pseudo-terminal of the rehearsal's, whose matrix frames the rehearsal draws
+    below the log lines (Screen); elsewhere its standard output is the rehearsal's."""
 
     def __init__(self, config: Path, *, verbose: bool = False):
         self.config = config
@@ -241,14 +300,69 @@ class DaemonProcess:
         self.backend: Optional[str] = None
         self.monitor_url: Optional[str] = None
         self._forwarder: Optional[threading.Thread] = None
+        self._drawer: Optional[threading.Thread] = None
 
     def start(self) -> "DaemonProcess":
+        global _screen
         args = iotlight_command(self.config, *(["-v"] if self.verbose else []), "run")
-        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=child_env(), cwd=str(self.config.parent),
-                                     start_new_session=True)  # signals reach it from the rehearsal only
+        master = slave = None
+        if on_one_terminal():
+            import pty
+            master, slave = pty.openpty()
+            _copy_window_size(sys.stderr.fileno(), slave)
+            with _out_lock:
+                _screen = Screen(_write_stderr)
+        try:
+            self.proc = subprocess.Popen(args, stdout=slave, stderr=subprocess.PIPE, env=child_env(),
+                                         cwd=str(self.config.parent),
+                                         start_new_session=True)  # signals reach it from the rehearsal only
+        except BaseException:
+            if master is not None:
+                os.close(master)
+            raise
+        finally:
+            if slave is not None:
+                os.close(slave)
         self._forwarder = threading.Thread(target=self._forward, name="daemon-log", daemon=True)
         self._forwarder.start()
+        if master is not None:
+            self._drawer = threading.Thread(target=self._draw, args=(master,), name="daemon-matrix", daemon=True)
+            self._drawer.start()
         return self
+
+    def _draw(self, master: int) -> None:
+        """Read the daemon's standard output from the pseudo-terminal: its matrix frames (8 rows, each
+        redrawn in place after cursor-up) go to the Screen, anything else to the log lines."""
+        global _screen
+        buf, rows = b"", []  # type: bytes, List[bytes]
+        try:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every copy of the other side is closed, the daemon is gone
+                    break
+                if not data:
+                    break
+                buf = (buf + data).replace(Screen.UP, b"")
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    line = line.rstrip(b"\r") + b"\n"
+                    if line.startswith(b"\r\x1b[48;2;"):
+                        rows.append(line)
+                        if len(rows) == Screen.ROWS:
+                            with _out_lock:
+                                if _screen is not None:
+                                    _screen.draw(b"".join(rows))
+                            rows = []
+                    elif line.strip():
+                        _emit(line)
+        finally:
+            os.close(master)
+            with _out_lock:
+                if _screen is not None:
+                    _screen.release()
+                    _screen = None
+                _write_stderr(b"\x1b[0m")
 
     def _forward(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -283,7 +397,7 @@ class DaemonProcess:
         return self.exited() is None
 
     def stop(self) -> int:
-        """SIGTERM, wait (SIGKILL after STOP_TIMEOUT); the exit status."""
+        """SIGTERM, wait (SIGKILL after STOP_TIMEOUT); the exit status; the screen is the rehearsal's again."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -295,7 +409,19 @@ class DaemonProcess:
                 self.proc.wait()
         if self._forwarder is not None:
             self._forwarder.join(10)
+        if self._drawer is not None:
+            self._drawer.join(10)
         return self.proc.returncode
+
+
+def _copy_window_size(src: int, dst: int) -> None:
+    """The pseudo-terminal gets the size of the real one."""
+    import fcntl
+    import termios
+    try:
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        pass
 
 
 # =============================================================================
@@ -432,8 +558,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _EmitHandler(logging.Handler):
+    """Log records through _emit, so that they too go above the matrix."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _emit((self.format(record) + "\n").encode("utf-8", "replace"))
+        except Exception:
+            self.handleError(record)
+
+
 def setup_node_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _EmitHandler()
     handler.setFormatter(logging.Formatter("[rehearsal] fake node: %(message)s"))
     node_log = logging.getLogger("iotlight.fakenode")
     node_log.addHandler(handler)
@@ -463,7 +599,8 @@ def rehearse(args: argparse.Namespace, node: Any, stop: threading.Event) -> int:
     pay_hint = " ".join([shown(sys.executable), shown(IOTLIGHT), "-c", shown(config), "pay", "--seed-file",
                          shown(treasury_file), address, str(PAY_TOKENS)])
     daemon = DaemonProcess(config, verbose=args.verbose).start()
-    say("daemon pid %d" % daemon.proc.pid)
+    say("daemon pid %d; its log: %s (every line; they pass through here too)" % (daemon.proc.pid,
+                                                                               shown(daemon.log_path)))
     payer = Payer(node, address)
     keyboard: Optional[Keyboard] = None
     status = 0
