@@ -5584,8 +5584,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     address = keys.address(config.chain_id)
     print("device %s on chain %r" % (address, config.chain_id))
 
+    token_name: Dict[str, Any] = {}
+
     async def ask(node: NodeClient) -> Optional[int]:
-        """The device's coins, or None when no node answered."""
+        """The device's coins, or None when no node answered; the token's name and decimals in token_name."""
         try:
             height = await node.height()
             print("node: %s, height %d" % (redact_url(node.current), height))
@@ -5596,6 +5598,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                 decimals = details.get("decimals") if isinstance(details, dict) else None
                 if not _is_int(decimals):
                     raise NodeError("the node gave no decimals for %s" % config.asset_id)
+                token_name.update(name=str(details.get("name")), decimals=decimals)
                 token = await node.asset_balance(address, config.asset_id)
                 print("token: %s (%d units of %s)" % (format_tokens(token, decimals, str(details.get("name"))),
                                                       token, config.asset_id))
@@ -5632,8 +5635,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         print("payments: %d credited%s" % (db.execute("SELECT COUNT(*) FROM payments").fetchone()[0],
                                            ", the last:" if rows else ""))
         for txid, sender, amount, seconds, ms in rows:
-            print("  %s  %s from %s: %d units, %.1f s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)),
-                                                        txid, sender, amount, seconds))
+            paid = (format_tokens(amount, token_name["decimals"], token_name["name"]) if token_name
+                    else "%d units of the token" % amount)
+            print("  %s  %s from %s: %s, %.1f s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)),
+                                                  txid, sender, paid, seconds))
         db.close()
     except sqlite3.Error as e:
         raise StateError("%s: cannot read the state file: %s" % (config.state_file, e)) from None

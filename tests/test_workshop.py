@@ -156,6 +156,7 @@ def test_status_before_the_first_run_and_after(chain, tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert "lamp: on for" in proc.stdout
         assert "payments: 1 credited" in proc.stdout
+        assert " from %s: 5.00 IoT-Light, 5.0 s\n" % chain.treasury.address("T") in proc.stdout
         assert "token: 5.00 IoT-Light (500 units of %s)" % chain.asset in proc.stdout
         assert "warning" not in proc.stdout
     finally:
