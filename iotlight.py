@@ -5338,6 +5338,9 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     print("  state file: %s" % config.state_file)
     print("  hardware: %s, monitor: %s" % (config.backend, "off" if not config.monitor_port
                                           else "%s:%d" % (config.monitor_host, config.monitor_port)))
+    if args.offline:
+        print("the node was not asked (--offline)")
+        return 0
     facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
     for line in facts:
         print("  %s" % line)
@@ -5694,12 +5697,14 @@ def build_parser() -> argparse.ArgumentParser:
         "with status 2."))
     sub.add_parser("address", help="print the device address and public key", description=(
         "Print the device's address on node.chain_id and its public key (never the seed)."))
-    sub.add_parser("check", help="validate the configuration and the seed file, then ask the node", description=(
+    p_check = sub.add_parser("check", help="validate the configuration and the seed file, then ask the node", description=(
         "Validate the configuration and the seed file, then ask the node what only the chain can tell: "
         "that it runs the network node.chain_id, that payment.asset_id is a token there (its name, "
         "decimals and issuer), how many Data transactions the device's coins pay for, and that this "
         "machine's clock agrees with the node's. Exit status 0: all good; 1: a problem found (each named "
         "with its fix) or no node answered; 2: bad configuration or seed file."))
+    p_check.add_argument("--offline", action="store_true",
+                         help="validate the configuration and the seed file only; ask no node")
     sub.add_parser("status", help="node height, balances, lamp, outbox and recent payments", description=(
         "Ask the node and the state file: height, the device's coins and tokens, the lamp, the pending "
         "outbox, the recent payments, and a warning line when the device cannot pay its fees. Exit "

@@ -463,3 +463,12 @@ def test_explain_refusal_names_the_forks_coin():
 def test_format_coins(units, text):
     """Coins with their name, trailing zeros dropped."""
     assert iotlight.format_coins(units, "waves") == text
+
+
+def test_check_offline_asks_no_node(cli):
+    """check --offline validates the configuration and the seed only: exit 0 with no node anywhere."""
+    cli.seed_file()
+    result = cli.run("-c", str(cli.config()), "check", "--offline")
+    assert result.status == 0, result.output
+    assert SEED_ADDRESS_T in result.out and result.out.endswith("the node was not asked (--offline)\n")
+    assert result.err == ""
