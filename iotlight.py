@@ -5295,14 +5295,22 @@ def lock_state_file(state_file: str) -> int:
         raise StateError("%s: cannot create the lock file: %s" % (path, e.strerror)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError as e:
+        if not isinstance(e, BlockingIOError):
+            os.close(fd)
+            raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
         raise ConfigError("%s: iotlight is already running on this state file (pid %s); stop it first "
                           "(sudo systemctl stop iotlight, or kill %s), or give this one another "
                           "device.state_file" % (state_file, holder or "unknown", holder or "PID")) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, b"%d\n" % os.getpid())
+    try:  # the pid is for the message of a second daemon; written in place, so a full disk rarely stops it
+        mine = b"%-10d\n" % os.getpid()
+        os.pwrite(fd, mine, 0)
+        os.ftruncate(fd, len(mine))
+    except OSError as e:
+        log.warning("%s: cannot write this daemon's pid into the lock file (%s); the lock holds all the same",
+                    path, e.strerror)
     return fd
 
 
