@@ -5604,20 +5604,24 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             print("node: %s, height %d" % (redact_url(node.current), height))
             coin = await node.balance(address)
             print("coins: %s (%d units)" % (format_coins(coin, config.rules), coin))
-            if config.asset_id:
-                details = await node.get("/assets/details/%s" % config.asset_id)
-                decimals = details.get("decimals") if isinstance(details, dict) else None
-                if not _is_int(decimals):
-                    raise NodeError("the node gave no decimals for %s" % config.asset_id)
-                token_name.update(name=str(details.get("name")), decimals=decimals)
-                token = await node.asset_balance(address, config.asset_id)
-                print("token: %s (%d units of %s)" % (format_tokens(token, decimals, str(details.get("name"))),
-                                                      token, config.asset_id))
-            return coin
         except NodeError as e:
             text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
             print("node: cannot ask it: %s" % redact_url(text))
             return None
+        if config.asset_id:
+            try:
+                details = await node.get("/assets/details/%s" % config.asset_id)
+                decimals = details.get("decimals") if isinstance(details, dict) else None
+                if not _is_int(decimals):
+                    raise NodeError("the node gave no decimals for %s" % config.asset_id)
+                token = await node.asset_balance(address, config.asset_id)
+                token_name.update(name=str(details.get("name")), decimals=decimals)
+                print("token: %s (%d units of %s)" % (format_tokens(token, decimals, str(details.get("name"))),
+                                                      token, config.asset_id))
+            except NodeError as e:  # the node answered the rest: not a reason for exit status 1
+                text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
+                print("token %s: %s" % (config.asset_id, text))
+        return coin
     coins = asyncio.run(_with_node(config, ask))
     status = 0 if coins is not None else 1
     fee = data_tx_fee(config, keys)

@@ -186,3 +186,19 @@ def test_one_daemon_per_state_file(chain, tmp_path):
         assert "already running" not in d.output()
     finally:
         d.stop()
+
+
+def test_status_with_an_unknown_token_and_no_coins_before_the_first_run(chain, tmp_path):
+    """The node answers (exit 0) but knows no such token: said in plain words; no coins: the warning line."""
+    seed_file(tmp_path / "device.seed", DEVICE_SEED)
+    typo = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQV"
+    cfg = write_config(tmp_path / "iotlight.toml", {"node.urls": [chain.url], "node.timeout": 3.0,
+                                                    "payment.asset_id": typo})
+    proc = run(cfg, "status")
+    device = iotlight.keypair_from_seed(DEVICE_SEED).address("T")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "token %s: the token does not exist on the node's chain; check the asset id and node.urls\n" % typo \
+        in proc.stdout
+    assert proc.stdout.endswith("warning: the device holds 0 WAVES, less than one Data transaction's fee "
+                                "(0.001 WAVES); send it coins: iotlight.py pay --seed-file FUNDED.seed --asset "
+                                "WAVES %s 1\n" % device)
