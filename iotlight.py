@@ -2115,6 +2115,16 @@ def sd_notify(message: str, environ: Optional[Dict[str, str]] = None) -> bool:
         return False
 
 
+def systemd_watchdog_period(environ: Optional[Dict[str, str]] = None) -> Optional[float]:
+    """systemd's watchdog period in seconds (WATCHDOG_USEC), or None when this process has none
+    (unset, 0, or WATCHDOG_PID names another process)."""
+    env = environ if environ is not None else os.environ
+    usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid.isdigit() and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 1e6
+
+
 # =============================================================================
 # 7d. Edges: hardware (LED matrix, joystick, environment sensors)
 # =============================================================================
@@ -2695,6 +2705,55 @@ COUNT_CHECK_INTERVAL = 20.0   # how often an idle outbox may compare joystick_co
 COIN_BALANCE_INTERVAL = 30.0
 
 
+# --- Liveness: how a service shows the systemd watchdog it is alive ----------
+
+WATCHDOG_GRACE = 60.0   # seconds a round of work may take on top of one node request tried on every URL
+
+
+class Pulse:
+    """When a service loop will next show life: liveness by deadline, not by heartbeat age.
+
+    A service loop does a round of work, then waits (for its timer, a wake-up or the stop).
+    A quiet service is not a dead one: a lamp lit for hours with light.countdown = false has
+    nothing to do until the light goes off, a one-day data.telemetry_interval sleeps a day.
+    So every wait of a service goes through its Pulse (wait() between rounds, sleep() within
+    one), which records until when the service is quiet (`quiet_until`); once the wait is
+    over the service is busy, and its round must reach the next wait within the daemon's
+    budget: node.timeout x the node URLs (one request tried on every node) + WATCHDOG_GRACE.
+    Daemon.watchdog withholds WATCHDOG=1 from systemd when a service is past quiet_until +
+    budget (stuck in a request, a hardware call or a bug), or when the event loop itself stood
+    still (it measures its own lag). The monitor has no loop of its own: it runs as long as
+    the event loop does.
+    """
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.quiet_until = clock.monotonic()   # the current wait's end; in the past: busy since then
+
+    def late_by(self, mono: float, budget: float) -> float:
+        """Seconds past the service's deadline (quiet_until + budget); 0 or less while it lives."""
+        return mono - self.quiet_until - budget
+
+    async def wait(self, stop: asyncio.Event, timeout: float, wake: Optional[asyncio.Event] = None) -> None:
+        """Wait between rounds: `timeout` seconds, or until `stop` (or `wake`, if given) is set."""
+        self.quiet_until = self.clock.monotonic() + max(0.0, timeout)
+        try:
+            if wake is None:
+                await _wait_or_stop(stop, timeout)
+            else:
+                await _wait_any(stop, wake, timeout)
+        finally:
+            self.quiet_until = self.clock.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """A planned pause within a round (a rate limit): the round's budget starts again after it."""
+        self.quiet_until = self.clock.monotonic() + max(0.0, seconds)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.quiet_until = self.clock.monotonic()
+
+
 class Watcher:
     """Finds payments to the device on the chain and credits them exactly once.
 
@@ -2738,7 +2797,7 @@ class Watcher:
         self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
                                    clock.monotonic())
         self.complained: set = set()
-        self.heartbeat = clock.monotonic()
+        self.pulse = Pulse(clock)
 
     def _complain_once(self, key: str, msg: str, *args: Any) -> None:
         if key not in self.complained:
@@ -2809,7 +2868,7 @@ class Watcher:
         wait = self.limiter.delay(self.clock.monotonic())
         if wait > 0:
             self.log.debug("next limited request in %.1fs (node.list_rate)", wait)
-            await asyncio.sleep(wait)
+            await self.pulse.sleep(wait)
         self.limiter.take(self.clock.monotonic())
 
     async def _list_page(self, limit: int, after: Optional[str]) -> List[Any]:
@@ -3036,7 +3095,6 @@ class Watcher:
     async def run(self, stop: asyncio.Event) -> None:
         delays = backoff_delays(self.config.poll_interval, 60.0)
         while not stop.is_set():
-            self.heartbeat = self.clock.monotonic()
             wait = self.config.poll_interval
             try:
                 await self.poll_once()
@@ -3046,7 +3104,7 @@ class Watcher:
                 wait = next(delays)
             except Exception as e:
                 wait = _retry_delay(self.log, "poll", e, delays, self.node)
-            await _wait_or_stop(stop, wait)
+            await self.pulse.wait(stop, wait)
 
 
 class Lamp:
@@ -3065,7 +3123,7 @@ class Lamp:
         self.pixels: List[Tuple[int, int, int]] = [(0, 0, 0)] * 64
         self.log = logging.getLogger("iotlight.lamp")
         self.offset = clock.time() - clock.monotonic()
-        self.heartbeat = clock.monotonic()
+        self.pulse = Pulse(clock)
 
     def load(self, start: float, until: float) -> None:
         """Resume a lit span stored before a restart (Unix seconds). Within the same boot the
@@ -3122,7 +3180,6 @@ class Lamp:
         while not stop.is_set():
             self.wake.clear()
             mono = self.clock.monotonic()
-            self.heartbeat = mono
             wall = self.clock.time()
             if abs((wall - mono) - self.offset) > 1.0:
                 self.log.warning("the wall clock jumped by %+.1f s; the light keeps its paid duration",
@@ -3147,7 +3204,7 @@ class Lamp:
                     self.log.info("light %s", "on" if on else "off")
                     self.publish(dict(type="light", **self.state()))
                 was_on = on
-            await _wait_any(stop, self.wake, self._next_change(self.clock.monotonic()))
+            await self.pulse.wait(stop, self._next_change(self.clock.monotonic()), self.wake)
 
 
 class Outbox:
@@ -3184,7 +3241,7 @@ class Outbox:
         self.reconciled = False
         self.count_ok = 0                 # the press count last found on chain as joystick_count
         self.next_count_check = now + COUNT_CHECK_INTERVAL
-        self.heartbeat = now
+        self.pulse = Pulse(clock)
 
     def now_ms(self) -> int:
         return int(self.clock.time() * 1000) + self.node_offset_ms
@@ -3411,7 +3468,6 @@ class Outbox:
     async def run(self, stop: asyncio.Event) -> None:
         delays = backoff_delays(1.0, 60.0)
         while not stop.is_set():
-            self.heartbeat = self.clock.monotonic()
             self.wake.clear()
             try:
                 if self.store.failing:
@@ -3434,7 +3490,7 @@ class Outbox:
                     timeout = min(timeout, max(0.5, self.next_count_check - self.clock.monotonic()))
             except Exception as e:
                 timeout = _retry_delay(self.log, "outbox", e, delays, self.node)
-            await _wait_any(stop, self.wake, timeout)
+            await self.pulse.wait(stop, timeout, self.wake)
 
 
 STATE_RETRY = 5.0
@@ -3515,7 +3571,7 @@ class Telemetry:
         self.publish = publish
         self.log = logging.getLogger("iotlight.telemetry")
         self.failed: set = set()
-        self.heartbeat = clock.monotonic()
+        self.pulse = Pulse(clock)
 
     async def read_once(self) -> None:
         reading = await self.hw.read_environment()
@@ -3541,9 +3597,8 @@ class Telemetry:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            self.heartbeat = self.clock.monotonic()
             await self.read_once()
-            await _wait_or_stop(stop, self.config.telemetry_interval)
+            await self.pulse.wait(stop, self.config.telemetry_interval)
 
 
 # =============================================================================
@@ -4924,11 +4979,15 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
 # =============================================================================
 
 class Daemon:
-    """Owns every service task; the node, store, hardware and clock are passed in."""
+    """Owns every service task; the node, store, hardware and clock are passed in, and so are
+    systemd's watchdog period (None: no watchdog) and the way to notify it."""
 
     def __init__(self, config: Config, keys: KeyPair, *, node: NodeClient, store: Store, hardware: Any,
-                 clock: Clock, monitor_factory: Optional[Callable[..., Any]] = None):
+                 clock: Clock, monitor_factory: Optional[Callable[..., Any]] = None,
+                 watchdog_period: Optional[float] = None, notify: Callable[[str], Any] = sd_notify):
         self.config = config
+        self.watchdog_period = watchdog_period
+        self.notify = notify
         self.keys = keys
         self.address = keys.address(config.chain_id)
         self.node = node
@@ -5103,20 +5162,35 @@ class Daemon:
         return out
 
     async def watchdog(self) -> None:
-        usec = os.environ.get("WATCHDOG_USEC")
-        if not usec or not usec.isdigit():
+        """Tell systemd WATCHDOG=1 every quarter period while the daemon lives: no service is past
+        its deadline (see Pulse) and the event loop runs on time. A tick that comes more than half
+        a period late means the loop stood still (a blocking call): that tick says nothing."""
+        period = self.watchdog_period
+        if not period:
             await self.stop.wait()
             return
-        period = int(usec) / 1e6
+        tick = period / 4
+        budget = max(period, self.config.timeout * len(self.config.node_urls) + WATCHDOG_GRACE)
+        due = self.clock.monotonic()
+        trouble = ""
         while not self.stop.is_set():
             mono = self.clock.monotonic()
-            stale = [name for name, svc in self.services().items()
-                     if mono - svc.heartbeat > max(period, self.config.timeout * len(self.config.node_urls) + 60)]
-            if stale:
-                self.log.error("no sign of life from %s; not telling the watchdog", ", ".join(stale))
+            lag = mono - due
+            late = ["%s (%.0f s late)" % (name, svc.pulse.late_by(mono, budget))
+                    for name, svc in self.services().items() if svc.pulse.late_by(mono, budget) > 0]
+            if lag > period / 2:
+                trouble = "the event loop stood still for %.1f s or more" % lag
+            elif late:
+                trouble = "no sign of life from %s" % ", ".join(late)
             else:
-                sd_notify("WATCHDOG=1")
-            await _wait_or_stop(self.stop, period / 2)
+                if trouble:
+                    self.log.warning("alive again: telling the watchdog")
+                trouble = ""
+                self.notify("WATCHDOG=1")
+            if trouble:
+                self.log.error("%s; not telling the watchdog", trouble)
+            due = self.clock.monotonic() + tick
+            await _wait_or_stop(self.stop, tick)
 
     async def run(self) -> int:
         """Run until stop is set or a service crashes; returns the exit status."""
@@ -5125,7 +5199,7 @@ class Daemon:
         if self.monitor is not None:
             await self.monitor.start()
         self.hw.start_joystick(self.joystick_event)
-        sd_notify("READY=1\nSTATUS=watching %s" % self.address)
+        self.notify("READY=1\nSTATUS=watching %s" % self.address)
         self.log.info("iotlight %s running: address %s on chain %r, token %s, node %s", __version__, self.address,
                       self.config.chain_id, self.config.asset_id, redact_url(self.config.node_urls[0]))
         tasks = [asyncio.ensure_future(svc.run(self.stop), ) for svc in self.services().values()]
@@ -5146,7 +5220,7 @@ class Daemon:
                         self.log.error("a service crashed", exc_info=exc)
                         status = 1
         finally:
-            sd_notify("STOPPING=1")
+            self.notify("STOPPING=1")
             self.stop.set()
             for t in tasks + [stopper, naming]:
                 t.cancel()
@@ -5199,7 +5273,7 @@ async def run_daemon(config: Config, keys: KeyPair) -> int:
         node = NodeClient(config.node_urls, timeout=config.timeout)
         try:
             daemon = Daemon(config, keys, node=node, store=store, hardware=hardware, clock=Clock(),
-                            monitor_factory=Monitor)
+                            monitor_factory=Monitor, watchdog_period=systemd_watchdog_period())
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, daemon.stop.set)
