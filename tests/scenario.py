@@ -11,10 +11,12 @@ The pieces, each usable on its own:
   environment reading, joystick presses from the test; freeze() makes show() hang for good.
 - InProcessNode: tests/tools/fakenode.py's FakeNode (real chain, signatures, balances, error
   bodies) answering through httpx.MockTransport, no socket; hang() makes requests hang until
-  the client's own timeout (or forever), as a node that accepts and never answers.
+  the client's own timeout (or forever), as a node that accepts and never answers; refuse()
+  answers an HTTP error. Its `chain` is the FakeNode: mine, rollback, transfer there.
 - Scenario: all of the above wired into a Daemon with a throwaway device key, a funded chain and
-  a state file in a test folder; run_for() advances daemon time, pay() buys light, pings() and
-  longest_silence() read the systemd notifications the daemon sent.
+  a state file in a test folder; run_for() advances daemon time, pay() buys light, restart()
+  stops the daemon and starts a new one on the same state, pings() and longest_silence() read
+  the systemd notifications the daemon sent.
 
     with Scenario(tmp_path, watchdog=30, light__countdown=False) as s:
         s.run_for(10)
@@ -155,7 +157,7 @@ class InProcessNode:
         from fakenode import FakeNode
         self.clock = clock
         self.chain = FakeNode(chain_id, now_ms=lambda: int(clock.time() * 1000))
-        self.hangs: List[Tuple[Optional[str], bool, Optional[float]]] = []
+        self.faults: List[Tuple[Optional[str], Any, Optional[float]]] = []   # (path prefix, kind, until)
         self.hung = 0                                  # requests that hung
 
     def transport(self) -> httpx.MockTransport:
@@ -165,17 +167,24 @@ class InProcessNode:
         """Requests (whose path starts with `path`, or all) get no answer: until the client's
         read timeout runs out (httpx.ReadTimeout), or never with forever=True; for `seconds` of
         daemon time from now, or until clear()."""
-        until = self.clock.monotonic() + seconds if seconds is not None else None
-        self.hangs.append((path, forever, until))
+        self._add(path, "forever" if forever else "hang", seconds)
+
+    def refuse(self, status: int = 503, path: Optional[str] = None, *, seconds: Optional[float] = None) -> None:
+        """Requests (whose path starts with `path`, or all) get HTTP `status` with an nginx page."""
+        self._add(path, status, seconds)
 
     def clear(self) -> None:
-        self.hangs.clear()
+        self.faults.clear()
 
-    def _hang_for(self, path: str) -> Optional[bool]:
+    def _add(self, path: Optional[str], kind: Any, seconds: Optional[float]) -> None:
+        until = self.clock.monotonic() + seconds if seconds is not None else None
+        self.faults.append((path, kind, until))
+
+    def _fault_for(self, path: str) -> Any:
         now = self.clock.monotonic()
-        for prefix, forever, until in self.hangs:
+        for prefix, kind, until in self.faults:
             if (until is None or now < until) and (prefix is None or path.startswith(prefix)):
-                return forever
+                return kind
         return None
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
@@ -183,14 +192,18 @@ class InProcessNode:
         path = request.url.path
         query = request.url.query.decode()
         self.chain.requests.append(Request(request.method, path, query, self.clock.time()))
-        forever = self._hang_for(path)
-        if forever is not None:
+        fault = self._fault_for(path)
+        if fault in ("hang", "forever"):
             self.hung += 1
-            if forever:
+            if fault == "forever":
                 await asyncio.get_running_loop().create_future()   # never done
             timeout = (request.extensions.get("timeout") or {}).get("read") or 10.0
             await asyncio.sleep(timeout)
             raise httpx.ReadTimeout("timed out", request=request)
+        if fault is not None:
+            from fakenode import HTML_TYPE, _nginx_page
+            return httpx.Response(fault, content=_nginx_page(fault, "Error").encode(),
+                                  headers={"Content-Type": HTML_TYPE})
         body = request.content or None
         large = "large-significand-format=string" in request.headers.get("Accept", "")
         try:
@@ -282,7 +295,17 @@ class Scenario:
             self.loop.run_until_complete(asyncio.wait([self.task], timeout=120))
             self.status = self._result()
             self.task = None
+        if self.client is not None:
+            self.loop.run_until_complete(self.client.aclose())
+            self.client = None
         return self.status or 0
+
+    def restart(self, after: float = 0.0) -> None:
+        """Stop the daemon, let `after` seconds pass, start a new one on the same state file and chain."""
+        assert self.stop() == 0, "the daemon did not stop cleanly"
+        self.loop.stall(after)
+        self.hw = FakeHardware(self.clock)
+        self.start()
 
     def _result(self) -> Optional[int]:
         assert self.task is not None
@@ -297,8 +320,6 @@ class Scenario:
             self.stop()
         finally:
             try:
-                if self.client is not None:
-                    self.loop.run_until_complete(self.client.aclose())
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             finally:
                 self.store.close()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from harness import wait_until
+from harness import light_until, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,10 +32,52 @@ def test_daemon_notifies_ready_and_watchdog(device, tmp_path):
         assert "running: address" in device.output(), "READY=1 only once the daemon runs"
         wait_until(lambda: sum(m == "WATCHDOG=1" for _, m in drain()) >= 3, 20, what="three watchdog pings")
         pings = [t for t, m in messages if m == "WATCHDOG=1"]
-        assert all(b - a < 1.9 for a, b in zip(pings, pings[1:])), "pings come every half watchdog period"
+        assert all(b - a < 1.9 for a, b in zip(pings, pings[1:])), "pings come every quarter watchdog period"
         assert device.stop() == 0
         drain()
         assert messages[-1][1] == "STOPPING=1"
+    finally:
+        sock.close()
+
+
+def test_watchdog_fed_through_a_long_quiet_light_span(device, chain, tmp_path):
+    """A lamp lit for an hour with no countdown sleeps the whole span, telemetry sleeps an hour:
+    under a 4 s watchdog no gap between two pings may reach the period (the old watchdog went by
+    heartbeat age and stopped pinging after 60 s of such quiet: systemd killed the daemon)."""
+    period = 4.0
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.1)
+    pings = []
+
+    def drain(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            if data == "WATCHDOG=1":
+                pings.append(time.monotonic())
+
+    try:
+        device.configure(light__countdown=False, payment__max_seconds=10 ** 6, data__telemetry_interval=3600,
+                         node__poll_interval=0.5)
+        device.start(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": str(int(period * 1e6))})
+        chain.transfer(chain.treasury, device.address, 360000, asset_id=chain.asset)   # 3600 tokens: an hour
+        wait_until(lambda: "light on" in device.output() or light_until(device) > time.time() + 3000, 30,
+                   what="the light to go on")
+        drain(1.0)
+        start = time.monotonic()
+        drain(25.0)
+        end = time.monotonic()
+        marks = [start] + [t for t in pings if t >= start] + [end]
+        gaps = [b - a for a, b in zip(marks, marks[1:])]
+        assert len(gaps) > 10 and max(gaps) < period, "longest gap %.1f s under a %.0f s watchdog" % (max(gaps), period)
+        assert "not telling the watchdog" not in device.output()
+        assert light_until(device) > time.time() + 3000, "still lit"
+        assert device.stop() == 0
     finally:
         sock.close()
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Fault campaign: the real daemon under SIGKILL, node chaos, a damaged state file, clock
-jumps, hostile monitor clients and a full disk. Prints a Markdown table; exit 1 when any
+jumps, hostile monitor clients, a full disk and a short systemd watchdog. Prints a Markdown table; exit 1 when any
 case lost or doubled a payment or a press (or crashed), 0 otherwise.
 
     python tests/tools/faults.py [--quick] [--only CASE[,CASE]] [--seed N]
 
-CASE: sigkill, chaos, corrupt, clock, monitor, disk (or 1-6). The default run takes about
+CASE: sigkill, chaos, corrupt, clock, monitor, disk, watchdog (or 1-7). The default run takes about
 15 minutes on a 2-core machine, --quick about 5. Not a pytest module (nothing here is
 collected); the bugs it found have regression tests in tests/test_regressions.py.
 
@@ -45,13 +45,13 @@ for _p in (str(TESTS.parent), str(TESTS), str(TESTS / "tools")):
 import iotlight  # noqa: E402
 
 from emulator import EmulatedHat  # noqa: E402
-from harness import Device, credited, read_state, start_chain, wait_until  # noqa: E402
+from harness import Device, credited, light_until, read_state, start_chain, wait_until  # noqa: E402
 
 DIRECTIONS = ("up", "down", "left", "right", "middle")
 FAKETIME_LIBS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                  "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
                  "/usr/lib/arm-linux-gnueabihf/faketime/libfaketime.so.1")
-CASES = ("sigkill", "chaos", "corrupt", "clock", "monitor", "disk")
+CASES = ("sigkill", "chaos", "corrupt", "clock", "monitor", "disk", "watchdog")
 
 
 # =============================================================================
@@ -1147,6 +1147,98 @@ def case_disk(out: Outcome, quick: bool, rng: random.Random) -> None:
 
 
 # =============================================================================
+# 7. The systemd watchdog through long quiet spans (a short WATCHDOG_USEC)
+# =============================================================================
+
+WATCHDOG_USEC = 3_000_000
+# (label, settings, seconds of light paid): each set-up is quiet for long on purpose
+WATCHDOG_SETUPS = (
+    ("lit 1 h, no countdown", dict(light__countdown=False), 3600),
+    ("lit 1 h, countdown", dict(light__countdown=True), 3600),       # a bar change every 450 s
+    ("one-day telemetry", dict(data__telemetry_interval=86400), 0),
+    ("lit 1 day, hourly telemetry", dict(light__countdown=False, data__telemetry_interval=3600), 86400),
+)
+
+
+class PingListener(threading.Thread):
+    """A NOTIFY_SOCKET for one daemon: the arrival time of every WATCHDOG=1."""
+
+    def __init__(self, path: str):
+        super().__init__(name="notify", daemon=True)
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.1)
+        self.pings: List[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if data == b"WATCHDOG=1":
+                self.pings.append(time.monotonic())
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(5)
+        self.sock.close()
+
+
+def case_watchdog(out: Outcome, quick: bool, rng: random.Random) -> None:
+    """Daemons quiet for long on purpose (a lit lamp with and without the countdown, a one-day
+    telemetry interval), then the node hanging up to the client's timeout: a gap between two
+    WATCHDOG=1 as long as the period is a missed ping (systemd would kill the daemon)."""
+    calm = 30.0 if quick else 90.0
+    period = WATCHDOG_USEC / 1e6
+    with new_stack() as stack:
+        root = temp_dir(stack, "watchdog")
+        chain = open_chain(stack)
+        runs = []
+        for i, (label, settings, light) in enumerate(WATCHDOG_SETUPS):
+            device = make_device(stack, root / ("device%d" % i), chain, "watchdog%d" % i, **settings)
+            listener = PingListener(str(root / ("notify%d.sock" % i)))
+            listener.start()
+            stack.callback(listener.close)
+            device.start(env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": str(WATCHDOG_USEC)})
+            out.runs += 1
+            if light:
+                chain.transfer(chain.treasury, device.address, light * 100, asset_id=chain.asset)
+            runs.append((label, device, listener, light))
+        t0 = time.monotonic()
+        time.sleep(calm)
+        chain.fail("hang", duration=calm / 2, hang_seconds=3.0)   # past node.timeout (2 s)
+        time.sleep(calm / 2)
+        t1 = time.monotonic()
+        missed = total = 0
+        longest = 0.0
+        for label, device, listener, light in runs:
+            out.check(device.alive(), "%s: the daemon died (exit %s)" % (label, device.proc.poll()))
+            if light:
+                out.check(light_until(device) > time.time(), "%s: the light is not on" % label)
+            marks = [t0] + [t for t in listener.pings if t0 <= t <= t1] + [t1]
+            gaps = [b - a for a, b in zip(marks, marks[1:])]
+            late = [g for g in gaps if g >= period]
+            total += len(marks) - 2
+            missed += len(late)
+            longest = max(longest, max(gaps))
+            out.check(not late, "%s: %d gap(s) without WATCHDOG=1 of a whole period or more (longest %.1f s)"
+                      % (label, len(late), max(gaps)))
+            withheld = log_count(device, "not telling the watchdog")
+            out.check(withheld == 0, "%s: %d log line(s) withholding the ping" % (label, withheld))
+            rc = device.stop()
+            out.check(rc == 0, "%s: daemon exit status %s on SIGTERM" % (label, rc))
+            out.check(crash_lines(device) == 0, "%s: %d traceback(s) in the log" % (label, crash_lines(device)))
+        out.figures.append("WATCHDOG_USEC %.0f s, %d set-ups, %.0f s calm + %.0f s node hanging: missed pings %d "
+                           "(of %d sent), longest gap %.1f s" % (period, len(runs), calm, calm / 2, missed, total,
+                                                                 longest))
+
+
+# =============================================================================
 # Main: run the cases, print the table
 # =============================================================================
 
@@ -1210,7 +1302,7 @@ def table(outcomes: List[Outcome]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter streams, fewer kills (about 5 minutes)")
-    parser.add_argument("--only", help="comma-separated cases: %s (or 1-6)" % ", ".join(CASES))
+    parser.add_argument("--only", help="comma-separated cases: %s (or 1-%d)" % (", ".join(CASES), len(CASES)))
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the time)")
     parser.add_argument("--chaos-minutes", type=float, default=None,
                         help="how long the node chaos lasts (default 4, or 1 with --quick)")
