@@ -18,8 +18,9 @@ Sections, lowest layer first:
    5. transaction bytes (legacy binary and protobuf), JSON, fees, limits
    6. core logic (pricing, the light timer, the ledger rules, Data entries)
    7. edges: clock, store (SQLite), node client (httpx), sd_notify, hardware (7d)
-   8. services: watcher, lamp, outbox, telemetry, and the monitor (8e: WebSocket
-      server, dashboard page, terminal client)
+   8. services: their liveness for the systemd watchdog (Pulse), watcher, lamp,
+      outbox, telemetry, and the monitor (8e: WebSocket server, dashboard page,
+      terminal client)
    9. the daemon: wiring and shutdown
   10. command line and main()
 
