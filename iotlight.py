@@ -5426,9 +5426,9 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         return 0
     facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
     for line in facts:
-        print("  %s" % line)
+        print("  %s" % redact_url(line))
     for line in problems:
-        print("problem: %s" % line)
+        print("problem: %s" % redact_url(line))
     if problems:
         print("check found %d problem(s)" % len(problems))
         return 1
@@ -5863,7 +5863,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = load_config(find_config(args.config), require_asset=command not in _NO_ASSET_NEEDED)
         return COMMANDS[command](config, args)
     except IotlightError as e:
-        print("iotlight: %s" % e, file=sys.stderr)
+        print("iotlight: %s" % redact_url(str(e)), file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         return 130
