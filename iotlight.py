@@ -65,6 +65,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
@@ -194,6 +195,8 @@ CONFIG_SCHEMA: Dict[str, Tuple[Callable[[Any], bool], Any, str]] = {
                             "a number of seconds from 5 to 3600"),  # ours
     "node.list_rate": (_in_range(0, 600), 15.0, "requests per minute from 0 (unlimited, for an own node) "
                        "to 600"),  # ours
+    "node.max_answer_bytes": (_int_range(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024,
+                              "an integer from 65536 to 268435456 (bytes)"),  # ours
     "device.seed_file": (_is_str, "device.seed", "a path"),
     "device.address": (_is_str, "", "a base58 address or \"\""),
     "device.state_file": (_is_str, "iotlight.db", "a path"),
@@ -250,6 +253,7 @@ class Config:
     fork: str
     sweep_interval: float
     list_rate: float
+    max_answer_bytes: int
     seed_file: str
     address: str
     state_file: str
@@ -421,6 +425,7 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
         fork=values["node.fork"],
         sweep_interval=float(values["node.sweep_interval"]),
         list_rate=float(values["node.list_rate"]),
+        max_answer_bytes=values["node.max_answer_bytes"],
         seed_file=str(base / values["device.seed_file"]),
         address=values["device.address"],
         state_file=str(base / values["device.state_file"]),
@@ -1835,15 +1840,103 @@ def _damaged_state(path: str, reason: str) -> StateError:
 
 # --- 7b. Node client -------------------------------------------------------
 
+NODE_MAX_ANSWER = 8 * 1024 * 1024   # default node.max_answer_bytes: a 1,000-item page of mass transfers fits
+NODE_MAX_DEPTH = 32                 # JSON nesting; the deepest documented answer (a transaction list) is 5
+
+
+class BadAnswer(ValueError):
+    """A node answer that is too large, does not parse or does not have the documented shape."""
+
+
+def _no_constant(name: str) -> Any:
+    raise BadAnswer("the answer holds %s, which is not JSON" % name)
+
+
+def parse_answer(body: bytes, max_depth: int = NODE_MAX_DEPTH) -> Any:
+    """The JSON of a node answer, or BadAnswer: not UTF-8 JSON, NaN/Infinity, or nested deeper than max_depth."""
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadAnswer("the answer is nested too deep to parse") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadAnswer("the answer is not JSON (%s)" % str(e)[:80]) from None
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            raise BadAnswer("the answer is nested deeper than %d levels" % max_depth)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+    return data
+
+
+class BodyReader:
+    """Collects an answer body chunk by chunk, decompressing gzip/deflate as it goes, and stops
+    with BadAnswer as soon as the raw or the decompressed size passes `cap`: a gzip bomb never
+    inflates past it."""
+
+    def __init__(self, cap: int, encoding: Optional[str]):
+        self.cap = cap
+        self.raw = 0
+        self.out = bytearray()
+        enc = (encoding or "identity").strip().lower()
+        if enc in ("", "identity"):
+            self.inflater = None
+        elif enc in ("gzip", "x-gzip"):
+            self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self.inflater = zlib.decompressobj()
+        else:
+            raise BadAnswer("the answer has Content-Encoding %r, which was not asked for" % enc[:40])
+
+    def _too_large(self, what: str) -> BadAnswer:
+        return BadAnswer("the answer is larger than %d bytes%s (node.max_answer_bytes)" % (self.cap, what))
+
+    def feed(self, chunk: bytes) -> None:
+        self.raw += len(chunk)
+        if self.raw > self.cap:
+            raise self._too_large("")
+        if self.inflater is None:
+            self.out += chunk
+            return
+        data = chunk
+        try:
+            while data:
+                self.out += self.inflater.decompress(data, self.cap + 1 - len(self.out))
+                if len(self.out) > self.cap:
+                    raise self._too_large(" decompressed")
+                data = self.inflater.unconsumed_tail
+        except zlib.error as e:
+            raise BadAnswer("the compressed answer is damaged (%s)" % e) from None
+
+    def body(self) -> bytes:
+        if self.inflater is not None:
+            try:
+                self.out += self.inflater.flush()
+            except zlib.error as e:
+                raise BadAnswer("the compressed answer is damaged (%s)" % e) from None
+            if len(self.out) > self.cap:
+                raise self._too_large(" decompressed")
+            if not self.inflater.eof:
+                raise BadAnswer("the compressed answer is cut short")
+        return bytes(self.out)
+
+
 class NodeClient:
     """The node REST API over one httpx client: failover across `urls` in order,
     per-request timeout, back-off with jitter for a failing node, Retry-After
-    honoured, one log line when a node goes down and one when it comes back."""
+    honoured, one log line when a node goes down and one when it comes back.
+    Every answer is read as a stream up to `max_answer_bytes` (raw and decompressed) and
+    checked: one that is too large, does not parse, or fails the endpoint's shape check
+    counts as that node failing, like a refused connection."""
 
     def __init__(self, urls: Sequence[str], *, timeout: float, clock: Optional[Clock] = None,
                  transport: Any = None, rng: Optional[random.Random] = None,
-                 on_status: Optional[Callable[[str, bool, Optional[str]], None]] = None):
+                 on_status: Optional[Callable[[str, bool, Optional[str]], None]] = None,
+                 max_answer_bytes: int = NODE_MAX_ANSWER):
         import httpx
+        self.max_answer_bytes = max_answer_bytes
+        self.timeout = timeout
         self.urls = list(urls)
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
@@ -1852,7 +1945,7 @@ class NodeClient:
         # with only http:// nodes (an own node) no TLS is ever used: skip loading the CA bundle (~4 MB)
         tls = any(u.startswith("https://") for u in self.urls)
         self.client = httpx.AsyncClient(timeout=timeout, transport=transport, verify=True if tls else False,
-                                        headers={"Accept": "application/json",
+                                        headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate",
                                                  "User-Agent": "iotlight/%s" % __version__})
         self.down_until: Dict[str, float] = {}
         self.failures: Dict[str, int] = {}
@@ -1902,17 +1995,41 @@ class NodeClient:
         if changed and self.on_status:
             self.on_status(url, True, None)
 
-    async def request(self, method: str, path: str, *, params: Any = None, body: Any = None) -> Any:
+    async def _fetch(self, method: str, url: str, params: Any, body: Any) -> Tuple[int, Any, bytes]:
+        """(status, headers, body) of one request, the body read as a bounded stream."""
+        request = self.client.build_request(method, url, params=params,
+                                            content=None if body is None else json.dumps(body),
+                                            headers=None if body is None else {"Content-Type": "application/json"})
+        resp = await self.client.send(request, stream=True)
+        try:
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_answer_bytes:
+                raise BadAnswer("the answer is larger than %d bytes (node.max_answer_bytes)" % self.max_answer_bytes)
+            if resp.is_stream_consumed:
+                # an answer httpx already holds in memory, decoded (an in-process transport)
+                reader = BodyReader(self.max_answer_bytes, None)
+                reader.feed(resp.content)
+            else:
+                reader = BodyReader(self.max_answer_bytes, resp.headers.get("Content-Encoding"))
+                async for chunk in resp.aiter_raw():
+                    reader.feed(chunk)
+            return resp.status_code, resp.headers, reader.body()
+        finally:
+            await resp.aclose()
+
+    async def request(self, method: str, path: str, *, params: Any = None, body: Any = None,
+                      check: Optional[Callable[[Any], Any]] = None) -> Any:
         """JSON of the first node that answers; NodeRejected for an API error body,
-        NodeError when no node gave a usable answer."""
+        NodeError when no node gave a usable answer. `check` raises ValueError for a
+        successful answer without the documented shape: that node counts as failing."""
         import httpx
         last_error = "no node configured"
         for url in self._order():
             try:
-                resp = await self.client.request(method, url + path, params=params,
-                                                 content=None if body is None else json.dumps(body),
-                                                 headers=None if body is None else {"Content-Type": "application/json"})
-            except httpx.TimeoutException:
+                # per-read timeouts alone let a node drip an answer forever: the whole answer is bounded too
+                status, headers, raw = await asyncio.wait_for(self._fetch(method, url + path, params, body),
+                                                              self.timeout * 3)
+            except (httpx.TimeoutException, asyncio.TimeoutError):
                 last_error = "timed out"
                 self._mark_down(url, last_error)
                 continue
@@ -1920,16 +2037,26 @@ class NodeClient:
                 last_error = redact_url("%s: %s" % (type(e).__name__, e) if str(e) else type(e).__name__)
                 self._mark_down(url, last_error)
                 continue
-            status = resp.status_code
+            except BadAnswer as e:
+                last_error = "bad answer to %s: %s" % (path, e)
+                self._mark_down(url, last_error)
+                continue
             if status == 429 or status >= 500:
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                retry_after = _retry_after(headers.get("Retry-After"))
                 last_error = "HTTP %d%s" % (status, " (retry after %gs)" % retry_after if retry_after else "")
                 self._mark_down(url, last_error, retry_after)
                 continue
             try:
-                data = resp.json()
-            except ValueError:
-                last_error = "HTTP %d with a body that is not JSON" % status
+                data = parse_answer(raw)
+                if check is not None and status < 400:
+                    check(data)
+            except BadAnswer as e:
+                last_error = ("HTTP %d with a body that is not JSON" % status if status >= 400
+                              else "bad answer to %s: %s" % (path, e))
+                self._mark_down(url, last_error)
+                continue
+            except ValueError as e:
+                last_error = "bad answer to %s: %s" % (path, e)
                 self._mark_down(url, last_error)
                 continue
             self._mark_up(url)
@@ -1943,27 +2070,35 @@ class NodeClient:
             return data
         raise NodeError("no node answered %s %s: %s" % (method, path, last_error))
 
-    async def get(self, path: str, params: Any = None) -> Any:
-        return await self.request("GET", path, params=params)
+    async def get(self, path: str, params: Any = None, check: Optional[Callable[[Any], Any]] = None) -> Any:
+        return await self.request("GET", path, params=params, check=check)
 
     # -- endpoints
     async def _int_field(self, route: str, path: str, field: str, what: str,
-                         ok: Callable[[int], bool] = lambda v: True) -> int:
-        """One integer field of a JSON object answer, or a NodeError naming the route."""
-        data = await self.get(path)
-        value = data.get(field) if isinstance(data, dict) else None
-        if not _is_int(value) or not ok(value):
-            raise NodeError("node answered %s without %s" % (route, what))
-        return value
+                         ok: Callable[[int], bool] = lambda v: 0 <= v <= INT64_MAX) -> int:
+        """One integer field of a JSON object answer; a node answering without it counts as failing."""
+        def check(data: Any) -> None:
+            value = data.get(field) if isinstance(data, dict) else None
+            if not _is_int(value) or not ok(value):
+                raise BadAnswer("node answered %s without %s" % (route, what))
+        data = await self.get(path, check=check)
+        return data[field]
 
     async def height(self) -> int:
-        return await self._int_field("/blocks/height", "/blocks/height", "height", "an integer height")
+        return await self._int_field("/blocks/height", "/blocks/height", "height", "an integer height",
+                                     lambda v: 0 <= v < 2 ** 31)
 
     async def address_transactions(self, address: str, limit: int, after: Optional[str] = None) -> List[Any]:
+        """One page of the address's transactions, as the node listed them: the page itself must be
+        [[...]] of at most `limit` items; each item is checked by the caller (check_tx_shape)."""
+        def check(data: Any) -> None:
+            if not isinstance(data, list) or len(data) > 1 or (data and not isinstance(data[0], list)):
+                raise BadAnswer("node answered /transactions/address with something that is not [[...]]")
+            if data and len(data[0]) > limit:
+                raise BadAnswer("node answered /transactions/address with %d items, more than the %d asked for"
+                                % (len(data[0]), limit))
         data = await self.get("/transactions/address/%s/limit/%d" % (address, limit),
-                              {"after": after} if after else None)
-        if not isinstance(data, list) or (data and not isinstance(data[0], list)):
-            raise NodeError("node answered /transactions/address with something that is not [[...]]")
+                              {"after": after} if after else None, check=check)
         return data[0] if data else []
 
     async def asset_balance(self, address: str, asset_id: str) -> int:
@@ -1979,17 +2114,18 @@ class NodeClient:
                                      "decimals from 0 to 8", lambda v: 0 <= v <= 8)
 
     async def aliases(self, address: str) -> List[str]:
-        data = await self.get("/alias/by-address/%s" % address)
-        if not isinstance(data, list):
-            raise NodeError("node answered /alias/by-address with something that is not a list")
-        return [a for a in data if isinstance(a, str) and a.startswith("alias:")]
+        def check(data: Any) -> None:
+            if not isinstance(data, list):
+                raise BadAnswer("node answered /alias/by-address with something that is not a list")
+        data = await self.get("/alias/by-address/%s" % address, check=check)
+        return [a for a in data if isinstance(a, str) and a.startswith("alias:") and len(a) <= 64]
 
     async def alias_address(self, name: str) -> str:
-        data = await self.get("/alias/by-alias/%s" % name)
-        addr = data.get("address") if isinstance(data, dict) else None
-        if not isinstance(addr, str):
-            raise NodeError("node answered /alias/by-alias without an address")
-        return addr.replace("address:", "", 1)
+        def check(data: Any) -> None:
+            if not isinstance(data, dict) or not isinstance(data.get("address"), str):
+                raise BadAnswer("node answered /alias/by-alias without an address")
+        data = await self.get("/alias/by-alias/%s" % name, check=check)
+        return data["address"].replace("address:", "", 1)
 
     async def statuses(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """Status of transactions by id: {"status": confirmed|unconfirmed|not_found, "height": ...}.
@@ -1998,9 +2134,8 @@ class NodeClient:
         if not ids:
             return out
         try:
-            data = await self.get("/transactions/status", [("id", i) for i in ids])
-            if not isinstance(data, list):
-                raise NodeError("node answered /transactions/status with something that is not a list")
+            data = await self.get("/transactions/status", [("id", i) for i in ids],
+                                  check=_check_list("/transactions/status"))
             for item in data:
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     out[item["id"]] = item
@@ -2010,7 +2145,7 @@ class NodeClient:
                 raise
         for i in ids:
             try:
-                info = await self.get("/transactions/info/%s" % i)
+                info = await self.get("/transactions/info/%s" % i, check=_check_object("/transactions/info"))
                 out[i] = {"id": i, "status": "confirmed", "height": info.get("height")}
                 continue
             except NodeRejected as e:
@@ -2029,13 +2164,33 @@ class NodeClient:
         return await self.request("POST", "/transactions/broadcast", body=tx)
 
     async def node_time_ms(self) -> int:
-        data = await self.get("/utils/time")
-        t = data.get("NTP") if isinstance(data, dict) else None
-        if not _is_int(t):
-            t = data.get("system") if isinstance(data, dict) else None
-        if not _is_int(t):
-            raise NodeError("node answered /utils/time without a time")
-        return t
+        def when(data: Any) -> Optional[int]:
+            for key in ("NTP", "system"):
+                t = data.get(key) if isinstance(data, dict) else None
+                if _is_int(t) and 0 <= t <= INT64_MAX:
+                    return t
+            return None
+
+        def check(data: Any) -> None:
+            if when(data) is None:
+                raise BadAnswer("node answered /utils/time without a time")
+        return when(await self.get("/utils/time", check=check))  # type: ignore[return-value]
+
+
+def _check_object(route: str) -> Callable[[Any], None]:
+    """A shape check: the answer to `route` must be a JSON object."""
+    def check(data: Any) -> None:
+        if not isinstance(data, dict):
+            raise BadAnswer("node answered %s with something that is not an object" % route)
+    return check
+
+
+def _check_list(route: str) -> Callable[[Any], None]:
+    """A shape check: the answer to `route` must be a JSON list."""
+    def check(data: Any) -> None:
+        if not isinstance(data, list):
+            raise BadAnswer("node answered %s with something that is not a list" % route)
+    return check
 
 
 def coin_name(rules: str) -> str:
@@ -2706,6 +2861,10 @@ COUNT_CHECK_INTERVAL = 20.0   # how often an idle outbox may compare joystick_co
 COIN_BALANCE_INTERVAL = 30.0
 
 
+def _check_block_header(data: Any) -> None:
+    ident = (data.get("id") or data.get("signature")) if isinstance(data, dict) else None
+    if not isinstance(ident, str) or not 0 < len(ident) <= 100:
+        raise BadAnswer("node answered /blocks/headers/at without a block id")
 # --- Liveness: how a service shows the systemd watchdog it is alive ----------
 
 WATCHDOG_GRACE = 60.0   # seconds a round of work may take on top of one node request tried on every URL
@@ -2927,7 +3086,8 @@ class Watcher:
                    if len(ids) <= 50 else [[("matches", "served_.*")]])
         for params in queries if ids else []:
             await self._list_token()
-            entries = await self.node.get("/addresses/data/%s" % self.address, params)
+            entries = await self.node.get("/addresses/data/%s" % self.address, params,
+                                          check=_check_list("/addresses/data"))
             for entry in entries if isinstance(entries, list) else []:
                 if not isinstance(entry, dict) or entry.get("key", "")[len("served_"):] not in wanted:
                     continue
@@ -2945,15 +3105,12 @@ class Watcher:
     async def _block_id(self, height: int) -> Optional[str]:
         """The id of the block at `height`; None when there is none (a rollback took it)."""
         try:
-            header = await self.node.get("/blocks/headers/at/%d" % height)
+            header = await self.node.get("/blocks/headers/at/%d" % height, check=_check_block_header)
         except NodeRejected as e:
             if e.status == 404:
                 return None
             raise
-        ident = (header.get("id") or header.get("signature")) if isinstance(header, dict) else None
-        if not isinstance(ident, str):
-            raise NodeError("the node answered /blocks/headers/at/%d without a block id" % height)
-        return ident
+        return header.get("id") or header.get("signature")
 
     async def _chain_below_unchanged(self, height: int) -> bool:
         """After a read got down to its stop: were the blocks up to the witness (the block at the
@@ -5271,7 +5428,7 @@ async def run_daemon(config: Config, keys: KeyPair) -> int:
         if isinstance(device, TerminalHardware) and sys.stderr.isatty():
             _log_above_matrix(device)
         hardware = HardwareRunner(device)
-        node = NodeClient(config.node_urls, timeout=config.timeout)
+        node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
         try:
             daemon = Daemon(config, keys, node=node, store=store, hardware=hardware, clock=Clock(),
                             monitor_factory=Monitor, watchdog_period=systemd_watchdog_period())
@@ -5567,7 +5724,7 @@ def _seed_keys(path: str) -> KeyPair:
 
 
 async def _with_node(config: Config, action: Callable[[NodeClient], Any]) -> Any:
-    node = NodeClient(config.node_urls, timeout=config.timeout)
+    node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
     try:
         return await action(node)
     finally:
