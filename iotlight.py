@@ -1254,45 +1254,123 @@ def _recipient_matches(recipient: Any, mine: Iterable[str]) -> bool:
     return recipient.replace("address:", "", 1) in mine
 
 
-def payment_amount(tx: Dict[str, Any], *, asset_id: str, mine: Iterable[str]) -> int:
-    """Amount of `asset_id` that a transfer or mass transfer sends to one of `mine`
-    (the address and its aliases); 0 when it is no such payment or did not succeed."""
-    status = tx.get("applicationStatus")
-    if status is not None and status != "succeeded":
-        return 0
-    if tx.get("assetId") != asset_id:
-        return 0
+def classify_transfer(tx: Dict[str, Any], *, asset_id: str, mine: Iterable[str]) -> Tuple[int, Optional[str]]:
+    """What a transfer or mass transfer sends to one of `mine` (the address and its aliases):
+    (amount, None) for a payment in `asset_id`; (amount, reason) for one that lights nothing,
+    reason `failed` (applicationStatus other than succeeded) or `wrong_asset` (another token,
+    or the chain's coin); (0, None) when it sends the device nothing."""
     kind = tx.get("type")
+    to_me = 0
     if kind == TX_TRANSFER:
         amount = tx.get("amount")
         if _recipient_matches(tx.get("recipient"), mine) and _is_int(amount) and amount > 0:
-            return amount
-        return 0
-    if kind == TX_MASS_TRANSFER:
-        total = 0
+            to_me = amount
+    elif kind == TX_MASS_TRANSFER:
         for item in tx.get("transfers") or []:
             if not isinstance(item, dict):
                 raise ValueError("mass transfer item is not an object")
             amount = item.get("amount")
             if _recipient_matches(item.get("recipient"), mine) and _is_int(amount) and amount > 0:
-                total += amount
-        return total
-    return 0
+                to_me += amount
+    if to_me <= 0:
+        return 0, None
+    status = tx.get("applicationStatus")
+    if status is not None and status != "succeeded":
+        return to_me, "failed"
+    if tx.get("assetId") != asset_id:
+        return to_me, "wrong_asset"
+    return to_me, None
+
+
+def payment_amount(tx: Dict[str, Any], *, asset_id: str, mine: Iterable[str]) -> int:
+    """Amount of `asset_id` that a transfer or mass transfer sends to one of `mine`
+    (the address and its aliases); 0 when it is no such payment or did not succeed."""
+    amount, reason = classify_transfer(tx, asset_id=asset_id, mine=mine)
+    return 0 if reason else amount
+
+
+def _int_within(v: Any, lo: int, hi: int) -> bool:
+    return _is_int(v) and lo <= v <= hi
+
+
+def _str_or_none(v: Any, longest: int = 200) -> bool:
+    return v is None or (isinstance(v, str) and len(v) <= longest)
 
 
 def check_tx_shape(tx: Any) -> Dict[str, Any]:
-    """A transaction from a node listing, or ValueError naming what is malformed."""
+    """A transaction from a node listing, or ValueError naming what is malformed: the fields the
+    watcher reads have their documented JSON types and ranges (amounts and fees 0 to 2^63-1,
+    at most 100 mass-transfer items), so one bad item can be skipped without stopping the rest."""
     if not isinstance(tx, dict):
         raise ValueError("transaction is not an object")
     txid = tx.get("id")
     if not isinstance(txid, str) or not 30 <= len(txid) <= 50:
-        raise ValueError("transaction id %r is not valid" % (txid,))
-    if not _is_int(tx.get("type")):
+        raise ValueError("transaction id %r is not valid" % (txid if not isinstance(txid, str) else txid[:60],))
+    kind = tx.get("type")
+    if not _int_within(kind, 1, 255):
         raise ValueError("transaction %s has no integer type" % txid)
     h = tx.get("height")
-    if h is not None and not _is_int(h):
+    if h is not None and not _int_within(h, 0, 2 ** 31 - 1):
         raise ValueError("transaction %s has a non-integer height" % txid)
+    for key in ("timestamp", "fee"):
+        if tx.get(key) is not None and not _int_within(tx[key], 0, INT64_MAX):
+            raise ValueError("transaction %s: %s is not an integer from 0 to 2^63-1" % (txid, key))
+    for key in ("sender", "applicationStatus", "senderPublicKey"):
+        if not _str_or_none(tx.get(key)):
+            raise ValueError("transaction %s: %s is not a string" % (txid, key))
+    if kind not in (TX_TRANSFER, TX_MASS_TRANSFER):
+        return tx
+    v, chain = tx.get("version"), tx.get("chainId")
+    if v is not None and not _int_within(v, 1, 255):
+        raise ValueError("transaction %s: version is not a small integer" % txid)
+    if chain is not None and not (_int_within(chain, 0, 255) or (isinstance(chain, str) and len(chain) == 1)):
+        raise ValueError("transaction %s: chainId is not a network byte" % txid)
+    for key in ("assetId", "feeAssetId", "attachment", "signature"):
+        if not _str_or_none(tx.get(key)):
+            raise ValueError("transaction %s: %s is not a string or null" % (txid, key))
+    proofs = tx.get("proofs")
+    if proofs is not None and not (isinstance(proofs, list) and len(proofs) <= 8
+                                   and all(isinstance(p, str) and len(p) <= 100 for p in proofs)):
+        raise ValueError("transaction %s: proofs is not a list of at most 8 strings" % txid)
+    if kind == TX_TRANSFER:
+        items = [tx]
+    else:
+        items = tx.get("transfers")
+        if not isinstance(items, list) or len(items) > 100 or not all(isinstance(i, dict) for i in items):
+            raise ValueError("transaction %s: transfers is not a list of at most 100 objects" % txid)
+    for item in items:
+        if not _int_within(item.get("amount"), 0, INT64_MAX):
+            raise ValueError("transaction %s: amount %s is not an integer from 0 to 2^63-1"
+                             % (txid, str(item.get("amount"))[:30]))
+        if not isinstance(item.get("recipient"), str) or len(item["recipient"]) > 64:
+            raise ValueError("transaction %s: recipient is not a string" % txid)
     return tx
+
+
+def check_transfer_proof(tx: Dict[str, Any], chain_id: str) -> Optional[str]:
+    """Why the node's JSON of a transfer or mass transfer is not a transaction its sender signed
+    for `chain_id`; None when it is. The body is rebuilt from the JSON with the encoders of section
+    5 (every version the watcher accepts: Transfer v1-v3, Mass Transfer v1-v2): its hash must be
+    the id, its first proof (or v1 signature) the signature of senderPublicKey, and `sender` the
+    address of that key on `chain_id`. Needs the full mass transfer, not the compact form."""
+    try:
+        if tx.get("type") not in (TX_TRANSFER, TX_MASS_TRANSFER):
+            return "not a transfer"
+        if _tx_chain(tx) != chain_id:
+            return "made for another network"
+        body = tx_body_bytes(tx)
+        pk = _pk(tx)
+        proofs = tx.get("proofs") or ([tx["signature"]] if tx.get("signature") else [])
+        signature = b58decode(proofs[0]) if len(proofs) == 1 else b""
+    except (EncodingError, KeyError, TypeError, ValueError, OverflowError) as e:
+        return "its fields do not make a transaction (%s)" % str(e)[:80]
+    if b58encode(blake2b256(body)) != tx.get("id"):
+        return "its id is not the hash of its fields"
+    if tx.get("sender") != address_from_public_key(pk, chain_id):
+        return "its sender is not the address of its senderPublicKey"
+    if not verify(pk, body, signature):
+        return "its proof is not the sender's signature"
+    return None
 
 
 # --- Data entries the device writes (the contract's table) -----------------
@@ -1439,6 +1517,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     timestamp_ms INTEGER NOT NULL, height INTEGER, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
     updated_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status);
+CREATE TABLE IF NOT EXISTS ignored (id TEXT PRIMARY KEY, reason TEXT NOT NULL, reported_ms INTEGER NOT NULL);
 """
 
 OUTBOX_OPEN = ("queued", "broadcast")
@@ -1636,6 +1715,12 @@ class Store:
             return
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO seen (id, height) VALUES (?, ?)", items)
+
+    def mark_ignored(self, key: str, reason: str, now_ms: int) -> bool:
+        """Remember that the ignored transfer `key` was reported; False when it was already."""
+        with self.transaction() as db:
+            return db.execute("INSERT OR IGNORE INTO ignored (id, reason, reported_ms) VALUES (?, ?, ?)",
+                              (key, reason, now_ms)).rowcount == 1
 
     def credited_ids(self, ids: Sequence[str]) -> set:
         return {r[0] for r in self._rows_by_id("SELECT id FROM payments WHERE id IN (%s)", ids)}
@@ -2931,8 +3016,10 @@ class Watcher:
     def __init__(self, config: Config, address: str, *, node: NodeClient, store: Store, clock: Clock,
                  on_credit: Callable[[List[Credit]], None], on_height: Callable[[int], None],
                  on_balance: Callable[[Optional[int], Optional[int]], None],
-                 light_span: Callable[[], Tuple[float, float]]):
+                 light_span: Callable[[], Tuple[float, float]],
+                 on_ignored: Optional[Callable[[Dict[str, Any]], None]] = None):
         self.config = config
+        self.on_ignored = on_ignored
         self.address = address
         self.node = node
         self.store = store
@@ -2957,6 +3044,8 @@ class Watcher:
         self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
                                    clock.monotonic())
         self.complained: set = set()
+        self.full_txs: Dict[str, Dict[str, Any]] = {}   # checked full forms of compact mass transfers
+        self.reported: set = set()    # keys of ignored transfers already reported (the store remembers them all)
         self.pulse = Pulse(clock)
 
     def _complain_once(self, key: str, msg: str, *args: Any) -> None:
@@ -2965,6 +3054,52 @@ class Watcher:
                 self.complained.clear()
             self.complained.add(key)
             self.log.warning(msg, *args)
+
+    def report_ignored(self, tx_id: Optional[str], *, reason: str, sender: Any = None, amount: Any = None,
+                       asset_id: Any = None, detail: str = "", key: Optional[str] = None) -> bool:
+        """Tell once that a transfer to the device lights nothing: one log line (WARNING for
+        `not_verified`, INFO otherwise) and one `ignored` monitor event, never again for the same
+        `key` (default `tx_id`), across restarts (the state file remembers it). `reason` is a word
+        of the monitor protocol (wrong_asset, failed, not_verified, malformed, ...), `detail` a
+        few words for the log. True when it was news; False when reported before or when the
+        state file cannot be written (it is tried again on a later read)."""
+        key = key or tx_id or "?"
+        if key in self.reported:
+            return False
+        try:
+            fresh = self.store.mark_ignored(key, reason, int(self.clock.time() * 1000))
+        except StateError as e:
+            _state_trouble(self.log, e)
+            return False
+        if len(self.reported) >= 10000:
+            self.reported.clear()
+        self.reported.add(key)
+        if not fresh:
+            return False
+        self.log.log(logging.WARNING if reason == "not_verified" else logging.INFO,
+                     "transfer %s from %s (%s units of %s) lights nothing: %s%s", tx_id or "(no id)",
+                     sender or "?", amount if amount is not None else "?", asset_id or "the chain's coin",
+                     reason, ": " + detail if detail else "")
+        if self.on_ignored is not None:
+            self.on_ignored({"type": "ignored", "id": tx_id, "sender": sender, "amount": amount,
+                             "asset_id": asset_id, "reason": reason})
+        return True
+
+    def _malformed(self, raw: Any, why: str) -> None:
+        """A listed item without the documented shape: skipped, reported once as `malformed`."""
+        def field(name: str, ok: Callable[[Any], bool]) -> Any:
+            value = raw.get(name) if isinstance(raw, dict) else None
+            return value if ok(value) else None
+
+        def short_str(v: Any) -> bool:
+            return isinstance(v, str) and len(v) <= 64
+
+        txid = field("id", short_str)
+        key = txid or "malformed:" + hashlib.sha256(
+            json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:40]
+        self.report_ignored(txid, reason="malformed", sender=field("sender", short_str),
+                            amount=field("amount", lambda v: _int_within(v, 0, INT64_MAX)),
+                            asset_id=field("assetId", short_str), detail=why, key=key)
 
     async def prepare(self) -> None:
         """Token decimals (cached in the state file) and the device's aliases."""
@@ -3050,6 +3185,7 @@ class Watcher:
         self.dirty = True
         try:
             complete = await self._read_pages(height, found)
+            await self._complete_mass_transfers(found)
         finally:
             if not self.verify_receipts:
                 handled = self.process(found, height)   # the light goes on before the checks below
@@ -3067,6 +3203,52 @@ class Watcher:
             self.dirty = False
         if len(found) > LIST_PAGE or deep:
             release_free_memory()   # a catch-up or deep read held many transactions
+
+    async def _complete_mass_transfers(self, txs: List[Dict[str, Any]]) -> None:
+        """A mass transfer to the device with other recipients comes in the listing in compact form
+        (only the device's items), which cannot be checked against its id and proof: its full form
+        is read from /transactions/info (the listing's height and status kept). Ones credited
+        already are not read again."""
+        wanted = []
+        for i, tx in enumerate(txs):
+            count = tx.get("transferCount")
+            if (tx.get("type") != TX_MASS_TRANSFER or tx.get("sender") == self.address or not _is_int(count)
+                    or count == len(tx["transfers"])):
+                continue
+            try:
+                if classify_transfer(tx, asset_id=self.config.asset_id, mine=self.mine)[0] > 0:
+                    wanted.append(i)
+            except ValueError:
+                continue
+        credited = self.store.credited_ids([txs[i]["id"] for i in wanted]) if wanted else set()
+        for i in wanted:
+            tx = txs[i]
+            if tx["id"] in credited:
+                continue
+            full = self.full_txs.get(tx["id"])
+            if full is None:
+                try:
+                    full = await self.node.get("/transactions/info/%s" % tx["id"],
+                                               check=_check_object("/transactions/info"))
+                except NodeRejected as e:
+                    if e.status != 404:
+                        raise
+                    continue   # the node lists what it cannot show: the compact form fails the check
+                try:
+                    check_tx_shape(full)
+                except ValueError:
+                    continue
+                if full["id"] != tx["id"]:
+                    continue
+                if check_transfer_proof(full, self.config.chain_id) is None:
+                    if len(self.full_txs) >= 256:
+                        self.full_txs.clear()
+                    self.full_txs[tx["id"]] = full   # checked: an id has only this body
+            merged = dict(full)
+            merged["height"] = tx.get("height")
+            if "applicationStatus" in tx:
+                merged["applicationStatus"] = tx["applicationStatus"]
+            txs[i] = merged
 
     async def _served_on_chain(self, txs: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
         """Receipts (served_<id>) the device wrote on chain for payments among `txs` that the
@@ -3159,7 +3341,7 @@ class Watcher:
                 try:
                     good.append(check_tx_shape(raw))
                 except ValueError as e:
-                    self._complain_once("shape:%s" % e, "skipping a malformed transaction from the node: %s", e)
+                    self._malformed(raw, str(e))
             seen = self.store.seen_heights([t["id"] for t in good])
             # Everything below a handled transaction that has not moved and lies deeper than a reorg
             # can reach, in blocks checked unchanged since the last complete read (the witness), was
@@ -3210,12 +3392,25 @@ class Watcher:
         for tx in reversed(txs):
             txid, tx_height = tx["id"], tx.get("height")
             try:
-                amount = payment_amount(tx, asset_id=self.config.asset_id, mine=self.mine)
+                amount, reason = classify_transfer(tx, asset_id=self.config.asset_id, mine=self.mine)
             except ValueError as e:
-                self._complain_once("pay:%s" % txid, "skipping transaction %s: %s", txid, e)
-                handled.append((txid, tx_height))
+                self._malformed(tx, str(e))
                 continue
             if amount <= 0:
+                handled.append((txid, tx_height))
+                continue
+            sender = tx.get("sender") if isinstance(tx.get("sender"), str) else ""
+            # nothing the node says about a transfer to the device counts before it checks out: a
+            # made-up or relabelled one is not handled either, so the real one still lights later
+            why = check_transfer_proof(tx, self.config.chain_id)
+            if why is not None:
+                self.report_ignored(txid, reason="not_verified", sender=sender, amount=amount,
+                                    asset_id=tx.get("assetId"), detail=why)
+                continue
+            if reason is not None:
+                self.report_ignored(txid, reason=reason, sender=sender, amount=amount, asset_id=tx.get("assetId"),
+                                    detail="applicationStatus %s" % tx.get("applicationStatus")
+                                    if reason == "failed" else "")
                 handled.append((txid, tx_height))
                 continue
             # "made before the very first start": signed before it and mined no later than the
@@ -3233,7 +3428,6 @@ class Watcher:
             if not self._final(tx_height, height):
                 pending[txid] = tx_height if tx_height is not None else height
                 continue
-            sender = tx.get("sender") if isinstance(tx.get("sender"), str) else ""
             payments.append((txid, sender, amount, tx_height,
                              payment_seconds(amount, self.decimals or 0, self.config.seconds_per_token)))
             handled.append((txid, tx_height))
@@ -4282,6 +4476,14 @@ def format_event(message: Dict[str, Any], *, decimals: Optional[int] = None) -> 
             _format_seconds(m.get("seconds")),
             m.get("height"),
         )
+    elif kind == "ignored":
+        text = "ignored %s from %s: %s of %s, %s" % (
+            _short_id(m.get("id")),
+            _short_id(m.get("sender")),
+            _format_units(m.get("amount"), None),
+            _short_id(m.get("asset_id") or "the chain's coin"),
+            m.get("reason"),
+        )
     elif kind == "light":
         text = "light on, %s left" % _format_seconds(m.get("remaining")) if m.get("on") else "light off"
     elif kind == "joystick":
@@ -5167,7 +5369,7 @@ class Daemon:
                              on_funds=self.funds)
         self.watcher = Watcher(config, self.address, node=node, store=store, clock=clock, on_credit=self.credited,
                                on_height=self.height_changed, on_balance=self.balance_changed,
-                               light_span=self.lamp.span)
+                               light_span=self.lamp.span, on_ignored=self.publish)
         self.telemetry = (Telemetry(config, hardware, store, clock, self.outbox.wake.set, self.publish)
                           if config.telemetry_interval > 0 else None)
         if config.monitor_port and monitor_factory is not None:
