@@ -4481,7 +4481,7 @@ def format_event(message: Dict[str, Any], *, decimals: Optional[int] = None) -> 
             _short_id(m.get("id")),
             _short_id(m.get("sender")),
             _format_units(m.get("amount"), None),
-            _short_id(m.get("asset_id") or "the chain's coin"),
+            _short_id(m.get("asset_id")) if m.get("asset_id") else "the chain's coin",
             m.get("reason"),
         )
     elif kind == "light":

@@ -82,7 +82,26 @@ TX_NAMES = {3: "IssueTransaction", 4: "TransferTransaction", 11: "MassTransferTr
 NOT_FOUND_TEXT = "The requested resource could not be found but may be available again in the future."
 SLOW_TEXT = ("The server was not able to produce a timely response to your request.\n"
              "Please try again in a short while!")
-FAULT_KINDS = ("500", "503", "429", "hang", "garbage", "truncated", "reset")
+FAULT_KINDS = ("500", "503", "429", "hang", "garbage", "truncated", "reset", "gzip_bomb", "nesting_bomb")
+# A lying node: lies put into an address's listing by FakeNode.hostile() (the bombs are faults)
+LIE_KINDS = ("huge_numbers", "wrong_types", "forged", "relabelled", "other_chain")
+HOSTILE_KINDS = ("gzip_bomb", "nesting_bomb") + LIE_KINDS
+GZIP_BOMB_BYTES = 200 * 1024 * 1024   # what the gzip bomb inflates to (about 200 KB on the wire)
+_gzip_bomb_cache: Dict[int, bytes] = {}
+
+
+def gzip_bomb(inflated: int = GZIP_BOMB_BYTES) -> bytes:
+    """gzip of a JSON list opening followed by `inflated` spaces: small on the wire, huge inflated."""
+    if inflated not in _gzip_bomb_cache:
+        import zlib
+        z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        block = b" " * (1024 * 1024)
+        parts = [z.compress(b"[[")]
+        for _ in range(inflated // len(block)):
+            parts.append(z.compress(block))
+        parts.append(z.compress(b"]]") + z.flush())
+        _gzip_bomb_cache[inflated] = b"".join(parts)
+    return _gzip_bomb_cache[inflated]
 
 
 def _nginx_page(status: int, reason: str) -> str:
@@ -331,6 +350,7 @@ class FakeNode:
         self._utx: "collections.OrderedDict[str, Dict[str, Any]]" = collections.OrderedDict()
         self._utx_raw: Dict[str, Dict[str, Any]] = {}
         self._faults: List[Fault] = []
+        self._lies: List[Tuple[str, Dict[str, Any]]] = []    # (address, item): hostile() listing items
         self._rate_limits: List[Tuple[str, int, float, collections.deque]] = []
         self._sig_cache: Dict[str, str] = {}
         self._last_ts = 0
@@ -613,6 +633,66 @@ class FakeNode:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._lies.clear()
+
+    def hostile(self, kind: str, address: Optional[str] = None, *, asset_id: Optional[str] = None,
+                amount: int = 500, count: Optional[int] = None, paths: Optional[Iterable[str]] = None) -> Optional[str]:
+        """Play a lying node. Bombs answer like fail() (default: every /transactions/address read):
+        "gzip_bomb" (a 200 OK gzip body of ~200 KB inflating to 200 MiB), "nesting_bomb" (JSON nested
+        100,000 deep). Lies add one item on top of `address`'s listing (first page, every read) and
+        return its id: "huge_numbers" (a transfer of `asset_id` to it with a 401-digit amount),
+        "wrong_types" (amount a string, recipient an object), "forged" (a made-up id
+        and a proof that signs nothing), "relabelled" (the newest real transfer to `address`
+        relisted under a new id), "other_chain" (a transfer really signed for chain "W", listed as
+        one to `address`). Nothing of it enters the chain state; clear_faults() ends it all."""
+        if kind not in HOSTILE_KINDS:
+            raise ValueError("hostile kind must be one of %s, not %r" % (", ".join(HOSTILE_KINDS), kind))
+        if kind in ("gzip_bomb", "nesting_bomb"):
+            self.fail(kind, count, paths=paths if paths is not None else [r"^/transactions/address/"])
+            return None
+        if address is None:
+            raise ValueError("a lie needs the address whose listing it goes into")
+        with self._lock:
+            item = self._lie(kind, address, asset_id, amount)
+            self._lies.append((address, item))
+        log.info("hostile: %s item %s in the listing of %s", kind, item.get("id"), address)
+        return item.get("id") if isinstance(item.get("id"), str) else None
+
+    def _lie(self, kind: str, address: str, asset_id: Optional[str], amount: int) -> Dict[str, Any]:
+        liar = iotlight.keypair_from_seed("fakenode liar %s" % self.chain_id)
+        made_up = iotlight.b58encode(hashlib.sha256(("lie %s %d" % (kind, len(self._lies))).encode()).digest())
+        if kind == "relabelled":
+            real = [r for b in reversed(self._blocks) for i in reversed(b.txs) for r in [self._records[i]]
+                    if r.tx["type"] == 4 and self._resolve(r.tx["recipient"]) == address]
+            if not real:
+                raise ValueError("no real transfer to %s to relabel" % address)
+            item = self._confirmed_json(real[0], compact_for=address)
+            item["id"] = made_up
+            return item
+        if kind == "other_chain":
+            other = "W" if self.chain_id != "W" else "T"
+            tx = {"type": 4, "version": 3, "senderPublicKey": iotlight.b58encode(liar.public_key),
+                  "assetId": asset_id, "recipient": iotlight.address_from_public_key(liar.public_key, other),
+                  "amount": amount, "attachment": "", "fee": 100_000, "feeAssetId": None,
+                  "timestamp": self.next_timestamp(), "chainId": ord(other)}
+            signed = iotlight.sign_tx(tx, liar.private_key)   # a real transaction of the other chain
+            item = node_tx_json(signed, liar.address(other), self.fork)
+            item["recipient"] = address                        # ... listed as a payment to the device
+        else:
+            tx = {"type": 4, "version": 2, "senderPublicKey": iotlight.b58encode(liar.public_key),
+                  "assetId": asset_id, "recipient": address, "amount": amount, "attachment": "",
+                  "fee": 100_000, "feeAssetId": None, "timestamp": self.next_timestamp()}
+            signed = dict(tx, id=made_up, proofs=[iotlight.b58encode(os.urandom(64))])  # signs nothing
+            item = node_tx_json(signed, liar.address(self.chain_id), self.fork)
+            if kind == "huge_numbers":
+                item["amount"] = 10 ** 400
+            elif kind == "wrong_types":
+                item["amount"] = str(amount)
+                item["recipient"] = {"address": address}
+        item["height"] = self.height
+        if self.fork != "0bs":
+            item["applicationStatus"] = "succeeded"
+        return item
 
     def set_rate_limit(self, pattern: str = r"^/transactions/address/", count: int = 17,
                        per_seconds: float = 60.0) -> None:
@@ -1212,10 +1292,14 @@ class FakeNode:
                 liquid = self._blocks[-1].height
                 records = (r for r in records if r.height < liquid)
         out: List[Dict[str, Any]] = []
+        if after is None:
+            out.extend(json.loads(json.dumps(item)) for a, item in reversed(self._lies) if a == address)
+            del out[limit:]
+        lied = {i["id"] for i in out}
         for rec in records:
             if len(out) >= limit:
                 break
-            if self._involves(rec.tx, address):
+            if self._involves(rec.tx, address) and rec.id not in lied:
                 out.append(self._confirmed_json(rec, compact_for=address))
         return [out]
 
@@ -1406,6 +1490,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._close()
         elif kind == "reset":
             self._abort()
+        elif kind == "gzip_bomb":
+            self._send(200, gzip_bomb(), JSON_TYPE, {"Content-Encoding": "gzip"})
+        elif kind == "nesting_bomb":
+            self._send(200, b"[" * 100_000 + b"]" * 100_000, JSON_TYPE)
         return True
 
     def _close(self) -> None:
