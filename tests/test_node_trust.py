@@ -301,7 +301,7 @@ def make_watcher(chain, tmp_path, urls=None, *, with_events=True, **node_setting
     config = iotlight.parse_config({"node": settings, "payment": {"asset_id": chain.asset, "count_history": True},
                                     "monitor": {"port": 0}}, str(tmp_path / "iotlight.toml"))
     store = iotlight.Store(str(tmp_path / "state.db"))
-    node = iotlight.NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
+    node = iotlight.NodeClient(config.node_urls, timeout=config.timeout)   # the default node.max_answer_bytes
     credits, events = [], []
     extra = {"on_ignored": events.append} if with_events else {}
     w = iotlight.Watcher(config, address, node=node, store=store, clock=iotlight.Clock(),
