@@ -5,7 +5,7 @@ case lost or doubled a payment or a press (or crashed), 0 otherwise.
 
     python tests/tools/faults.py [--quick] [--only CASE[,CASE]] [--seed N]
 
-CASE: sigkill, chaos, corrupt, clock, monitor, disk, watchdog (or 1-7). The default run takes about
+CASE: sigkill, chaos, corrupt, clock, monitor, disk, watchdog, hostile (or 1-8). The default run takes about
 15 minutes on a 2-core machine, --quick about 5. Not a pytest module (nothing here is
 collected); the bugs it found have regression tests in tests/test_regressions.py.
 
@@ -51,7 +51,7 @@ DIRECTIONS = ("up", "down", "left", "right", "middle")
 FAKETIME_LIBS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                  "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
                  "/usr/lib/arm-linux-gnueabihf/faketime/libfaketime.so.1")
-CASES = ("sigkill", "chaos", "corrupt", "clock", "monitor", "disk", "watchdog")
+CASES = ("sigkill", "chaos", "corrupt", "clock", "monitor", "disk", "watchdog", "hostile")
 
 
 # =============================================================================
@@ -1241,6 +1241,86 @@ def case_watchdog(out: Outcome, quick: bool, rng: random.Random) -> None:
 # =============================================================================
 # Main: run the cases, print the table
 # =============================================================================
+
+# =============================================================================
+# 7. A lying node: bombs, malformed items, forged and relabelled payments
+# =============================================================================
+
+LIE_KINDS = ("forged", "relabelled", "other_chain", "huge_numbers", "wrong_types")
+
+
+def case_hostile(out: Outcome, quick: bool, rng: random.Random) -> None:
+    """Real payments stream while the node lies: gzip and nesting bombs on the address listing,
+    made-up and relabelled payments, another chain's transfer, huge numbers and wrong types.
+    Every real payment must be credited once, nothing else; every lie reported once."""
+    duration = 30.0 if quick else 90.0
+    with new_stack() as stack:
+        root = temp_dir(stack, "hostile")
+        chain = open_chain(stack)
+        device = make_device(stack, root / "device", chain, "hostile")
+        device.start()
+        out.runs += 1
+        pid = device.proc.pid
+        t0 = time.monotonic()
+        stream = PaymentStream(chain, device.address, count=100000, rate=2.0, mine_every=1.0,
+                               deadline=t0 + duration, rng=rng)
+        rss = RssSampler(lambda: pid if device.alive() else None, every=0.5)
+        stream.start()
+        rss.start()
+        tally: "collections.Counter[str]" = collections.Counter()
+        lies: List[str] = []
+        try:
+            while time.monotonic() < t0 + duration and device.alive():
+                time.sleep(rng.uniform(0.5, 2.0))
+                if rng.random() < 0.4:
+                    kind = rng.choice(["gzip_bomb", "nesting_bomb"])
+                    chain.hostile(kind, count=rng.randint(1, 4))
+                elif len(lies) < 25 and stream.snapshot():
+                    kind = rng.choice(LIE_KINDS)
+                    lies.append(chain.hostile(kind, device.address, asset_id=chain.asset,
+                                              amount=rng.randint(1, 10 ** 6)))
+                else:
+                    continue
+                tally[kind] += 1
+        finally:
+            stream.stop.set()
+        stream.join(30)
+        if stream.error is not None:
+            raise RuntimeError("payments thread failed: %r" % (stream.error,))
+        out.check(device.alive(), "the daemon died under the lying node (exit %s)" % device.proc.poll())
+        chain.mine()
+        sent = stream.snapshot()
+        if not out.check(settle(device, chain, sent, 120), "not settled within 120 s after the lies"):
+            out.notes.append("open after the lies: " + unsettled(device, chain, sent))
+        try_wait(lambda: set(lies) <= set(r[0] for r in db_query(device, "SELECT id FROM ignored", [])), 20)
+        reported = set(r[0] for r in db_query(device, "SELECT id FROM ignored", []))
+        peak = None
+        with contextlib.suppress(OSError, StopIteration, ValueError):
+            with open("/proc/%d/status" % pid) as f:
+                peak = int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+        rss.stop.set()
+        rss.join(10)
+        if device.alive():
+            rc = device.stop()
+            out.check(rc == 0, "daemon exit status %s on SIGTERM" % rc)
+        forged = [i for i in credited(device) if i in set(lies)]
+        out.check(not forged, "%d lie(s) credited: %s" % (len(forged), forged[:3]), len(forged))
+        check_payments(out, device, chain, sent)
+        missing = [i for i in lies if i not in reported]
+        out.check(not missing, "%d lie(s) never reported as ignored" % len(missing), len(missing))
+        out.check(crash_lines(device) == 0, "%d traceback(s) or crashed services in the log" % crash_lines(device))
+        text = device.output(whole=True)
+        out.figures.insert(0, "lies %.0f s: %s" % (duration, ", ".join("%s %d" % kv for kv in sorted(tally.items()))))
+        out.figures.append("forged credits %d; lies reported once %d/%d (log lines %d)" % (
+            len(forged), len(set(lies) & reported), len(lies), text.count("lights nothing")))
+        samples = [kb for _, kb in rss.samples]
+        if samples or peak:
+            out.figures.append("VmRSS MB start/max sampled %.1f/%.1f, peak (VmHWM) %s" % (
+                samples[0] / 1024 if samples else 0, max(samples) / 1024 if samples else 0,
+                "%.1f" % (peak / 1024) if peak else "?"))
+            out.check(peak is None or peak < 150 * 1024, "peak RSS %.1f MB: an answer was inflated" % (
+                (peak or 0) / 1024))
+
 
 RUNNERS: Dict[str, Callable[[Outcome, bool, random.Random], None]] = {}
 
