@@ -636,7 +636,8 @@ class FakeNode:
             self._lies.clear()
 
     def hostile(self, kind: str, address: Optional[str] = None, *, asset_id: Optional[str] = None,
-                amount: int = 500, count: Optional[int] = None, paths: Optional[Iterable[str]] = None) -> Optional[str]:
+                amount: int = 500, count: Optional[int] = None, duration: Optional[float] = None,
+                paths: Optional[Iterable[str]] = None) -> Optional[str]:
         """Play a lying node. Bombs answer like fail() (default: every /transactions/address read):
         "gzip_bomb" (a 200 OK gzip body of ~200 KB inflating to 200 MiB), "nesting_bomb" (JSON nested
         100,000 deep). Lies add one item on top of `address`'s listing (first page, every read) and
@@ -648,7 +649,7 @@ class FakeNode:
         if kind not in HOSTILE_KINDS:
             raise ValueError("hostile kind must be one of %s, not %r" % (", ".join(HOSTILE_KINDS), kind))
         if kind in ("gzip_bomb", "nesting_bomb"):
-            self.fail(kind, count, paths=paths if paths is not None else [r"^/transactions/address/"])
+            self.fail(kind, count, duration, paths=paths if paths is not None else [r"^/transactions/address/"])
             return None
         if address is None:
             raise ValueError("a lie needs the address whose listing it goes into")

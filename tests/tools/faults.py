@@ -1274,7 +1274,7 @@ def case_hostile(out: Outcome, quick: bool, rng: random.Random) -> None:
                 time.sleep(rng.uniform(0.5, 2.0))
                 if rng.random() < 0.4:
                     kind = rng.choice(["gzip_bomb", "nesting_bomb"])
-                    chain.hostile(kind, count=rng.randint(1, 4))
+                    chain.hostile(kind, duration=rng.uniform(0.3, 1.5))   # each poll in it is a bomb
                 elif len(lies) < 25 and stream.snapshot():
                     kind = rng.choice(LIE_KINDS)
                     lies.append(chain.hostile(kind, device.address, asset_id=chain.asset,
