@@ -1987,7 +1987,8 @@ class BodyReader:
         data = chunk
         try:
             while data:
-                self.out += self.inflater.decompress(data, self.cap + 1 - len(self.out))
+                # in pieces of at most 64 KiB: never a second copy of a large answer in memory
+                self.out += self.inflater.decompress(data, min(65536, self.cap + 1 - len(self.out)))
                 if len(self.out) > self.cap:
                     raise self._too_large(" decompressed")
                 data = self.inflater.unconsumed_tail
