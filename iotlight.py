@@ -5363,6 +5363,7 @@ class Daemon:
         self.unsaved: "collections.deque" = collections.deque()
         self.funds_ok = True
         self.token_name: Optional[str] = store.get_meta("asset_name:%s" % config.asset_id)
+        self.recent_ignored: "collections.deque" = collections.deque(maxlen=20)   # for the dashboard
         self.monitor = None
         node.on_status = self.node_status
         self.lamp = Lamp(config, hardware, clock, store=store, publish=self.publish, status=self.status_name)
@@ -5370,7 +5371,7 @@ class Daemon:
                              on_funds=self.funds)
         self.watcher = Watcher(config, self.address, node=node, store=store, clock=clock, on_credit=self.credited,
                                on_height=self.height_changed, on_balance=self.balance_changed,
-                               light_span=self.lamp.span, on_ignored=self.publish)
+                               light_span=self.lamp.span, on_ignored=self.ignored)
         self.telemetry = (Telemetry(config, hardware, store, clock, self.outbox.wake.set, self.publish)
                           if config.telemetry_interval > 0 else None)
         if config.monitor_port and monitor_factory is not None:
@@ -5399,7 +5400,7 @@ class Daemon:
             "outbox": {"pending": self.outbox.pending_count(), "no_funds": not self.funds_ok},
             "balance": dict(self.balance), "matrix": [list(p) for p in self.lamp.pixels],
             "payments": self.store.recent_payments(10), "data_txs": self.store.recent_txs(10),
-            "joystick": self.joystick,
+            "ignored": list(self.recent_ignored), "joystick": self.joystick,
             "token": {"name": self.token_name, "decimals": self.watcher.decimals},
             "price": {"seconds_per_token": self.config.seconds_per_token, "max_seconds": self.config.max_seconds},
             "links": {"wallet": self.config.wallet_url, "explorer": self.config.explorer_url},
@@ -5472,6 +5473,11 @@ class Daemon:
         self.publish(dict(type="balance", **self.balance))
         if known != self.watcher.decimals:  # the pay buttons' amounts depend on the decimals
             self.publish({"type": "pay", "presets": self.pay_presets()})
+
+    def ignored(self, message: Dict[str, Any]) -> None:
+        """A transfer to the device that lights nothing (reported once by the watcher)."""
+        self.recent_ignored.appendleft(dict(message, ts=self.clock.time()))
+        self.publish(message)
 
     def funds(self, ok: bool) -> None:
         self.funds_ok = ok

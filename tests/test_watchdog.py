@@ -3,6 +3,7 @@ lit with no countdown, a one-day telemetry interval) keeps it fed, a service stu
 deadline or a blocked event loop starves it. In-process, hours of daemon time on a virtual clock
 (tests/scenario.py); the real daemon under a short WATCHDOG_USEC is in test_systemd.py."""
 
+import asyncio
 import logging
 
 import pytest
@@ -80,7 +81,12 @@ def test_a_service_stuck_past_its_deadline_starves_the_watchdog(tmp_path, caplog
             s.hw.freeze()
             s.pay(3600)                     # the lamp wakes up to show it, and hangs
         else:
-            s.node.hang("/blocks/height", forever=True)
+            # a round that never ends (a node request is bounded by 3 x node.timeout, so the
+            # stand-in is a round stuck in code: a bug, a lock that is never released)
+            async def stuck_forever():
+                await asyncio.Event().wait()
+
+            s.daemon.watcher.poll_once = stuck_forever
         s.run_for(70)                       # the watcher's next round is due within 60 s
         hung_at = s.clock.monotonic()
         assert s.longest_silence() < PERIOD, "fed while the stuck service is within its budget"
