@@ -6229,7 +6229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = load_config(find_config(args.config), require_asset=command not in _NO_ASSET_NEEDED)
         return COMMANDS[command](config, args)
     except IotlightError as e:
-        print("iotlight: %s" % redact_url(str(e)), file=sys.stderr)
+        print("iotlight: %s" % e, file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         return 130
