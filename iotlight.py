@@ -5423,12 +5423,11 @@ class Daemon:
         """What the owner must act on, one full sentence each (dashboard, monitor)."""
         out = []
         if not self.funds_ok:
-            coin = self.balance.get("coin")
+            coin, rules = self.balance.get("coin"), self.config.rules
             out.append("The device cannot pay the fees of its Data transactions%s: send it some %s, e.g. "
-                       "`iotlight pay --asset WAVES %s 0.1` from a funded seed."
-                       % (" (it holds %s)" % _format_units(coin, 8).replace("tokens", "coins")
-                          if isinstance(coin, int) else "", "WAVES" if self.config.rules == "waves" else "ZBS",
-                          self.address))
+                       "`sudo iotlight pay --seed-file FUNDED.seed --asset %s %s 0.1`."
+                       % (" (it holds %s)" % format_coins(coin, rules) if isinstance(coin, int) else "",
+                          coin_name(rules), coin_name(rules), self.address))
         if self.node_state.get("ok") is False:
             out.append("No node answers (%s): payments are seen again as soon as one does; check the network "
                        "and node.urls." % (self.node_state.get("error") or "unreachable"))

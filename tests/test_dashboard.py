@@ -179,6 +179,11 @@ def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
         assert snap["status"]["name"] == "node_down"
         assert any("No node answers (connection refused)" in w for w in snap["warnings"])
         assert len(snap["light_sold"]["seconds"]) == 24
+        daemon.balance["coin"] = 50000
+        daemon.funds(False)
+        fee_warning = daemon.snapshot()["warnings"][0]
+        assert "(it holds 0.0005 WAVES)" in fee_warning
+        assert "`sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`" % daemon.address in fee_warning
         asyncio.run(node.aclose())
     finally:
         store.close()

@@ -273,7 +273,7 @@ EXPLORER = "https://wavesexplorer.com/testnet/tx/{id}"
 PAY_ID = "5ZqkQ6CZUnTy1nHCp7Bq3xSYvUtmuiVXe5LRDUb6Y1R2"
 DATA_ID = "2KVs1zzjXCw7EUWME5phMpV3moQ2rurpHscxqojzF2J7"
 WARNING = ("The device cannot pay the fees of its Data transactions (it holds 0.00 coins): send it some WAVES, "
-           "e.g. `iotlight pay --asset WAVES %s 0.1` from a funded seed." % ADDRESS)
+           "e.g. `sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`." % ADDRESS)
 
 
 def selling_state(srv, *, telemetry=True):
