@@ -166,6 +166,7 @@ def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
     c = config(tmp_path, "T")
     keys = iotlight.keypair_from_seed("dashboard test throwaway seed")
     store = iotlight.Store(c.state_file)
+    asyncio.set_event_loop(asyncio.new_event_loop())   # the Daemon's events need a loop on Python 3.9
     try:
         node = iotlight.NodeClient(list(c.node_urls), timeout=1.0,
                                    transport=httpx.MockTransport(lambda r: httpx.Response(503)))
@@ -184,6 +185,8 @@ def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
         fee_warning = daemon.snapshot()["warnings"][0]
         assert "(it holds 0.0005 WAVES)" in fee_warning
         assert "`sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`" % daemon.address in fee_warning
-        asyncio.run(node.aclose())
+        asyncio.get_event_loop().run_until_complete(node.aclose())
     finally:
         store.close()
+        asyncio.get_event_loop().close()
+        asyncio.set_event_loop(None)

@@ -402,6 +402,7 @@ def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_pat
     """The unit's ExecStart, run in the state dir with HOME there (as systemd sets it for the user),
     with the unit's Environment=, imports neither a planted json.py nor a usercustomize.py."""
     installer.install()
+    show_packages(installer)
     unit = installer.path("/etc/systemd/system/iotlight.service").read_text()
     d = {}
     for section, key, value in unit_directives(unit):
@@ -444,6 +445,17 @@ def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
 # =============================================================================
 
 
+def show_packages(inst):
+    """deps.pth in the tree's venv: this interpreter's packages, as pip would have installed them
+    (python -I ignores the PYTHONPATH the other tests use; Python < 3.11 needs tomli from there)."""
+    venv_python = str(inst.path("/opt/iotlight/venv/bin/python"))
+    site = subprocess.run([venv_python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    paths = sysconfig.get_paths()
+    Path(site, "deps.pth").write_text("".join("%s\n" % p for p in dict.fromkeys((paths["purelib"],
+                                                                                  paths["platlib"]))))
+
+
 @pytest.fixture(scope="module")
 def commanded():
     """One install whose /usr/local/bin/iotlight the tests run, in a tree every user can
@@ -455,12 +467,7 @@ def commanded():
     try:
         inst = Installer(base)
         inst.install()
-        venv_python = str(inst.path("/opt/iotlight/venv/bin/python"))
-        site = subprocess.run([venv_python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        paths = sysconfig.get_paths()
-        Path(site, "deps.pth").write_text("".join("%s\n" % p for p in dict.fromkeys((paths["purelib"],
-                                                                                      paths["platlib"]))))
+        show_packages(inst)
         conf = inst.path("/etc/iotlight/iotlight.toml")
         inst.set_asset_id(conf)
         conf.write_text(conf.read_text()
@@ -501,7 +508,7 @@ def test_command_runs_the_venv_on_the_installed_config(commanded, tmp_path):
     assert address.returncode == 0, address.stderr
     keys = iotlight.keypair_from_seed(commanded.path("/etc/iotlight/device.seed").read_text().rstrip("\n"))
     assert address.stdout == "address: %s\npublic key: %s\n" % (keys.address("T"), iotlight.b58encode(keys.public_key))
-    check = run_command(commanded, "check", cwd=tmp_path, env=env)
+    check = run_command(commanded, "check", "--offline", cwd=tmp_path, env=env)   # no node: no network
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("configuration %s is valid\n" % commanded.path("/etc/iotlight/iotlight.toml"))
     assert "  device address: %s\n" % keys.address("T") in check.stdout

@@ -895,7 +895,8 @@ def test_garbage_costs_one_line_without_a_traceback_even_at_debug(caplog):
     asyncio.run(scenario())
     ours = [r for r in caplog.records if r.name.startswith("iotlight")]
     assert [r.getMessage() for r in ours if r.exc_info] == []
-    assert any(r.getMessage().startswith("! no valid HTTP request: ") for r in ours)
+    # websockets 14+ "! no valid HTTP request: ...", 13 (Python 3.9's band) "... did not receive a valid HTTP request"
+    assert any("valid HTTP request" in r.getMessage() and r.levelno == logging.DEBUG for r in ours)
 
 
 async def test_client_returns_1_when_the_host_name_is_refused(start_monitor, monkeypatch, capsys):
