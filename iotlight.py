@@ -132,7 +132,11 @@ class StateError(IotlightError):
 # =============================================================================
 #
 # The keys of the user-facing contract (README.md documents them) plus a few of our own
-# (marked "ours"). Each key: (type check, default, what is expected).
+# (marked "ours"). CONFIG_SCHEMA is the one list of them: each key names its check, default,
+# what is expected, and the Config attribute it fills (with the conversion). To add a key:
+# one ConfigKey line in CONFIG_SCHEMA and one typed attribute in Config (a test holds the two
+# lists equal); parse_config builds Config from the schema and names a key only to check it
+# against another or to resolve it (paths, links).
 
 DEFAULT_CONFIG_PATHS = ("./iotlight.toml", "/etc/iotlight/iotlight.toml")
 
@@ -180,48 +184,81 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
-# key -> (check, default, expected). A default of None means required.
-CONFIG_SCHEMA: Dict[str, Tuple[Callable[[Any], bool], Any, str]] = {
-    "node.urls": (lambda v: _is_str_list(v) and len(v) > 0,
-                  ["https://nodes-testnet.wavesnodes.com"], "a non-empty list of http(s) URLs"),
-    "node.chain_id": (lambda v: _is_str(v) and len(v) == 1 and 33 <= ord(v) <= 126, "T",
-                      'one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork'),
-    "node.poll_interval": (_in_range(0.1, 60), 1.0, "a number of seconds from 0.1 to 60"),
-    "node.confirmations": (_int_range(0, 100), 0, "an integer from 0 to 100"),
-    "node.timeout": (_in_range(0.5, 300), 10.0, "a number of seconds from 0.5 to 300"),
-    "node.fork": (_one_of(*FORKS), "auto",
-                  '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"'),  # ours
-    "node.sweep_interval": (_in_range(5, 3600), 60.0,
-                            "a number of seconds from 5 to 3600"),  # ours
-    "node.list_rate": (_in_range(0, 600), 15.0, "requests per minute from 0 (unlimited, for an own node) "
-                       "to 600"),  # ours
-    "node.max_answer_bytes": (_int_range(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024,
-                              "an integer from 65536 to 268435456 (bytes)"),  # ours
-    "device.seed_file": (_is_str, "device.seed", "a path"),
-    "device.address": (_is_str, "", "a base58 address or \"\""),
-    "device.state_file": (_is_str, "iotlight.db", "a path"),
-    "payment.asset_id": (_is_str, None, "the base58 id of the token that buys light"),
-    "payment.seconds_per_token": (_positive, 1.0, "a number greater than 0"),
-    "payment.max_seconds": (_positive, 3600.0, "a number greater than 0"),
-    "payment.count_history": (_is_bool, False, "true or false"),
-    "light.color": (_is_color, [255, 255, 255], "[r, g, b] with integers from 0 to 255"),
-    "light.countdown": (_is_bool, True, "true or false"),
-    "data.joystick": (_is_bool, True, "true or false"),
-    "data.telemetry_interval": (lambda v: _is_number(v) and (v == 0 or 1 <= v <= 86400), 0.0,
-                                "0 (off) or a number of seconds from 1 to 86400"),
-    "data.fee": (_int_range(0, 10**12), 0, "0 (automatic) or a fee in the smallest coin unit"),
-    "data.coalesce_window": (_in_range(0, 60), 1.0, "a number of seconds from 0 to 60"),  # ours
-    "data.max_tx_per_minute": (_int_range(1, 120), 20, "an integer from 1 to 120"),  # ours
-    "hardware.backend": (_one_of(*HARDWARE_BACKENDS), "auto",
-                         "one of " + ", ".join('"%s"' % b for b in HARDWARE_BACKENDS)),
-    "monitor.host": (_is_str, "127.0.0.1", "a host name or IP address"),
-    "monitor.port": (_int_range(0, 65535), 8765, "an integer from 0 (off) to 65535"),
-    "monitor.token": (_is_str, "", "a string"),
-    "monitor.max_clients_per_address": (_int_range(1, 1000), 10, "an integer from 1 to 1000"),  # ours
-    "monitor.wallet_url": (_is_str, "auto", '"auto" (the public web wallet of node.chain_id), "" (none) or an '
-                           "https:// link with {asset}, {address} and {amount}"),
-    "monitor.explorer_url": (_is_str, "auto", '"auto" (the public explorer of node.chain_id), "" (none) or an '
-                             "https:// link with {id}"),
+def _as_is(v: Any) -> Any:
+    return v
+
+
+def _url_tuple(v: List[str]) -> Tuple[str, ...]:
+    return tuple(u.rstrip("/") for u in v)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key: its check, default (None: required), what is expected (for the
+    error line), the Config attribute it fills and how the TOML value becomes that attribute."""
+
+    check: Callable[[Any], bool]
+    default: Any
+    expected: str
+    attr: str
+    convert: Callable[[Any], Any] = _as_is
+
+
+CONFIG_SCHEMA: Dict[str, ConfigKey] = {
+    "node.urls": ConfigKey(lambda v: _is_str_list(v) and len(v) > 0,
+                           ["https://nodes-testnet.wavesnodes.com"], "a non-empty list of http(s) URLs",
+                           "node_urls", _url_tuple),
+    "node.chain_id": ConfigKey(lambda v: _is_str(v) and len(v) == 1 and 33 <= ord(v) <= 126, "T",
+                               'one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork',
+                               "chain_id"),
+    "node.poll_interval": ConfigKey(_in_range(0.1, 60), 1.0, "a number of seconds from 0.1 to 60",
+                                    "poll_interval", float),
+    "node.confirmations": ConfigKey(_int_range(0, 100), 0, "an integer from 0 to 100", "confirmations"),
+    "node.timeout": ConfigKey(_in_range(0.5, 300), 10.0, "a number of seconds from 0.5 to 300",
+                              "timeout", float),
+    "node.fork": ConfigKey(_one_of(*FORKS), "auto",
+                           '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"',
+                           "fork"),  # ours
+    "node.sweep_interval": ConfigKey(_in_range(5, 3600), 60.0, "a number of seconds from 5 to 3600",
+                                     "sweep_interval", float),  # ours
+    "node.list_rate": ConfigKey(_in_range(0, 600), 15.0, "requests per minute from 0 (unlimited, for an own "
+                                "node) to 600", "list_rate", float),  # ours
+    "node.max_answer_bytes": ConfigKey(_int_range(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024,
+                                       "an integer from 65536 to 268435456 (bytes)", "max_answer_bytes"),  # ours
+    "device.seed_file": ConfigKey(_is_str, "device.seed", "a path", "seed_file"),  # made absolute
+    "device.address": ConfigKey(_is_str, "", "a base58 address or \"\"", "address"),
+    "device.state_file": ConfigKey(_is_str, "iotlight.db", "a path", "state_file"),  # made absolute
+    "payment.asset_id": ConfigKey(_is_str, None, "the base58 id of the token that buys light", "asset_id"),
+    "payment.seconds_per_token": ConfigKey(_positive, 1.0, "a number greater than 0",
+                                           "seconds_per_token", float),
+    "payment.max_seconds": ConfigKey(_positive, 3600.0, "a number greater than 0", "max_seconds", float),
+    "payment.count_history": ConfigKey(_is_bool, False, "true or false", "count_history"),
+    "light.color": ConfigKey(_is_color, [255, 255, 255], "[r, g, b] with integers from 0 to 255",
+                             "color", tuple),
+    "light.countdown": ConfigKey(_is_bool, True, "true or false", "countdown"),
+    "data.joystick": ConfigKey(_is_bool, True, "true or false", "joystick"),
+    "data.telemetry_interval": ConfigKey(lambda v: _is_number(v) and (v == 0 or 1 <= v <= 86400), 0.0,
+                                         "0 (off) or a number of seconds from 1 to 86400",
+                                         "telemetry_interval", float),
+    "data.fee": ConfigKey(_int_range(0, 10**12), 0, "0 (automatic) or a fee in the smallest coin unit",
+                          "fee"),
+    "data.coalesce_window": ConfigKey(_in_range(0, 60), 1.0, "a number of seconds from 0 to 60",
+                                      "coalesce_window", float),  # ours
+    "data.max_tx_per_minute": ConfigKey(_int_range(1, 120), 20, "an integer from 1 to 120",
+                                        "max_tx_per_minute"),  # ours
+    "hardware.backend": ConfigKey(_one_of(*HARDWARE_BACKENDS), "auto",
+                                  "one of " + ", ".join('"%s"' % b for b in HARDWARE_BACKENDS), "backend"),
+    "monitor.host": ConfigKey(_is_str, "127.0.0.1", "a host name or IP address", "monitor_host", str.strip),
+    "monitor.port": ConfigKey(_int_range(0, 65535), 8765, "an integer from 0 (off) to 65535", "monitor_port"),
+    "monitor.token": ConfigKey(_is_str, "", "a string", "monitor_token"),
+    "monitor.max_clients_per_address": ConfigKey(_int_range(1, 1000), 10, "an integer from 1 to 1000",
+                                                 "monitor_max_clients_per_address"),  # ours
+    "monitor.wallet_url": ConfigKey(_is_str, "auto", '"auto" (the public web wallet of node.chain_id), '
+                                    '"" (none) or an https:// link with {asset}, {address} and {amount}',
+                                    "wallet_url"),  # "auto" resolved
+    "monitor.explorer_url": ConfigKey(_is_str, "auto", '"auto" (the public explorer of node.chain_id), '
+                                      '"" (none) or an https:// link with {id}',
+                                      "explorer_url"),  # "auto" resolved
 }
 
 # The public web wallet's payment link and the public explorer of each Waves network
@@ -242,7 +279,8 @@ EXPLORER_URLS = {
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A validated configuration; paths are absolute."""
+    """A validated configuration; paths are absolute. One attribute per CONFIG_SCHEMA key
+    (ConfigKey.attr), plus `path`."""
 
     path: str
     node_urls: Tuple[str, ...]
@@ -366,18 +404,18 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
             hint = difflib.get_close_matches(key, list(CONFIG_SCHEMA), 1, 0.6)
             raise fail(key, "unknown key%s" % ((" (did you mean %s?)" % hint[0]) if hint else ""))
     values: Dict[str, Any] = {}
-    for key, (check, default, expected) in CONFIG_SCHEMA.items():
+    for key, spec in CONFIG_SCHEMA.items():
         if key in flat:
             v = flat[key]
-            if not check(v):
-                raise fail(key, "%s is not valid: expected %s" % (_toml_repr(v), expected))
+            if not spec.check(v):
+                raise fail(key, "%s is not valid: expected %s" % (_toml_repr(v), spec.expected))
             values[key] = v
-        elif default is None:
+        elif spec.default is None:
             if require_asset:
-                raise fail(key, "missing: expected %s (set it in [%s])" % (expected, key.split(".")[0]))
+                raise fail(key, "missing: expected %s (set it in [%s])" % (spec.expected, key.split(".")[0]))
             values[key] = ""
         else:
-            values[key] = default
+            values[key] = spec.default
     base = Path(path).resolve().parent
 
     for url in values["node.urls"]:
@@ -396,58 +434,28 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
                 raise EncodingError("an asset id is 32 bytes")
         except EncodingError as e:
             raise fail("payment.asset_id", "%s is not valid: %s (expected %s)"
-                       % (_toml_repr(asset), e, CONFIG_SCHEMA["payment.asset_id"][2]))
+                       % (_toml_repr(asset), e, CONFIG_SCHEMA["payment.asset_id"].expected))
     for key in ("device.seed_file", "device.state_file"):
         if not values[key].strip():
             raise fail(key, "must not be empty: expected a path")
+        values[key] = str(base / values[key])
     host = values["monitor.host"].strip()
     if not host:
         raise fail("monitor.host", "must not be empty")
     if values["monitor.port"] and not _is_loopback(host) and not values["monitor.token"]:
         raise fail("monitor.token", "required when monitor.host (%s) is not a loopback address: "
                    "set a secret token, clients then pass ?token=..." % _toml_repr(host))
-    links = {}
     for key, table, needs in (("monitor.wallet_url", WALLET_URLS, ("{address}",)),
                               ("monitor.explorer_url", EXPLORER_URLS, ("{id}",))):
         v = values[key].strip()
         if v == "auto":
             v = table.get(chain, "")
         elif v and (not v.startswith(("https://", "http://")) or any(n not in v for n in needs)):
-            raise fail(key, "%s is not valid: expected %s" % (_toml_repr(values[key]), CONFIG_SCHEMA[key][2]))
-        links[key] = v
-    return Config(
-        path=str(Path(path).resolve()),
-        node_urls=tuple(u.rstrip("/") for u in values["node.urls"]),
-        chain_id=chain,
-        poll_interval=float(values["node.poll_interval"]),
-        confirmations=values["node.confirmations"],
-        timeout=float(values["node.timeout"]),
-        fork=values["node.fork"],
-        sweep_interval=float(values["node.sweep_interval"]),
-        list_rate=float(values["node.list_rate"]),
-        max_answer_bytes=values["node.max_answer_bytes"],
-        seed_file=str(base / values["device.seed_file"]),
-        address=values["device.address"],
-        state_file=str(base / values["device.state_file"]),
-        asset_id=asset,
-        seconds_per_token=float(values["payment.seconds_per_token"]),
-        max_seconds=float(values["payment.max_seconds"]),
-        count_history=values["payment.count_history"],
-        color=tuple(values["light.color"]),  # type: ignore[arg-type]
-        countdown=values["light.countdown"],
-        joystick=values["data.joystick"],
-        telemetry_interval=float(values["data.telemetry_interval"]),
-        fee=values["data.fee"],
-        coalesce_window=float(values["data.coalesce_window"]),
-        max_tx_per_minute=values["data.max_tx_per_minute"],
-        backend=values["hardware.backend"],
-        monitor_host=host,
-        monitor_port=values["monitor.port"],
-        monitor_token=values["monitor.token"],
-        wallet_url=links["monitor.wallet_url"],
-        explorer_url=links["monitor.explorer_url"],
-        monitor_max_clients_per_address=values["monitor.max_clients_per_address"],
-    )
+            raise fail(key, "%s is not valid: expected %s"
+                       % (_toml_repr(values[key]), CONFIG_SCHEMA[key].expected))
+        values[key] = v
+    return Config(path=str(Path(path).resolve()),
+                  **{spec.attr: spec.convert(values[key]) for key, spec in CONFIG_SCHEMA.items()})
 
 
 def _toml_repr(v: Any) -> str:

@@ -6,6 +6,7 @@ Each broken configuration is written to a temporary file and run through
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -260,9 +261,38 @@ def test_default_file_shows_every_key_with_its_default():
     flat = {"%s.%s" % (section, key): value
             for section, table in tomllib.loads(text).items() for key, value in table.items()}
     assert set(flat) == set(iotlight.CONFIG_SCHEMA), "keys missing from or unknown to iotlight.toml"
-    for key, (_check, default, _expected) in iotlight.CONFIG_SCHEMA.items():
+    for key, spec in iotlight.CONFIG_SCHEMA.items():
         if key != "payment.asset_id":
-            assert flat[key] == default, key
+            assert flat[key] == spec.default, key
+
+
+def test_schema_and_config_list_the_same_fields():
+    """CONFIG_SCHEMA is the one list of keys: each names a Config attribute of its own, and Config
+    has no attribute beyond them (and its path), so a key added in one place only fails here."""
+    attrs = [spec.attr for spec in iotlight.CONFIG_SCHEMA.values()]
+    assert len(attrs) == len(set(attrs)), "two keys fill the same Config attribute"
+    fields = {f.name for f in dataclasses.fields(iotlight.Config)}
+    assert set(attrs) == fields - {"path"}
+
+
+def test_parse_config_fills_each_attribute_from_its_key(tmp_path):
+    """A Config built from defaults holds each key's default, converted (paths, links and the asset
+    id are resolved separately); a changed value lands in its own attribute."""
+    path = str(tmp_path / "iotlight.toml")
+    config = iotlight.parse_config({"payment": {"asset_id": ASSET}}, path)
+    resolved = ("device.seed_file", "device.state_file", "monitor.wallet_url", "monitor.explorer_url",
+                "payment.asset_id")
+    for key, spec in iotlight.CONFIG_SCHEMA.items():
+        if key not in resolved:
+            assert getattr(config, spec.attr) == spec.convert(spec.default), key
+    assert config.node_urls == ("https://nodes-testnet.wavesnodes.com",)
+    assert config.color == (255, 255, 255) and config.poll_interval == 1.0
+    changed = iotlight.parse_config({"payment": {"asset_id": ASSET, "max_seconds": 90},
+                                     "node": {"urls": ["http://127.0.0.1:6869/"]},
+                                     "monitor": {"host": " localhost ", "max_clients_per_address": 3}}, path)
+    assert changed.max_seconds == 90.0 and isinstance(changed.max_seconds, float)
+    assert changed.node_urls == ("http://127.0.0.1:6869",)
+    assert changed.monitor_host == "localhost" and changed.monitor_max_clients_per_address == 3
 
 
 def test_default_file_passes_check(tmp_path):
