@@ -430,8 +430,7 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
     asset = values["payment.asset_id"]
     if asset:
         try:
-            if len(b58decode(asset)) != 32:
-                raise EncodingError("an asset id is 32 bytes")
+            parse_asset_id(asset, coin=None)
         except EncodingError as e:
             raise fail("payment.asset_id", "%s is not valid: %s (expected %s)"
                        % (_toml_repr(asset), e, CONFIG_SCHEMA["payment.asset_id"].expected))
@@ -648,6 +647,21 @@ def parse_recipient(text: str, chain_id: str) -> str:
     return parse_alias(text, chain_id)
 
 
+def parse_asset_id(asset_id: Optional[str], *, coin: Optional[str] = "WAVES", what: str = "") -> bytes:
+    """The one check of an asset id: a token's base58 id -> its 32 bytes; the chain's own coin
+    (None, "", "WAVES" or `coin` such as "ZBS", any case) -> b"". coin=None: only a token will do.
+    EncodingError otherwise ("an asset id is 32 bytes, not 26"), after "`what`: " when given."""
+    if coin is not None and (not asset_id or asset_id.upper() in ("WAVES", coin.upper())):
+        return b""
+    try:
+        raw = b58decode(asset_id)  # type: ignore[arg-type]
+        if len(raw) != 32:
+            raise EncodingError("an asset id is 32 bytes, not %d" % len(raw))
+    except EncodingError as e:
+        raise EncodingError("%s: %s" % (what, e) if what else str(e)) from None
+    return raw
+
+
 _ED25519_L = 2 ** 252 + 27742317777372353535851937790883648493
 _P25519 = 2 ** 255 - 19
 
@@ -748,17 +762,8 @@ def _pk(tx: Dict[str, Any]) -> bytes:
     return pk
 
 
-def _asset_bytes(asset_id: Optional[str], what: str = "assetId") -> bytes:
-    if asset_id in (None, "", "WAVES"):
-        return b""
-    raw = b58decode(asset_id)  # type: ignore[arg-type]
-    if len(raw) != 32:
-        raise EncodingError("%s must be 32 bytes, not %d" % (what, len(raw)))
-    return raw
-
-
 def _legacy_asset(asset_id: Optional[str], what: str = "assetId") -> bytes:
-    raw = _asset_bytes(asset_id, what)
+    raw = parse_asset_id(asset_id, what=what)
     return b"\x01" + raw if raw else b"\x00"
 
 
@@ -832,7 +837,7 @@ def _pb_bytes(field: int, v: bytes, *, force: bool = False) -> bytes:
 
 
 def _pb_amount(asset_id: Optional[str], amount: int) -> bytes:
-    return _pb_bytes(1, _asset_bytes(asset_id)) + _pb_int(2, amount)
+    return _pb_bytes(1, parse_asset_id(asset_id, what="assetId")) + _pb_int(2, amount)
 
 
 def _pb_recipient(recipient: str, chain_id: str) -> bytes:
@@ -982,7 +987,7 @@ def tx_body_bytes(tx: Dict[str, Any]) -> bytes:
             _pb_bytes(2, _pb_bytes(1, _pb_recipient(i["recipient"], chain), force=True) + _pb_int(2, i["amount"]),
                       force=True)
             for i in _mass_items(tx))
-        data = _pb_bytes(1, _asset_bytes(tx.get("assetId"))) + items + _pb_bytes(3, _attachment(tx))
+        data = _pb_bytes(1, parse_asset_id(tx.get("assetId"), what="assetId")) + items + _pb_bytes(3, _attachment(tx))
         return _pb_transaction(tx, 111, data)
     raise EncodingError("unsupported transaction type %r version %r" % (t, v))
 
@@ -1130,7 +1135,8 @@ def build_transfer_tx(keys: KeyPair, *, recipient: str, amount: int, asset_id: O
     if len(attachment) > MAX_ATTACHMENT:
         raise EncodingError("attachment is %d bytes, more than %d" % (len(attachment), MAX_ATTACHMENT))
     tx = {"type": TX_TRANSFER, "version": 2, "senderPublicKey": b58encode(keys.public_key),
-          "assetId": asset_id or None, "recipient": parse_recipient(recipient, chain_id), "amount": amount,
+          "assetId": asset_id if parse_asset_id(asset_id, what="assetId") else None,
+          "recipient": parse_recipient(recipient, chain_id), "amount": amount,
           "attachment": b58encode(attachment), "fee": fee, "feeAssetId": fee_asset_id, "timestamp": timestamp,
           "chainId": chain_byte(chain_id)}
     return sign_tx(tx, keys.private_key, random_z)
@@ -6003,11 +6009,11 @@ def cmd_pay(config: Config, args: argparse.Namespace) -> int:
     if not asset:
         raise ConfigError("no token to pay with: pass --asset ID (or --asset %s for coins) or set "
                           "payment.asset_id in %s" % (coin, config.path))
-    own_coin = asset.upper() in ("WAVES", coin)
     try:
-        if not own_coin and len(b58decode(asset)) != 32:
-            raise EncodingError("--asset %s: an asset id is 32 bytes (or --asset %s for the chain's coin)"
-                                % (asset, coin))
+        own_coin = not parse_asset_id(asset, coin=coin, what="--asset %s" % asset)
+    except EncodingError as e:
+        raise ConfigError("%s (or --asset %s for the chain's coin)" % (e, coin)) from None
+    try:
         recipient = parse_recipient(args.recipient, config.chain_id)
     except EncodingError as e:
         raise ConfigError(str(e)) from None

@@ -79,7 +79,7 @@ BROKEN = [
      "payment.asset_id: \"IoT-Light\" is not valid: invalid base58 character 'I' at position 0 "
      "(expected the base58 id of the token that buys light)"),
     ("asset-id-wrong-length", '[payment]\nasset_id = "%s"\n' % DOCS_ADDRESS_T,
-     'payment.asset_id: "%s" is not valid: an asset id is 32 bytes '
+     'payment.asset_id: "%s" is not valid: an asset id is 32 bytes, not 26 '
      "(expected the base58 id of the token that buys light)" % DOCS_ADDRESS_T),
     ("device-address-checksum", PAYMENT + '[device]\naddress = "%s"\n' % CHECKSUM_TYPO,
      'device.address: "%s" is not valid: address checksum does not match (a typo?)' % CHECKSUM_TYPO),
@@ -423,3 +423,31 @@ def test_nan_and_inf_never_pass(tmp_path):
             with pytest.raises(iotlight.ConfigError, match=re.escape("%s: %s: %s is not valid" % (path, key, value))):
                 iotlight.load_config(str(path))
     assert math.isnan(tomllib.loads("x = nan")["x"])
+
+
+def test_asset_id_one_check_one_wording(tmp_path):
+    """payment.asset_id, `pay --asset` and a transfer's assetId all go through parse_asset_id: the
+    same words for the same mistake; the chain's coin is b"" where a coin will do."""
+    assert iotlight.parse_asset_id(ASSET) == iotlight.b58decode(ASSET)
+    for coin in (None, "", "WAVES", "waves"):
+        assert iotlight.parse_asset_id(coin) == b""
+    assert iotlight.parse_asset_id("zbs", coin="ZBS") == b""
+    with pytest.raises(iotlight.EncodingError, match="^an asset id is 32 bytes, not 4$"):
+        iotlight.parse_asset_id("WAVES", coin=None)   # a token is required: the coin's name is no token
+    wording = "an asset id is 32 bytes, not 26"
+    with pytest.raises(iotlight.ConfigError) as config_error:
+        iotlight.parse_config({"payment": {"asset_id": DOCS_ADDRESS_T}}, str(tmp_path / "iotlight.toml"))
+    assert ": %s (expected" % wording in str(config_error.value)
+    keys = iotlight.keypair_from_seed("refactor throwaway seed")
+    with pytest.raises(iotlight.EncodingError) as tx_error:
+        iotlight.build_transfer_tx(keys, recipient=DOCS_ADDRESS_T, amount=1, asset_id=DOCS_ADDRESS_T,
+                                   timestamp=1_700_000_000_000, chain_id="T", fee=100_000)
+    assert str(tx_error.value) == "assetId: " + wording
+    path = tmp_path / "iotlight.toml"
+    path.write_text(PAYMENT + '[node]\nurls = ["http://127.0.0.1:9"]\n', encoding="utf-8")
+    seed = tmp_path / "funded.seed"
+    seed.write_text("refactor throwaway seed\n", encoding="utf-8")
+    seed.chmod(0o600)
+    result = run_cli("-c", str(path), "pay", "--seed-file", str(seed), "--asset", DOCS_ADDRESS_T, DOCS_ADDRESS_T,
+                     "1", cwd=tmp_path)
+    assert_one_line_error(result, "--asset %s: %s (or --asset WAVES for the chain's coin)" % (DOCS_ADDRESS_T, wording))

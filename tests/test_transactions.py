@@ -177,7 +177,7 @@ def _transfer(**change):
     ({"recipient": "3PPbMwqLtwBGcJrTA5whqJfY95GqnNnFMDX"}, "address is for chain 'W', not 'T'"),
     ({"recipient": "alias:W:iot-light"}, "alias is for chain 'W', not 'T'"),
     ({"attachment": b"x" * 141}, "attachment is 141 bytes, more than 140"),
-    ({"asset_id": "abc"}, "assetId must be 32 bytes, not 3"),
+    ({"asset_id": "abc"}, "assetId: an asset id is 32 bytes, not 3"),
     ({"fee": 0}, "fee must be a positive integer of the smallest unit, not 0"),
     ({"fee": -1}, "fee must be a positive integer of the smallest unit, not -1"),
 ])
