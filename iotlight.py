@@ -1192,13 +1192,16 @@ def extend_light(until: float, now: float, seconds: float, max_seconds: float) -
     return Grant(start=start, until=max(new_until, until), seconds=granted, excess=max(0.0, seconds - granted))
 
 
-def tokens_text(amount: int, decimals: int) -> str:
-    """Smallest units as a plain decimal of whole tokens, no trailing zeros: (150, 2) -> "1.5"."""
-    if decimals == 0:
-        return str(amount)
-    whole, frac = divmod(amount, 10 ** decimals)
-    text = ("%d.%0*d" % (whole, decimals, frac)).rstrip("0").rstrip(".")
-    return text
+def tokens_text(amount: int, decimals: int, name: str = "", *, trim: bool = True) -> str:
+    """The one amount formatter: smallest units as whole tokens (or coins, 8 decimals), exact.
+    (150, 2) -> "1.5"; trim=False keeps every decimal: "1.50"; with a name: "1.5 IoT-Light".
+    A negative amount keeps its sign: (-150, 2) -> "-1.5"."""
+    whole, frac = divmod(abs(amount), 10 ** decimals)
+    text = "%d.%0*d" % (whole, decimals, frac) if decimals else "%d" % whole
+    if trim and decimals:
+        text = text.rstrip("0").rstrip(".")
+    text = ("-" if amount < 0 else "") + text
+    return "%s %s" % (text, name) if name else text
 
 
 def payment_link(template: str, *, asset: str, address: str, amount: str) -> str:
@@ -4448,16 +4451,12 @@ def _short_id(value: Any) -> str:
 
 
 def _format_units(amount: Any, decimals: Optional[int]) -> str:
-    """Smallest units as whole tokens when the decimals are known: 150, 2 -> "1.50 tokens"."""
+    """A monitor message's amount as whole tokens when the decimals are known: 150, 2 -> "1.50 tokens"."""
     if not isinstance(amount, int) or isinstance(amount, bool):
         return "%s units" % (amount,)
-    if decimals is None:
+    if not _is_int(decimals):
         return "%d units" % amount
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(amount), 10**decimals)
-    if decimals == 0:
-        return "%s%d tokens" % (sign, whole)
-    return "%s%d.%0*d tokens" % (sign, whole, decimals, frac)
+    return tokens_text(amount, decimals, "tokens", trim=False)
 
 
 def _format_seconds(value: Any) -> str:
@@ -4518,7 +4517,7 @@ def format_event(message: Dict[str, Any], *, decimals: Optional[int] = None) -> 
             text += ", no funds for fees"
     elif kind == "balance":
         coin = m.get("coin")
-        coin_text = "%.8f coin" % (coin / 1e8) if isinstance(coin, int) else "? coin"
+        coin_text = tokens_text(coin, 8, "coin", trim=False) if _is_int(coin) else "? coin"
         text = "balance %s, %s" % (_format_units(m.get("token"), m.get("decimals")), coin_text)
     elif kind == "matrix":
         pixels = m.get("pixels") or []
@@ -5827,14 +5826,7 @@ def network_name(chain_id: str) -> str:
 
 def format_coins(units: int, rules: str) -> str:
     """Smallest units of the chain's coin as coins with the name: 100000 -> "0.001 WAVES"."""
-    whole, frac = divmod(abs(units), 10 ** 8)
-    text = ("%d.%08d" % (whole, frac)).rstrip("0").rstrip(".")
-    return "%s%s %s" % ("-" if units < 0 else "", text, coin_name(rules))
-
-
-def format_tokens(units: int, decimals: int, name: str) -> str:
-    """Smallest units of a token as whole tokens with its name: 500, 2, "IoT-Light" -> "5.00 IoT-Light"."""
-    return "%s %s" % (_units(units, decimals), name)
+    return tokens_text(units, 8, coin_name(rules))
 
 
 def data_tx_fee(config: Config, keys: KeyPair) -> int:
@@ -5896,7 +5888,7 @@ async def inspect_chain(node: NodeClient, config: Config, keys: KeyPair) -> Tupl
         facts.append("token %s: %s, %d decimals, issued by %s"
                       % (config.asset_id, details.get("name"), decimals, details.get("issuer")))
         token = await node.asset_balance(address, config.asset_id)
-        facts.append("device holds %s" % format_tokens(token, decimals, str(details.get("name"))))
+        facts.append("device holds %s" % tokens_text(token, decimals, str(details.get("name")), trim=False))
     except NodeRejected as e:
         if e.status in (400, 404):
             problems.append("payment.asset_id = \"%s\": no such token on the node's chain (%s); copy the id "
@@ -5994,7 +5986,7 @@ def cmd_issue(config: Config, args: argparse.Namespace) -> int:
         except NodeError as e:
             raise _refused("token", e, config.rules) from None
     asyncio.run(_with_node(config, go))
-    print("issued %s from %s; fee %s" % (format_tokens(quantity, args.decimals, args.name),
+    print("issued %s from %s; fee %s" % (tokens_text(quantity, args.decimals, args.name, trim=False),
                                          keys.address(config.chain_id), format_coins(tx["fee"], config.rules)))
     print("asset id: %s" % tx["id"])
     print("paste into [payment] of %s:" % config.path)
@@ -6035,7 +6027,8 @@ def cmd_pay(config: Config, args: argparse.Namespace) -> int:
             await node.broadcast(tx)
             if own_coin:
                 return tx, format_coins(amount, config.rules)
-            return tx, "%s (%d units of %s)" % (format_tokens(amount, decimals, name), amount, asset)
+            return tx, "%s (%d units of %s)" % (tokens_text(amount, decimals, name, trim=False), amount,
+                                                 asset)
         except NodeError as e:
             raise _refused("transfer", e, config.rules) from None
     tx, sent = asyncio.run(_with_node(config, go))
@@ -6070,8 +6063,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                     raise NodeError("the node gave no decimals for %s" % config.asset_id)
                 token = await node.asset_balance(address, config.asset_id)
                 token_name.update(name=str(details.get("name")), decimals=decimals)
-                print("token: %s (%d units of %s)" % (format_tokens(token, decimals, str(details.get("name"))),
-                                                      token, config.asset_id))
+                print("token: %s (%d units of %s)"
+                      % (tokens_text(token, decimals, str(details.get("name")), trim=False), token, config.asset_id))
             except NodeError as e:  # the node answered the rest: not a reason for exit status 1
                 text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
                 print("token %s: %s" % (config.asset_id, text))
@@ -6104,7 +6097,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         print("payments: %d credited%s" % (db.execute("SELECT COUNT(*) FROM payments").fetchone()[0],
                                            ", the last:" if rows else ""))
         for txid, sender, amount, seconds, ms in rows:
-            paid = (format_tokens(amount, token_name["decimals"], token_name["name"]) if token_name
+            paid = (tokens_text(amount, token_name["decimals"], token_name["name"], trim=False) if token_name
                     else "%d units of the token" % amount)
             print("  %s  %s from %s: %s, %.1f s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)),
                                                   txid, sender, paid, seconds))
@@ -6118,10 +6111,6 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
               % (format_coins(coins, config.rules), waiting, format_coins(fee, config.rules),
                  coin_name(config.rules), address))
     return status
-
-
-def _units(amount: int, decimals: int) -> str:
-    return ("%d" % amount) if decimals == 0 else "%d.%0*d" % (amount // 10 ** decimals, decimals, amount % 10 ** decimals)
 
 
 def cmd_monitor(config: Config, args: argparse.Namespace) -> int:

@@ -58,6 +58,24 @@ def test_tokens_text():
     assert iotlight.tokens_text(42, 0) == "42"
 
 
+def test_tokens_text_is_the_one_amount_formatter():
+    """With and without a name, trimmed or with every decimal, signed; the CLI's coins, the terminal
+    monitor's amounts and balances and the dashboard's presets all say it the same way."""
+    assert iotlight.tokens_text(150, 2, trim=False) == "1.50"
+    assert iotlight.tokens_text(500, 2, "IoT-Light", trim=False) == "5.00 IoT-Light"
+    assert iotlight.tokens_text(42, 0, "IoT-Light", trim=False) == "42 IoT-Light"
+    assert iotlight.tokens_text(-150, 2, trim=False) == "-1.50"
+    assert iotlight.tokens_text(-100000, 8, "WAVES") == "-0.001 WAVES"
+    assert iotlight.tokens_text(0, 8, "WAVES") == "0 WAVES"
+    assert iotlight.format_coins(100000, "0bs") == iotlight.tokens_text(100000, 8, "ZBS") == "0.001 ZBS"
+    line = iotlight.format_event({"type": "balance", "token": 1234, "decimals": 2, "coin": 150000000})
+    assert line.endswith("balance 12.34 tokens, 1.50000000 coin")
+    line = iotlight.format_event({"type": "payment", "sender": "3Mx", "amount": -5, "decimals": 1, "seconds": 1},
+                                 decimals=1)
+    assert "-0.5 tokens" in line
+    assert iotlight.format_event({"type": "balance", "token": 7, "decimals": None})[9:] == "balance 7 units, ? coin"
+
+
 # -- configuration ------------------------------------------------------------------------
 
 
