@@ -1920,6 +1920,20 @@ class Store:
     def outbox_counts(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
 
+    # -- read-only use: `iotlight status`, beside a running daemon
+    @classmethod
+    def open_read_only(cls, path: str) -> "Store":
+        """The state file opened read-only (SQLite mode=ro): only the read methods work. It skips
+        the constructor, which creates, checks, migrates and writes: what `status` must never do.
+        sqlite3.Error when the file cannot be read."""
+        store = cls.__new__(cls)
+        store.path = path
+        store.log = logging.getLogger("iotlight.store")
+        store.failing = None
+        store.last_complaint = -1e9
+        store.db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+        return store
+
 
 def _damaged_state(path: str, reason: str) -> StateError:
     """Keep a damaged state file aside and say how to recover (never start over silently)."""
@@ -6081,27 +6095,26 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                      address))
         return status
     try:
-        db = sqlite3.connect("file:%s?mode=ro" % config.state_file, uri=True, timeout=5)
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        until = float(meta.get("light_until", 0))
-        now = time.time()
-        print("lamp: %s" % ("on for %.1f s more (until %s)" % (until - now, time.strftime("%H:%M:%S", time.localtime(until)))
-                            if until > now else "off"))
-        queued = db.execute("SELECT COUNT(*) FROM events WHERE tx_id IS NULL").fetchone()[0]
-        open_txs = db.execute("SELECT status, COUNT(*) FROM outbox WHERE status IN ('queued', 'broadcast') "
-                              "GROUP BY status").fetchall()
-        print("outbox: %d event(s) waiting, %s" % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs)
-                                                     or "no transaction pending"))
-        rows = db.execute("SELECT id, sender, amount, seconds, credited_ms FROM payments "
-                          "ORDER BY credited_ms DESC LIMIT 5").fetchall()
-        print("payments: %d credited%s" % (db.execute("SELECT COUNT(*) FROM payments").fetchone()[0],
-                                           ", the last:" if rows else ""))
-        for txid, sender, amount, seconds, ms in rows:
-            paid = (tokens_text(amount, token_name["decimals"], token_name["name"], trim=False) if token_name
-                    else "%d units of the token" % amount)
-            print("  %s  %s from %s: %s, %.1f s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)),
-                                                  txid, sender, paid, seconds))
-        db.close()
+        store = Store.open_read_only(config.state_file)
+        try:
+            until = store.light()[1]
+            now = time.time()
+            print("lamp: %s" % ("on for %.1f s more (until %s)"
+                                % (until - now, time.strftime("%H:%M:%S", time.localtime(until)))
+                                if until > now else "off"))
+            queued = store.pending_event_count()
+            open_txs = [(s, n) for s, n in store.outbox_counts().items() if s in OUTBOX_OPEN]
+            print("outbox: %d event(s) waiting, %s" % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs)
+                                                         or "no transaction pending"))
+            rows = store.recent_payments(5)
+            print("payments: %d credited%s" % (store.payment_count(), ", the last:" if rows else ""))
+            for p in rows:
+                paid = (tokens_text(p["amount"], token_name["decimals"], token_name["name"], trim=False)
+                        if token_name else "%d units of the token" % p["amount"])
+                print("  %s  %s from %s: %s, %.1f s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["ts"])),
+                                                      p["id"], p["sender"], paid, p["seconds"]))
+        finally:
+            store.close()
     except sqlite3.Error as e:
         raise StateError("%s: cannot read the state file: %s" % (config.state_file, e)) from None
     waiting = dict(open_txs).get("queued", 0) + (1 if queued else 0)

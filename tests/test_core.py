@@ -121,6 +121,34 @@ def test_store_credits_each_payment_once_with_its_receipt(tmp_path):
     store.close()
 
 
+def test_store_read_only_reads_what_the_daemon_wrote_and_writes_nothing(tmp_path):
+    """`status` reads through Store.open_read_only: the same answers as the daemon's Store, the file
+    unchanged and nothing of ours created beside it (no reserve file), and a write is refused."""
+    import sqlite3
+    path = tmp_path / "s.db"
+    store = iotlight.Store(str(path))
+    store.credit_payments([("A" * 44, "3Msender", 300, 5, 3.0)], now=1000.0, max_seconds=3600)
+    store.add_press("up", "pressed", 1, 2)
+    expected = (store.light(), store.pending_event_count(), store.outbox_counts(), store.payment_count(),
+                store.recent_payments(5))
+    store.close()
+    (tmp_path / "s.db.reserve").unlink()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    reader = iotlight.Store.open_read_only(str(path))
+    try:
+        assert (reader.light(), reader.pending_event_count(), reader.outbox_counts(), reader.payment_count(),
+                reader.recent_payments(5)) == expected
+        assert expected[1] == 2 and expected[3] == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.db.execute("INSERT INTO meta VALUES ('x', 'y')")
+    finally:
+        reader.close()
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # SQLite's own shared-memory index and empty log of a WAL reader may appear; nothing else
+    assert {k: v for k, v in after.items() if k not in ("s.db-shm", "s.db-wal")} == before
+    assert after.get("s.db-wal", b"") == b""
+
+
 def test_store_lookups_by_id_use_a_handful_of_statement_texts(tmp_path):
     """Every length of id list answered right, with few distinct SQL texts: each text is a prepared
     statement SQLite keeps (the chaos case grew SQLite's memory 0.8 -> 3.4 MB with one per length)."""
