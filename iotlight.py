@@ -81,13 +81,16 @@ log = logging.getLogger("iotlight")
 # 2. Errors
 # =============================================================================
 #
-#   IotlightError
+# Each class says its exit status (exit_status, a class attribute; never set on an instance):
+#
+#   IotlightError                       any error shown as one line: exit 1
 #    +-- ConfigError (ValueError)        bad configuration or usage: exit 2
-#    +-- SeedFileError (ConfigError)     missing, unreadable or too open seed
-#    +-- EncodingError (ValueError)      bad base58, address, alias, tx field
-#    +-- NodeError                       the node could not be asked
-#    |    +-- NodeRejected               the node answered with an API error
-#    +-- StateError                      the state file cannot be used
+#    |    +-- SeedFileError              missing, unreadable or too open seed: exit 2
+#    +-- EncodingError (ValueError)      bad base58, address, alias, tx field: exit 1
+#    +-- NodeError                       the node could not be asked: exit 1
+#    |    +-- NodeRejected               the node answered with an API error: exit 1
+#    +-- StateError                      the state file cannot be used (locked, disk full): exit 1
+#         +-- StateDamaged               the state file is damaged, kept aside: exit 3
 
 
 class IotlightError(Exception):
@@ -124,7 +127,13 @@ class NodeRejected(NodeError):
 
 
 class StateError(IotlightError):
-    """The state file is damaged or cannot be written."""
+    """The state file cannot be opened or written (locked, a full disk); the file may be fine."""
+
+
+class StateDamaged(StateError):
+    """The state file is damaged and was moved aside (exit status 3)."""
+
+    exit_status = 3
 
 
 # =============================================================================
@@ -1935,7 +1944,7 @@ class Store:
         return store
 
 
-def _damaged_state(path: str, reason: str) -> StateError:
+def _damaged_state(path: str, reason: str) -> StateDamaged:
     """Keep a damaged state file aside and say how to recover (never start over silently)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside = "%s.damaged-%s" % (path, stamp)
@@ -1947,11 +1956,9 @@ def _damaged_state(path: str, reason: str) -> StateError:
         where = "it was moved to %s" % aside
     except OSError as e:
         where = "it could not be moved aside (%s)" % e.strerror
-    err = StateError("%s: the state file is damaged (%s); %s. To start with a fresh state, run the daemon again: "
-                     "payments made before then are not credited again, pending presses in the damaged file "
-                     "are lost unless you restore it" % (path, reason, where))
-    err.exit_status = 3
-    return err
+    return StateDamaged("%s: the state file is damaged (%s); %s. To start with a fresh state, run the daemon "
+                        "again: payments made before then are not credited again, pending presses in the "
+                        "damaged file are lost unless you restore it" % (path, reason, where))
 
 
 # --- 7b. Node client -------------------------------------------------------

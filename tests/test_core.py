@@ -192,11 +192,27 @@ def test_store_refuses_another_devices_state(tmp_path):
     store.close()
 
 
+def test_every_exit_status_is_a_class_of_the_documented_error_tree():
+    """Exit statuses live on the error classes (never set on an instance), and the comment diagram
+    of section 2 names every error class with its status; a damaged state file is StateDamaged, 3."""
+    import inspect
+    import re
+    source = inspect.getsource(iotlight)
+    assert not re.search(r"\.exit_status\s*=", source), "an exit status set on an instance"
+    diagram = source.split("# 2. Errors", 1)[1].split("\nclass ", 1)[0]
+    classes = [c for c in vars(iotlight).values() if isinstance(c, type) and issubclass(c, iotlight.IotlightError)]
+    assert len(classes) >= 8
+    for cls in classes:
+        line = next((x for x in diagram.splitlines() if re.search(r"\b%s\b" % cls.__name__, x)), "")
+        assert line.endswith("exit %d" % cls.exit_status), (cls.__name__, line)
+    assert issubclass(iotlight.StateDamaged, iotlight.StateError) and iotlight.StateDamaged.exit_status == 3
+
+
 def test_damaged_state_file_is_moved_aside_with_exit_status_3(tmp_path):
     """A state file that is not SQLite (or fails its check) is kept aside, with a recovery hint."""
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(iotlight.StateError) as e:
+    with pytest.raises(iotlight.StateDamaged) as e:
         iotlight.Store(str(path))
     assert e.value.exit_status == 3
     assert "moved to" in str(e.value) and "not credited again" in str(e.value)
