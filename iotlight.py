@@ -3534,8 +3534,8 @@ class Lamp:
         """Store the monotonic deadline that goes with the stored end time `until`."""
         try:
             self.store.set_meta("light_mono", "%r %r %s" % (until, self.timer.deadline, boot_id()))
-        except StateError as e:
-            _state_trouble(self.log, e)
+        except StateError:
+            _state_trouble(self.log)
 
     def span(self) -> Tuple[float, float]:
         """(start, until) of the current span in Unix seconds, from the monotonic timer."""
@@ -3579,8 +3579,8 @@ class Lamp:
                 start, until = self.span()
                 try:
                     self.store.set_meta("light_until", repr(until if self.timer.is_on(mono) else 0.0))
-                except StateError as e:
-                    _state_trouble(self.log, e)
+                except StateError:
+                    _state_trouble(self.log)
                 self._mark(until if self.timer.is_on(mono) else 0.0)
                 if self.timer.is_on(mono):
                     self.publish(dict(type="light", **self.state()))
@@ -3905,15 +3905,16 @@ def _retry_delay(log: logging.Logger, where: str, e: Exception, delays: Iterator
         log.debug("%s: %s", where, e)
         return max(next(delays), node.retry_in())
     if isinstance(e, StateError):
-        _state_trouble(log, e)
+        _state_trouble(log)
         return STATE_RETRY
     _unexpected(log, where, e)   # a bug or an answer we did not foresee
     return next(delays)
 
 
-def _state_trouble(log: logging.Logger, e: StateError) -> None:
-    """A state-file write failed (a full disk, say): the Store logged it once for the episode;
-    the caller keeps what it had and retries after STATE_RETRY seconds."""
+def _state_trouble(log: logging.Logger) -> None:
+    """A state-file write failed (a full disk, say): the Store logged what went wrong, once for the
+    episode (Store._write_failed); the caller keeps what it had and retries after STATE_RETRY
+    seconds. No error here: repeating it on every retry is the flood the Store avoids."""
     log.debug("state file busy or full: will retry in %g s", STATE_RETRY)
 
 
@@ -3977,8 +3978,8 @@ class Telemetry:
         if entries:
             try:
                 self.store.add_event("telemetry", entries, now_ms)
-            except StateError as e:
-                _state_trouble(self.log, e)
+            except StateError:
+                _state_trouble(self.log)
                 return
             self.wake()
             message: Dict[str, Any] = {"type": "telemetry"}
@@ -5543,10 +5544,10 @@ class Daemon:
             ev = self.unsaved[0]
             try:
                 n = self.store.add_press(ev.direction, ev.action, ev.ts_ms, int(self.clock.time() * 1000))
-            except StateError as e:
+            except StateError:
                 if self.store.free_reserve():
                     continue
-                _state_trouble(self.log, e)
+                _state_trouble(self.log)
                 if not self.stop.is_set():
                     asyncio.get_running_loop().call_later(STATE_RETRY, self.save_presses)
                 return

@@ -247,3 +247,22 @@ def test_a_state_file_cut_to_nothing_is_damage_not_a_fresh_start(tmp_path):
     fresh = iotlight.Store(str(path))    # moved aside: the next start begins a fresh state
     assert fresh.get_meta("address") is None
     fresh.close()
+
+
+def test_a_full_disk_is_told_once_and_the_waiting_services_do_not_repeat_it(tmp_path, caplog):
+    """The Store logs a failed write once for the episode; a service that waits for the state file
+    (_state_trouble, _retry_delay) says only that it retries, never the error again."""
+    import logging
+    import sqlite3
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    log = logging.getLogger("iotlight.test-state-trouble")
+    with caplog.at_level(logging.DEBUG):
+        errors = [store._write_failed(sqlite3.OperationalError("database or disk is full")) for _ in range(3)]
+        iotlight._state_trouble(log)
+        delay = iotlight._retry_delay(log, "poll", errors[0], iter([1.0]), node=None)
+    assert delay == iotlight.STATE_RETRY
+    told = [r.getMessage() for r in caplog.records if "database or disk is full" in r.getMessage()]
+    assert len(told) == 1 and "cannot write the state file" in told[0]
+    waits = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert waits == ["state file busy or full: will retry in %g s" % iotlight.STATE_RETRY] * 2
+    store.close()
