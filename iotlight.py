@@ -1511,6 +1511,43 @@ class RateLimiter:
             self.tokens -= 1
 
 
+class LogOnce:
+    """The one "log this once" mechanism: which troubles were told, so that each is logged once
+    until it is over. first(topic, detail) is True the first time a trouble is seen (log it then);
+    over(topic) ends all the topic's troubles and is True when one had been told (log the recovery
+    then). With `quiet` seconds a topic is told at most once in `quiet` seconds, even across an
+    over() (a disk that flips between full and not: one line a minute). At most `limit`
+    troubles are kept (a node sending endless garbage must not grow memory); past that all are
+    forgotten. Pure: the caller passes `now`."""
+
+    def __init__(self, *, limit: int = 1000, quiet: float = 0.0):
+        self.limit = limit
+        self.quiet = quiet
+        self.told: Dict[Any, set] = {}      # topic -> the details told
+        self.size = 0                         # details told, all topics
+        self.last: Dict[Any, float] = {}    # topic -> when it was last told (with `quiet`)
+
+    def first(self, topic: Any, detail: Any = None, *, now: float = 0.0) -> bool:
+        """True the first time this trouble (topic and detail) is seen since its topic was over."""
+        if detail in self.told.get(topic, ()):
+            return False
+        if self.quiet and now - self.last.get(topic, -math.inf) < self.quiet:
+            return False
+        if self.size >= self.limit:
+            self.told, self.last, self.size = {}, {}, 0
+        self.told.setdefault(topic, set()).add(detail)
+        self.size += 1
+        if self.quiet:
+            self.last[topic] = now
+        return True
+
+    def over(self, topic: Any) -> bool:
+        """The topic's troubles are over; True when one of them had been told."""
+        details = self.told.pop(topic, None)
+        self.size -= len(details or ())
+        return bool(details)
+
+
 # =============================================================================
 # 7. Edges: clock, store, node client, sd_notify (hardware further below)
 # =============================================================================
@@ -1575,7 +1612,7 @@ class Store:
         self.path = path
         self.log = logging.getLogger("iotlight.store")
         self.failing: Optional[str] = None       # the write error of a trouble episode, logged once
-        self.last_complaint = -1e9
+        self.complaints = LogOnce(quiet=60.0)    # a disk that flips between full and not: one line a minute
         size = os.path.getsize(path) if os.path.exists(path) else 0
         if os.path.exists(path) and size == 0 and (os.path.exists(path + ".reserve") or (
                 os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0)):
@@ -1662,6 +1699,7 @@ class Store:
             raise
         if self.failing is not None and self.has_room():
             self.failing = None
+            self.complaints.over("write")
             self.log.debug("%s: the state file can be written again", self.path)
             self.keep_reserve()
 
@@ -1685,9 +1723,7 @@ class Store:
         err = StateError("%s: cannot write the state file: %s" % (self.path, e))
         if self.failing is None:
             self.failing = str(e)
-            now = time.monotonic()
-            if now - self.last_complaint > 60:    # a disk that flips between full and not: one line a minute
-                self.last_complaint = now
+            if self.complaints.first("write", now=time.monotonic()):
                 self.log.error("%s; what is pending is kept in memory and retried (free some space?)", err)
         return err
 
@@ -1939,7 +1975,7 @@ class Store:
         store.path = path
         store.log = logging.getLogger("iotlight.store")
         store.failing = None
-        store.last_complaint = -1e9
+        store.complaints = LogOnce(quiet=60.0)
         store.db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
         return store
 
@@ -2869,7 +2905,7 @@ class HardwareRunner:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="iotlight-hardware")
         self._last_frame: Optional[List[Tuple[int, int, int]]] = None
-        self._faults: set = set()
+        self._faults = LogOnce()   # topic: what failed; detail: the exception's type
         self._stop = threading.Event()
         self._stick_thread: Optional[threading.Thread] = None
         self._closed = False
@@ -2879,17 +2915,14 @@ class HardwareRunner:
         return await loop.run_in_executor(self._executor, fn, *args)
 
     def _fault(self, what: str, exc: BaseException) -> None:
-        kind = (what, type(exc).__name__)
-        if kind in self._faults:
+        if not self._faults.first(what, type(exc).__name__):
             hardware_log.debug("%s failed again: %s", what, exc)
             return
-        self._faults.add(kind)
         hardware_log.warning("%s: %s failed: %s (logged once)", self.hardware.name, what,
                              _one_line(exc), exc_info=hardware_log.isEnabledFor(logging.DEBUG))
 
     def _ok(self, what: str) -> None:
-        if any(kind[0] == what for kind in self._faults):
-            self._faults = {k for k in self._faults if k[0] != what}
+        if self._faults.over(what):
             hardware_log.info("%s: %s works again", self.hardware.name, what)
 
     async def show(self, pixels: Sequence[Tuple[int, int, int]]) -> bool:
@@ -3887,14 +3920,12 @@ class Outbox:
 STATE_RETRY = 5.0
 
 
-_unexpected_seen: set = set()
+_unexpected_seen = LogOnce()
 
 
 def _unexpected(log: logging.Logger, where: str, e: Exception) -> None:
     """Log an unforeseen error with its traceback, once per kind and place; the loop goes on."""
-    key = (where, type(e).__name__, str(e)[:100])
-    if key not in _unexpected_seen:
-        _unexpected_seen.add(key)
+    if _unexpected_seen.first((where, type(e).__name__, str(e)[:100])):
         log.error("unexpected error in %s (the loop goes on): %s", where, e, exc_info=e)
 
 
@@ -3962,17 +3993,17 @@ class Telemetry:
         self.wake = wake
         self.publish = publish
         self.log = logging.getLogger("iotlight.telemetry")
-        self.failed: set = set()
+        self.failed = LogOnce()   # topic: a reading that failed
         self.pulse = Pulse(clock)
 
     async def read_once(self) -> None:
         reading = await self.hw.read_environment()
         for field in ("temperature_c", "humidity_pct", "pressure_hpa"):
-            if reading.get(field) is None and field not in self.failed:
-                self.failed.add(field)
-                self.log.warning("sensor reading %s failed; it is left out until it works again", field)
-            elif reading.get(field) is not None:
-                self.failed.discard(field)
+            if reading.get(field) is None:
+                if self.failed.first(field):
+                    self.log.warning("sensor reading %s failed; it is left out until it works again", field)
+            else:
+                self.failed.over(field)
         now_ms = int(self.clock.time() * 1000)
         entries = telemetry_entries(reading, now_ms)
         if entries:

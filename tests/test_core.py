@@ -266,3 +266,26 @@ def test_a_full_disk_is_told_once_and_the_waiting_services_do_not_repeat_it(tmp_
     waits = [r.getMessage() for r in caplog.records if r.name == log.name]
     assert waits == ["state file busy or full: will retry in %g s" % iotlight.STATE_RETRY] * 2
     store.close()
+
+
+def test_log_once_tells_each_trouble_once_until_it_is_over():
+    """LogOnce, the one "log this once" mechanism: once per topic and detail, again after over();
+    over() says whether there was something to call over; `quiet` spaces a flapping topic;
+    `limit` bounds the memory."""
+    once = iotlight.LogOnce()
+    assert once.first("show", "OSError") and not once.first("show", "OSError")
+    assert once.first("show", "ValueError")          # another kind of fault of the same thing
+    assert once.first("joystick") and not once.first("joystick")
+    assert once.over("show") and not once.over("show") and not once.over("never")
+    assert once.first("show", "OSError")             # over, then failing again: told again
+    assert not once.first("joystick")                # other topics stay told
+    quiet = iotlight.LogOnce(quiet=60.0)
+    assert quiet.first("write", now=1000.0)
+    assert quiet.over("write")
+    assert not quiet.first("write", now=1030.0)      # flapped back within a minute: quiet
+    assert not quiet.over("write")                   # nothing was told: no recovery line either
+    assert quiet.first("write", now=1061.0)          # a minute after the last line: told
+    bounded = iotlight.LogOnce(limit=3)
+    assert all(bounded.first("rej:%d" % i) for i in range(3))
+    assert bounded.first("rej:3") and bounded.size == 1    # full: forgot the old ones
+    assert bounded.first("rej:0")
