@@ -996,7 +996,8 @@ def tx_body_bytes(tx: Dict[str, Any]) -> bytes:
             _pb_bytes(2, _pb_bytes(1, _pb_recipient(i["recipient"], chain), force=True) + _pb_int(2, i["amount"]),
                       force=True)
             for i in _mass_items(tx))
-        data = _pb_bytes(1, parse_asset_id(tx.get("assetId"), what="assetId")) + items + _pb_bytes(3, _attachment(tx))
+        data = (_pb_bytes(1, parse_asset_id(tx.get("assetId"), what="assetId")) + items
+                + _pb_bytes(3, _attachment(tx)))
         return _pb_transaction(tx, 111, data)
     raise EncodingError("unsupported transaction type %r version %r" % (t, v))
 
@@ -6116,8 +6117,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                     raise NodeError("the node gave no decimals for %s" % config.asset_id)
                 token = await node.asset_balance(address, config.asset_id)
                 token_name.update(name=str(details.get("name")), decimals=decimals)
+                name = str(details.get("name"))
                 print("token: %s (%d units of %s)"
-                      % (tokens_text(token, decimals, str(details.get("name")), trim=False), token, config.asset_id))
+                      % (tokens_text(token, decimals, name, trim=False), token, config.asset_id))
             except NodeError as e:  # the node answered the rest: not a reason for exit status 1
                 text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
                 print("token %s: %s" % (config.asset_id, text))
@@ -6143,15 +6145,15 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                                 if until > now else "off"))
             queued = store.pending_event_count()
             open_txs = [(s, n) for s, n in store.outbox_counts().items() if s in OUTBOX_OPEN]
-            print("outbox: %d event(s) waiting, %s" % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs)
-                                                         or "no transaction pending"))
+            print("outbox: %d event(s) waiting, %s"
+                  % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs) or "no transaction pending"))
             rows = store.recent_payments(5)
             print("payments: %d credited%s" % (store.payment_count(), ", the last:" if rows else ""))
             for p in rows:
                 paid = (tokens_text(p["amount"], token_name["decimals"], token_name["name"], trim=False)
                         if token_name else "%d units of the token" % p["amount"])
-                print("  %s  %s from %s: %s, %.1f s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["ts"])),
-                                                      p["id"], p["sender"], paid, p["seconds"]))
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["ts"]))
+                print("  %s  %s from %s: %s, %.1f s" % (when, p["id"], p["sender"], paid, p["seconds"]))
         finally:
             store.close()
     except sqlite3.Error as e:

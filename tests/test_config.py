@@ -448,6 +448,7 @@ def test_asset_id_one_check_one_wording(tmp_path):
     seed = tmp_path / "funded.seed"
     seed.write_text("refactor throwaway seed\n", encoding="utf-8")
     seed.chmod(0o600)
-    result = run_cli("-c", str(path), "pay", "--seed-file", str(seed), "--asset", DOCS_ADDRESS_T, DOCS_ADDRESS_T,
-                     "1", cwd=tmp_path)
-    assert_one_line_error(result, "--asset %s: %s (or --asset WAVES for the chain's coin)" % (DOCS_ADDRESS_T, wording))
+    result = run_cli("-c", str(path), "pay", "--seed-file", str(seed), "--asset", DOCS_ADDRESS_T,
+                     DOCS_ADDRESS_T, "1", cwd=tmp_path)
+    assert_one_line_error(result, "--asset %s: %s (or --asset WAVES for the chain's coin)"
+                          % (DOCS_ADDRESS_T, wording))

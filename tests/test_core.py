@@ -200,7 +200,8 @@ def test_every_exit_status_is_a_class_of_the_documented_error_tree():
     source = inspect.getsource(iotlight)
     assert not re.search(r"\.exit_status\s*=", source), "an exit status set on an instance"
     diagram = source.split("# 2. Errors", 1)[1].split("\nclass ", 1)[0]
-    classes = [c for c in vars(iotlight).values() if isinstance(c, type) and issubclass(c, iotlight.IotlightError)]
+    classes = [c for c in vars(iotlight).values()
+               if isinstance(c, type) and issubclass(c, iotlight.IotlightError)]
     assert len(classes) >= 8
     for cls in classes:
         line = next((x for x in diagram.splitlines() if re.search(r"\b%s\b" % cls.__name__, x)), "")

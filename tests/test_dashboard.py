@@ -70,10 +70,10 @@ def test_tokens_text_is_the_one_amount_formatter():
     assert iotlight.format_coins(100000, "0bs") == iotlight.tokens_text(100000, 8, "ZBS") == "0.001 ZBS"
     line = iotlight.format_event({"type": "balance", "token": 1234, "decimals": 2, "coin": 150000000})
     assert line.endswith("balance 12.34 tokens, 1.50000000 coin")
-    line = iotlight.format_event({"type": "payment", "sender": "3Mx", "amount": -5, "decimals": 1, "seconds": 1},
-                                 decimals=1)
+    line = iotlight.format_event({"type": "payment", "sender": "3Mx", "amount": -5, "seconds": 1}, decimals=1)
     assert "-0.5 tokens" in line
-    assert iotlight.format_event({"type": "balance", "token": 7, "decimals": None})[9:] == "balance 7 units, ? coin"
+    line = iotlight.format_event({"type": "balance", "token": 7, "decimals": None})
+    assert line[9:] == "balance 7 units, ? coin"
 
 
 # -- configuration ------------------------------------------------------------------------
