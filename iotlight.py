@@ -594,8 +594,11 @@ def keypair_from_seed(seed: str, nonce: int = 0) -> KeyPair:
 
 
 def chain_byte(chain_id: str) -> int:
+    """The chain id's byte: one ASCII character (the node keeps it in one signed byte)."""
     if not isinstance(chain_id, str) or len(chain_id) != 1:
         raise EncodingError("chain id must be one character, not %r" % (chain_id,))
+    if not 0 < ord(chain_id) < 128:
+        raise EncodingError("chain id must be an ASCII character, not %r" % (chain_id,))
     return ord(chain_id)
 
 
@@ -629,6 +632,7 @@ ALIAS_CHARS = frozenset("-.0123456789@_abcdefghijklmnopqrstuvwxyz")
 
 def parse_alias(text: str, chain_id: str) -> str:
     """`alias:<chain>:<name>` or a bare name -> the canonical `alias:<chain>:<name>`."""
+    chain_byte(chain_id)
     name = text
     if text.startswith("alias:"):
         parts = text.split(":", 2)
@@ -758,6 +762,32 @@ def _i64(v: Any, what: str) -> bytes:
     return struct.pack(">q", v)
 
 
+def _utf8(text: str, what: str) -> bytes:
+    """UTF-8 bytes of a text the node stores; a lone surrogate has none."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EncodingError("%s is not valid Unicode (a lone surrogate?)" % what) from None
+
+
+# The node reads base64 with java.util.Base64's basic decoder: the standard alphabet, nothing else;
+# the final unit may leave its padding out, but padding that is there is complete and comes last
+# ("AAAA=", "AA=", "AAA==" and "A" are refused; "AA" and "AAA" are read as "AA==" and "AAA=").
+_NODE_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?")
+
+
+def base64_node_decode(text: str) -> bytes:
+    """Bytes of a base64 string (with or without the `base64:` prefix) exactly as the node decodes
+    them; EncodingError for what the node refuses."""
+    if not isinstance(text, str):
+        raise EncodingError("base64 must be a string, not %r" % (text,))
+    body = text[7:] if text.startswith("base64:") else text
+    if not _NODE_BASE64.fullmatch(body):
+        raise EncodingError("not valid base64 (the node refuses it): %r" % (text[:40],))
+    body = body.rstrip("=")
+    return base64.b64decode(body + "=" * (-len(body) % 4))
+
+
 def _short(data: bytes, what: str) -> bytes:
     if len(data) > 0xFFFF:
         raise EncodingError("%s is %d bytes, more than 65535" % (what, len(data)))
@@ -771,6 +801,11 @@ def _pk(tx: Dict[str, Any]) -> bytes:
     return pk
 
 
+def _asset_json(asset_id: Optional[str]) -> Optional[str]:
+    """An asset id as the node's JSON has it: the chain's own coin is null, not "" or "WAVES"."""
+    return None if asset_id in (None, "", "WAVES") else asset_id
+
+
 def _legacy_asset(asset_id: Optional[str], what: str = "assetId") -> bytes:
     raw = parse_asset_id(asset_id, what=what)
     return b"\x01" + raw if raw else b"\x00"
@@ -779,8 +814,11 @@ def _legacy_asset(asset_id: Optional[str], what: str = "assetId") -> bytes:
 def _tx_chain(tx: Dict[str, Any]) -> str:
     c = tx.get("chainId")
     if _is_int(c):
+        if not 0 < c < 128:
+            raise EncodingError("chainId must be the byte of one ASCII character, not %r" % (c,))
         return chr(c)
     if isinstance(c, str) and len(c) == 1:
+        chain_byte(c)
         return c
     rec = tx.get("recipient") or ""
     items = tx.get("transfers")
@@ -870,6 +908,7 @@ def _data_value(entry: Dict[str, Any]) -> Tuple[Optional[str], Any]:
     key = entry.get("key")
     if not isinstance(key, str) or not key:
         raise EncodingError("a data entry needs a non-empty string key")
+    _utf8(key, "data key %r" % key)
     kind, value = entry.get("type"), entry.get("value")
     if value is None and kind is None:
         return None, None
@@ -881,13 +920,13 @@ def _data_value(entry: Dict[str, Any]) -> Tuple[Optional[str], Any]:
     elif kind == "string":
         if not isinstance(value, str):
             raise EncodingError("data entry %r: string value must be a string" % key)
+        _utf8(value, "data entry %r: string value" % key)
     elif kind == "binary":
         if not isinstance(value, str):
             raise EncodingError("data entry %r: binary value must be a base64: string" % key)
-        text = value[7:] if value.startswith("base64:") else value
         try:
-            value = base64.b64decode(text, validate=True)
-        except ValueError:
+            value = base64_node_decode(value)
+        except EncodingError:
             raise EncodingError("data entry %r: binary value is not valid base64" % key) from None
     else:
         raise EncodingError("data entry %r: unknown type %r" % (key, kind))
@@ -932,6 +971,13 @@ def _data_payload(tx: Dict[str, Any]) -> bytes:
     return b"".join(_pb_bytes(1, _pb_data_entry(e), force=True) for e in tx.get("data", []))
 
 
+def _decimals(tx: Dict[str, Any]) -> int:
+    d = tx.get("decimals", 0)
+    if not _is_int(d) or not 0 <= d <= 8:
+        raise EncodingError("decimals must be from 0 to 8, not %r" % (d,))
+    return d
+
+
 def _mass_items(tx: Dict[str, Any]) -> List[Dict[str, Any]]:
     items = tx.get("transfers")
     if not isinstance(items, list) or not 0 < len(items) <= 100:
@@ -965,23 +1011,24 @@ def tx_body_bytes(tx: Dict[str, Any]) -> bytes:
         return _pb_transaction(tx, 112, _data_payload(tx))
     if t == TX_ISSUE and v in (1, 2):
         head = b"\x03" if v == 1 else b"\x03\x02" + bytes([chain_byte(_tx_chain(tx))])
-        body = (head + _pk(tx) + _short(str(tx.get("name", "")).encode(), "name")
-                + _short(str(tx.get("description", "")).encode(), "description")
-                + _i64(tx.get("quantity"), "quantity") + bytes([tx.get("decimals", 0)])
+        body = (head + _pk(tx) + _short(_utf8(str(tx.get("name", "")), "name"), "name")
+                + _short(_utf8(str(tx.get("description", "")), "description"), "description")
+                + _i64(tx.get("quantity"), "quantity") + bytes([_decimals(tx)])
                 + bytes([1 if tx.get("reissuable") else 0]))
         if v == 1:
             return body + _i64(tx.get("fee"), "fee") + _i64(tx.get("timestamp"), "timestamp")
         script = tx.get("script")
         script_bytes = b"\x00"
         if script:
-            script_bytes = b"\x01" + _short(base64.b64decode(script.replace("base64:", "", 1)), "script")
+            script_bytes = b"\x01" + _short(base64_node_decode(script), "script")
         return body + _i64(tx.get("fee"), "fee") + _i64(tx.get("timestamp"), "timestamp") + script_bytes
     if t == TX_ISSUE and v == 3:
         script = tx.get("script")
-        data = (_pb_bytes(1, str(tx.get("name", "")).encode()) + _pb_bytes(2, str(tx.get("description", "")).encode())
-                + _pb_int(3, tx.get("quantity")) + _pb_int(4, tx.get("decimals", 0))
+        data = (_pb_bytes(1, _utf8(str(tx.get("name", "")), "name"))
+                + _pb_bytes(2, _utf8(str(tx.get("description", "")), "description"))
+                + _pb_int(3, tx.get("quantity")) + _pb_int(4, _decimals(tx))
                 + _pb_int(5, 1 if tx.get("reissuable") else 0)
-                + _pb_bytes(6, base64.b64decode(script.replace("base64:", "", 1)) if script else b""))
+                + _pb_bytes(6, base64_node_decode(script) if script else b""))
         return _pb_transaction(tx, 103, data)
     if t == TX_MASS_TRANSFER and v == 1:
         chain = _tx_chain(tx)
@@ -1118,15 +1165,17 @@ def issue_fee(rules: str = "waves", *, nft: bool = False) -> int:
 def build_data_tx(keys: KeyPair, entries: List[Dict[str, Any]], *, timestamp: int, chain_id: str,
                   fee: int = 0, rules: str = "waves", version: int = 1,
                   random_z: Optional[bytes] = None) -> Dict[str, Any]:
-    """A signed Data transaction; fee 0 computes the minimum for its size."""
+    """A signed Data transaction; fee 0 computes the minimum for its size, and a fee below that
+    minimum (which the node would refuse for ever) is raised to it."""
     if rules == "0bs" and version != 1:
         raise EncodingError("0bs nodes accept Data version 1 only, not %r" % (version,))
+    if not _is_int(fee) or not 0 <= fee <= INT64_MAX:
+        raise EncodingError("fee must be 0 (automatic) or a positive integer of the smallest unit, not %r" % (fee,))
     validate_data_entries(entries, version=version, rules=rules)
     tx: Dict[str, Any] = {"type": TX_DATA, "version": version, "senderPublicKey": b58encode(keys.public_key),
                           "fee": fee or 1, "timestamp": timestamp, "chainId": chain_byte(chain_id),
                           "data": list(entries)}
-    if not fee:
-        tx["fee"] = data_fee(tx, rules)
+    tx["fee"] = max(fee, data_fee(tx, rules))
     if rules == "0bs" or version == 1:
         full = len(tx_signed_bytes(dict(tx, proofs=[b58encode(b"\0" * 64)])))
         if full > DATA_MAX_V1_BYTES:
@@ -1137,7 +1186,8 @@ def build_data_tx(keys: KeyPair, entries: List[Dict[str, Any]], *, timestamp: in
 def build_transfer_tx(keys: KeyPair, *, recipient: str, amount: int, asset_id: Optional[str], timestamp: int,
                       chain_id: str, fee: int, attachment: bytes = b"", fee_asset_id: Optional[str] = None,
                       random_z: Optional[bytes] = None) -> Dict[str, Any]:
-    """A signed Transfer v2 (legacy binary: accepted by Waves and 0bs nodes)."""
+    """A signed Transfer v2 (legacy binary: accepted by Waves and 0bs nodes). The chain's own
+    coin (asset_id None, "" or "WAVES") is null in the JSON, as the node wants it."""
     if not _is_int(amount) or amount <= 0:
         raise EncodingError("amount must be a positive integer of the smallest unit, not %r" % (amount,))
     if not _is_int(fee) or fee <= 0:
@@ -1145,9 +1195,11 @@ def build_transfer_tx(keys: KeyPair, *, recipient: str, amount: int, asset_id: O
     if len(attachment) > MAX_ATTACHMENT:
         raise EncodingError("attachment is %d bytes, more than %d" % (len(attachment), MAX_ATTACHMENT))
     tx = {"type": TX_TRANSFER, "version": 2, "senderPublicKey": b58encode(keys.public_key),
-          "assetId": asset_id if parse_asset_id(asset_id, what="assetId") else None,
+          "assetId": _asset_json(asset_id) if parse_asset_id(asset_id, what="assetId") else None,
           "recipient": parse_recipient(recipient, chain_id), "amount": amount,
-          "attachment": b58encode(attachment), "fee": fee, "feeAssetId": fee_asset_id, "timestamp": timestamp,
+          "attachment": b58encode(attachment), "fee": fee,
+          "feeAssetId": _asset_json(fee_asset_id) if parse_asset_id(fee_asset_id, what="feeAssetId") else None,
+          "timestamp": timestamp,
           "chainId": chain_byte(chain_id)}
     return sign_tx(tx, keys.private_key, random_z)
 
@@ -1156,11 +1208,13 @@ def build_issue_tx(keys: KeyPair, *, name: str, description: str, quantity: int,
                    reissuable: bool, timestamp: int, chain_id: str, fee: int,
                    random_z: Optional[bytes] = None) -> Dict[str, Any]:
     """A signed Issue v2 (legacy binary); its id is the new asset id."""
-    if not 4 <= len(name.encode()) <= 16:
+    if not isinstance(name, str) or not isinstance(description, str):
+        raise EncodingError("a token name and description are strings")
+    if not 4 <= len(_utf8(name, "the token name")) <= 16:
         raise EncodingError("a token name has 4 to 16 bytes, %r has %d" % (name, len(name.encode())))
-    if len(description.encode()) > 1000:
+    if len(_utf8(description, "the token description")) > 1000:
         raise EncodingError("a token description has at most 1000 bytes")
-    if not 0 <= decimals <= 8:
+    if not _is_int(decimals) or not 0 <= decimals <= 8:
         raise EncodingError("decimals must be from 0 to 8, not %r" % decimals)
     if not _is_int(quantity) or not 0 < quantity <= INT64_MAX:
         raise EncodingError("quantity must be a positive 64-bit integer of the smallest unit")
@@ -1418,11 +1472,16 @@ TELEMETRY_FIELDS = (("temperature_c100", "temperature_c"), ("humidity_pct100", "
 
 
 def telemetry_entries(reading: Dict[str, Optional[float]], ts_ms: int) -> List[Dict[str, Any]]:
+    """The telemetry entries of a reading (failed sensors left out); EncodingError for a value
+    whose hundredths do not fit a Data integer (64 bits)."""
     out = []
     for key, field in TELEMETRY_FIELDS:
         v = reading.get(field)
         if v is not None and math.isfinite(v):
-            out.append({"key": key, "type": "integer", "value": int(round(v * 100))})
+            scaled = v * 100
+            if not math.isfinite(scaled) or not INT64_MIN <= round(scaled) <= INT64_MAX:
+                raise EncodingError("telemetry %s = %r does not fit a 64-bit Data integer" % (field, v))
+            out.append({"key": key, "type": "integer", "value": int(round(scaled))})
     if out:
         out.append({"key": "telemetry_ts", "type": "integer", "value": ts_ms})
     return out
@@ -3667,6 +3726,7 @@ class Outbox:
         self.count_ok = 0                 # the press count last found on chain as joystick_count
         self.next_count_check = now + COUNT_CHECK_INTERVAL
         self.pulse = Pulse(clock)
+        self.fee_warned = False
 
     def now_ms(self) -> int:
         return int(self.clock.time() * 1000) + self.node_offset_ms
@@ -3715,6 +3775,11 @@ class Outbox:
         except EncodingError as e:
             self.log.error("cannot build a Data transaction from %d event(s): %s", len(events), e)
             return None
+        if self.config.fee and tx["fee"] > self.config.fee and not self.fee_warned:
+            self.fee_warned = True
+            self.log.warning("data.fee = %d is below the node's minimum for this transaction's size: sent with "
+                             "%d instead (this and later ones); set data.fee = 0 for automatic fees",
+                             self.config.fee, tx["fee"])
         self.store.queue_tx(tx, events, int(self.clock.time() * 1000), replaces=replaces)
         self.publish({"type": "data_tx", "id": tx["id"], "status": "queued", "entries": len(entries)})
         self.log.info("queued Data transaction %s with %d entries (fee %d)%s", tx["id"], len(entries), tx["fee"],
@@ -4006,7 +4071,11 @@ class Telemetry:
             else:
                 self.failed.over(field)
         now_ms = int(self.clock.time() * 1000)
-        entries = telemetry_entries(reading, now_ms)
+        try:
+            entries = telemetry_entries(reading, now_ms)
+        except EncodingError as e:
+            self.log.warning("sensor reading left out: %s", e)
+            return
         if entries:
             try:
                 self.store.add_event("telemetry", entries, now_ms)
@@ -5853,16 +5922,27 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     print("  state file: %s" % config.state_file)
     print("  hardware: %s, monitor: %s" % (config.backend, "off" if not config.monitor_port
                                           else "%s:%d" % (config.monitor_host, config.monitor_port)))
+    status = 0
+    if config.fee:
+        smallest = build_data_tx(keys, [{"key": "joystick_count", "type": "integer", "value": 1}], timestamp=0,
+                                 chain_id=config.chain_id, rules=config.rules)["fee"]
+        if config.fee < smallest:
+            print("problem: data.fee = %d is below the node's minimum fee of %d for even the smallest Data "
+                  "transaction: each one is sent with the minimum for its size instead. Fix: set data.fee = 0 "
+                  "(automatic) or at least %d" % (config.fee, smallest, smallest))
+            status = 1
+        else:
+            print("  data fee: %d (a transaction whose size needs more is sent with its minimum)" % config.fee)
     if args.offline:
         print("the node was not asked (--offline)")
-        return 0
+        return status
     facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
     for line in facts:
         print("  %s" % redact_url(line))
     for line in problems:
         print("problem: %s" % redact_url(line))
-    if problems:
-        print("check found %d problem(s)" % len(problems))
+    if problems or status:
+        print("check found %d problem(s)" % (len(problems) + status))
         return 1
     print("the node agrees: all good")
     return 0

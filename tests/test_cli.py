@@ -289,6 +289,21 @@ def test_check_finds_a_clock_that_is_off(cli):
     assert result.out.endswith("check found 1 problem(s)\n")
 
 
+@pytest.mark.parametrize("fee, status", [(99_999, 1), (1, 1), (100_000, 0), (700_000, 0)])
+def test_check_names_a_data_fee_below_the_minimum(cli, fee, status):
+    """data.fee below the node's minimum for the smallest Data transaction: check names it, with the fix
+    (the daemon sends the minimum instead), and exits 1; a fee at or above it passes."""
+    cli.seed_file()
+    result = cli.run("-c", str(cli.config("[data]\nfee = %d\n" % fee)), "check")
+    assert result.status == status, result.output
+    assert "Traceback" not in result.output
+    named = [line for line in result.out.splitlines() if line.startswith("problem: data.fee = %d " % fee)]
+    if status:
+        assert len(named) == 1 and "minimum fee of 100000" in named[0] and "data.fee = 0" in named[0]
+    else:
+        assert named == [] and "data fee: %d" % fee in result.out
+
+
 def test_check_without_seed_file(cli):
     """check before keygen: exit 2, one line saying how to create the seed."""
     path = cli.config()

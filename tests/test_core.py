@@ -1,5 +1,6 @@
 """The pure core: pricing, the light timer, the ledger rules, event packing; and the store's guarantees."""
 
+import asyncio
 import json
 import random
 
@@ -93,6 +94,26 @@ def test_telemetry_entries_scale_and_skip_failed_sensors():
                    {"key": "pressure_hpa100", "type": "integer", "value": 101326},
                    {"key": "telemetry_ts", "type": "integer", "value": 77}]
     assert iotlight.telemetry_entries({"temperature_c": None}, 1) == []
+
+
+@pytest.mark.parametrize("reading", [{"temperature_c": 1e307}, {"pressure_hpa": 9.3e16}, {"humidity_pct": -1e17}])
+def test_telemetry_value_past_int64_is_an_encoding_error(reading, tmp_path):
+    """A reading whose hundredths do not fit a Data integer: EncodingError (not OverflowError, not an
+    entry the builder refuses later); the telemetry service leaves that reading out and goes on."""
+    with pytest.raises(iotlight.EncodingError, match="does not fit a 64-bit Data integer"):
+        iotlight.telemetry_entries(reading, 1)
+
+    class Sensors:
+        async def read_environment(self):
+            return dict(reading)
+
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    config = iotlight.parse_config({"payment": {"asset_id": ASSET}, "data": {"telemetry_interval": 60}}, "x.toml")
+    woken = []
+    telemetry = iotlight.Telemetry(config, Sensors(), store, iotlight.Clock(), lambda: woken.append(1))
+    asyncio.run(telemetry.read_once())
+    assert store.pending_event_count() == 0 and woken == []
+    store.close()
 
 
 def test_rate_limiter_and_backoff():
@@ -290,3 +311,19 @@ def test_log_once_tells_each_trouble_once_until_it_is_over():
     assert all(bounded.first("rej:%d" % i) for i in range(3))
     assert bounded.first("rej:3") and bounded.size == 1    # full: forgot the old ones
     assert bounded.first("rej:0")
+def test_outbox_raises_a_low_data_fee_to_the_minimum_and_says_so_once(tmp_path, caplog):
+    """data.fee below the minimum for a transaction's size: the outbox signs the minimum instead (the node
+    would refuse the lower fee for ever) and logs one warning, not one per transaction."""
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    config = iotlight.parse_config({"payment": {"asset_id": ASSET}, "data": {"fee": 1000}}, "x.toml")
+    keys = iotlight.keypair_from_seed("iotlight core test seed, throwaway")
+    outbox = iotlight.Outbox(config, keys, node=None, store=store, clock=iotlight.Clock(), publish=lambda m: None,
+                             on_funds=lambda ok: None)
+    fees = []
+    for i in range(3):
+        store.add_event("telemetry", [{"key": "note", "type": "string", "value": "x" * (1100 * i)}], 1)
+        fees.append(outbox.build(store.pending_events())["fee"])
+    assert fees == [100_000, 200_000, 300_000]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "data.fee = 1000" in r.getMessage()]
+    assert len(warnings) == 1
+    store.close()

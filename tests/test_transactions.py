@@ -497,3 +497,111 @@ def test_0bs_refuses_data_version_2():
         iotlight.build_data_tx(KEYS_0BS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS,
                                chain_id="Z", rules="0bs", version=2)
     assert str(info.value) == "0bs nodes accept Data version 1 only, not 2"
+
+
+# --- encoding edges found against the official libraries (issue 11 point 6) ----------------------
+
+@pytest.mark.parametrize("value_size, version, rules, chain", [(2000, 1, "waves", "T"), (2000, 2, "waves", "T"),
+                                                               (10, 1, "waves", "T"), (1500, 1, "0bs", "Z")])
+def test_explicit_fee_below_the_minimum_for_the_size_is_raised_to_it(value_size, version, rules, chain):
+    """data.fee below the node's minimum for the transaction's size would be signed and refused for ever:
+    the transaction is built with the minimum instead (a fee above it is kept, see above)."""
+    keys = KEYS_0BS if rules == "0bs" else KEYS
+    entries = [{"key": "k", "type": "string", "value": "x" * value_size}]
+    auto = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=version)
+    low = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=version,
+                                 fee=UNIT - 1)
+    assert low["fee"] == auto["fee"] == iotlight.data_fee(low, rules) >= UNIT
+    assert_signed_by(low, keys)
+
+
+@pytest.mark.parametrize("fee", [-1, 1.5, True, "100000"])
+def test_data_fee_of_the_wrong_kind_is_refused(fee):
+    with pytest.raises(iotlight.EncodingError, match="fee must be 0"):
+        iotlight.build_data_tx(KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS, chain_id="T",
+                               fee=fee)
+
+
+@pytest.mark.parametrize("text, raw", [
+    ("base64:", b""), ("base64:AQ==", b"\x01"), ("base64:AQI=", b"\x01\x02"), ("base64:AQID", b"\x01\x02\x03"),
+    ("AQID", b"\x01\x02\x03"),                     # the node takes it without the prefix too
+    ("base64:AQ", b"\x01"), ("base64:AQI", b"\x01\x02"),   # java.util.Base64: a last unit may leave its padding out
+    ("base64:AR==", b"\x01"),                      # unused low bits are not checked by the node either
+])
+def test_binary_values_decode_as_the_node_reads_them(text, raw):
+    """Binary Data values are read as the node's decoder (java.util.Base64, basic) reads them."""
+    assert iotlight.base64_node_decode(text) == raw
+    tx = iotlight.build_data_tx(KEYS, [{"key": "b", "type": "binary", "value": text}], timestamp=TS, chain_id="T",
+                                version=2)
+    assert_signed_by(tx, KEYS)
+    assert iotlight.data_payload_size(tx["data"]) == 1 + len(raw)
+
+
+@pytest.mark.parametrize("text", ["base64:AAAA=", "base64:AAAA==", "base64:AA=", "base64:AAA==", "base64:A",
+                                  "base64:A===", "base64:=", "base64:AA=A", "base64:AA==AA==", "base64: AAAA",
+                                  "base64:AAAA\n", "base64:AA-_", "base64:AAAA\u00e9"])
+def test_binary_values_the_node_refuses_are_refused(text):
+    """Stray or partial padding, whitespace, the URL alphabet and a dangling character are refused by the
+    node's decoder: never signed."""
+    with pytest.raises(iotlight.EncodingError, match="not valid base64"):
+        iotlight.base64_node_decode(text)
+    _refused([{"key": "x", "type": "binary", "value": text}], "data entry 'x': binary value is not valid base64",
+             version=2)
+
+
+@pytest.mark.parametrize("asset", [None, "", "WAVES"])
+def test_native_coin_is_null_in_transfer_json(asset):
+    """The chain's own coin is `null` in the JSON the node takes, however it was named."""
+    tx = iotlight.build_transfer_tx(KEYS, recipient=RECIPIENT_T, amount=5, asset_id=asset, timestamp=TS,
+                                    chain_id="T", fee=UNIT, fee_asset_id=asset, random_z=b"\1" * 64)
+    assert tx["assetId"] is None and tx["feeAssetId"] is None
+    assert json.loads(json.dumps(tx))["assetId"] is None
+    assert_signed_by(tx, KEYS)
+    plain = iotlight.build_transfer_tx(KEYS, recipient=RECIPIENT_T, amount=5, asset_id=None, timestamp=TS,
+                                       chain_id="T", fee=UNIT, random_z=b"\1" * 64)
+    assert tx["id"] == plain["id"]
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"key": "k\ud800", "type": "integer", "value": 1}], "data key 'k\\ud800' is not valid Unicode (a lone surrogate?)"),
+    ([{"key": "s", "type": "string", "value": "a\udc00"}], "data entry 's': string value is not valid Unicode (a lone surrogate?)"),
+])
+def test_lone_surrogates_are_an_encoding_error(entries, message):
+    for version in (1, 2):
+        _refused(entries, message, version=version)
+
+
+@pytest.mark.parametrize("chain", ["\u20ac", "\u00e9", "\x00", "\x80"])
+def test_non_ascii_chain_id_is_an_encoding_error(chain):
+    """The node keeps the chain id in one byte: only an ASCII character is one."""
+    entries = [{"key": "k", "type": "integer", "value": 1}]
+    for version in (1, 2):
+        with pytest.raises(iotlight.EncodingError, match="chain id must be an ASCII character"):
+            iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id=chain, version=version)
+    with pytest.raises(iotlight.EncodingError):
+        iotlight.build_transfer_tx(KEYS, recipient="alias:%s:light" % chain, amount=1, asset_id=None, timestamp=TS,
+                                   chain_id=chain, fee=UNIT)
+
+
+@pytest.mark.parametrize("chain_id", [0, 128, 300, -1])
+def test_chain_id_number_outside_ascii_is_an_encoding_error(chain_id):
+    tx = iotlight.build_data_tx(KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS, chain_id="T",
+                                version=2)
+    with pytest.raises(iotlight.EncodingError, match="chainId must be the byte of one ASCII character"):
+        iotlight.tx_body_bytes(dict(tx, chainId=chain_id))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"decimals": True}, "decimals must be from 0 to 8, not True"),
+    ({"decimals": 2.0}, "decimals must be from 0 to 8, not 2.0"),
+    ({"name": "Light\ud800"}, "the token name is not valid Unicode (a lone surrogate?)"),
+    ({"description": "\udfff"}, "the token description is not valid Unicode (a lone surrogate?)"),
+])
+def test_build_issue_tx_refuses_bools_and_surrogates(change, message):
+    """bool is no int here, and a lone surrogate has no UTF-8: EncodingError, never another type."""
+    args = dict(name="IoTLight", description="", quantity=10 ** 6, decimals=2, reissuable=False, timestamp=TS,
+                chain_id="T", fee=iotlight.issue_fee())
+    args.update(change)
+    with pytest.raises(iotlight.EncodingError) as info:
+        iotlight.build_issue_tx(KEYS, **args)
+    assert type(info.value) is iotlight.EncodingError and str(info.value) == message
