@@ -1645,6 +1645,15 @@ CREATE TABLE IF NOT EXISTS ignored (id TEXT PRIMARY KEY, reason TEXT NOT NULL, r
 
 OUTBOX_OPEN = ("queued", "broadcast")
 STATE_CACHE_KIB = 1024
+# What the state file keeps (see Store.prune): every handled transaction id, credited payment and
+# confirmed Data transaction of the last PRUNE_KEEP_BLOCKS blocks below the final height, far more
+# than the deepest rollback (100 blocks) and the watcher's stop rule need; the newest PRUNE_KEEP_RECENT
+# payments and Data transactions whatever their age (for `status` and the monitor); everything still
+# pending or open. Re-signed-away transactions and events found on chain by a reconcile go after
+# PRUNE_DONE_AGE_MS.
+PRUNE_KEEP_BLOCKS = 1440            # a day of Waves blocks
+PRUNE_KEEP_RECENT = 50
+PRUNE_DONE_AGE_MS = 7 * 86_400_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1833,10 +1842,14 @@ class Store:
         return dict(self._rows_by_id("SELECT id, height FROM seen WHERE id IN (%s)", ids))
 
     def mark_seen(self, items: Sequence[Tuple[str, Optional[int]]]) -> None:
-        if not items:
+        """Record handled ids with their heights; only what is new or moved is written (a sweep that
+        finds the same transactions again writes nothing)."""
+        known = self.seen_heights([i for i, _ in items]) if items else {}
+        changed = [(i, h) for i, h in dict(items).items() if i not in known or known[i] != h]
+        if not changed:
             return
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO seen (id, height) VALUES (?, ?)", items)
+            db.executemany("INSERT OR REPLACE INTO seen (id, height) VALUES (?, ?)", changed)
 
     def mark_ignored(self, key: str, reason: str, now_ms: int) -> bool:
         """Remember that the ignored transfer `key` was reported; False when it was already."""
@@ -1864,9 +1877,13 @@ class Store:
                 until_row = db.execute("SELECT value FROM meta WHERE key='light_until'").fetchone()
                 light = (float(start_row[0]) if start_row else 0.0, float(until_row[0]) if until_row else 0.0)
             span_start, until = light
+            pruned_row = db.execute("SELECT value FROM meta WHERE key='pruned_height'").fetchone()
+            pruned = int(pruned_row[0]) if pruned_row else 0
             for txid, sender, amount, height, seconds in payments:
                 if db.execute("SELECT 1 FROM payments WHERE id = ?", (txid,)).fetchone():
                     continue
+                if height is not None and height <= pruned:
+                    continue    # at or below the pruned horizon: handled long ago, its row is gone
                 receipt = (served or {}).get(txid)
                 if receipt is not None:
                     # served before (its receipt is on chain): record it; the light only resumes
@@ -2024,6 +2041,49 @@ class Store:
 
     def outbox_counts(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+
+    # -- pruning: forget what exactly-once and catch-up no longer need
+    def pruned_height(self) -> int:
+        """Rows of transactions at or below this height may be gone: a transaction listed there was
+        handled by a complete read long ago, and is never credited again (0: nothing pruned yet)."""
+        return int(self.get_meta("pruned_height") or 0)
+
+    def prune(self, floor: int, *, now_ms: int, keep_recent: int = PRUNE_KEEP_RECENT,
+              done_age_ms: int = PRUNE_DONE_AGE_MS) -> Dict[str, int]:
+        """Delete the rows of transactions at or below height `floor`, which the caller vouches a
+        complete read handled and no rollback can reach, keeping the newest `keep_recent` payments
+        and Data transactions; raise the pruned height to `floor` in the same transaction. Pending
+        events and open transactions are never touched. Reads a little and writes nothing when
+        there is nothing to delete. Returns rows deleted per table."""
+        if floor <= self.pruned_height():
+            return {}
+        args = {"floor": floor, "recent": keep_recent, "old": now_ms - done_age_ms}
+        seen = "FROM seen WHERE height <= :floor"
+        # a payment re-included higher up after a rollback keeps its row while its new height is kept
+        payments = ("FROM payments WHERE height <= :floor AND id NOT IN (SELECT id FROM payments "
+                    "ORDER BY credited_ms DESC, rowid DESC LIMIT :recent) AND NOT EXISTS "
+                    "(SELECT 1 FROM seen WHERE seen.id = payments.id AND seen.height > :floor)")
+        # confirmed Data transactions deep enough (with their events); re-signed-away ones after a while
+        outbox = ("FROM outbox WHERE (status = 'confirmed' AND (height <= :floor OR (height IS NULL AND "
+                  "updated_ms < :old)) AND id NOT IN (SELECT id FROM outbox WHERE status != 'replaced' "
+                  "ORDER BY created_ms DESC, rowid DESC LIMIT :recent)) OR (status = 'replaced' AND updated_ms < :old)")
+        events = "FROM events WHERE tx_id = 'on-chain' AND created_ms < :old"
+        if not any(self.db.execute("SELECT 1 %s LIMIT 1" % part, args).fetchone()
+                   for part in (seen, payments, outbox, events)):
+            return {}
+        with self.transaction() as db:
+            gone = [r[0] for r in db.execute("SELECT id " + outbox, args).fetchall()]
+            deleted = {"seen": db.execute("DELETE " + seen, args).rowcount,
+                       "payments": db.execute("DELETE " + payments, args).rowcount,
+                       "events": db.execute("DELETE " + events, args).rowcount}
+            for i in range(0, len(gone), 500):
+                chunk = gone[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                deleted["events"] += db.execute("DELETE FROM events WHERE tx_id IN (%s)" % marks, chunk).rowcount
+                db.execute("DELETE FROM outbox WHERE id IN (%s)" % marks, chunk)
+            deleted["outbox"] = len(gone)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_height', ?)", (str(floor),))
+        return deleted
 
     # -- read-only use: `iotlight status`, beside a running daemon
     @classmethod
@@ -3076,6 +3136,7 @@ RESIGN_AFTER_MS = 125 * 60_000  # a tx older than the node's 120-minute window c
 STATUS_CHECK_INTERVAL = 3.0
 COUNT_CHECK_INTERVAL = 20.0   # how often an idle outbox may compare joystick_count on chain with its own
 COIN_BALANCE_INTERVAL = 30.0
+PRUNE_INTERVAL = 3600.0       # how often a complete read may prune the state file (Store.prune)
 
 
 def _check_block_header(data: Any) -> None:
@@ -3172,6 +3233,7 @@ class Watcher:
         self.witness: Optional[Tuple[int, str]] = None   # (height, block id) at the last complete read's floor
         self.next_sweep = 0.0
         self.next_coin_check = 0.0
+        self.next_prune = 0.0
         self.dirty = True
         self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
                                    clock.monotonic())
@@ -3333,6 +3395,7 @@ class Watcher:
             self.verify_receipts = False
             self.deep = False
             self.dirty = False
+            self.prune(height)
         if len(found) > LIST_PAGE or deep:
             release_free_memory()   # a catch-up or deep read held many transactions
 
@@ -3484,6 +3547,7 @@ class Watcher:
             if self.witness is not None and not self.deep:
                 floor = min(floor, self.witness[0])   # below it, the chain is checked unchanged
             history_floor = None if self.config.count_history else self.horizon() - DEEP_MARGIN
+            pruned = self.store.pruned_height()   # everything at or below it was handled, its rows are gone
             stop = False
             for tx in good:
                 if tx["id"] in ids_this_read:
@@ -3492,7 +3556,7 @@ class Watcher:
                 ids_this_read.add(tx["id"])
                 h = tx.get("height")
                 if h is not None and ((tx["id"] in seen and seen[tx["id"]] == h and h <= floor)
-                                      or (history_floor is not None and h < history_floor)):
+                                      or (history_floor is not None and h < history_floor) or h <= pruned):
                     stop = complete = True
                     break
                 found.append(tx)
@@ -3507,6 +3571,23 @@ class Watcher:
             after, limit = last, LIST_PAGE
         return complete
 
+    def prune(self, height: int) -> None:
+        """After a complete read at `height`, at most every PRUNE_INTERVAL: forget what lies
+        PRUNE_KEEP_BLOCKS below the final height. That read handled everything at or below
+        height - confirmations; no rollback goes 100 blocks deep; the pruned height left behind
+        stops later reads and refuses to credit anything listed at or below it."""
+        mono = self.clock.monotonic()
+        if mono < self.next_prune:
+            return
+        self.next_prune = mono + PRUNE_INTERVAL
+        floor = height - self.config.confirmations - PRUNE_KEEP_BLOCKS
+        if floor <= 0:
+            return
+        deleted = self.store.prune(floor, now_ms=int(self.clock.time() * 1000))
+        if deleted:
+            self.log.info("state file pruned at height %d: %s", floor,
+                          ", ".join("%d %s" % (n, t) for t, n in sorted(deleted.items()) if n) or "nothing")
+
     def horizon(self) -> int:
         """The node's height at the very first start (first contact)."""
         return int(self.store.get_meta("horizon") or 0)
@@ -3517,6 +3598,7 @@ class Watcher:
         height), for the caller to mark seen once the read proved complete. `served` holds
         payments whose receipts are on chain already: recorded, not lit again."""
         horizon = self.horizon() or height
+        pruned = self.store.pruned_height()
         first_start_ms = int(self.store.get_meta("first_start_ms") or 0)
         payments: List[Tuple[str, str, int, Optional[int], float]] = []
         handled: List[Tuple[str, Optional[int]]] = []
@@ -3530,6 +3612,10 @@ class Watcher:
                 continue
             if amount <= 0:
                 handled.append((txid, tx_height))
+                continue
+            if tx_height is not None and tx_height <= pruned:
+                self._complain_once("pruned:%s" % txid, "payment %s at height %d lies at or below the pruned "
+                                    "height %d: handled long ago, not credited again", txid, tx_height, pruned)
                 continue
             sender = tx.get("sender") if isinstance(tx.get("sender"), str) else ""
             # nothing the node says about a transfer to the device counts before it checks out: a
