@@ -1882,7 +1882,7 @@ class Store:
             for txid, sender, amount, height, seconds in payments:
                 if db.execute("SELECT 1 FROM payments WHERE id = ?", (txid,)).fetchone():
                     continue
-                if height is not None and height <= pruned:
+                if pruned and height is not None and height <= pruned:
                     continue    # at or below the pruned horizon: handled long ago, its row is gone
                 receipt = (served or {}).get(txid)
                 if receipt is not None:
@@ -3556,7 +3556,7 @@ class Watcher:
                 ids_this_read.add(tx["id"])
                 h = tx.get("height")
                 if h is not None and ((tx["id"] in seen and seen[tx["id"]] == h and h <= floor)
-                                      or (history_floor is not None and h < history_floor) or h <= pruned):
+                                      or (history_floor is not None and h < history_floor) or (pruned and h <= pruned)):
                     stop = complete = True
                     break
                 found.append(tx)
@@ -3613,7 +3613,7 @@ class Watcher:
             if amount <= 0:
                 handled.append((txid, tx_height))
                 continue
-            if tx_height is not None and tx_height <= pruned:
+            if pruned and tx_height is not None and tx_height <= pruned:
                 self._complain_once("pruned:%s" % txid, "payment %s at height %d lies at or below the pruned "
                                     "height %d: handled long ago, not credited again", txid, tx_height, pruned)
                 continue

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import random
 
 import pytest
@@ -326,4 +327,227 @@ def test_outbox_raises_a_low_data_fee_to_the_minimum_and_says_so_once(tmp_path, 
     assert fees == [100_000, 200_000, 300_000]
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "data.fee = 1000" in r.getMessage()]
     assert len(warnings) == 1
+    store.close()
+
+
+# --- a year on an SD card (issue 11 point 7) ------------------------------------------------------------
+
+class FakeClock:
+    """Wall and monotonic time that move only when the test says so."""
+
+    def __init__(self, wall: float):
+        self.wall, self.mono = wall, 1000.0
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+class ListNode:
+    """The few node answers the watcher asks for, from an in-memory chain of payments (one block a
+    minute), newest first as the node lists them."""
+
+    def __init__(self, address: str, asset: str):
+        self.address, self.asset = address, asset
+        self.tip = 1
+        self.txs: list = []          # oldest first
+        self.listed = 0              # transactions handed out by list reads
+
+    def pay(self, n: int, amount: int, wall: float) -> dict:
+        tx = {"id": iotlight.b58encode(iotlight.blake2b256(b"payment %d" % n)), "type": 4, "version": 2,
+              "height": self.tip, "sender": "3NBZUT2oMzZCw15mzFSAMWYCNWSy3QtFDxy", "recipient": self.address,
+              "assetId": self.asset, "amount": amount, "fee": 100_000, "timestamp": int(wall * 1000),
+              "applicationStatus": "succeeded"}
+        self.txs.append(tx)
+        return tx
+
+    async def height(self) -> int:
+        return self.tip
+
+    async def asset_balance(self, address: str, asset_id: str) -> int:
+        return sum(t["amount"] for t in self.txs)
+
+    async def balance(self, address: str) -> int:
+        return 10 ** 8
+
+    async def asset_decimals(self, asset_id: str) -> int:
+        return 2
+
+    async def aliases(self, address: str) -> list:
+        return []
+
+    async def address_transactions(self, address: str, limit: int, after=None) -> list:
+        newest_first = self.txs[::-1]
+        start = 0
+        if after is not None:
+            start = next(i for i, t in enumerate(newest_first) if t["id"] == after) + 1
+        page = [dict(t) for t in newest_first[start:start + limit]]
+        self.listed += len(page)
+        return page
+
+    async def get(self, path: str, params=None):
+        assert path.startswith("/blocks/headers/at/"), path
+        return {"id": "block-%s" % path.rsplit("/", 1)[1]}
+
+
+def _watcher(store, node, clock, credits):
+    config = iotlight.parse_config({"payment": {"asset_id": node.asset, "count_history": True},
+                                    "node": {"list_rate": 0}}, "x.toml")
+    return iotlight.Watcher(config, node.address, node=node, store=store, clock=clock, on_credit=credits.extend,
+                            on_height=lambda h: None, on_balance=lambda t, c: None,
+                            light_span=lambda: store.light())
+
+
+def _state_bytes(path) -> int:
+    return sum(os.path.getsize(str(path) + s) for s in ("", "-wal") if os.path.exists(str(path) + s))
+
+
+def _send_outbox(store, now_ms: int, height: int, template: dict, n: int) -> None:
+    """What the outbox does, in one step: every pending event goes out in a Data transaction that is
+    confirmed at `height` (a realistic signed JSON, with its own id)."""
+    events = store.pending_events(10_000)
+    if events:
+        tx = dict(template, id=iotlight.b58encode(iotlight.blake2b256(b"tx %d" % n)), timestamp=now_ms)
+        store.queue_tx(tx, events, now_ms)
+        store.set_tx_status(tx["id"], "confirmed", now_ms, height=height)
+
+
+def _telemetry_day(store, day: int, first_ms: int, first_height: int, template: dict, every_minutes: int) -> None:
+    """A day of telemetry readings, each sent in its own confirmed Data transaction (bulk-filled: one
+    SQLite transaction for the day, the rows as the outbox writes them)."""
+    with store.transaction() as db:
+        for m in range(0, 1440, every_minutes):
+            ms = first_ms + m * 60_000
+            txid = iotlight.b58encode(iotlight.blake2b256(b"telemetry %d %d" % (day, m)))
+            entries = iotlight.telemetry_entries({"temperature_c": 20 + m / 1000, "humidity_pct": 40.5,
+                                                  "pressure_hpa": 1013.25}, ms)
+            db.execute("INSERT INTO events (kind, entries, created_ms, tx_id) VALUES ('telemetry', ?, ?, ?)",
+                       (json.dumps(entries), ms, txid))
+            db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, height, updated_ms) "
+                       "VALUES (?, ?, 'confirmed', ?, ?, ?, ?)",
+                       (txid, json.dumps(dict(template, id=txid, timestamp=ms)), ms, ms, first_height + m + 1, ms))
+
+
+def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_never_credited_again(tmp_path):
+    """A year of a payment an hour and telemetry every ten minutes, on a fake clock with one block a
+    minute: the watcher prunes as it goes, so the state file ends near where it was after a week,
+    and a payment the node lists again after its rows were pruned is not credited a second time
+    (not by a catch-up read after a restart, not by the ledger itself)."""
+    keys = iotlight.keypair_from_seed("iotlight year test device, throwaway")
+    address = keys.address("T")
+    node = ListNode(address, ASSET)
+    clock = FakeClock(1_700_000_000.0)
+    path = tmp_path / "state.db"
+    store = iotlight.Store(str(path))
+    store.db.execute("PRAGMA synchronous=OFF")   # the simulation's speed only: the same pages are written
+    store.bind_device(address, ASSET)
+    store.set_meta("first_start_ms", int(clock.time() * 1000) - 1)
+    template = iotlight.build_data_tx(keys, iotlight.telemetry_entries(
+        {"temperature_c": 21.5, "humidity_pct": 40.25, "pressure_hpa": 1013.25}, 1_700_000_000_000),
+        timestamp=1_700_000_000_000, chain_id="T")
+    credits: list = []
+    watcher = _watcher(store, node, clock, credits)
+    paid = 0
+    sizes = {}
+    for day in range(365):
+        first_ms, first_height = int(clock.time() * 1000), node.tip
+        _telemetry_day(store, day, first_ms, first_height, template, 10)
+        for hour in range(24):
+            node.pay(paid, 100 + paid % 7, clock.time())
+            paid += 1
+            node.tip += 60
+            clock.advance(3600)
+            if hour % 3 == 2:                  # the daemon polls far more often; a read every 3 hours will do
+                asyncio.run(watcher.poll_once())
+                _send_outbox(store, int(clock.time() * 1000), node.tip, template, paid)
+        if day in (7, 364):
+            sizes[day] = _state_bytes(path)
+    assert len(credits) == paid == 365 * 24
+    assert store.payment_count() <= 24 + iotlight.PRUNE_KEEP_RECENT
+    pruned = store.pruned_height()
+    assert node.tip - iotlight.PRUNE_KEEP_BLOCKS - 61 <= pruned <= node.tip - iotlight.PRUNE_KEEP_BLOCKS
+    counts = {t: store.db.execute("SELECT COUNT(*) FROM %s" % t).fetchone()[0] for t in ("seen", "events", "outbox")}
+    assert counts["seen"] <= 30 and counts["events"] <= 2 * 144 + 100 and counts["outbox"] <= 144 + 100, counts
+    assert sizes[364] <= sizes[7] + 512 * 1024, sizes      # bounded: a year ends where the first week did
+    assert sizes[364] < 8 * 1024 * 1024, sizes           # the file and its write-ahead log
+
+    # restart after three days down: the catch-up read credits the new payments and stops at the pruned
+    # height; the year's payments, listed again below it, are not credited again
+    store.close()
+    store = iotlight.Store(str(path))
+    light_before = store.light()
+    total_before = sum(c.amount for c in credits)
+    new = []
+    for i in range(3 * 24):
+        new.append(node.pay(paid + i, 1000, clock.time())["id"])
+        node.tip += 60
+        clock.advance(3600)
+    credits.clear()
+    watcher = _watcher(store, node, clock, credits)
+    node.listed = 0
+    asyncio.run(watcher.poll_once())
+    assert sorted(c.id for c in credits) == sorted(new)
+    assert node.listed < 3 * 24 + 1000     # it stopped near the pruned height, not a year down
+    assert store.light() != light_before and total_before > 0
+
+    old = node.txs[100]                    # credited in the first week, its rows long pruned
+    assert old["height"] <= store.pruned_height() and not store.credited_ids([old["id"]])
+    credits.clear()
+    watcher.process([dict(old)], node.tip)             # listed again, as a node might
+    assert credits == [] and not store.credited_ids([old["id"]])
+    assert store.credit_payments([(old["id"], old["sender"], old["amount"], old["height"], 1.0)],
+                                 now=clock.time(), max_seconds=3600) == []
+    assert not store.credited_ids([old["id"]])
+    store.close()
+
+
+def test_store_prune_keeps_what_is_pending_recent_or_within_the_horizon(tmp_path):
+    """prune(floor) drops handled ids, payments and confirmed Data transactions at or below the floor
+    (with their events), keeps pending events, open transactions, the newest payments and anything a
+    rollback moved above the floor; it raises the pruned height, below which nothing is credited again;
+    with nothing to delete it writes nothing."""
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    ids = ["%044d" % i for i in range(10)]
+    store.mark_seen([(ids[i], 10 * i) for i in range(10)])
+    for i in range(10):
+        store.credit_payments([(ids[i], "3Msender", 100, 10 * i, 1.0)], now=1000.0 + i, max_seconds=3600)
+    store.mark_seen([(ids[2], 95)])          # re-included higher up by a rollback
+    for n, (status, height) in enumerate([("confirmed", 20), ("confirmed", 60), ("broadcast", None),
+                                           ("queued", None)]):
+        events = store.pending_events(1 if n < 3 else 100)
+        store.queue_tx({"id": "tx%d" % n, "timestamp": 1}, events, 1)
+        store.set_tx_status("tx%d" % n, status, 2, height=height)
+    store.add_event("telemetry", [{"key": "t", "type": "integer", "value": 1}], 3)   # pending
+    deleted = store.prune(45, now_ms=10_000, keep_recent=3)
+    assert deleted == {"seen": 4, "payments": 4, "outbox": 1, "events": 1}
+    assert store.pruned_height() == 45
+    left = {r[0] for r in store.db.execute("SELECT id FROM payments")}
+    assert left == {ids[2]} | set(ids[5:])   # moved above the floor, or newer than it
+    assert {r[0] for r in store.db.execute("SELECT id FROM outbox")} == {"tx1", "tx2", "tx3"}
+    assert store.pending_event_count() == 1 and store.events_of("tx1") and store.events_of("tx3")
+    # below the pruned height nothing is credited again; above it the ledger works as before
+    assert store.credit_payments([(ids[0], "3Msender", 100, 0, 1.0), ("X" * 44, "3Msender", 100, 45, 1.0)],
+                                 now=2000.0, max_seconds=3600) == []
+    assert len(store.credit_payments([("Y" * 44, "3Msender", 100, 46, 1.0)], now=2000.0, max_seconds=3600)) == 1
+    before = store.db.total_changes
+    assert store.prune(45, now_ms=10_000) == {} and store.prune(46, now_ms=10_000, keep_recent=3) == {}
+    assert store.db.total_changes == before and store.pruned_height() == 45
+    store.close()
+
+
+def test_mark_seen_writes_only_what_is_new_or_moved(tmp_path):
+    """A sweep that finds the same transactions at the same heights writes nothing to the state file."""
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    store.mark_seen([("A" * 44, 5), ("B" * 44, None)])
+    before = store.db.total_changes
+    store.mark_seen([("A" * 44, 5), ("B" * 44, None)])
+    assert store.db.total_changes == before
+    store.mark_seen([("A" * 44, 5), ("B" * 44, 6)])
+    assert store.db.total_changes == before + 1 and store.seen_heights(["B" * 44]) == {"B" * 44: 6}
     store.close()

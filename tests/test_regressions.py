@@ -251,3 +251,30 @@ def test_joystick_count_left_behind_by_a_reordering_rollback_is_written_again(ch
     assert json.loads(entries["joystick_1"]["value"])["direction"] == "up"
     assert json.loads(entries["joystick_2"]["value"])["direction"] == "down"
     assert "joystick_count on chain is 1 but 2 presses were written" in device.output(whole=True)
+
+
+def _write_bytes(pid: int) -> int:
+    """Bytes the process caused to be written to storage so far (/proc/PID/io)."""
+    with open("/proc/%d/io" % pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("write_bytes"))
+
+
+def test_an_idle_daemon_writes_nothing_to_storage(chain, device):
+    """Nothing happening (a payment credited and its receipt confirmed long ago, the node's transactions
+    still in its top blocks, sweeps every 5 s): the daemon writes (almost) nothing. Before, every sweep
+    wrote the same seen ids again: about 50 KB in 20 s."""
+    device.configure(node__sweep_interval=5.0, node__poll_interval=0.2)
+    device.start()
+    wait_contact(device)
+    paid = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]
+    wait_until(lambda: paid in credited(device), 30, what="the payment")
+    wait_until(lambda: read_state(device.folder / "iotlight.db",
+                                  "SELECT 1 FROM outbox WHERE status = 'confirmed'"), 30, what="the receipt")
+    time.sleep(3)        # start-up and the payment's own writes settle
+    before = _write_bytes(device.proc.pid)
+    time.sleep(16)       # three sweeps and dozens of polls
+    written = _write_bytes(device.proc.pid) - before
+    assert device.alive()
+    assert written <= 8192, "an idle daemon wrote %d bytes in 16 s" % written
+    device.stop()
+    assert credited(device) == {paid: 100}
