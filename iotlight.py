@@ -1654,6 +1654,7 @@ STATE_CACHE_KIB = 1024
 PRUNE_KEEP_BLOCKS = 1440            # a day of Waves blocks
 PRUNE_KEEP_RECENT = 50
 PRUNE_DONE_AGE_MS = 7 * 86_400_000
+PRUNE_BATCH = 5000                  # rows per table and prune: a year-old file is cut down in steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1948,6 +1949,10 @@ class Store:
     def payment_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
 
+    def credited_ever(self) -> int:
+        """Payments credited since the state file began, the pruned ones included (for `status`)."""
+        return self.payment_count() + int(self.get_meta("pruned_payments") or 0)
+
     # -- events waiting for a Data transaction
     def add_press(self, direction: str, action: str, ts_ms: int, now_ms: int) -> int:
         """Store a joystick press with the next press number; returns that number."""
@@ -2049,15 +2054,14 @@ class Store:
         return int(self.get_meta("pruned_height") or 0)
 
     def prune(self, floor: int, *, now_ms: int, keep_recent: int = PRUNE_KEEP_RECENT,
-              done_age_ms: int = PRUNE_DONE_AGE_MS) -> Dict[str, int]:
+              done_age_ms: int = PRUNE_DONE_AGE_MS, batch: int = PRUNE_BATCH) -> Dict[str, int]:
         """Delete the rows of transactions at or below height `floor`, which the caller vouches a
         complete read handled and no rollback can reach, keeping the newest `keep_recent` payments
         and Data transactions; raise the pruned height to `floor` in the same transaction. Pending
-        events and open transactions are never touched. Reads a little and writes nothing when
-        there is nothing to delete. Returns rows deleted per table."""
-        if floor <= self.pruned_height():
-            return {}
-        args = {"floor": floor, "recent": keep_recent, "old": now_ms - done_age_ms}
+        events and open transactions are never touched. At most `batch` rows of each table go at a
+        time (a count of `batch` means call again). Reads a little and writes nothing when there is
+        nothing to delete. Returns rows deleted per table."""
+        args = {"floor": floor, "recent": keep_recent, "old": now_ms - done_age_ms, "batch": batch}
         seen = "FROM seen WHERE height <= :floor"
         # a payment re-included higher up after a rollback keeps its row while its new height is kept
         payments = ("FROM payments WHERE height <= :floor AND id NOT IN (SELECT id FROM payments "
@@ -2072,17 +2076,22 @@ class Store:
                    for part in (seen, payments, outbox, events)):
             return {}
         with self.transaction() as db:
-            gone = [r[0] for r in db.execute("SELECT id " + outbox, args).fetchall()]
-            deleted = {"seen": db.execute("DELETE " + seen, args).rowcount,
-                       "payments": db.execute("DELETE " + payments, args).rowcount,
-                       "events": db.execute("DELETE " + events, args).rowcount}
+            gone = [r[0] for r in db.execute("SELECT id %s LIMIT :batch" % outbox, args).fetchall()]
+            deleted = {table: db.execute("DELETE FROM %s WHERE rowid IN (SELECT rowid %s LIMIT :batch)"
+                                         % (table, part), args).rowcount
+                       for table, part in (("seen", seen), ("payments", payments), ("events", events))}
             for i in range(0, len(gone), 500):
                 chunk = gone[i:i + 500]
                 marks = ",".join("?" * len(chunk))
                 deleted["events"] += db.execute("DELETE FROM events WHERE tx_id IN (%s)" % marks, chunk).rowcount
                 db.execute("DELETE FROM outbox WHERE id IN (%s)" % marks, chunk)
             deleted["outbox"] = len(gone)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_height', ?)", (str(floor),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_height', ?)",
+                       (str(max(floor, self.pruned_height())),))
+            if deleted["payments"]:   # `status` still counts every payment ever credited
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_payments', "
+                           "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_payments'), 0) + ?)",
+                           (deleted["payments"],))
         return deleted
 
     # -- read-only use: `iotlight status`, beside a running daemon
@@ -3584,6 +3593,8 @@ class Watcher:
         if floor <= 0:
             return
         deleted = self.store.prune(floor, now_ms=int(self.clock.time() * 1000))
+        if any(n >= PRUNE_BATCH for n in deleted.values()):
+            self.next_prune = mono     # a backlog (a state file from before pruning): more on the next read
         if deleted:
             self.log.info("state file pruned at height %d: %s", floor,
                           ", ".join("%d %s" % (n, t) for t, n in sorted(deleted.items()) if n) or "nothing")
@@ -6314,7 +6325,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             print("outbox: %d event(s) waiting, %s"
                   % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs) or "no transaction pending"))
             rows = store.recent_payments(5)
-            print("payments: %d credited%s" % (store.payment_count(), ", the last:" if rows else ""))
+            print("payments: %d credited%s" % (store.credited_ever(), ", the last:" if rows else ""))
             for p in rows:
                 paid = (tokens_text(p["amount"], token_name["decimals"], token_name["name"], trim=False)
                         if token_name else "%d units of the token" % p["amount"])

@@ -551,3 +551,31 @@ def test_mark_seen_writes_only_what_is_new_or_moved(tmp_path):
     store.mark_seen([("A" * 44, 5), ("B" * 44, 6)])
     assert store.db.total_changes == before + 1 and store.seen_heights(["B" * 44]) == {"B" * 44: 6}
     store.close()
+
+
+def test_prune_keeps_the_count_of_payments_ever_credited(tmp_path):
+    """`status` counts every payment credited, pruned rows included."""
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    for i in range(6):
+        store.credit_payments([("%044d" % i, "3Msender", 100, 10 + i, 1.0)], now=1000.0 + i, max_seconds=3600)
+    store.prune(12, now_ms=0, keep_recent=1)
+    store.prune(20, now_ms=0, keep_recent=1)
+    assert store.payment_count() == 1 and int(store.get_meta("pruned_payments")) == 5
+    store.close()
+
+
+def test_prune_cuts_a_backlog_down_in_batches(tmp_path):
+    """A state file from before pruning (years of rows) is cut down a batch at a time, so that one prune
+    never holds the event loop for long; nothing at or below the pruned height is credited meanwhile."""
+    store = iotlight.Store(str(tmp_path / "s.db"))
+    store.mark_seen([("%044d" % i, i + 1) for i in range(25)])
+    rounds = []
+    while True:
+        deleted = store.prune(30, now_ms=0, batch=10)
+        if not deleted:
+            break
+        rounds.append(deleted["seen"])
+        assert store.pruned_height() == 30
+    assert rounds == [10, 10, 5]
+    assert store.db.execute("SELECT COUNT(*) FROM seen").fetchone()[0] == 0
+    store.close()
