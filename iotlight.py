@@ -652,6 +652,8 @@ def parse_alias(text: str, chain_id: str) -> str:
 
 def parse_recipient(text: str, chain_id: str) -> str:
     """An address (checked) or an alias (canonical form) as typed by a user."""
+    if not isinstance(text, str):
+        raise EncodingError("a recipient is an address or an alias, not %r" % (text,))
     if text.startswith("alias:"):
         return parse_alias(text, chain_id)
     if len(text) >= 34 and all(c in _B58_INDEX for c in text.replace("address:", "", 1)):
@@ -1192,6 +1194,8 @@ def build_transfer_tx(keys: KeyPair, *, recipient: str, amount: int, asset_id: O
         raise EncodingError("amount must be a positive integer of the smallest unit, not %r" % (amount,))
     if not _is_int(fee) or fee <= 0:
         raise EncodingError("fee must be a positive integer of the smallest unit, not %r" % (fee,))
+    if not isinstance(attachment, bytes):
+        raise EncodingError("attachment must be bytes, not %r" % (attachment,))
     if len(attachment) > MAX_ATTACHMENT:
         raise EncodingError("attachment is %d bytes, more than %d" % (len(attachment), MAX_ATTACHMENT))
     tx = {"type": TX_TRANSFER, "version": 2, "senderPublicKey": b58encode(keys.public_key),

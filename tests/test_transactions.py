@@ -605,3 +605,12 @@ def test_build_issue_tx_refuses_bools_and_surrogates(change, message):
     with pytest.raises(iotlight.EncodingError) as info:
         iotlight.build_issue_tx(KEYS, **args)
     assert type(info.value) is iotlight.EncodingError and str(info.value) == message
+
+
+@pytest.mark.parametrize("change", [{"recipient": None}, {"recipient": 7}, {"attachment": "light:on"}])
+def test_build_transfer_tx_refuses_wrong_kinds_with_an_encoding_error(change):
+    """A recipient that is no string, an attachment that is no bytes: EncodingError, not AttributeError."""
+    args = dict(recipient=RECIPIENT_T, amount=5, asset_id=ASSET_T, timestamp=TS, chain_id="T", fee=UNIT)
+    args.update(change)
+    with pytest.raises(iotlight.EncodingError):
+        iotlight.build_transfer_tx(KEYS, **args)
