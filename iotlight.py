@@ -3600,7 +3600,7 @@ class Watcher:
         if any(n >= PRUNE_BATCH for n in deleted.values()):
             self.next_prune = mono     # a backlog (a state file from before pruning): more on the next read
         if deleted:
-            self.log.info("state file pruned at height %d: %s", floor,
+            self.log.debug("state file pruned at height %d: %s", floor,
                           ", ".join("%d %s" % (n, t) for t, n in sorted(deleted.items()) if n) or "nothing")
 
     def horizon(self) -> int:
