@@ -294,7 +294,7 @@ def test_check_names_a_data_fee_below_the_minimum(cli, fee, status):
     """data.fee below the node's minimum for the smallest Data transaction: check names it, with the fix
     (the daemon sends the minimum instead), and exits 1; a fee at or above it passes."""
     cli.seed_file()
-    result = cli.run("-c", str(cli.config("[data]\nfee = %d\n" % fee)), "check")
+    result = cli.run("-c", str(cli.config("[data]\nfee = %d\n" % fee)), "check", "--offline")
     assert result.status == status, result.output
     assert "Traceback" not in result.output
     named = [line for line in result.out.splitlines() if line.startswith("problem: data.fee = %d " % fee)]

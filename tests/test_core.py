@@ -359,11 +359,14 @@ class ListNode:
         self.txs: list = []          # oldest first
         self.listed = 0              # transactions handed out by list reads
 
+    PAYER = iotlight.keypair_from_seed("iotlight year test payer, throwaway")
+
     def pay(self, n: int, amount: int, wall: float) -> dict:
-        tx = {"id": iotlight.b58encode(iotlight.blake2b256(b"payment %d" % n)), "type": 4, "version": 2,
-              "height": self.tip, "sender": "3NBZUT2oMzZCw15mzFSAMWYCNWSy3QtFDxy", "recipient": self.address,
-              "assetId": self.asset, "amount": amount, "fee": 100_000, "timestamp": int(wall * 1000),
-              "applicationStatus": "succeeded"}
+        """A really signed transfer (the watcher checks every payment before it counts), as the node
+        lists it: with the sender's address, the height and applicationStatus."""
+        tx = iotlight.build_transfer_tx(self.PAYER, recipient=self.address, amount=amount, asset_id=self.asset,
+                                        timestamp=int(wall * 1000) + n % 1000, chain_id="T", fee=100_000)
+        tx.update(sender=self.PAYER.address("T"), height=self.tip, applicationStatus="succeeded")
         self.txs.append(tx)
         return tx
 
@@ -391,7 +394,7 @@ class ListNode:
         self.listed += len(page)
         return page
 
-    async def get(self, path: str, params=None):
+    async def get(self, path: str, params=None, check=None):
         assert path.startswith("/blocks/headers/at/"), path
         return {"id": "block-%s" % path.rsplit("/", 1)[1]}
 
