@@ -49,7 +49,7 @@ readonly COMMAND_FILE=/usr/local/bin/iotlight
 readonly COMMAND_MARK="written by iotlight's install.sh"
 # The Sense HAT's devices: video owns /dev/fb* (LED matrix), input owns
 # /dev/input/event* (joystick), i2c owns /dev/i2c-* (sensors).
-readonly DEVICE_GROUPS=(video input i2c)
+readonly DEVICE_GROUPS=(video input i2c gpio)
 readonly MIN_PYTHON=3.9
 readonly DEFAULT_MONITOR_HOST=127.0.0.1
 readonly DEFAULT_MONITOR_PORT=8765
@@ -262,7 +262,7 @@ is_raspberry_pi() {
 apt_packages() {
     echo python3-venv
     if is_raspberry_pi; then
-        echo sense-hat python3-rtimulib
+        echo sense-hat python3-rtimulib python3-gpiozero
     fi
 }
 
@@ -486,7 +486,8 @@ EOF
     if [[ -n "$supplementary" ]]; then
         cat <<EOF
 # Device groups (also the user's groups): video for /dev/fb*, input for
-# /dev/input/event*, i2c for /dev/i2c-*; install.sh lists only those present.
+# /dev/input/event*, i2c for /dev/i2c-*, gpio for /dev/gpiochip* and
+# /dev/gpiomem (light.gpio_pin); install.sh lists only those present.
 SupplementaryGroups=$supplementary
 EOF
     fi
@@ -543,6 +544,10 @@ DeviceAllow=char-fb rw
 DeviceAllow=char-input r
 # The sensors on the I2C bus, /dev/i2c-*.
 DeviceAllow=char-i2c rw
+# light.gpio_pin with gpiozero and lgpio (Bookworm): /dev/gpiochip*.
+DeviceAllow=char-gpiochip rw
+# light.gpio_pin with gpiozero and RPi.GPIO (Bullseye): /dev/gpiomem.
+DeviceAllow=char-bcm2835-gpiomem rw
 # journald and sd_notify (AF_UNIX), the node and the monitor (AF_INET, AF_INET6).
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 # /proc/sys, /sys and friends are read-only (the HAT is found by reading /sys).

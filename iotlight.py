@@ -42,6 +42,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import difflib
+import fractions
 import glob
 import hashlib
 import hmac
@@ -151,6 +152,7 @@ DEFAULT_CONFIG_PATHS = ("./iotlight.toml", "/etc/iotlight/iotlight.toml")
 
 HARDWARE_BACKENDS = ("auto", "sense-hat", "sense-emu", "terminal", "none")
 FORKS = ("auto", "waves", "0bs")
+REFUND_POLICIES = ("none", "excess")
 
 
 def _is_bool(v: Any) -> bool:
@@ -242,9 +244,16 @@ CONFIG_SCHEMA: Dict[str, ConfigKey] = {
                                            "seconds_per_token", float),
     "payment.max_seconds": ConfigKey(_positive, 3600.0, "a number greater than 0", "max_seconds", float),
     "payment.count_history": ConfigKey(_is_bool, False, "true or false", "count_history"),
+    "payment.min_tokens": ConfigKey(lambda v: _is_number(v) and 0 <= v < 1e15, 0.0,
+                                    "a number of whole tokens, 0 or more", "min_tokens", float),
+    "payment.refund": ConfigKey(_one_of(*REFUND_POLICIES), "none", '"none" or "excess"', "refund"),
     "light.color": ConfigKey(_is_color, [255, 255, 255], "[r, g, b] with integers from 0 to 255",
                              "color", tuple),
     "light.countdown": ConfigKey(_is_bool, True, "true or false", "countdown"),
+    "light.gpio_pin": ConfigKey(lambda v: _is_int(v) and (v == -1 or 0 <= v <= 27), -1,
+                                "a BCM pin number from 0 to 27, or -1 (off)", "gpio_pin"),
+    "light.gpio_active_high": ConfigKey(_is_bool, True, "true or false (false for relay boards that switch on low)",
+                                        "gpio_active_high"),
     "data.joystick": ConfigKey(_is_bool, True, "true or false", "joystick"),
     "data.telemetry_interval": ConfigKey(lambda v: _is_number(v) and (v == 0 or 1 <= v <= 86400), 0.0,
                                          "0 (off) or a number of seconds from 1 to 86400",
@@ -308,8 +317,12 @@ class Config:
     seconds_per_token: float
     max_seconds: float
     count_history: bool
+    min_tokens: float
+    refund: str
     color: Tuple[int, int, int]
     countdown: bool
+    gpio_pin: int
+    gpio_active_high: bool
     joystick: bool
     telemetry_interval: float
     fee: int
@@ -1253,11 +1266,31 @@ class Grant:
 
 
 def extend_light(until: float, now: float, seconds: float, max_seconds: float) -> Grant:
-    """Add `seconds` to a light that ends at `until` (in the past when dark), capped at now + max_seconds."""
+    """Add `seconds` to a light that ends at `until` (in the past when dark), capped at now + max_seconds.
+    A payment that fits under the cap is granted whole (excess exactly 0: no float dust to refund)."""
     start = max(until, now)
-    new_until = min(start + seconds, now + max_seconds)
-    granted = max(0.0, new_until - start)
-    return Grant(start=start, until=max(new_until, until), seconds=granted, excess=max(0.0, seconds - granted))
+    cap_end = now + max_seconds
+    if start + seconds <= cap_end:
+        return Grant(start=start, until=max(start + seconds, until), seconds=seconds, excess=0.0)
+    granted = max(0.0, cap_end - start)
+    return Grant(start=start, until=max(cap_end, until), seconds=granted, excess=seconds - granted)
+
+
+def refund_units(amount: int, seconds: float, excess: float) -> int:
+    """The part of a payment of `amount` smallest units (that bought `seconds`) to give back when
+    `excess` of those seconds were cut by the cap: the floor of the unused fraction, never more
+    than was paid (exact rational arithmetic on the float inputs, so no rounding up)."""
+    if amount <= 0 or seconds <= 0 or excess <= 0:
+        return 0
+    if excess >= seconds:
+        return amount
+    return min(amount, math.floor(amount * fractions.Fraction(excess) / fractions.Fraction(seconds)))
+
+
+def below_minimum(amount: int, decimals: int, min_tokens: float) -> bool:
+    """Whether a payment of `amount` smallest units is fewer than `min_tokens` whole tokens
+    (compared exactly: 0.1 in the TOML means 0.1, not 0.1000000000000000055...)."""
+    return amount < fractions.Fraction(repr(float(min_tokens))) * 10 ** decimals
 
 
 def tokens_text(amount: int, decimals: int, name: str = "", *, trim: bool = True) -> str:
@@ -1465,8 +1498,13 @@ def joystick_entry(n: int, direction: str, action: str, ts_ms: int) -> Dict[str,
     return {"key": "joystick_%d" % n, "type": "string", "value": value}
 
 
-def receipt_entry(payment_id: str, seconds: float, from_ms: int, until_ms: int) -> Dict[str, Any]:
-    value = json.dumps({"seconds": round(seconds, 3), "from": from_ms, "until": until_ms}, separators=(",", ":"))
+def receipt_entry(payment_id: str, seconds: float, from_ms: int, until_ms: int,
+                  refund: Optional[Tuple[str, int]] = None) -> Dict[str, Any]:
+    """served_<payment id>; `refund` is (transfer id, amount) when part of the payment went back."""
+    body: Dict[str, Any] = {"seconds": round(seconds, 3), "from": from_ms, "until": until_ms}
+    if refund is not None:
+        body["refund"] = {"id": refund[0], "amount": refund[1]}
+    value = json.dumps(body, separators=(",", ":"))
     return {"key": "served_%s" % payment_id, "type": "string", "value": value}
 
 
@@ -1645,6 +1683,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status);
 CREATE TABLE IF NOT EXISTS ignored (id TEXT PRIMARY KEY, reason TEXT NOT NULL, reported_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS refunds (
+    payment_id TEXT PRIMARY KEY, tx_id TEXT NOT NULL, recipient TEXT NOT NULL, amount INTEGER NOT NULL,
+    receipt TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS refunds_tx ON refunds (tx_id);
 """
 
 OUTBOX_OPEN = ("queued", "broadcast")
@@ -1670,6 +1712,7 @@ class Credit:
     amount: int
     height: Optional[int]
     grant: Grant
+    refund: Optional[Tuple[str, int]] = None   # (transfer id, amount) signed and queued with the credit
 
 
 class Store:
@@ -1871,10 +1914,14 @@ class Store:
 
     def credit_payments(self, payments: Sequence[Tuple[str, str, int, Optional[int], float]], *, now: float,
                         max_seconds: float, light: Optional[Tuple[float, float]] = None,
-                        served: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Credit]:
+                        served: Optional[Dict[str, Dict[str, Any]]] = None,
+                        sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None) -> List[Credit]:
         """Credit (id, sender, amount, height, seconds) payments not credited before, in one
         transaction with the light's new end time and a receipt event each. `light` is the
-        current (start, until) span as the running lamp sees it; the stored one otherwise."""
+        current (start, until) span as the running lamp sees it; the stored one otherwise.
+        With `sign_refund` (payment.refund = "excess"), the part a payment's cap cut off goes
+        back: sign_refund(payment_id, sender, amount) returns the signed transfer, stored in the outbox in
+        the same transaction as the credit and the receipt that names it (exactly once)."""
         credits: List[Credit] = []
         with self.transaction() as db:
             if light is None:
@@ -1909,13 +1956,61 @@ class Store:
                 start_ms, until_ms = int(grant.start * 1000), int(grant.until * 1000)
                 db.execute("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (txid, sender, amount, height, grant.seconds, start_ms, until_ms, int(now * 1000)))
+                refund = self._queue_refund(db, txid, sender, refund_units(amount, seconds, grant.excess),
+                                            sign_refund, grant, int(now * 1000)) if sign_refund else None
                 db.execute("INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
-                           (json.dumps([receipt_entry(txid, grant.seconds, start_ms, until_ms)]), int(now * 1000)))
-                credits.append(Credit(txid, sender, amount, height, grant))
+                           (json.dumps([receipt_entry(txid, grant.seconds, start_ms, until_ms, refund)]),
+                            int(now * 1000)))
+                credits.append(Credit(txid, sender, amount, height, grant, refund))
             if (span_start, until) != tuple(light):
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('light_start', ?)", (repr(span_start),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('light_until', ?)", (repr(until),))
         return credits
+
+    @staticmethod
+    def _queue_refund(db: sqlite3.Connection, payment_id: str, sender: str, amount: int,
+                      sign_refund: Callable[[str, str, int], Dict[str, Any]], grant: Grant,
+                      now_ms: int) -> Optional[Tuple[str, int]]:
+        """Inside credit_payments' transaction: sign the refund transfer and store it in the outbox
+        (status queued) and in `refunds` with its receipt's span (for a re-signed refund's receipt)."""
+        if amount <= 0 or not sender:
+            return None
+        tx = sign_refund(payment_id, sender, amount)
+        db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
+                   "VALUES (?, ?, 'queued', ?, ?, ?)", (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms))
+        span = {"seconds": grant.seconds, "from": int(grant.start * 1000), "until": int(grant.until * 1000)}
+        db.execute("INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)",
+                   (payment_id, tx["id"], sender, amount, json.dumps(span), now_ms))
+        return tx["id"], amount
+
+    # -- refunds and ignored transfers
+    def refund_of(self, txid: str) -> Optional[Dict[str, Any]]:
+        """The refund that transfer `txid` carries: payment_id, recipient, amount, receipt span; None if none."""
+        row = self.db.execute("SELECT payment_id, recipient, amount, receipt FROM refunds WHERE tx_id = ?",
+                              (txid,)).fetchone()
+        if row is None:
+            return None
+        return {"payment_id": row[0], "recipient": row[1], "amount": row[2], "receipt": json.loads(row[3])}
+
+    def replace_refund(self, old_txid: str, tx: Dict[str, Any], receipt: Dict[str, Any], now_ms: int) -> None:
+        """A refund re-signed (the old transfer can never land): store the new transfer, mark the old
+        replaced, and queue the receipt again naming the new id (a later Data entry of the same key
+        overwrites the old value on chain); one SQLite transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
+                       "VALUES (?, ?, 'queued', ?, ?, ?)", (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms))
+            db.execute("UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
+                       ("re-signed as %s" % tx["id"], now_ms, old_txid))
+            db.execute("UPDATE refunds SET tx_id = ? WHERE tx_id = ?", (tx["id"], old_txid))
+            db.execute("INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
+                       (json.dumps([receipt]), now_ms))
+
+    def reopen_refunds(self, from_height: int, now_ms: int) -> int:
+        """After a rollback: refunds confirmed at `from_height` or above are asked about again
+        (status broadcast); the same signed transfer is re-posted if the chain lost it."""
+        with self.transaction() as db:
+            return db.execute("UPDATE outbox SET status = 'broadcast', updated_ms = ? WHERE status = 'confirmed' "
+                              "AND height >= ? AND id IN (SELECT tx_id FROM refunds)", (now_ms, from_height)).rowcount
 
     def recent_payments(self, limit: int = 10) -> List[Dict[str, Any]]:
         rows = self.db.execute("SELECT id, sender, amount, height, seconds, credited_ms FROM payments "
@@ -2043,10 +2138,12 @@ class Store:
                  "attempts": r[5]} for r in rows]
 
     def recent_txs(self, limit: int = 10) -> List[Dict[str, Any]]:
-        rows = self.db.execute("SELECT id, status, height, error, updated_ms FROM outbox "
+        rows = self.db.execute("SELECT id, status, height, error, updated_ms, "
+                               "EXISTS (SELECT 1 FROM refunds WHERE tx_id = outbox.id) FROM outbox "
                                "WHERE status != 'replaced' ORDER BY created_ms DESC, rowid DESC LIMIT ?",
                                (limit,)).fetchall()
-        return [{"id": r[0], "status": r[1], "height": r[2], "error": r[3], "ts": r[4] / 1000} for r in rows]
+        return [{"id": r[0], "status": r[1], "height": r[2], "error": r[3], "ts": r[4] / 1000,
+                 "kind": "refund" if r[5] else "data"} for r in rows]
 
     def outbox_counts(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
@@ -3137,6 +3234,56 @@ class HardwareRunner:
             self._fault("close", exc)
         self._executor.shutdown(wait=False)
 
+# --- 7d. GPIO output: a relay or an LED switched with the light --------------
+
+class GpioSwitch:
+    """A GPIO output (light.gpio_pin, BCM numbering) on while the lamp is lit, through gpiozero.
+
+    gpiozero is imported here only, so the file runs where it is not installed. The pin starts
+    off; the Lamp switches it at every change of the light, and the daemon switches it off and
+    releases it at a clean stop. When the process dies instead, gpiozero's pin factory cannot
+    run: what the pin does then is the kernel's and the wiring's business (README, "Wiring a
+    relay"). GPIOZERO_PIN_FACTORY=mock (gpiozero's own mock pins) runs it anywhere.
+    """
+
+    def __init__(self, pin: int, *, active_high: bool, pin_factory: Any = None):
+        try:
+            from gpiozero import DigitalOutputDevice
+            from gpiozero.exc import GPIOZeroError
+        except ImportError:
+            raise IotlightError("light.gpio_pin = %d needs the gpiozero library: on Raspberry Pi OS "
+                                "sudo apt install python3-gpiozero (or pip install gpiozero)" % pin) from None
+        try:
+            self.device = DigitalOutputDevice(pin, active_high=active_high, initial_value=False,
+                                              pin_factory=pin_factory)
+        except (GPIOZeroError, OSError, RuntimeError) as e:
+            raise IotlightError("light.gpio_pin = %d cannot be used: %s" % (pin, _one_line(e))) from None
+        self.pin = pin
+        self.active_high = active_high
+
+    def switch(self, on: bool) -> bool:
+        """Switch the output on or off; returns the electrical level read back from the pin (True high)."""
+        if on:
+            self.device.on()
+        else:
+            self.device.off()
+        return bool(self.device.pin.state)
+
+    def close(self) -> None:
+        """Off, then release the pin (a clean stop never leaves the relay on)."""
+        with contextlib.suppress(Exception):
+            self.device.off()
+        with contextlib.suppress(Exception):
+            self.device.close()
+
+
+def open_gpio(config: Config) -> Optional[GpioSwitch]:
+    """The GPIO switch that light.gpio_pin asks for; None when it is -1 (off)."""
+    if config.gpio_pin < 0:
+        return None
+    return GpioSwitch(config.gpio_pin, active_high=config.gpio_active_high)
+
+
 # =============================================================================
 # 8. Services: watcher, lamp, outbox, telemetry
 # =============================================================================
@@ -3223,9 +3370,11 @@ class Watcher:
                  on_credit: Callable[[List[Credit]], None], on_height: Callable[[int], None],
                  on_balance: Callable[[Optional[int], Optional[int]], None],
                  light_span: Callable[[], Tuple[float, float]],
-                 on_ignored: Optional[Callable[[Dict[str, Any]], None]] = None):
+                 on_ignored: Optional[Callable[[Dict[str, Any]], None]] = None,
+                 sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None):
         self.config = config
         self.on_ignored = on_ignored
+        self.sign_refund = sign_refund if config.refund == "excess" else None
         self.address = address
         self.node = node
         self.store = store
@@ -3661,13 +3810,20 @@ class Watcher:
             if not self._final(tx_height, height):
                 pending[txid] = tx_height if tx_height is not None else height
                 continue
+            if below_minimum(amount, self.decimals or 0, self.config.min_tokens):
+                # dust: no light, no receipt (no fee)
+                self.report_ignored(txid, reason="below_minimum", sender=sender, amount=amount,
+                                    asset_id=tx.get("assetId"),
+                                    detail="under payment.min_tokens (%g)" % self.config.min_tokens)
+                handled.append((txid, tx_height))
+                continue
             payments.append((txid, sender, amount, tx_height,
                              payment_seconds(amount, self.decimals or 0, self.config.seconds_per_token)))
             handled.append((txid, tx_height))
         if payments:
             start, until = self.light_span()
             credits = self.store.credit_payments(payments, now=self.clock.time(), max_seconds=self.config.max_seconds,
-                                                 light=(start, until), served=served)
+                                                 light=(start, until), served=served, sign_refund=self.sign_refund)
             if credits or served:
                 self.on_credit(credits)
         for txid in pending:
@@ -3696,9 +3852,11 @@ class Lamp:
     """Drives the LED matrix from the light timer and tells the monitor."""
 
     def __init__(self, config: Config, hardware: Any, clock: Clock, *, store: Store,
-                 publish: Callable[[Dict[str, Any]], None], status: Callable[[], str]):
+                 publish: Callable[[Dict[str, Any]], None], status: Callable[[], str],
+                 gpio: Optional[GpioSwitch] = None):
         self.config = config
         self.hw = hardware
+        self.gpio = gpio
         self.clock = clock
         self.store = store
         self.publish = publish
@@ -3750,6 +3908,19 @@ class Lamp:
         rem = self.timer.remaining(mono)
         return {"on": rem > 0, "remaining": round(rem, 3), "until": round(wall + rem, 3) if rem > 0 else None}
 
+    def switch_gpio(self, on: bool) -> None:
+        """The GPIO output follows the light (before the matrix is drawn: the relay is the real lamp)."""
+        if self.gpio is None:
+            return
+        try:
+            level = self.gpio.switch(on)
+        except Exception as e:   # a pin fault must not stop the matrix or the ledger
+            self.log.warning("gpio pin %d: switching %s failed: %s", self.gpio.pin, "on" if on else "off",
+                             _one_line(e))
+            return
+        self.log.info("gpio pin %d %s (level %s)", self.gpio.pin, "on" if on else "off", "high" if level else "low")
+        self.publish({"type": "gpio", "pin": self.gpio.pin, "on": on, "level": int(level)})
+
     def _next_change(self, mono: float) -> float:
         rem = self.timer.remaining(mono)
         if rem <= 0:
@@ -3779,6 +3950,8 @@ class Lamp:
                 if self.timer.is_on(mono):
                     self.publish(dict(type="light", **self.state()))
             on = self.timer.is_on(mono)
+            if on != was_on:
+                self.switch_gpio(on)
             pixels = render_matrix(on=on, fraction=self.timer.fraction(mono), color=self.config.color,
                                    countdown=self.config.countdown, status="ok" if on else self.status())
             if await self.hw.show(pixels):
@@ -3825,6 +3998,7 @@ class Outbox:
         self.next_status_check = 0.0
         self.reconciled = False
         self.count_ok = 0                 # the press count last found on chain as joystick_count
+        self.paid_on_chain: set = set()   # payment ids found in a block: their refunds may go out
         self.next_count_check = now + COUNT_CHECK_INTERVAL
         self.pulse = Pulse(clock)
         self.fee_warned = False
@@ -3898,6 +4072,28 @@ class Outbox:
             if self.build(events) is None:
                 return
 
+    def sign_refund(self, payment_id: str, recipient: str, amount: int) -> Dict[str, Any]:
+        """A signed transfer of `amount` of the payment token back to `recipient` (the fee in the
+        chain's coin, from the device's balance); Store.credit_payments stores it with the credit.
+        Its attachment is the payment's id: it names what it refunds on chain, and two refunds of
+        the same amount to the same sender signed in the same millisecond are still two
+        transactions (a transfer's id covers its fields, not its signature)."""
+        return build_transfer_tx(self.keys, recipient=recipient, amount=amount, asset_id=self.config.asset_id,
+                                 timestamp=self.now_ms(), chain_id=self.config.chain_id,
+                                 fee=transfer_fee(self.config.rules), attachment=b58decode(payment_id))
+
+    def _kind(self, txid: str) -> str:
+        return "refund transfer" if self.store.refund_of(txid) else "Data transaction"
+
+    def _publish_status(self, txid: str, status: str, **extra: Any) -> None:
+        """A data_tx event, or a refund event when the transaction is a refund."""
+        refund = self.store.refund_of(txid)
+        if refund is None:
+            self.publish(dict({"type": "data_tx", "id": txid, "status": status}, **extra))
+        else:
+            self.publish(dict({"type": "refund", "payment_id": refund["payment_id"], "id": txid,
+                               "amount": refund["amount"], "status": status}, **extra))
+
     # -- broadcasting
     async def broadcast_open(self) -> None:
         mono = self.clock.monotonic()
@@ -3907,6 +4103,9 @@ class Outbox:
             txid = row["id"]
             if row["status"] == "broadcast" or self.retry_at.get(txid, 0) > mono:
                 continue
+            refund = self.store.refund_of(txid) if row["tx"].get("type") == TX_TRANSFER else None
+            if refund is not None and refund["payment_id"] not in self.paid_on_chain:
+                continue   # a refund goes out only once its payment is seen in a block (check_statuses)
             wait = self.broadcast_limiter.delay(self.clock.monotonic())
             if wait > 0:
                 self.wake_in(wait)
@@ -3942,10 +4141,10 @@ class Outbox:
                 await self.resync_clock(msg)
                 self.resign(txid, "the node refused its timestamp: %s" % msg)
             else:
-                self.log.error("the node rejected Data transaction %s: %s", txid, msg)
+                self.log.error("the node rejected %s %s: %s", self._kind(txid), txid, msg)
                 self.store.set_tx_status(txid, "failed", now_ms, error=msg)  # its events stay with it
                 self._forget(txid)
-                self.publish({"type": "data_tx", "id": txid, "status": "failed", "error": msg})
+                self._publish_status(txid, "failed", error=msg)
             return True
         except NodeError as e:
             delays = self.retry_delays.setdefault(txid, backoff_delays(1.0, 60.0))
@@ -3964,11 +4163,8 @@ class Outbox:
         self.store.set_tx_status(txid, status, int(self.clock.time() * 1000), height=height, attempt=attempt)
         if status not in OUTBOX_OPEN:
             self._forget(txid)
-        msg: Dict[str, Any] = {"type": "data_tx", "id": txid, "status": status}
-        if height is not None:
-            msg["height"] = height
-        self.publish(msg)
-        self.log.info("Data transaction %s %s%s", txid, status, " at height %d" % height if height else "")
+        self._publish_status(txid, status, **({"height": height} if height is not None else {}))
+        self.log.info("%s %s %s%s", self._kind(txid), txid, status, " at height %d" % height if height else "")
 
     def _forget(self, txid: str) -> None:
         """No more broadcasts of this one: drop its retry bookkeeping."""
@@ -3990,6 +4186,10 @@ class Outbox:
 
     def resign(self, txid: str, why: str) -> None:
         self._forget(txid)
+        refund = self.store.refund_of(txid)
+        if refund is not None:
+            self.resign_refund(txid, refund, why)
+            return
         events = self.store.events_of(txid)
         if not events:
             self.store.set_tx_status(txid, "replaced", int(self.clock.time() * 1000), error=why)
@@ -3997,18 +4197,63 @@ class Outbox:
         self.log.info("re-signing Data transaction %s: %s", txid, why)
         self.build(events, replaces=txid)
 
+    def resign_refund(self, txid: str, refund: Dict[str, Any], why: str) -> None:
+        """Re-sign a refund that can never land as it is (too old, or its timestamp refused): same
+        recipient and amount, a new timestamp; its receipt is written again with the new id."""
+        try:
+            tx = self.sign_refund(refund["payment_id"], refund["recipient"], refund["amount"])
+        except EncodingError as e:
+            self.log.error("cannot re-sign refund transfer %s: %s", txid, e)
+            return
+        span = refund["receipt"]
+        receipt = receipt_entry(refund["payment_id"], span["seconds"], span["from"], span["until"],
+                                (tx["id"], refund["amount"]))
+        self.store.replace_refund(txid, tx, receipt, int(self.clock.time() * 1000))
+        self.log.info("re-signed refund transfer %s as %s: %s", txid, tx["id"], why)
+        self._publish_status(tx["id"], "queued")
+
+    def refund_payments(self, rows: List[Dict[str, Any]]) -> Dict[str, str]:
+        """Refund transaction id -> its payment's id, for the open refunds among `rows`."""
+        out = {}
+        for row in rows:
+            if row["tx"].get("type") == TX_TRANSFER:
+                refund = self.store.refund_of(row["id"])
+                if refund is not None:
+                    out[row["id"]] = refund["payment_id"]
+        return out
+
     # -- confirming
     async def check_statuses(self) -> None:
         rows = self.store.open_txs()
         if not rows:
             return
-        statuses = await self.node.statuses([r["id"] for r in rows][:100])
+        rows = rows[:100]
+        refunds = self.refund_payments(rows)
+        statuses = await self.node.statuses([r["id"] for r in rows] + sorted(set(refunds.values())))
+        for payment_id in set(refunds.values()):
+            if (statuses.get(payment_id) or {}).get("status") == "confirmed":
+                if payment_id not in self.paid_on_chain:
+                    self.wake.set()    # its refund may go out now
+                self.paid_on_chain.add(payment_id)
+            else:
+                self.paid_on_chain.discard(payment_id)
         now_ms = self.now_ms()
         for row in rows:
             st = statuses.get(row["id"])
             if not st:
                 continue
             status = st.get("status")
+            payment_id = refunds.get(row["id"])
+            if (payment_id is not None and payment_id not in self.paid_on_chain and status == "not_found"
+                    and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS):
+                # the payment left the chain (a rollback) before its refund went out, and stayed away
+                # longer than a transaction may wait: no refund for a payment the chain does not hold
+                why = "its payment %s is no longer on chain" % payment_id
+                self.log.warning("refund transfer %s dropped: %s", row["id"], why)
+                self.store.set_tx_status(row["id"], "failed", int(self.clock.time() * 1000), error=why)
+                self._forget(row["id"])
+                self._publish_status(row["id"], "failed", error=why)
+                continue
             if status == "confirmed":
                 h = st.get("height")
                 self._set(row["id"], "confirmed", height=h if _is_int(h) else None)
@@ -4026,6 +4271,19 @@ class Outbox:
     def recheck_count(self) -> None:
         """After a rollback: look at the chain's joystick_count again once all is confirmed."""
         self.count_ok = 0
+
+    def recheck_refunds(self, height: int) -> None:
+        """After a rollback to `height`: a refund confirmed in a block that may be gone is checked
+        again; if the chain lost it, the same signed transfer goes out again (its id can land once)."""
+        try:
+            n = self.store.reopen_refunds(height - REORG_MARGIN, int(self.clock.time() * 1000))
+        except StateError as e:
+            _state_trouble(self.log, e)
+            return
+        if n:
+            self.log.info("the chain went back to height %d: checking %d refund transfer(s) again", height, n)
+            self.next_status_check = 0.0
+            self.wake.set()
 
     async def check_press_count(self) -> None:
         """joystick_count on chain is whichever transaction came last: a rollback that puts an older
@@ -5582,8 +5840,10 @@ class Daemon:
 
     def __init__(self, config: Config, keys: KeyPair, *, node: NodeClient, store: Store, hardware: Any,
                  clock: Clock, monitor_factory: Optional[Callable[..., Any]] = None,
-                 watchdog_period: Optional[float] = None, notify: Callable[[str], Any] = sd_notify):
+                 watchdog_period: Optional[float] = None, notify: Callable[[str], Any] = sd_notify,
+                 gpio: Optional[GpioSwitch] = None):
         self.config = config
+        self.gpio = gpio
         self.watchdog_period = watchdog_period
         self.notify = notify
         self.keys = keys
@@ -5603,12 +5863,14 @@ class Daemon:
         self.recent_ignored: "collections.deque" = collections.deque(maxlen=20)   # for the dashboard
         self.monitor = None
         node.on_status = self.node_status
-        self.lamp = Lamp(config, hardware, clock, store=store, publish=self.publish, status=self.status_name)
+        self.lamp = Lamp(config, hardware, clock, store=store, publish=self.publish, status=self.status_name,
+                         gpio=gpio)
         self.outbox = Outbox(config, keys, node=node, store=store, clock=clock, publish=self.publish,
                              on_funds=self.funds)
         self.watcher = Watcher(config, self.address, node=node, store=store, clock=clock, on_credit=self.credited,
                                on_height=self.height_changed, on_balance=self.balance_changed,
-                               light_span=self.lamp.span, on_ignored=self.ignored)
+                               light_span=self.lamp.span, on_ignored=self.ignored,
+                               sign_refund=self.outbox.sign_refund)
         self.telemetry = (Telemetry(config, hardware, store, clock, self.outbox.wake.set, self.publish)
                           if config.telemetry_interval > 0 else None)
         if config.monitor_port and monitor_factory is not None:
@@ -5633,13 +5895,15 @@ class Daemon:
         out = {
             "address": self.address, "asset_id": self.config.asset_id, "chain_id": self.config.chain_id,
             "version": __version__, "backend": getattr(getattr(self.hw, "hardware", None), "name", None),
+            "price": {"seconds_per_token": self.config.seconds_per_token, "min_tokens": self.config.min_tokens,
+                      "max_seconds": self.config.max_seconds, "refund": self.config.refund},
+            "gpio": None if self.gpio is None else {"pin": self.gpio.pin, "active_high": self.gpio.active_high},
             "light": self.lamp.state(), "node": dict(self.node_state),
             "outbox": {"pending": self.outbox.pending_count(), "no_funds": not self.funds_ok},
             "balance": dict(self.balance), "matrix": [list(p) for p in self.lamp.pixels],
             "payments": self.store.recent_payments(10), "data_txs": self.store.recent_txs(10),
             "ignored": list(self.recent_ignored), "joystick": self.joystick,
             "token": {"name": self.token_name, "decimals": self.watcher.decimals},
-            "price": {"seconds_per_token": self.config.seconds_per_token, "max_seconds": self.config.max_seconds},
             "links": {"wallet": self.config.wallet_url, "explorer": self.config.explorer_url},
             "pay": self.pay_presets(),
             "status": {"name": self.status_name(), "legend": [
@@ -5652,9 +5916,10 @@ class Daemon:
         return out
 
     def pay_presets(self) -> List[Dict[str, Any]]:
+        minimum = fractions.Fraction(repr(float(self.config.min_tokens))) * 10 ** (self.watcher.decimals or 0)
         return pay_presets(seconds_per_token=self.config.seconds_per_token, max_seconds=self.config.max_seconds,
-                           decimals=self.watcher.decimals, template=self.config.wallet_url,
-                           asset=self.config.asset_id, address=self.address)
+                           decimals=self.watcher.decimals, min_units=math.ceil(minimum),
+                           template=self.config.wallet_url, asset=self.config.asset_id, address=self.address)
 
     def warnings(self) -> List[str]:
         """What the owner must act on, one full sentence each (dashboard, monitor)."""
@@ -5700,6 +5965,7 @@ class Daemon:
     def height_changed(self, height: int) -> None:
         if height < (self.node_state.get("height") or 0):
             self.outbox.recheck_count()
+            self.outbox.recheck_refunds(height)
         self.node_state["height"] = height
         self.publish({"type": "node", "url": redact_url(self.node.current), "ok": True, "height": height})
 
@@ -5723,11 +5989,19 @@ class Daemon:
 
     def credited(self, credits: List[Credit]) -> None:
         for c in credits:
-            self.log.info("payment %s from %s: %d units -> %.1f s of light%s", c.id, c.sender, c.amount,
+            self.log.info("payment %s from %s: %d units -> %.1f s of light%s%s", c.id, c.sender, c.amount,
                           c.grant.seconds, " (%.1f s over payment.max_seconds not granted)" % c.grant.excess
-                          if c.grant.excess > 0 else "")
+                          if c.grant.excess > 0 else "",
+                          "; refund of %d units queued as transfer %s" % (c.refund[1], c.refund[0])
+                          if c.refund else "")
             self.publish({"type": "payment", "id": c.id, "sender": c.sender, "amount": c.amount,
                           "seconds": round(c.grant.seconds, 3), "height": c.height})
+            if c.grant.seconds <= 0:   # the light was at its cap: credited (and refunded), but no light
+                self.ignored({"type": "ignored", "id": c.id, "sender": c.sender, "amount": c.amount,
+                              "asset_id": self.config.asset_id, "reason": "cut_by_cap"})
+            if c.refund:
+                self.publish({"type": "refund", "payment_id": c.id, "id": c.refund[0], "amount": c.refund[1],
+                              "status": "queued"})
         start, until = self.store.light()
         if until > self.clock.time():
             self.lamp.credited(until)
@@ -5831,6 +6105,9 @@ class Daemon:
             if self.monitor is not None:
                 await self.monitor.close()
             await self.hw.close()
+            if self.gpio is not None:
+                self.lamp.switch_gpio(False)
+                self.gpio.close()
         self.save_presses()
         if self.unsaved:
             self.log.error("stopped with %d joystick press(es) that could not be saved (%s): they are lost",
@@ -5869,6 +6146,7 @@ async def run_daemon(config: Config, keys: KeyPair) -> int:
     address = keys.address(config.chain_id)
     try:
         store.bind_device(address, config.asset_id)
+        gpio = open_gpio(config)
         device = open_hardware(config.backend, stdout_isatty=sys.stdout.isatty())
         if isinstance(device, TerminalHardware) and sys.stderr.isatty():
             _log_above_matrix(device)
@@ -5876,7 +6154,7 @@ async def run_daemon(config: Config, keys: KeyPair) -> int:
         node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
         try:
             daemon = Daemon(config, keys, node=node, store=store, hardware=hardware, clock=Clock(),
-                            monitor_factory=Monitor, watchdog_period=systemd_watchdog_period())
+                            monitor_factory=Monitor, watchdog_period=systemd_watchdog_period(), gpio=gpio)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, daemon.stop.set)
@@ -6034,9 +6312,12 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
             status = 1
         else:
             print("  data fee: %d (a transaction whose size needs more is sent with its minimum)" % config.fee)
+    print("  minimum payment: %g tokens, refund of what max_seconds cuts off: %s"
+          % (config.min_tokens, "yes (payment.refund = \"excess\")" if config.refund == "excess" else "no"))
+    status += check_gpio(config)
     if args.offline:
         print("the node was not asked (--offline)")
-        return status
+        return min(status, 1)
     facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
     for line in facts:
         print("  %s" % redact_url(line))
@@ -6046,6 +6327,20 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         print("check found %d problem(s)" % (len(problems) + status))
         return 1
     print("the node agrees: all good")
+    return 0
+
+
+def check_gpio(config: Config) -> int:
+    """The `check` line for light.gpio_pin: 0 when off or gpiozero is there, 1 (with the fix) when not."""
+    if config.gpio_pin < 0:
+        print("  gpio: off (light.gpio_pin = -1)")
+        return 0
+    level = "high" if config.gpio_active_high else "low"
+    if not _module_installed("gpiozero"):
+        print("  problem: light.gpio_pin = %d needs the gpiozero library, which is not installed: "
+              "sudo apt install python3-gpiozero (or pip install gpiozero in the venv)" % config.gpio_pin)
+        return 1
+    print("  gpio: BCM pin %d switched with the light, on = %s level (gpiozero found)" % (config.gpio_pin, level))
     return 0
 
 

@@ -191,7 +191,7 @@ def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
         daemon = iotlight.Daemon(c, keys, node=node, store=store, hardware=None, clock=iotlight.Clock())
         daemon.node_status(c.node_urls[0], False, "connection refused")
         snap = json.loads(json.dumps(daemon.snapshot()))
-        assert snap["price"] == {"seconds_per_token": 1.0, "max_seconds": 3600.0}
+        assert snap["price"] == {"seconds_per_token": 1.0, "max_seconds": 3600.0, "min_tokens": 0.0, "refund": "none"}
         assert snap["links"] == {"wallet": iotlight.WALLET_URLS["T"], "explorer": iotlight.EXPLORER_URLS["T"]}
         assert [p["amount"] for p in snap["pay"]] == ["30", "60", "300", "900"]   # decimals not known yet
         assert {i["name"] for i in snap["status"]["legend"]} == set(iotlight.STATUS_COLORS)

@@ -349,7 +349,8 @@ def test_unit_is_hardened_but_reaches_the_sense_hat_devices(installed):
         "DevicePolicy": "closed",
     }.items():
         assert d[key] == [value], key
-    assert d["DeviceAllow"] == ["char-fb rw", "char-input r", "char-i2c rw"]
+    assert d["DeviceAllow"] == ["char-fb rw", "char-input r", "char-i2c rw", "char-gpiochip rw",
+                                "char-bcm2835-gpiomem rw"]
     assert "PrivateDevices" not in d
     assert "PrivateUsers" not in d
 
@@ -892,7 +893,7 @@ def test_a_raspberry_pi_gets_the_sense_hat_packages(tmp_path):
     model = tmp_path / "model"
     model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
     pi = source_lib('MODEL_FILE="%s"; apt_packages' % model)
-    assert pi.stdout.split() == ["python3-venv", "sense-hat", "python3-rtimulib"]
+    assert pi.stdout.split() == ["python3-venv", "sense-hat", "python3-rtimulib", "python3-gpiozero"]
     other = source_lib('MODEL_FILE="%s/none"; apt_packages' % tmp_path)
     assert other.stdout.split() == ["python3-venv"]
 

@@ -175,12 +175,22 @@ def open_chain(stack: contextlib.ExitStack) -> Any:
     return chain
 
 
+# The SIGKILL case refunds what the cap cuts: payments of 0.01-0.20 s arriving faster than the
+# light burns keep the lamp at a 0.5 s cap, so most of them are cut and refunded. The chaos case
+# keeps refunds off (its check then proves the device sent no transfer at all): its watcher backs
+# off up to 60 s under the faults and credits the stream in bursts, so even a 10 s cap owed 608
+# refunds for 947 payments, each a transaction of its own under the 2-a-second broadcast limit:
+# a backlog the settle window does not drain (none was sent twice or with a wrong amount).
+REFUND_SETTINGS = {"sigkill": dict(payment__max_seconds=0.5, payment__refund="excess")}
+
+
 def streaming_setup(stack: contextlib.ExitStack, out: "Outcome", name: str) -> Tuple[Any, EmulatedHat, Device]:
     """The chain, the emulator and a started device on it, for the streaming cases."""
     root = temp_dir(stack, name)
     chain = open_chain(stack)
     hat = open_hat(stack)
-    device = make_device(stack, root / "device", chain, name, hardware__backend="sense-emu")
+    device = make_device(stack, root / "device", chain, name, hardware__backend="sense-emu",
+                         **REFUND_SETTINGS.get(name, {}))
     device.start()
     out.runs += 1
     return chain, hat, device
@@ -399,6 +409,49 @@ def check_payments(out: Outcome, device: Device, chain: Any, sent: Dict[str, int
                                                              and accepted["served_" + i] == 1), len(sent)))
 
 
+def check_refunds(out: Outcome, device: Device, chain: Any, sent: Dict[str, int]) -> None:
+    """Refunds issued = refunds owed, none twice: each credited payment's owed refund is recomputed
+    from what the state file says it granted (iotlight.refund_units); the chain must hold exactly
+    one transfer back to the payer per payment owed one, of that amount, and no other transfer
+    from the device; no transfer the node accepted may be left out of the state file's refunds."""
+    decimals = 2
+    granted = dict((r[0], r[1]) for r in db_query(device, "SELECT id, seconds FROM payments", []))
+    rows = {r[0]: (r[1], r[2]) for r in db_query(device, "SELECT payment_id, tx_id, amount FROM refunds", [])}
+    owed: Dict[str, int] = {}
+    for pid, amount in sent.items():
+        if pid not in granted:
+            continue
+        bought = iotlight.payment_seconds(amount, decimals, 1.0)
+        units = iotlight.refund_units(amount, bought, max(0.0, bought - granted[pid]))
+        if units:
+            owed[pid] = units
+    pk = iotlight.b58encode(device.keys.public_key)
+    accepted: Dict[str, Dict[str, Any]] = {}
+    for b in list(chain.broadcasts):
+        r = b.response
+        if b.status == 200 and isinstance(r, dict) and r.get("type") == 4 and r.get("senderPublicKey") == pk:
+            accepted[r["id"]] = r
+    on_chain = {tx["id"]: tx for tx in chain.all_transactions() if tx["type"] == 4 and tx["sender"] == device.address}
+    accepted.update(on_chain)
+    by_tx = {tx_id: pid for pid, (tx_id, _) in rows.items()}
+    wrong = [p for p in owed if rows.get(p, (None, None))[1] != owed[p]]
+    extra = [p for p in rows if p not in owed]
+    missing = [p for p in owed if p in rows and rows[p][0] not in on_chain]
+    stray = [t for t in accepted if t not in by_tx]     # a transfer the state file does not own: a double
+    payer = chain.treasury.address("T")
+    bad = [t for t, tx in on_chain.items() if t in by_tx and (
+        tx["amount"] != rows[by_tx[t]][1] or tx["recipient"].replace("address:", "") != payer)]
+    out.check(not wrong, "%d refund(s) of another amount than owed, e.g. %s" % (len(wrong), wrong[:2]), len(wrong))
+    out.check(not extra, "%d refund(s) for payments owed none" % len(extra), len(extra))
+    out.check(not missing, "%d refund(s) owed but not on chain, e.g. %s" % (len(missing), missing[:2]),
+              len(missing))
+    out.check(not stray, "%d transfer(s) from the device the state file does not know (sent twice?)" % len(stray),
+              len(stray))
+    out.check(not bad, "%d refund transfer(s) with the wrong amount or recipient" % len(bad), len(bad))
+    out.figures.append("refunds on chain/owed %d/%d (%d units)" % (
+        sum(1 for p in owed if p in rows and rows[p][0] in on_chain), len(owed), sum(owed.values())))
+
+
 def check_presses(out: Outcome, device: Device, chain: Any, made: List[Dict[str, Any]],
                   kills: List[float] = (), in_flight_window: float = 2.0) -> None:
     """Each press made is on chain once as joystick_<n>, n = 1..N without a gap; a press lost
@@ -532,6 +585,7 @@ def case_sigkill(out: Outcome, quick: bool, rng: random.Random) -> None:
         rc = device.stop()
         out.check(rc == 0, "daemon exit status %s on SIGTERM" % rc)
         check_payments(out, device, chain, sent)
+        check_refunds(out, device, chain, sent)
         check_presses(out, device, chain, presser.made, kill_times)
         out.check(crash_lines(device) == 0, "%d traceback(s) or crashed services in the log" % crash_lines(device))
         out.figures.insert(0, "SIGKILLs %d (%d during start-up)" % (len(kill_times), mid_start))
@@ -615,6 +669,7 @@ def case_chaos(out: Outcome, quick: bool, rng: random.Random) -> None:
             rc = device.stop()
             out.check(rc == 0, "daemon exit status %s on SIGTERM" % rc)
         check_payments(out, device, chain, sent)
+        check_refunds(out, device, chain, sent)
         check_presses(out, device, chain, presser.made)
         out.check(crash_lines(device) == 0, "%d traceback(s) or crashed services in the log" % crash_lines(device))
         out.figures.insert(0, "chaos %.0f s: %s" % (duration, ", ".join("%s %d" % kv for kv in sorted(tally.items()))))
