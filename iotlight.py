@@ -2186,6 +2186,8 @@ class Store:
                 marks = ",".join("?" * len(chunk))
                 deleted["events"] += db.execute("DELETE FROM events WHERE tx_id IN (%s)" % marks, chunk).rowcount
                 db.execute("DELETE FROM outbox WHERE id IN (%s)" % marks, chunk)
+                # a refund confirmed that deep is final: its bookkeeping (re-sign, rollback re-check) goes too
+                db.execute("DELETE FROM refunds WHERE tx_id IN (%s)" % marks, chunk)
             deleted["outbox"] = len(gone)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_height', ?)",
                        (str(max(floor, self.pruned_height())),))

@@ -527,8 +527,11 @@ def test_store_prune_keeps_what_is_pending_recent_or_within_the_horizon(tmp_path
         store.queue_tx({"id": "tx%d" % n, "timestamp": 1}, events, 1)
         store.set_tx_status("tx%d" % n, status, 2, height=height)
     store.add_event("telemetry", [{"key": "t", "type": "integer", "value": 1}], 3)   # pending
+    with store.transaction() as db:   # tx0 and tx2 as refund transfers: tx0's is final, tx2's still open
+        db.execute("INSERT INTO refunds VALUES ('p0', 'tx0', '3Msender', 5, '{}', 1), ('p2', 'tx2', '3Msender', 5, '{}', 1)")
     deleted = store.prune(45, now_ms=10_000, keep_recent=3)
     assert deleted == {"seen": 4, "payments": 4, "outbox": 1, "events": 1}
+    assert [r[0] for r in store.db.execute("SELECT tx_id FROM refunds")] == ["tx2"]
     assert store.pruned_height() == 45
     left = {r[0] for r in store.db.execute("SELECT id FROM payments")}
     assert left == {ids[2]} | set(ids[5:])   # moved above the floor, or newer than it
