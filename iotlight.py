@@ -3993,6 +3993,7 @@ class Outbox:
         self.broadcast_limiter = RateLimiter(2, 1.0, 2, now)
         self.last_build = -1e9
         self.no_funds = False
+        self.told = LogOnce()           # the no-coins warning, once until coins arrive
         self.next_funds_check = 0.0
         self.node_offset_ms = 0
         self.retry_at: Dict[str, float] = {}
@@ -4133,9 +4134,9 @@ class Outbox:
                 self.next_status_check = 0.0
             elif "unavailable funds" in low or "balance" in low and ("negative" in low or "not enough" in low
                                                                       or "insufficient" in low or "errors" in low):
-                if not self.no_funds:
+                if self.told.first("funds"):
                     self.log.warning("not enough coins for the fee of %s: %s; entries wait until funds arrive",
-                                     txid, msg)
+                                     txid, describe_refusal(e, rules=self.config.rules))
                 self.no_funds = True
                 self.next_funds_check = self.clock.monotonic() + 10.0
                 self.on_funds(False)
@@ -4143,7 +4144,8 @@ class Outbox:
                 await self.resync_clock(msg)
                 self.resign(txid, "the node refused its timestamp: %s" % msg)
             else:
-                self.log.error("the node rejected %s %s: %s", self._kind(txid), txid, msg)
+                self.log.error("the node rejected %s %s: %s", self._kind(txid), txid,
+                               describe_refusal(e, rules=self.config.rules))
                 self.store.set_tx_status(txid, "failed", now_ms, error=msg)  # its events stay with it
                 self._forget(txid)
                 self._publish_status(txid, "failed", error=msg)
@@ -4312,7 +4314,9 @@ class Outbox:
         balance = await self.node.balance(self.address)
         need = max((r["tx"].get("fee", 0) for r in self.store.open_txs()), default=0)
         if balance >= need:
-            self.log.info("coins for fees arrived (balance %d); sending the waiting entries", balance)
+            self.log.info("coins for fees arrived (%s); sending the waiting entries",
+                          format_coins(balance, self.config.rules))
+            self.told.over("funds")
             self.no_funds = False
             self.on_funds(True)
 
@@ -5989,12 +5993,19 @@ class Daemon:
         self.publish({"type": "warnings", "lines": self.warnings()})
         self.lamp.wake.set()
 
+    def tokens(self, units: int) -> str:
+        """An amount of the payment token for a log line: "2.50 IoT-Light", raw units while the
+        decimals are not known yet."""
+        if self.watcher.decimals is None:
+            return "%d units" % units
+        return tokens_text(units, self.watcher.decimals, self.token_name or "tokens", trim=False)
+
     def credited(self, credits: List[Credit]) -> None:
         for c in credits:
-            self.log.info("payment %s from %s: %d units -> %.1f s of light%s%s", c.id, c.sender, c.amount,
+            self.log.info("payment %s from %s: %s -> %.1f s of light%s%s", c.id, c.sender, self.tokens(c.amount),
                           c.grant.seconds, " (%.1f s over payment.max_seconds not granted)" % c.grant.excess
                           if c.grant.excess > 0 else "",
-                          "; refund of %d units queued as transfer %s" % (c.refund[1], c.refund[0])
+                          "; refund of %s queued as transfer %s" % (self.tokens(c.refund[1]), c.refund[0])
                           if c.refund else "")
             self.publish({"type": "payment", "id": c.id, "sender": c.sender, "amount": c.amount,
                           "seconds": round(c.grant.seconds, 3), "height": c.height})

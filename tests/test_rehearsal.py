@@ -14,7 +14,8 @@ import pytest
 from harness import TREASURY_SEED, read_state, wait_until
 
 REHEARSAL = Path(__file__).resolve().parent / "tools" / "rehearsal.py"
-CREDIT_LINE = re.compile(r"payment \S+ from \S+: (\d+) units -> [\d.]+ s of light")
+# "payment ID from SENDER: 3.00 IoT-Light -> 3.0 s of light" (the demo token has 2 decimals)
+CREDIT_LINE = re.compile(r"payment \S+ from \S+: (\d+)\.(\d\d) \S+ -> [\d.]+ s of light")
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -105,7 +106,7 @@ def test_auto_rehearsal_runs_the_daemon_and_it_credits_the_payments(auto_run):
     assert proc.returncode == 0, output
     credited = payments(folder)
     assert len(credited) >= 2 and set(credited) == {300}, output
-    assert [int(a) for a in CREDIT_LINE.findall(proc.stderr)] == credited
+    assert [int(whole + cents) for whole, cents in CREDIT_LINE.findall(proc.stderr)] == credited
     assert "stopped; light state and outbox saved" in proc.stderr
     assert "the daemon credited %d payment(s)" % len(credited) in proc.stderr
     assert proc.stdout == ""
