@@ -118,6 +118,14 @@ class NodeError(IotlightError):
     """The node could not be reached or gave an unusable answer."""
 
 
+class NodeThrottled(NodeError):
+    """The node (a public pool's nginx) answered 429 or 503: asked too often or too many at once."""
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NodeRejected(NodeError):
     """The node answered with an API error body ({"error": n, "message": ...})."""
 
@@ -1576,14 +1584,50 @@ def events_to_entries(events: Sequence[PendingEvent]) -> List[Dict[str, Any]]:
     return entries
 
 
+class Backoff:
+    """The one back-off of this file (node client, service loops, the watcher's poll pace,
+    monitor reconnects): AIMD on the rate of attempts, with jitter.
+
+    failure() (an error, a 429/503) halves the rate: it returns the wait before the next
+    attempt, drawn from [gap/2, gap], never less than a Retry-After the server sent, and then
+    doubles the gap (up to `cap`). success() adds the rate back: at once to `base` when
+    `recover` is 0, else by 1/(base*recover) per success (additive increase: `recover`
+    good answers from a standstill back to full speed). interval() is the current gap with
+    +-`spread` jitter, so that devices sharing one pool drift apart instead of asking in lockstep."""
+
+    def __init__(self, base: float, cap: float, rng: Optional[random.Random] = None, *,
+                 recover: int = 0, spread: float = 0.1):
+        self.base = base
+        self.cap = max(cap, base)
+        self.rng = rng or random.Random()
+        self.recover = recover
+        self.spread = spread
+        self.gap = base          # seconds between attempts, before jitter
+        self.failures = 0        # in a row
+
+    def failure(self, retry_after: Optional[float] = None) -> float:
+        wait = self.gap / 2 + self.rng.uniform(0, self.gap / 2)
+        self.failures += 1
+        self.gap = min(self.cap, self.gap * 2)
+        return max(wait, retry_after or 0.0)
+
+    def success(self) -> None:
+        self.failures = 0
+        if self.recover <= 0 or self.gap <= self.base:
+            self.gap = self.base
+        else:
+            self.gap = max(self.base, 1.0 / (1.0 / self.gap + 1.0 / (self.base * self.recover)))
+
+    def interval(self) -> float:
+        return self.gap * (1 + self.rng.uniform(-self.spread, self.spread))
+
+
 def backoff_delays(base: float = 1.0, cap: float = 60.0, rng: Optional[random.Random] = None) -> Iterator[float]:
-    """Exponential back-off with full jitter: base, 2 base, 4 base ... capped, each randomised."""
-    rng = rng or random.Random()
-    attempt = 0
+    """Successive waits of a Backoff after failure upon failure: base, 2 base, 4 base ... capped,
+    each randomised (for loops that restart the sequence after a success)."""
+    backoff = Backoff(base, cap, rng)
     while True:
-        ceiling = min(cap, base * (2 ** attempt))
-        yield ceiling / 2 + rng.uniform(0, ceiling / 2)
-        attempt = min(attempt + 1, 30)
+        yield backoff.failure()
 
 
 class RateLimiter:
@@ -2340,7 +2384,7 @@ class NodeClient:
                                         headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate",
                                                  "User-Agent": "iotlight/%s" % __version__})
         self.down_until: Dict[str, float] = {}
-        self.failures: Dict[str, int] = {}
+        self.backoffs: Dict[str, Backoff] = {}   # per node: how long it is left aside after failures
         self.errors: Dict[str, str] = {}
         self.current = self.urls[0]
         self.ok: Optional[bool] = None
@@ -2361,14 +2405,12 @@ class NodeClient:
         return max(0.0, min(self.down_until.get(u, 0) for u in self.urls) - now)
 
     def _mark_down(self, url: str, error: str, retry_after: Optional[float] = None) -> None:
-        n = self.failures.get(url, 0)
-        self.failures[url] = n + 1
-        delay = min(60.0, 2 ** min(n, 6)) * (0.5 + self.rng.random() / 2)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        self.down_until[url] = self.clock.monotonic() + delay
-        if n == 0:
+        backoff = self.backoffs.setdefault(url, Backoff(1.0, 60.0, self.rng))
+        first = backoff.failures == 0
+        self.down_until[url] = self.clock.monotonic() + backoff.failure(retry_after)
+        if first:
             self.log.warning("node %s is failing: %s", redact_url(url), error)
+
         self.errors[url] = error
         if url == self.current and self.ok is not False and all(
                 self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls):
@@ -2377,9 +2419,11 @@ class NodeClient:
                 self.on_status(url, False, error)
 
     def _mark_up(self, url: str) -> None:
-        if self.failures.get(url):
+        backoff = self.backoffs.get(url)
+        if backoff is not None and backoff.failures:
             self.log.info("node %s answers again", redact_url(url))
-        self.failures[url] = 0
+            backoff.success()
+
         self.down_until.pop(url, None)
         changed = self.current != url or self.ok is not True
         self.current = url
@@ -2416,7 +2460,9 @@ class NodeClient:
         successful answer without the documented shape: that node counts as failing."""
         import httpx
         last_error = "no node configured"
+        throttled: Optional[float] = None   # Retry-After (or 0) when the last failure was a 429/503
         for url in self._order():
+            throttled = None
             try:
                 # per-read timeouts alone let a node drip an answer forever: the whole answer is bounded too
                 status, headers, raw = await asyncio.wait_for(self._fetch(method, url + path, params, body),
@@ -2437,6 +2483,8 @@ class NodeClient:
                 retry_after = _retry_after(headers.get("Retry-After"))
                 last_error = "HTTP %d%s" % (status, " (retry after %gs)" % retry_after if retry_after else "")
                 self._mark_down(url, last_error, retry_after)
+                if status in (429, 503):
+                    throttled = retry_after or 0.0
                 continue
             try:
                 data = parse_answer(raw)
@@ -2460,6 +2508,9 @@ class NodeClient:
                     message, code = json.dumps(data)[:200], None
                 raise NodeRejected(str(message), status=status, code=code)
             return data
+        if throttled is not None:
+            raise NodeThrottled("no node answered %s %s: %s" % (method, path, last_error),
+                                retry_after=throttled or None)
         raise NodeError("no node answered %s %s: %s" % (method, path, last_error))
 
     async def get(self, path: str, params: Any = None, check: Optional[Callable[[Any], Any]] = None) -> Any:
@@ -2492,6 +2543,16 @@ class NodeClient:
         data = await self.get("/transactions/address/%s/limit/%d" % (address, limit),
                               {"after": after} if after else None, check=check)
         return data[0] if data else []
+
+    async def block(self, height: Optional[int] = None) -> Dict[str, Any]:
+        """A block with its transactions: the last one (the liquid block, microblocks included)
+        or the one at `height`. NodeRejected 404 when there is no block at that height."""
+        path = "/blocks/last" if height is None else "/blocks/at/%d" % height
+        data = await self.get(path)
+        if (not isinstance(data, dict) or not _is_int(data.get("height"))
+                or not isinstance(data.get("transactions"), list)):
+            raise NodeError("node answered %s without a height and a transaction list" % path)
+        return data
 
     async def asset_balance(self, address: str, asset_id: str) -> int:
         return await self._int_field("/assets/balance", "/assets/balance/%s/%s" % (address, asset_id), "balance",
@@ -3299,6 +3360,10 @@ STATUS_CHECK_INTERVAL = 3.0
 COUNT_CHECK_INTERVAL = 20.0   # how often an idle outbox may compare joystick_count on chain with its own
 COIN_BALANCE_INTERVAL = 30.0
 PRUNE_INTERVAL = 3600.0       # how often a complete read may prune the state file (Store.prune)
+HEIGHT_INTERVAL = 15.0        # how often an idle watcher asks the height (public pools cache it 15 s)
+SCAN_DEPTH = 5                # newest blocks searched for what raised the balance; deeper: the list read
+UNEXPLAINED_GRACE = 6.0       # seconds the balance may run ahead of the blocks (pool caches: 3 s and 1 s)
+SWEEP_SPREAD = 0.2            # +-20 % on each sweep's time, so that a class's devices spread their list reads
 
 
 def _check_block_header(data: Any) -> None:
@@ -3357,10 +3422,19 @@ class Pulse:
 class Watcher:
     """Finds payments to the device on the chain and credits them exactly once.
 
-    Each poll asks two cheap questions (height and the token balance); the
-    address's transaction list, which public pools limit hardest, is read only
-    when one of them changed, when payments wait for confirmations, or when the
-    safety sweep is due. A read pages back with `after` until it meets a
+    Each poll asks the token balance (the pools' most generous route), plus the
+    height when something needs it (pending confirmations, a list read, or every
+    HEIGHT_INTERVAL), all at once: one round trip. A balance above what is
+    accounted for is looked up in the newest blocks (/blocks/last, /blocks/at/h:
+    routes a whole class behind one IP shares at 20 r/s, not 17 a minute); the
+    payments found there are credited at once. The address's transaction list,
+    which public pools limit hardest, stays the complete record: it is read at
+    start, after a rollback, when the blocks do not explain the balance within
+    UNEXPLAINED_GRACE, when payments wait for confirmations, and on the safety
+    sweep (node.sweep_interval, jittered). A 429/503 slows the polls down (AIMD with
+    jitter, Retry-After honoured); one on the list read only defers the list read.
+    A block read never marks anything as handled: only a complete list read
+    does, so a payment the blocks missed is still found by the list. A list read pages back with `after` until it meets a
     transaction already handled in a block deep enough to be final and checked
     unchanged (by its id) since the last read; only a read that got there marks
     what it found as seen, so a read cut short by an error or a rollback leaves
@@ -3398,7 +3472,16 @@ class Watcher:
         self.next_sweep = 0.0
         self.next_coin_check = 0.0
         self.next_prune = 0.0
+        self.next_height = 0.0
         self.dirty = True
+        self.accounted: Optional[int] = None   # token balance the credited/pending payments explain
+        self.absorbed: set = set()    # ids of payments whose amount is inside `accounted`
+        self.ahead: set = set()       # ids credited from blocks whose amount the balance did not show yet
+        self.quiet_height: Optional[int] = None   # height when the balance was last fully explained
+        self.unexplained_since: Optional[float] = None
+        self.pace = Backoff(config.poll_interval, 60.0, recover=10, spread=0.2)   # poll gap, AIMD
+        self.list_backoff = Backoff(10.0, 600.0)   # list reads after a 429/503 on them
+        self.list_not_before = 0.0
         self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
                                    clock.monotonic())
         self.complained: set = set()
@@ -3476,13 +3559,49 @@ class Watcher:
         self.mine = {self.address} | set(aliases)
 
     async def poll_once(self) -> None:
-        """One poll: cheap change detection, then a list read when something changed."""
+        """One poll: the balance (and the height when needed) in one round trip; new payments
+        looked up in the newest blocks; a list read when something is left to explain."""
         if self.store.failing:
             self.store.probe()   # credits wait until the state file has room again
         mono = self.clock.monotonic()
         if self.decimals is None or mono >= self.next_sweep:
             await self.prepare()
-        height = await self.node.height()
+        if mono >= self.next_sweep:
+            self.dirty = True
+            release_free_memory()   # what answers and bursts of work freed goes back to the OS, once a sweep
+        want_height = self.height is None or bool(self.pending) or self.dirty or mono >= self.next_height
+        want_coin = mono >= self.next_coin_check
+        asks = [self.node.asset_balance(self.address, self.config.asset_id)]
+        if want_height:
+            asks.append(self.node.height())
+        if want_coin:
+            asks.append(self.node.balance(self.address))
+        answers = await asyncio.gather(*asks, return_exceptions=True)   # independent: asked together
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        balance = answers[0]
+        if want_height:
+            self.next_height = mono + HEIGHT_INTERVAL
+            self._seen_height(answers[1])
+        if want_coin:
+            self.next_coin_check = mono + COIN_BALANCE_INTERVAL
+            coin = answers[-1]
+            if coin != self.coin_balance:
+                self.coin_balance = coin
+                self.on_balance(self.token_balance, coin)
+        if balance != self.token_balance:
+            if self.verify_receipts:
+                self.dirty = True   # until the first complete list read, the list finds payments
+            self.token_balance = balance
+            self.on_balance(balance, self.coin_balance)
+        if not self.dirty and not self.verify_receipts:
+            await self.explain_balance(balance)
+        if self.dirty:
+            await self._list_read_due(mono, want_height, balance)
+
+    def _seen_height(self, height: int) -> None:
+        """A height from the node: first contact, a rollback (it went back), news for pending payments."""
         if self.store.get_meta("horizon") is None:
             self.store.set_meta("horizon", height)  # the node's height at the very first start
         if height != self.height:
@@ -3490,31 +3609,120 @@ class Watcher:
                 self.log.info("the node's height went back from %d to %d (a rollback): reading deeper",
                               self.height, height)
                 self.deep = True
+                self.dirty = True
             self.height = height
             self.on_height(height)
             if self.pending:
                 self.dirty = True
-        balance = await self.node.asset_balance(self.address, self.config.asset_id)
-        if balance != self.token_balance:
+
+    async def _list_read_due(self, mono: float, fresh_height: bool, balance: int) -> None:
+        """The list read, when its rate limit and its back-off allow; a 429/503 on it defers it
+        (with a growing, jittered wait) without slowing the polls down."""
+        if mono < self.list_not_before:
+            return
+        wait = self.limiter.delay(mono)
+        if wait > 0:
+            self.log.debug("transaction list read deferred %.1fs by the rate limit", wait)
+            return
+        try:
+            if not fresh_height:
+                self._seen_height(await self.node.height())
+            await self.read_list(self.height)
+        except NodeRejected:
+            raise
+        except NodeError as e:   # a 429/503 from the pool, or a read that timed out in its queue
+            delay = self.list_backoff.failure(getattr(e, "retry_after", None))
+            self.list_not_before = self.clock.monotonic() + delay
+            self._complain_once("list-throttled", "the node throttles the transaction list (%s): reading it "
+                                "less often; payments are still found in the newest blocks" % e)
+            self.log.debug("transaction list read throttled: again in %.1fs", delay)
+            return
+        self.list_backoff.success()
+        self.next_sweep = self.clock.monotonic() + self.config.sweep_interval * (
+            1 + self.pace.rng.uniform(-SWEEP_SPREAD, SWEEP_SPREAD))
+        if not self.dirty:   # complete: everything in that balance is accounted for
+            self.accounted, self.absorbed, self.ahead = balance, set(), set()
+            self.quiet_height, self.unexplained_since = self.height, None
+
+    async def explain_balance(self, balance: int) -> None:
+        """Account for a balance change: a rise is looked up in the newest blocks (the payments
+        found there are credited at once); what stays unexplained for UNEXPLAINED_GRACE, or a
+        fall (a rollback took a payment back), is left to the list read."""
+        if self.accounted is None or balance == self.accounted:
+            self.accounted = balance if self.accounted is None else self.accounted
+            self.quiet_height, self.unexplained_since = self.height, None
+            return
+        if balance < self.accounted:
+            self.log.info("the token balance fell from %d to %d: reading the transaction list",
+                          self.accounted, balance)
+            self.accounted, self.dirty = None, True
+            return
+        await self.scan_blocks(balance)
+        if self.accounted == balance:
+            self.quiet_height, self.unexplained_since = self.height, None
+            return
+        mono = self.clock.monotonic()
+        if self.unexplained_since is None:
+            self.unexplained_since = mono
+        elif mono - self.unexplained_since >= UNEXPLAINED_GRACE:
+            self.log.info("the newest blocks do not explain the token balance %d (%d accounted for): "
+                          "reading the transaction list", balance, self.accounted)
             self.dirty = True
-            self.token_balance = balance
-            self.on_balance(balance, self.coin_balance)
-        if mono >= self.next_coin_check:
-            self.next_coin_check = mono + COIN_BALANCE_INTERVAL
-            coin = await self.node.balance(self.address)
-            if coin != self.coin_balance:
-                self.coin_balance = coin
-                self.on_balance(self.token_balance, coin)
-        if mono >= self.next_sweep:
-            self.dirty = True
-            release_free_memory()   # what answers and bursts of work freed goes back to the OS, once a sweep
-        if self.dirty:
-            wait = self.limiter.delay(mono)
-            if wait > 0:
-                self.log.debug("transaction list read deferred %.1fs by the rate limit", wait)
+
+    async def scan_blocks(self, balance: int) -> None:
+        """Read blocks from the newest down until the payments in them explain `balance` (at most
+        SCAN_DEPTH, and not below the height where it was last explained); credit the final ones."""
+        top = await self.node.block()
+        height = top["height"]
+        self._seen_height(height)
+        if self.dirty and self.deep:
+            return   # the chain went back: the list read takes over
+        floor = max(1, height - SCAN_DEPTH, (self.quiet_height or height) - 1)
+        block: Optional[Dict[str, Any]] = top
+        at = height
+        while True:
+            txs = []
+            for raw in block["transactions"] if block is not None else []:
+                try:
+                    txs.append(dict(check_tx_shape(raw), height=at))
+                except ValueError as e:
+                    self._complain_once("shape:%s" % e, "skipping a malformed transaction from the node: %s", e)
+            if txs:
+                self._account(txs[::-1], height)   # newest first, as the list gives them
+            if self.accounted == balance or at <= floor:
                 return
-            await self.read_list(height)
-            self.next_sweep = self.clock.monotonic() + self.config.sweep_interval
+            at -= 1
+            try:
+                block = await self.node.block(at)
+            except NodeRejected as e:
+                if e.status != 404:
+                    raise
+                block = None   # gone meanwhile (a rollback): the next poll sees the new height
+
+    def _account(self, txs: List[Dict[str, Any]], height: int) -> None:
+        """Credit the final payments among one block's `txs` (newest first, as in the list) and
+        take the amounts the balance shows into `accounted`, oldest first."""
+        payments = []
+        for tx in txs:
+            try:
+                amount = payment_amount(tx, asset_id=self.config.asset_id, mine=self.mine)
+            except ValueError:
+                continue
+            if amount > 0:
+                payments.append((tx["id"], amount))
+        if not payments:
+            return
+        ids = [i for i, _ in payments]
+        before = self.store.credited_ids(ids) - self.ahead
+        self.process([tx for tx in txs if tx["id"] in set(ids)], height, merge_pending=True)
+        self.ahead |= self.store.credited_ids(ids) - before
+        for txid, amount in reversed(payments):
+            if txid in self.absorbed or txid in before:
+                continue
+            if self.accounted is not None and self.accounted + amount <= (self.token_balance or 0):
+                self.accounted += amount
+                self.absorbed.add(txid)
+                self.ahead.discard(txid)
 
     async def _list_token(self) -> None:
         """Wait until the rate limit of the public pools' most limited routes allows a request."""
@@ -3759,7 +3967,8 @@ class Watcher:
         return int(self.store.get_meta("horizon") or 0)
 
     def process(self, txs: List[Dict[str, Any]], height: int,
-                served: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Tuple[str, Optional[int]]]:
+                served: Optional[Dict[str, Dict[str, Any]]] = None, *,
+                merge_pending: bool = False) -> List[Tuple[str, Optional[int]]]:
         """Credit the final payments among `txs` (oldest first); return the handled ones (id,
         height), for the caller to mark seen once the read proved complete. `served` holds
         payments whose receipts are on chain already: recorded, not lit again."""
@@ -3832,16 +4041,23 @@ class Watcher:
             if txid not in self.pending:
                 self.log.info("payment %s seen at height %d; waiting for %d confirmation(s)",
                               txid, pending[txid], self.config.confirmations)
-        self.pending = pending
+        self.pending = dict(self.pending, **pending) if merge_pending else pending
         return handled
 
     async def run(self, stop: asyncio.Event) -> None:
-        delays = backoff_delays(self.config.poll_interval, 60.0)
+        """Poll every node.poll_interval (jittered); on a 429/503 or an error the gap doubles
+        (at least Retry-After), and comes back a step per good poll (self.pace)."""
+        delays = iter(self.pace.failure, None)
         while not stop.is_set():
-            wait = self.config.poll_interval
             try:
                 await self.poll_once()
-                delays = backoff_delays(self.config.poll_interval, 60.0)
+                self.pace.success()
+                wait = self.pace.interval()
+            except NodeThrottled as e:
+                wait = max(self.pace.failure(e.retry_after), self.node.retry_in())
+                self._complain_once("throttled", "the node throttles the polls (%s): polling less often, "
+                                    "back to every %gs when it allows" % (e, self.config.poll_interval))
+                self.log.debug("poll throttled: next in %.1fs", wait)
             except NodeRejected as e:
                 self._complain_once("rej:%s" % e, "the node refused a request: %s", e)
                 wait = next(delays)
