@@ -238,7 +238,7 @@ CONFIG_SCHEMA: Dict[str, ConfigKey] = {
     "node.fork": ConfigKey(_one_of(*FORKS), "auto",
                            '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"',
                            "fork"),  # ours
-    "node.sweep_interval": ConfigKey(_in_range(5, 3600), 60.0, "a number of seconds from 5 to 3600",
+    "node.sweep_interval": ConfigKey(_in_range(5, 3600), 300.0, "a number of seconds from 5 to 3600",
                                      "sweep_interval", float),  # ours
     "node.list_rate": ConfigKey(_in_range(0, 600), 15.0, "requests per minute from 0 (unlimited, for an own "
                                 "node) to 600", "list_rate", float),  # ours
@@ -2385,6 +2385,7 @@ class NodeClient:
                                                  "User-Agent": "iotlight/%s" % __version__})
         self.down_until: Dict[str, float] = {}
         self.backoffs: Dict[str, Backoff] = {}   # per node: how long it is left aside after failures
+        self.failing: set = set()     # nodes that failed (not only throttled) since they last answered
         self.errors: Dict[str, str] = {}
         self.current = self.urls[0]
         self.ok: Optional[bool] = None
@@ -2404,13 +2405,19 @@ class NodeClient:
         now = self.clock.monotonic()
         return max(0.0, min(self.down_until.get(u, 0) for u in self.urls) - now)
 
-    def _mark_down(self, url: str, error: str, retry_after: Optional[float] = None) -> None:
+    def _mark_down(self, url: str, error: str, retry_after: Optional[float] = None, *,
+                   throttled: bool = False) -> None:
+        """Leave `url` aside for a while. A 429 (`throttled`: a pool asked too often) is logged
+        at debug level only: the callers slow down, the node is not down."""
         backoff = self.backoffs.setdefault(url, Backoff(1.0, 60.0, self.rng))
         first = backoff.failures == 0
         self.down_until[url] = self.clock.monotonic() + backoff.failure(retry_after)
-        if first:
-            self.log.warning("node %s is failing: %s", redact_url(url), error)
-
+        if throttled:
+            self.log.debug("node %s throttles: %s", redact_url(url), error)
+        else:
+            self.failing.add(url)
+            if first:
+                self.log.warning("node %s is failing: %s", redact_url(url), error)
         self.errors[url] = error
         if url == self.current and self.ok is not False and all(
                 self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls):
@@ -2420,10 +2427,11 @@ class NodeClient:
 
     def _mark_up(self, url: str) -> None:
         backoff = self.backoffs.get(url)
-        if backoff is not None and backoff.failures:
+        if url in self.failing:
+            self.failing.discard(url)
             self.log.info("node %s answers again", redact_url(url))
+        if backoff is not None and backoff.failures:
             backoff.success()
-
         self.down_until.pop(url, None)
         changed = self.current != url or self.ok is not True
         self.current = url
@@ -2482,9 +2490,9 @@ class NodeClient:
             if status == 429 or status >= 500:
                 retry_after = _retry_after(headers.get("Retry-After"))
                 last_error = "HTTP %d%s" % (status, " (retry after %gs)" % retry_after if retry_after else "")
-                self._mark_down(url, last_error, retry_after)
                 if status in (429, 503):
                     throttled = retry_after or 0.0
+                self._mark_down(url, last_error, retry_after, throttled=status == 429)
                 continue
             try:
                 data = parse_answer(raw)
@@ -3473,6 +3481,7 @@ class Watcher:
         self.next_coin_check = 0.0
         self.next_prune = 0.0
         self.next_height = 0.0
+        self.route_height: Optional[int] = None   # the last answer of the height route
         self.dirty = True
         self.accounted: Optional[int] = None   # token balance the credited/pending payments explain
         self.absorbed: set = set()    # ids of payments whose amount is inside `accounted`
@@ -3480,7 +3489,7 @@ class Watcher:
         self.quiet_height: Optional[int] = None   # height when the balance was last fully explained
         self.unexplained_since: Optional[float] = None
         self.pace = Backoff(config.poll_interval, 60.0, recover=10, spread=0.2)   # poll gap, AIMD
-        self.list_backoff = Backoff(10.0, 600.0)   # list reads after a 429/503 on them
+        self.list_backoff = Backoff(10.0, 120.0)   # list reads after a 429/503 on them
         self.list_not_before = 0.0
         self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
                                    clock.monotonic())
@@ -3591,23 +3600,26 @@ class Watcher:
                 self.coin_balance = coin
                 self.on_balance(self.token_balance, coin)
         if balance != self.token_balance:
-            if self.verify_receipts:
-                self.dirty = True   # until the first complete list read, the list finds payments
             self.token_balance = balance
             self.on_balance(balance, self.coin_balance)
-        if not self.dirty and not self.verify_receipts:
-            await self.explain_balance(balance)
+        await self.explain_balance(balance)
         if self.dirty:
             await self._list_read_due(mono, want_height, balance)
 
-    def _seen_height(self, height: int) -> None:
-        """A height from the node: first contact, a rollback (it went back), news for pending payments."""
+    def _seen_height(self, height: int, *, route: bool = True) -> None:
+        """A height from the node: first contact, a rollback (it went back), news for pending
+        payments. Only answers of the height route are compared for a rollback (`route`): a
+        pool caches /blocks/height 15 s and blocks 1 s, so a block read's height may be ahead."""
         if self.store.get_meta("horizon") is None:
             self.store.set_meta("horizon", height)  # the node's height at the very first start
-        if height != self.height:
-            if self.height is not None and height < self.height:
+        before = self.route_height
+        went_back = route and before is not None and height < before
+        if route:
+            self.route_height = height
+        if went_back or self.height is None or height > self.height:
+            if went_back:
                 self.log.info("the node's height went back from %d to %d (a rollback): reading deeper",
-                              self.height, height)
+                              before, height)
                 self.deep = True
                 self.dirty = True
             self.height = height
@@ -3664,7 +3676,7 @@ class Watcher:
         mono = self.clock.monotonic()
         if self.unexplained_since is None:
             self.unexplained_since = mono
-        elif mono - self.unexplained_since >= UNEXPLAINED_GRACE:
+        elif mono - self.unexplained_since >= UNEXPLAINED_GRACE and not self.dirty:
             self.log.info("the newest blocks do not explain the token balance %d (%d accounted for): "
                           "reading the transaction list", balance, self.accounted)
             self.dirty = True
@@ -3674,9 +3686,7 @@ class Watcher:
         SCAN_DEPTH, and not below the height where it was last explained); credit the final ones."""
         top = await self.node.block()
         height = top["height"]
-        self._seen_height(height)
-        if self.dirty and self.deep:
-            return   # the chain went back: the list read takes over
+        self._seen_height(height, route=False)
         floor = max(1, height - SCAN_DEPTH, (self.quiet_height or height) - 1)
         block: Optional[Dict[str, Any]] = top
         at = height
@@ -3688,7 +3698,7 @@ class Watcher:
                 except ValueError as e:
                     self._complain_once("shape:%s" % e, "skipping a malformed transaction from the node: %s", e)
             if txs:
-                self._account(txs[::-1], height)   # newest first, as the list gives them
+                await self._account(txs[::-1], height)   # newest first, as the list gives them
             if self.accounted == balance or at <= floor:
                 return
             at -= 1
@@ -3699,9 +3709,11 @@ class Watcher:
                     raise
                 block = None   # gone meanwhile (a rollback): the next poll sees the new height
 
-    def _account(self, txs: List[Dict[str, Any]], height: int) -> None:
+    async def _account(self, txs: List[Dict[str, Any]], height: int) -> None:
         """Credit the final payments among one block's `txs` (newest first, as in the list) and
-        take the amounts the balance shows into `accounted`, oldest first."""
+        take the amounts the balance shows into `accounted`, oldest first. Before the first
+        complete list read after a start, a payment the state file does not hold is credited only
+        after its served_<id> receipt is looked up on chain (a state file that lost writes)."""
         payments = []
         for tx in txs:
             try:
@@ -3713,8 +3725,10 @@ class Watcher:
         if not payments:
             return
         ids = [i for i, _ in payments]
-        before = self.store.credited_ids(ids) - self.ahead
-        self.process([tx for tx in txs if tx["id"] in set(ids)], height, merge_pending=True)
+        known = self.store.credited_ids(ids)
+        before = known - self.ahead
+        served = await self._receipts([i for i in ids if i not in known]) if self.verify_receipts else {}
+        self.process([tx for tx in txs if tx["id"] in set(ids)], height, served or None, merge_pending=True)
         self.ahead |= self.store.credited_ids(ids) - before
         for txid, amount in reversed(payments):
             if txid in self.absorbed or txid in before:
@@ -3753,15 +3767,17 @@ class Watcher:
             complete = await self._read_pages(height, found)
             await self._complete_mass_transfers(found)
         finally:
+            # a pool caches the height longer than the list: the list may be ahead of it
+            top = max([height] + [tx["height"] for tx in found if _is_int(tx.get("height"))])
             if not self.verify_receipts:
-                handled = self.process(found, height)   # the light goes on before the checks below
+                handled = self.process(found, top)   # the light goes on before the checks below
         if self.verify_receipts:
             # the first read after a start: a state file that lost its newest writes (a damaged
             # write-ahead log) must not credit again what the chain shows as served. It lost
             # writes if the chain holds Data transactions of ours that the outbox does not know.
             own = [tx["id"] for tx in found if tx.get("type") == TX_DATA and tx.get("sender") == self.address]
             lost = bool(set(own) - self.store.outbox_ids(own))
-            handled = self.process(found, height, await self._served_on_chain(found) if lost else {})
+            handled = self.process(found, top, await self._served_on_chain(found) if lost else {})
         if complete and await self._chain_below_unchanged(height):
             self.store.mark_seen(handled)
             self.verify_receipts = False
@@ -3816,6 +3832,25 @@ class Watcher:
             if "applicationStatus" in tx:
                 merged["applicationStatus"] = tx["applicationStatus"]
             txs[i] = merged
+    async def _receipts(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """The device's served_<id> receipts on chain for `ids`, one key per request (the single-key
+        route, which public pools do not hold to 17 a minute): payment id -> the receipt's value."""
+        served: Dict[str, Dict[str, Any]] = {}
+        for txid in ids:
+            try:
+                entry = await self.node.get("/addresses/data/%s/served_%s" % (self.address, txid))
+                value = json.loads(entry["value"])
+                served[txid] = {"seconds": float(value["seconds"]), "from": int(value["from"]),
+                                "until": int(value["until"])}
+            except NodeRejected as e:
+                if e.status != 404:
+                    raise
+            except (KeyError, TypeError, ValueError):
+                continue
+        if served:
+            self.log.warning("%d payment(s) missing from the state file were served already (receipts on "
+                             "chain): recorded without lighting again", len(served))
+        return served
 
     async def _served_on_chain(self, txs: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
         """Receipts (served_<id>) the device wrote on chain for payments among `txs` that the

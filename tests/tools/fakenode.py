@@ -102,6 +102,7 @@ def gzip_bomb(inflated: int = GZIP_BOMB_BYTES) -> bytes:
         parts.append(z.compress(b"]]") + z.flush())
         _gzip_bomb_cache[inflated] = b"".join(parts)
     return _gzip_bomb_cache[inflated]
+POOL_REASONS = {"429": "Too Many Requests", "503": "Service Temporarily Unavailable"}
 
 
 def _nginx_page(status: int, reason: str) -> str:
@@ -310,6 +311,100 @@ class Fault:
         return any(re.search(p, path) if p.startswith("^") else path.startswith(p) for p in self.paths)
 
 
+# The public pool's nginx (waves-protocol.md 10.6, mainnet table): per client IP, per route, first
+# match wins. (name, path regex, simultaneous connections (None: no limit), requests per second,
+# burst, seconds an answer is cached)
+POOL_ROUTES: Tuple[Tuple[str, str, Optional[int], float, int, float], ...] = (
+    ("list", r"^/transactions/address/", None, 17 / 60, 17, 1.0),
+    ("data", r"^/addresses/data/[^/]+$", None, 17 / 60, 17, 1.0),
+    ("assets-all", r"^/assets/balance/[^/]+$", None, 17 / 60, 17, 1.0),
+    ("broadcast", r"^/transactions/broadcast", None, 2.0, 2, 0.0),
+    ("info", r"^/transactions/info/", 15, 20.0, 50, 60.0),
+    ("height", r"^/blocks/height$|^/transactions/unconfirmed$", 15, 20.0, 50, 15.0),
+    ("balance", r"^/addresses/balance/|^/assets/balance/", 15, 100.0, 100, 3.0),
+    ("heavy", r"^/blocks/last$|^/alias/", 100, 20.0, 50, 1.0),
+    ("default", r"", 15, 20.0, 50, 1.0),
+)
+
+
+class Pool:
+    """nginx in front of a public node pool, for one client IP (everything on 127.0.0.1 is one IP).
+
+    limit_req per route: a leaky bucket at `rate` with a queue of `burst` requests; a request
+    that finds the queue full gets 429 with nginx's HTML page, one that fits waits its turn
+    (nginx's default, without `nodelay`; Pool(nodelay=True) answers at once). limit_conn: more
+    simultaneous requests on a route than it allows get 503. proxy_cache: a GET answered 200
+    is served from the cache for the route's seconds (the same URL, query included), so the
+    data can lag. `counts` holds (route, outcome) -> requests: outcome "ok", "cached", "429", "503".
+    """
+
+    def __init__(self, routes: Sequence[Tuple[str, str, Optional[int], float, int, float]] = POOL_ROUTES, *,
+                 nodelay: bool = False, clock: Callable[[], float] = time.monotonic):
+        self.routes = [(name, re.compile(rx), conns, rate, burst, ttl) for name, rx, conns, rate, burst, ttl in routes]
+        self.nodelay = nodelay
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.excess: Dict[str, Tuple[float, float]] = {}    # route -> (requests queued, when)
+        self.active: Dict[str, int] = collections.Counter()
+        self.cache: Dict[str, Tuple[float, int, bytes, str]] = {}
+        self.counts: "collections.Counter[Tuple[str, str]]" = collections.Counter()
+
+    def route(self, path: str) -> Tuple[str, Optional[int], float, int, float]:
+        for name, rx, conns, rate, burst, ttl in self.routes:
+            if rx.search(path):
+                return name, conns, rate, burst, ttl
+        raise AssertionError("the last pool route matches every path")
+
+    def admit(self, path: str) -> Tuple[str, Any]:
+        """("503"|"429", None) when refused; else ("ok", seconds to wait in the queue). The caller
+        calls leave(path) once an admitted request is answered."""
+        name, conns, rate, burst, _ = self.route(path)
+        with self.lock:
+            if conns is not None and self.active[name] >= conns:
+                self.counts[(name, "503")] += 1
+                return "503", None
+            now = self.clock()
+            queued, when = self.excess.get(name, (-1.0, now))
+            # nginx: excess = previous - rate * elapsed + 1 (floored at 0); above burst: refused
+            excess = 0.0 if queued < 0 else max(0.0, queued - rate * (now - when) + 1)
+            if excess > burst:
+                self.counts[(name, "429")] += 1
+                return "429", None
+            self.excess[name] = (excess, now)
+            self.active[name] += 1
+            return "ok", 0.0 if self.nodelay else excess / rate
+
+    def leave(self, path: str) -> None:
+        with self.lock:
+            self.active[self.route(path)[0]] -= 1
+
+    def cached(self, path: str, full: str) -> Optional[Tuple[int, bytes, str]]:
+        name = self.route(path)[0]
+        with self.lock:
+            hit = self.cache.get(full)
+            if hit is not None and hit[0] > self.clock():
+                self.counts[(name, "cached")] += 1
+                return hit[1:]
+            self.counts[(name, "ok")] += 1
+        return None
+
+    def keep(self, path: str, full: str, status: int, data: bytes, ctype: str) -> None:
+        ttl = self.route(path)[4]
+        if status == 200 and ttl > 0:
+            with self.lock:
+                if len(self.cache) > 10_000:
+                    self.cache.clear()
+                self.cache[full] = (self.clock() + ttl, status, data, ctype)
+
+    def refused(self) -> Dict[str, int]:
+        """Route -> requests refused (429 or 503)."""
+        out: Dict[str, int] = collections.Counter()
+        for (name, outcome), n in self.counts.items():
+            if outcome in ("429", "503"):
+                out[name] += n
+        return dict(out)
+
+
 Request = collections.namedtuple("Request", "method path query time")
 Broadcast = collections.namedtuple("Broadcast", "body status response time")
 
@@ -324,7 +419,7 @@ class FakeNode:
     def __init__(self, chain_id: str = "T", *, port: int = 0, fork: str = "waves",
                  now_ms: Optional[Callable[[], int]] = None, auto_include: bool = True,
                  after_unknown: Optional[str] = None, start_height: int = 1,
-                 hang_seconds: float = 30.0, tx_limit: Optional[int] = None):
+                 hang_seconds: float = 30.0, tx_limit: Optional[int] = None, pool: Optional[Pool] = None):
         if fork not in ("waves", "0bs"):
             raise ValueError("fork must be 'waves' or '0bs', not %r" % (fork,))
         self.chain_id = chain_id
@@ -336,6 +431,7 @@ class FakeNode:
         self.after_unknown = after_unknown or ("zbs" if fork == "0bs" else "waves")
         self.tx_limit = tx_limit or (TX_LIMIT_ZBS if fork == "0bs" else TX_LIMIT_WAVES)
         self.hang_seconds = hang_seconds
+        self.pool = pool   # a Pool: the public pool's per-IP limits and cache in front of this node
         self.port = port
         self.host = "127.0.0.1"
         self.broadcasts: List[Broadcast] = []
@@ -1435,6 +1531,41 @@ class _Handler(BaseHTTPRequestHandler):
         if node._rate_limited(path):
             self._send(429, _nginx_page(429, "Too Many Requests").encode(), HTML_TYPE)
             return
+        pool = node.pool
+        if pool is None or method != "GET":
+            if pool is not None and path == "/transactions/broadcast":
+                verdict, wait = pool.admit(path)
+                if verdict != "ok":
+                    self._send(int(verdict), _nginx_page(int(verdict), POOL_REASONS[verdict]).encode(), HTML_TYPE)
+                    return
+                try:
+                    if wait:
+                        node._stopping.wait(wait)
+                    self._answer(node, method, path, query, body)
+                finally:
+                    pool.leave(path)
+                return
+            self._answer(node, method, path, query, body)
+            return
+        verdict, wait = pool.admit(path)
+        if verdict != "ok":
+            self._send(int(verdict), _nginx_page(int(verdict), POOL_REASONS[verdict]).encode(), HTML_TYPE)
+            return
+        try:
+            if wait:
+                node._stopping.wait(wait)   # nginx holds the request in its burst queue
+            hit = pool.cached(path, self.path)
+            if hit is not None:
+                self._send(hit[0], hit[1], hit[2])
+                return
+            status, data, ctype = self._answer(node, method, path, query, body)
+            pool.keep(path, self.path, status, data, ctype)
+        finally:
+            pool.leave(path)
+
+    def _answer(self, node: FakeNode, method: str, path: str, query: Dict[str, List[str]],
+                body: Optional[bytes]) -> Tuple[int, bytes, str]:
+        """The node's own answer to a request (what the pool forwards), sent; returned for its cache."""
         large = "large-significand-format=string" in (self.headers.get("Accept") or "")
         try:
             result = node._route(method, path, query, body, large)
@@ -1454,6 +1585,7 @@ class _Handler(BaseHTTPRequestHandler):
                 log.info("broadcast rejected: %d %s", status, payload)
         data = (_compact(payload) if not isinstance(payload, str) else payload).encode("utf-8")
         self._send(status, data, ctype, headers)
+        return status, data, ctype
 
     def _send(self, status: int, data: bytes, ctype: str, headers: Optional[Dict[str, str]] = None) -> None:
         self.send_response(status)
@@ -1561,6 +1693,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--demo", action="store_true",
                     help="issue an IoT-Light token from a throwaway treasury seed and print it")
     ap.add_argument("--demo-seed-file", metavar="PATH", help="with --demo: also write the treasury seed there (0600)")
+    ap.add_argument("--pool", action="store_true",
+                    help="play the public mainnet pool in front of the node: its per-IP rate and connection "
+                         "limits (429/503 like nginx) and its answer cache")
     ap.add_argument("-v", "--verbose", action="store_true", help="also log debug details")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -1570,7 +1705,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except argparse.ArgumentTypeError as e:
         ap.error(str(e))
     node = FakeNode(args.chain, port=args.port, fork=args.fork, auto_include=args.micro_interval <= 0,
-                    after_unknown=args.after_unknown)
+                    after_unknown=args.after_unknown, pool=Pool() if args.pool else None)
     for address, wavelets in funds:
         node.fund(address, waves=wavelets)
         print("funded %s with %d wavelets" % (address, wavelets), flush=True)
