@@ -568,7 +568,156 @@ def bench_idle(plan: Plan, work: Path) -> List[Row]:
 
 
 def count_polls(chain: Any) -> int:
-    return sum(1 for r in list(chain.requests) if r.path == "/blocks/height")
+    """Polls of the watcher: each asks the token balance (the height only now and then)."""
+    return sum(1 for r in list(chain.requests) if r.path.startswith("/assets/balance/"))
+
+
+# --- 9. A class behind one IP, and requests by route ----------------------------------------
+
+CLASS_SIZES = (1, 10, 30)
+DEFAULTS = {"node__poll_interval": 1.0, "node__list_rate": 15.0, "node__sweep_interval": 300.0,
+            "node__timeout": 10.0}   # the shipped defaults (the test harness polls faster)
+
+
+def route_name(path: str) -> str:
+    """A request path as a route: ids, addresses and numbers replaced by placeholders."""
+    import re
+    path = re.sub(r"served_[1-9A-HJ-NP-Za-km-z]{32,50}", "served_{id}", path)
+    path = re.sub(r"/[1-9A-HJ-NP-Za-km-z]{32,50}", "/{id}", path)
+    path = re.sub(r"/(at|limit)/\d+", r"/\1/{n}", path)
+    return path
+
+
+def pool_chain(block_interval: float = 60.0) -> Any:
+    """A fake node behind the public pool's per-IP limits and cache (fakenode.Pool), a block every block_interval s."""
+    import threading
+    from fakenode import Pool
+    chain = start_chain("T", pool=Pool())
+    chain.bench_stop = threading.Event()
+
+    def mine() -> None:
+        while not chain.bench_stop.wait(block_interval):
+            chain.mine()
+    threading.Thread(target=mine, daemon=True).start()
+    return chain
+
+
+def start_class(chain: Any, work: Path, n: int, daemon: Optional[str]) -> List[Device]:
+    devices = []
+    for i in range(n):
+        d = Device(work / ("dev%02d" % i), chain.url, chain.asset, seed="iotlight bench class device %d, throwaway" % i,
+                   **DEFAULTS)
+        if daemon:
+            d.command = [sys.executable, daemon]
+        chain.fund(d.address, waves=10 ** 9)
+        devices.append(d)
+    for d in devices:
+        d.start(ready=False)
+    wait_until(lambda: all("running: address" in d.output() or not d.alive() for d in devices), 180,
+               interval=0.2, what="%d daemons to start" % n)
+    dead = [d for d in devices if not d.alive()]
+    if dead:
+        raise RuntimeError("a daemon exited early:\n" + dead[0].output())
+    return devices
+
+
+def class_round(chain: Any, work: Path, n: int, seconds: float, gap: float, daemon: Optional[str] = None,
+                settle: float = 20.0, drain: float = 90.0) -> Dict[str, Any]:
+    """n daemons behind one pool IP; a payment to a random device every `gap` s for `seconds` (none
+    when gap is 0); latency payment -> credit, 429/503s, requests by route, CPU and memory."""
+    rng = random.Random(n)
+    devices = start_class(chain, work, n, daemon)
+    try:
+        time.sleep(settle)   # past the start-up reads
+        mark = len(chain.requests)
+        counts0 = dict(chain.pool.counts)
+        cpu0 = {d.address: proc_cpu_seconds(d.proc.pid) for d in devices}
+        t0 = time.monotonic()
+        paid: Dict[str, Dict[str, float]] = {d.address: {} for d in devices}
+        next_pay = t0 + (rng.uniform(0, gap) if gap else seconds + 1)
+        while time.monotonic() - t0 < seconds:
+            if time.monotonic() >= next_pay:
+                d = rng.choice(devices)
+                txid = chain.transfer(chain.treasury, d.address, PAYMENT_UNITS, asset_id=chain.asset)["id"]
+                paid[d.address][txid] = time.time()
+                next_pay += gap
+            time.sleep(0.05)
+        window = time.monotonic() - t0
+        cpu = [proc_cpu_seconds(d.proc.pid) - cpu0[d.address] for d in devices]
+        rss = [proc_rss_kb(d.proc.pid) for d in devices]
+        requests = list(chain.requests[mark:])
+        counts = dict(chain.pool.counts)
+        deadline = time.monotonic() + drain
+        while True:
+            got = {d.address: dict(query(d, "SELECT id, credited_ms FROM payments")) for d in devices}
+            missing = sum(1 for a, ps in paid.items() for i in ps if i not in got[a])
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        lat = [got[a][i] / 1000 - t for a, ps in paid.items() for i, t in ps.items() if i in got[a]]
+        extra = sum(len(set(got[a]) - set(paid[a])) for a in paid)   # credited, never paid in this round
+        n_paid = sum(len(ps) for ps in paid.values())
+    finally:
+        for d in devices:
+            d.stop()
+    by_route: Dict[str, int] = {}
+    for r in requests:
+        by_route[route_name(r.path)] = by_route.get(route_name(r.path), 0) + 1
+    refused = {"%s %s" % k: v - counts0.get(k, 0) for k, v in counts.items() if k[1] in ("429", "503")}
+    return {"n": n, "window_s": window, "payments": n_paid, "credited": len(lat), "missing": missing,
+            "extra": extra, "latency_s": lat, "requests": len(requests), "by_route": by_route,
+            "refused": {k: v for k, v in refused.items() if v}, "cpu_s": cpu, "rss_kb": rss}
+
+
+def bench_classroom(plan: Plan, work: Path, minutes: float, sizes: Sequence[int] = CLASS_SIZES,
+                    daemon: Optional[str] = None) -> List[Row]:
+    """9. N daemons (default settings, backend none, monitor off) behind the public pool's per-IP
+    limits as ONE IP; a payment to a random device every 2 s."""
+    rows = []
+    for n in sizes:
+        say("classroom: %d daemon(s) behind one pool IP, paying for %.1f min", n, minutes)
+        chain = pool_chain()
+        try:
+            r = class_round(chain, work / ("class%d" % n), n, minutes * 60, 2.0, daemon)
+        finally:
+            chain.bench_stop.set()
+            chain.stop()
+        lat = r["latency_s"]
+        per_dev_min = r["requests"] / n / (r["window_s"] / 60)
+        refused = sum(r["refused"].values())
+        cpu_h = statistics.mean(r["cpu_s"]) / r["window_s"] * 3600
+        say("  %s", json.dumps({k: v for k, v in r.items() if k != "latency_s"}))
+        rows.append(Row("classroom.%d" % n, "Class of %d behind one IP (pool limits), a payment every 2 s" % n,
+                        "payment->credit median %s, p95 %s; %d/%d credited once (%d missing, %d extra); %d x 429/503 "
+                        "(%s); %.0f requests per device-minute; %.1f CPU-s/h and %.1f MB RSS per daemon"
+                        % (ms(statistics.median(lat)) if lat else "-", ms(percentile(lat, 95)) if lat else "-",
+                           r["credited"], r["payments"], r["missing"], r["extra"], refused,
+                           ", ".join("%s %d" % kv for kv in sorted(r["refused"].items())) or "none", per_dev_min,
+                           cpu_h, statistics.mean(r["rss_kb"]) / 1024),
+                        "all credited once, p95 < 5 s", bool(lat) and not r["missing"] and not r["extra"]
+                        and percentile(lat, 95) < 5.0, data=r))
+    return rows
+
+
+def bench_requests(plan: Plan, work: Path, minutes: float, daemon: Optional[str] = None) -> List[Row]:
+    """10. Requests per device-hour by route at default settings, idle and with a payment a minute."""
+    rows = []
+    for label, gap in (("idle", 0.0), ("a payment a minute", 60.0)):
+        say("requests: one daemon, %s, %.1f min", label, minutes)
+        chain = pool_chain()
+        try:
+            r = class_round(chain, work / ("req-%d" % gap), 1, minutes * 60, gap, daemon, drain=30.0)
+        finally:
+            chain.bench_stop.set()
+            chain.stop()
+        hours = r["window_s"] / 3600
+        routes = sorted(r["by_route"].items(), key=lambda kv: -kv[1])
+        say("  %s", json.dumps({k: v for k, v in r.items() if k != "latency_s"}))
+        rows.append(Row("requests.%s" % ("idle" if not gap else "pay"), "Requests per device-hour, %s" % label,
+                        "%.0f in all: %s" % (r["requests"] / hours, "; ".join("%s %.0f" % (k, v / hours)
+                                                                         for k, v in routes)),
+                        data=r))
+    return rows
 
 
 def bench_joystick(plan: Plan, work: Path) -> List[Row]:
@@ -724,7 +873,7 @@ def render(machine: Dict[str, Any], rows: List[Row], plan: Plan, runtime: int,
                                       "/".join("%.2f" % x for x in machine.get("load_before", ()))))
     lines += ["", "| # | Figure | Measured | Target | Result |", "|---|---|---|---|---|"]
     number = {"crypto": 1, "light": 2, "catchup": 3, "idle": 4, "joystick": 5, "fanout": 6, "startup": 7,
-              "pywaves": 8, "estimate": 8}
+              "pywaves": 8, "estimate": 8, "classroom": 9, "requests": 10}
     for row in rows:
         n = number.get(row.key.split(".")[0], "")
         lines.append("| %s | %s | %s | %s | %s |" % (n, row.figure, row.measured.replace("|", "/"), row.target,
@@ -913,7 +1062,8 @@ def run_worker(argv: List[str]) -> int:
 # 5. main()
 # =============================================================================
 
-SECTIONS = ("crypto", "pywaves", "startup", "light", "joystick", "catchup", "idle", "fanout")
+SECTIONS = ("crypto", "pywaves", "startup", "light", "joystick", "catchup", "idle", "fanout", "classroom",
+            "requests")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -926,8 +1076,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--only", metavar="LIST", help="comma-separated sections: %s" % ",".join(SECTIONS))
     parser.add_argument("--pywaves-venv", default=PYWAVES_VENV, metavar="DIR",
                         help="venv for pywaves-ce, created if missing (default %(default)s)")
+    parser.add_argument("--class-minutes", type=float, default=3.0, metavar="MIN",
+                        help="how long the classroom rows pay devices (default %(default)s)")
+    parser.add_argument("--class-sizes", default=",".join(map(str, CLASS_SIZES)), metavar="LIST",
+                        help="class sizes for the classroom rows (default %(default)s)")
+    parser.add_argument("--requests-minutes", type=float, default=4.0, metavar="MIN",
+                        help="how long each requests-by-route row runs (default %(default)s)")
+    parser.add_argument("--daemon", metavar="PATH",
+                        help="classroom/requests rows: run this iotlight.py instead (a before/after comparison)")
     args = parser.parse_args(argv)
-    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    only = set(args.only.split(",")) if args.only else set(SECTIONS) - {"classroom", "requests"}
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error("unknown section(s) %s: choose from %s" % (",".join(sorted(unknown)), ",".join(SECTIONS)))
@@ -965,6 +1123,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         section("fanout", lambda: bench_fanout(plan))
         section("startup", lambda: bench_startup(plan, work))
         section("pywaves", lambda: bench_pywaves(plan, crypto, args.pywaves_venv) + pi_estimates(crypto))
+        section("classroom", lambda: bench_classroom(plan, work, args.class_minutes,
+                                                     [int(x) for x in args.class_sizes.split(",")], args.daemon))
+        section("requests", lambda: bench_requests(plan, work, args.requests_minutes, args.daemon))
     sysbench = sysbench_ratio() if "pywaves" in only and crypto else None
     runtime = int(time.monotonic() - started)
     sys.stdout.write(render(machine, rows, plan, runtime, sysbench))
