@@ -22,6 +22,10 @@ Test use:
         node.transfer(keys, device_address, 150, asset_id=asset)
         ... point the client at node.url ...
 
+Behind the public pool's limits (one IP, as a classroom behind one router sees them):
+
+    with FakeNode(chain_id="T", pool=Pool()) as node: ...   # node.pool.counts: routes and 429s
+
 Standalone rehearsal (prints what it does):
 
     python tests/tools/fakenode.py --port 6869 --chain T --fund 3N...=100 --demo
