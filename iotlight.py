@@ -3573,12 +3573,16 @@ class Watcher:
         if self.store.failing:
             self.store.probe()   # credits wait until the state file has room again
         mono = self.clock.monotonic()
-        if self.decimals is None or mono >= self.next_sweep:
-            await self.prepare()
-        if mono >= self.next_sweep:
+        sweep = mono >= self.next_sweep
+        if sweep:   # due from when it was due, not from when a (perhaps deferred) list read got through
+            self.next_sweep = mono + self.config.sweep_interval * (1 + self.pace.rng.uniform(-SWEEP_SPREAD,
+                                                                                          SWEEP_SPREAD))
             self.dirty = True
             release_free_memory()   # what answers and bursts of work freed goes back to the OS, once a sweep
-        want_height = self.height is None or bool(self.pending) or self.dirty or mono >= self.next_height
+        if self.decimals is None or sweep:
+            await self.prepare()
+        list_due = self.dirty and mono >= self.list_not_before and self.limiter.delay(mono) <= 0
+        want_height = self.height is None or bool(self.pending) or list_due or mono >= self.next_height
         want_coin = mono >= self.next_coin_check
         asks = [self.node.asset_balance(self.address, self.config.asset_id)]
         if want_height:
@@ -3650,8 +3654,6 @@ class Watcher:
             self.log.debug("transaction list read throttled: again in %.1fs", delay)
             return
         self.list_backoff.success()
-        self.next_sweep = self.clock.monotonic() + self.config.sweep_interval * (
-            1 + self.pace.rng.uniform(-SWEEP_SPREAD, SWEEP_SPREAD))
         if not self.dirty:   # complete: everything in that balance is accounted for
             self.accounted, self.absorbed, self.ahead = balance, set(), set()
             self.quiet_height, self.unexplained_since = self.height, None

@@ -172,6 +172,26 @@ def test_idle_polls_ask_only_the_balance_and_seldom_the_height(rig):
     assert not any(p.startswith(LIST) or p.startswith("/blocks/last") for p in routes)
 
 
+def test_a_throttled_list_read_waits_without_costing_every_poll_more_requests(rig):
+    """While the pool refuses the address list, the polls go on as before (balance only, the height
+    every 15 s): the deferred list read does not make each poll ask the aliases and the height
+    (a class of ten asked them every second on the pool), and a payment is still found in blocks."""
+    chain = rig.chain
+    rig.poll(3)
+    chain.fail("429", duration=3600, paths=[LIST])
+    rig.poll(400)                             # a sweep falls due; its list read is refused
+    mark = len(chain.requests)
+    rig.poll(60)
+    routes = [r.path for r in chain.requests[mark:]]
+    assert sum(1 for p in routes if p.startswith("/alias/")) <= 1
+    assert sum(1 for p in routes if p == "/blocks/height") <= 8
+    assert sum(1 for p in routes if p.startswith(LIST)) <= 3, "the list read backs off"
+    txid = chain.transfer(chain.treasury, rig.address, 40, asset_id=chain.asset)["id"]
+    rig.poll()
+    assert paid(rig) == {txid: 40}
+    chain.clear_faults()
+
+
 def test_a_balance_the_blocks_do_not_explain_is_left_to_the_list_read(rig):
     """A payment deeper than the blocks searched (the device missed several blocks) is still found:
     the list read takes over after a grace period."""
