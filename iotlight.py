@@ -3483,6 +3483,8 @@ class Watcher:
         self.next_height = 0.0
         self.route_height: Optional[int] = None   # the last answer of the height route
         self.dirty = True
+        self.asked = 0                # list reads asked for; one asked during a read makes another
+        self.list_task: Optional["asyncio.Future[None]"] = None
         self.accounted: Optional[int] = None   # token balance the credited/pending payments explain
         self.absorbed: set = set()    # ids of payments whose amount is inside `accounted`
         self.ahead: set = set()       # ids credited from blocks whose amount the balance did not show yet
@@ -3577,11 +3579,12 @@ class Watcher:
         if sweep:   # due from when it was due, not from when a (perhaps deferred) list read got through
             self.next_sweep = mono + self.config.sweep_interval * (1 + self.pace.rng.uniform(-SWEEP_SPREAD,
                                                                                           SWEEP_SPREAD))
-            self.dirty = True
+            self._want_list()
             release_free_memory()   # what answers and bursts of work freed goes back to the OS, once a sweep
         if self.decimals is None or sweep:
             await self.prepare()
-        list_due = self.dirty and mono >= self.list_not_before and self.limiter.delay(mono) <= 0
+        list_due = (self.dirty and self.list_task is None and mono >= self.list_not_before
+                    and self.limiter.delay(mono) <= 0)
         want_height = self.height is None or bool(self.pending) or list_due or mono >= self.next_height
         want_coin = mono >= self.next_coin_check
         asks = [self.node.asset_balance(self.address, self.config.asset_id)]
@@ -3607,8 +3610,35 @@ class Watcher:
             self.token_balance = balance
             self.on_balance(balance, self.coin_balance)
         await self.explain_balance(balance)
-        if self.dirty:
-            await self._list_read_due(mono, want_height, balance)
+        await self._list_read(mono, want_height)
+
+    def _want_list(self) -> None:
+        """Something only a list read can settle: ask for one (also while one is under way)."""
+        self.dirty = True
+        self.asked += 1
+
+    async def _list_read(self, mono: float, fresh_height: bool) -> None:
+        """Start the list read when one is asked for, and wait for it at most a poll interval
+        (1 s at least): a read the pool holds in its queue (17 a minute per IP) goes on in the
+        background while the next polls keep finding payments in the blocks. Its failure
+        surfaces in a later poll."""
+        task = self.list_task
+        if task is None or task.done():
+            self.list_task = None
+            if task is not None:
+                task.result()
+            if not self.dirty:
+                return
+            task = self.list_task = asyncio.ensure_future(self._list_read_due(mono, fresh_height))
+            await asyncio.wait({task}, timeout=max(1.0, self.config.poll_interval))
+        if task.done():
+            self.list_task = None
+            task.result()
+
+    def cancel_list_read(self) -> None:
+        if self.list_task is not None and not self.list_task.done():
+            self.list_task.cancel()
+        self.list_task = None
 
     def _seen_height(self, height: int, *, route: bool = True) -> None:
         """A height from the node: first contact, a rollback (it went back), news for pending
@@ -3625,13 +3655,13 @@ class Watcher:
                 self.log.info("the node's height went back from %d to %d (a rollback): reading deeper",
                               before, height)
                 self.deep = True
-                self.dirty = True
+                self._want_list()
             self.height = height
             self.on_height(height)
             if self.pending:
-                self.dirty = True
+                self._want_list()
 
-    async def _list_read_due(self, mono: float, fresh_height: bool, balance: int) -> None:
+    async def _list_read_due(self, mono: float, fresh_height: bool) -> None:
         """The list read, when its rate limit and its back-off allow; a 429/503 on it defers it
         (with a growing, jittered wait) without slowing the polls down."""
         if mono < self.list_not_before:
@@ -3654,8 +3684,8 @@ class Watcher:
             self.log.debug("transaction list read throttled: again in %.1fs", delay)
             return
         self.list_backoff.success()
-        if not self.dirty:   # complete: everything in that balance is accounted for
-            self.accounted, self.absorbed, self.ahead = balance, set(), set()
+        if not self.dirty:   # complete, nothing asked meanwhile: the balance is accounted for
+            self.accounted, self.absorbed, self.ahead = self.token_balance, set(), set()
             self.quiet_height, self.unexplained_since = self.height, None
 
     async def explain_balance(self, balance: int) -> None:
@@ -3669,7 +3699,8 @@ class Watcher:
         if balance < self.accounted:
             self.log.info("the token balance fell from %d to %d: reading the transaction list",
                           self.accounted, balance)
-            self.accounted, self.dirty = None, True
+            self.accounted = None
+            self._want_list()
             return
         await self.scan_blocks(balance)
         if self.accounted == balance:
@@ -3681,7 +3712,7 @@ class Watcher:
         elif mono - self.unexplained_since >= UNEXPLAINED_GRACE and not self.dirty:
             self.log.info("the newest blocks do not explain the token balance %d (%d accounted for): "
                           "reading the transaction list", balance, self.accounted)
-            self.dirty = True
+            self._want_list()
 
     async def scan_blocks(self, balance: int) -> None:
         """Read blocks from the newest down until the payments in them explain `balance` (at most
@@ -3764,6 +3795,7 @@ class Watcher:
         handled: List[Tuple[str, Optional[int]]] = []
         complete = False
         deep = self.deep
+        asked = self.asked
         self.dirty = True
         try:
             complete = await self._read_pages(height, found)
@@ -3784,7 +3816,7 @@ class Watcher:
             self.store.mark_seen(handled)
             self.verify_receipts = False
             self.deep = False
-            self.dirty = False
+            self.dirty = self.asked != asked   # asked again while it read: read again
             self.prune(height)
         if len(found) > LIST_PAGE or deep:
             release_free_memory()   # a catch-up or deep read held many transactions
@@ -4085,6 +4117,12 @@ class Watcher:
         """Poll every node.poll_interval (jittered); on a 429/503 or an error the gap doubles
         (at least Retry-After), and comes back a step per good poll (self.pace)."""
         delays = iter(self.pace.failure, None)
+        try:
+            await self._run(stop, delays)
+        finally:
+            self.cancel_list_read()
+
+    async def _run(self, stop: asyncio.Event, delays: Iterator[float]) -> None:
         while not stop.is_set():
             try:
                 await self.poll_once()

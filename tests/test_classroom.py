@@ -60,6 +60,8 @@ class Rig:
         return [r for r in self.chain.requests[mark:] if r.path.startswith(prefix)]
 
     def close(self):
+        self.watcher.cancel_list_read()
+        self.loop.run_until_complete(asyncio.sleep(0))
         self.loop.run_until_complete(self.node.aclose())
         self.loop.close()
         self.store.close()
@@ -189,6 +191,22 @@ def test_a_throttled_list_read_waits_without_costing_every_poll_more_requests(ri
     txid = chain.transfer(chain.treasury, rig.address, 40, asset_id=chain.asset)["id"]
     rig.poll()
     assert paid(rig) == {txid: 40}
+    chain.clear_faults()
+
+
+def test_a_list_read_held_in_the_pools_queue_does_not_hold_up_the_polls(rig):
+    """nginx queues list reads beyond 17 a minute per IP (up to a minute): meanwhile the polls go
+    on and a payment is credited from the blocks while that read is still waiting."""
+    chain = rig.chain
+    rig.poll(3)
+    chain.fail("hang", count=1, paths=[LIST], hang_seconds=20)
+    rig.watcher.next_sweep = rig.clock.mono          # a sweep is due: its list read hangs
+    rig.poll()
+    assert rig.watcher.list_task is not None and not rig.watcher.list_task.done()
+    txid = chain.transfer(chain.treasury, rig.address, 30, asset_id=chain.asset)["id"]
+    rig.poll(2)
+    assert paid(rig) == {txid: 30}
+    assert not rig.watcher.list_task.done(), "credited while the list read still waits"
     chain.clear_faults()
 
 
