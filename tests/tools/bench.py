@@ -8,6 +8,7 @@ machine if you can, and paste what it prints on stdout into README.md:
     python tests/tools/bench.py --quick          # about 2 minutes, fewer samples
     python tests/tools/bench.py --json out.json  # also write every number as JSON
     python tests/tools/bench.py --only crypto,pywaves
+    python tests/tools/bench.py --only classroom,requests   # not in the default run: ~20 minutes
 
 Progress goes to stderr, the table to stdout. It uses the test kit: the fake
 node (tests/tools/fakenode.py), the Sense HAT emulator played by EmulatedHat

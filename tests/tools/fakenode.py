@@ -315,9 +315,9 @@ class Fault:
         return any(re.search(p, path) if p.startswith("^") else path.startswith(p) for p in self.paths)
 
 
-# The public pool's nginx (waves-protocol.md 10.6, mainnet table): per client IP, per route, first
-# match wins. (name, path regex, simultaneous connections (None: no limit), requests per second,
-# burst, seconds an answer is cached)
+# The public pool's nginx (docs.waves.tech, API limitations of the pool of public nodes, mainnet
+# table): per client IP, per route, first match wins. (name, path regex, simultaneous connections
+# (None: no limit), requests per second, burst, seconds an answer is cached)
 POOL_ROUTES: Tuple[Tuple[str, str, Optional[int], float, int, float], ...] = (
     ("list", r"^/transactions/address/", None, 17 / 60, 17, 1.0),
     ("data", r"^/addresses/data/[^/]+$", None, 17 / 60, 17, 1.0),
