@@ -3495,16 +3495,13 @@ class Watcher:
         self.list_not_before = 0.0
         self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
                                    clock.monotonic())
-        self.complained: set = set()
+        self.complained = LogOnce()   # bounded: a node sending endless garbage must not grow memory
         self.full_txs: Dict[str, Dict[str, Any]] = {}   # checked full forms of compact mass transfers
         self.reported: set = set()    # keys of ignored transfers already reported (the store remembers them all)
         self.pulse = Pulse(clock)
 
     def _complain_once(self, key: str, msg: str, *args: Any) -> None:
-        if key not in self.complained:
-            if len(self.complained) >= 1000:   # a node sending endless garbage must not grow memory
-                self.complained.clear()
-            self.complained.add(key)
+        if self.complained.first(key):
             self.log.warning(msg, *args)
 
     def report_ignored(self, tx_id: Optional[str], *, reason: str, sender: Any = None, amount: Any = None,
@@ -3676,12 +3673,17 @@ class Watcher:
             await self.read_list(self.height)
         except NodeRejected:
             raise
-        except NodeError as e:   # a 429/503 from the pool, or a read that timed out in its queue
-            delay = self.list_backoff.failure(getattr(e, "retry_after", None))
+        except NodeThrottled as e:   # a 429/503 from the pool: its per-IP budget for the list is spent
+            delay = self.list_backoff.failure(e.retry_after)
             self.list_not_before = self.clock.monotonic() + delay
             self._complain_once("list-throttled", "the node throttles the transaction list (%s): reading it "
                                 "less often; payments are still found in the newest blocks" % e)
             self.log.debug("transaction list read throttled: again in %.1fs", delay)
+            return
+        except NodeError as e:   # a bad answer or a timeout (also in a pool's queue): the node client's
+            delay = max(self.node.retry_in(), self.config.poll_interval)   # back-off decides when
+            self.list_not_before = self.clock.monotonic() + delay
+            self.log.debug("transaction list read failed (%s): again in %.1fs", e, delay)
             return
         self.list_backoff.success()
         if not self.dirty:   # complete, nothing asked meanwhile: the balance is accounted for

@@ -425,7 +425,8 @@ def test_compact_mass_transfer_is_read_in_full_and_checked(chain, tmp_path):
 @pytest.mark.timeout(180)
 def test_daemon_credits_only_real_payments_from_a_lying_node(chain, tmp_path):
     from harness import funded_device
-    with funded_device(chain, tmp_path / "device", monitor__port=0) as device:
+    # the lies live in the address listing, which a device now reads mostly on its sweep: sweep often
+    with funded_device(chain, tmp_path / "device", monitor__port=0, node__sweep_interval=5.0) as device:
         device.start()
         real = [chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]]
         chain.mine()
