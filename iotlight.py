@@ -10,19 +10,39 @@ WebSocket endpoint and a small web page show it all live.
 Run it:   python3 iotlight.py [-c iotlight.toml] [-v] [run|keygen|address|check|
                                                   status|issue|pay|monitor]
 
-Sections, lowest layer first:
+Sections, lowest layer first (each uses only what stands above it; the one exception
+is section 11, the page's assets, which the monitor reads when a browser asks):
    1. imports and constants
-   2. errors
-   3. configuration
+   2. errors (the error tree and the exit status of each class)
+   3. configuration (CONFIG_SCHEMA: every key once; parse_config, load_config)
    4. Waves cryptography (base58, hashes, keys, addresses, signatures)
    5. transaction bytes (legacy binary and protobuf), JSON, fees, limits
-   6. core logic (pricing, the light timer, the ledger rules, Data entries)
-   7. edges: clock, store (SQLite), node client (httpx), sd_notify, hardware (7d)
-   8. services: their liveness for the systemd watchdog (Pulse), watcher, lamp,
-      outbox, telemetry, and the monitor (8e: WebSocket server, dashboard page,
-      terminal client)
+   6. core logic, pure: pricing, the light timer, the ledger rules, Data entries,
+      back-off, rate limits, log-once
+   7. edges: clock, store (7a, SQLite), node client (7b, httpx), sd_notify (7c),
+      hardware (7d)
+   8. services: what every loop uses (8a), liveness for the systemd watchdog (8b,
+      Pulse), watcher (8c), lamp (8d), outbox (8e), telemetry (8f), monitor (8g:
+      WebSocket server, terminal client)
    9. the daemon: wiring and shutdown
   10. command line and main()
+  11. the dashboard page's assets (HTML, CSS, script), kept last like a template
+
+Banners: "# ===" a section, "# --- 7a." a part of one, "# --" a piece of a part.
+
+Who calls whom. main() (10) parses the command line and load_config() (3), then
+runs one cmd_* function. cmd_run builds the edges (Store, NodeClient, a Hardware
+backend behind HardwareRunner, the Clock) and hands them to Daemon (9), which
+builds the services and runs each one's run(stop) loop as a task, plus its
+watchdog. Watcher asks the NodeClient, checks each transfer (check_transfer_proof,
+5-6), credits it through Store.credit_payments and tells the Daemon, which wakes
+the Lamp and the Outbox. Lamp draws render_matrix() (7d, pure) through the hardware;
+Outbox packs pending events into Data transactions (6), signs them (4-5), stores
+them, then broadcasts. Every service waits through its Pulse (8b), which the
+Daemon's watchdog reads. The Monitor (8g) only reads: Daemon.snapshot() for a new
+client, Daemon.publish() for events. The pure sections (4-6) read no clock and do
+no I/O: tests call them directly; tests/scenario.py runs the whole Daemon on a
+virtual clock with the fake node behind httpx.MockTransport.
 
 The user-facing contract (configuration keys, commands, monitor messages, Data
 entries) is documented in README.md.
@@ -68,7 +88,19 @@ import time
 import urllib.parse
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 if TYPE_CHECKING:  # websockets itself is imported where the monitor starts: less memory when it is off
     from websockets.asyncio.server import ServerConnection  # noqa: F401
@@ -224,67 +256,120 @@ class ConfigKey:
 
 
 CONFIG_SCHEMA: Dict[str, ConfigKey] = {
-    "node.urls": ConfigKey(lambda v: _is_str_list(v) and len(v) > 0,
-                           ["https://nodes-testnet.wavesnodes.com"], "a non-empty list of http(s) URLs",
-                           "node_urls", _url_tuple),
-    "node.chain_id": ConfigKey(lambda v: _is_str(v) and len(v) == 1 and 33 <= ord(v) <= 126, "T",
-                               'one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork',
-                               "chain_id"),
-    "node.poll_interval": ConfigKey(_in_range(0.1, 60), 1.0, "a number of seconds from 0.1 to 60",
-                                    "poll_interval", float),
+    "node.urls": ConfigKey(
+        lambda v: _is_str_list(v) and len(v) > 0,
+        ["https://nodes-testnet.wavesnodes.com"],
+        "a non-empty list of http(s) URLs",
+        "node_urls",
+        _url_tuple,
+    ),
+    "node.chain_id": ConfigKey(
+        lambda v: _is_str(v) and len(v) == 1 and 33 <= ord(v) <= 126,
+        "T",
+        'one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork',
+        "chain_id",
+    ),
+    "node.poll_interval": ConfigKey(
+        _in_range(0.1, 60), 1.0, "a number of seconds from 0.1 to 60", "poll_interval", float
+    ),
     "node.confirmations": ConfigKey(_int_range(0, 100), 0, "an integer from 0 to 100", "confirmations"),
-    "node.timeout": ConfigKey(_in_range(0.5, 300), 10.0, "a number of seconds from 0.5 to 300",
-                              "timeout", float),
-    "node.fork": ConfigKey(_one_of(*FORKS), "auto",
-                           '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"',
-                           "fork"),  # ours
-    "node.sweep_interval": ConfigKey(_in_range(5, 3600), 300.0, "a number of seconds from 5 to 3600",
-                                     "sweep_interval", float),  # ours
-    "node.list_rate": ConfigKey(_in_range(0, 600), 15.0, "requests per minute from 0 (unlimited, for an own "
-                                "node) to 600", "list_rate", float),  # ours
-    "node.max_answer_bytes": ConfigKey(_int_range(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024,
-                                       "an integer from 65536 to 268435456 (bytes)", "max_answer_bytes"),  # ours
+    "node.timeout": ConfigKey(
+        _in_range(0.5, 300), 10.0, "a number of seconds from 0.5 to 300", "timeout", float
+    ),
+    "node.fork": ConfigKey(
+        _one_of(*FORKS),
+        "auto",
+        '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"',
+        "fork",
+    ),  # ours
+    "node.sweep_interval": ConfigKey(
+        _in_range(5, 3600), 300.0, "a number of seconds from 5 to 3600", "sweep_interval", float
+    ),  # ours
+    "node.list_rate": ConfigKey(
+        _in_range(0, 600),
+        15.0,
+        "requests per minute from 0 (unlimited, for an own node) to 600",
+        "list_rate",
+        float,
+    ),  # ours
+    "node.max_answer_bytes": ConfigKey(
+        _int_range(64 * 1024, 256 * 1024 * 1024),
+        8 * 1024 * 1024,
+        "an integer from 65536 to 268435456 (bytes)",
+        "max_answer_bytes",
+    ),  # ours
     "device.seed_file": ConfigKey(_is_str, "device.seed", "a path", "seed_file"),  # made absolute
-    "device.address": ConfigKey(_is_str, "", "a base58 address or \"\"", "address"),
+    "device.address": ConfigKey(_is_str, "", 'a base58 address or ""', "address"),
     "device.state_file": ConfigKey(_is_str, "iotlight.db", "a path", "state_file"),  # made absolute
     "payment.asset_id": ConfigKey(_is_str, None, "the base58 id of the token that buys light", "asset_id"),
-    "payment.seconds_per_token": ConfigKey(_positive, 1.0, "a number greater than 0",
-                                           "seconds_per_token", float),
+    "payment.seconds_per_token": ConfigKey(
+        _positive, 1.0, "a number greater than 0", "seconds_per_token", float
+    ),
     "payment.max_seconds": ConfigKey(_positive, 3600.0, "a number greater than 0", "max_seconds", float),
     "payment.count_history": ConfigKey(_is_bool, False, "true or false", "count_history"),
-    "payment.min_tokens": ConfigKey(lambda v: _is_number(v) and 0 <= v < 1e15, 0.0,
-                                    "a number of whole tokens, 0 or more", "min_tokens", float),
+    "payment.min_tokens": ConfigKey(
+        lambda v: _is_number(v) and 0 <= v < 1e15,
+        0.0,
+        "a number of whole tokens, 0 or more",
+        "min_tokens",
+        float,
+    ),
     "payment.refund": ConfigKey(_one_of(*REFUND_POLICIES), "none", '"none" or "excess"', "refund"),
-    "light.color": ConfigKey(_is_color, [255, 255, 255], "[r, g, b] with integers from 0 to 255",
-                             "color", tuple),
+    "light.color": ConfigKey(
+        _is_color, [255, 255, 255], "[r, g, b] with integers from 0 to 255", "color", tuple
+    ),
     "light.countdown": ConfigKey(_is_bool, True, "true or false", "countdown"),
-    "light.gpio_pin": ConfigKey(lambda v: _is_int(v) and (v == -1 or 0 <= v <= 27), -1,
-                                "a BCM pin number from 0 to 27, or -1 (off)", "gpio_pin"),
-    "light.gpio_active_high": ConfigKey(_is_bool, True, "true or false (false for relay boards that switch on low)",
-                                        "gpio_active_high"),
+    "light.gpio_pin": ConfigKey(
+        lambda v: _is_int(v) and (v == -1 or 0 <= v <= 27),
+        -1,
+        "a BCM pin number from 0 to 27, or -1 (off)",
+        "gpio_pin",
+    ),
+    "light.gpio_active_high": ConfigKey(
+        _is_bool, True, "true or false (false for relay boards that switch on low)", "gpio_active_high"
+    ),
     "data.joystick": ConfigKey(_is_bool, True, "true or false", "joystick"),
-    "data.telemetry_interval": ConfigKey(lambda v: _is_number(v) and (v == 0 or 1 <= v <= 86400), 0.0,
-                                         "0 (off) or a number of seconds from 1 to 86400",
-                                         "telemetry_interval", float),
-    "data.fee": ConfigKey(_int_range(0, 10**12), 0, "0 (automatic) or a fee in the smallest coin unit",
-                          "fee"),
-    "data.coalesce_window": ConfigKey(_in_range(0, 60), 1.0, "a number of seconds from 0 to 60",
-                                      "coalesce_window", float),  # ours
-    "data.max_tx_per_minute": ConfigKey(_int_range(1, 120), 20, "an integer from 1 to 120",
-                                        "max_tx_per_minute"),  # ours
-    "hardware.backend": ConfigKey(_one_of(*HARDWARE_BACKENDS), "auto",
-                                  "one of " + ", ".join('"%s"' % b for b in HARDWARE_BACKENDS), "backend"),
+    "data.telemetry_interval": ConfigKey(
+        lambda v: _is_number(v) and (v == 0 or 1 <= v <= 86400),
+        0.0,
+        "0 (off) or a number of seconds from 1 to 86400",
+        "telemetry_interval",
+        float,
+    ),
+    "data.fee": ConfigKey(
+        _int_range(0, 10**12), 0, "0 (automatic) or a fee in the smallest coin unit", "fee"
+    ),
+    "data.coalesce_window": ConfigKey(
+        _in_range(0, 60), 1.0, "a number of seconds from 0 to 60", "coalesce_window", float
+    ),  # ours
+    "data.max_tx_per_minute": ConfigKey(
+        _int_range(1, 120), 20, "an integer from 1 to 120", "max_tx_per_minute"
+    ),  # ours
+    "hardware.backend": ConfigKey(
+        _one_of(*HARDWARE_BACKENDS),
+        "auto",
+        "one of " + ", ".join('"%s"' % b for b in HARDWARE_BACKENDS),
+        "backend",
+    ),
     "monitor.host": ConfigKey(_is_str, "127.0.0.1", "a host name or IP address", "monitor_host", str.strip),
     "monitor.port": ConfigKey(_int_range(0, 65535), 8765, "an integer from 0 (off) to 65535", "monitor_port"),
     "monitor.token": ConfigKey(_is_str, "", "a string", "monitor_token"),
-    "monitor.max_clients_per_address": ConfigKey(_int_range(1, 1000), 10, "an integer from 1 to 1000",
-                                                 "monitor_max_clients_per_address"),  # ours
-    "monitor.wallet_url": ConfigKey(_is_str, "auto", '"auto" (the public web wallet of node.chain_id), '
-                                    '"" (none) or an https:// link with {asset}, {address} and {amount}',
-                                    "wallet_url"),  # "auto" resolved
-    "monitor.explorer_url": ConfigKey(_is_str, "auto", '"auto" (the public explorer of node.chain_id), '
-                                      '"" (none) or an https:// link with {id}',
-                                      "explorer_url"),  # "auto" resolved
+    "monitor.max_clients_per_address": ConfigKey(
+        _int_range(1, 1000), 10, "an integer from 1 to 1000", "monitor_max_clients_per_address"
+    ),  # ours
+    "monitor.wallet_url": ConfigKey(
+        _is_str,
+        "auto",
+        '"auto" (the public web wallet of node.chain_id), '
+        '"" (none) or an https:// link with {asset}, {address} and {amount}',
+        "wallet_url",
+    ),  # "auto" resolved
+    "monitor.explorer_url": ConfigKey(
+        _is_str,
+        "auto",
+        '"auto" (the public explorer of node.chain_id), "" (none) or an https:// link with {id}',
+        "explorer_url",
+    ),  # "auto" resolved
 }
 
 # The public web wallet's payment link and the public explorer of each Waves network
@@ -340,7 +425,7 @@ class Config:
     monitor_host: str
     monitor_port: int
     monitor_token: str
-    wallet_url: str = ""    # "auto" resolved; "" = no payment link
+    wallet_url: str = ""  # "auto" resolved; "" = no payment link
     explorer_url: str = ""  # "auto" resolved; "" = no explorer links
     monitor_max_clients_per_address: int = 10
 
@@ -367,13 +452,14 @@ def _is_loopback(host: str) -> bool:
     if host in ("localhost", "ip6-localhost"):
         return True
     import ipaddress
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
-# --- secrets in URLs ----------------------------------------------------------
+# --- secrets in URLs ---------------------------------------------------------
 # A node URL may carry credentials (https://user:pass@host/, ?apikey=...). Whatever shows a URL
 # (log lines, error messages, check, status, the monitor and its dashboard) shows redact_url(url);
 # requests use the real one. The log formatter passes every line through it too, which keeps
@@ -421,13 +507,22 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
     for section, value in table.items():
         if not isinstance(value, dict):
             hint = difflib.get_close_matches(section, known_sections, 1)
-            raise fail(section, "unknown key at top level; keys live in sections [%s]%s"
-                       % ("], [".join(known_sections),
-                          (" (did you mean [%s]?)" % hint[0]) if hint else ""))
+            raise fail(
+                section,
+                "unknown key at top level; keys live in sections [%s]%s"
+                % ("], [".join(known_sections), (" (did you mean [%s]?)" % hint[0]) if hint else ""),
+            )
         if section not in known_sections:
             hint = difflib.get_close_matches(section, known_sections, 1)
-            raise fail("[%s]" % section, "unknown section%s" % (
-                (" (did you mean [%s]?)" % hint[0]) if hint else "; sections are [%s]" % "], [".join(known_sections)))
+            raise fail(
+                "[%s]" % section,
+                "unknown section%s"
+                % (
+                    (" (did you mean [%s]?)" % hint[0])
+                    if hint
+                    else "; sections are [%s]" % "], [".join(known_sections)
+                ),
+            )
         flat.update(_flatten(value, section + "."))
     for key in flat:
         if key not in CONFIG_SCHEMA:
@@ -450,20 +545,28 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
 
     for url in values["node.urls"]:
         if not (url.startswith("http://") or url.startswith("https://")) or len(url) < 10:
-            raise fail("node.urls", "%s is not valid: expected http:// or https:// URLs" % _toml_repr(redact_url(url)))
+            raise fail(
+                "node.urls",
+                "%s is not valid: expected http:// or https:// URLs" % _toml_repr(redact_url(url)),
+            )
     chain = values["node.chain_id"]
     if values["device.address"]:
         try:
             parse_address(values["device.address"], chain)
         except EncodingError as e:
-            raise fail("device.address", "%s is not valid: %s" % (_toml_repr(values["device.address"]), e))
+            raise fail(
+                "device.address", "%s is not valid: %s" % (_toml_repr(values["device.address"]), e)
+            ) from None
     asset = values["payment.asset_id"]
     if asset:
         try:
             parse_asset_id(asset, coin=None)
         except EncodingError as e:
-            raise fail("payment.asset_id", "%s is not valid: %s (expected %s)"
-                       % (_toml_repr(asset), e, CONFIG_SCHEMA["payment.asset_id"].expected))
+            raise fail(
+                "payment.asset_id",
+                "%s is not valid: %s (expected %s)"
+                % (_toml_repr(asset), e, CONFIG_SCHEMA["payment.asset_id"].expected),
+            ) from None
     for key in ("device.seed_file", "device.state_file"):
         if not values[key].strip():
             raise fail(key, "must not be empty: expected a path")
@@ -472,19 +575,27 @@ def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True
     if not host:
         raise fail("monitor.host", "must not be empty")
     if values["monitor.port"] and not _is_loopback(host) and not values["monitor.token"]:
-        raise fail("monitor.token", "required when monitor.host (%s) is not a loopback address: "
-                   "set a secret token, clients then pass ?token=..." % _toml_repr(host))
-    for key, table, needs in (("monitor.wallet_url", WALLET_URLS, ("{address}",)),
-                              ("monitor.explorer_url", EXPLORER_URLS, ("{id}",))):
+        raise fail(
+            "monitor.token",
+            "required when monitor.host (%s) is not a loopback address: "
+            "set a secret token, clients then pass ?token=..." % _toml_repr(host),
+        )
+    for key, table, needs in (
+        ("monitor.wallet_url", WALLET_URLS, ("{address}",)),
+        ("monitor.explorer_url", EXPLORER_URLS, ("{id}",)),
+    ):
         v = values[key].strip()
         if v == "auto":
             v = table.get(chain, "")
         elif v and (not v.startswith(("https://", "http://")) or any(n not in v for n in needs)):
-            raise fail(key, "%s is not valid: expected %s"
-                       % (_toml_repr(values[key]), CONFIG_SCHEMA[key].expected))
+            raise fail(
+                key, "%s is not valid: expected %s" % (_toml_repr(values[key]), CONFIG_SCHEMA[key].expected)
+            )
         values[key] = v
-    return Config(path=str(Path(path).resolve()),
-                  **{spec.attr: spec.convert(values[key]) for key, spec in CONFIG_SCHEMA.items()})
+    return Config(
+        path=str(Path(path).resolve()),
+        **{spec.attr: spec.convert(values[key]) for key, spec in CONFIG_SCHEMA.items()},
+    )
 
 
 def _toml_repr(v: Any) -> str:
@@ -577,6 +688,7 @@ def blake2b256(data: bytes) -> bytes:
 
 def keccak256(data: bytes) -> bytes:
     from Crypto.Hash import keccak  # pycryptodome: original Keccak, not NIST SHA3
+
     return keccak.new(data=data, digest_bits=256).digest()
 
 
@@ -598,6 +710,7 @@ class KeyPair:
 
 def keypair_from_private_key(private_key: bytes) -> KeyPair:
     from nacl.bindings import crypto_scalarmult_base
+
     if len(private_key) != 32:
         raise EncodingError("a private key is 32 bytes, not %d" % len(private_key))
     return KeyPair(private_key, crypto_scalarmult_base(private_key))
@@ -635,7 +748,7 @@ def address_from_public_key(public_key: bytes, chain_id: str) -> str:
 def parse_address(address: str, chain_id: str) -> bytes:
     """Check an address string (version, chain id, checksum); return its 26 bytes."""
     if isinstance(address, str) and address.startswith("address:"):
-        address = address[len("address:"):]
+        address = address[len("address:") :]
     raw = b58decode(address)
     if len(raw) != 26:
         raise EncodingError("an address is 26 bytes (35 base58 characters), got %d bytes" % len(raw))
@@ -666,8 +779,7 @@ def parse_alias(text: str, chain_id: str) -> str:
         raise EncodingError("an alias name has 4 to 30 characters, %r has %d" % (name, len(name)))
     bad = sorted(set(name) - ALIAS_CHARS)
     if bad:
-        raise EncodingError("alias name %r has characters outside a-z 0-9 - . @ _: %s"
-                            % (name, "".join(bad)))
+        raise EncodingError("alias name %r has characters outside a-z 0-9 - . @ _: %s" % (name, "".join(bad)))
     return "alias:%s:%s" % (chain_id, name)
 
 
@@ -698,13 +810,14 @@ def parse_asset_id(asset_id: Optional[str], *, coin: Optional[str] = "WAVES", wh
     return raw
 
 
-_ED25519_L = 2 ** 252 + 27742317777372353535851937790883648493
-_P25519 = 2 ** 255 - 19
+_ED25519_L = 2**252 + 27742317777372353535851937790883648493
+_P25519 = 2**255 - 19
 
 
 def sign(private_key: bytes, message: bytes, random_z: Optional[bytes] = None) -> bytes:
     """Waves Curve25519 signature (64 bytes) of message; random_z is 64 random bytes."""
     from nacl import bindings as nb
+
     z = os.urandom(64) if random_z is None else random_z
     if len(z) != 64:
         raise EncodingError("signature randomness must be 64 bytes")
@@ -717,7 +830,8 @@ def sign(private_key: bytes, message: bytes, random_z: Optional[bytes] = None) -
     ed_pub = nb.crypto_scalarmult_ed25519_base_noclamp(a_red)
     sign_bit = ed_pub[31] & 0x80
     r = nb.crypto_core_ed25519_scalar_reduce(
-        hashlib.sha512(b"\xfe" + b"\xff" * 31 + a_bytes + message + z).digest())
+        hashlib.sha512(b"\xfe" + b"\xff" * 31 + a_bytes + message + z).digest()
+    )
     big_r = nb.crypto_scalarmult_ed25519_base_noclamp(r)
     h = nb.crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + ed_pub + message).digest())
     s = bytearray(nb.crypto_core_ed25519_scalar_add(nb.crypto_core_ed25519_scalar_mul(h, a_red), r))
@@ -739,6 +853,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """Verify a Waves Curve25519 signature; False for anything malformed."""
     from nacl.bindings import crypto_sign_open
     from nacl.exceptions import BadSignatureError, CryptoError
+
     if len(public_key) != 32 or len(signature) != 64:
         return False
     ed_pub = ed25519_public_key(public_key, signature[63])
@@ -753,6 +868,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
 def generate_seed_phrase(words: int = 15, rng: Optional[random.SystemRandom] = None) -> str:
     """A new seed phrase of `words` words from the 2048-word list Waves wallets use (BIP-39 English)."""
     from mnemonic import Mnemonic
+
     wordlist = Mnemonic("english").wordlist
     rng = rng or random.SystemRandom()
     return " ".join(rng.choice(wordlist) for _ in range(words))
@@ -769,13 +885,13 @@ def generate_seed_phrase(words: int = 15, rng: Optional[random.SystemRandom] = N
 # MassTransfer v2) only on Waves. See waves-protocol.md sections 5-9.
 
 TX_ISSUE, TX_TRANSFER, TX_MASS_TRANSFER, TX_DATA = 3, 4, 11, 12
-INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FEE_UNIT = 100_000
 MAX_ATTACHMENT = 140
 DATA_MAX_ENTRIES = 100
 DATA_MAX_VALUE = 32_767
-DATA_MAX_PAYLOAD = 165_835       # Waves with feature 17: sum of key and value sizes
-DATA_MAX_V1_BYTES = 153_600      # Waves before feature 17 and 0bs: full signed v1 bytes
+DATA_MAX_PAYLOAD = 165_835  # Waves with feature 17: sum of key and value sizes
+DATA_MAX_V1_BYTES = 153_600  # Waves before feature 17 and 0bs: full signed v1 bytes
 DATA_ENTRY_TYPES = {"integer": 0, "boolean": 1, "binary": 2, "string": 3}
 
 
@@ -881,6 +997,7 @@ def _legacy_proofs(proofs: Sequence[bytes]) -> bytes:
 # Only the handful of messages the transaction types above need; fields in
 # ascending order, defaults omitted, set oneof members and sub-messages written.
 
+
 def _pb_varint(n: int) -> bytes:
     n &= (1 << 64) - 1
     out = bytearray()
@@ -920,10 +1037,14 @@ def _pb_transaction(tx: Dict[str, Any], field: int, data: bytes) -> bytes:
     fee = tx.get("fee")
     _i64(fee, "fee")
     _i64(tx.get("timestamp"), "timestamp")
-    return (_pb_int(1, chain_byte(_tx_chain(tx))) + _pb_bytes(2, _pk(tx))
-            + _pb_bytes(3, _pb_amount(tx.get("feeAssetId"), fee), force=True)
-            + _pb_int(4, tx["timestamp"]) + _pb_int(5, tx["version"])
-            + _pb_bytes(field, data, force=True))
+    return (
+        _pb_int(1, chain_byte(_tx_chain(tx)))
+        + _pb_bytes(2, _pk(tx))
+        + _pb_bytes(3, _pb_amount(tx.get("feeAssetId"), fee), force=True)
+        + _pb_int(4, tx["timestamp"])
+        + _pb_int(5, tx["version"])
+        + _pb_bytes(field, data, force=True)
+    )
 
 
 def _data_value(entry: Dict[str, Any]) -> Tuple[Optional[str], Any]:
@@ -1014,30 +1135,48 @@ def tx_body_bytes(tx: Dict[str, Any]) -> bytes:
     if t == TX_TRANSFER and v in (1, 2):
         chain = _tx_chain(tx)
         head = b"\x04" if v == 1 else b"\x04\x02"
-        return (head + _pk(tx) + _legacy_asset(tx.get("assetId"))
-                + _legacy_asset(tx.get("feeAssetId"), "feeAssetId")
-                + _i64(tx.get("timestamp"), "timestamp") + _i64(tx.get("amount"), "amount")
-                + _i64(tx.get("fee"), "fee") + _legacy_recipient(tx.get("recipient"), chain)
-                + _short(_attachment(tx), "attachment"))
+        return (
+            head
+            + _pk(tx)
+            + _legacy_asset(tx.get("assetId"))
+            + _legacy_asset(tx.get("feeAssetId"), "feeAssetId")
+            + _i64(tx.get("timestamp"), "timestamp")
+            + _i64(tx.get("amount"), "amount")
+            + _i64(tx.get("fee"), "fee")
+            + _legacy_recipient(tx.get("recipient"), chain)
+            + _short(_attachment(tx), "attachment")
+        )
     if t == TX_TRANSFER and v == 3:
         chain = _tx_chain(tx)
-        data = (_pb_bytes(1, _pb_recipient(tx["recipient"], chain), force=True)
-                + _pb_bytes(2, _pb_amount(tx.get("assetId"), tx.get("amount")), force=True)
-                + _pb_bytes(3, _attachment(tx)))
+        data = (
+            _pb_bytes(1, _pb_recipient(tx["recipient"], chain), force=True)
+            + _pb_bytes(2, _pb_amount(tx.get("assetId"), tx.get("amount")), force=True)
+            + _pb_bytes(3, _attachment(tx))
+        )
         return _pb_transaction(tx, 104, data)
     if t == TX_DATA and v == 1:
         entries = tx.get("data", [])
-        return (b"\x0c\x01" + _pk(tx) + struct.pack(">H", len(entries))
-                + b"".join(_legacy_data_entry(e) for e in entries)
-                + _i64(tx.get("timestamp"), "timestamp") + _i64(tx.get("fee"), "fee"))
+        return (
+            b"\x0c\x01"
+            + _pk(tx)
+            + struct.pack(">H", len(entries))
+            + b"".join(_legacy_data_entry(e) for e in entries)
+            + _i64(tx.get("timestamp"), "timestamp")
+            + _i64(tx.get("fee"), "fee")
+        )
     if t == TX_DATA and v == 2:
         return _pb_transaction(tx, 112, _data_payload(tx))
     if t == TX_ISSUE and v in (1, 2):
         head = b"\x03" if v == 1 else b"\x03\x02" + bytes([chain_byte(_tx_chain(tx))])
-        body = (head + _pk(tx) + _short(_utf8(str(tx.get("name", "")), "name"), "name")
-                + _short(_utf8(str(tx.get("description", "")), "description"), "description")
-                + _i64(tx.get("quantity"), "quantity") + bytes([_decimals(tx)])
-                + bytes([1 if tx.get("reissuable") else 0]))
+        body = (
+            head
+            + _pk(tx)
+            + _short(_utf8(str(tx.get("name", "")), "name"), "name")
+            + _short(_utf8(str(tx.get("description", "")), "description"), "description")
+            + _i64(tx.get("quantity"), "quantity")
+            + bytes([_decimals(tx)])
+            + bytes([1 if tx.get("reissuable") else 0])
+        )
         if v == 1:
             return body + _i64(tx.get("fee"), "fee") + _i64(tx.get("timestamp"), "timestamp")
         script = tx.get("script")
@@ -1047,27 +1186,43 @@ def tx_body_bytes(tx: Dict[str, Any]) -> bytes:
         return body + _i64(tx.get("fee"), "fee") + _i64(tx.get("timestamp"), "timestamp") + script_bytes
     if t == TX_ISSUE and v == 3:
         script = tx.get("script")
-        data = (_pb_bytes(1, _utf8(str(tx.get("name", "")), "name"))
-                + _pb_bytes(2, _utf8(str(tx.get("description", "")), "description"))
-                + _pb_int(3, tx.get("quantity")) + _pb_int(4, _decimals(tx))
-                + _pb_int(5, 1 if tx.get("reissuable") else 0)
-                + _pb_bytes(6, base64_node_decode(script) if script else b""))
+        data = (
+            _pb_bytes(1, _utf8(str(tx.get("name", "")), "name"))
+            + _pb_bytes(2, _utf8(str(tx.get("description", "")), "description"))
+            + _pb_int(3, tx.get("quantity"))
+            + _pb_int(4, _decimals(tx))
+            + _pb_int(5, 1 if tx.get("reissuable") else 0)
+            + _pb_bytes(6, base64_node_decode(script) if script else b"")
+        )
         return _pb_transaction(tx, 103, data)
     if t == TX_MASS_TRANSFER and v == 1:
         chain = _tx_chain(tx)
         items = _mass_items(tx)
-        return (b"\x0b\x01" + _pk(tx) + _legacy_asset(tx.get("assetId")) + struct.pack(">H", len(items))
-                + b"".join(_legacy_recipient(i["recipient"], chain) + _i64(i["amount"], "amount") for i in items)
-                + _i64(tx.get("timestamp"), "timestamp") + _i64(tx.get("fee"), "fee")
-                + _short(_attachment(tx), "attachment"))
+        return (
+            b"\x0b\x01"
+            + _pk(tx)
+            + _legacy_asset(tx.get("assetId"))
+            + struct.pack(">H", len(items))
+            + b"".join(_legacy_recipient(i["recipient"], chain) + _i64(i["amount"], "amount") for i in items)
+            + _i64(tx.get("timestamp"), "timestamp")
+            + _i64(tx.get("fee"), "fee")
+            + _short(_attachment(tx), "attachment")
+        )
     if t == TX_MASS_TRANSFER and v == 2:
         chain = _tx_chain(tx)
         items = b"".join(
-            _pb_bytes(2, _pb_bytes(1, _pb_recipient(i["recipient"], chain), force=True) + _pb_int(2, i["amount"]),
-                      force=True)
-            for i in _mass_items(tx))
-        data = (_pb_bytes(1, parse_asset_id(tx.get("assetId"), what="assetId")) + items
-                + _pb_bytes(3, _attachment(tx)))
+            _pb_bytes(
+                2,
+                _pb_bytes(1, _pb_recipient(i["recipient"], chain), force=True) + _pb_int(2, i["amount"]),
+                force=True,
+            )
+            for i in _mass_items(tx)
+        )
+        data = (
+            _pb_bytes(1, parse_asset_id(tx.get("assetId"), what="assetId"))
+            + items
+            + _pb_bytes(3, _attachment(tx))
+        )
         return _pb_transaction(tx, 111, data)
     raise EncodingError("unsupported transaction type %r version %r" % (t, v))
 
@@ -1081,7 +1236,7 @@ def tx_signed_bytes(tx: Dict[str, Any]) -> bytes:
     body = tx_body_bytes(tx)
     proofs = [b58decode(p) for p in tx.get("proofs", [])]
     t, v = tx["type"], tx.get("version", 1)
-    if (t in (TX_TRANSFER, TX_ISSUE) and v == 1):
+    if t in (TX_TRANSFER, TX_ISSUE) and v == 1:
         return bytes([t]) + proofs[0] + body
     if (t, v) in ((TX_TRANSFER, 3), (TX_ISSUE, 3), (TX_DATA, 2), (TX_MASS_TRANSFER, 2)):
         return _pb_bytes(1, body, force=True) + b"".join(_pb_bytes(2, p, force=True) for p in proofs)
@@ -1115,7 +1270,8 @@ def verify_tx(tx: Dict[str, Any]) -> bool:
         return False
 
 
-# --- Data entries: limits and fees ----------------------------------------
+# --- Data entries: limits and fees -------------------------------------------
+
 
 def data_payload_size(entries: Sequence[Dict[str, Any]]) -> int:
     """Sum of UTF-8 key lengths and value sizes (integer 8, boolean 1, bytes, delete 0)."""
@@ -1128,12 +1284,16 @@ def data_payload_size(entries: Sequence[Dict[str, Any]]) -> int:
     return total
 
 
-def validate_data_entries(entries: Sequence[Dict[str, Any]], *, version: int = 1, rules: str = "waves") -> None:
+def validate_data_entries(
+    entries: Sequence[Dict[str, Any]], *, version: int = 1, rules: str = "waves"
+) -> None:
     """Refuse entries the node would reject: count, keys, value and total size."""
     if not entries:
         raise EncodingError("a Data transaction needs at least one entry")
     if len(entries) > DATA_MAX_ENTRIES:
-        raise EncodingError("a Data transaction holds at most %d entries, not %d" % (DATA_MAX_ENTRIES, len(entries)))
+        raise EncodingError(
+            "a Data transaction holds at most %d entries, not %d" % (DATA_MAX_ENTRIES, len(entries))
+        )
     seen = set()
     for e in entries:
         kind, value = _data_value(e)
@@ -1150,7 +1310,9 @@ def validate_data_entries(entries: Sequence[Dict[str, Any]], *, version: int = 1
         if kind in ("string", "binary") and len(_data_value_bytes(kind, value)) > DATA_MAX_VALUE:
             raise EncodingError("data entry %r: value is longer than %d bytes" % (key, DATA_MAX_VALUE))
     if data_payload_size(entries) > DATA_MAX_PAYLOAD:
-        raise EncodingError("data entries total %d bytes, more than %d" % (data_payload_size(entries), DATA_MAX_PAYLOAD))
+        raise EncodingError(
+            "data entries total %d bytes, more than %d" % (data_payload_size(entries), DATA_MAX_PAYLOAD)
+        )
 
 
 def data_fee(tx: Dict[str, Any], rules: str = "waves") -> int:
@@ -1181,23 +1343,39 @@ def mass_transfer_fee(n: int, rules: str = "waves", *, smart_asset: bool = False
 
 def issue_fee(rules: str = "waves", *, nft: bool = False) -> int:
     if rules == "0bs":
-        return 500 * 10 ** 8
+        return 500 * 10**8
     return FEE_UNIT if nft else 1000 * FEE_UNIT
 
 
-def build_data_tx(keys: KeyPair, entries: List[Dict[str, Any]], *, timestamp: int, chain_id: str,
-                  fee: int = 0, rules: str = "waves", version: int = 1,
-                  random_z: Optional[bytes] = None) -> Dict[str, Any]:
+def build_data_tx(
+    keys: KeyPair,
+    entries: List[Dict[str, Any]],
+    *,
+    timestamp: int,
+    chain_id: str,
+    fee: int = 0,
+    rules: str = "waves",
+    version: int = 1,
+    random_z: Optional[bytes] = None,
+) -> Dict[str, Any]:
     """A signed Data transaction; fee 0 computes the minimum for its size, and a fee below that
     minimum (which the node would refuse for ever) is raised to it."""
     if rules == "0bs" and version != 1:
         raise EncodingError("0bs nodes accept Data version 1 only, not %r" % (version,))
     if not _is_int(fee) or not 0 <= fee <= INT64_MAX:
-        raise EncodingError("fee must be 0 (automatic) or a positive integer of the smallest unit, not %r" % (fee,))
+        raise EncodingError(
+            "fee must be 0 (automatic) or a positive integer of the smallest unit, not %r" % (fee,)
+        )
     validate_data_entries(entries, version=version, rules=rules)
-    tx: Dict[str, Any] = {"type": TX_DATA, "version": version, "senderPublicKey": b58encode(keys.public_key),
-                          "fee": fee or 1, "timestamp": timestamp, "chainId": chain_byte(chain_id),
-                          "data": list(entries)}
+    tx: Dict[str, Any] = {
+        "type": TX_DATA,
+        "version": version,
+        "senderPublicKey": b58encode(keys.public_key),
+        "fee": fee or 1,
+        "timestamp": timestamp,
+        "chainId": chain_byte(chain_id),
+        "data": list(entries),
+    }
     tx["fee"] = max(fee, data_fee(tx, rules))
     if rules == "0bs" or version == 1:
         full = len(tx_signed_bytes(dict(tx, proofs=[b58encode(b"\0" * 64)])))
@@ -1206,9 +1384,19 @@ def build_data_tx(keys: KeyPair, entries: List[Dict[str, Any]], *, timestamp: in
     return sign_tx(tx, keys.private_key, random_z)
 
 
-def build_transfer_tx(keys: KeyPair, *, recipient: str, amount: int, asset_id: Optional[str], timestamp: int,
-                      chain_id: str, fee: int, attachment: bytes = b"", fee_asset_id: Optional[str] = None,
-                      random_z: Optional[bytes] = None) -> Dict[str, Any]:
+def build_transfer_tx(
+    keys: KeyPair,
+    *,
+    recipient: str,
+    amount: int,
+    asset_id: Optional[str],
+    timestamp: int,
+    chain_id: str,
+    fee: int,
+    attachment: bytes = b"",
+    fee_asset_id: Optional[str] = None,
+    random_z: Optional[bytes] = None,
+) -> Dict[str, Any]:
     """A signed Transfer v2 (legacy binary: accepted by Waves and 0bs nodes). The chain's own
     coin (asset_id None, "" or "WAVES") is null in the JSON, as the node wants it."""
     if not _is_int(amount) or amount <= 0:
@@ -1219,19 +1407,35 @@ def build_transfer_tx(keys: KeyPair, *, recipient: str, amount: int, asset_id: O
         raise EncodingError("attachment must be bytes, not %r" % (attachment,))
     if len(attachment) > MAX_ATTACHMENT:
         raise EncodingError("attachment is %d bytes, more than %d" % (len(attachment), MAX_ATTACHMENT))
-    tx = {"type": TX_TRANSFER, "version": 2, "senderPublicKey": b58encode(keys.public_key),
-          "assetId": _asset_json(asset_id) if parse_asset_id(asset_id, what="assetId") else None,
-          "recipient": parse_recipient(recipient, chain_id), "amount": amount,
-          "attachment": b58encode(attachment), "fee": fee,
-          "feeAssetId": _asset_json(fee_asset_id) if parse_asset_id(fee_asset_id, what="feeAssetId") else None,
-          "timestamp": timestamp,
-          "chainId": chain_byte(chain_id)}
+    tx = {
+        "type": TX_TRANSFER,
+        "version": 2,
+        "senderPublicKey": b58encode(keys.public_key),
+        "assetId": _asset_json(asset_id) if parse_asset_id(asset_id, what="assetId") else None,
+        "recipient": parse_recipient(recipient, chain_id),
+        "amount": amount,
+        "attachment": b58encode(attachment),
+        "fee": fee,
+        "feeAssetId": _asset_json(fee_asset_id) if parse_asset_id(fee_asset_id, what="feeAssetId") else None,
+        "timestamp": timestamp,
+        "chainId": chain_byte(chain_id),
+    }
     return sign_tx(tx, keys.private_key, random_z)
 
 
-def build_issue_tx(keys: KeyPair, *, name: str, description: str, quantity: int, decimals: int,
-                   reissuable: bool, timestamp: int, chain_id: str, fee: int,
-                   random_z: Optional[bytes] = None) -> Dict[str, Any]:
+def build_issue_tx(
+    keys: KeyPair,
+    *,
+    name: str,
+    description: str,
+    quantity: int,
+    decimals: int,
+    reissuable: bool,
+    timestamp: int,
+    chain_id: str,
+    fee: int,
+    random_z: Optional[bytes] = None,
+) -> Dict[str, Any]:
     """A signed Issue v2 (legacy binary); its id is the new asset id."""
     if not isinstance(name, str) or not isinstance(description, str):
         raise EncodingError("a token name and description are strings")
@@ -1245,9 +1449,20 @@ def build_issue_tx(keys: KeyPair, *, name: str, description: str, quantity: int,
         raise EncodingError("quantity must be a positive 64-bit integer of the smallest unit")
     if not _is_int(fee) or fee <= 0:
         raise EncodingError("fee must be a positive integer of the smallest unit, not %r" % (fee,))
-    tx = {"type": TX_ISSUE, "version": 2, "senderPublicKey": b58encode(keys.public_key), "name": name,
-          "description": description, "quantity": quantity, "decimals": decimals, "reissuable": reissuable,
-          "script": None, "fee": fee, "timestamp": timestamp, "chainId": chain_byte(chain_id)}
+    tx = {
+        "type": TX_ISSUE,
+        "version": 2,
+        "senderPublicKey": b58encode(keys.public_key),
+        "name": name,
+        "description": description,
+        "quantity": quantity,
+        "decimals": decimals,
+        "reissuable": reissuable,
+        "script": None,
+        "fee": fee,
+        "timestamp": timestamp,
+        "chainId": chain_byte(chain_id),
+    }
     return sign_tx(tx, keys.private_key, random_z)
 
 
@@ -1258,19 +1473,20 @@ def build_issue_tx(keys: KeyPair, *, name: str, description: str, quantity: int,
 # Pure functions and small value objects: they take values (transactions,
 # `now`) and return values; no clock reads, no I/O, no logging.
 
+
 def payment_seconds(amount: int, decimals: int, seconds_per_token: float) -> float:
     """Light time a payment buys: amount / 10^decimals x seconds_per_token."""
-    return amount / (10 ** decimals) * seconds_per_token
+    return amount / (10**decimals) * seconds_per_token
 
 
 @dataclasses.dataclass(frozen=True)
 class Grant:
     """What one credited payment added to the light."""
 
-    start: float       # when its span starts (now, or the previous end time)
-    until: float       # the new end time
-    seconds: float     # light time granted, after the cap
-    excess: float      # light time bought but cut by payment.max_seconds
+    start: float  # when its span starts (now, or the previous end time)
+    until: float  # the new end time
+    seconds: float  # light time granted, after the cap
+    excess: float  # light time bought but cut by payment.max_seconds
 
 
 def extend_light(until: float, now: float, seconds: float, max_seconds: float) -> Grant:
@@ -1298,14 +1514,14 @@ def refund_units(amount: int, seconds: float, excess: float) -> int:
 def below_minimum(amount: int, decimals: int, min_tokens: float) -> bool:
     """Whether a payment of `amount` smallest units is fewer than `min_tokens` whole tokens
     (compared exactly: 0.1 in the TOML means 0.1, not 0.1000000000000000055...)."""
-    return amount < fractions.Fraction(repr(float(min_tokens))) * 10 ** decimals
+    return amount < fractions.Fraction(repr(float(min_tokens))) * 10**decimals
 
 
 def tokens_text(amount: int, decimals: int, name: str = "", *, trim: bool = True) -> str:
     """The one amount formatter: smallest units as whole tokens (or coins, 8 decimals), exact.
     (150, 2) -> "1.5"; trim=False keeps every decimal: "1.50"; with a name: "1.5 IoT-Light".
     A negative amount keeps its sign: (-150, 2) -> "-1.5"."""
-    whole, frac = divmod(abs(amount), 10 ** decimals)
+    whole, frac = divmod(abs(amount), 10**decimals)
     text = "%d.%0*d" % (whole, decimals, frac) if decimals else "%d" % whole
     if trim and decimals:
         text = text.rstrip("0").rstrip(".")
@@ -1318,29 +1534,45 @@ def payment_link(template: str, *, asset: str, address: str, amount: str) -> str
     if not template:
         return ""
     quote = urllib.parse.quote
-    return (template.replace("{asset}", quote(asset, safe="")).replace("{address}", quote(address, safe=""))
-            .replace("{amount}", quote(amount, safe=".")))
+    return (
+        template.replace("{asset}", quote(asset, safe=""))
+        .replace("{address}", quote(address, safe=""))
+        .replace("{amount}", quote(amount, safe="."))
+    )
 
 
 PAY_PRESET_SECONDS = (30, 60, 300, 900)
 
 
-def pay_presets(*, seconds_per_token: float, max_seconds: float, decimals: Optional[int], min_units: int = 0,
-                template: str, asset: str, address: str) -> List[Dict[str, Any]]:
+def pay_presets(
+    *,
+    seconds_per_token: float,
+    max_seconds: float,
+    decimals: Optional[int],
+    min_units: int = 0,
+    template: str,
+    asset: str,
+    address: str,
+) -> List[Dict[str, Any]]:
     """The dashboard's "pay" buttons: for a few light times up to the cap, the token amount that
     buys at least that long (rounded up to the token's decimals, at least the minimum payment)
     and the wallet link for it. Unknown decimals: whole tokens."""
     places = 0 if decimals is None else decimals
     out, seen = [], set()
     for preset in PAY_PRESET_SECONDS:
-        seconds = min(preset, max_seconds)   # the last button buys the cap
-        units = max(math.ceil(seconds / seconds_per_token * 10 ** places - 1e-9), min_units, 1)
+        seconds = min(preset, max_seconds)  # the last button buys the cap
+        units = max(math.ceil(seconds / seconds_per_token * 10**places - 1e-9), min_units, 1)
         if units not in seen:
             seen.add(units)
             amount = tokens_text(units, places)
-            out.append({"amount": amount, "units": units,
-                        "seconds": round(payment_seconds(units, places, seconds_per_token), 3),
-                        "link": payment_link(template, asset=asset, address=address, amount=amount)})
+            out.append(
+                {
+                    "amount": amount,
+                    "units": units,
+                    "seconds": round(payment_seconds(units, places, seconds_per_token), 3),
+                    "link": payment_link(template, asset=asset, address=address, amount=amount),
+                }
+            )
         if preset >= max_seconds:
             break
     return out
@@ -1431,12 +1663,14 @@ def check_tx_shape(tx: Any) -> Dict[str, Any]:
         raise ValueError("transaction is not an object")
     txid = tx.get("id")
     if not isinstance(txid, str) or not 30 <= len(txid) <= 50:
-        raise ValueError("transaction id %r is not valid" % (txid if not isinstance(txid, str) else txid[:60],))
+        raise ValueError(
+            "transaction id %r is not valid" % (txid if not isinstance(txid, str) else txid[:60],)
+        )
     kind = tx.get("type")
     if not _int_within(kind, 1, 255):
         raise ValueError("transaction %s has no integer type" % txid)
     h = tx.get("height")
-    if h is not None and not _int_within(h, 0, 2 ** 31 - 1):
+    if h is not None and not _int_within(h, 0, 2**31 - 1):
         raise ValueError("transaction %s has a non-integer height" % txid)
     for key in ("timestamp", "fee"):
         if tx.get(key) is not None and not _int_within(tx[key], 0, INT64_MAX):
@@ -1455,8 +1689,11 @@ def check_tx_shape(tx: Any) -> Dict[str, Any]:
         if not _str_or_none(tx.get(key)):
             raise ValueError("transaction %s: %s is not a string or null" % (txid, key))
     proofs = tx.get("proofs")
-    if proofs is not None and not (isinstance(proofs, list) and len(proofs) <= 8
-                                   and all(isinstance(p, str) and len(p) <= 100 for p in proofs)):
+    if proofs is not None and not (
+        isinstance(proofs, list)
+        and len(proofs) <= 8
+        and all(isinstance(p, str) and len(p) <= 100 for p in proofs)
+    ):
         raise ValueError("transaction %s: proofs is not a list of at most 8 strings" % txid)
     if kind == TX_TRANSFER:
         items = [tx]
@@ -1466,8 +1703,10 @@ def check_tx_shape(tx: Any) -> Dict[str, Any]:
             raise ValueError("transaction %s: transfers is not a list of at most 100 objects" % txid)
     for item in items:
         if not _int_within(item.get("amount"), 0, INT64_MAX):
-            raise ValueError("transaction %s: amount %s is not an integer from 0 to 2^63-1"
-                             % (txid, str(item.get("amount"))[:30]))
+            raise ValueError(
+                "transaction %s: amount %s is not an integer from 0 to 2^63-1"
+                % (txid, str(item.get("amount"))[:30])
+            )
         if not isinstance(item.get("recipient"), str) or len(item["recipient"]) > 64:
             raise ValueError("transaction %s: recipient is not a string" % txid)
     return tx
@@ -1499,15 +1738,17 @@ def check_transfer_proof(tx: Dict[str, Any], chain_id: str) -> Optional[str]:
     return None
 
 
-# --- Data entries the device writes (the contract's table) -----------------
+# --- Data entries the device writes (the contract's table) -------------------
+
 
 def joystick_entry(n: int, direction: str, action: str, ts_ms: int) -> Dict[str, Any]:
     value = json.dumps({"direction": direction, "action": action, "ts": ts_ms}, separators=(",", ":"))
     return {"key": "joystick_%d" % n, "type": "string", "value": value}
 
 
-def receipt_entry(payment_id: str, seconds: float, from_ms: int, until_ms: int,
-                  refund: Optional[Tuple[str, int]] = None) -> Dict[str, Any]:
+def receipt_entry(
+    payment_id: str, seconds: float, from_ms: int, until_ms: int, refund: Optional[Tuple[str, int]] = None
+) -> Dict[str, Any]:
     """served_<payment id>; `refund` is (transfer id, amount) when part of the payment went back."""
     body: Dict[str, Any] = {"seconds": round(seconds, 3), "from": from_ms, "until": until_ms}
     if refund is not None:
@@ -1517,8 +1758,11 @@ def receipt_entry(payment_id: str, seconds: float, from_ms: int, until_ms: int,
 
 
 # Data entry key -> reading field, for the three sensors.
-TELEMETRY_FIELDS = (("temperature_c100", "temperature_c"), ("humidity_pct100", "humidity_pct"),
-                    ("pressure_hpa100", "pressure_hpa"))
+TELEMETRY_FIELDS = (
+    ("temperature_c100", "temperature_c"),
+    ("humidity_pct100", "humidity_pct"),
+    ("pressure_hpa100", "pressure_hpa"),
+)
 
 
 def telemetry_entries(reading: Dict[str, Optional[float]], ts_ms: int) -> List[Dict[str, Any]]:
@@ -1542,13 +1786,14 @@ class PendingEvent:
     """An event stored in the outbox's queue, waiting for a Data transaction."""
 
     seq: int
-    kind: str                       # "joystick", "receipt", "telemetry" or "count" (joystick_count alone)
+    kind: str  # "joystick", "receipt", "telemetry" or "count" (joystick_count alone)
     entries: Tuple[Dict[str, Any], ...]
-    press_n: int = 0                # for joystick events: its n
+    press_n: int = 0  # for joystick events: its n
 
 
-def pack_events(events: Sequence[PendingEvent], *, max_entries: int = DATA_MAX_ENTRIES,
-                max_payload: int = 8 * 1024) -> List[PendingEvent]:
+def pack_events(
+    events: Sequence[PendingEvent], *, max_entries: int = DATA_MAX_ENTRIES, max_payload: int = 8 * 1024
+) -> List[PendingEvent]:
     """The longest prefix of `events` that fits one Data transaction: at most
     `max_entries` entries (counting the joystick_count entry), one telemetry set,
     and a payload of at most `max_payload` bytes."""
@@ -1595,15 +1840,22 @@ class Backoff:
     good answers from a standstill back to full speed). interval() is the current gap with
     +-`spread` jitter, so that devices sharing one pool drift apart instead of asking in lockstep."""
 
-    def __init__(self, base: float, cap: float, rng: Optional[random.Random] = None, *,
-                 recover: int = 0, spread: float = 0.1):
+    def __init__(
+        self,
+        base: float,
+        cap: float,
+        rng: Optional[random.Random] = None,
+        *,
+        recover: int = 0,
+        spread: float = 0.1,
+    ):
         self.base = base
         self.cap = max(cap, base)
         self.rng = rng or random.Random()
         self.recover = recover
         self.spread = spread
-        self.gap = base          # seconds between attempts, before jitter
-        self.failures = 0        # in a row
+        self.gap = base  # seconds between attempts, before jitter
+        self.failures = 0  # in a row
 
     def failure(self, retry_after: Optional[float] = None) -> float:
         wait = self.gap / 2 + self.rng.uniform(0, self.gap / 2)
@@ -1622,7 +1874,9 @@ class Backoff:
         return self.gap * (1 + self.rng.uniform(-self.spread, self.spread))
 
 
-def backoff_delays(base: float = 1.0, cap: float = 60.0, rng: Optional[random.Random] = None) -> Iterator[float]:
+def backoff_delays(
+    base: float = 1.0, cap: float = 60.0, rng: Optional[random.Random] = None
+) -> Iterator[float]:
     """Successive waits of a Backoff after failure upon failure: base, 2 base, 4 base ... capped,
     each randomised (for loops that restart the sequence after a success)."""
     backoff = Backoff(base, cap, rng)
@@ -1669,9 +1923,9 @@ class LogOnce:
     def __init__(self, *, limit: int = 1000, quiet: float = 0.0):
         self.limit = limit
         self.quiet = quiet
-        self.told: Dict[Any, set] = {}      # topic -> the details told
-        self.size = 0                         # details told, all topics
-        self.last: Dict[Any, float] = {}    # topic -> when it was last told (with `quiet`)
+        self.told: Dict[Any, set] = {}  # topic -> the details told
+        self.size = 0  # details told, all topics
+        self.last: Dict[Any, float] = {}  # topic -> when it was last told (with `quiet`)
 
     def first(self, topic: Any, detail: Any = None, *, now: float = 0.0) -> bool:
         """True the first time this trouble (topic and detail) is seen since its topic was over."""
@@ -1695,8 +1949,9 @@ class LogOnce:
 
 
 # =============================================================================
-# 7. Edges: clock, store, node client, sd_notify (hardware further below)
+# 7. Edges: clock, store, node client, sd_notify, hardware
 # =============================================================================
+
 
 class Clock:
     """Wall time (Unix seconds) and monotonic time; tests pass their own."""
@@ -1708,7 +1963,7 @@ class Clock:
         return time.monotonic()
 
 
-# --- 7a. Store: the SQLite state file ------------------------------------
+# --- 7a. Store: the SQLite state file ----------------------------------------
 
 STATE_SCHEMA = 1
 _SCHEMA_SQL = """
@@ -1741,10 +1996,10 @@ STATE_CACHE_KIB = 1024
 # payments and Data transactions whatever their age (for `status` and the monitor); everything still
 # pending or open. Re-signed-away transactions and events found on chain by a reconcile go after
 # PRUNE_DONE_AGE_MS.
-PRUNE_KEEP_BLOCKS = 1440            # a day of Waves blocks
+PRUNE_KEEP_BLOCKS = 1440  # a day of Waves blocks
 PRUNE_KEEP_RECENT = 50
 PRUNE_DONE_AGE_MS = 7 * 86_400_000
-PRUNE_BATCH = 5000                  # rows per table and prune: a year-old file is cut down in steps
+PRUNE_BATCH = 5000  # rows per table and prune: a year-old file is cut down in steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1756,7 +2011,7 @@ class Credit:
     amount: int
     height: Optional[int]
     grant: Grant
-    refund: Optional[Tuple[str, int]] = None   # (transfer id, amount) signed and queued with the credit
+    refund: Optional[Tuple[str, int]] = None  # (transfer id, amount) signed and queued with the credit
 
 
 class Store:
@@ -1772,11 +2027,17 @@ class Store:
     def __init__(self, path: str):
         self.path = path
         self.log = logging.getLogger("iotlight.store")
-        self.failing: Optional[str] = None       # the write error of a trouble episode, logged once
-        self.complaints = LogOnce(quiet=60.0)    # a disk that flips between full and not: one line a minute
+        self.failing: Optional[str] = None  # the write error of a trouble episode, logged once
+        self.complaints = LogOnce(quiet=60.0)  # a disk that flips between full and not: one line a minute
         size = os.path.getsize(path) if os.path.exists(path) else 0
-        if os.path.exists(path) and size == 0 and (os.path.exists(path + ".reserve") or (
-                os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0)):
+        if (
+            os.path.exists(path)
+            and size == 0
+            and (
+                os.path.exists(path + ".reserve")
+                or (os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0)
+            )
+        ):
             # an empty database that was in use before (its reserve file or a non-empty WAL beside
             # it): cut short, say by a power cut on an SD card
             raise _damaged_state(path, "the database file is empty but was in use before")
@@ -1797,9 +2058,11 @@ class Store:
             # locked, disk full, an I/O error: the file may be fine, so it stays where it is
             with contextlib.suppress(Exception):
                 self.db.close()
-            raise StateError("%s: cannot open the state file: %s (free some space, or stop the other "
-                             "process using it)" % (path, e)) from None
-        except sqlite3.DatabaseError as e:   # "not a database", "malformed", a failed quick_check
+            raise StateError(
+                "%s: cannot open the state file: %s (free some space, or stop the other "
+                "process using it)" % (path, e)
+            ) from None
+        except sqlite3.DatabaseError as e:  # "not a database", "malformed", a failed quick_check
             with contextlib.suppress(Exception):
                 self.db.close()
             raise _damaged_state(path, str(e)) from None
@@ -1807,13 +2070,18 @@ class Store:
             raise StateError("%s: cannot open the state file: %s" % (path, e)) from None
         damaged = sorted(glob.glob(glob.escape(path) + ".damaged-*"))
         if damaged and self.get_meta("schema") is None:
-            self.log.warning("starting a fresh state file beside the damaged %s: payments made before now "
-                             "are not credited again", damaged[-1])
+            self.log.warning(
+                "starting a fresh state file beside the damaged %s: payments made before now "
+                "are not credited again",
+                damaged[-1],
+            )
         schema = self.get_meta("schema")
         if schema is None:
             self.set_meta("schema", str(STATE_SCHEMA))
         elif schema != str(STATE_SCHEMA):
-            raise StateError("%s: state file schema %s is not the supported %d" % (path, schema, STATE_SCHEMA))
+            raise StateError(
+                "%s: state file schema %s is not the supported %d" % (path, schema, STATE_SCHEMA)
+            )
         self.keep_reserve()
 
     def keep_reserve(self) -> None:
@@ -1904,11 +2172,16 @@ class Store:
             self.set_meta("address", address)
             self.set_meta("first_start_ms", int(time.time() * 1000))
         elif known != address:
-            raise StateError("%s: this state file belongs to address %s, not %s; point device.state_file "
-                             "at another file" % (self.path, known, address))
+            raise StateError(
+                "%s: this state file belongs to address %s, not %s; point device.state_file "
+                "at another file" % (self.path, known, address)
+            )
         if self.get_meta("asset_id") not in (None, asset_id):
-            self.log.warning("payment.asset_id changed from %s to %s; payments already credited stay credited",
-                             self.get_meta("asset_id"), asset_id)
+            self.log.warning(
+                "payment.asset_id changed from %s to %s; payments already credited stay credited",
+                self.get_meta("asset_id"),
+                asset_id,
+            )
         self.set_meta("asset_id", asset_id)
 
     # -- light
@@ -1923,7 +2196,7 @@ class Store:
         texts serve every length: each distinct text is a prepared statement SQLite keeps in memory."""
         rows: List[Tuple[Any, ...]] = []
         for i in range(0, len(ids), 512):
-            chunk = list(ids[i:i + 512])
+            chunk = list(ids[i : i + 512])
             size = max(8, 1 << (len(chunk) - 1).bit_length())
             chunk += chunk[-1:] * (size - len(chunk))
             rows.extend(self.db.execute(select % ",".join("?" * size), chunk).fetchall())
@@ -1946,8 +2219,13 @@ class Store:
     def mark_ignored(self, key: str, reason: str, now_ms: int) -> bool:
         """Remember that the ignored transfer `key` was reported; False when it was already."""
         with self.transaction() as db:
-            return db.execute("INSERT OR IGNORE INTO ignored (id, reason, reported_ms) VALUES (?, ?, ?)",
-                              (key, reason, now_ms)).rowcount == 1
+            return (
+                db.execute(
+                    "INSERT OR IGNORE INTO ignored (id, reason, reported_ms) VALUES (?, ?, ?)",
+                    (key, reason, now_ms),
+                ).rowcount
+                == 1
+            )
 
     def credited_ids(self, ids: Sequence[str]) -> set:
         return {r[0] for r in self._rows_by_id("SELECT id FROM payments WHERE id IN (%s)", ids)}
@@ -1956,10 +2234,16 @@ class Store:
         """The ids among `ids` of transactions this device signed and stored."""
         return {r[0] for r in self._rows_by_id("SELECT id FROM outbox WHERE id IN (%s)", ids)}
 
-    def credit_payments(self, payments: Sequence[Tuple[str, str, int, Optional[int], float]], *, now: float,
-                        max_seconds: float, light: Optional[Tuple[float, float]] = None,
-                        served: Optional[Dict[str, Dict[str, Any]]] = None,
-                        sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None) -> List[Credit]:
+    def credit_payments(
+        self,
+        payments: Sequence[Tuple[str, str, int, Optional[int], float]],
+        *,
+        now: float,
+        max_seconds: float,
+        light: Optional[Tuple[float, float]] = None,
+        served: Optional[Dict[str, Dict[str, Any]]] = None,
+        sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None,
+    ) -> List[Credit]:
         """Credit (id, sender, amount, height, seconds) payments not credited before, in one
         transaction with the light's new end time and a receipt event each. `light` is the
         current (start, until) span as the running lamp sees it; the stored one otherwise.
@@ -1979,15 +2263,25 @@ class Store:
                 if db.execute("SELECT 1 FROM payments WHERE id = ?", (txid,)).fetchone():
                     continue
                 if pruned and height is not None and height <= pruned:
-                    continue    # at or below the pruned horizon: handled long ago, its row is gone
+                    continue  # at or below the pruned horizon: handled long ago, its row is gone
                 receipt = (served or {}).get(txid)
                 if receipt is not None:
                     # served before (its receipt is on chain): record it; the light only resumes
                     # up to the end that receipt gave, never beyond
                     start_ms, until_ms = receipt["from"], receipt["until"]
-                    db.execute("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               (txid, sender, amount, height, receipt["seconds"], start_ms, until_ms,
-                                int(now * 1000)))
+                    db.execute(
+                        "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            txid,
+                            sender,
+                            amount,
+                            height,
+                            receipt["seconds"],
+                            start_ms,
+                            until_ms,
+                            int(now * 1000),
+                        ),
+                    )
                     if until_ms / 1000 > max(until, now):
                         if until <= now:
                             span_start = start_ms / 1000
@@ -1998,13 +2292,30 @@ class Store:
                     span_start = now
                 until = grant.until
                 start_ms, until_ms = int(grant.start * 1000), int(grant.until * 1000)
-                db.execute("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (txid, sender, amount, height, grant.seconds, start_ms, until_ms, int(now * 1000)))
-                refund = self._queue_refund(db, txid, sender, refund_units(amount, seconds, grant.excess),
-                                            sign_refund, grant, int(now * 1000)) if sign_refund else None
-                db.execute("INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
-                           (json.dumps([receipt_entry(txid, grant.seconds, start_ms, until_ms, refund)]),
-                            int(now * 1000)))
+                db.execute(
+                    "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (txid, sender, amount, height, grant.seconds, start_ms, until_ms, int(now * 1000)),
+                )
+                refund = (
+                    self._queue_refund(
+                        db,
+                        txid,
+                        sender,
+                        refund_units(amount, seconds, grant.excess),
+                        sign_refund,
+                        grant,
+                        int(now * 1000),
+                    )
+                    if sign_refund
+                    else None
+                )
+                db.execute(
+                    "INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
+                    (
+                        json.dumps([receipt_entry(txid, grant.seconds, start_ms, until_ms, refund)]),
+                        int(now * 1000),
+                    ),
+                )
                 credits.append(Credit(txid, sender, amount, height, grant, refund))
             if (span_start, until) != tuple(light):
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('light_start', ?)", (repr(span_start),))
@@ -2012,26 +2323,38 @@ class Store:
         return credits
 
     @staticmethod
-    def _queue_refund(db: sqlite3.Connection, payment_id: str, sender: str, amount: int,
-                      sign_refund: Callable[[str, str, int], Dict[str, Any]], grant: Grant,
-                      now_ms: int) -> Optional[Tuple[str, int]]:
+    def _queue_refund(
+        db: sqlite3.Connection,
+        payment_id: str,
+        sender: str,
+        amount: int,
+        sign_refund: Callable[[str, str, int], Dict[str, Any]],
+        grant: Grant,
+        now_ms: int,
+    ) -> Optional[Tuple[str, int]]:
         """Inside credit_payments' transaction: sign the refund transfer and store it in the outbox
         (status queued) and in `refunds` with its receipt's span (for a re-signed refund's receipt)."""
         if amount <= 0 or not sender:
             return None
         tx = sign_refund(payment_id, sender, amount)
-        db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
-                   "VALUES (?, ?, 'queued', ?, ?, ?)", (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms))
+        db.execute(
+            "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
+            "VALUES (?, ?, 'queued', ?, ?, ?)",
+            (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms),
+        )
         span = {"seconds": grant.seconds, "from": int(grant.start * 1000), "until": int(grant.until * 1000)}
-        db.execute("INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)",
-                   (payment_id, tx["id"], sender, amount, json.dumps(span), now_ms))
+        db.execute(
+            "INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)",
+            (payment_id, tx["id"], sender, amount, json.dumps(span), now_ms),
+        )
         return tx["id"], amount
 
     # -- refunds and ignored transfers
     def refund_of(self, txid: str) -> Optional[Dict[str, Any]]:
         """The refund that transfer `txid` carries: payment_id, recipient, amount, receipt span; None if none."""
-        row = self.db.execute("SELECT payment_id, recipient, amount, receipt FROM refunds WHERE tx_id = ?",
-                              (txid,)).fetchone()
+        row = self.db.execute(
+            "SELECT payment_id, recipient, amount, receipt FROM refunds WHERE tx_id = ?", (txid,)
+        ).fetchone()
         if row is None:
             return None
         return {"payment_id": row[0], "recipient": row[1], "amount": row[2], "receipt": json.loads(row[3])}
@@ -2041,34 +2364,50 @@ class Store:
         replaced, and queue the receipt again naming the new id (a later Data entry of the same key
         overwrites the old value on chain); one SQLite transaction."""
         with self.transaction() as db:
-            db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
-                       "VALUES (?, ?, 'queued', ?, ?, ?)", (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms))
-            db.execute("UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
-                       ("re-signed as %s" % tx["id"], now_ms, old_txid))
+            db.execute(
+                "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
+                "VALUES (?, ?, 'queued', ?, ?, ?)",
+                (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms),
+            )
+            db.execute(
+                "UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
+                ("re-signed as %s" % tx["id"], now_ms, old_txid),
+            )
             db.execute("UPDATE refunds SET tx_id = ? WHERE tx_id = ?", (tx["id"], old_txid))
-            db.execute("INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
-                       (json.dumps([receipt]), now_ms))
+            db.execute(
+                "INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
+                (json.dumps([receipt]), now_ms),
+            )
 
     def reopen_refunds(self, from_height: int, now_ms: int) -> int:
         """After a rollback: refunds confirmed at `from_height` or above are asked about again
         (status broadcast); the same signed transfer is re-posted if the chain lost it."""
         with self.transaction() as db:
-            return db.execute("UPDATE outbox SET status = 'broadcast', updated_ms = ? WHERE status = 'confirmed' "
-                              "AND height >= ? AND id IN (SELECT tx_id FROM refunds)", (now_ms, from_height)).rowcount
+            return db.execute(
+                "UPDATE outbox SET status = 'broadcast', updated_ms = ? WHERE status = 'confirmed' "
+                "AND height >= ? AND id IN (SELECT tx_id FROM refunds)",
+                (now_ms, from_height),
+            ).rowcount
 
     def recent_payments(self, limit: int = 10) -> List[Dict[str, Any]]:
-        rows = self.db.execute("SELECT id, sender, amount, height, seconds, credited_ms FROM payments "
-                               "ORDER BY credited_ms DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
-        return [{"id": r[0], "sender": r[1], "amount": r[2], "height": r[3], "seconds": r[4],
-                 "ts": r[5] / 1000} for r in rows]
+        rows = self.db.execute(
+            "SELECT id, sender, amount, height, seconds, credited_ms FROM payments "
+            "ORDER BY credited_ms DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {"id": r[0], "sender": r[1], "amount": r[2], "height": r[3], "seconds": r[4], "ts": r[5] / 1000}
+            for r in rows
+        ]
 
     def light_sold_by_hour(self, now_ms: int, hours: int = 24) -> Dict[str, Any]:
         """Seconds of light credited in each of the last `hours` whole hours (the last one is the
         current hour so far): {"start_ms": start of the first hour, "seconds": [...]}, for the chart."""
         first = (now_ms // 3_600_000 - hours + 1) * 3_600_000
         seconds = [0.0] * hours
-        for credited, secs in self.db.execute("SELECT credited_ms, seconds FROM payments WHERE credited_ms >= ?",
-                                              (first,)):
+        for credited, secs in self.db.execute(
+            "SELECT credited_ms, seconds FROM payments WHERE credited_ms >= ?", (first,)
+        ):
             i = (credited - first) // 3_600_000
             if 0 <= i < hours:
                 seconds[i] += secs
@@ -2077,8 +2416,11 @@ class Store:
     def telemetry_history(self, since_ms: int, limit: int = 720) -> List[Dict[str, Any]]:
         """The newest `limit` readings since `since_ms`, oldest first: {"ts", "temperature_c",
         "humidity_pct", "pressure_hpa"} with a field left out where its reading failed."""
-        rows = self.db.execute("SELECT entries FROM events WHERE kind = 'telemetry' AND created_ms >= ? "
-                               "ORDER BY seq DESC LIMIT ?", (since_ms, limit)).fetchall()
+        rows = self.db.execute(
+            "SELECT entries FROM events WHERE kind = 'telemetry' AND created_ms >= ? "
+            "ORDER BY seq DESC LIMIT ?",
+            (since_ms, limit),
+        ).fetchall()
         out = []
         for (text,) in reversed(rows):
             values = {e["key"]: e["value"] for e in json.loads(text)}
@@ -2103,8 +2445,10 @@ class Store:
             row = db.execute("SELECT value FROM meta WHERE key='press_n'").fetchone()
             n = int(row[0]) + 1 if row else 1
             db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', ?)", (str(n),))
-            db.execute("INSERT INTO events (kind, entries, press_n, created_ms) VALUES ('joystick', ?, ?, ?)",
-                       (json.dumps([joystick_entry(n, direction, action, ts_ms)]), n, now_ms))
+            db.execute(
+                "INSERT INTO events (kind, entries, press_n, created_ms) VALUES ('joystick', ?, ?, ?)",
+                (json.dumps([joystick_entry(n, direction, action, ts_ms)]), n, now_ms),
+            )
         return n
 
     def raise_press_count(self, count: int, on_chain: Sequence[int] = ()) -> bool:
@@ -2115,8 +2459,11 @@ class Store:
             row = db.execute("SELECT value FROM meta WHERE key='press_n'").fetchone()
             current = int(row[0]) if row else 0
             db.executemany("UPDATE events SET tx_id = 'on-chain' WHERE seq = ?", [(seq,) for seq in on_chain])
-            stale = db.execute("SELECT seq, entries FROM events WHERE kind='joystick' AND tx_id IS NULL "
-                               "AND press_n <= ? ORDER BY seq", (count,)).fetchall()
+            stale = db.execute(
+                "SELECT seq, entries FROM events WHERE kind='joystick' AND tx_id IS NULL "
+                "AND press_n <= ? ORDER BY seq",
+                (count,),
+            ).fetchall()
             if current >= count and not stale and not on_chain:
                 return False
             n = max(current, count)
@@ -2124,7 +2471,9 @@ class Store:
                 n += 1
                 value = json.loads(json.loads(entries)[0]["value"])
                 entry = joystick_entry(n, value["direction"], value["action"], value["ts"])
-                db.execute("UPDATE events SET entries = ?, press_n = ? WHERE seq = ?", (json.dumps([entry]), n, seq))
+                db.execute(
+                    "UPDATE events SET entries = ?, press_n = ? WHERE seq = ?", (json.dumps([entry]), n, seq)
+                )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', ?)", (str(n),))
             return True
 
@@ -2135,59 +2484,106 @@ class Store:
     def add_count_event(self, now_ms: int) -> None:
         """Queue joystick_count alone (the current press count), to put the chain's value right."""
         with self.transaction() as db:
-            db.execute("INSERT INTO events (kind, entries, press_n, created_ms) "
-                       "SELECT 'count', '[]', CAST(value AS INTEGER), ? FROM meta WHERE key = 'press_n'", (now_ms,))
+            db.execute(
+                "INSERT INTO events (kind, entries, press_n, created_ms) "
+                "SELECT 'count', '[]', CAST(value AS INTEGER), ? FROM meta WHERE key = 'press_n'",
+                (now_ms,),
+            )
 
     def add_event(self, kind: str, entries: List[Dict[str, Any]], now_ms: int) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO events (kind, entries, created_ms) VALUES (?, ?, ?)",
-                       (kind, json.dumps(entries), now_ms))
+            db.execute(
+                "INSERT INTO events (kind, entries, created_ms) VALUES (?, ?, ?)",
+                (kind, json.dumps(entries), now_ms),
+            )
 
     def pending_events(self, limit: int = 200) -> List[PendingEvent]:
-        rows = self.db.execute("SELECT seq, kind, entries, press_n FROM events WHERE tx_id IS NULL "
-                               "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        rows = self.db.execute(
+            "SELECT seq, kind, entries, press_n FROM events WHERE tx_id IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
         return [PendingEvent(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
 
     def pending_event_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM events WHERE tx_id IS NULL").fetchone()[0]
 
     def events_of(self, txid: str) -> List[PendingEvent]:
-        rows = self.db.execute("SELECT seq, kind, entries, press_n FROM events WHERE tx_id = ? ORDER BY seq",
-                               (txid,)).fetchall()
+        rows = self.db.execute(
+            "SELECT seq, kind, entries, press_n FROM events WHERE tx_id = ? ORDER BY seq", (txid,)
+        ).fetchall()
         return [PendingEvent(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
 
     # -- outbox
-    def queue_tx(self, tx: Dict[str, Any], events: Sequence[PendingEvent], now_ms: int,
-                 replaces: Optional[str] = None) -> None:
+    def queue_tx(
+        self, tx: Dict[str, Any], events: Sequence[PendingEvent], now_ms: int, replaces: Optional[str] = None
+    ) -> None:
         """Store a signed transaction and tie its events to it; with `replaces`, the
         old transaction is marked replaced in the same SQLite transaction."""
         with self.transaction() as db:
-            db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
-                       "VALUES (?, ?, 'queued', ?, ?, ?)", (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms))
+            db.execute(
+                "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
+                "VALUES (?, ?, 'queued', ?, ?, ?)",
+                (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms),
+            )
             db.executemany("UPDATE events SET tx_id = ? WHERE seq = ?", [(tx["id"], e.seq) for e in events])
             if replaces:
-                db.execute("UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
-                           ("re-signed as %s" % tx["id"], now_ms, replaces))
+                db.execute(
+                    "UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
+                    ("re-signed as %s" % tx["id"], now_ms, replaces),
+                )
 
-    def set_tx_status(self, txid: str, status: str, now_ms: int, *, height: Optional[int] = None,
-                      error: Optional[str] = None, attempt: bool = False) -> None:
+    def set_tx_status(
+        self,
+        txid: str,
+        status: str,
+        now_ms: int,
+        *,
+        height: Optional[int] = None,
+        error: Optional[str] = None,
+        attempt: bool = False,
+    ) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE outbox SET status = ?, height = COALESCE(?, height), error = ?, updated_ms = ?, "
-                       "attempts = attempts + ? WHERE id = ?", (status, height, error, now_ms, int(attempt), txid))
+            db.execute(
+                "UPDATE outbox SET status = ?, height = COALESCE(?, height), error = ?, updated_ms = ?, "
+                "attempts = attempts + ? WHERE id = ?",
+                (status, height, error, now_ms, int(attempt), txid),
+            )
 
     def open_txs(self) -> List[Dict[str, Any]]:
-        rows = self.db.execute("SELECT id, tx, status, created_ms, timestamp_ms, attempts FROM outbox "
-                               "WHERE status IN ('queued', 'broadcast') ORDER BY created_ms, rowid").fetchall()
-        return [{"id": r[0], "tx": json.loads(r[1]), "status": r[2], "created_ms": r[3], "timestamp_ms": r[4],
-                 "attempts": r[5]} for r in rows]
+        rows = self.db.execute(
+            "SELECT id, tx, status, created_ms, timestamp_ms, attempts FROM outbox "
+            "WHERE status IN ('queued', 'broadcast') ORDER BY created_ms, rowid"
+        ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "tx": json.loads(r[1]),
+                "status": r[2],
+                "created_ms": r[3],
+                "timestamp_ms": r[4],
+                "attempts": r[5],
+            }
+            for r in rows
+        ]
 
     def recent_txs(self, limit: int = 10) -> List[Dict[str, Any]]:
-        rows = self.db.execute("SELECT id, status, height, error, updated_ms, "
-                               "EXISTS (SELECT 1 FROM refunds WHERE tx_id = outbox.id) FROM outbox "
-                               "WHERE status != 'replaced' ORDER BY created_ms DESC, rowid DESC LIMIT ?",
-                               (limit,)).fetchall()
-        return [{"id": r[0], "status": r[1], "height": r[2], "error": r[3], "ts": r[4] / 1000,
-                 "kind": "refund" if r[5] else "data"} for r in rows]
+        rows = self.db.execute(
+            "SELECT id, status, height, error, updated_ms, "
+            "EXISTS (SELECT 1 FROM refunds WHERE tx_id = outbox.id) FROM outbox "
+            "WHERE status != 'replaced' ORDER BY created_ms DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "status": r[1],
+                "height": r[2],
+                "error": r[3],
+                "ts": r[4] / 1000,
+                "kind": "refund" if r[5] else "data",
+            }
+            for r in rows
+        ]
 
     def outbox_counts(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
@@ -2198,8 +2594,15 @@ class Store:
         handled by a complete read long ago, and is never credited again (0: nothing pruned yet)."""
         return int(self.get_meta("pruned_height") or 0)
 
-    def prune(self, floor: int, *, now_ms: int, keep_recent: int = PRUNE_KEEP_RECENT,
-              done_age_ms: int = PRUNE_DONE_AGE_MS, batch: int = PRUNE_BATCH) -> Dict[str, int]:
+    def prune(
+        self,
+        floor: int,
+        *,
+        now_ms: int,
+        keep_recent: int = PRUNE_KEEP_RECENT,
+        done_age_ms: int = PRUNE_DONE_AGE_MS,
+        batch: int = PRUNE_BATCH,
+    ) -> Dict[str, int]:
         """Delete the rows of transactions at or below height `floor`, which the caller vouches a
         complete read handled and no rollback can reach, keeping the newest `keep_recent` payments
         and Data transactions; raise the pruned height to `floor` in the same transaction. Pending
@@ -2209,36 +2612,51 @@ class Store:
         args = {"floor": floor, "recent": keep_recent, "old": now_ms - done_age_ms, "batch": batch}
         seen = "FROM seen WHERE height <= :floor"
         # a payment re-included higher up after a rollback keeps its row while its new height is kept
-        payments = ("FROM payments WHERE height <= :floor AND id NOT IN (SELECT id FROM payments "
-                    "ORDER BY credited_ms DESC, rowid DESC LIMIT :recent) AND NOT EXISTS "
-                    "(SELECT 1 FROM seen WHERE seen.id = payments.id AND seen.height > :floor)")
+        payments = (
+            "FROM payments WHERE height <= :floor AND id NOT IN (SELECT id FROM payments "
+            "ORDER BY credited_ms DESC, rowid DESC LIMIT :recent) AND NOT EXISTS "
+            "(SELECT 1 FROM seen WHERE seen.id = payments.id AND seen.height > :floor)"
+        )
         # confirmed Data transactions deep enough (with their events); re-signed-away ones after a while
-        outbox = ("FROM outbox WHERE (status = 'confirmed' AND (height <= :floor OR (height IS NULL AND "
-                  "updated_ms < :old)) AND id NOT IN (SELECT id FROM outbox WHERE status != 'replaced' "
-                  "ORDER BY created_ms DESC, rowid DESC LIMIT :recent)) OR (status = 'replaced' AND updated_ms < :old)")
+        outbox = (
+            "FROM outbox WHERE (status = 'confirmed' AND (height <= :floor OR (height IS NULL AND "
+            "updated_ms < :old)) AND id NOT IN (SELECT id FROM outbox WHERE status != 'replaced' "
+            "ORDER BY created_ms DESC, rowid DESC LIMIT :recent)) OR (status = 'replaced' AND updated_ms < :old)"
+        )
         events = "FROM events WHERE tx_id = 'on-chain' AND created_ms < :old"
-        if not any(self.db.execute("SELECT 1 %s LIMIT 1" % part, args).fetchone()
-                   for part in (seen, payments, outbox, events)):
+        if not any(
+            self.db.execute("SELECT 1 %s LIMIT 1" % part, args).fetchone()
+            for part in (seen, payments, outbox, events)
+        ):
             return {}
         with self.transaction() as db:
             gone = [r[0] for r in db.execute("SELECT id %s LIMIT :batch" % outbox, args).fetchall()]
-            deleted = {table: db.execute("DELETE FROM %s WHERE rowid IN (SELECT rowid %s LIMIT :batch)"
-                                         % (table, part), args).rowcount
-                       for table, part in (("seen", seen), ("payments", payments), ("events", events))}
+            deleted = {
+                table: db.execute(
+                    "DELETE FROM %s WHERE rowid IN (SELECT rowid %s LIMIT :batch)" % (table, part), args
+                ).rowcount
+                for table, part in (("seen", seen), ("payments", payments), ("events", events))
+            }
             for i in range(0, len(gone), 500):
-                chunk = gone[i:i + 500]
+                chunk = gone[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                deleted["events"] += db.execute("DELETE FROM events WHERE tx_id IN (%s)" % marks, chunk).rowcount
+                deleted["events"] += db.execute(
+                    "DELETE FROM events WHERE tx_id IN (%s)" % marks, chunk
+                ).rowcount
                 db.execute("DELETE FROM outbox WHERE id IN (%s)" % marks, chunk)
                 # a refund confirmed that deep is final: its bookkeeping (re-sign, rollback re-check) goes too
                 db.execute("DELETE FROM refunds WHERE tx_id IN (%s)" % marks, chunk)
             deleted["outbox"] = len(gone)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_height', ?)",
-                       (str(max(floor, self.pruned_height())),))
-            if deleted["payments"]:   # `status` still counts every payment ever credited
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_payments', "
-                           "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_payments'), 0) + ?)",
-                           (deleted["payments"],))
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('pruned_height', ?)",
+                (str(max(floor, self.pruned_height())),),
+            )
+            if deleted["payments"]:  # `status` still counts every payment ever credited
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('pruned_payments', "
+                    "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_payments'), 0) + ?)",
+                    (deleted["payments"],),
+                )
         return deleted
 
     # -- read-only use: `iotlight status`, beside a running daemon
@@ -2268,15 +2686,17 @@ def _damaged_state(path: str, reason: str) -> StateDamaged:
         where = "it was moved to %s" % aside
     except OSError as e:
         where = "it could not be moved aside (%s)" % e.strerror
-    return StateDamaged("%s: the state file is damaged (%s); %s. To start with a fresh state, run the daemon "
-                        "again: payments made before then are not credited again, pending presses in the "
-                        "damaged file are lost unless you restore it" % (path, reason, where))
+    return StateDamaged(
+        "%s: the state file is damaged (%s); %s. To start with a fresh state, run the daemon "
+        "again: payments made before then are not credited again, pending presses in the "
+        "damaged file are lost unless you restore it" % (path, reason, where)
+    )
 
 
-# --- 7b. Node client -------------------------------------------------------
+# --- 7b. Node client ---------------------------------------------------------
 
-NODE_MAX_ANSWER = 8 * 1024 * 1024   # default node.max_answer_bytes: a 1,000-item page of mass transfers fits
-NODE_MAX_DEPTH = 32                 # JSON nesting; the deepest documented answer (a transaction list) is 5
+NODE_MAX_ANSWER = 8 * 1024 * 1024  # default node.max_answer_bytes: a 1,000-item page of mass transfers fits
+NODE_MAX_DEPTH = 32  # JSON nesting; the deepest documented answer (a transaction list) is 5
 
 
 class BadAnswer(ValueError):
@@ -2366,11 +2786,19 @@ class NodeClient:
     checked: one that is too large, does not parse, or fails the endpoint's shape check
     counts as that node failing, like a refused connection."""
 
-    def __init__(self, urls: Sequence[str], *, timeout: float, clock: Optional[Clock] = None,
-                 transport: Any = None, rng: Optional[random.Random] = None,
-                 on_status: Optional[Callable[[str, bool, Optional[str]], None]] = None,
-                 max_answer_bytes: int = NODE_MAX_ANSWER):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout: float,
+        clock: Optional[Clock] = None,
+        transport: Any = None,
+        rng: Optional[random.Random] = None,
+        on_status: Optional[Callable[[str, bool, Optional[str]], None]] = None,
+        max_answer_bytes: int = NODE_MAX_ANSWER,
+    ):
         import httpx
+
         self.max_answer_bytes = max_answer_bytes
         self.timeout = timeout
         self.urls = list(urls)
@@ -2380,12 +2808,19 @@ class NodeClient:
         self.on_status = on_status
         # with only http:// nodes (an own node) no TLS is ever used: skip loading the CA bundle (~4 MB)
         tls = any(u.startswith("https://") for u in self.urls)
-        self.client = httpx.AsyncClient(timeout=timeout, transport=transport, verify=True if tls else False,
-                                        headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate",
-                                                 "User-Agent": "iotlight/%s" % __version__})
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            verify=True if tls else False,
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "User-Agent": "iotlight/%s" % __version__,
+            },
+        )
         self.down_until: Dict[str, float] = {}
-        self.backoffs: Dict[str, Backoff] = {}   # per node: how long it is left aside after failures
-        self.failing: set = set()     # nodes that failed (not only throttled) since they last answered
+        self.backoffs: Dict[str, Backoff] = {}  # per node: how long it is left aside after failures
+        self.failing: set = set()  # nodes that failed (not only throttled) since they last answered
         self.errors: Dict[str, str] = {}
         self.current = self.urls[0]
         self.ok: Optional[bool] = None
@@ -2405,8 +2840,9 @@ class NodeClient:
         now = self.clock.monotonic()
         return max(0.0, min(self.down_until.get(u, 0) for u in self.urls) - now)
 
-    def _mark_down(self, url: str, error: str, retry_after: Optional[float] = None, *,
-                   throttled: bool = False) -> None:
+    def _mark_down(
+        self, url: str, error: str, retry_after: Optional[float] = None, *, throttled: bool = False
+    ) -> None:
         """Leave `url` aside for a while. A 429 (`throttled`: a pool asked too often) is logged
         at debug level only: the callers slow down, the node is not down."""
         backoff = self.backoffs.setdefault(url, Backoff(1.0, 60.0, self.rng))
@@ -2419,8 +2855,11 @@ class NodeClient:
             if first:
                 self.log.warning("node %s is failing: %s", redact_url(url), error)
         self.errors[url] = error
-        if url == self.current and self.ok is not False and all(
-                self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls):
+        if (
+            url == self.current
+            and self.ok is not False
+            and all(self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls)
+        ):
             self.ok = False
             if self.on_status:
                 self.on_status(url, False, error)
@@ -2441,14 +2880,20 @@ class NodeClient:
 
     async def _fetch(self, method: str, url: str, params: Any, body: Any) -> Tuple[int, Any, bytes]:
         """(status, headers, body) of one request, the body read as a bounded stream."""
-        request = self.client.build_request(method, url, params=params,
-                                            content=None if body is None else json.dumps(body),
-                                            headers=None if body is None else {"Content-Type": "application/json"})
+        request = self.client.build_request(
+            method,
+            url,
+            params=params,
+            content=None if body is None else json.dumps(body),
+            headers=None if body is None else {"Content-Type": "application/json"},
+        )
         resp = await self.client.send(request, stream=True)
         try:
             declared = resp.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_answer_bytes:
-                raise BadAnswer("the answer is larger than %d bytes (node.max_answer_bytes)" % self.max_answer_bytes)
+                raise BadAnswer(
+                    "the answer is larger than %d bytes (node.max_answer_bytes)" % self.max_answer_bytes
+                )
             if resp.is_stream_consumed:
                 # an answer httpx already holds in memory, decoded (an in-process transport)
                 reader = BodyReader(self.max_answer_bytes, None)
@@ -2461,20 +2906,29 @@ class NodeClient:
         finally:
             await resp.aclose()
 
-    async def request(self, method: str, path: str, *, params: Any = None, body: Any = None,
-                      check: Optional[Callable[[Any], Any]] = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        body: Any = None,
+        check: Optional[Callable[[Any], Any]] = None,
+    ) -> Any:
         """JSON of the first node that answers; NodeRejected for an API error body,
         NodeError when no node gave a usable answer. `check` raises ValueError for a
         successful answer without the documented shape: that node counts as failing."""
         import httpx
+
         last_error = "no node configured"
-        throttled: Optional[float] = None   # Retry-After (or 0) when the last failure was a 429/503
+        throttled: Optional[float] = None  # Retry-After (or 0) when the last failure was a 429/503
         for url in self._order():
             throttled = None
             try:
                 # per-read timeouts alone let a node drip an answer forever: the whole answer is bounded too
-                status, headers, raw = await asyncio.wait_for(self._fetch(method, url + path, params, body),
-                                                              self.timeout * 3)
+                status, headers, raw = await asyncio.wait_for(
+                    self._fetch(method, url + path, params, body), self.timeout * 3
+                )
             except (httpx.TimeoutException, asyncio.TimeoutError):
                 last_error = "timed out"
                 self._mark_down(url, last_error)
@@ -2499,8 +2953,11 @@ class NodeClient:
                 if check is not None and status < 400:
                     check(data)
             except BadAnswer as e:
-                last_error = ("HTTP %d with a body that is not JSON" % status if status >= 400
-                              else "bad answer to %s: %s" % (path, e))
+                last_error = (
+                    "HTTP %d with a body that is not JSON" % status
+                    if status >= 400
+                    else "bad answer to %s: %s" % (path, e)
+                )
                 self._mark_down(url, last_error)
                 continue
             except ValueError as e:
@@ -2517,39 +2974,56 @@ class NodeClient:
                 raise NodeRejected(str(message), status=status, code=code)
             return data
         if throttled is not None:
-            raise NodeThrottled("no node answered %s %s: %s" % (method, path, last_error),
-                                retry_after=throttled or None)
+            raise NodeThrottled(
+                "no node answered %s %s: %s" % (method, path, last_error), retry_after=throttled or None
+            )
         raise NodeError("no node answered %s %s: %s" % (method, path, last_error))
 
     async def get(self, path: str, params: Any = None, check: Optional[Callable[[Any], Any]] = None) -> Any:
         return await self.request("GET", path, params=params, check=check)
 
     # -- endpoints
-    async def _int_field(self, route: str, path: str, field: str, what: str,
-                         ok: Callable[[int], bool] = lambda v: 0 <= v <= INT64_MAX) -> int:
+    async def _int_field(
+        self,
+        route: str,
+        path: str,
+        field: str,
+        what: str,
+        ok: Callable[[int], bool] = lambda v: 0 <= v <= INT64_MAX,
+    ) -> int:
         """One integer field of a JSON object answer; a node answering without it counts as failing."""
+
         def check(data: Any) -> None:
             value = data.get(field) if isinstance(data, dict) else None
             if not _is_int(value) or not ok(value):
                 raise BadAnswer("node answered %s without %s" % (route, what))
+
         data = await self.get(path, check=check)
         return data[field]
 
     async def height(self) -> int:
-        return await self._int_field("/blocks/height", "/blocks/height", "height", "an integer height",
-                                     lambda v: 0 <= v < 2 ** 31)
+        return await self._int_field(
+            "/blocks/height", "/blocks/height", "height", "an integer height", lambda v: 0 <= v < 2**31
+        )
 
     async def address_transactions(self, address: str, limit: int, after: Optional[str] = None) -> List[Any]:
         """One page of the address's transactions, as the node listed them: the page itself must be
         [[...]] of at most `limit` items; each item is checked by the caller (check_tx_shape)."""
+
         def check(data: Any) -> None:
             if not isinstance(data, list) or len(data) > 1 or (data and not isinstance(data[0], list)):
                 raise BadAnswer("node answered /transactions/address with something that is not [[...]]")
             if data and len(data[0]) > limit:
-                raise BadAnswer("node answered /transactions/address with %d items, more than the %d asked for"
-                                % (len(data[0]), limit))
-        data = await self.get("/transactions/address/%s/limit/%d" % (address, limit),
-                              {"after": after} if after else None, check=check)
+                raise BadAnswer(
+                    "node answered /transactions/address with %d items, more than the %d asked for"
+                    % (len(data[0]), limit)
+                )
+
+        data = await self.get(
+            "/transactions/address/%s/limit/%d" % (address, limit),
+            {"after": after} if after else None,
+            check=check,
+        )
         return data[0] if data else []
 
     async def block(self, height: Optional[int] = None) -> Dict[str, Any]:
@@ -2557,27 +3031,38 @@ class NodeClient:
         or the one at `height`. NodeRejected 404 when there is no block at that height."""
         path = "/blocks/last" if height is None else "/blocks/at/%d" % height
         data = await self.get(path)
-        if (not isinstance(data, dict) or not _is_int(data.get("height"))
-                or not isinstance(data.get("transactions"), list)):
+        if (
+            not isinstance(data, dict)
+            or not _is_int(data.get("height"))
+            or not isinstance(data.get("transactions"), list)
+        ):
             raise NodeError("node answered %s without a height and a transaction list" % path)
         return data
 
     async def asset_balance(self, address: str, asset_id: str) -> int:
-        return await self._int_field("/assets/balance", "/assets/balance/%s/%s" % (address, asset_id), "balance",
-                                     "an integer balance")
+        return await self._int_field(
+            "/assets/balance", "/assets/balance/%s/%s" % (address, asset_id), "balance", "an integer balance"
+        )
 
     async def balance(self, address: str) -> int:
-        return await self._int_field("/addresses/balance", "/addresses/balance/%s" % address, "balance",
-                                     "an integer balance")
+        return await self._int_field(
+            "/addresses/balance", "/addresses/balance/%s" % address, "balance", "an integer balance"
+        )
 
     async def asset_decimals(self, asset_id: str) -> int:
-        return await self._int_field("/assets/details", "/assets/details/%s" % asset_id, "decimals",
-                                     "decimals from 0 to 8", lambda v: 0 <= v <= 8)
+        return await self._int_field(
+            "/assets/details",
+            "/assets/details/%s" % asset_id,
+            "decimals",
+            "decimals from 0 to 8",
+            lambda v: 0 <= v <= 8,
+        )
 
     async def aliases(self, address: str) -> List[str]:
         def check(data: Any) -> None:
             if not isinstance(data, list):
                 raise BadAnswer("node answered /alias/by-address with something that is not a list")
+
         data = await self.get("/alias/by-address/%s" % address, check=check)
         return [a for a in data if isinstance(a, str) and a.startswith("alias:") and len(a) <= 64]
 
@@ -2585,6 +3070,7 @@ class NodeClient:
         def check(data: Any) -> None:
             if not isinstance(data, dict) or not isinstance(data.get("address"), str):
                 raise BadAnswer("node answered /alias/by-alias without an address")
+
         data = await self.get("/alias/by-alias/%s" % name, check=check)
         return data["address"].replace("address:", "", 1)
 
@@ -2595,8 +3081,9 @@ class NodeClient:
         if not ids:
             return out
         try:
-            data = await self.get("/transactions/status", [("id", i) for i in ids],
-                                  check=_check_list("/transactions/status"))
+            data = await self.get(
+                "/transactions/status", [("id", i) for i in ids], check=_check_list("/transactions/status")
+            )
             for item in data:
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     out[item["id"]] = item
@@ -2635,22 +3122,27 @@ class NodeClient:
         def check(data: Any) -> None:
             if when(data) is None:
                 raise BadAnswer("node answered /utils/time without a time")
+
         return when(await self.get("/utils/time", check=check))  # type: ignore[return-value]
 
 
 def _check_object(route: str) -> Callable[[Any], None]:
     """A shape check: the answer to `route` must be a JSON object."""
+
     def check(data: Any) -> None:
         if not isinstance(data, dict):
             raise BadAnswer("node answered %s with something that is not an object" % route)
+
     return check
 
 
 def _check_list(route: str) -> Callable[[Any], None]:
     """A shape check: the answer to `route` must be a JSON list."""
+
     def check(data: Any) -> None:
         if not isinstance(data, list):
             raise BadAnswer("node answered %s with something that is not a list" % route)
+
     return check
 
 
@@ -2661,8 +3153,10 @@ def coin_name(rules: str) -> str:
 
 # The node's refusals people meet, as (words in the node's text, plain message with the fix).
 # Checked in order, lower-case; the first whose words all occur wins.
-_NO_COINS = ("the sender has too few {coin} to pay for it (fees are paid in {coin}); send it some: "
-             "iotlight.py pay --seed-file FUNDED.seed --asset {coin} ADDRESS 1")
+_NO_COINS = (
+    "the sender has too few {coin} to pay for it (fees are paid in {coin}); send it some: "
+    "iotlight.py pay --seed-file FUNDED.seed --asset {coin} ADDRESS 1"
+)
 _CLOCK = "set this machine's clock (e.g. sudo timedatectl set-ntp true)"
 _REFUSALS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
     (("negative asset",), "the sender holds too few of the token for this transfer"),
@@ -2674,7 +3168,10 @@ _REFUSALS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
     (("wrong chain-id",), "the node runs another network than node.chain_id; fix node.chain_id or node.urls"),
     (("invalid address",), "the address is not one of the node's network; check it and node.chain_id"),
     (("unissued asset",), "the token does not exist on the node's chain; check the asset id and node.urls"),
-    (("asset does not exist",), "the token does not exist on the node's chain; check the asset id and node.urls"),
+    (
+        ("asset does not exist",),
+        "the token does not exist on the node's chain; check the asset id and node.urls",
+    ),
     (("invalid asset id",), "that is not an asset id; check the asset id"),
     (("does not exceed minimal value",), "the fee is below the node's minimum; set data.fee = 0 (automatic)"),
     (("alias", "doesn't exist"), "no such alias on the node's chain; check the recipient"),
@@ -2708,13 +3205,15 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
         return max(0.0, min(3600.0, float(value)))
     except ValueError:
         from email.utils import parsedate_to_datetime
+
         try:
             return max(0.0, min(3600.0, parsedate_to_datetime(value).timestamp() - time.time()))
         except (TypeError, ValueError):
             return None
 
 
-# --- 7c. systemd notification ---------------------------------------------
+# --- 7c. systemd notification ------------------------------------------------
+
 
 def sd_notify(message: str, environ: Optional[Dict[str, str]] = None) -> bool:
     """Send a notification (READY=1, WATCHDOG=1, STOPPING=1) to systemd; a no-op outside it."""
@@ -2742,9 +3241,7 @@ def systemd_watchdog_period(environ: Optional[Dict[str, str]] = None) -> Optiona
     return int(usec) / 1e6
 
 
-# =============================================================================
-# 7d. Edges: hardware (LED matrix, joystick, environment sensors)
-# =============================================================================
+# --- 7d. Hardware: LED matrix, joystick, environment sensors -----------------
 #
 # Backends by mechanism, one API (class Hardware):
 #   SenseHatHardware   the real Sense HAT through the sense_hat library
@@ -2767,10 +3264,10 @@ BLACK = (0, 0, 0)
 # Dim enough to be a hint in the dark, bright enough to survive the HAT's
 # gamma table (5-bit values below 6 are off on the real LEDs).
 STATUS_COLORS = {
-    "ok": (0, 64, 0),            # dim green: all well, waiting for a payment
-    "node_down": (64, 0, 0),     # dim red: the node cannot be reached
-    "no_funds": (96, 48, 0),     # dim amber: the device cannot pay its fees
-    "starting": (0, 0, 64),      # dim blue: starting up
+    "ok": (0, 64, 0),  # dim green: all well, waiting for a payment
+    "node_down": (64, 0, 0),  # dim red: the node cannot be reached
+    "no_funds": (96, 48, 0),  # dim amber: the device cannot pay its fees
+    "starting": (0, 0, 64),  # dim blue: starting up
 }
 # What each status pixel colour says, for the dashboard's legend and the README.
 STATUS_MEANINGS = {
@@ -2785,8 +3282,9 @@ JoystickEvent.__doc__ = """One joystick event: direction (up/down/left/right/mid
 (pressed/released/held), ts_ms (Unix ms, from the event's own timestamp)."""
 
 
-def render_matrix(*, on: bool, fraction: float, color: Tuple[int, int, int],
-                  countdown: bool, status: str) -> List[Tuple[int, int, int]]:
+def render_matrix(
+    *, on: bool, fraction: float, color: Tuple[int, int, int], countdown: bool, status: str
+) -> List[Tuple[int, int, int]]:
     """Return the 64 (r, g, b) pixels of the lamp, row-major from the top-left.
 
     Lit (``on``): the whole matrix in ``color``. With ``countdown`` the bottom
@@ -2800,8 +3298,7 @@ def render_matrix(*, on: bool, fraction: float, color: Tuple[int, int, int],
     blue (STATUS_COLORS). An unknown status or a bad colour is a ValueError.
     """
     if status not in STATUS_COLORS:
-        raise ValueError("unknown lamp status %r: expected one of %s"
-                         % (status, ", ".join(STATUS_COLORS)))
+        raise ValueError("unknown lamp status %r: expected one of %s" % (status, ", ".join(STATUS_COLORS)))
     color = _check_color(color)
     if not on:
         pixels = [BLACK] * 64
@@ -2888,7 +3385,8 @@ class NullHardware(Hardware):
         self._closed.set()
 
 
-# -- Sense HAT and its emulator: the same library API --------------------------
+# -- Sense HAT and its emulator: the same library API -------------------------
+
 
 class SenseHatHardware(Hardware):
     """The real Sense HAT through the sense_hat library (or sense_emu's twin)."""
@@ -2899,6 +3397,7 @@ class SenseHatHardware(Hardware):
     def __init__(self, hat=None):
         if hat is None:
             from sense_hat import SenseHat  # only on a Pi with sense-hat installed
+
             hat = SenseHat()
         self._hat = hat
 
@@ -2935,8 +3434,9 @@ class SenseHatHardware(Hardware):
         stick = self._hat.stick
         if not stick._wait(timeout):  # select() on the evdev file / socket
             return []
-        return [JoystickEvent(e.direction, e.action, int(round(e.timestamp * 1000)))
-                for e in stick.get_events()]
+        return [
+            JoystickEvent(e.direction, e.action, int(round(e.timestamp * 1000))) for e in stick.get_events()
+        ]
 
     def close(self):
         try:
@@ -2953,6 +3453,7 @@ class SenseEmuHardware(SenseHatHardware):
     def __init__(self, hat=None):
         if hat is None:
             from sense_emu import SenseHat  # spawns sense_emu_gui if none runs
+
             hat = SenseHat()
         super().__init__(hat)
 
@@ -2979,6 +3480,7 @@ def _emulator_running() -> bool:
     """True when a live process holds sense_emu's EmulatorLock('sense_emu')."""
     try:
         from sense_emu.lock import lock_filename, pid_exists
+
         with open(lock_filename(), "rb") as f:
             pid = int(f.readline().decode("ascii").strip())
         return pid_exists(pid)
@@ -2991,8 +3493,10 @@ def probe_sense_hat() -> Optional[str]:
     if not _module_installed("sense_hat"):
         return "the python module sense_hat is not installed (%s)" % INSTALL_SENSE_HAT
     if not _sense_hat_framebuffer_present():
-        return ('no "%s" framebuffer in /sys/class/graphics (is the HAT seated? '
-                'check dtoverlay=rpi-sense in /boot/config.txt, then reboot)' % SENSE_HAT_FB_NAME)
+        return (
+            'no "%s" framebuffer in /sys/class/graphics (is the HAT seated? '
+            "check dtoverlay=rpi-sense in /boot/config.txt, then reboot)" % SENSE_HAT_FB_NAME
+        )
     return None
 
 
@@ -3003,20 +3507,31 @@ def probe_sense_emu(environ) -> Optional[str]:
     if _emulator_running():
         return None
     if not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
-        return ("no desktop session (DISPLAY and WAYLAND_DISPLAY unset) and no emulator "
-                "running (start sense_emu_gui on a desktop)")
+        return (
+            "no desktop session (DISPLAY and WAYLAND_DISPLAY unset) and no emulator "
+            "running (start sense_emu_gui on a desktop)"
+        )
     if not shutil.which("sense_emu_gui", path=environ.get("PATH")) or not _module_installed("gi"):
-        return ("no emulator running, and its window cannot be started here (sense_emu_gui and "
-                "PyGObject are needed: %s)" % INSTALL_SENSE_EMU)
+        return (
+            "no emulator running, and its window cannot be started here (sense_emu_gui and "
+            "PyGObject are needed: %s)" % INSTALL_SENSE_EMU
+        )
     return None
 
 
-# -- Terminal preview -------------------------------------------------------------
+# -- Terminal preview ---------------------------------------------------------
 
 _KEYS = {
-    b"\x1b[A": "up", b"\x1b[B": "down", b"\x1b[C": "right", b"\x1b[D": "left",
-    b"\x1bOA": "up", b"\x1bOB": "down", b"\x1bOC": "right", b"\x1bOD": "left",
-    b"\r": "middle", b"\n": "middle",
+    b"\x1b[A": "up",
+    b"\x1b[B": "down",
+    b"\x1b[C": "right",
+    b"\x1b[D": "left",
+    b"\x1bOA": "up",
+    b"\x1bOB": "down",
+    b"\x1bOC": "right",
+    b"\x1bOD": "left",
+    b"\r": "middle",
+    b"\n": "middle",
 }
 
 
@@ -3051,7 +3566,7 @@ class TerminalHardware(Hardware):
         self._clock = clock
         self._drawn = False
         self._frame = [BLACK] * 64
-        self._lock = threading.Lock()   # frames (worker thread) and log lines (any thread)
+        self._lock = threading.Lock()  # frames (worker thread) and log lines (any thread)
         self._pending = b""
         self._saved_tty = None
         self._fd = None
@@ -3062,6 +3577,7 @@ class TerminalHardware(Hardware):
         if is_tty:
             import termios
             import tty
+
             self._fd = self._in.fileno()
             self._saved_tty = termios.tcgetattr(self._fd)
             tty.setcbreak(self._fd)  # keys arrive at once, no echo; Ctrl-C still works
@@ -3112,6 +3628,7 @@ class TerminalHardware(Hardware):
     def close(self):
         if self._saved_tty is not None:
             import termios
+
             termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
             self._saved_tty = None
         try:
@@ -3121,7 +3638,8 @@ class TerminalHardware(Hardware):
             pass
 
 
-# -- Choosing a backend -------------------------------------------------------------
+# -- Choosing a backend -------------------------------------------------------
+
 
 def _open_backend(name: str):
     if name == "sense-hat":
@@ -3145,8 +3663,10 @@ def open_hardware(choice: str, *, environ=os.environ, stdout_isatty: bool) -> Ha
     it logs the choice and why the others were passed. An explicit backend
     that cannot open raises IotlightError."""
     if choice not in HARDWARE_BACKENDS:
-        raise ConfigError('hardware.backend = "%s": expected one of %s'
-                          % (choice, ", ".join('"%s"' % b for b in HARDWARE_BACKENDS)))
+        raise ConfigError(
+            'hardware.backend = "%s": expected one of %s'
+            % (choice, ", ".join('"%s"' % b for b in HARDWARE_BACKENDS))
+        )
     if choice != "auto":
         why = None
         if choice == "sense-hat" and not _module_installed("sense_hat"):
@@ -3160,14 +3680,14 @@ def open_hardware(choice: str, *, environ=os.environ, stdout_isatty: bool) -> Ha
         try:
             hardware = _open_backend(choice)
         except Exception as exc:
-            raise IotlightError('hardware.backend = "%s": cannot open it: %s'
-                                % (choice, _one_line(exc))) from None
+            raise IotlightError(
+                'hardware.backend = "%s": cannot open it: %s' % (choice, _one_line(exc))
+            ) from None
         hardware_log.info("hardware: %s", hardware.name)
         return hardware
 
     passed = []
-    for name, probe in (("sense-hat", probe_sense_hat),
-                        ("sense-emu", lambda: probe_sense_emu(environ))):
+    for name, probe in (("sense-hat", probe_sense_hat), ("sense-emu", lambda: probe_sense_emu(environ))):
         why = probe()
         if why is None:
             try:
@@ -3190,7 +3710,8 @@ def open_hardware(choice: str, *, environ=os.environ, stdout_isatty: bool) -> Ha
     return hardware
 
 
-# -- The asyncio face ----------------------------------------------------------------
+# -- The asyncio face ---------------------------------------------------------
+
 
 class HardwareRunner:
     """Runs a Hardware for the event loop: every blocking call on ONE worker
@@ -3204,9 +3725,10 @@ class HardwareRunner:
     def __init__(self, hardware: Hardware):
         self.hardware = hardware
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="iotlight-hardware")
+            max_workers=1, thread_name_prefix="iotlight-hardware"
+        )
         self._last_frame: Optional[List[Tuple[int, int, int]]] = None
-        self._faults = LogOnce()   # topic: what failed; detail: the exception's type
+        self._faults = LogOnce()  # topic: what failed; detail: the exception's type
         self._stop = threading.Event()
         self._stick_thread: Optional[threading.Thread] = None
         self._closed = False
@@ -3219,8 +3741,13 @@ class HardwareRunner:
         if not self._faults.first(what, type(exc).__name__):
             hardware_log.debug("%s failed again: %s", what, exc)
             return
-        hardware_log.warning("%s: %s failed: %s (logged once)", self.hardware.name, what,
-                             _one_line(exc), exc_info=hardware_log.isEnabledFor(logging.DEBUG))
+        hardware_log.warning(
+            "%s: %s failed: %s (logged once)",
+            self.hardware.name,
+            what,
+            _one_line(exc),
+            exc_info=hardware_log.isEnabledFor(logging.DEBUG),
+        )
 
     def _ok(self, what: str) -> None:
         if self._faults.over(what):
@@ -3279,8 +3806,7 @@ class HardwareRunner:
                     except RuntimeError:  # the loop is closed
                         return
 
-        self._stick_thread = threading.Thread(target=run, name="iotlight-joystick",
-                                              daemon=True)
+        self._stick_thread = threading.Thread(target=run, name="iotlight-joystick", daemon=True)
         self._stick_thread.start()
         return True
 
@@ -3305,7 +3831,9 @@ class HardwareRunner:
             self._fault("close", exc)
         self._executor.shutdown(wait=False)
 
+
 # --- 7d. GPIO output: a relay or an LED switched with the light --------------
+
 
 class GpioSwitch:
     """A GPIO output (light.gpio_pin, BCM numbering) on while the lamp is lit, through gpiozero.
@@ -3322,11 +3850,14 @@ class GpioSwitch:
             from gpiozero import DigitalOutputDevice
             from gpiozero.exc import GPIOZeroError
         except ImportError:
-            raise IotlightError("light.gpio_pin = %d needs the gpiozero library: on Raspberry Pi OS "
-                                "sudo apt install python3-gpiozero (or pip install gpiozero)" % pin) from None
+            raise IotlightError(
+                "light.gpio_pin = %d needs the gpiozero library: on Raspberry Pi OS "
+                "sudo apt install python3-gpiozero (or pip install gpiozero)" % pin
+            ) from None
         try:
-            self.device = DigitalOutputDevice(pin, active_high=active_high, initial_value=False,
-                                              pin_factory=pin_factory)
+            self.device = DigitalOutputDevice(
+                pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
+            )
         except (GPIOZeroError, OSError, RuntimeError) as e:
             raise IotlightError("light.gpio_pin = %d cannot be used: %s" % (pin, _one_line(e))) from None
         self.pin = pin
@@ -3356,31 +3887,102 @@ def open_gpio(config: Config) -> Optional[GpioSwitch]:
 
 
 # =============================================================================
-# 8. Services: watcher, lamp, outbox, telemetry
+# 8. Services: watcher, lamp, outbox, telemetry, monitor
 # =============================================================================
 
-LIST_FIRST_PAGE = 50          # first page of a transaction-list read
-REORG_MARGIN = 3              # blocks a microblock fork or a short reorg may rewrite
-DEEP_MARGIN = 100             # the node's deepest automatic rollback: how far the first read after start looks
-LIST_PAGE = 1000              # further pages (the node's default cap)
+LIST_FIRST_PAGE = 50  # first page of a transaction-list read
+REORG_MARGIN = 3  # blocks a microblock fork or a short reorg may rewrite
+DEEP_MARGIN = 100  # the node's deepest automatic rollback: how far the first read after start looks
+LIST_PAGE = 1000  # further pages (the node's default cap)
 RESIGN_AFTER_MS = 125 * 60_000  # a tx older than the node's 120-minute window can never land
 STATUS_CHECK_INTERVAL = 3.0
-COUNT_CHECK_INTERVAL = 20.0   # how often an idle outbox may compare joystick_count on chain with its own
+COUNT_CHECK_INTERVAL = 20.0  # how often an idle outbox may compare joystick_count on chain with its own
 COIN_BALANCE_INTERVAL = 30.0
-PRUNE_INTERVAL = 3600.0       # how often a complete read may prune the state file (Store.prune)
-HEIGHT_INTERVAL = 15.0        # how often an idle watcher asks the height (public pools cache it 15 s)
-SCAN_DEPTH = 5                # newest blocks searched for what raised the balance; deeper: the list read
-UNEXPLAINED_GRACE = 6.0       # seconds the balance may run ahead of the blocks (pool caches: 3 s and 1 s)
-SWEEP_SPREAD = 0.2            # +-20 % on each sweep's time, so that a class's devices spread their list reads
+PRUNE_INTERVAL = 3600.0  # how often a complete read may prune the state file (Store.prune)
+HEIGHT_INTERVAL = 15.0  # how often an idle watcher asks the height (public pools cache it 15 s)
+SCAN_DEPTH = 5  # newest blocks searched for what raised the balance; deeper: the list read
+UNEXPLAINED_GRACE = 6.0  # seconds the balance may run ahead of the blocks (pool caches: 3 s and 1 s)
+SWEEP_SPREAD = 0.2  # +-20 % on each sweep's time, so that a class's devices spread their list reads
 
 
 def _check_block_header(data: Any) -> None:
     ident = (data.get("id") or data.get("signature")) if isinstance(data, dict) else None
     if not isinstance(ident, str) or not 0 < len(ident) <= 100:
         raise BadAnswer("node answered /blocks/headers/at without a block id")
-# --- Liveness: how a service shows the systemd watchdog it is alive ----------
 
-WATCHDOG_GRACE = 60.0   # seconds a round of work may take on top of one node request tried on every URL
+
+# --- 8a. What every service loop uses: waits, retries, trouble ---------------
+
+STATE_RETRY = 5.0
+
+
+_unexpected_seen = LogOnce()
+
+
+def _unexpected(log: logging.Logger, where: str, e: Exception) -> None:
+    """Log an unforeseen error with its traceback, once per kind and place; the loop goes on."""
+    if _unexpected_seen.first((where, type(e).__name__, str(e)[:100])):
+        log.error("unexpected error in %s (the loop goes on): %s", where, e, exc_info=e)
+
+
+def _retry_delay(
+    log: logging.Logger, where: str, e: Exception, delays: Iterator[float], node: NodeClient
+) -> float:
+    """After an error in one round of a service loop: log it the way its kind deserves and say
+    how long to wait. The loop itself goes on (CancelledError is no Exception and passes)."""
+    if isinstance(e, NodeError):
+        log.debug("%s: %s", where, e)
+        return max(next(delays), node.retry_in())
+    if isinstance(e, StateError):
+        _state_trouble(log)
+        return STATE_RETRY
+    _unexpected(log, where, e)  # a bug or an answer we did not foresee
+    return next(delays)
+
+
+def _state_trouble(log: logging.Logger) -> None:
+    """A state-file write failed (a full disk, say): the Store logged what went wrong, once for the
+    episode (Store._write_failed); the caller keeps what it had and retries after STATE_RETRY
+    seconds. No error here: repeating it on every retry is the flood the Store avoids."""
+    log.debug("state file busy or full: will retry in %g s", STATE_RETRY)
+
+
+def release_free_memory() -> None:
+    """Hand back to the OS the memory that start-up used and freed (glibc keeps it otherwise);
+    2-3 MB on a device where every one counts. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def boot_id() -> str:
+    """This boot's id (Linux): monotonic clock readings compare only within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or "-"
+    except OSError:
+        return "-"
+
+
+async def _wait_or_stop(stop: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+# --- 8b. Liveness: how a service shows the systemd watchdog it is alive ------
+
+WATCHDOG_GRACE = 60.0  # seconds a round of work may take on top of one node request tried on every URL
 
 
 class Pulse:
@@ -3401,7 +4003,7 @@ class Pulse:
 
     def __init__(self, clock: Clock):
         self.clock = clock
-        self.quiet_until = clock.monotonic()   # the current wait's end; in the past: busy since then
+        self.quiet_until = clock.monotonic()  # the current wait's end; in the past: busy since then
 
     def late_by(self, mono: float, budget: float) -> float:
         """Seconds past the service's deadline (quiet_until + budget); 0 or less while it lives."""
@@ -3427,6 +4029,9 @@ class Pulse:
             self.quiet_until = self.clock.monotonic()
 
 
+# --- 8c. Watcher: finds payments and credits them ----------------------------
+
+
 class Watcher:
     """Finds payments to the device on the chain and credits them exactly once.
 
@@ -3450,12 +4055,21 @@ class Watcher:
     store, so reading a transaction twice never credits it twice.
     """
 
-    def __init__(self, config: Config, address: str, *, node: NodeClient, store: Store, clock: Clock,
-                 on_credit: Callable[[List[Credit]], None], on_height: Callable[[int], None],
-                 on_balance: Callable[[Optional[int], Optional[int]], None],
-                 light_span: Callable[[], Tuple[float, float]],
-                 on_ignored: Optional[Callable[[Dict[str, Any]], None]] = None,
-                 sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None):
+    def __init__(
+        self,
+        config: Config,
+        address: str,
+        *,
+        node: NodeClient,
+        store: Store,
+        clock: Clock,
+        on_credit: Callable[[List[Credit]], None],
+        on_height: Callable[[int], None],
+        on_balance: Callable[[Optional[int], Optional[int]], None],
+        light_span: Callable[[], Tuple[float, float]],
+        on_ignored: Optional[Callable[[Dict[str, Any]], None]] = None,
+        sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None,
+    ):
         self.config = config
         self.on_ignored = on_ignored
         self.sign_refund = sign_refund if config.refund == "excess" else None
@@ -3473,39 +4087,51 @@ class Watcher:
         self.height: Optional[int] = None
         self.token_balance: Optional[int] = None
         self.coin_balance: Optional[int] = None
-        self.pending: Dict[str, int] = {}      # payment id -> height, waiting for confirmations
-        self.deep = True              # the next complete read looks DEEP_MARGIN blocks back (start, rollback)
-        self.verify_receipts = True   # until a complete read after start: trust on-chain receipts too
-        self.witness: Optional[Tuple[int, str]] = None   # (height, block id) at the last complete read's floor
+        self.pending: Dict[str, int] = {}  # payment id -> height, waiting for confirmations
+        self.deep = True  # the next complete read looks DEEP_MARGIN blocks back (start, rollback)
+        self.verify_receipts = True  # until a complete read after start: trust on-chain receipts too
+        self.witness: Optional[Tuple[int, str]] = None  # (height, block id) at the last complete read's floor
         self.next_sweep = 0.0
         self.next_coin_check = 0.0
         self.next_prune = 0.0
         self.next_height = 0.0
-        self.route_height: Optional[int] = None   # the last answer of the height route
+        self.route_height: Optional[int] = None  # the last answer of the height route
         self.dirty = True
-        self.asked = 0                # list reads asked for; one asked during a read makes another
+        self.asked = 0  # list reads asked for; one asked during a read makes another
         self.list_task: Optional["asyncio.Future[None]"] = None
-        self.accounted: Optional[int] = None   # token balance the credited/pending payments explain
-        self.absorbed: set = set()    # ids of payments whose amount is inside `accounted`
-        self.ahead: set = set()       # ids credited from blocks whose amount the balance did not show yet
-        self.quiet_height: Optional[int] = None   # height when the balance was last fully explained
+        self.accounted: Optional[int] = None  # token balance the credited/pending payments explain
+        self.absorbed: set = set()  # ids of payments whose amount is inside `accounted`
+        self.ahead: set = set()  # ids credited from blocks whose amount the balance did not show yet
+        self.quiet_height: Optional[int] = None  # height when the balance was last fully explained
         self.unexplained_since: Optional[float] = None
-        self.pace = Backoff(config.poll_interval, 60.0, recover=10, spread=0.2)   # poll gap, AIMD
-        self.list_backoff = Backoff(10.0, 120.0)   # list reads after a 429/503 on them
+        self.pace = Backoff(config.poll_interval, 60.0, recover=10, spread=0.2)  # poll gap, AIMD
+        self.list_backoff = Backoff(10.0, 120.0)  # list reads after a 429/503 on them
         self.list_not_before = 0.0
-        self.limiter = RateLimiter(config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)),
-                                   clock.monotonic())
-        self.complained = LogOnce()   # bounded: a node sending endless garbage must not grow memory
-        self.full_txs: Dict[str, Dict[str, Any]] = {}   # checked full forms of compact mass transfers
-        self.reported: set = set()    # keys of ignored transfers already reported (the store remembers them all)
+        self.limiter = RateLimiter(
+            config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)), clock.monotonic()
+        )
+        self.complained = LogOnce()  # bounded: a node sending endless garbage must not grow memory
+        self.full_txs: Dict[str, Dict[str, Any]] = {}  # checked full forms of compact mass transfers
+        self.reported: set = (
+            set()
+        )  # keys of ignored transfers already reported (the store remembers them all)
         self.pulse = Pulse(clock)
 
     def _complain_once(self, key: str, msg: str, *args: Any) -> None:
         if self.complained.first(key):
             self.log.warning(msg, *args)
 
-    def report_ignored(self, tx_id: Optional[str], *, reason: str, sender: Any = None, amount: Any = None,
-                       asset_id: Any = None, detail: str = "", key: Optional[str] = None) -> bool:
+    def report_ignored(
+        self,
+        tx_id: Optional[str],
+        *,
+        reason: str,
+        sender: Any = None,
+        amount: Any = None,
+        asset_id: Any = None,
+        detail: str = "",
+        key: Optional[str] = None,
+    ) -> bool:
         """Tell once that a transfer to the device lights nothing: one log line (WARNING for
         `not_verified`, INFO otherwise) and one `ignored` monitor event, never again for the same
         `key` (default `tx_id`), across restarts (the state file remembers it). `reason` is a word
@@ -3525,17 +4151,32 @@ class Watcher:
         self.reported.add(key)
         if not fresh:
             return False
-        self.log.log(logging.WARNING if reason == "not_verified" else logging.INFO,
-                     "transfer %s from %s (%s units of %s) lights nothing: %s%s", tx_id or "(no id)",
-                     sender or "?", amount if amount is not None else "?", asset_id or "the chain's coin",
-                     reason, ": " + detail if detail else "")
+        self.log.log(
+            logging.WARNING if reason == "not_verified" else logging.INFO,
+            "transfer %s from %s (%s units of %s) lights nothing: %s%s",
+            tx_id or "(no id)",
+            sender or "?",
+            amount if amount is not None else "?",
+            asset_id or "the chain's coin",
+            reason,
+            ": " + detail if detail else "",
+        )
         if self.on_ignored is not None:
-            self.on_ignored({"type": "ignored", "id": tx_id, "sender": sender, "amount": amount,
-                             "asset_id": asset_id, "reason": reason})
+            self.on_ignored(
+                {
+                    "type": "ignored",
+                    "id": tx_id,
+                    "sender": sender,
+                    "amount": amount,
+                    "asset_id": asset_id,
+                    "reason": reason,
+                }
+            )
         return True
 
     def _malformed(self, raw: Any, why: str) -> None:
         """A listed item without the documented shape: skipped, reported once as `malformed`."""
+
         def field(name: str, ok: Callable[[Any], bool]) -> Any:
             value = raw.get(name) if isinstance(raw, dict) else None
             return value if ok(value) else None
@@ -3544,11 +4185,20 @@ class Watcher:
             return isinstance(v, str) and len(v) <= 64
 
         txid = field("id", short_str)
-        key = txid or "malformed:" + hashlib.sha256(
-            json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:40]
-        self.report_ignored(txid, reason="malformed", sender=field("sender", short_str),
-                            amount=field("amount", lambda v: _int_within(v, 0, INT64_MAX)),
-                            asset_id=field("assetId", short_str), detail=why, key=key)
+        key = (
+            txid
+            or "malformed:"
+            + hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:40]
+        )
+        self.report_ignored(
+            txid,
+            reason="malformed",
+            sender=field("sender", short_str),
+            amount=field("amount", lambda v: _int_within(v, 0, INT64_MAX)),
+            asset_id=field("assetId", short_str),
+            detail=why,
+            key=key,
+        )
 
     async def prepare(self) -> None:
         """Token decimals (cached in the state file) and the device's aliases."""
@@ -3570,18 +4220,23 @@ class Watcher:
         """One poll: the balance (and the height when needed) in one round trip; new payments
         looked up in the newest blocks; a list read when something is left to explain."""
         if self.store.failing:
-            self.store.probe()   # credits wait until the state file has room again
+            self.store.probe()  # credits wait until the state file has room again
         mono = self.clock.monotonic()
         sweep = mono >= self.next_sweep
-        if sweep:   # due from when it was due, not from when a (perhaps deferred) list read got through
-            self.next_sweep = mono + self.config.sweep_interval * (1 + self.pace.rng.uniform(-SWEEP_SPREAD,
-                                                                                          SWEEP_SPREAD))
+        if sweep:  # due from when it was due, not from when a (perhaps deferred) list read got through
+            self.next_sweep = mono + self.config.sweep_interval * (
+                1 + self.pace.rng.uniform(-SWEEP_SPREAD, SWEEP_SPREAD)
+            )
             self._want_list()
-            release_free_memory()   # what answers and bursts of work freed goes back to the OS, once a sweep
+            release_free_memory()  # what answers and bursts of work freed goes back to the OS, once a sweep
         if self.decimals is None or sweep:
             await self.prepare()
-        list_due = (self.dirty and self.list_task is None and mono >= self.list_not_before
-                    and self.limiter.delay(mono) <= 0)
+        list_due = (
+            self.dirty
+            and self.list_task is None
+            and mono >= self.list_not_before
+            and self.limiter.delay(mono) <= 0
+        )
         want_height = self.height is None or bool(self.pending) or list_due or mono >= self.next_height
         want_coin = mono >= self.next_coin_check
         asks = [self.node.asset_balance(self.address, self.config.asset_id)]
@@ -3589,7 +4244,7 @@ class Watcher:
             asks.append(self.node.height())
         if want_coin:
             asks.append(self.node.balance(self.address))
-        answers = await asyncio.gather(*asks, return_exceptions=True)   # independent: asked together
+        answers = await asyncio.gather(*asks, return_exceptions=True)  # independent: asked together
         for answer in answers:
             if isinstance(answer, BaseException):
                 raise answer
@@ -3649,8 +4304,9 @@ class Watcher:
             self.route_height = height
         if went_back or self.height is None or height > self.height:
             if went_back:
-                self.log.info("the node's height went back from %d to %d (a rollback): reading deeper",
-                              before, height)
+                self.log.info(
+                    "the node's height went back from %d to %d (a rollback): reading deeper", before, height
+                )
                 self.deep = True
                 self._want_list()
             self.height = height
@@ -3673,20 +4329,23 @@ class Watcher:
             await self.read_list(self.height)
         except NodeRejected:
             raise
-        except NodeThrottled as e:   # a 429/503 from the pool: its per-IP budget for the list is spent
+        except NodeThrottled as e:  # a 429/503 from the pool: its per-IP budget for the list is spent
             delay = self.list_backoff.failure(e.retry_after)
             self.list_not_before = self.clock.monotonic() + delay
-            self._complain_once("list-throttled", "the node throttles the transaction list (%s): reading it "
-                                "less often; payments are still found in the newest blocks" % e)
+            self._complain_once(
+                "list-throttled",
+                "the node throttles the transaction list (%s): reading it "
+                "less often; payments are still found in the newest blocks" % e,
+            )
             self.log.debug("transaction list read throttled: again in %.1fs", delay)
             return
-        except NodeError as e:   # a bad answer or a timeout (also in a pool's queue): the node client's
-            delay = max(self.node.retry_in(), self.config.poll_interval)   # back-off decides when
+        except NodeError as e:  # a bad answer or a timeout (also in a pool's queue): the node client's
+            delay = max(self.node.retry_in(), self.config.poll_interval)  # back-off decides when
             self.list_not_before = self.clock.monotonic() + delay
             self.log.debug("transaction list read failed (%s): again in %.1fs", e, delay)
             return
         self.list_backoff.success()
-        if not self.dirty:   # complete, nothing asked meanwhile: the balance is accounted for
+        if not self.dirty:  # complete, nothing asked meanwhile: the balance is accounted for
             self.accounted, self.absorbed, self.ahead = self.token_balance, set(), set()
             self.quiet_height, self.unexplained_since = self.height, None
 
@@ -3699,8 +4358,9 @@ class Watcher:
             self.quiet_height, self.unexplained_since = self.height, None
             return
         if balance < self.accounted:
-            self.log.info("the token balance fell from %d to %d: reading the transaction list",
-                          self.accounted, balance)
+            self.log.info(
+                "the token balance fell from %d to %d: reading the transaction list", self.accounted, balance
+            )
             self.accounted = None
             self._want_list()
             return
@@ -3712,8 +4372,12 @@ class Watcher:
         if self.unexplained_since is None:
             self.unexplained_since = mono
         elif mono - self.unexplained_since >= UNEXPLAINED_GRACE and not self.dirty:
-            self.log.info("the newest blocks do not explain the token balance %d (%d accounted for): "
-                          "reading the transaction list", balance, self.accounted)
+            self.log.info(
+                "the newest blocks do not explain the token balance %d (%d accounted for): "
+                "reading the transaction list",
+                balance,
+                self.accounted,
+            )
             self._want_list()
 
     async def scan_blocks(self, balance: int) -> None:
@@ -3731,9 +4395,11 @@ class Watcher:
                 try:
                     txs.append(dict(check_tx_shape(raw), height=at))
                 except ValueError as e:
-                    self._complain_once("shape:%s" % e, "skipping a malformed transaction from the node: %s", e)
+                    self._complain_once(
+                        "shape:%s" % e, "skipping a malformed transaction from the node: %s", e
+                    )
             if txs:
-                await self._account(txs[::-1], height)   # newest first, as the list gives them
+                await self._account(txs[::-1], height)  # newest first, as the list gives them
             if self.accounted == balance or at <= floor:
                 return
             at -= 1
@@ -3742,7 +4408,7 @@ class Watcher:
             except NodeRejected as e:
                 if e.status != 404:
                     raise
-                block = None   # gone meanwhile (a rollback): the next poll sees the new height
+                block = None  # gone meanwhile (a rollback): the next poll sees the new height
 
     async def _account(self, txs: List[Dict[str, Any]], height: int) -> None:
         """Credit the final payments among one block's `txs` (newest first, as in the list) and
@@ -3806,7 +4472,7 @@ class Watcher:
             # a pool caches the height longer than the list: the list may be ahead of it
             top = max([height] + [tx["height"] for tx in found if _is_int(tx.get("height"))])
             if not self.verify_receipts:
-                handled = self.process(found, top)   # the light goes on before the checks below
+                handled = self.process(found, top)  # the light goes on before the checks below
         if self.verify_receipts:
             # the first read after a start: a state file that lost its newest writes (a damaged
             # write-ahead log) must not credit again what the chain shows as served. It lost
@@ -3818,10 +4484,10 @@ class Watcher:
             self.store.mark_seen(handled)
             self.verify_receipts = False
             self.deep = False
-            self.dirty = self.asked != asked   # asked again while it read: read again
+            self.dirty = self.asked != asked  # asked again while it read: read again
             self.prune(height)
         if len(found) > LIST_PAGE or deep:
-            release_free_memory()   # a catch-up or deep read held many transactions
+            release_free_memory()  # a catch-up or deep read held many transactions
 
     async def _complete_mass_transfers(self, txs: List[Dict[str, Any]]) -> None:
         """A mass transfer to the device with other recipients comes in the listing in compact form
@@ -3831,8 +4497,12 @@ class Watcher:
         wanted = []
         for i, tx in enumerate(txs):
             count = tx.get("transferCount")
-            if (tx.get("type") != TX_MASS_TRANSFER or tx.get("sender") == self.address or not _is_int(count)
-                    or count == len(tx["transfers"])):
+            if (
+                tx.get("type") != TX_MASS_TRANSFER
+                or tx.get("sender") == self.address
+                or not _is_int(count)
+                or count == len(tx["transfers"])
+            ):
                 continue
             try:
                 if classify_transfer(tx, asset_id=self.config.asset_id, mine=self.mine)[0] > 0:
@@ -3847,12 +4517,13 @@ class Watcher:
             full = self.full_txs.get(tx["id"])
             if full is None:
                 try:
-                    full = await self.node.get("/transactions/info/%s" % tx["id"],
-                                               check=_check_object("/transactions/info"))
+                    full = await self.node.get(
+                        "/transactions/info/%s" % tx["id"], check=_check_object("/transactions/info")
+                    )
                 except NodeRejected as e:
                     if e.status != 404:
                         raise
-                    continue   # the node lists what it cannot show: the compact form fails the check
+                    continue  # the node lists what it cannot show: the compact form fails the check
                 try:
                     check_tx_shape(full)
                 except ValueError:
@@ -3862,12 +4533,13 @@ class Watcher:
                 if check_transfer_proof(full, self.config.chain_id) is None:
                     if len(self.full_txs) >= 256:
                         self.full_txs.clear()
-                    self.full_txs[tx["id"]] = full   # checked: an id has only this body
+                    self.full_txs[tx["id"]] = full  # checked: an id has only this body
             merged = dict(full)
             merged["height"] = tx.get("height")
             if "applicationStatus" in tx:
                 merged["applicationStatus"] = tx["applicationStatus"]
             txs[i] = merged
+
     async def _receipts(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """The device's served_<id> receipts on chain for `ids`, one key per request (the single-key
         route, which public pools do not hold to 17 a minute): payment id -> the receipt's value."""
@@ -3876,16 +4548,22 @@ class Watcher:
             try:
                 entry = await self.node.get("/addresses/data/%s/served_%s" % (self.address, txid))
                 value = json.loads(entry["value"])
-                served[txid] = {"seconds": float(value["seconds"]), "from": int(value["from"]),
-                                "until": int(value["until"])}
+                served[txid] = {
+                    "seconds": float(value["seconds"]),
+                    "from": int(value["from"]),
+                    "until": int(value["until"]),
+                }
             except NodeRejected as e:
                 if e.status != 404:
                     raise
             except (KeyError, TypeError, ValueError):
                 continue
         if served:
-            self.log.warning("%d payment(s) missing from the state file were served already (receipts on "
-                             "chain): recorded without lighting again", len(served))
+            self.log.warning(
+                "%d payment(s) missing from the state file were served already (receipts on "
+                "chain): recorded without lighting again",
+                len(served),
+            )
         return served
 
     async def _served_on_chain(self, txs: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
@@ -3902,24 +4580,34 @@ class Watcher:
         served: Dict[str, Dict[str, Any]] = {}
         wanted = set(ids)
         # a few receipts by key; many in one request by pattern
-        queries = ([[("key", "served_" + x) for x in ids[i:i + 25]] for i in range(0, len(ids), 25)]
-                   if len(ids) <= 50 else [[("matches", "served_.*")]])
+        queries = (
+            [[("key", "served_" + x) for x in ids[i : i + 25]] for i in range(0, len(ids), 25)]
+            if len(ids) <= 50
+            else [[("matches", "served_.*")]]
+        )
         for params in queries if ids else []:
             await self._list_token()
-            entries = await self.node.get("/addresses/data/%s" % self.address, params,
-                                          check=_check_list("/addresses/data"))
+            entries = await self.node.get(
+                "/addresses/data/%s" % self.address, params, check=_check_list("/addresses/data")
+            )
             for entry in entries if isinstance(entries, list) else []:
-                if not isinstance(entry, dict) or entry.get("key", "")[len("served_"):] not in wanted:
+                if not isinstance(entry, dict) or entry.get("key", "")[len("served_") :] not in wanted:
                     continue
                 try:
                     value = json.loads(entry["value"])
-                    served[entry["key"][len("served_"):]] = {
-                        "seconds": float(value["seconds"]), "from": int(value["from"]), "until": int(value["until"])}
+                    served[entry["key"][len("served_") :]] = {
+                        "seconds": float(value["seconds"]),
+                        "from": int(value["from"]),
+                        "until": int(value["until"]),
+                    }
                 except (KeyError, TypeError, ValueError):
                     continue
         if served:
-            self.log.warning("%d payment(s) missing from the state file were served already (receipts on "
-                             "chain): recorded without lighting again", len(served))
+            self.log.warning(
+                "%d payment(s) missing from the state file were served already (receipts on "
+                "chain): recorded without lighting again",
+                len(served),
+            )
         return served
 
     async def _block_id(self, height: int) -> Optional[str]:
@@ -3945,7 +4633,7 @@ class Watcher:
         at = height - self.config.confirmations - REORG_MARGIN
         ident = await self._block_id(at) if at >= 1 else None
         if ident is None and at >= 1:
-            return self._went_back("block %d is gone" % at)   # went back below it during the read
+            return self._went_back("block %d is gone" % at)  # went back below it during the read
         self.witness = (at, ident) if ident is not None else None
         return True
 
@@ -3969,7 +4657,9 @@ class Watcher:
             except NodeRejected as e:
                 if after and e.code == 199 and restarts < 3:
                     # the 0bs fork refuses an `after` id that vanished (rolled back): start again at the top
-                    self.log.info("node no longer knows transaction %s (rolled back?); reading from the top", after)
+                    self.log.info(
+                        "node no longer knows transaction %s (rolled back?); reading from the top", after
+                    )
                     restarts += 1
                     after, limit = None, LIST_FIRST_PAGE
                     continue
@@ -3988,18 +4678,21 @@ class Watcher:
             margin = DEEP_MARGIN if self.deep else REORG_MARGIN
             floor = height - self.config.confirmations - margin
             if self.witness is not None and not self.deep:
-                floor = min(floor, self.witness[0])   # below it, the chain is checked unchanged
+                floor = min(floor, self.witness[0])  # below it, the chain is checked unchanged
             history_floor = None if self.config.count_history else self.horizon() - DEEP_MARGIN
-            pruned = self.store.pruned_height()   # everything at or below it was handled, its rows are gone
+            pruned = self.store.pruned_height()  # everything at or below it was handled, its rows are gone
             stop = False
             for tx in good:
                 if tx["id"] in ids_this_read:
-                    stop = True      # Waves answers a vanished `after` with the newest page again
+                    stop = True  # Waves answers a vanished `after` with the newest page again
                     break
                 ids_this_read.add(tx["id"])
                 h = tx.get("height")
-                if h is not None and ((tx["id"] in seen and seen[tx["id"]] == h and h <= floor)
-                                      or (history_floor is not None and h < history_floor) or (pruned and h <= pruned)):
+                if h is not None and (
+                    (tx["id"] in seen and seen[tx["id"]] == h and h <= floor)
+                    or (history_floor is not None and h < history_floor)
+                    or (pruned and h <= pruned)
+                ):
                     stop = complete = True
                     break
                 found.append(tx)
@@ -4028,18 +4721,26 @@ class Watcher:
             return
         deleted = self.store.prune(floor, now_ms=int(self.clock.time() * 1000))
         if any(n >= PRUNE_BATCH for n in deleted.values()):
-            self.next_prune = mono     # a backlog (a state file from before pruning): more on the next read
+            self.next_prune = mono  # a backlog (a state file from before pruning): more on the next read
         if deleted:
-            self.log.debug("state file pruned at height %d: %s", floor,
-                          ", ".join("%d %s" % (n, t) for t, n in sorted(deleted.items()) if n) or "nothing")
+            self.log.debug(
+                "state file pruned at height %d: %s",
+                floor,
+                ", ".join("%d %s" % (n, t) for t, n in sorted(deleted.items()) if n) or "nothing",
+            )
 
     def horizon(self) -> int:
         """The node's height at the very first start (first contact)."""
         return int(self.store.get_meta("horizon") or 0)
 
-    def process(self, txs: List[Dict[str, Any]], height: int,
-                served: Optional[Dict[str, Dict[str, Any]]] = None, *,
-                merge_pending: bool = False) -> List[Tuple[str, Optional[int]]]:
+    def process(
+        self,
+        txs: List[Dict[str, Any]],
+        height: int,
+        served: Optional[Dict[str, Dict[str, Any]]] = None,
+        *,
+        merge_pending: bool = False,
+    ) -> List[Tuple[str, Optional[int]]]:
         """Credit the final payments among `txs` (oldest first); return the handled ones (id,
         height), for the caller to mark seen once the read proved complete. `served` holds
         payments whose receipts are on chain already: recorded, not lit again."""
@@ -4060,21 +4761,38 @@ class Watcher:
                 handled.append((txid, tx_height))
                 continue
             if pruned and tx_height is not None and tx_height <= pruned:
-                self._complain_once("pruned:%s" % txid, "payment %s at height %d lies at or below the pruned "
-                                    "height %d: handled long ago, not credited again", txid, tx_height, pruned)
+                self._complain_once(
+                    "pruned:%s" % txid,
+                    "payment %s at height %d lies at or below the pruned "
+                    "height %d: handled long ago, not credited again",
+                    txid,
+                    tx_height,
+                    pruned,
+                )
                 continue
             sender = tx.get("sender") if isinstance(tx.get("sender"), str) else ""
             # nothing the node says about a transfer to the device counts before it checks out: a
             # made-up or relabelled one is not handled either, so the real one still lights later
             why = check_transfer_proof(tx, self.config.chain_id)
             if why is not None:
-                self.report_ignored(txid, reason="not_verified", sender=sender, amount=amount,
-                                    asset_id=tx.get("assetId"), detail=why)
+                self.report_ignored(
+                    txid,
+                    reason="not_verified",
+                    sender=sender,
+                    amount=amount,
+                    asset_id=tx.get("assetId"),
+                    detail=why,
+                )
                 continue
             if reason is not None:
-                self.report_ignored(txid, reason=reason, sender=sender, amount=amount, asset_id=tx.get("assetId"),
-                                    detail="applicationStatus %s" % tx.get("applicationStatus")
-                                    if reason == "failed" else "")
+                self.report_ignored(
+                    txid,
+                    reason=reason,
+                    sender=sender,
+                    amount=amount,
+                    asset_id=tx.get("assetId"),
+                    detail="applicationStatus %s" % tx.get("applicationStatus") if reason == "failed" else "",
+                )
                 handled.append((txid, tx_height))
                 continue
             # "made before the very first start": signed before it and mined no later than the
@@ -4085,8 +4803,12 @@ class Watcher:
             else:
                 history = tx_height is not None and tx_height < horizon
             if history and not self.config.count_history:
-                self.log.info("payment %s of %d made before the first start: not counted "
-                              "(payment.count_history = false)", txid, amount)
+                self.log.info(
+                    "payment %s of %d made before the first start: not counted "
+                    "(payment.count_history = false)",
+                    txid,
+                    amount,
+                )
                 handled.append((txid, tx_height))
                 continue
             if not self._final(tx_height, height):
@@ -4094,24 +4816,46 @@ class Watcher:
                 continue
             if below_minimum(amount, self.decimals or 0, self.config.min_tokens):
                 # dust: no light, no receipt (no fee)
-                self.report_ignored(txid, reason="below_minimum", sender=sender, amount=amount,
-                                    asset_id=tx.get("assetId"),
-                                    detail="under payment.min_tokens (%g)" % self.config.min_tokens)
+                self.report_ignored(
+                    txid,
+                    reason="below_minimum",
+                    sender=sender,
+                    amount=amount,
+                    asset_id=tx.get("assetId"),
+                    detail="under payment.min_tokens (%g)" % self.config.min_tokens,
+                )
                 handled.append((txid, tx_height))
                 continue
-            payments.append((txid, sender, amount, tx_height,
-                             payment_seconds(amount, self.decimals or 0, self.config.seconds_per_token)))
+            payments.append(
+                (
+                    txid,
+                    sender,
+                    amount,
+                    tx_height,
+                    payment_seconds(amount, self.decimals or 0, self.config.seconds_per_token),
+                )
+            )
             handled.append((txid, tx_height))
         if payments:
             start, until = self.light_span()
-            credits = self.store.credit_payments(payments, now=self.clock.time(), max_seconds=self.config.max_seconds,
-                                                 light=(start, until), served=served, sign_refund=self.sign_refund)
+            credits = self.store.credit_payments(
+                payments,
+                now=self.clock.time(),
+                max_seconds=self.config.max_seconds,
+                light=(start, until),
+                served=served,
+                sign_refund=self.sign_refund,
+            )
             if credits or served:
                 self.on_credit(credits)
         for txid in pending:
             if txid not in self.pending:
-                self.log.info("payment %s seen at height %d; waiting for %d confirmation(s)",
-                              txid, pending[txid], self.config.confirmations)
+                self.log.info(
+                    "payment %s seen at height %d; waiting for %d confirmation(s)",
+                    txid,
+                    pending[txid],
+                    self.config.confirmations,
+                )
         self.pending = dict(self.pending, **pending) if merge_pending else pending
         return handled
 
@@ -4132,8 +4876,11 @@ class Watcher:
                 wait = self.pace.interval()
             except NodeThrottled as e:
                 wait = max(self.pace.failure(e.retry_after), self.node.retry_in())
-                self._complain_once("throttled", "the node throttles the polls (%s): polling less often, "
-                                    "back to every %gs when it allows" % (e, self.config.poll_interval))
+                self._complain_once(
+                    "throttled",
+                    "the node throttles the polls (%s): polling less often, "
+                    "back to every %gs when it allows" % (e, self.config.poll_interval),
+                )
                 self.log.debug("poll throttled: next in %.1fs", wait)
             except NodeRejected as e:
                 self._complain_once("rej:%s" % e, "the node refused a request: %s", e)
@@ -4143,12 +4890,23 @@ class Watcher:
             await self.pulse.wait(stop, wait)
 
 
+# --- 8d. Lamp: the light on the matrix (and a GPIO pin) ----------------------
+
+
 class Lamp:
     """Drives the LED matrix from the light timer and tells the monitor."""
 
-    def __init__(self, config: Config, hardware: Any, clock: Clock, *, store: Store,
-                 publish: Callable[[Dict[str, Any]], None], status: Callable[[], str],
-                 gpio: Optional[GpioSwitch] = None):
+    def __init__(
+        self,
+        config: Config,
+        hardware: Any,
+        clock: Clock,
+        *,
+        store: Store,
+        publish: Callable[[Dict[str, Any]], None],
+        status: Callable[[], str],
+        gpio: Optional[GpioSwitch] = None,
+    ):
         self.config = config
         self.hw = hardware
         self.gpio = gpio
@@ -4209,11 +4967,14 @@ class Lamp:
             return
         try:
             level = self.gpio.switch(on)
-        except Exception as e:   # a pin fault must not stop the matrix or the ledger
-            self.log.warning("gpio pin %d: switching %s failed: %s", self.gpio.pin, "on" if on else "off",
-                             _one_line(e))
+        except Exception as e:  # a pin fault must not stop the matrix or the ledger
+            self.log.warning(
+                "gpio pin %d: switching %s failed: %s", self.gpio.pin, "on" if on else "off", _one_line(e)
+            )
             return
-        self.log.info("gpio pin %d %s (level %s)", self.gpio.pin, "on" if on else "off", "high" if level else "low")
+        self.log.info(
+            "gpio pin %d %s (level %s)", self.gpio.pin, "on" if on else "off", "high" if level else "low"
+        )
         self.publish({"type": "gpio", "pin": self.gpio.pin, "on": on, "level": int(level)})
 
     def _next_change(self, mono: float) -> float:
@@ -4233,8 +4994,10 @@ class Lamp:
             mono = self.clock.monotonic()
             wall = self.clock.time()
             if abs((wall - mono) - self.offset) > 1.0:
-                self.log.warning("the wall clock jumped by %+.1f s; the light keeps its paid duration",
-                                 (wall - mono) - self.offset)
+                self.log.warning(
+                    "the wall clock jumped by %+.1f s; the light keeps its paid duration",
+                    (wall - mono) - self.offset,
+                )
                 self.offset = wall - mono
                 start, until = self.span()
                 try:
@@ -4247,8 +5010,13 @@ class Lamp:
             on = self.timer.is_on(mono)
             if on != was_on:
                 self.switch_gpio(on)
-            pixels = render_matrix(on=on, fraction=self.timer.fraction(mono), color=self.config.color,
-                                   countdown=self.config.countdown, status="ok" if on else self.status())
+            pixels = render_matrix(
+                on=on,
+                fraction=self.timer.fraction(mono),
+                color=self.config.color,
+                countdown=self.config.countdown,
+                status="ok" if on else self.status(),
+            )
             if await self.hw.show(pixels):
                 self.pixels = pixels
                 self.publish({"type": "matrix", "pixels": [list(p) for p in pixels]})
@@ -4260,6 +5028,9 @@ class Lamp:
             await self.pulse.wait(stop, self._next_change(self.clock.monotonic()), self.wake)
 
 
+# --- 8e. Outbox: signed Data transactions, stored before they are sent -------
+
+
 class Outbox:
     """Turns stored events into signed Data transactions and gets them onto the chain.
 
@@ -4269,8 +5040,17 @@ class Outbox:
     its timestamp. Rejections that retrying cannot fix mark it failed.
     """
 
-    def __init__(self, config: Config, keys: KeyPair, *, node: NodeClient, store: Store, clock: Clock,
-                 publish: Callable[[Dict[str, Any]], None], on_funds: Callable[[bool], None]):
+    def __init__(
+        self,
+        config: Config,
+        keys: KeyPair,
+        *,
+        node: NodeClient,
+        store: Store,
+        clock: Clock,
+        publish: Callable[[Dict[str, Any]], None],
+        on_funds: Callable[[bool], None],
+    ):
         self.config = config
         self.keys = keys
         self.address = keys.address(config.chain_id)
@@ -4282,19 +5062,21 @@ class Outbox:
         self.log = logging.getLogger("iotlight.outbox")
         self.wake = asyncio.Event()
         now = clock.monotonic()
-        self.tx_limiter = RateLimiter(config.max_tx_per_minute, 60.0, max(1, min(5, config.max_tx_per_minute)), now)
+        self.tx_limiter = RateLimiter(
+            config.max_tx_per_minute, 60.0, max(1, min(5, config.max_tx_per_minute)), now
+        )
         self.broadcast_limiter = RateLimiter(2, 1.0, 2, now)
         self.last_build = -1e9
         self.no_funds = False
-        self.told = LogOnce()           # the no-coins warning, once until coins arrive
+        self.told = LogOnce()  # the no-coins warning, once until coins arrive
         self.next_funds_check = 0.0
         self.node_offset_ms = 0
         self.retry_at: Dict[str, float] = {}
         self.retry_delays: Dict[str, Iterator[float]] = {}
         self.next_status_check = 0.0
         self.reconciled = False
-        self.count_ok = 0                 # the press count last found on chain as joystick_count
-        self.paid_on_chain: set = set()   # payment ids found in a block: their refunds may go out
+        self.count_ok = 0  # the press count last found on chain as joystick_count
+        self.paid_on_chain: set = set()  # payment ids found in a block: their refunds may go out
         self.next_count_check = now + COUNT_CHECK_INTERVAL
         self.pulse = Pulse(clock)
         self.fee_warned = False
@@ -4310,20 +5092,27 @@ class Outbox:
         joystick_count, and a pending press whose number the chain holds for another press is
         numbered anew."""
         pending = [e for e in self.store.pending_events(10_000) if e.kind in ("joystick", "receipt")]
-        written = await self._written([entry["key"] for e in pending for entry in e.entries] + ["joystick_count"])
+        written = await self._written(
+            [entry["key"] for e in pending for entry in e.entries] + ["joystick_count"]
+        )
         done = [e.seq for e in pending if all(written.get(x["key"]) == x["value"] for x in e.entries)]
         on_chain = written.get("joystick_count")
         if self.store.raise_press_count(on_chain if _is_int(on_chain) else 0, done):
-            self.log.warning("the state file was behind the chain (joystick_count %s): %d pending event(s) "
-                             "were on chain already; press numbers continue after the chain's",
-                             on_chain, len(done))
+            self.log.warning(
+                "the state file was behind the chain (joystick_count %s): %d pending event(s) "
+                "were on chain already; press numbers continue after the chain's",
+                on_chain,
+                len(done),
+            )
         self.reconciled = True
 
     async def _written(self, keys: Sequence[str]) -> Dict[str, Any]:
         """The device's Data entries on chain for these keys: key -> value (absent keys left out)."""
         written: Dict[str, Any] = {}
         for i in range(0, len(keys), 25):
-            answer = await self.node.get("/addresses/data/%s" % self.address, [("key", k) for k in keys[i:i + 25]])
+            answer = await self.node.get(
+                "/addresses/data/%s" % self.address, [("key", k) for k in keys[i : i + 25]]
+            )
             for item in answer if isinstance(answer, list) else []:
                 if isinstance(item, dict) and isinstance(item.get("key"), str):
                     written[item["key"]] = item.get("value")
@@ -4338,23 +5127,39 @@ class Outbox:
         mono = self.clock.monotonic()
         return max(self.last_build + self.config.coalesce_window - mono, self.tx_limiter.delay(mono), 0.0)
 
-    def build(self, events: Sequence[PendingEvent], replaces: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    def build(
+        self, events: Sequence[PendingEvent], replaces: Optional[str] = None
+    ) -> Optional[Dict[str, Any]]:
         entries = events_to_entries(events)
         try:
-            tx = build_data_tx(self.keys, entries, timestamp=self.now_ms(), chain_id=self.config.chain_id,
-                               fee=self.config.fee, rules=self.config.rules)
+            tx = build_data_tx(
+                self.keys,
+                entries,
+                timestamp=self.now_ms(),
+                chain_id=self.config.chain_id,
+                fee=self.config.fee,
+                rules=self.config.rules,
+            )
         except EncodingError as e:
             self.log.error("cannot build a Data transaction from %d event(s): %s", len(events), e)
             return None
         if self.config.fee and tx["fee"] > self.config.fee and not self.fee_warned:
             self.fee_warned = True
-            self.log.warning("data.fee = %d is below the node's minimum for this transaction's size: sent with "
-                             "%d instead (this and later ones); set data.fee = 0 for automatic fees",
-                             self.config.fee, tx["fee"])
+            self.log.warning(
+                "data.fee = %d is below the node's minimum for this transaction's size: sent with "
+                "%d instead (this and later ones); set data.fee = 0 for automatic fees",
+                self.config.fee,
+                tx["fee"],
+            )
         self.store.queue_tx(tx, events, int(self.clock.time() * 1000), replaces=replaces)
         self.publish({"type": "data_tx", "id": tx["id"], "status": "queued", "entries": len(entries)})
-        self.log.info("queued Data transaction %s with %d entries (fee %d)%s", tx["id"], len(entries), tx["fee"],
-                      " replacing %s" % replaces if replaces else "")
+        self.log.info(
+            "queued Data transaction %s with %d entries (fee %d)%s",
+            tx["id"],
+            len(entries),
+            tx["fee"],
+            " replacing %s" % replaces if replaces else "",
+        )
         return tx
 
     def build_pending(self) -> None:
@@ -4374,9 +5179,16 @@ class Outbox:
         Its attachment is the payment's id: it names what it refunds on chain, and two refunds of
         the same amount to the same sender signed in the same millisecond are still two
         transactions (a transfer's id covers its fields, not its signature)."""
-        return build_transfer_tx(self.keys, recipient=recipient, amount=amount, asset_id=self.config.asset_id,
-                                 timestamp=self.now_ms(), chain_id=self.config.chain_id,
-                                 fee=transfer_fee(self.config.rules), attachment=b58decode(payment_id))
+        return build_transfer_tx(
+            self.keys,
+            recipient=recipient,
+            amount=amount,
+            asset_id=self.config.asset_id,
+            timestamp=self.now_ms(),
+            chain_id=self.config.chain_id,
+            fee=transfer_fee(self.config.rules),
+            attachment=b58decode(payment_id),
+        )
 
     def _kind(self, txid: str) -> str:
         return "refund transfer" if self.store.refund_of(txid) else "Data transaction"
@@ -4387,8 +5199,18 @@ class Outbox:
         if refund is None:
             self.publish(dict({"type": "data_tx", "id": txid, "status": status}, **extra))
         else:
-            self.publish(dict({"type": "refund", "payment_id": refund["payment_id"], "id": txid,
-                               "amount": refund["amount"], "status": status}, **extra))
+            self.publish(
+                dict(
+                    {
+                        "type": "refund",
+                        "payment_id": refund["payment_id"],
+                        "id": txid,
+                        "amount": refund["amount"],
+                        "status": status,
+                    },
+                    **extra,
+                )
+            )
 
     # -- broadcasting
     async def broadcast_open(self) -> None:
@@ -4401,7 +5223,7 @@ class Outbox:
                 continue
             refund = self.store.refund_of(txid) if row["tx"].get("type") == TX_TRANSFER else None
             if refund is not None and refund["payment_id"] not in self.paid_on_chain:
-                continue   # a refund goes out only once its payment is seen in a block (check_statuses)
+                continue  # a refund goes out only once its payment is seen in a block (check_statuses)
             wait = self.broadcast_limiter.delay(self.clock.monotonic())
             if wait > 0:
                 self.wake_in(wait)
@@ -4425,11 +5247,17 @@ class Outbox:
             if "already in the state" in low:
                 self._set(txid, "broadcast", attempt=True)
                 self.next_status_check = 0.0
-            elif "unavailable funds" in low or "balance" in low and ("negative" in low or "not enough" in low
-                                                                      or "insufficient" in low or "errors" in low):
+            elif (
+                "unavailable funds" in low
+                or "balance" in low
+                and ("negative" in low or "not enough" in low or "insufficient" in low or "errors" in low)
+            ):
                 if self.told.first("funds"):
-                    self.log.warning("not enough coins for the fee of %s: %s; entries wait until funds arrive",
-                                     txid, describe_refusal(e, rules=self.config.rules))
+                    self.log.warning(
+                        "not enough coins for the fee of %s: %s; entries wait until funds arrive",
+                        txid,
+                        describe_refusal(e, rules=self.config.rules),
+                    )
                 self.no_funds = True
                 self.next_funds_check = self.clock.monotonic() + 10.0
                 self.on_funds(False)
@@ -4437,8 +5265,12 @@ class Outbox:
                 await self.resync_clock(msg)
                 self.resign(txid, "the node refused its timestamp: %s" % msg)
             else:
-                self.log.error("the node rejected %s %s: %s", self._kind(txid), txid,
-                               describe_refusal(e, rules=self.config.rules))
+                self.log.error(
+                    "the node rejected %s %s: %s",
+                    self._kind(txid),
+                    txid,
+                    describe_refusal(e, rules=self.config.rules),
+                )
                 self.store.set_tx_status(txid, "failed", now_ms, error=msg)  # its events stay with it
                 self._forget(txid)
                 self._publish_status(txid, "failed", error=msg)
@@ -4461,7 +5293,9 @@ class Outbox:
         if status not in OUTBOX_OPEN:
             self._forget(txid)
         self._publish_status(txid, status, **({"height": height} if height is not None else {}))
-        self.log.info("%s %s %s%s", self._kind(txid), txid, status, " at height %d" % height if height else "")
+        self.log.info(
+            "%s %s %s%s", self._kind(txid), txid, status, " at height %d" % height if height else ""
+        )
 
     def _forget(self, txid: str) -> None:
         """No more broadcasts of this one: drop its retry bookkeeping."""
@@ -4475,8 +5309,12 @@ class Outbox:
             return
         offset = node_ms - int(self.clock.time() * 1000)
         if abs(offset) > 60_000:
-            self.log.warning("this clock is %+.0f s off the node's (%s); signing with the node's time "
-                             "(set the clock: a Pi without RTC needs network time)", offset / 1000, why)
+            self.log.warning(
+                "this clock is %+.0f s off the node's (%s); signing with the node's time "
+                "(set the clock: a Pi without RTC needs network time)",
+                offset / 1000,
+                why,
+            )
             self.node_offset_ms = offset
         else:
             self.node_offset_ms = 0
@@ -4503,8 +5341,9 @@ class Outbox:
             self.log.error("cannot re-sign refund transfer %s: %s", txid, e)
             return
         span = refund["receipt"]
-        receipt = receipt_entry(refund["payment_id"], span["seconds"], span["from"], span["until"],
-                                (tx["id"], refund["amount"]))
+        receipt = receipt_entry(
+            refund["payment_id"], span["seconds"], span["from"], span["until"], (tx["id"], refund["amount"])
+        )
         self.store.replace_refund(txid, tx, receipt, int(self.clock.time() * 1000))
         self.log.info("re-signed refund transfer %s as %s: %s", txid, tx["id"], why)
         self._publish_status(tx["id"], "queued")
@@ -4530,7 +5369,7 @@ class Outbox:
         for payment_id in set(refunds.values()):
             if (statuses.get(payment_id) or {}).get("status") == "confirmed":
                 if payment_id not in self.paid_on_chain:
-                    self.wake.set()    # its refund may go out now
+                    self.wake.set()  # its refund may go out now
                 self.paid_on_chain.add(payment_id)
             else:
                 self.paid_on_chain.discard(payment_id)
@@ -4541,8 +5380,12 @@ class Outbox:
                 continue
             status = st.get("status")
             payment_id = refunds.get(row["id"])
-            if (payment_id is not None and payment_id not in self.paid_on_chain and status == "not_found"
-                    and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS):
+            if (
+                payment_id is not None
+                and payment_id not in self.paid_on_chain
+                and status == "not_found"
+                and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS
+            ):
                 # the payment left the chain (a rollback) before its refund went out, and stayed away
                 # longer than a transaction may wait: no refund for a payment the chain does not hold
                 why = "its payment %s is no longer on chain" % payment_id
@@ -4555,10 +5398,12 @@ class Outbox:
                 h = st.get("height")
                 self._set(row["id"], "confirmed", height=h if _is_int(h) else None)
             elif status == "unconfirmed" and row["status"] == "queued":
-                self._set(row["id"], "broadcast")   # the node has it (an earlier post got through)
+                self._set(row["id"], "broadcast")  # the node has it (an earlier post got through)
             elif status == "not_found" and row["status"] == "broadcast":
                 if now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS:
-                    self.resign(row["id"], "it is too old for the node to accept and the node does not know it")
+                    self.resign(
+                        row["id"], "it is too old for the node to accept and the node does not know it"
+                    )
                 else:
                     # dropped from the pool (node restart, expiry): post the same signed JSON again
                     self.store.set_tx_status(row["id"], "queued", int(self.clock.time() * 1000))
@@ -4595,8 +5440,12 @@ class Outbox:
         if _is_int(value) and value >= own:
             self.count_ok = own
             return
-        self.log.warning("joystick_count on chain is %s but %d presses were written (a rollback put an older "
-                         "transaction last): writing the count again", value, own)
+        self.log.warning(
+            "joystick_count on chain is %s but %d presses were written (a rollback put an older "
+            "transaction last): writing the count again",
+            value,
+            own,
+        )
         self.store.add_count_event(int(self.clock.time() * 1000))
         self.wake.set()
 
@@ -4607,8 +5456,10 @@ class Outbox:
         balance = await self.node.balance(self.address)
         need = max((r["tx"].get("fee", 0) for r in self.store.open_txs()), default=0)
         if balance >= need:
-            self.log.info("coins for fees arrived (%s); sending the waiting entries",
-                          format_coins(balance, self.config.rules))
+            self.log.info(
+                "coins for fees arrived (%s); sending the waiting entries",
+                format_coins(balance, self.config.rules),
+            )
             self.told.over("funds")
             self.no_funds = False
             self.on_funds(True)
@@ -4619,7 +5470,7 @@ class Outbox:
             self.wake.clear()
             try:
                 if self.store.failing:
-                    self.store.probe()   # no outbox writes while the disk is full: the reserve is for presses
+                    self.store.probe()  # no outbox writes while the disk is full: the reserve is for presses
                 if not self.reconciled:
                     await self.reconcile_with_chain()
                 self.build_pending()
@@ -4641,75 +5492,21 @@ class Outbox:
             await self.pulse.wait(stop, timeout, self.wake)
 
 
-STATE_RETRY = 5.0
-
-
-_unexpected_seen = LogOnce()
-
-
-def _unexpected(log: logging.Logger, where: str, e: Exception) -> None:
-    """Log an unforeseen error with its traceback, once per kind and place; the loop goes on."""
-    if _unexpected_seen.first((where, type(e).__name__, str(e)[:100])):
-        log.error("unexpected error in %s (the loop goes on): %s", where, e, exc_info=e)
-
-
-def _retry_delay(log: logging.Logger, where: str, e: Exception, delays: Iterator[float], node: NodeClient) -> float:
-    """After an error in one round of a service loop: log it the way its kind deserves and say
-    how long to wait. The loop itself goes on (CancelledError is no Exception and passes)."""
-    if isinstance(e, NodeError):
-        log.debug("%s: %s", where, e)
-        return max(next(delays), node.retry_in())
-    if isinstance(e, StateError):
-        _state_trouble(log)
-        return STATE_RETRY
-    _unexpected(log, where, e)   # a bug or an answer we did not foresee
-    return next(delays)
-
-
-def _state_trouble(log: logging.Logger) -> None:
-    """A state-file write failed (a full disk, say): the Store logged what went wrong, once for the
-    episode (Store._write_failed); the caller keeps what it had and retries after STATE_RETRY
-    seconds. No error here: repeating it on every retry is the flood the Store avoids."""
-    log.debug("state file busy or full: will retry in %g s", STATE_RETRY)
-
-
-def release_free_memory() -> None:
-    """Hand back to the OS the memory that start-up used and freed (glibc keeps it otherwise);
-    2-3 MB on a device where every one counts. Elsewhere a no-op."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def boot_id() -> str:
-    """This boot's id (Linux): monotonic clock readings compare only within one boot."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or "-"
-    except OSError:
-        return "-"
-
-
-async def _wait_or_stop(stop: asyncio.Event, timeout: float) -> None:
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout)
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
+# --- 8f. Telemetry: the sensors, every data.telemetry_interval ---------------
 
 
 class Telemetry:
     """Reads temperature, humidity and pressure every `data.telemetry_interval` seconds."""
 
-    def __init__(self, config: Config, hardware: Any, store: Store, clock: Clock, wake: Callable[[], None],
-                 publish: Callable[[Dict[str, Any]], None] = lambda message: None):
+    def __init__(
+        self,
+        config: Config,
+        hardware: Any,
+        store: Store,
+        clock: Clock,
+        wake: Callable[[], None],
+        publish: Callable[[Dict[str, Any]], None] = lambda message: None,
+    ):
         self.config = config
         self.hw = hardware
         self.store = store
@@ -4717,7 +5514,7 @@ class Telemetry:
         self.wake = wake
         self.publish = publish
         self.log = logging.getLogger("iotlight.telemetry")
-        self.failed = LogOnce()   # topic: a reading that failed
+        self.failed = LogOnce()  # topic: a reading that failed
         self.pulse = Pulse(clock)
 
     async def read_once(self) -> None:
@@ -4742,8 +5539,11 @@ class Telemetry:
                 return
             self.wake()
             message: Dict[str, Any] = {"type": "telemetry"}
-            message.update((field, round(reading[field], 2)) for key, field in TELEMETRY_FIELDS
-                           if reading.get(field) is not None and math.isfinite(reading[field]))
+            message.update(
+                (field, round(reading[field], 2))
+                for key, field in TELEMETRY_FIELDS
+                if reading.get(field) is not None and math.isfinite(reading[field])
+            )
             self.publish(message)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -4752,9 +5552,7 @@ class Telemetry:
             await self.pulse.wait(stop, self.config.telemetry_interval)
 
 
-# =============================================================================
-# 8e. Services: the monitor (WebSocket server, dashboard page, terminal client)
-# =============================================================================
+# --- 8g. Monitor: WebSocket server, dashboard page, terminal client ----------
 #
 # One port serves three things: the WebSocket endpoint (`/` and `/ws`), the
 # dashboard page (`GET /` without an upgrade) and the device address as a QR
@@ -4825,6 +5623,7 @@ def _own_host_names(host: str) -> set:
 def _same_address(name: str, local: str) -> bool:
     """Whether a Host name is the IP address the client connected to (one of this machine's)."""
     import ipaddress
+
     try:
         a = ipaddress.ip_address(name)
         b = ipaddress.ip_address(local.split("%")[0])
@@ -4897,6 +5696,7 @@ class Monitor:
         self._names = _own_host_names(self.host)
         try:
             from websockets.asyncio.server import serve as ws_serve
+
             self._server = await ws_serve(
                 self._handle,
                 self.host,
@@ -4988,10 +5788,15 @@ class Monitor:
         url = urllib.parse.urlsplit(request.path)
         path = url.path
         if not self._host_allowed(connection, request.headers):
-            monitor_log.debug("monitor refused host %.80r from %s (DNS rebinding?)",
-                              ",".join(request.headers.get_all("Host")), _peer_ip(connection))
+            monitor_log.debug(
+                "monitor refused host %.80r from %s (DNS rebinding?)",
+                ",".join(request.headers.get_all("Host")),
+                _peer_ip(connection),
+            )
             return self._text(
-                connection, 421, "this device does not answer to that host name: open it by its own name or address\n"
+                connection,
+                421,
+                "this device does not answer to that host name: open it by its own name or address\n",
             )
         if self._token:
             given = urllib.parse.parse_qs(url.query).get("token", [""])[-1]
@@ -5008,16 +5813,24 @@ class Monitor:
             if path not in ("/", "/ws"):
                 return self._text(connection, 404, "not found: the websocket endpoint is / or /ws\n")
             if not self._token and not self._origin_allowed(request.headers):
-                monitor_log.debug("monitor refused a cross-origin websocket from %s", connection.remote_address)
+                monitor_log.debug(
+                    "monitor refused a cross-origin websocket from %s", connection.remote_address
+                )
                 return self._text(
-                    connection, 403, "cross-origin websocket refused: set monitor.token to allow other origins\n"
+                    connection,
+                    403,
+                    "cross-origin websocket refused: set monitor.token to allow other origins\n",
                 )
             ip = _peer_ip(connection)
             if self._per_address.get(ip, 0) >= self._max_per_address:
-                monitor_log.debug("monitor refused a client from %s: %d connected from there already",
-                                  ip, self._per_address[ip])
-                return self._text(connection, 429, "too many monitor connections from your address, "
-                                  "close one first\n")
+                monitor_log.debug(
+                    "monitor refused a client from %s: %d connected from there already",
+                    ip,
+                    self._per_address[ip],
+                )
+                return self._text(
+                    connection, 429, "too many monitor connections from your address, close one first\n"
+                )
             if len(self._clients) >= self._max_clients:
                 monitor_log.debug("monitor refused a client: %d connected already", len(self._clients))
                 return self._text(connection, 503, "too many monitor clients, try again later\n")
@@ -5138,6 +5951,7 @@ class Monitor:
 
     async def _send_loop(self, client: _MonitorClient) -> None:
         from websockets.exceptions import ConnectionClosed
+
         try:
             while True:
                 text = await client.queue.get()
@@ -5149,6 +5963,7 @@ class Monitor:
         """Read what the client sends: ignore known-shaped messages, close on garbage or on
         messages faster than the client's budget; one DEBUG line each, never a traceback."""
         from websockets.exceptions import ConnectionClosed
+
         ws = client.ws
         try:
             async for raw in ws:
@@ -5166,7 +5981,9 @@ class Monitor:
                         problem = (CLOSE_INVALID_DATA, "malformed json")
                     else:
                         if isinstance(message, dict):
-                            monitor_log.debug("monitor client %s sent %r, ignored", client.peer, message.get("type"))
+                            monitor_log.debug(
+                                "monitor client %s sent %r, ignored", client.peer, message.get("type")
+                            )
                             continue
                         problem = (CLOSE_POLICY_VIOLATION, "messages must be json objects")
                 monitor_log.debug("monitor client %s closed: %s", client.peer, problem[1])
@@ -5184,7 +6001,11 @@ class _QuietHandshakeFailures(logging.Filter):
         if record.levelno >= logging.ERROR and "handshake failed" in record.getMessage():
             exc = record.exc_info[1] if record.exc_info else None
             record.msg, record.args, record.exc_info, record.exc_text = (
-                "monitor: a client's handshake failed: %s", (exc or "unknown",), None, None)
+                "monitor: a client's handshake failed: %s",
+                (exc or "unknown",),
+                None,
+                None,
+            )
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
@@ -5223,7 +6044,7 @@ def _handshake_logger() -> logging.Logger:
     return logger
 
 
-# -- terminal client -----------------------------------------------------------
+# -- terminal client ----------------------------------------------------------
 
 
 def _short_id(value: Any) -> str:
@@ -5357,6 +6178,7 @@ async def run_monitor_client(
     """
     from websockets.asyncio.client import connect as ws_connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
     out = out if out is not None else sys.stdout
     where = _url_for_humans(url)
     if urllib.parse.urlsplit(url).scheme not in ("ws", "wss"):
@@ -5404,8 +6226,12 @@ async def run_monitor_client(
                 )
                 return 1
             if status == 421:  # a name the device does not answer to: retrying cannot help either
-                print("monitor: %s refused that host name (HTTP 421): use the device's own name or address" % where,
-                      file=sys.stderr, flush=True)
+                print(
+                    "monitor: %s refused that host name (HTTP 421): use the device's own name or address"
+                    % where,
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 1
             problem = "HTTP %d" % status
         except InvalidURI as exc:
@@ -5432,7 +6258,1270 @@ async def run_monitor_client(
         await asyncio.sleep(delay)
 
 
-# -- the dashboard page -------------------------------------------------------
+# =============================================================================
+# 9. The daemon: wiring and shutdown
+# =============================================================================
+
+
+class Daemon:
+    """Owns every service task; the node, store, hardware and clock are passed in, and so are
+    systemd's watchdog period (None: no watchdog) and the way to notify it."""
+
+    def __init__(
+        self,
+        config: Config,
+        keys: KeyPair,
+        *,
+        node: NodeClient,
+        store: Store,
+        hardware: Any,
+        clock: Clock,
+        monitor_factory: Optional[Callable[..., Any]] = None,
+        watchdog_period: Optional[float] = None,
+        notify: Callable[[str], Any] = sd_notify,
+        gpio: Optional[GpioSwitch] = None,
+    ):
+        self.config = config
+        self.gpio = gpio
+        self.watchdog_period = watchdog_period
+        self.notify = notify
+        self.keys = keys
+        self.address = keys.address(config.chain_id)
+        self.node = node
+        self.store = store
+        self.hw = hardware
+        self.clock = clock
+        self.log = logging.getLogger("iotlight")
+        self.stop = asyncio.Event()
+        self.node_state: Dict[str, Any] = {"url": redact_url(config.node_urls[0]), "ok": None, "height": None}
+        self.balance: Dict[str, Any] = {"coin": None, "token": None, "decimals": None}
+        self.joystick: Optional[Dict[str, Any]] = None
+        self.unsaved: "collections.deque" = collections.deque()
+        self.funds_ok = True
+        self.token_name: Optional[str] = store.get_meta("asset_name:%s" % config.asset_id)
+        self.recent_ignored: "collections.deque" = collections.deque(maxlen=20)  # for the dashboard
+        self.monitor = None
+        node.on_status = self.node_status
+        self.lamp = Lamp(
+            config, hardware, clock, store=store, publish=self.publish, status=self.status_name, gpio=gpio
+        )
+        self.outbox = Outbox(
+            config, keys, node=node, store=store, clock=clock, publish=self.publish, on_funds=self.funds
+        )
+        self.watcher = Watcher(
+            config,
+            self.address,
+            node=node,
+            store=store,
+            clock=clock,
+            on_credit=self.credited,
+            on_height=self.height_changed,
+            on_balance=self.balance_changed,
+            light_span=self.lamp.span,
+            on_ignored=self.ignored,
+            sign_refund=self.outbox.sign_refund,
+        )
+        self.telemetry = (
+            Telemetry(config, hardware, store, clock, self.outbox.wake.set, self.publish)
+            if config.telemetry_interval > 0
+            else None
+        )
+        if config.monitor_port and monitor_factory is not None:
+            self.monitor = monitor_factory(
+                host=config.monitor_host,
+                port=config.monitor_port,
+                token=config.monitor_token,
+                snapshot=self.snapshot,
+                max_clients_per_address=config.monitor_max_clients_per_address,
+            )
+
+    # -- state for the monitor
+    def publish(self, message: Dict[str, Any]) -> None:
+        if self.monitor is not None:
+            self.monitor.publish(message)
+
+    def status_name(self) -> str:
+        if not self.funds_ok:
+            return "no_funds"
+        if self.node_state["ok"] is False:
+            return "node_down"
+        return "ok" if self.node_state["ok"] else "starting"
+
+    def snapshot(self) -> Dict[str, Any]:
+        now = self.clock.time()
+        out = {
+            "address": self.address,
+            "asset_id": self.config.asset_id,
+            "chain_id": self.config.chain_id,
+            "version": __version__,
+            "backend": getattr(getattr(self.hw, "hardware", None), "name", None),
+            "price": {
+                "seconds_per_token": self.config.seconds_per_token,
+                "min_tokens": self.config.min_tokens,
+                "max_seconds": self.config.max_seconds,
+                "refund": self.config.refund,
+            },
+            "gpio": None
+            if self.gpio is None
+            else {"pin": self.gpio.pin, "active_high": self.gpio.active_high},
+            "light": self.lamp.state(),
+            "node": dict(self.node_state),
+            "outbox": {"pending": self.outbox.pending_count(), "no_funds": not self.funds_ok},
+            "balance": dict(self.balance),
+            "matrix": [list(p) for p in self.lamp.pixels],
+            "payments": self.store.recent_payments(10),
+            "data_txs": self.store.recent_txs(10),
+            "ignored": list(self.recent_ignored),
+            "joystick": self.joystick,
+            "token": {"name": self.token_name, "decimals": self.watcher.decimals},
+            "links": {"wallet": self.config.wallet_url, "explorer": self.config.explorer_url},
+            "pay": self.pay_presets(),
+            "status": {
+                "name": self.status_name(),
+                "legend": [
+                    {"name": k, "rgb": list(STATUS_COLORS[k]), "meaning": v}
+                    for k, v in STATUS_MEANINGS.items()
+                ],
+            },
+            "warnings": self.warnings(),
+            "light_sold": self.store.light_sold_by_hour(int(now * 1000)),
+        }
+        if self.telemetry is not None:
+            out["telemetry"] = self.store.telemetry_history(int((now - 6 * 3600) * 1000))
+        return out
+
+    def pay_presets(self) -> List[Dict[str, Any]]:
+        minimum = fractions.Fraction(repr(float(self.config.min_tokens))) * 10 ** (self.watcher.decimals or 0)
+        return pay_presets(
+            seconds_per_token=self.config.seconds_per_token,
+            max_seconds=self.config.max_seconds,
+            decimals=self.watcher.decimals,
+            min_units=math.ceil(minimum),
+            template=self.config.wallet_url,
+            asset=self.config.asset_id,
+            address=self.address,
+        )
+
+    def warnings(self) -> List[str]:
+        """What the owner must act on, one full sentence each (dashboard, monitor)."""
+        out = []
+        if not self.funds_ok:
+            coin, rules = self.balance.get("coin"), self.config.rules
+            out.append(
+                "The device cannot pay the fees of its Data transactions%s: send it some %s, e.g. "
+                "`sudo iotlight pay --seed-file FUNDED.seed --asset %s %s 0.1`."
+                % (
+                    " (it holds %s)" % format_coins(coin, rules) if isinstance(coin, int) else "",
+                    coin_name(rules),
+                    coin_name(rules),
+                    self.address,
+                )
+            )
+        if self.node_state.get("ok") is False:
+            out.append(
+                "No node answers (%s): payments are seen again as soon as one does; check the network "
+                "and node.urls." % (self.node_state.get("error") or "unreachable")
+            )
+        return out
+
+    async def learn_token_name(self) -> None:
+        """The token's name from the node, once (kept in the state file), for the dashboard."""
+        if self.token_name or not self.config.asset_id:
+            return
+        while not self.stop.is_set():
+            try:
+                details = await self.node.get("/assets/details/%s" % self.config.asset_id)
+                name = details.get("name") if isinstance(details, dict) else None
+                if isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable():
+                    self.token_name = name
+                    self.store.set_meta("asset_name:%s" % self.config.asset_id, name)
+                    self.publish({"type": "token", "name": name, "decimals": self.watcher.decimals})
+                return
+            except (NodeError, StateError) as e:
+                self.log.debug("token name not known yet: %s", e)
+            await _wait_or_stop(self.stop, 60.0)
+
+    # -- callbacks from the services
+    def node_status(self, url: str, ok: bool, error: Optional[str]) -> None:
+        self.node_state.update(
+            url=redact_url(url), ok=ok, error=None if ok else redact_url(error or "unreachable")
+        )
+        msg = {"type": "node", "url": self.node_state["url"], "ok": ok, "height": self.node_state["height"]}
+        if not ok:
+            msg["error"] = redact_url(error or "unreachable")
+        self.publish(msg)
+        self.publish({"type": "warnings", "lines": self.warnings()})
+        self.lamp.wake.set()
+
+    def height_changed(self, height: int) -> None:
+        if height < (self.node_state.get("height") or 0):
+            self.outbox.recheck_count()
+            self.outbox.recheck_refunds(height)
+        self.node_state["height"] = height
+        self.publish({"type": "node", "url": redact_url(self.node.current), "ok": True, "height": height})
+
+    def balance_changed(self, token: Optional[int], coin: Optional[int]) -> None:
+        known = self.balance.get("decimals")
+        self.balance.update(token=token, coin=coin, decimals=self.watcher.decimals)
+        self.publish(dict(type="balance", **self.balance))
+        if known != self.watcher.decimals:  # the pay buttons' amounts depend on the decimals
+            self.publish({"type": "pay", "presets": self.pay_presets()})
+
+    def ignored(self, message: Dict[str, Any]) -> None:
+        """A transfer to the device that lights nothing (reported once by the watcher)."""
+        self.recent_ignored.appendleft(dict(message, ts=self.clock.time()))
+        self.publish(message)
+
+    def funds(self, ok: bool) -> None:
+        self.funds_ok = ok
+        self.publish({"type": "outbox", "pending": self.outbox.pending_count(), "no_funds": not ok})
+        self.publish({"type": "warnings", "lines": self.warnings()})
+        self.lamp.wake.set()
+
+    def tokens(self, units: int) -> str:
+        """An amount of the payment token for a log line: "2.50 IoT-Light", raw units while the
+        decimals are not known yet."""
+        if self.watcher.decimals is None:
+            return "%d units" % units
+        return tokens_text(units, self.watcher.decimals, self.token_name or "tokens", trim=False)
+
+    def credited(self, credits: List[Credit]) -> None:
+        for c in credits:
+            self.log.info(
+                "payment %s from %s: %s -> %.1f s of light%s%s",
+                c.id,
+                c.sender,
+                self.tokens(c.amount),
+                c.grant.seconds,
+                " (%.1f s over payment.max_seconds not granted)" % c.grant.excess
+                if c.grant.excess > 0
+                else "",
+                "; refund of %s queued as transfer %s" % (self.tokens(c.refund[1]), c.refund[0])
+                if c.refund
+                else "",
+            )
+            self.publish(
+                {
+                    "type": "payment",
+                    "id": c.id,
+                    "sender": c.sender,
+                    "amount": c.amount,
+                    "seconds": round(c.grant.seconds, 3),
+                    "height": c.height,
+                }
+            )
+            if c.grant.seconds <= 0:  # the light was at its cap: credited (and refunded), but no light
+                self.ignored(
+                    {
+                        "type": "ignored",
+                        "id": c.id,
+                        "sender": c.sender,
+                        "amount": c.amount,
+                        "asset_id": self.config.asset_id,
+                        "reason": "cut_by_cap",
+                    }
+                )
+            if c.refund:
+                self.publish(
+                    {
+                        "type": "refund",
+                        "payment_id": c.id,
+                        "id": c.refund[0],
+                        "amount": c.refund[1],
+                        "status": "queued",
+                    }
+                )
+        start, until = self.store.light()
+        if until > self.clock.time():
+            self.lamp.credited(until)
+        self.outbox.wake.set()
+
+    def joystick_event(self, ev: Any) -> None:
+        self.joystick = {"direction": ev.direction, "action": ev.action, "ts": ev.ts_ms / 1000}
+        self.publish({"type": "joystick", "direction": ev.direction, "action": ev.action})
+        if ev.action == "pressed" and self.config.joystick:
+            self.unsaved.append(ev)
+            self.save_presses()
+
+    def save_presses(self) -> None:
+        """Store presses in order; while the state file cannot be written they wait in memory."""
+        while self.unsaved:
+            ev = self.unsaved[0]
+            try:
+                n = self.store.add_press(ev.direction, ev.action, ev.ts_ms, int(self.clock.time() * 1000))
+            except StateError:
+                if self.store.free_reserve():
+                    continue
+                _state_trouble(self.log)
+                if not self.stop.is_set():
+                    asyncio.get_running_loop().call_later(STATE_RETRY, self.save_presses)
+                return
+            self.unsaved.popleft()
+            self.log.debug("joystick press %d: %s", n, ev.direction)
+            self.outbox.wake.set()
+
+    # -- life cycle
+    def services(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"watcher": self.watcher, "lamp": self.lamp, "outbox": self.outbox}
+        if self.telemetry:
+            out["telemetry"] = self.telemetry
+        return out
+
+    async def watchdog(self) -> None:
+        """Tell systemd WATCHDOG=1 every quarter period while the daemon lives: no service is past
+        its deadline (see Pulse) and the event loop runs on time. A tick that comes more than half
+        a period late means the loop stood still (a blocking call): that tick says nothing."""
+        period = self.watchdog_period
+        if not period:
+            await self.stop.wait()
+            return
+        tick = period / 4
+        budget = max(period, self.config.timeout * len(self.config.node_urls) + WATCHDOG_GRACE)
+        due = self.clock.monotonic()
+        trouble = ""
+        while not self.stop.is_set():
+            mono = self.clock.monotonic()
+            lag = mono - due
+            late = [
+                "%s (%.0f s late)" % (name, svc.pulse.late_by(mono, budget))
+                for name, svc in self.services().items()
+                if svc.pulse.late_by(mono, budget) > 0
+            ]
+            if lag > period / 2:
+                trouble = "the event loop stood still for %.1f s or more" % lag
+            elif late:
+                trouble = "no sign of life from %s" % ", ".join(late)
+            else:
+                if trouble:
+                    self.log.warning("alive again: telling the watchdog")
+                trouble = ""
+                self.notify("WATCHDOG=1")
+            if trouble:
+                self.log.error("%s; not telling the watchdog", trouble)
+            due = self.clock.monotonic() + tick
+            await _wait_or_stop(self.stop, tick)
+
+    async def run(self) -> int:
+        """Run until stop is set or a service crashes; returns the exit status."""
+        start, until = self.store.light()
+        self.lamp.load(start, until)
+        if self.monitor is not None:
+            await self.monitor.start()
+        self.hw.start_joystick(self.joystick_event)
+        self.notify("READY=1\nSTATUS=watching %s" % self.address)
+        self.log.info(
+            "iotlight %s running: address %s on chain %r, token %s, node %s",
+            __version__,
+            self.address,
+            self.config.chain_id,
+            self.config.asset_id,
+            redact_url(self.config.node_urls[0]),
+        )
+        tasks = [
+            asyncio.ensure_future(
+                svc.run(self.stop),
+            )
+            for svc in self.services().values()
+        ]
+        tasks.append(asyncio.ensure_future(self.watchdog()))
+        naming = asyncio.ensure_future(self.learn_token_name())  # may end early: not a service
+        asyncio.get_running_loop().call_later(10.0, release_free_memory)
+        stopper = asyncio.ensure_future(self.stop.wait())
+        status = 0
+        try:
+            done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopper and not t.cancelled() and t.exception() is not None:
+                    exc = t.exception()
+                    if isinstance(exc, IotlightError):
+                        self.log.error("%s", exc)
+                        status = exc.exit_status
+                    else:
+                        self.log.error("a service crashed", exc_info=exc)
+                        status = 1
+        finally:
+            self.notify("STOPPING=1")
+            self.stop.set()
+            for t in tasks + [stopper, naming]:
+                t.cancel()
+            await asyncio.gather(*tasks, stopper, naming, return_exceptions=True)
+            if self.monitor is not None:
+                await self.monitor.close()
+            await self.hw.close()
+            if self.gpio is not None:
+                self.lamp.switch_gpio(False)
+                self.gpio.close()
+        self.save_presses()
+        if self.unsaved:
+            self.log.error(
+                "stopped with %d joystick press(es) that could not be saved (%s): they are lost",
+                len(self.unsaved),
+                self.store.failing or "the state file cannot be written",
+            )
+            return status or 1
+        self.log.info("stopped; light state and outbox saved")
+        return status
+
+
+class _AboveMatrixHandler(logging.Handler):
+    """Log lines printed above the terminal backend's matrix instead of through it."""
+
+    def __init__(self, terminal: TerminalHardware):
+        super().__init__()
+        self.terminal = terminal
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.terminal.write_above(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _log_above_matrix(terminal: TerminalHardware) -> None:
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        handler = _AboveMatrixHandler(terminal)
+        handler.setFormatter(old.formatter)
+        root.removeHandler(old)
+        root.addHandler(handler)
+
+
+async def run_daemon(config: Config, keys: KeyPair) -> int:
+    """Build the real edges and run the daemon until SIGINT or SIGTERM."""
+    store = Store(config.state_file)
+    address = keys.address(config.chain_id)
+    try:
+        store.bind_device(address, config.asset_id)
+        gpio = open_gpio(config)
+        device = open_hardware(config.backend, stdout_isatty=sys.stdout.isatty())
+        if isinstance(device, TerminalHardware) and sys.stderr.isatty():
+            _log_above_matrix(device)
+        hardware = HardwareRunner(device)
+        node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
+        try:
+            daemon = Daemon(
+                config,
+                keys,
+                node=node,
+                store=store,
+                hardware=hardware,
+                clock=Clock(),
+                monitor_factory=Monitor,
+                watchdog_period=systemd_watchdog_period(),
+                gpio=gpio,
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, daemon.stop.set)
+            return await daemon.run()
+        finally:
+            await node.aclose()
+    finally:
+        store.close()
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    lock = lock_state_file(config.state_file)
+    try:
+        return asyncio.run(run_daemon(config, keys))
+    finally:
+        os.close(lock)
+
+
+# =============================================================================
+# 10. Command line and main()
+# =============================================================================
+
+SEED_WORDS = 15
+
+
+def _refuse_open_seed(path: str, st: os.stat_result) -> None:
+    if st.st_mode & 0o077:
+        raise SeedFileError(
+            "%s: the seed file is readable by group or others (mode %03o); fix it with: chmod 600 %s"
+            % (path, st.st_mode & 0o777, path)
+        )
+
+
+def read_seed_file(path: str) -> str:
+    """The seed phrase of a seed file, refusing one that group or others can read."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SeedFileError("%s: no seed file; create one with: iotlight.py keygen" % path) from None
+    except OSError as e:
+        raise SeedFileError("%s: cannot read the seed file: %s" % (path, e.strerror)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SeedFileError("%s: the seed file is not a regular file" % path)
+    _refuse_open_seed(path, st)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SeedFileError(
+            "%s: cannot read the seed file: %s" % (path, getattr(e, "strerror", None) or "not UTF-8")
+        ) from None
+    seed = text[:-1] if text.endswith("\n") else text
+    if seed.endswith("\r"):
+        seed = seed[:-1]
+    if not seed.strip():
+        raise SeedFileError("%s: the seed file is empty" % path)
+    return seed
+
+
+def write_seed_file(path: str, seed: str) -> None:
+    """Create a seed file with mode 0600; never overwrite an existing one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _refuse_open_seed(path, os.stat(path))
+        raise SeedFileError("%s: a seed file exists already; keygen never overwrites one" % path) from None
+    except OSError as e:
+        raise SeedFileError("%s: cannot create the seed file: %s" % (path, e.strerror)) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(seed + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(path, 0o600)
+
+
+def device_keys(config: Config) -> KeyPair:
+    """The device key pair, checked against device.address when that is set."""
+    keys = keypair_from_seed(read_seed_file(config.seed_file))
+    if config.address:
+        address = keys.address(config.chain_id)
+        if address != config.address:
+            raise ConfigError(
+                "%s: device.address: the seed file %s gives %s on chain %r, not %s "
+                "(wrong seed file or wrong network?)"
+                % (config.path, config.seed_file, address, config.chain_id, config.address)
+            )
+    return keys
+
+
+def lock_state_file(state_file: str) -> int:
+    """Hold an OS lock (flock) on STATE_FILE.lock for the life of this process, so that one daemon
+    at a time runs on a state file; the kernel drops the lock when the process ends, however it
+    ends (SIGKILL, power cut), so a leftover lock file never blocks. Returns the file descriptor."""
+    import fcntl
+
+    path = state_file + ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StateError("%s: cannot create the lock file: %s" % (path, e.strerror)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if not isinstance(e, BlockingIOError):
+            os.close(fd)
+            raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise ConfigError(
+            "%s: iotlight is already running on this state file (pid %s); stop it first "
+            "(sudo systemctl stop iotlight, or kill %s), or give this one another "
+            "device.state_file" % (state_file, holder or "unknown", holder or "PID")
+        ) from None
+    try:  # the pid is for the message of a second daemon; written in place, so a full disk rarely stops it
+        mine = b"%-10d\n" % os.getpid()
+        os.pwrite(fd, mine, 0)
+        os.ftruncate(fd, len(mine))
+    except OSError as e:
+        log.warning(
+            "%s: cannot write this daemon's pid into the lock file (%s); the lock holds all the same",
+            path,
+            e.strerror,
+        )
+    return fd
+
+
+def cmd_keygen(config: Config, args: argparse.Namespace) -> int:
+    if os.path.lexists(config.seed_file):
+        keys = keypair_from_seed(read_seed_file(config.seed_file))  # refuses an open or broken one
+        print("address: %s" % keys.address(config.chain_id))
+        raise SeedFileError(
+            "%s: a seed file exists already; keygen never overwrites one (its address is above)"
+            % config.seed_file
+        )
+    seed = generate_seed_phrase(SEED_WORDS)
+    write_seed_file(config.seed_file, seed)
+    keys = keypair_from_seed(seed)
+    print(
+        "wrote a new %d-word seed phrase to %s (mode 0600); keep a copy offline"
+        % (SEED_WORDS, config.seed_file)
+    )
+    print("address: %s" % keys.address(config.chain_id))
+    return 0
+
+
+def cmd_address(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    print("address: %s" % keys.address(config.chain_id))
+    print("public key: %s" % b58encode(keys.public_key))
+    return 0
+
+
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    address = keys.address(config.chain_id)
+    print("configuration %s is valid" % config.path)
+    print(
+        "  chain: %s (%s rules), nodes: %s"
+        % (config.chain_id, config.rules, ", ".join(redact_url(u) for u in config.node_urls))
+    )
+    print("  device address: %s" % address)
+    print(
+        "  token: %s, %g s per token, at most %g s"
+        % (config.asset_id, config.seconds_per_token, config.max_seconds)
+    )
+    print("  state file: %s" % config.state_file)
+    print(
+        "  hardware: %s, monitor: %s"
+        % (
+            config.backend,
+            "off" if not config.monitor_port else "%s:%d" % (config.monitor_host, config.monitor_port),
+        )
+    )
+    status = 0
+    if config.fee:
+        smallest = build_data_tx(
+            keys,
+            [{"key": "joystick_count", "type": "integer", "value": 1}],
+            timestamp=0,
+            chain_id=config.chain_id,
+            rules=config.rules,
+        )["fee"]
+        if config.fee < smallest:
+            print(
+                "problem: data.fee = %d is below the node's minimum fee of %d for even the smallest Data "
+                "transaction: each one is sent with the minimum for its size instead. Fix: set data.fee = 0 "
+                "(automatic) or at least %d" % (config.fee, smallest, smallest)
+            )
+            status = 1
+        else:
+            print(
+                "  data fee: %d (a transaction whose size needs more is sent with its minimum)" % config.fee
+            )
+    print(
+        "  minimum payment: %g tokens, refund of what max_seconds cuts off: %s"
+        % (config.min_tokens, 'yes (payment.refund = "excess")' if config.refund == "excess" else "no")
+    )
+    status += check_gpio(config)
+    if args.offline:
+        print("the node was not asked (--offline)")
+        return min(status, 1)
+    facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
+    for line in facts:
+        print("  %s" % redact_url(line))
+    for line in problems:
+        print("problem: %s" % redact_url(line))
+    if problems or status:
+        print("check found %d problem(s)" % (len(problems) + status))
+        return 1
+    print("the node agrees: all good")
+    return 0
+
+
+def check_gpio(config: Config) -> int:
+    """The `check` line for light.gpio_pin: 0 when off or gpiozero is there, 1 (with the fix) when not."""
+    if config.gpio_pin < 0:
+        print("  gpio: off (light.gpio_pin = -1)")
+        return 0
+    level = "high" if config.gpio_active_high else "low"
+    if not _module_installed("gpiozero"):
+        print(
+            "  problem: light.gpio_pin = %d needs the gpiozero library, which is not installed: "
+            "sudo apt install python3-gpiozero (or pip install gpiozero in the venv)" % config.gpio_pin
+        )
+        return 1
+    print(
+        "  gpio: BCM pin %d switched with the light, on = %s level (gpiozero found)"
+        % (config.gpio_pin, level)
+    )
+    return 0
+
+
+# --- what only the chain can tell --------------------------------------------
+
+CLOCK_SKEW_LIMIT = 60.0  # seconds; the outbox signs with the node's time beyond this (Outbox.resync_clock)
+NETWORKS = {"W": "mainnet", "T": "testnet", "S": "stagenet", "Z": "0bsnetwork"}
+
+
+def network_name(chain_id: str) -> str:
+    return "%r (%s)" % (chain_id, NETWORKS.get(chain_id, "a fork"))
+
+
+def format_coins(units: int, rules: str) -> str:
+    """Smallest units of the chain's coin as coins with the name: 100000 -> "0.001 WAVES"."""
+    return tokens_text(units, 8, coin_name(rules))
+
+
+def data_tx_fee(config: Config, keys: KeyPair) -> int:
+    """What one of the device's smallest Data transactions (one press) costs: data.fee or the minimum."""
+    if config.fee:
+        return config.fee
+    tx = {
+        "type": TX_DATA,
+        "version": 1,
+        "senderPublicKey": b58encode(keys.public_key),
+        "fee": 1,
+        "timestamp": 0,
+        "chainId": chain_byte(config.chain_id),
+        "data": [joystick_entry(1, "up", "pressed", 0)],
+    }
+    return data_fee(tx, config.rules)
+
+
+def chain_of_address(address: Any) -> Optional[str]:
+    """The network byte of a base58 address as a character, or None when it is not an address. Pure."""
+    if not isinstance(address, str):
+        return None
+    try:
+        raw = b58decode(address.replace("address:", "", 1))
+    except EncodingError:
+        return None
+    return chr(raw[1]) if len(raw) == 26 and raw[0] == 1 else None
+
+
+async def node_network(node: NodeClient) -> Tuple[Optional[str], Optional[int]]:
+    """The node's network byte (from the address of the last block's generator) and its height."""
+    header = await node.get("/blocks/headers/last")
+    if not isinstance(header, dict):
+        raise NodeError("node answered /blocks/headers/last with something that is not an object")
+    height = header.get("height")
+    return chain_of_address(header.get("generator")), height if _is_int(height) else None
+
+
+async def inspect_chain(node: NodeClient, config: Config, keys: KeyPair) -> Tuple[List[str], List[str]]:
+    """Ask the node what only the chain can tell: its network, the token, the device's coins for fees,
+    the clock. Returns (facts, problems), every problem with its fix."""
+    facts: List[str] = []
+    problems: List[str] = []
+    address = keys.address(config.chain_id)
+    try:
+        chain, height = await node_network(node)
+    except NodeRejected:
+        chain, height = (
+            None,
+            None,
+        )  # a node without /blocks/headers: the balance below still tells a wrong network
+    except NodeError as e:
+        problems.append(
+            "no node answered (%s): %s; check node.urls and this machine's network"
+            % (", ".join(config.node_urls), e)
+        )
+        return facts, problems
+    facts.append(
+        "node %s: network %s, height %s"
+        % (
+            node.current,
+            network_name(chain) if chain else "unknown",
+            height if height is not None else "unknown",
+        )
+    )
+    if chain is not None and chain != config.chain_id:
+        problems.append(
+            'the node %s runs network %s, not node.chain_id = %s: set chain_id = "%s" in [node], '
+            "or point node.urls at a %s node (then run keygen for that network's address)"
+            % (
+                node.current,
+                network_name(chain),
+                network_name(config.chain_id),
+                chain,
+                network_name(config.chain_id),
+            )
+        )
+        return facts, problems  # nothing else the node says is about our network
+    try:
+        details = await node.get("/assets/details/%s" % config.asset_id)
+        decimals = details.get("decimals") if isinstance(details, dict) else None
+        if not _is_int(decimals) or not 0 <= decimals <= 8:
+            raise NodeError("the node gave no decimals for %s" % config.asset_id)
+        facts.append(
+            "token %s: %s, %d decimals, issued by %s"
+            % (config.asset_id, details.get("name"), decimals, details.get("issuer"))
+        )
+        token = await node.asset_balance(address, config.asset_id)
+        facts.append("device holds %s" % tokens_text(token, decimals, str(details.get("name")), trim=False))
+    except NodeRejected as e:
+        if e.status in (400, 404):
+            problems.append(
+                'payment.asset_id = "%s": no such token on the node\'s chain (%s); copy the id '
+                "from the output of issue or from an explorer" % (config.asset_id, e)
+            )
+        else:
+            problems.append(
+                "the node refused to tell the token: %s" % describe_refusal(e, rules=config.rules)
+            )
+    except NodeError as e:
+        problems.append("the node did not tell the token: %s" % e)
+    try:
+        coins = await node.balance(address)
+        fee = data_tx_fee(config, keys)
+        facts.append(
+            "device holds %s: fees for %d Data transaction(s) at %s each"
+            % (format_coins(coins, config.rules), coins // fee, format_coins(fee, config.rules))
+        )
+        if coins < fee:
+            problems.append(
+                "the device %s holds %s, less than one Data transaction's fee (%s): presses and "
+                "receipts cannot be written; send it coins: iotlight.py pay --seed-file FUNDED.seed "
+                "--asset %s %s 1"
+                % (
+                    address,
+                    format_coins(coins, config.rules),
+                    format_coins(fee, config.rules),
+                    coin_name(config.rules),
+                    address,
+                )
+            )
+    except NodeRejected as e:
+        plain = explain_refusal(str(e), rules=config.rules)
+        if "invalid address" in str(e).lower():
+            problems.append(
+                "the node does not take the device address %s as one of its network: node.chain_id "
+                "= %s is not the node's network; fix node.chain_id or node.urls"
+                % (address, network_name(config.chain_id))
+            )
+        else:
+            problems.append("the node refused the device's balance: %s" % (plain or e))
+    except NodeError as e:
+        problems.append("the node did not tell the device's balance: %s" % e)
+    try:
+        before = time.time()
+        node_ms = await node.node_time_ms()
+        skew = node_ms / 1000 - (before + time.time()) / 2
+        facts.append("clock: %+.1f s from the node's" % -skew)
+        if abs(skew) > CLOCK_SKEW_LIMIT:
+            problems.append(
+                "this machine's clock is %.0f s %s the node's: set it (sudo timedatectl set-ntp true; "
+                "a Pi without a real-time clock needs network time)"
+                % (abs(skew), "behind" if skew > 0 else "ahead of")
+            )
+    except NodeError as e:
+        problems.append("the node did not tell its time (/utils/time): %s" % e)
+    return facts, problems
+
+
+# --- workshop commands: issue, pay, status -----------------------------------
+
+
+def _seed_keys(path: str) -> KeyPair:
+    return keypair_from_seed(read_seed_file(path))
+
+
+async def _with_node(config: Config, action: Callable[[NodeClient], Any]) -> Any:
+    node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
+    try:
+        return await action(node)
+    finally:
+        await node.aclose()
+
+
+def _refused(what: str, e: NodeError, rules: str = "waves") -> IotlightError:
+    if isinstance(e, NodeRejected):
+        return IotlightError("the node refused the %s: %s" % (what, describe_refusal(e, rules=rules)))
+    return IotlightError("cannot reach the node for the %s: %s" % (what, e))
+
+
+def parse_token_amount(text: str, decimals: int) -> int:
+    """Whole tokens as typed ("2.5") -> smallest units; ConfigError when it is not exact."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError("amount %r is not a number" % text) from None
+    if not value.is_finite() or value <= 0:
+        raise ConfigError("amount %r must be a positive number of tokens" % text)
+    units = value * (10**decimals)
+    if units != units.to_integral_value():
+        raise ConfigError("amount %s has more decimals than the token's %d" % (text, decimals))
+    if units > INT64_MAX:
+        raise ConfigError("amount %s is too large" % text)
+    return int(units)
+
+
+def cmd_issue(config: Config, args: argparse.Namespace) -> int:
+    keys = _seed_keys(args.seed_file)
+    if not 0 <= args.decimals <= 8:
+        raise ConfigError("--decimals must be from 0 to 8, not %d" % args.decimals)
+    quantity = parse_token_amount(args.quantity, args.decimals)
+    try:
+        tx = build_issue_tx(
+            keys,
+            name=args.name,
+            description=args.description,
+            quantity=quantity,
+            decimals=args.decimals,
+            reissuable=False,
+            timestamp=int(time.time() * 1000),
+            chain_id=config.chain_id,
+            fee=issue_fee(config.rules),
+        )
+    except EncodingError as e:
+        raise ConfigError(str(e)) from None
+
+    async def go(node: NodeClient) -> None:
+        try:
+            await node.broadcast(tx)
+        except NodeError as e:
+            raise _refused("token", e, config.rules) from None
+
+    asyncio.run(_with_node(config, go))
+    print(
+        "issued %s from %s; fee %s"
+        % (
+            tokens_text(quantity, args.decimals, args.name, trim=False),
+            keys.address(config.chain_id),
+            format_coins(tx["fee"], config.rules),
+        )
+    )
+    print("asset id: %s" % tx["id"])
+    print("paste into [payment] of %s:" % config.path)
+    print('asset_id = "%s"' % tx["id"])
+    return 0
+
+
+def cmd_pay(config: Config, args: argparse.Namespace) -> int:
+    keys = _seed_keys(args.seed_file)
+    coin = coin_name(config.rules)
+    asset = args.asset or config.asset_id
+    if not asset:
+        raise ConfigError(
+            "no token to pay with: pass --asset ID (or --asset %s for coins) or set "
+            "payment.asset_id in %s" % (coin, config.path)
+        )
+    try:
+        own_coin = not parse_asset_id(asset, coin=coin, what="--asset %s" % asset)
+    except EncodingError as e:
+        raise ConfigError("%s (or --asset %s for the chain's coin)" % (e, coin)) from None
+    try:
+        recipient = parse_recipient(args.recipient, config.chain_id)
+    except EncodingError as e:
+        raise ConfigError(str(e)) from None
+
+    async def go(node: NodeClient) -> Tuple[Dict[str, Any], str]:
+        try:
+            if own_coin:
+                decimals, name, scripted = 8, coin, False
+            else:
+                details = await node.get("/assets/details/%s" % asset)
+                decimals = details.get("decimals")
+                if not _is_int(decimals):
+                    raise NodeError("the node gave no decimals for %s" % asset)
+                name, scripted = str(details.get("name") or asset), bool(details.get("scripted"))
+            amount = parse_token_amount(args.amount, decimals)
+            tx = build_transfer_tx(
+                keys,
+                recipient=recipient,
+                amount=amount,
+                asset_id=None if own_coin else asset,
+                timestamp=int(time.time() * 1000),
+                chain_id=config.chain_id,
+                fee=transfer_fee(config.rules, smart_asset=scripted),
+            )
+            await node.broadcast(tx)
+            if own_coin:
+                return tx, format_coins(amount, config.rules)
+            return tx, "%s (%d units of %s)" % (
+                tokens_text(amount, decimals, name, trim=False),
+                amount,
+                asset,
+            )
+        except NodeError as e:
+            raise _refused("transfer", e, config.rules) from None
+
+    tx, sent = asyncio.run(_with_node(config, go))
+    print("sent %s to %s; fee %s" % (sent, recipient, format_coins(tx["fee"], config.rules)))
+    print("transaction id: %s" % tx["id"])
+    return 0
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    address = keys.address(config.chain_id)
+    print("device %s on chain %r" % (address, config.chain_id))
+
+    token_name: Dict[str, Any] = {}
+
+    async def ask(node: NodeClient) -> Optional[int]:
+        """The device's coins, or None when no node answered; the token's name and decimals in token_name."""
+        try:
+            height = await node.height()
+            print("node: %s, height %d" % (redact_url(node.current), height))
+            coin = await node.balance(address)
+            print("coins: %s (%d units)" % (format_coins(coin, config.rules), coin))
+        except NodeError as e:
+            text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
+            print("node: cannot ask it: %s" % redact_url(text))
+            return None
+        if config.asset_id:
+            try:
+                details = await node.get("/assets/details/%s" % config.asset_id)
+                decimals = details.get("decimals") if isinstance(details, dict) else None
+                if not _is_int(decimals):
+                    raise NodeError("the node gave no decimals for %s" % config.asset_id)
+                token = await node.asset_balance(address, config.asset_id)
+                token_name.update(name=str(details.get("name")), decimals=decimals)
+                name = str(details.get("name"))
+                print(
+                    "token: %s (%d units of %s)"
+                    % (tokens_text(token, decimals, name, trim=False), token, config.asset_id)
+                )
+            except NodeError as e:  # the node answered the rest: not a reason for exit status 1
+                text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
+                print("token %s: %s" % (config.asset_id, text))
+        return coin
+
+    coins = asyncio.run(_with_node(config, ask))
+    status = 0 if coins is not None else 1
+    fee = data_tx_fee(config, keys)
+    if not os.path.exists(config.state_file):
+        print("state: no state yet (%s appears on the first run)" % config.state_file)
+        if coins is not None and coins < fee:
+            print(
+                "warning: the device holds %s, less than one Data transaction's fee (%s); send it coins: "
+                "iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
+                % (
+                    format_coins(coins, config.rules),
+                    format_coins(fee, config.rules),
+                    coin_name(config.rules),
+                    address,
+                )
+            )
+        return status
+    try:
+        store = Store.open_read_only(config.state_file)
+        try:
+            until = store.light()[1]
+            now = time.time()
+            print(
+                "lamp: %s"
+                % (
+                    "on for %.1f s more (until %s)"
+                    % (until - now, time.strftime("%H:%M:%S", time.localtime(until)))
+                    if until > now
+                    else "off"
+                )
+            )
+            queued = store.pending_event_count()
+            open_txs = [(s, n) for s, n in store.outbox_counts().items() if s in OUTBOX_OPEN]
+            print(
+                "outbox: %d event(s) waiting, %s"
+                % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs) or "no transaction pending")
+            )
+            rows = store.recent_payments(5)
+            print("payments: %d credited%s" % (store.credited_ever(), ", the last:" if rows else ""))
+            for p in rows:
+                paid = (
+                    tokens_text(p["amount"], token_name["decimals"], token_name["name"], trim=False)
+                    if token_name
+                    else "%d units of the token" % p["amount"]
+                )
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["ts"]))
+                print("  %s  %s from %s: %s, %.1f s" % (when, p["id"], p["sender"], paid, p["seconds"]))
+        finally:
+            store.close()
+    except sqlite3.Error as e:
+        raise StateError("%s: cannot read the state file: %s" % (config.state_file, e)) from None
+    waiting = dict(open_txs).get("queued", 0) + (1 if queued else 0)
+    if coins is not None and (coins < fee or coins < waiting * fee):
+        print(
+            "warning: the device cannot pay its fees: it holds %s, %d Data transaction(s) wait at %s or more "
+            "each; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
+            % (
+                format_coins(coins, config.rules),
+                waiting,
+                format_coins(fee, config.rules),
+                coin_name(config.rules),
+                address,
+            )
+        )
+    return status
+
+
+def cmd_monitor(config: Config, args: argparse.Namespace) -> int:
+    if not config.monitor_port:
+        raise ConfigError("%s: monitor.port is 0: the monitor is off" % config.path)
+    host = config.monitor_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host
+    url = "ws://%s:%d/" % (host, config.monitor_port)
+    if config.monitor_token:
+        url += "?token=" + urllib.parse.quote(config.monitor_token, safe="")
+    try:
+        return asyncio.run(run_monitor_client(url, as_json=args.json, verbose=args.verbose))
+    except KeyboardInterrupt:
+        return 0
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError("usage: %s" % message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(prog="iotlight.py", description="Sells light for tokens on a Waves chain.")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="configuration file (default ./iotlight.toml, then /etc/iotlight/iotlight.toml)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--version", action="version", version="iotlight %s" % __version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser(
+        "run",
+        help="run the daemon (the default)",
+        description=(
+            "Run the daemon until SIGINT or SIGTERM: watch the chain for payments of payment.asset_id to the "
+            "device, light the matrix for the time they bought, write joystick presses, receipts and telemetry "
+            "as Data transactions, serve the monitor. One daemon per state file: a second one exits with "
+            "status 2 naming the first one's pid."
+        ),
+    )
+    sub.add_parser(
+        "keygen",
+        help="write a new seed phrase to device.seed_file and print the address",
+        description=(
+            "Write a new 15-word seed phrase to device.seed_file (mode 0600) and print the device's address. "
+            "An existing seed file is never overwritten: keygen then prints that seed's address and exits "
+            "with status 2."
+        ),
+    )
+    sub.add_parser(
+        "address",
+        help="print the device address and public key",
+        description=("Print the device's address on node.chain_id and its public key (never the seed)."),
+    )
+    p_check = sub.add_parser(
+        "check",
+        help="validate the configuration and the seed file, then ask the node",
+        description=(
+            "Validate the configuration and the seed file, then ask the node what only the chain can tell: "
+            "that it runs the network node.chain_id, that payment.asset_id is a token there (its name, "
+            "decimals and issuer), how many Data transactions the device's coins pay for, and that this "
+            "machine's clock agrees with the node's. Exit status 0: all good; 1: a problem found (each named "
+            "with its fix) or no node answered; 2: bad configuration or seed file."
+        ),
+    )
+    p_check.add_argument(
+        "--offline",
+        action="store_true",
+        help="validate the configuration and the seed file only; ask no node",
+    )
+    sub.add_parser(
+        "status",
+        help="node height, balances, lamp, outbox and recent payments",
+        description=(
+            "Ask the node and the state file: height, the device's coins and tokens, the lamp, the pending "
+            "outbox, the recent payments, and a warning line when the device cannot pay its fees. Exit "
+            "status 1 when no node answers."
+        ),
+    )
+    p_issue = sub.add_parser(
+        "issue",
+        help="create the light token, signed by a seed file",
+        description=(
+            "Create a token with an Issue transaction signed by --seed-file (the account pays the fee); print "
+            "its asset id and the payment.asset_id line to paste."
+        ),
+    )
+    p_issue.add_argument("--seed-file", required=True, help="seed file of the issuing account (mode 0600)")
+    p_issue.add_argument("--name", required=True, help="token name, 4 to 16 bytes")
+    p_issue.add_argument("--quantity", required=True, help="supply in whole tokens")
+    p_issue.add_argument("--decimals", required=True, type=int, help="decimals, 0 to 8")
+    p_issue.add_argument("--description", default="", help="token description")
+    p_mon = sub.add_parser(
+        "monitor",
+        help="print the daemon's live events (the monitor stream)",
+        description=(
+            "Connect to the running daemon's monitor and print its events (payments, light, joystick, Data "
+            "transactions, node) as they happen, until Ctrl-C."
+        ),
+    )
+    p_mon.add_argument("--json", action="store_true", help="print the raw JSON messages, one per line")
+    p_pay = sub.add_parser(
+        "pay",
+        help="send tokens or coins, signed by a seed file",
+        description=(
+            "Send AMOUNT whole tokens (or, with --asset WAVES, coins of the chain: how a device gets the "
+            "money for its fees) to RECIPIENT in a Transfer transaction signed by --seed-file."
+        ),
+    )
+    p_pay.add_argument("--seed-file", required=True, help="seed file of the paying account (mode 0600)")
+    p_pay.add_argument("--asset", help="token id (default: payment.asset_id), or WAVES for the chain's coin")
+    p_pay.add_argument("recipient", help="address, alias:<chain>:<name> or a bare alias name")
+    p_pay.add_argument("amount", help="whole tokens, decimals allowed (e.g. 2.5)")
+    return p
+
+
+COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "keygen": cmd_keygen,
+    "address": cmd_address,
+    "check": cmd_check,
+    "status": cmd_status,
+    "issue": cmd_issue,
+    "pay": cmd_pay,
+    "monitor": cmd_monitor,
+}
+
+# commands that work before payment.asset_id is set
+_NO_ASSET_NEEDED = {"keygen", "address", "status", "issue", "pay", "monitor"}
+
+
+class _LogFormatter(logging.Formatter):
+    """One line per event; timestamps only on a terminal (journald adds its own); credentials and
+    tokens in URLs masked, whichever library logged them (redact_url)."""
+
+    def __init__(self, tty: bool):
+        fmt = (
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+            if tty
+            else "%(levelname)s %(name)s: %(message)s"
+        )
+        super().__init__(fmt, "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_url(super().format(record).replace("\n", " | "))
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter(sys.stderr.isatty()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "websockets", "asyncio", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose)
+        command = args.command or "run"
+        config = load_config(find_config(args.config), require_asset=command not in _NO_ASSET_NEEDED)
+        return COMMANDS[command](config, args)
+    except IotlightError as e:
+        print("iotlight: %s" % e, file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+# =============================================================================
+# 11. The dashboard page's assets
+# =============================================================================
+#
+# The page Monitor serves at GET / (HTML, CSS and script in one string, no CDN: it works
+# offline) and its Content-Security-Policy. Kept last, as a template is kept beside the
+# code that fills it: the Monitor (section 8g) reads them only when a browser asks.
 
 DASHBOARD_CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -6128,949 +8217,6 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
 </body>
 </html>
 """
-
-# =============================================================================
-# 9. The daemon: wiring and shutdown
-# =============================================================================
-
-class Daemon:
-    """Owns every service task; the node, store, hardware and clock are passed in, and so are
-    systemd's watchdog period (None: no watchdog) and the way to notify it."""
-
-    def __init__(self, config: Config, keys: KeyPair, *, node: NodeClient, store: Store, hardware: Any,
-                 clock: Clock, monitor_factory: Optional[Callable[..., Any]] = None,
-                 watchdog_period: Optional[float] = None, notify: Callable[[str], Any] = sd_notify,
-                 gpio: Optional[GpioSwitch] = None):
-        self.config = config
-        self.gpio = gpio
-        self.watchdog_period = watchdog_period
-        self.notify = notify
-        self.keys = keys
-        self.address = keys.address(config.chain_id)
-        self.node = node
-        self.store = store
-        self.hw = hardware
-        self.clock = clock
-        self.log = logging.getLogger("iotlight")
-        self.stop = asyncio.Event()
-        self.node_state: Dict[str, Any] = {"url": redact_url(config.node_urls[0]), "ok": None, "height": None}
-        self.balance: Dict[str, Any] = {"coin": None, "token": None, "decimals": None}
-        self.joystick: Optional[Dict[str, Any]] = None
-        self.unsaved: "collections.deque" = collections.deque()
-        self.funds_ok = True
-        self.token_name: Optional[str] = store.get_meta("asset_name:%s" % config.asset_id)
-        self.recent_ignored: "collections.deque" = collections.deque(maxlen=20)   # for the dashboard
-        self.monitor = None
-        node.on_status = self.node_status
-        self.lamp = Lamp(config, hardware, clock, store=store, publish=self.publish, status=self.status_name,
-                         gpio=gpio)
-        self.outbox = Outbox(config, keys, node=node, store=store, clock=clock, publish=self.publish,
-                             on_funds=self.funds)
-        self.watcher = Watcher(config, self.address, node=node, store=store, clock=clock, on_credit=self.credited,
-                               on_height=self.height_changed, on_balance=self.balance_changed,
-                               light_span=self.lamp.span, on_ignored=self.ignored,
-                               sign_refund=self.outbox.sign_refund)
-        self.telemetry = (Telemetry(config, hardware, store, clock, self.outbox.wake.set, self.publish)
-                          if config.telemetry_interval > 0 else None)
-        if config.monitor_port and monitor_factory is not None:
-            self.monitor = monitor_factory(host=config.monitor_host, port=config.monitor_port,
-                                           token=config.monitor_token, snapshot=self.snapshot,
-                                           max_clients_per_address=config.monitor_max_clients_per_address)
-
-    # -- state for the monitor
-    def publish(self, message: Dict[str, Any]) -> None:
-        if self.monitor is not None:
-            self.monitor.publish(message)
-
-    def status_name(self) -> str:
-        if not self.funds_ok:
-            return "no_funds"
-        if self.node_state["ok"] is False:
-            return "node_down"
-        return "ok" if self.node_state["ok"] else "starting"
-
-    def snapshot(self) -> Dict[str, Any]:
-        now = self.clock.time()
-        out = {
-            "address": self.address, "asset_id": self.config.asset_id, "chain_id": self.config.chain_id,
-            "version": __version__, "backend": getattr(getattr(self.hw, "hardware", None), "name", None),
-            "price": {"seconds_per_token": self.config.seconds_per_token, "min_tokens": self.config.min_tokens,
-                      "max_seconds": self.config.max_seconds, "refund": self.config.refund},
-            "gpio": None if self.gpio is None else {"pin": self.gpio.pin, "active_high": self.gpio.active_high},
-            "light": self.lamp.state(), "node": dict(self.node_state),
-            "outbox": {"pending": self.outbox.pending_count(), "no_funds": not self.funds_ok},
-            "balance": dict(self.balance), "matrix": [list(p) for p in self.lamp.pixels],
-            "payments": self.store.recent_payments(10), "data_txs": self.store.recent_txs(10),
-            "ignored": list(self.recent_ignored), "joystick": self.joystick,
-            "token": {"name": self.token_name, "decimals": self.watcher.decimals},
-            "links": {"wallet": self.config.wallet_url, "explorer": self.config.explorer_url},
-            "pay": self.pay_presets(),
-            "status": {"name": self.status_name(), "legend": [
-                {"name": k, "rgb": list(STATUS_COLORS[k]), "meaning": v} for k, v in STATUS_MEANINGS.items()]},
-            "warnings": self.warnings(),
-            "light_sold": self.store.light_sold_by_hour(int(now * 1000)),
-        }
-        if self.telemetry is not None:
-            out["telemetry"] = self.store.telemetry_history(int((now - 6 * 3600) * 1000))
-        return out
-
-    def pay_presets(self) -> List[Dict[str, Any]]:
-        minimum = fractions.Fraction(repr(float(self.config.min_tokens))) * 10 ** (self.watcher.decimals or 0)
-        return pay_presets(seconds_per_token=self.config.seconds_per_token, max_seconds=self.config.max_seconds,
-                           decimals=self.watcher.decimals, min_units=math.ceil(minimum),
-                           template=self.config.wallet_url, asset=self.config.asset_id, address=self.address)
-
-    def warnings(self) -> List[str]:
-        """What the owner must act on, one full sentence each (dashboard, monitor)."""
-        out = []
-        if not self.funds_ok:
-            coin, rules = self.balance.get("coin"), self.config.rules
-            out.append("The device cannot pay the fees of its Data transactions%s: send it some %s, e.g. "
-                       "`sudo iotlight pay --seed-file FUNDED.seed --asset %s %s 0.1`."
-                       % (" (it holds %s)" % format_coins(coin, rules) if isinstance(coin, int) else "",
-                          coin_name(rules), coin_name(rules), self.address))
-        if self.node_state.get("ok") is False:
-            out.append("No node answers (%s): payments are seen again as soon as one does; check the network "
-                       "and node.urls." % (self.node_state.get("error") or "unreachable"))
-        return out
-
-    async def learn_token_name(self) -> None:
-        """The token's name from the node, once (kept in the state file), for the dashboard."""
-        if self.token_name or not self.config.asset_id:
-            return
-        while not self.stop.is_set():
-            try:
-                details = await self.node.get("/assets/details/%s" % self.config.asset_id)
-                name = details.get("name") if isinstance(details, dict) else None
-                if isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable():
-                    self.token_name = name
-                    self.store.set_meta("asset_name:%s" % self.config.asset_id, name)
-                    self.publish({"type": "token", "name": name, "decimals": self.watcher.decimals})
-                return
-            except (NodeError, StateError) as e:
-                self.log.debug("token name not known yet: %s", e)
-            await _wait_or_stop(self.stop, 60.0)
-
-    # -- callbacks from the services
-    def node_status(self, url: str, ok: bool, error: Optional[str]) -> None:
-        self.node_state.update(url=redact_url(url), ok=ok, error=None if ok else redact_url(error or "unreachable"))
-        msg = {"type": "node", "url": self.node_state["url"], "ok": ok, "height": self.node_state["height"]}
-        if not ok:
-            msg["error"] = redact_url(error or "unreachable")
-        self.publish(msg)
-        self.publish({"type": "warnings", "lines": self.warnings()})
-        self.lamp.wake.set()
-
-    def height_changed(self, height: int) -> None:
-        if height < (self.node_state.get("height") or 0):
-            self.outbox.recheck_count()
-            self.outbox.recheck_refunds(height)
-        self.node_state["height"] = height
-        self.publish({"type": "node", "url": redact_url(self.node.current), "ok": True, "height": height})
-
-    def balance_changed(self, token: Optional[int], coin: Optional[int]) -> None:
-        known = self.balance.get("decimals")
-        self.balance.update(token=token, coin=coin, decimals=self.watcher.decimals)
-        self.publish(dict(type="balance", **self.balance))
-        if known != self.watcher.decimals:  # the pay buttons' amounts depend on the decimals
-            self.publish({"type": "pay", "presets": self.pay_presets()})
-
-    def ignored(self, message: Dict[str, Any]) -> None:
-        """A transfer to the device that lights nothing (reported once by the watcher)."""
-        self.recent_ignored.appendleft(dict(message, ts=self.clock.time()))
-        self.publish(message)
-
-    def funds(self, ok: bool) -> None:
-        self.funds_ok = ok
-        self.publish({"type": "outbox", "pending": self.outbox.pending_count(), "no_funds": not ok})
-        self.publish({"type": "warnings", "lines": self.warnings()})
-        self.lamp.wake.set()
-
-    def tokens(self, units: int) -> str:
-        """An amount of the payment token for a log line: "2.50 IoT-Light", raw units while the
-        decimals are not known yet."""
-        if self.watcher.decimals is None:
-            return "%d units" % units
-        return tokens_text(units, self.watcher.decimals, self.token_name or "tokens", trim=False)
-
-    def credited(self, credits: List[Credit]) -> None:
-        for c in credits:
-            self.log.info("payment %s from %s: %s -> %.1f s of light%s%s", c.id, c.sender, self.tokens(c.amount),
-                          c.grant.seconds, " (%.1f s over payment.max_seconds not granted)" % c.grant.excess
-                          if c.grant.excess > 0 else "",
-                          "; refund of %s queued as transfer %s" % (self.tokens(c.refund[1]), c.refund[0])
-                          if c.refund else "")
-            self.publish({"type": "payment", "id": c.id, "sender": c.sender, "amount": c.amount,
-                          "seconds": round(c.grant.seconds, 3), "height": c.height})
-            if c.grant.seconds <= 0:   # the light was at its cap: credited (and refunded), but no light
-                self.ignored({"type": "ignored", "id": c.id, "sender": c.sender, "amount": c.amount,
-                              "asset_id": self.config.asset_id, "reason": "cut_by_cap"})
-            if c.refund:
-                self.publish({"type": "refund", "payment_id": c.id, "id": c.refund[0], "amount": c.refund[1],
-                              "status": "queued"})
-        start, until = self.store.light()
-        if until > self.clock.time():
-            self.lamp.credited(until)
-        self.outbox.wake.set()
-
-    def joystick_event(self, ev: Any) -> None:
-        self.joystick = {"direction": ev.direction, "action": ev.action, "ts": ev.ts_ms / 1000}
-        self.publish({"type": "joystick", "direction": ev.direction, "action": ev.action})
-        if ev.action == "pressed" and self.config.joystick:
-            self.unsaved.append(ev)
-            self.save_presses()
-
-    def save_presses(self) -> None:
-        """Store presses in order; while the state file cannot be written they wait in memory."""
-        while self.unsaved:
-            ev = self.unsaved[0]
-            try:
-                n = self.store.add_press(ev.direction, ev.action, ev.ts_ms, int(self.clock.time() * 1000))
-            except StateError:
-                if self.store.free_reserve():
-                    continue
-                _state_trouble(self.log)
-                if not self.stop.is_set():
-                    asyncio.get_running_loop().call_later(STATE_RETRY, self.save_presses)
-                return
-            self.unsaved.popleft()
-            self.log.debug("joystick press %d: %s", n, ev.direction)
-            self.outbox.wake.set()
-
-    # -- life cycle
-    def services(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"watcher": self.watcher, "lamp": self.lamp, "outbox": self.outbox}
-        if self.telemetry:
-            out["telemetry"] = self.telemetry
-        return out
-
-    async def watchdog(self) -> None:
-        """Tell systemd WATCHDOG=1 every quarter period while the daemon lives: no service is past
-        its deadline (see Pulse) and the event loop runs on time. A tick that comes more than half
-        a period late means the loop stood still (a blocking call): that tick says nothing."""
-        period = self.watchdog_period
-        if not period:
-            await self.stop.wait()
-            return
-        tick = period / 4
-        budget = max(period, self.config.timeout * len(self.config.node_urls) + WATCHDOG_GRACE)
-        due = self.clock.monotonic()
-        trouble = ""
-        while not self.stop.is_set():
-            mono = self.clock.monotonic()
-            lag = mono - due
-            late = ["%s (%.0f s late)" % (name, svc.pulse.late_by(mono, budget))
-                    for name, svc in self.services().items() if svc.pulse.late_by(mono, budget) > 0]
-            if lag > period / 2:
-                trouble = "the event loop stood still for %.1f s or more" % lag
-            elif late:
-                trouble = "no sign of life from %s" % ", ".join(late)
-            else:
-                if trouble:
-                    self.log.warning("alive again: telling the watchdog")
-                trouble = ""
-                self.notify("WATCHDOG=1")
-            if trouble:
-                self.log.error("%s; not telling the watchdog", trouble)
-            due = self.clock.monotonic() + tick
-            await _wait_or_stop(self.stop, tick)
-
-    async def run(self) -> int:
-        """Run until stop is set or a service crashes; returns the exit status."""
-        start, until = self.store.light()
-        self.lamp.load(start, until)
-        if self.monitor is not None:
-            await self.monitor.start()
-        self.hw.start_joystick(self.joystick_event)
-        self.notify("READY=1\nSTATUS=watching %s" % self.address)
-        self.log.info("iotlight %s running: address %s on chain %r, token %s, node %s", __version__, self.address,
-                      self.config.chain_id, self.config.asset_id, redact_url(self.config.node_urls[0]))
-        tasks = [asyncio.ensure_future(svc.run(self.stop), ) for svc in self.services().values()]
-        tasks.append(asyncio.ensure_future(self.watchdog()))
-        naming = asyncio.ensure_future(self.learn_token_name())  # may end early: not a service
-        asyncio.get_running_loop().call_later(10.0, release_free_memory)
-        stopper = asyncio.ensure_future(self.stop.wait())
-        status = 0
-        try:
-            done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                if t is not stopper and not t.cancelled() and t.exception() is not None:
-                    exc = t.exception()
-                    if isinstance(exc, IotlightError):
-                        self.log.error("%s", exc)
-                        status = exc.exit_status
-                    else:
-                        self.log.error("a service crashed", exc_info=exc)
-                        status = 1
-        finally:
-            self.notify("STOPPING=1")
-            self.stop.set()
-            for t in tasks + [stopper, naming]:
-                t.cancel()
-            await asyncio.gather(*tasks, stopper, naming, return_exceptions=True)
-            if self.monitor is not None:
-                await self.monitor.close()
-            await self.hw.close()
-            if self.gpio is not None:
-                self.lamp.switch_gpio(False)
-                self.gpio.close()
-        self.save_presses()
-        if self.unsaved:
-            self.log.error("stopped with %d joystick press(es) that could not be saved (%s): they are lost",
-                           len(self.unsaved), self.store.failing or "the state file cannot be written")
-            return status or 1
-        self.log.info("stopped; light state and outbox saved")
-        return status
-
-
-class _AboveMatrixHandler(logging.Handler):
-    """Log lines printed above the terminal backend's matrix instead of through it."""
-
-    def __init__(self, terminal: TerminalHardware):
-        super().__init__()
-        self.terminal = terminal
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.terminal.write_above(self.format(record))
-        except Exception:
-            self.handleError(record)
-
-
-def _log_above_matrix(terminal: TerminalHardware) -> None:
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        handler = _AboveMatrixHandler(terminal)
-        handler.setFormatter(old.formatter)
-        root.removeHandler(old)
-        root.addHandler(handler)
-
-
-async def run_daemon(config: Config, keys: KeyPair) -> int:
-    """Build the real edges and run the daemon until SIGINT or SIGTERM."""
-    store = Store(config.state_file)
-    address = keys.address(config.chain_id)
-    try:
-        store.bind_device(address, config.asset_id)
-        gpio = open_gpio(config)
-        device = open_hardware(config.backend, stdout_isatty=sys.stdout.isatty())
-        if isinstance(device, TerminalHardware) and sys.stderr.isatty():
-            _log_above_matrix(device)
-        hardware = HardwareRunner(device)
-        node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
-        try:
-            daemon = Daemon(config, keys, node=node, store=store, hardware=hardware, clock=Clock(),
-                            monitor_factory=Monitor, watchdog_period=systemd_watchdog_period(), gpio=gpio)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, daemon.stop.set)
-            return await daemon.run()
-        finally:
-            await node.aclose()
-    finally:
-        store.close()
-
-
-def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    keys = device_keys(config)
-    lock = lock_state_file(config.state_file)
-    try:
-        return asyncio.run(run_daemon(config, keys))
-    finally:
-        os.close(lock)
-
-
-# =============================================================================
-# 10. Command line and main()
-# =============================================================================
-
-SEED_WORDS = 15
-
-
-def _refuse_open_seed(path: str, st: os.stat_result) -> None:
-    if st.st_mode & 0o077:
-        raise SeedFileError("%s: the seed file is readable by group or others (mode %03o); fix it with: chmod 600 %s"
-                            % (path, st.st_mode & 0o777, path))
-
-
-def read_seed_file(path: str) -> str:
-    """The seed phrase of a seed file, refusing one that group or others can read."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise SeedFileError("%s: no seed file; create one with: iotlight.py keygen" % path) from None
-    except OSError as e:
-        raise SeedFileError("%s: cannot read the seed file: %s" % (path, e.strerror)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise SeedFileError("%s: the seed file is not a regular file" % path)
-    _refuse_open_seed(path, st)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SeedFileError("%s: cannot read the seed file: %s" % (path, getattr(e, "strerror", None) or "not UTF-8")) from None
-    seed = text[:-1] if text.endswith("\n") else text
-    if seed.endswith("\r"):
-        seed = seed[:-1]
-    if not seed.strip():
-        raise SeedFileError("%s: the seed file is empty" % path)
-    return seed
-
-
-def write_seed_file(path: str, seed: str) -> None:
-    """Create a seed file with mode 0600; never overwrite an existing one."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        _refuse_open_seed(path, os.stat(path))
-        raise SeedFileError("%s: a seed file exists already; keygen never overwrites one" % path) from None
-    except OSError as e:
-        raise SeedFileError("%s: cannot create the seed file: %s" % (path, e.strerror)) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(seed + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(path, 0o600)
-
-
-def device_keys(config: Config) -> KeyPair:
-    """The device key pair, checked against device.address when that is set."""
-    keys = keypair_from_seed(read_seed_file(config.seed_file))
-    if config.address:
-        address = keys.address(config.chain_id)
-        if address != config.address:
-            raise ConfigError("%s: device.address: the seed file %s gives %s on chain %r, not %s "
-                              "(wrong seed file or wrong network?)"
-                              % (config.path, config.seed_file, address, config.chain_id, config.address))
-    return keys
-
-
-def lock_state_file(state_file: str) -> int:
-    """Hold an OS lock (flock) on STATE_FILE.lock for the life of this process, so that one daemon
-    at a time runs on a state file; the kernel drops the lock when the process ends, however it
-    ends (SIGKILL, power cut), so a leftover lock file never blocks. Returns the file descriptor."""
-    import fcntl
-    path = state_file + ".lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise StateError("%s: cannot create the lock file: %s" % (path, e.strerror)) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if not isinstance(e, BlockingIOError):
-            os.close(fd)
-            raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        os.close(fd)
-        raise ConfigError("%s: iotlight is already running on this state file (pid %s); stop it first "
-                          "(sudo systemctl stop iotlight, or kill %s), or give this one another "
-                          "device.state_file" % (state_file, holder or "unknown", holder or "PID")) from None
-    try:  # the pid is for the message of a second daemon; written in place, so a full disk rarely stops it
-        mine = b"%-10d\n" % os.getpid()
-        os.pwrite(fd, mine, 0)
-        os.ftruncate(fd, len(mine))
-    except OSError as e:
-        log.warning("%s: cannot write this daemon's pid into the lock file (%s); the lock holds all the same",
-                    path, e.strerror)
-    return fd
-
-
-def cmd_keygen(config: Config, args: argparse.Namespace) -> int:
-    if os.path.lexists(config.seed_file):
-        keys = keypair_from_seed(read_seed_file(config.seed_file))  # refuses an open or broken one
-        print("address: %s" % keys.address(config.chain_id))
-        raise SeedFileError("%s: a seed file exists already; keygen never overwrites one (its address is above)"
-                            % config.seed_file)
-    seed = generate_seed_phrase(SEED_WORDS)
-    write_seed_file(config.seed_file, seed)
-    keys = keypair_from_seed(seed)
-    print("wrote a new %d-word seed phrase to %s (mode 0600); keep a copy offline" % (SEED_WORDS, config.seed_file))
-    print("address: %s" % keys.address(config.chain_id))
-    return 0
-
-
-def cmd_address(config: Config, args: argparse.Namespace) -> int:
-    keys = device_keys(config)
-    print("address: %s" % keys.address(config.chain_id))
-    print("public key: %s" % b58encode(keys.public_key))
-    return 0
-
-
-def cmd_check(config: Config, args: argparse.Namespace) -> int:
-    keys = device_keys(config)
-    address = keys.address(config.chain_id)
-    print("configuration %s is valid" % config.path)
-    print("  chain: %s (%s rules), nodes: %s" % (config.chain_id, config.rules,
-                                                ", ".join(redact_url(u) for u in config.node_urls)))
-    print("  device address: %s" % address)
-    print("  token: %s, %g s per token, at most %g s" % (config.asset_id, config.seconds_per_token, config.max_seconds))
-    print("  state file: %s" % config.state_file)
-    print("  hardware: %s, monitor: %s" % (config.backend, "off" if not config.monitor_port
-                                          else "%s:%d" % (config.monitor_host, config.monitor_port)))
-    status = 0
-    if config.fee:
-        smallest = build_data_tx(keys, [{"key": "joystick_count", "type": "integer", "value": 1}], timestamp=0,
-                                 chain_id=config.chain_id, rules=config.rules)["fee"]
-        if config.fee < smallest:
-            print("problem: data.fee = %d is below the node's minimum fee of %d for even the smallest Data "
-                  "transaction: each one is sent with the minimum for its size instead. Fix: set data.fee = 0 "
-                  "(automatic) or at least %d" % (config.fee, smallest, smallest))
-            status = 1
-        else:
-            print("  data fee: %d (a transaction whose size needs more is sent with its minimum)" % config.fee)
-    print("  minimum payment: %g tokens, refund of what max_seconds cuts off: %s"
-          % (config.min_tokens, "yes (payment.refund = \"excess\")" if config.refund == "excess" else "no"))
-    status += check_gpio(config)
-    if args.offline:
-        print("the node was not asked (--offline)")
-        return min(status, 1)
-    facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
-    for line in facts:
-        print("  %s" % redact_url(line))
-    for line in problems:
-        print("problem: %s" % redact_url(line))
-    if problems or status:
-        print("check found %d problem(s)" % (len(problems) + status))
-        return 1
-    print("the node agrees: all good")
-    return 0
-
-
-def check_gpio(config: Config) -> int:
-    """The `check` line for light.gpio_pin: 0 when off or gpiozero is there, 1 (with the fix) when not."""
-    if config.gpio_pin < 0:
-        print("  gpio: off (light.gpio_pin = -1)")
-        return 0
-    level = "high" if config.gpio_active_high else "low"
-    if not _module_installed("gpiozero"):
-        print("  problem: light.gpio_pin = %d needs the gpiozero library, which is not installed: "
-              "sudo apt install python3-gpiozero (or pip install gpiozero in the venv)" % config.gpio_pin)
-        return 1
-    print("  gpio: BCM pin %d switched with the light, on = %s level (gpiozero found)" % (config.gpio_pin, level))
-    return 0
-
-
-# --- what only the chain can tell ------------------------------------------
-
-CLOCK_SKEW_LIMIT = 60.0  # seconds; the outbox signs with the node's time beyond this (Outbox.resync_clock)
-NETWORKS = {"W": "mainnet", "T": "testnet", "S": "stagenet", "Z": "0bsnetwork"}
-
-
-def network_name(chain_id: str) -> str:
-    return "%r (%s)" % (chain_id, NETWORKS.get(chain_id, "a fork"))
-
-
-def format_coins(units: int, rules: str) -> str:
-    """Smallest units of the chain's coin as coins with the name: 100000 -> "0.001 WAVES"."""
-    return tokens_text(units, 8, coin_name(rules))
-
-
-def data_tx_fee(config: Config, keys: KeyPair) -> int:
-    """What one of the device's smallest Data transactions (one press) costs: data.fee or the minimum."""
-    if config.fee:
-        return config.fee
-    tx = {"type": TX_DATA, "version": 1, "senderPublicKey": b58encode(keys.public_key), "fee": 1,
-          "timestamp": 0, "chainId": chain_byte(config.chain_id), "data": [joystick_entry(1, "up", "pressed", 0)]}
-    return data_fee(tx, config.rules)
-
-
-def chain_of_address(address: Any) -> Optional[str]:
-    """The network byte of a base58 address as a character, or None when it is not an address. Pure."""
-    if not isinstance(address, str):
-        return None
-    try:
-        raw = b58decode(address.replace("address:", "", 1))
-    except EncodingError:
-        return None
-    return chr(raw[1]) if len(raw) == 26 and raw[0] == 1 else None
-
-
-async def node_network(node: NodeClient) -> Tuple[Optional[str], Optional[int]]:
-    """The node's network byte (from the address of the last block's generator) and its height."""
-    header = await node.get("/blocks/headers/last")
-    if not isinstance(header, dict):
-        raise NodeError("node answered /blocks/headers/last with something that is not an object")
-    height = header.get("height")
-    return chain_of_address(header.get("generator")), height if _is_int(height) else None
-
-
-async def inspect_chain(node: NodeClient, config: Config, keys: KeyPair) -> Tuple[List[str], List[str]]:
-    """Ask the node what only the chain can tell: its network, the token, the device's coins for fees,
-    the clock. Returns (facts, problems), every problem with its fix."""
-    facts: List[str] = []
-    problems: List[str] = []
-    address = keys.address(config.chain_id)
-    try:
-        chain, height = await node_network(node)
-    except NodeRejected:
-        chain, height = None, None  # a node without /blocks/headers: the balance below still tells a wrong network
-    except NodeError as e:
-        problems.append("no node answered (%s): %s; check node.urls and this machine's network"
-                        % (", ".join(config.node_urls), e))
-        return facts, problems
-    facts.append("node %s: network %s, height %s" % (node.current, network_name(chain) if chain else "unknown",
-                                                      height if height is not None else "unknown"))
-    if chain is not None and chain != config.chain_id:
-        problems.append("the node %s runs network %s, not node.chain_id = %s: set chain_id = \"%s\" in [node], "
-                        "or point node.urls at a %s node (then run keygen for that network's address)"
-                        % (node.current, network_name(chain), network_name(config.chain_id), chain,
-                           network_name(config.chain_id)))
-        return facts, problems  # nothing else the node says is about our network
-    try:
-        details = await node.get("/assets/details/%s" % config.asset_id)
-        decimals = details.get("decimals") if isinstance(details, dict) else None
-        if not _is_int(decimals) or not 0 <= decimals <= 8:
-            raise NodeError("the node gave no decimals for %s" % config.asset_id)
-        facts.append("token %s: %s, %d decimals, issued by %s"
-                      % (config.asset_id, details.get("name"), decimals, details.get("issuer")))
-        token = await node.asset_balance(address, config.asset_id)
-        facts.append("device holds %s" % tokens_text(token, decimals, str(details.get("name")), trim=False))
-    except NodeRejected as e:
-        if e.status in (400, 404):
-            problems.append("payment.asset_id = \"%s\": no such token on the node's chain (%s); copy the id "
-                            "from the output of issue or from an explorer" % (config.asset_id, e))
-        else:
-            problems.append("the node refused to tell the token: %s" % describe_refusal(e, rules=config.rules))
-    except NodeError as e:
-        problems.append("the node did not tell the token: %s" % e)
-    try:
-        coins = await node.balance(address)
-        fee = data_tx_fee(config, keys)
-        facts.append("device holds %s: fees for %d Data transaction(s) at %s each"
-                     % (format_coins(coins, config.rules), coins // fee, format_coins(fee, config.rules)))
-        if coins < fee:
-            problems.append("the device %s holds %s, less than one Data transaction's fee (%s): presses and "
-                            "receipts cannot be written; send it coins: iotlight.py pay --seed-file FUNDED.seed "
-                            "--asset %s %s 1" % (address, format_coins(coins, config.rules),
-                                                 format_coins(fee, config.rules), coin_name(config.rules), address))
-    except NodeRejected as e:
-        plain = explain_refusal(str(e), rules=config.rules)
-        if "invalid address" in str(e).lower():
-            problems.append("the node does not take the device address %s as one of its network: node.chain_id "
-                            "= %s is not the node's network; fix node.chain_id or node.urls"
-                            % (address, network_name(config.chain_id)))
-        else:
-            problems.append("the node refused the device's balance: %s" % (plain or e))
-    except NodeError as e:
-        problems.append("the node did not tell the device's balance: %s" % e)
-    try:
-        before = time.time()
-        node_ms = await node.node_time_ms()
-        skew = node_ms / 1000 - (before + time.time()) / 2
-        facts.append("clock: %+.1f s from the node's" % -skew)
-        if abs(skew) > CLOCK_SKEW_LIMIT:
-            problems.append("this machine's clock is %.0f s %s the node's: set it (sudo timedatectl set-ntp true; "
-                            "a Pi without a real-time clock needs network time)"
-                            % (abs(skew), "behind" if skew > 0 else "ahead of"))
-    except NodeError as e:
-        problems.append("the node did not tell its time (/utils/time): %s" % e)
-    return facts, problems
-
-
-# --- workshop commands: issue, pay, status ---------------------------------
-
-def _seed_keys(path: str) -> KeyPair:
-    return keypair_from_seed(read_seed_file(path))
-
-
-async def _with_node(config: Config, action: Callable[[NodeClient], Any]) -> Any:
-    node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
-    try:
-        return await action(node)
-    finally:
-        await node.aclose()
-
-
-def _refused(what: str, e: NodeError, rules: str = "waves") -> IotlightError:
-    if isinstance(e, NodeRejected):
-        return IotlightError("the node refused the %s: %s" % (what, describe_refusal(e, rules=rules)))
-    return IotlightError("cannot reach the node for the %s: %s" % (what, e))
-
-
-def parse_token_amount(text: str, decimals: int) -> int:
-    """Whole tokens as typed ("2.5") -> smallest units; ConfigError when it is not exact."""
-    from decimal import Decimal, InvalidOperation
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ConfigError("amount %r is not a number" % text) from None
-    if not value.is_finite() or value <= 0:
-        raise ConfigError("amount %r must be a positive number of tokens" % text)
-    units = value * (10 ** decimals)
-    if units != units.to_integral_value():
-        raise ConfigError("amount %s has more decimals than the token's %d" % (text, decimals))
-    if units > INT64_MAX:
-        raise ConfigError("amount %s is too large" % text)
-    return int(units)
-
-
-def cmd_issue(config: Config, args: argparse.Namespace) -> int:
-    keys = _seed_keys(args.seed_file)
-    if not 0 <= args.decimals <= 8:
-        raise ConfigError("--decimals must be from 0 to 8, not %d" % args.decimals)
-    quantity = parse_token_amount(args.quantity, args.decimals)
-    try:
-        tx = build_issue_tx(keys, name=args.name, description=args.description, quantity=quantity,
-                            decimals=args.decimals, reissuable=False, timestamp=int(time.time() * 1000),
-                            chain_id=config.chain_id, fee=issue_fee(config.rules))
-    except EncodingError as e:
-        raise ConfigError(str(e)) from None
-
-    async def go(node: NodeClient) -> None:
-        try:
-            await node.broadcast(tx)
-        except NodeError as e:
-            raise _refused("token", e, config.rules) from None
-    asyncio.run(_with_node(config, go))
-    print("issued %s from %s; fee %s" % (tokens_text(quantity, args.decimals, args.name, trim=False),
-                                         keys.address(config.chain_id), format_coins(tx["fee"], config.rules)))
-    print("asset id: %s" % tx["id"])
-    print("paste into [payment] of %s:" % config.path)
-    print('asset_id = "%s"' % tx["id"])
-    return 0
-
-
-def cmd_pay(config: Config, args: argparse.Namespace) -> int:
-    keys = _seed_keys(args.seed_file)
-    coin = coin_name(config.rules)
-    asset = args.asset or config.asset_id
-    if not asset:
-        raise ConfigError("no token to pay with: pass --asset ID (or --asset %s for coins) or set "
-                          "payment.asset_id in %s" % (coin, config.path))
-    try:
-        own_coin = not parse_asset_id(asset, coin=coin, what="--asset %s" % asset)
-    except EncodingError as e:
-        raise ConfigError("%s (or --asset %s for the chain's coin)" % (e, coin)) from None
-    try:
-        recipient = parse_recipient(args.recipient, config.chain_id)
-    except EncodingError as e:
-        raise ConfigError(str(e)) from None
-
-    async def go(node: NodeClient) -> Tuple[Dict[str, Any], str]:
-        try:
-            if own_coin:
-                decimals, name, scripted = 8, coin, False
-            else:
-                details = await node.get("/assets/details/%s" % asset)
-                decimals = details.get("decimals")
-                if not _is_int(decimals):
-                    raise NodeError("the node gave no decimals for %s" % asset)
-                name, scripted = str(details.get("name") or asset), bool(details.get("scripted"))
-            amount = parse_token_amount(args.amount, decimals)
-            tx = build_transfer_tx(keys, recipient=recipient, amount=amount, asset_id=None if own_coin else asset,
-                                   timestamp=int(time.time() * 1000), chain_id=config.chain_id,
-                                   fee=transfer_fee(config.rules, smart_asset=scripted))
-            await node.broadcast(tx)
-            if own_coin:
-                return tx, format_coins(amount, config.rules)
-            return tx, "%s (%d units of %s)" % (tokens_text(amount, decimals, name, trim=False), amount,
-                                                 asset)
-        except NodeError as e:
-            raise _refused("transfer", e, config.rules) from None
-    tx, sent = asyncio.run(_with_node(config, go))
-    print("sent %s to %s; fee %s" % (sent, recipient, format_coins(tx["fee"], config.rules)))
-    print("transaction id: %s" % tx["id"])
-    return 0
-
-
-def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    keys = device_keys(config)
-    address = keys.address(config.chain_id)
-    print("device %s on chain %r" % (address, config.chain_id))
-
-    token_name: Dict[str, Any] = {}
-
-    async def ask(node: NodeClient) -> Optional[int]:
-        """The device's coins, or None when no node answered; the token's name and decimals in token_name."""
-        try:
-            height = await node.height()
-            print("node: %s, height %d" % (redact_url(node.current), height))
-            coin = await node.balance(address)
-            print("coins: %s (%d units)" % (format_coins(coin, config.rules), coin))
-        except NodeError as e:
-            text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
-            print("node: cannot ask it: %s" % redact_url(text))
-            return None
-        if config.asset_id:
-            try:
-                details = await node.get("/assets/details/%s" % config.asset_id)
-                decimals = details.get("decimals") if isinstance(details, dict) else None
-                if not _is_int(decimals):
-                    raise NodeError("the node gave no decimals for %s" % config.asset_id)
-                token = await node.asset_balance(address, config.asset_id)
-                token_name.update(name=str(details.get("name")), decimals=decimals)
-                name = str(details.get("name"))
-                print("token: %s (%d units of %s)"
-                      % (tokens_text(token, decimals, name, trim=False), token, config.asset_id))
-            except NodeError as e:  # the node answered the rest: not a reason for exit status 1
-                text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
-                print("token %s: %s" % (config.asset_id, text))
-        return coin
-    coins = asyncio.run(_with_node(config, ask))
-    status = 0 if coins is not None else 1
-    fee = data_tx_fee(config, keys)
-    if not os.path.exists(config.state_file):
-        print("state: no state yet (%s appears on the first run)" % config.state_file)
-        if coins is not None and coins < fee:
-            print("warning: the device holds %s, less than one Data transaction's fee (%s); send it coins: "
-                  "iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
-                  % (format_coins(coins, config.rules), format_coins(fee, config.rules), coin_name(config.rules),
-                     address))
-        return status
-    try:
-        store = Store.open_read_only(config.state_file)
-        try:
-            until = store.light()[1]
-            now = time.time()
-            print("lamp: %s" % ("on for %.1f s more (until %s)"
-                                % (until - now, time.strftime("%H:%M:%S", time.localtime(until)))
-                                if until > now else "off"))
-            queued = store.pending_event_count()
-            open_txs = [(s, n) for s, n in store.outbox_counts().items() if s in OUTBOX_OPEN]
-            print("outbox: %d event(s) waiting, %s"
-                  % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs) or "no transaction pending"))
-            rows = store.recent_payments(5)
-            print("payments: %d credited%s" % (store.credited_ever(), ", the last:" if rows else ""))
-            for p in rows:
-                paid = (tokens_text(p["amount"], token_name["decimals"], token_name["name"], trim=False)
-                        if token_name else "%d units of the token" % p["amount"])
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["ts"]))
-                print("  %s  %s from %s: %s, %.1f s" % (when, p["id"], p["sender"], paid, p["seconds"]))
-        finally:
-            store.close()
-    except sqlite3.Error as e:
-        raise StateError("%s: cannot read the state file: %s" % (config.state_file, e)) from None
-    waiting = dict(open_txs).get("queued", 0) + (1 if queued else 0)
-    if coins is not None and (coins < fee or coins < waiting * fee):
-        print("warning: the device cannot pay its fees: it holds %s, %d Data transaction(s) wait at %s or more "
-              "each; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
-              % (format_coins(coins, config.rules), waiting, format_coins(fee, config.rules),
-                 coin_name(config.rules), address))
-    return status
-
-
-def cmd_monitor(config: Config, args: argparse.Namespace) -> int:
-    if not config.monitor_port:
-        raise ConfigError("%s: monitor.port is 0: the monitor is off" % config.path)
-    host = config.monitor_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = "[%s]" % host
-    url = "ws://%s:%d/" % (host, config.monitor_port)
-    if config.monitor_token:
-        url += "?token=" + urllib.parse.quote(config.monitor_token, safe="")
-    try:
-        return asyncio.run(run_monitor_client(url, as_json=args.json, verbose=args.verbose))
-    except KeyboardInterrupt:
-        return 0
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError("usage: %s" % message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog="iotlight.py", description="Sells light for tokens on a Waves chain.")
-    p.add_argument("-c", "--config", help="configuration file (default ./iotlight.toml, then /etc/iotlight/iotlight.toml)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    p.add_argument("--version", action="version", version="iotlight %s" % __version__)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="run the daemon (the default)", description=(
-        "Run the daemon until SIGINT or SIGTERM: watch the chain for payments of payment.asset_id to the "
-        "device, light the matrix for the time they bought, write joystick presses, receipts and telemetry "
-        "as Data transactions, serve the monitor. One daemon per state file: a second one exits with "
-        "status 2 naming the first one's pid."))
-    sub.add_parser("keygen", help="write a new seed phrase to device.seed_file and print the address", description=(
-        "Write a new 15-word seed phrase to device.seed_file (mode 0600) and print the device's address. "
-        "An existing seed file is never overwritten: keygen then prints that seed's address and exits "
-        "with status 2."))
-    sub.add_parser("address", help="print the device address and public key", description=(
-        "Print the device's address on node.chain_id and its public key (never the seed)."))
-    p_check = sub.add_parser("check", help="validate the configuration and the seed file, then ask the node", description=(
-        "Validate the configuration and the seed file, then ask the node what only the chain can tell: "
-        "that it runs the network node.chain_id, that payment.asset_id is a token there (its name, "
-        "decimals and issuer), how many Data transactions the device's coins pay for, and that this "
-        "machine's clock agrees with the node's. Exit status 0: all good; 1: a problem found (each named "
-        "with its fix) or no node answered; 2: bad configuration or seed file."))
-    p_check.add_argument("--offline", action="store_true",
-                         help="validate the configuration and the seed file only; ask no node")
-    sub.add_parser("status", help="node height, balances, lamp, outbox and recent payments", description=(
-        "Ask the node and the state file: height, the device's coins and tokens, the lamp, the pending "
-        "outbox, the recent payments, and a warning line when the device cannot pay its fees. Exit "
-        "status 1 when no node answers."))
-    p_issue = sub.add_parser("issue", help="create the light token, signed by a seed file", description=(
-        "Create a token with an Issue transaction signed by --seed-file (the account pays the fee); print "
-        "its asset id and the payment.asset_id line to paste."))
-    p_issue.add_argument("--seed-file", required=True, help="seed file of the issuing account (mode 0600)")
-    p_issue.add_argument("--name", required=True, help="token name, 4 to 16 bytes")
-    p_issue.add_argument("--quantity", required=True, help="supply in whole tokens")
-    p_issue.add_argument("--decimals", required=True, type=int, help="decimals, 0 to 8")
-    p_issue.add_argument("--description", default="", help="token description")
-    p_mon = sub.add_parser("monitor", help="print the daemon's live events (the monitor stream)", description=(
-        "Connect to the running daemon's monitor and print its events (payments, light, joystick, Data "
-        "transactions, node) as they happen, until Ctrl-C."))
-    p_mon.add_argument("--json", action="store_true", help="print the raw JSON messages, one per line")
-    p_pay = sub.add_parser("pay", help="send tokens or coins, signed by a seed file", description=(
-        "Send AMOUNT whole tokens (or, with --asset WAVES, coins of the chain: how a device gets the "
-        "money for its fees) to RECIPIENT in a Transfer transaction signed by --seed-file."))
-    p_pay.add_argument("--seed-file", required=True, help="seed file of the paying account (mode 0600)")
-    p_pay.add_argument("--asset", help="token id (default: payment.asset_id), or WAVES for the chain's coin")
-    p_pay.add_argument("recipient", help="address, alias:<chain>:<name> or a bare alias name")
-    p_pay.add_argument("amount", help="whole tokens, decimals allowed (e.g. 2.5)")
-    return p
-
-
-COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
-    "run": cmd_run,
-    "keygen": cmd_keygen,
-    "address": cmd_address,
-    "check": cmd_check,
-    "status": cmd_status,
-    "issue": cmd_issue,
-    "pay": cmd_pay,
-    "monitor": cmd_monitor,
-}
-
-# commands that work before payment.asset_id is set
-_NO_ASSET_NEEDED = {"keygen", "address", "status", "issue", "pay", "monitor"}
-
-
-class _LogFormatter(logging.Formatter):
-    """One line per event; timestamps only on a terminal (journald adds its own); credentials and
-    tokens in URLs masked, whichever library logged them (redact_url)."""
-
-    def __init__(self, tty: bool):
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if tty else "%(levelname)s %(name)s: %(message)s"
-        super().__init__(fmt, "%H:%M:%S")
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact_url(super().format(record).replace("\n", " | "))
-
-
-def setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogFormatter(sys.stderr.isatty()))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore", "websockets", "asyncio", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        setup_logging(args.verbose)
-        command = args.command or "run"
-        config = load_config(find_config(args.config), require_asset=command not in _NO_ASSET_NEEDED)
-        return COMMANDS[command](config, args)
-    except IotlightError as e:
-        print("iotlight: %s" % e, file=sys.stderr)
-        return e.exit_status
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

@@ -28,8 +28,16 @@ def run_cli(*args: str, cwd, umask: int = 0o022, timeout: float = TIMEOUT) -> Re
     """`python iotlight.py ARGS` in cwd, without a terminal, with the parts variable cleared."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET",)}
     env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.run([sys.executable, str(IOTLIGHT), *args], cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout, umask=umask)
+    proc = subprocess.run(
+        [sys.executable, str(IOTLIGHT), *args],
+        cwd=str(cwd),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        umask=umask,
+    )
     return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
 

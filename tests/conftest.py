@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 def chain():
     """A running fake node with a treasury that issued an IoT-Light token (2 decimals)."""
     from harness import start_chain
+
     node = start_chain("T")
     try:
         yield node
@@ -29,6 +30,7 @@ def chain():
 def device(chain, tmp_path):
     """A device (config, seed, state folder) funded for fees on the fake chain; not started."""
     from harness import funded_device
+
     with funded_device(chain, tmp_path / "device") as d:
         yield d
 
@@ -37,5 +39,6 @@ def device(chain, tmp_path):
 def hat():
     """The Sense HAT emulator's screen, joystick and sensors, played by the test."""
     from emulator import EmulatedHat
+
     with EmulatedHat() as h:
         yield h

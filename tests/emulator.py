@@ -71,8 +71,10 @@ class EmulatedHat:
         try:
             self._lock.acquire()  # breaks a stale lock (dead pid)
         except FileExistsError:
-            raise RuntimeError("a live process holds the sense_emu lock %s (sense_emu_gui or "
-                               "another test run): stop it first" % lock_filename()) from None
+            raise RuntimeError(
+                "a live process holds the sense_emu lock %s (sense_emu_gui or "
+                "another test run): stop it first" % lock_filename()
+            ) from None
         self._humidity = self._pressure = None
         self._server = None
         self._stop = threading.Event()
@@ -168,8 +170,9 @@ class EmulatedHat:
         delivered = []
         sec = int(ts)
         usec = int(round((ts - sec) * 1_000_000))
-        key = struct.pack(SenseStick.EVENT_FORMAT, sec, usec, SenseStick.EV_KEY,
-                          KEY_CODES[direction], KEY_STATES[action])
+        key = struct.pack(
+            SenseStick.EVENT_FORMAT, sec, usec, SenseStick.EV_KEY, KEY_CODES[direction], KEY_STATES[action]
+        )
         syn = struct.pack(SenseStick.EVENT_FORMAT, sec, usec, EV_SYN, 0, 0)
         with self._cond:
             clients = list(self._clients)
@@ -207,8 +210,7 @@ class EmulatedHat:
         for path in self._created:
             _unlink(path)
         # the socket sense_emu's stick client of this process bound beside ours
-        _unlink(os.path.join(os.path.dirname(self._screen_path),
-                             "rpi-sense-emu-client-%d" % os.getpid()))
+        _unlink(os.path.join(os.path.dirname(self._screen_path), "rpi-sense-emu-client-%d" % os.getpid()))
         self._created = []
         if self._lock.mine:
             self._lock.release()
@@ -221,7 +223,7 @@ def _remove_stale_clients(folder):
         if not name.startswith(prefix):
             continue
         try:
-            pid = int(name[len(prefix):])
+            pid = int(name[len(prefix) :])
             os.kill(pid, 0)
         except ValueError:
             continue

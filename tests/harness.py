@@ -20,7 +20,9 @@ TREASURY_SEED = "iotlight test treasury seed, throwaway, never funded on a real 
 STRANGER_SEED = "iotlight test stranger seed, throwaway"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy; AssertionError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,12 +71,13 @@ def start_chain(chain_id: str = "T", **node_options: Any) -> Any:
     The caller stops the node.
     """
     from fakenode import FakeNode
+
     treasury = iotlight.keypair_from_seed(TREASURY_SEED)
     node = FakeNode(chain_id, **node_options).start()
     try:
-        node.fund(treasury.address(chain_id), waves=10 ** 12)
+        node.fund(treasury.address(chain_id), waves=10**12)
         node.treasury = treasury
-        node.asset = node.issue_asset(treasury, "IoT-Light", 2, 10 ** 10)
+        node.asset = node.issue_asset(treasury, "IoT-Light", 2, 10**10)
     except BaseException:
         node.stop()
         raise
@@ -84,8 +87,16 @@ def start_chain(chain_id: str = "T", **node_options: Any) -> Any:
 class Device:
     """A device folder (config, seed, state) and the daemon process running on it."""
 
-    def __init__(self, folder: Path, node_url: str, asset_id: str, *, seed: str = DEVICE_SEED,
-                 chain_id: str = "T", **overrides: Any):
+    def __init__(
+        self,
+        folder: Path,
+        node_url: str,
+        asset_id: str,
+        *,
+        seed: str = DEVICE_SEED,
+        chain_id: str = "T",
+        **overrides: Any,
+    ):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.seed_file = folder / "device.seed"
@@ -96,11 +107,19 @@ class Device:
         self.keys = iotlight.keypair_from_seed(seed)
         self.address = self.keys.address(chain_id)
         self.settings: Dict[str, Any] = {
-            "node.urls": [node_url], "node.chain_id": chain_id, "node.poll_interval": 0.2,
-            "node.timeout": 3.0, "node.list_rate": 0, "node.sweep_interval": 30.0,
-            "device.seed_file": "device.seed", "device.state_file": "iotlight.db",
-            "payment.asset_id": asset_id, "payment.seconds_per_token": 1.0,
-            "hardware.backend": "none", "monitor.port": 0, "data.coalesce_window": 0.0,
+            "node.urls": [node_url],
+            "node.chain_id": chain_id,
+            "node.poll_interval": 0.2,
+            "node.timeout": 3.0,
+            "node.list_rate": 0,
+            "node.sweep_interval": 30.0,
+            "device.seed_file": "device.seed",
+            "device.state_file": "iotlight.db",
+            "payment.asset_id": asset_id,
+            "payment.seconds_per_token": 1.0,
+            "hardware.backend": "none",
+            "monitor.port": 0,
+            "data.coalesce_window": 0.0,
         }
         self.settings.update({k.replace("__", "."): v for k, v in overrides.items()})
         self.config_path = folder / "iotlight.toml"
@@ -124,18 +143,26 @@ class Device:
         full_env.pop("WATCHDOG_USEC", None)
         if env:
             full_env.update(env)
-        self.proc = subprocess.Popen(self.command + ["-c", str(self.config_path), "-v", "run"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=full_env, cwd=str(self.folder))
+        self.proc = subprocess.Popen(
+            self.command + ["-c", str(self.config_path), "-v", "run"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=str(self.folder),
+        )
         if ready:
-            wait_until(lambda: "running: address" in self.output() or self.proc.poll() is not None, 30,
-                       what="the daemon to start")
+            wait_until(
+                lambda: "running: address" in self.output() or self.proc.poll() is not None,
+                30,
+                what="the daemon to start",
+            )
             assert self.proc.poll() is None, "daemon exited early:\n" + self.output()
         return self
 
     def output(self, whole: bool = False) -> str:
         text = self.log_path.read_bytes()
-        return (text if whole else text[self.mark:]).decode("utf-8", "replace")
+        return (text if whole else text[self.mark :]).decode("utf-8", "replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         assert self.proc is not None
@@ -157,6 +184,7 @@ class Device:
 def read_state(path: Path, query: str, args: tuple = ()) -> list:
     """Run a read-only query on a daemon's state file (WAL lets us read while it runs)."""
     import sqlite3
+
     db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
     try:
         return db.execute(query, args).fetchall()
@@ -180,7 +208,7 @@ def light_until(device: "Device") -> float:
 def funded_device(chain: Any, folder: Path, **settings: Any) -> Iterator["Device"]:
     """A device folder funded for fees on `chain` (not started); its daemon is stopped on the way out."""
     d = Device(folder, chain.url, chain.asset, **settings)
-    chain.fund(d.address, waves=10 ** 9)
+    chain.fund(d.address, waves=10**9)
     try:
         yield d
     finally:

@@ -12,7 +12,7 @@ from Crypto.Hash import keccak
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-P25519 = 2 ** 255 - 19
+P25519 = 2**255 - 19
 B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
@@ -50,12 +50,15 @@ def address(public_key: bytes, chain_id: str) -> str:
 
 # --- the vectors (tests/vectors/, vendored: see its PROVENANCE.md) -------------
 
+
 def vectors_dir():
     """tests/vectors inside the checkout: nothing outside it is read."""
     from pathlib import Path
+
     return Path(__file__).resolve().parent / "vectors"
 
 
 def load_vectors(name: str) -> dict:
     import json
+
     return json.loads((vectors_dir() / name).read_text(encoding="utf-8"))

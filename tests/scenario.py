@@ -38,15 +38,16 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 import httpx
-
-import iotlight
 from harness import DEVICE_SEED, TREASURY_SEED
 
-DECIMALS = 2                      # the scenario token's decimals: 100 units buy one token's seconds
-WALL_START = 1_800_000_000.0      # the wall clock at the start of every scenario (2027-01-15)
+import iotlight
+
+DECIMALS = 2  # the scenario token's decimals: 100 units buy one token's seconds
+WALL_START = 1_800_000_000.0  # the wall clock at the start of every scenario (2027-01-15)
 
 
 # --- the virtual clock ------------------------------------------------------------
+
 
 class _JumpSelector(selectors.DefaultSelector):
     """Polls the real selector without waiting; where the loop would sleep, time jumps instead."""
@@ -59,7 +60,7 @@ class _JumpSelector(selectors.DefaultSelector):
         events = super().select(0)
         if events or timeout == 0:
             return events
-        if timeout is None:        # no timer at all: only I/O could wake the loop
+        if timeout is None:  # no timer at all: only I/O could wake the loop
             return super().select(None)
         assert self.loop is not None
         self.loop.now += timeout
@@ -102,6 +103,7 @@ class VirtualClock(iotlight.Clock):
 
 # --- the hardware ------------------------------------------------------------------
 
+
 class FakeHardware:
     """What the Daemon needs of a HardwareRunner, without threads; frames kept with their time."""
 
@@ -110,18 +112,21 @@ class FakeHardware:
     def __init__(self, clock: iotlight.Clock):
         self.clock = clock
         self.frames: List[Tuple[float, List[Tuple[int, int, int]]]] = []
-        self.reading: Dict[str, Optional[float]] = {"temperature_c": 21.5, "humidity_pct": 40.0,
-                                                    "pressure_hpa": 1013.2}
-        self.readings: List[float] = []           # when the environment was read
+        self.reading: Dict[str, Optional[float]] = {
+            "temperature_c": 21.5,
+            "humidity_pct": 40.0,
+            "pressure_hpa": 1013.2,
+        }
+        self.readings: List[float] = []  # when the environment was read
         self.callback: Any = None
         self.frozen = False
         self.closed = False
 
     async def show(self, pixels: Any) -> bool:
         frame = [tuple(p) for p in pixels]
-        if self.frames and self.frames[-1][1] == frame:   # HardwareRunner skips an unchanged frame
+        if self.frames and self.frames[-1][1] == frame:  # HardwareRunner skips an unchanged frame
             return False
-        while self.frozen:                                 # a matrix write that never returns
+        while self.frozen:  # a matrix write that never returns
             await asyncio.sleep(3600)
         self.frames.append((self.clock.monotonic(), frame))
         return True
@@ -147,29 +152,34 @@ class FakeHardware:
         self.closed = True
 
 
-
 # --- the node ----------------------------------------------------------------------
+
 
 class InProcessNode:
     """The fake node answering the daemon's httpx client in-process (httpx.MockTransport)."""
 
     def __init__(self, clock: iotlight.Clock, chain_id: str = "T"):
         from fakenode import FakeNode
+
         self.clock = clock
         self.chain = FakeNode(chain_id, now_ms=lambda: int(clock.time() * 1000))
-        self.faults: List[Tuple[Optional[str], Any, Optional[float]]] = []   # (path prefix, kind, until)
-        self.hung = 0                                  # requests that hung
+        self.faults: List[Tuple[Optional[str], Any, Optional[float]]] = []  # (path prefix, kind, until)
+        self.hung = 0  # requests that hung
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self._handle)
 
-    def hang(self, path: Optional[str] = None, *, forever: bool = False, seconds: Optional[float] = None) -> None:
+    def hang(
+        self, path: Optional[str] = None, *, forever: bool = False, seconds: Optional[float] = None
+    ) -> None:
         """Requests (whose path starts with `path`, or all) get no answer: until the client's
         read timeout runs out (httpx.ReadTimeout), or never with forever=True; for `seconds` of
         daemon time from now, or until clear()."""
         self._add(path, "forever" if forever else "hang", seconds)
 
-    def refuse(self, status: int = 503, path: Optional[str] = None, *, seconds: Optional[float] = None) -> None:
+    def refuse(
+        self, status: int = 503, path: Optional[str] = None, *, seconds: Optional[float] = None
+    ) -> None:
         """Requests (whose path starts with `path`, or all) get HTTP `status` with an nginx page."""
         self._add(path, status, seconds)
 
@@ -189,6 +199,7 @@ class InProcessNode:
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
         from fakenode import JSON_TYPE, ApiError, Broadcast, Request, _compact
+
         path = request.url.path
         query = request.url.query.decode()
         self.chain.requests.append(Request(request.method, path, query, self.clock.time()))
@@ -196,14 +207,16 @@ class InProcessNode:
         if fault in ("hang", "forever"):
             self.hung += 1
             if fault == "forever":
-                await asyncio.get_running_loop().create_future()   # never done
+                await asyncio.get_running_loop().create_future()  # never done
             timeout = (request.extensions.get("timeout") or {}).get("read") or 10.0
             await asyncio.sleep(timeout)
             raise httpx.ReadTimeout("timed out", request=request)
         if fault is not None:
             from fakenode import HTML_TYPE, _nginx_page
-            return httpx.Response(fault, content=_nginx_page(fault, "Error").encode(),
-                                  headers={"Content-Type": HTML_TYPE})
+
+            return httpx.Response(
+                fault, content=_nginx_page(fault, "Error").encode(), headers={"Content-Type": HTML_TYPE}
+            )
         body = request.content or None
         large = "large-significand-format=string" in request.headers.get("Accept", "")
         try:
@@ -212,18 +225,28 @@ class InProcessNode:
         except ApiError as e:
             status, payload, ctype, headers = e.status, e.body, e.content_type, dict(e.headers)
         if path == "/transactions/broadcast" and request.method == "POST":
-            self.chain.broadcasts.append(Broadcast(json.loads(body or b"null"), status, payload, self.clock.time()))
+            self.chain.broadcasts.append(
+                Broadcast(json.loads(body or b"null"), status, payload, self.clock.time())
+            )
         data = (_compact(payload) if not isinstance(payload, str) else payload).encode("utf-8")
         return httpx.Response(status, content=data, headers=dict(headers, **{"Content-Type": ctype}))
 
 
 # --- the scenario ------------------------------------------------------------------
 
+
 class Scenario:
     """A Daemon on a virtual clock against an in-process fake chain, driven by the test."""
 
-    def __init__(self, folder: Path, *, watchdog: Optional[float] = 30.0, seed: str = DEVICE_SEED,
-                 chain_id: str = "T", **settings: Any):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        watchdog: Optional[float] = 30.0,
+        seed: str = DEVICE_SEED,
+        chain_id: str = "T",
+        **settings: Any,
+    ):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.loop = VirtualLoop()
@@ -233,16 +256,24 @@ class Scenario:
         self.treasury = iotlight.keypair_from_seed(TREASURY_SEED)
         self.keys = iotlight.keypair_from_seed(seed)
         self.address = self.keys.address(chain_id)
-        chain.fund(self.treasury.address(chain_id), waves=10 ** 12)
-        chain.fund(self.address, waves=10 ** 10)
-        self.asset = chain.issue_asset(self.treasury, "IoT-Light", DECIMALS, 10 ** 12)
-        chain.mine(3)                                   # the token stays when a test rolls back a block or two
+        chain.fund(self.treasury.address(chain_id), waves=10**12)
+        chain.fund(self.address, waves=10**10)
+        self.asset = chain.issue_asset(self.treasury, "IoT-Light", DECIMALS, 10**12)
+        chain.mine(3)  # the token stays when a test rolls back a block or two
         values: Dict[str, Any] = {
-            "node.urls": ["http://node-a.invalid", "http://node-b.invalid"], "node.chain_id": chain_id,
-            "node.poll_interval": 60.0, "node.timeout": 10.0, "node.list_rate": 0, "node.sweep_interval": 3600.0,
-            "device.state_file": str(self.folder / "iotlight.db"), "payment.asset_id": self.asset,
-            "payment.seconds_per_token": 1.0, "payment.max_seconds": 10 ** 6, "hardware.backend": "none",
-            "monitor.port": 0, "data.coalesce_window": 0.0,
+            "node.urls": ["http://node-a.invalid", "http://node-b.invalid"],
+            "node.chain_id": chain_id,
+            "node.poll_interval": 60.0,
+            "node.timeout": 10.0,
+            "node.list_rate": 0,
+            "node.sweep_interval": 3600.0,
+            "device.state_file": str(self.folder / "iotlight.db"),
+            "payment.asset_id": self.asset,
+            "payment.seconds_per_token": 1.0,
+            "payment.max_seconds": 10**6,
+            "hardware.backend": "none",
+            "monitor.port": 0,
+            "data.coalesce_window": 0.0,
         }
         values.update({k.replace("__", "."): v for k, v in settings.items()})
         table: Dict[str, Dict[str, Any]] = {}
@@ -251,7 +282,7 @@ class Scenario:
             table.setdefault(section, {})[name] = value
         self.config = iotlight.parse_config(table, str(self.folder / "iotlight.toml"))
         self.watchdog = watchdog
-        self.notes: List[Tuple[float, str]] = []      # (monotonic time, message) sent to systemd
+        self.notes: List[Tuple[float, str]] = []  # (monotonic time, message) sent to systemd
         self.store = iotlight.Store(self.config.state_file)
         self.store.bind_device(self.address, self.asset)
         self.hw = FakeHardware(self.clock)
@@ -268,12 +299,24 @@ class Scenario:
 
     def start(self) -> "Scenario":
         async def build() -> None:
-            self.client = iotlight.NodeClient(self.config.node_urls, timeout=self.config.timeout, clock=self.clock,
-                                              transport=self.node.transport())
-            self.daemon = iotlight.Daemon(self.config, self.keys, node=self.client, store=self.store,
-                                          hardware=self.hw, clock=self.clock, watchdog_period=self.watchdog,
-                                          notify=self._notify)
+            self.client = iotlight.NodeClient(
+                self.config.node_urls,
+                timeout=self.config.timeout,
+                clock=self.clock,
+                transport=self.node.transport(),
+            )
+            self.daemon = iotlight.Daemon(
+                self.config,
+                self.keys,
+                node=self.client,
+                store=self.store,
+                hardware=self.hw,
+                clock=self.clock,
+                watchdog_period=self.watchdog,
+                notify=self._notify,
+            )
             self.task = asyncio.ensure_future(self.daemon.run())
+
         self.loop.run_until_complete(build())
         self.started = self.clock.monotonic()
         return self
@@ -335,7 +378,7 @@ class Scenario:
     # -- the chain
     def pay(self, seconds: float, sender: Optional[iotlight.KeyPair] = None) -> str:
         """Transfer the token to the device for `seconds` of light (seconds_per_token 1); the id."""
-        units = int(round(seconds / self.config.seconds_per_token * 10 ** DECIMALS))
+        units = int(round(seconds / self.config.seconds_per_token * 10**DECIMALS))
         tx = self.node.chain.transfer(sender or self.treasury, self.address, units, asset_id=self.asset)
         return tx["id"]
 
@@ -358,4 +401,4 @@ class Scenario:
         return bool(self.daemon.lamp.state()["on"])
 
     def credited(self) -> Dict[str, int]:
-        return {p["id"]: p["amount"] for p in self.store.recent_payments(10 ** 6)}
+        return {p["id"]: p["amount"] for p in self.store.recent_payments(10**6)}

@@ -12,14 +12,16 @@ import stat
 from pathlib import Path
 
 import pytest
+from clirun import Result, assert_one_line_error, run_cli
 
 import iotlight
-from clirun import Result, assert_one_line_error, run_cli
 
 ASSET = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQV"
 # A throwaway seed of BIP-39 words that no message of iotlight uses, so that single words can be checked too.
-SEED = "zebra walrus tortoise octopus jaguar kangaroo lobster penguin dolphin giraffe " \
-       "hamster leopard gorilla buffalo squirrel"
+SEED = (
+    "zebra walrus tortoise octopus jaguar kangaroo lobster penguin dolphin giraffe "
+    "hamster leopard gorilla buffalo squirrel"
+)
 SEED_ADDRESS_T = iotlight.keypair_from_seed(SEED).address("T")
 OFFLINE_NODE = "http://127.0.0.1:9"  # discard port: never contacted by these commands
 
@@ -38,8 +40,16 @@ class Cli:
         self.results.append(result)
         return result
 
-    def config(self, extra: str = "", *, asset=True, chain: str = "T", name: str = "iotlight.toml",
-               folder=None, node: str = OFFLINE_NODE) -> Path:
+    def config(
+        self,
+        extra: str = "",
+        *,
+        asset=True,
+        chain: str = "T",
+        name: str = "iotlight.toml",
+        folder=None,
+        node: str = OFFLINE_NODE,
+    ) -> Path:
         """A configuration; `asset` True is ASSET, a string is that asset id, False none."""
         folder = Path(folder or self.tmp)
         text = '[node]\nurls = ["%s"]\nchain_id = "%s"\ntimeout = 3.0\n' % (node, chain)
@@ -69,12 +79,14 @@ def assert_no_seed(result: Result, seed: str, *, single_words: bool) -> None:
     words = seed.split()
     assert seed not in text, "seed phrase printed by %r" % (result.args,)
     for a, b in zip(words, words[1:]):
-        assert not re.search(r"\b%s\s+%s\b" % (re.escape(a), re.escape(b)), text), \
+        assert not re.search(r"\b%s\s+%s\b" % (re.escape(a), re.escape(b)), text), (
             "two seed words in a row printed by %r" % (result.args,)
+        )
     if single_words:
         for w in words:
-            assert not re.search(r"\b%s\b" % re.escape(w), text, re.IGNORECASE), \
+            assert not re.search(r"\b%s\b" % re.escape(w), text, re.IGNORECASE), (
                 "seed word %r printed by %r" % (w, result.args)
+            )
     private = iotlight.keypair_from_seed(seed).private_key
     assert iotlight.b58encode(private) not in text and private.hex() not in text
 
@@ -92,10 +104,12 @@ def _mode(path: Path) -> int:
 
 # --- keygen --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("umask", [0o022, 0o000], ids="umask{:03o}".format)
 def test_keygen_writes_a_private_15_word_seed(cli, umask):
     """keygen writes 15 BIP-39 English words, mode 0600 whatever the umask, and prints the address."""
     from mnemonic import Mnemonic
+
     path = cli.config(asset=False)  # keygen comes before the token exists
     result = cli.run("-c", str(path), "keygen", umask=umask)
     assert result.status == 0, result.err
@@ -124,8 +138,10 @@ def test_keygen_refuses_to_overwrite_and_prints_that_seeds_address(cli):
     cli.seeds.add(seed)
     again = cli.run("-c", str(path), "keygen")
     assert (again.status, again.out) == (2, "address: %s\n" % iotlight.keypair_from_seed(seed).address("T"))
-    assert again.err == ("iotlight: %s: a seed file exists already; keygen never overwrites one (its address is "
-                         "above)\n" % seed_path)
+    assert again.err == (
+        "iotlight: %s: a seed file exists already; keygen never overwrites one (its address is "
+        "above)\n" % seed_path
+    )
     assert seed_path.read_bytes() == before and _mode(seed_path) == 0o600
 
 
@@ -165,8 +181,10 @@ def test_keygen_into_a_missing_folder(cli):
     """A seed_file in a folder that does not exist: exit 2, one line, nothing written."""
     path = cli.config('[device]\nseed_file = "no/such/folder/device.seed"\n')
     seed_path = cli.tmp / "no" / "such" / "folder" / "device.seed"
-    assert_one_line_error(cli.run("-c", str(path), "keygen"),
-                          "%s: cannot create the seed file: No such file or directory" % seed_path)
+    assert_one_line_error(
+        cli.run("-c", str(path), "keygen"),
+        "%s: cannot create the seed file: No such file or directory" % seed_path,
+    )
 
 
 def test_keygen_seed_file_relative_to_configuration(cli):
@@ -184,6 +202,7 @@ def test_keygen_seed_file_relative_to_configuration(cli):
 
 # --- address and check ---------------------------------------------------------------------------------
 
+
 def test_address_prints_address_and_public_key(cli):
     """address prints the address and the public key, two lines, nothing else; no asset id needed."""
     cli.seed_file()
@@ -191,13 +210,18 @@ def test_address_prints_address_and_public_key(cli):
     result = cli.run("-c", str(path), "address")
     keys = iotlight.keypair_from_seed(SEED)
     assert result.status == 0, result.err
-    assert result.out == "address: %s\npublic key: %s\n" % (SEED_ADDRESS_T, iotlight.b58encode(keys.public_key))
+    assert result.out == "address: %s\npublic key: %s\n" % (
+        SEED_ADDRESS_T,
+        iotlight.b58encode(keys.public_key),
+    )
     assert result.err == ""
 
 
 def test_address_of_a_published_seed(cli):
     """The docs' seed gives the docs' testnet address (accounts.json)."""
-    docs_seed = "manage manual recall harvest series desert melt police rose hollow moral pledge kitten position add"
+    docs_seed = (
+        "manage manual recall harvest series desert melt police rose hollow moral pledge kitten position add"
+    )
     cli.seed_file(docs_seed)
     result = cli.run("-c", str(cli.config()), "address")
     assert result.status == 0, result.err
@@ -218,13 +242,15 @@ def test_seed_file_line_ending(cli, text):
 def test_check_valid(cli, chain):
     """check with a good configuration, seed and node: exit 0, the summary and what the node says."""
     cli.seed_file()
-    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    chain.fund(SEED_ADDRESS_T, waves=10**8)
     result = cli.run("-c", str(cli.config(node=chain.url, asset=chain.asset)), "check")
     assert result.status == 0, result.output
     assert SEED_ADDRESS_T in result.out and chain.asset in result.out
     assert "  node %s: network 'T' (testnet), height 1\n" % chain.url in result.out
-    assert "  token %s: IoT-Light, 2 decimals, issued by %s\n" % (chain.asset, chain.treasury.address("T")) \
+    assert (
+        "  token %s: IoT-Light, 2 decimals, issued by %s\n" % (chain.asset, chain.treasury.address("T"))
         in result.out
+    )
     assert "  device holds 1 WAVES: fees for 1000 Data transaction(s) at 0.001 WAVES each\n" in result.out
     assert "problem" not in result.out and result.out.endswith("the node agrees: all good\n")
     assert "Traceback" not in result.output
@@ -244,19 +270,21 @@ def test_check_finds_a_wrong_network(cli, chain):
     cli.seed_file()
     result = cli.run("-c", str(cli.config(chain="W", node=chain.url, asset=chain.asset)), "check")
     assert result.status == 1, result.output
-    assert "problem: the node %s runs network 'T' (testnet), not node.chain_id = 'W' (mainnet): " \
-           "set chain_id = \"T\" in [node]" % chain.url in result.out
+    assert (
+        "problem: the node %s runs network 'T' (testnet), not node.chain_id = 'W' (mainnet): "
+        'set chain_id = "T" in [node]' % chain.url in result.out
+    )
     assert result.out.endswith("check found 1 problem(s)\n")
 
 
 def test_check_finds_a_token_that_does_not_exist(cli, chain):
     """A valid-looking asset id with a typo (32 bytes, never issued): exit 1, named with the fix."""
     cli.seed_file()
-    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    chain.fund(SEED_ADDRESS_T, waves=10**8)
     typo = ASSET  # well-formed, never issued on the fake chain
     result = cli.run("-c", str(cli.config(node=chain.url, asset=typo)), "check")
     assert result.status == 1, result.output
-    assert "problem: payment.asset_id = \"%s\": no such token on the node's chain" % typo in result.out
+    assert 'problem: payment.asset_id = "%s": no such token on the node\'s chain' % typo in result.out
     assert "copy the id from the output of issue" in result.out
     assert result.out.endswith("check found 1 problem(s)\n")
 
@@ -267,25 +295,32 @@ def test_check_finds_a_device_without_coins_for_fees(cli, chain):
     result = cli.run("-c", str(cli.config(node=chain.url, asset=chain.asset)), "check")
     assert result.status == 1, result.output
     assert "  device holds 0 WAVES: fees for 0 Data transaction(s) at 0.001 WAVES each\n" in result.out
-    assert ("problem: the device %s holds 0 WAVES, less than one Data transaction's fee (0.001 WAVES): presses "
-            "and receipts cannot be written; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset WAVES "
-            "%s 1\n" % (SEED_ADDRESS_T, SEED_ADDRESS_T)) in result.out
+    assert (
+        "problem: the device %s holds 0 WAVES, less than one Data transaction's fee (0.001 WAVES): presses "
+        "and receipts cannot be written; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset WAVES "
+        "%s 1\n" % (SEED_ADDRESS_T, SEED_ADDRESS_T)
+    ) in result.out
 
 
 def test_check_finds_a_clock_that_is_off(cli):
     """A node whose clock is 3 hours ahead of this machine's: exit 1, the skew and how to set the clock."""
     import time
+
     from harness import start_chain
+
     chain = start_chain("T", now_ms=lambda: int((time.time() + 3 * 3600) * 1000))
     try:
         cli.seed_file()
-        chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+        chain.fund(SEED_ADDRESS_T, waves=10**8)
         result = cli.run("-c", str(cli.config(node=chain.url, asset=chain.asset)), "check")
     finally:
         chain.stop()
     assert result.status == 1, result.output
-    assert re.search(r"problem: this machine's clock is 108\d\d s behind the node's: set it \(sudo timedatectl "
-                     r"set-ntp true", result.out), result.out
+    assert re.search(
+        r"problem: this machine's clock is 108\d\d s behind the node's: set it \(sudo timedatectl "
+        r"set-ntp true",
+        result.out,
+    ), result.out
     assert result.out.endswith("check found 1 problem(s)\n")
 
 
@@ -307,8 +342,10 @@ def test_check_names_a_data_fee_below_the_minimum(cli, fee, status):
 def test_check_without_seed_file(cli):
     """check before keygen: exit 2, one line saying how to create the seed."""
     path = cli.config()
-    assert_one_line_error(cli.run("-c", str(path), "check"),
-                          "%s: no seed file; create one with: iotlight.py keygen" % (cli.tmp / "device.seed"))
+    assert_one_line_error(
+        cli.run("-c", str(path), "check"),
+        "%s: no seed file; create one with: iotlight.py keygen" % (cli.tmp / "device.seed"),
+    )
 
 
 @pytest.mark.parametrize("text", ["", "\n", "   \n"])
@@ -322,11 +359,14 @@ def test_empty_seed_file(cli, text):
 def test_seed_file_is_a_folder(cli):
     """A folder where the seed file should be: exit 2, one line."""
     (cli.tmp / "device.seed").mkdir(mode=0o700)
-    assert_one_line_error(cli.run("-c", str(cli.config()), "check"),
-                          "%s: the seed file is not a regular file" % (cli.tmp / "device.seed"))
+    assert_one_line_error(
+        cli.run("-c", str(cli.config()), "check"),
+        "%s: the seed file is not a regular file" % (cli.tmp / "device.seed"),
+    )
 
 
 # --- seed file permissions --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o666, 0o704], ids="mode{:03o}".format)
 @pytest.mark.parametrize("command", ["address", "check", "run", "keygen"])
@@ -335,8 +375,11 @@ def test_open_seed_file_is_refused(cli, command, mode):
     seed_path = cli.seed_file(mode=mode)
     before = seed_path.read_bytes()
     result = cli.run("-c", str(cli.config()), command, timeout=60)
-    assert_one_line_error(result, "%s: the seed file is readable by group or others (mode %03o); "
-                                  "fix it with: chmod 600 %s" % (seed_path, mode, seed_path))
+    assert_one_line_error(
+        result,
+        "%s: the seed file is readable by group or others (mode %03o); "
+        "fix it with: chmod 600 %s" % (seed_path, mode, seed_path),
+    )
     assert seed_path.read_bytes() == before and _mode(seed_path) == mode
     assert not (cli.tmp / "iotlight.db").exists(), "no state may be created before the seed is accepted"
 
@@ -369,21 +412,24 @@ def test_device_address_mismatch(cli, command):
     seed_path = cli.seed_file()
     path = cli.config('[device]\naddress = "%s"\n' % DOCS_ADDRESS_T)
     result = cli.run("-c", str(path), command, timeout=60)
-    assert_one_line_error(result, "%s: device.address: the seed file %s gives %s on chain 'T', not %s "
-                                  "(wrong seed file or wrong network?)"
-                          % (path.resolve(), seed_path, SEED_ADDRESS_T, DOCS_ADDRESS_T))
+    assert_one_line_error(
+        result,
+        "%s: device.address: the seed file %s gives %s on chain 'T', not %s "
+        "(wrong seed file or wrong network?)" % (path.resolve(), seed_path, SEED_ADDRESS_T, DOCS_ADDRESS_T),
+    )
 
 
 def test_device_address_match(cli, chain):
     """A matching device.address passes check."""
     cli.seed_file()
-    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    chain.fund(SEED_ADDRESS_T, waves=10**8)
     path = cli.config('[device]\naddress = "%s"\n' % SEED_ADDRESS_T, node=chain.url, asset=chain.asset)
     result = cli.run("-c", str(path), "check")
     assert result.status == 0, result.output
 
 
 # --- version, usage, verbose -------------------------------------------------------------------------------
+
 
 def test_version(cli):
     """--version prints `iotlight VERSION` and exits 0, with no configuration anywhere."""
@@ -411,23 +457,26 @@ def test_help(cli):
 def test_verbose_does_not_leak_the_seed(cli, chain):
     """-v (debug logging) on address and check still never prints the seed."""
     cli.seed_file()
-    chain.fund(SEED_ADDRESS_T, waves=10 ** 8)
+    chain.fund(SEED_ADDRESS_T, waves=10**8)
     path = cli.config(node=chain.url, asset=chain.asset)
     for command in ("address", "check"):
         result = cli.run("-v", "-c", str(path), command)
         assert result.status == 0, result.err
 
 
-@pytest.mark.parametrize("command, words", [
-    ("run", "Run the daemon until SIGINT or SIGTERM"),
-    ("keygen", "Write a new 15-word seed phrase"),
-    ("address", "Print the device's address"),
-    ("check", "ask the node what only the chain can tell"),
-    ("status", "a warning line when the device cannot pay its fees"),
-    ("issue", "Create a token with an Issue transaction"),
-    ("pay", "with --asset WAVES, coins of the chain"),
-    ("monitor", "Connect to the running daemon's monitor"),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        ("run", "Run the daemon until SIGINT or SIGTERM"),
+        ("keygen", "Write a new 15-word seed phrase"),
+        ("address", "Print the device's address"),
+        ("check", "ask the node what only the chain can tell"),
+        ("status", "a warning line when the device cannot pay its fees"),
+        ("issue", "Create a token with an Issue transaction"),
+        ("pay", "with --asset WAVES, coins of the chain"),
+        ("monitor", "Connect to the running daemon's monitor"),
+    ],
+)
 def test_every_command_help_says_what_it_does(cli, command, words):
     """`COMMAND --help` exits 0 with a description of what the command does, not only its usage line."""
     result = cli.run(command, "--help")
@@ -437,31 +486,54 @@ def test_every_command_help_says_what_it_does(cli, command, words):
 
 # --- the node's refusals in plain words -----------------------------------------------------------------
 
-@pytest.mark.parametrize("node_text, plain", [
-    ("State check failed. Reason: Accounts balance errors",
-     "the sender has too few WAVES to pay for it (fees are paid in WAVES); send it some: "
-     "iotlight.py pay --seed-file FUNDED.seed --asset WAVES ADDRESS 1"),
-    ("State check failed. Reason: Attempt to transfer unavailable funds: Transaction application leads to negative "
-     "waves balance to (at least) temporary negative state, current balance equals 0, spends equals -100000, "
-     "result is -100000", "the sender has too few WAVES to pay for it (fees are paid in WAVES); send it some: "
-     "iotlight.py pay --seed-file FUNDED.seed --asset WAVES ADDRESS 1"),
-    ("State check failed. Reason: Attempt to transfer unavailable funds: Transaction application leads to negative "
-     "asset '5FKs' balance to (at least) temporary negative state, current balance is 0, spends equals -1, "
-     "result is -1", "the sender holds too few of the token for this transfer"),
-    ("Transaction timestamp 1700000000000 is more than 5400000ms in the future relative to block timestamp 1",
-     "the transaction's time is ahead of the node's clock; set this machine's clock "
-     "(e.g. sudo timedatectl set-ntp true)"),
-    ("Transaction timestamp 1 is more than 7200000ms in the past relative to previous block timestamp 2",
-     "the transaction's time is behind the node's clock; set this machine's clock "
-     "(e.g. sudo timedatectl set-ntp true)"),
-    ("Wrong chain-id. Expected - 84, provided - 87",
-     "the node runs another network than node.chain_id; fix node.chain_id or node.urls"),
-    ("invalid address", "the address is not one of the node's network; check it and node.chain_id"),
-    ("State check failed. Reason: Unissued assets are not allowed",
-     "the token does not exist on the node's chain; check the asset id and node.urls"),
-    ("Asset does not exist: 5FKs", "the token does not exist on the node's chain; check the asset id and node.urls"),
-    ("Script too complex", None),
-])
+
+@pytest.mark.parametrize(
+    "node_text, plain",
+    [
+        (
+            "State check failed. Reason: Accounts balance errors",
+            "the sender has too few WAVES to pay for it (fees are paid in WAVES); send it some: "
+            "iotlight.py pay --seed-file FUNDED.seed --asset WAVES ADDRESS 1",
+        ),
+        (
+            "State check failed. Reason: Attempt to transfer unavailable funds: Transaction application leads to negative "
+            "waves balance to (at least) temporary negative state, current balance equals 0, spends equals -100000, "
+            "result is -100000",
+            "the sender has too few WAVES to pay for it (fees are paid in WAVES); send it some: "
+            "iotlight.py pay --seed-file FUNDED.seed --asset WAVES ADDRESS 1",
+        ),
+        (
+            "State check failed. Reason: Attempt to transfer unavailable funds: Transaction application leads to negative "
+            "asset '5FKs' balance to (at least) temporary negative state, current balance is 0, spends equals -1, "
+            "result is -1",
+            "the sender holds too few of the token for this transfer",
+        ),
+        (
+            "Transaction timestamp 1700000000000 is more than 5400000ms in the future relative to block timestamp 1",
+            "the transaction's time is ahead of the node's clock; set this machine's clock "
+            "(e.g. sudo timedatectl set-ntp true)",
+        ),
+        (
+            "Transaction timestamp 1 is more than 7200000ms in the past relative to previous block timestamp 2",
+            "the transaction's time is behind the node's clock; set this machine's clock "
+            "(e.g. sudo timedatectl set-ntp true)",
+        ),
+        (
+            "Wrong chain-id. Expected - 84, provided - 87",
+            "the node runs another network than node.chain_id; fix node.chain_id or node.urls",
+        ),
+        ("invalid address", "the address is not one of the node's network; check it and node.chain_id"),
+        (
+            "State check failed. Reason: Unissued assets are not allowed",
+            "the token does not exist on the node's chain; check the asset id and node.urls",
+        ),
+        (
+            "Asset does not exist: 5FKs",
+            "the token does not exist on the node's chain; check the asset id and node.urls",
+        ),
+        ("Script too complex", None),
+    ],
+)
 def test_explain_refusal(node_text, plain):
     """The common refusals of a Waves node become one plain line with the fix; others are left as they are."""
     assert iotlight.explain_refusal(node_text) == plain
@@ -470,11 +542,14 @@ def test_explain_refusal(node_text, plain):
 def test_explain_refusal_names_the_forks_coin():
     """On 0bs rules the coin for fees is ZBS."""
     assert iotlight.explain_refusal("Accounts balance errors", rules="0bs").startswith(
-        "the sender has too few ZBS to pay for it (fees are paid in ZBS)")
+        "the sender has too few ZBS to pay for it (fees are paid in ZBS)"
+    )
 
 
-@pytest.mark.parametrize("units, text", [(100000, "0.001 WAVES"), (5 * 10 ** 8, "5 WAVES"), (0, "0 WAVES"),
-                                         (123456789, "1.23456789 WAVES")])
+@pytest.mark.parametrize(
+    "units, text",
+    [(100000, "0.001 WAVES"), (5 * 10**8, "5 WAVES"), (0, "0 WAVES"), (123456789, "1.23456789 WAVES")],
+)
 def test_format_coins(units, text):
     """Coins with their name, trailing zeros dropped."""
     assert iotlight.format_coins(units, "waves") == text

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import assert_one_line_error, run_cli
 
 import iotlight
-from clirun import assert_one_line_error, run_cli
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,91 +32,201 @@ CHECKSUM_TYPO = DOCS_ADDRESS_T[:-1] + "Y"  # last character changed: the checksu
 
 # (test id, TOML text, the message after "iotlight: FILE: ")
 BROKEN = [
-    ("unknown-key-did-you-mean", PAYMENT + "[node]\npol_interval = 1.0\n",
-     "node.pol_interval: unknown key (did you mean node.poll_interval?)"),
-    ("unknown-key-did-you-mean-color", PAYMENT + "[light]\ncolour = [1, 2, 3]\n",
-     "light.colour: unknown key (did you mean light.color?)"),
-    ("unknown-section", PAYMENT + '[nod]\nurls = ["http://127.0.0.1:6869"]\n',
-     "[nod]: unknown section (did you mean [node]?)"),
-    ("unknown-empty-section", PAYMENT + "[lights]\n",
-     "[lights]: unknown section (did you mean [light]?)"),
-    ("top-level-key", "poll_interval = 1.0\n" + PAYMENT,
-     "poll_interval: unknown key at top level; keys live in sections "
-     "[data], [device], [hardware], [light], [monitor], [node], [payment]"),
-    ("wrong-type-string-for-number", PAYMENT + '[node]\npoll_interval = "fast"\n',
-     'node.poll_interval: "fast" is not valid: expected a number of seconds from 0.1 to 60'),
-    ("wrong-type-bool-for-number", PAYMENT + "[node]\npoll_interval = true\n",
-     "node.poll_interval: true is not valid: expected a number of seconds from 0.1 to 60"),
-    ("wrong-type-string-for-bool", '[payment]\nasset_id = "%s"\ncount_history = "yes"\n' % ASSET,
-     'payment.count_history: "yes" is not valid: expected true or false'),
-    ("poll-interval-too-small", PAYMENT + "[node]\npoll_interval = 0.01\n",
-     "node.poll_interval: 0.01 is not valid: expected a number of seconds from 0.1 to 60"),
-    ("poll-interval-too-large", PAYMENT + "[node]\npoll_interval = 61\n",
-     "node.poll_interval: 61 is not valid: expected a number of seconds from 0.1 to 60"),
-    ("poll-interval-nan", PAYMENT + "[node]\npoll_interval = nan\n",
-     "node.poll_interval: nan is not valid: expected a number of seconds from 0.1 to 60"),
-    ("confirmations-too-many", PAYMENT + "[node]\nconfirmations = 101\n",
-     "node.confirmations: 101 is not valid: expected an integer from 0 to 100"),
-    ("confirmations-negative", PAYMENT + "[node]\nconfirmations = -1\n",
-     "node.confirmations: -1 is not valid: expected an integer from 0 to 100"),
-    ("confirmations-fraction", PAYMENT + "[node]\nconfirmations = 1.5\n",
-     "node.confirmations: 1.5 is not valid: expected an integer from 0 to 100"),
-    ("color-two-values", PAYMENT + "[light]\ncolor = [255, 0]\n",
-     "light.color: [255, 0] is not valid: expected [r, g, b] with integers from 0 to 255"),
-    ("color-out-of-range", PAYMENT + "[light]\ncolor = [256, 0, 0]\n",
-     "light.color: [256, 0, 0] is not valid: expected [r, g, b] with integers from 0 to 255"),
-    ("color-name", PAYMENT + '[light]\ncolor = "red"\n',
-     'light.color: "red" is not valid: expected [r, g, b] with integers from 0 to 255'),
-    ("bad-backend", PAYMENT + '[hardware]\nbackend = "sensehat"\n',
-     'hardware.backend: "sensehat" is not valid: expected one of '
-     '"auto", "sense-hat", "sense-emu", "terminal", "none"'),
-    ("missing-asset-id", '[node]\nchain_id = "T"\n',
-     "payment.asset_id: missing: expected the base58 id of the token that buys light (set it in [payment])"),
-    ("asset-id-bad-character", '[payment]\nasset_id = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQ0"\n',
-     'payment.asset_id: "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQ0" is not valid: '
-     "invalid base58 character '0' at position 43 (expected the base58 id of the token that buys light)"),
-    ("asset-id-is-a-name", '[payment]\nasset_id = "IoT-Light"\n',
-     "payment.asset_id: \"IoT-Light\" is not valid: invalid base58 character 'I' at position 0 "
-     "(expected the base58 id of the token that buys light)"),
-    ("asset-id-wrong-length", '[payment]\nasset_id = "%s"\n' % DOCS_ADDRESS_T,
-     'payment.asset_id: "%s" is not valid: an asset id is 32 bytes, not 26 '
-     "(expected the base58 id of the token that buys light)" % DOCS_ADDRESS_T),
-    ("device-address-checksum", PAYMENT + '[device]\naddress = "%s"\n' % CHECKSUM_TYPO,
-     'device.address: "%s" is not valid: address checksum does not match (a typo?)' % CHECKSUM_TYPO),
-    ("device-address-wrong-chain", PAYMENT + '[device]\naddress = "%s"\n' % DOCS_ADDRESS_W,
-     "device.address: \"%s\" is not valid: address is for chain 'W', not 'T'" % DOCS_ADDRESS_W),
-    ("device-address-wrong-chain-z", PAYMENT + '[node]\nchain_id = "Z"\n[device]\naddress = "%s"\n' % DOCS_ADDRESS_T,
-     "device.address: \"%s\" is not valid: address is for chain 'T', not 'Z'" % DOCS_ADDRESS_T),
-    ("monitor-open-without-token", PAYMENT + '[monitor]\nhost = "0.0.0.0"\n',
-     'monitor.token: required when monitor.host ("0.0.0.0") is not a loopback address: '
-     "set a secret token, clients then pass ?token=..."),
-    ("monitor-lan-ip-without-token", PAYMENT + '[monitor]\nhost = "192.168.1.20"\nport = 8080\n',
-     'monitor.token: required when monitor.host ("192.168.1.20") is not a loopback address: '
-     "set a secret token, clients then pass ?token=..."),
-    ("monitor-ipv6-any-without-token", PAYMENT + '[monitor]\nhost = "::"\n',
-     'monitor.token: required when monitor.host ("::") is not a loopback address: '
-     "set a secret token, clients then pass ?token=..."),
-    ("monitor-port-out-of-range", PAYMENT + "[monitor]\nport = 70000\n",
-     "monitor.port: 70000 is not valid: expected an integer from 0 (off) to 65535"),
-    ("empty-urls", PAYMENT + "[node]\nurls = []\n",
-     "node.urls: [] is not valid: expected a non-empty list of http(s) URLs"),
-    ("urls-not-a-list", PAYMENT + '[node]\nurls = "https://nodes-testnet.wavesnodes.com"\n',
-     'node.urls: "https://nodes-testnet.wavesnodes.com" is not valid: expected a non-empty list of http(s) URLs'),
-    ("non-http-url", PAYMENT + '[node]\nurls = ["https://nodes-testnet.wavesnodes.com", "ftp://example.org"]\n',
-     'node.urls: "ftp://example.org" is not valid: expected http:// or https:// URLs'),
-    ("url-without-scheme", PAYMENT + '[node]\nurls = ["nodes-testnet.wavesnodes.com"]\n',
-     'node.urls: "nodes-testnet.wavesnodes.com" is not valid: expected http:// or https:// URLs'),
-    ("chain-id-two-characters", PAYMENT + '[node]\nchain_id = "TT"\n',
-     'node.chain_id: "TT" is not valid: expected one character, '
-     'e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork'),
-    ("seconds-per-token-zero", '[payment]\nasset_id = "%s"\nseconds_per_token = 0\n' % ASSET,
-     "payment.seconds_per_token: 0 is not valid: expected a number greater than 0"),
-    ("max-seconds-infinite", '[payment]\nasset_id = "%s"\nmax_seconds = inf\n' % ASSET,
-     "payment.max_seconds: inf is not valid: expected a number greater than 0"),
-    ("telemetry-too-often", PAYMENT + "[data]\ntelemetry_interval = 0.5\n",
-     "data.telemetry_interval: 0.5 is not valid: expected 0 (off) or a number of seconds from 1 to 86400"),
-    ("empty-seed-file-path", PAYMENT + '[device]\nseed_file = ""\n',
-     "device.seed_file: must not be empty: expected a path"),
+    (
+        "unknown-key-did-you-mean",
+        PAYMENT + "[node]\npol_interval = 1.0\n",
+        "node.pol_interval: unknown key (did you mean node.poll_interval?)",
+    ),
+    (
+        "unknown-key-did-you-mean-color",
+        PAYMENT + "[light]\ncolour = [1, 2, 3]\n",
+        "light.colour: unknown key (did you mean light.color?)",
+    ),
+    (
+        "unknown-section",
+        PAYMENT + '[nod]\nurls = ["http://127.0.0.1:6869"]\n',
+        "[nod]: unknown section (did you mean [node]?)",
+    ),
+    ("unknown-empty-section", PAYMENT + "[lights]\n", "[lights]: unknown section (did you mean [light]?)"),
+    (
+        "top-level-key",
+        "poll_interval = 1.0\n" + PAYMENT,
+        "poll_interval: unknown key at top level; keys live in sections "
+        "[data], [device], [hardware], [light], [monitor], [node], [payment]",
+    ),
+    (
+        "wrong-type-string-for-number",
+        PAYMENT + '[node]\npoll_interval = "fast"\n',
+        'node.poll_interval: "fast" is not valid: expected a number of seconds from 0.1 to 60',
+    ),
+    (
+        "wrong-type-bool-for-number",
+        PAYMENT + "[node]\npoll_interval = true\n",
+        "node.poll_interval: true is not valid: expected a number of seconds from 0.1 to 60",
+    ),
+    (
+        "wrong-type-string-for-bool",
+        '[payment]\nasset_id = "%s"\ncount_history = "yes"\n' % ASSET,
+        'payment.count_history: "yes" is not valid: expected true or false',
+    ),
+    (
+        "poll-interval-too-small",
+        PAYMENT + "[node]\npoll_interval = 0.01\n",
+        "node.poll_interval: 0.01 is not valid: expected a number of seconds from 0.1 to 60",
+    ),
+    (
+        "poll-interval-too-large",
+        PAYMENT + "[node]\npoll_interval = 61\n",
+        "node.poll_interval: 61 is not valid: expected a number of seconds from 0.1 to 60",
+    ),
+    (
+        "poll-interval-nan",
+        PAYMENT + "[node]\npoll_interval = nan\n",
+        "node.poll_interval: nan is not valid: expected a number of seconds from 0.1 to 60",
+    ),
+    (
+        "confirmations-too-many",
+        PAYMENT + "[node]\nconfirmations = 101\n",
+        "node.confirmations: 101 is not valid: expected an integer from 0 to 100",
+    ),
+    (
+        "confirmations-negative",
+        PAYMENT + "[node]\nconfirmations = -1\n",
+        "node.confirmations: -1 is not valid: expected an integer from 0 to 100",
+    ),
+    (
+        "confirmations-fraction",
+        PAYMENT + "[node]\nconfirmations = 1.5\n",
+        "node.confirmations: 1.5 is not valid: expected an integer from 0 to 100",
+    ),
+    (
+        "color-two-values",
+        PAYMENT + "[light]\ncolor = [255, 0]\n",
+        "light.color: [255, 0] is not valid: expected [r, g, b] with integers from 0 to 255",
+    ),
+    (
+        "color-out-of-range",
+        PAYMENT + "[light]\ncolor = [256, 0, 0]\n",
+        "light.color: [256, 0, 0] is not valid: expected [r, g, b] with integers from 0 to 255",
+    ),
+    (
+        "color-name",
+        PAYMENT + '[light]\ncolor = "red"\n',
+        'light.color: "red" is not valid: expected [r, g, b] with integers from 0 to 255',
+    ),
+    (
+        "bad-backend",
+        PAYMENT + '[hardware]\nbackend = "sensehat"\n',
+        'hardware.backend: "sensehat" is not valid: expected one of '
+        '"auto", "sense-hat", "sense-emu", "terminal", "none"',
+    ),
+    (
+        "missing-asset-id",
+        '[node]\nchain_id = "T"\n',
+        "payment.asset_id: missing: expected the base58 id of the token that buys light (set it in [payment])",
+    ),
+    (
+        "asset-id-bad-character",
+        '[payment]\nasset_id = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQ0"\n',
+        'payment.asset_id: "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQ0" is not valid: '
+        "invalid base58 character '0' at position 43 (expected the base58 id of the token that buys light)",
+    ),
+    (
+        "asset-id-is-a-name",
+        '[payment]\nasset_id = "IoT-Light"\n',
+        "payment.asset_id: \"IoT-Light\" is not valid: invalid base58 character 'I' at position 0 "
+        "(expected the base58 id of the token that buys light)",
+    ),
+    (
+        "asset-id-wrong-length",
+        '[payment]\nasset_id = "%s"\n' % DOCS_ADDRESS_T,
+        'payment.asset_id: "%s" is not valid: an asset id is 32 bytes, not 26 '
+        "(expected the base58 id of the token that buys light)" % DOCS_ADDRESS_T,
+    ),
+    (
+        "device-address-checksum",
+        PAYMENT + '[device]\naddress = "%s"\n' % CHECKSUM_TYPO,
+        'device.address: "%s" is not valid: address checksum does not match (a typo?)' % CHECKSUM_TYPO,
+    ),
+    (
+        "device-address-wrong-chain",
+        PAYMENT + '[device]\naddress = "%s"\n' % DOCS_ADDRESS_W,
+        "device.address: \"%s\" is not valid: address is for chain 'W', not 'T'" % DOCS_ADDRESS_W,
+    ),
+    (
+        "device-address-wrong-chain-z",
+        PAYMENT + '[node]\nchain_id = "Z"\n[device]\naddress = "%s"\n' % DOCS_ADDRESS_T,
+        "device.address: \"%s\" is not valid: address is for chain 'T', not 'Z'" % DOCS_ADDRESS_T,
+    ),
+    (
+        "monitor-open-without-token",
+        PAYMENT + '[monitor]\nhost = "0.0.0.0"\n',
+        'monitor.token: required when monitor.host ("0.0.0.0") is not a loopback address: '
+        "set a secret token, clients then pass ?token=...",
+    ),
+    (
+        "monitor-lan-ip-without-token",
+        PAYMENT + '[monitor]\nhost = "192.168.1.20"\nport = 8080\n',
+        'monitor.token: required when monitor.host ("192.168.1.20") is not a loopback address: '
+        "set a secret token, clients then pass ?token=...",
+    ),
+    (
+        "monitor-ipv6-any-without-token",
+        PAYMENT + '[monitor]\nhost = "::"\n',
+        'monitor.token: required when monitor.host ("::") is not a loopback address: '
+        "set a secret token, clients then pass ?token=...",
+    ),
+    (
+        "monitor-port-out-of-range",
+        PAYMENT + "[monitor]\nport = 70000\n",
+        "monitor.port: 70000 is not valid: expected an integer from 0 (off) to 65535",
+    ),
+    (
+        "empty-urls",
+        PAYMENT + "[node]\nurls = []\n",
+        "node.urls: [] is not valid: expected a non-empty list of http(s) URLs",
+    ),
+    (
+        "urls-not-a-list",
+        PAYMENT + '[node]\nurls = "https://nodes-testnet.wavesnodes.com"\n',
+        'node.urls: "https://nodes-testnet.wavesnodes.com" is not valid: expected a non-empty list of http(s) URLs',
+    ),
+    (
+        "non-http-url",
+        PAYMENT + '[node]\nurls = ["https://nodes-testnet.wavesnodes.com", "ftp://example.org"]\n',
+        'node.urls: "ftp://example.org" is not valid: expected http:// or https:// URLs',
+    ),
+    (
+        "url-without-scheme",
+        PAYMENT + '[node]\nurls = ["nodes-testnet.wavesnodes.com"]\n',
+        'node.urls: "nodes-testnet.wavesnodes.com" is not valid: expected http:// or https:// URLs',
+    ),
+    (
+        "chain-id-two-characters",
+        PAYMENT + '[node]\nchain_id = "TT"\n',
+        'node.chain_id: "TT" is not valid: expected one character, '
+        'e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork',
+    ),
+    (
+        "seconds-per-token-zero",
+        '[payment]\nasset_id = "%s"\nseconds_per_token = 0\n' % ASSET,
+        "payment.seconds_per_token: 0 is not valid: expected a number greater than 0",
+    ),
+    (
+        "max-seconds-infinite",
+        '[payment]\nasset_id = "%s"\nmax_seconds = inf\n' % ASSET,
+        "payment.max_seconds: inf is not valid: expected a number greater than 0",
+    ),
+    (
+        "telemetry-too-often",
+        PAYMENT + "[data]\ntelemetry_interval = 0.5\n",
+        "data.telemetry_interval: 0.5 is not valid: expected 0 (off) or a number of seconds from 1 to 86400",
+    ),
+    (
+        "empty-seed-file-path",
+        PAYMENT + '[device]\nseed_file = ""\n',
+        "device.seed_file: must not be empty: expected a path",
+    ),
 ]
 
 
@@ -148,39 +258,47 @@ def test_nested_empty_table_is_refused(tmp_path):
     assert result.err.count("\n") == 1
 
 
-@pytest.mark.parametrize("text", [
-    "[node\nurls = []\n",
-    PAYMENT + "[node]\npoll_interval = \n",
-    PAYMENT + PAYMENT,
-    '[payment]\nasset_id = "unterminated\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[node\nurls = []\n",
+        PAYMENT + "[node]\npoll_interval = \n",
+        PAYMENT + PAYMENT,
+        '[payment]\nasset_id = "unterminated\n',
+    ],
+)
 def test_invalid_toml(tmp_path, text):
     """A file that is not TOML: exit 2, one line with the parser's own words (line and column)."""
     path = tmp_path / "iotlight.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(tomllib.TOMLDecodeError) as parser:
         tomllib.loads(text)
-    assert_one_line_error(run_cli("-c", str(path), "check", cwd=tmp_path),
-                          "%s: not valid TOML: %s" % (path, parser.value))
+    assert_one_line_error(
+        run_cli("-c", str(path), "check", cwd=tmp_path), "%s: not valid TOML: %s" % (path, parser.value)
+    )
     assert "line" in str(parser.value)
 
 
 def test_missing_file(tmp_path):
     """A -c path that does not exist: exit 2, one line."""
     path = tmp_path / "nowhere.toml"
-    assert_one_line_error(run_cli("-c", str(path), "check", cwd=tmp_path), "%s: no such configuration file" % path)
+    assert_one_line_error(
+        run_cli("-c", str(path), "check", cwd=tmp_path), "%s: no such configuration file" % path
+    )
 
 
 def test_missing_file_relative_path_as_typed(tmp_path):
     """The message names the path exactly as the user typed it."""
-    assert_one_line_error(run_cli("-c", "conf/iotlight.toml", "check", cwd=tmp_path),
-                          "conf/iotlight.toml: no such configuration file")
+    assert_one_line_error(
+        run_cli("-c", "conf/iotlight.toml", "check", cwd=tmp_path),
+        "conf/iotlight.toml: no such configuration file",
+    )
 
 
 def test_file_not_utf8(tmp_path):
     """A file that is not UTF-8 text: exit 2, one line saying it cannot be read."""
     path = tmp_path / "iotlight.toml"
-    path.write_bytes(b"[node]\nchain_id = \"\xff\"\n")
+    path.write_bytes(b'[node]\nchain_id = "\xff"\n')
     result = run_cli("-c", str(path), "check", cwd=tmp_path)
     assert result.status == 2 and "Traceback" not in result.err and result.err.count("\n") == 1
     assert result.err.startswith("iotlight: %s: cannot read: " % path)
@@ -197,15 +315,19 @@ def test_no_configuration_found(tmp_path):
     """Without -c and without ./iotlight.toml (or /etc/iotlight/iotlight.toml): exit 2, say what was tried."""
     if os.path.exists("/etc/iotlight/iotlight.toml"):
         pytest.skip("this machine has /etc/iotlight/iotlight.toml")
-    assert_one_line_error(run_cli("check", cwd=tmp_path),
-                          "no configuration found: tried ./iotlight.toml, /etc/iotlight/iotlight.toml; pass -c PATH")
+    assert_one_line_error(
+        run_cli("check", cwd=tmp_path),
+        "no configuration found: tried ./iotlight.toml, /etc/iotlight/iotlight.toml; pass -c PATH",
+    )
 
 
 def test_configuration_in_current_folder_is_found(tmp_path):
     """Without -c, ./iotlight.toml is read (a broken one proves it was)."""
     (tmp_path / "iotlight.toml").write_text(PAYMENT + "[node]\nconfirmations = 101\n", encoding="utf-8")
-    assert_one_line_error(run_cli("check", cwd=tmp_path),
-                          "./iotlight.toml: node.confirmations: 101 is not valid: expected an integer from 0 to 100")
+    assert_one_line_error(
+        run_cli("check", cwd=tmp_path),
+        "./iotlight.toml: node.confirmations: 101 is not valid: expected an integer from 0 to 100",
+    )
 
 
 def test_config_error_class():
@@ -218,9 +340,12 @@ def test_config_error_class():
 
 # --- the good path --------------------------------------------------------------------------
 
+
 def _default_file() -> Path:
     path = REPO / "iotlight.toml"
-    assert path.is_file(), "the commented default configuration iotlight.toml must exist at the repository root"
+    assert path.is_file(), (
+        "the commented default configuration iotlight.toml must exist at the repository root"
+    )
     return path
 
 
@@ -239,8 +364,10 @@ def test_default_file_needs_only_the_asset_id(tmp_path):
     path.write_text(_default_file().read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(iotlight.ConfigError) as info:
         iotlight.load_config(str(path))
-    assert str(info.value) == ("%s: payment.asset_id: missing: expected the base58 id of the token that buys light "
-                               "(set it in [payment])" % path)
+    assert str(info.value) == (
+        "%s: payment.asset_id: missing: expected the base58 id of the token that buys light "
+        "(set it in [payment])" % path
+    )
     assert iotlight.load_config(str(path), require_asset=False).asset_id == ""
 
 
@@ -258,8 +385,11 @@ def test_default_file_parses_with_asset_id(tmp_path):
 def test_default_file_shows_every_key_with_its_default():
     """Every key of the schema appears in iotlight.toml (asset_id commented), each with the schema's default."""
     text = _with_asset(_default_file().read_text(encoding="utf-8"))
-    flat = {"%s.%s" % (section, key): value
-            for section, table in tomllib.loads(text).items() for key, value in table.items()}
+    flat = {
+        "%s.%s" % (section, key): value
+        for section, table in tomllib.loads(text).items()
+        for key, value in table.items()
+    }
     assert set(flat) == set(iotlight.CONFIG_SCHEMA), "keys missing from or unknown to iotlight.toml"
     for key, spec in iotlight.CONFIG_SCHEMA.items():
         if key != "payment.asset_id":
@@ -280,16 +410,26 @@ def test_parse_config_fills_each_attribute_from_its_key(tmp_path):
     id are resolved separately); a changed value lands in its own attribute."""
     path = str(tmp_path / "iotlight.toml")
     config = iotlight.parse_config({"payment": {"asset_id": ASSET}}, path)
-    resolved = ("device.seed_file", "device.state_file", "monitor.wallet_url", "monitor.explorer_url",
-                "payment.asset_id")
+    resolved = (
+        "device.seed_file",
+        "device.state_file",
+        "monitor.wallet_url",
+        "monitor.explorer_url",
+        "payment.asset_id",
+    )
     for key, spec in iotlight.CONFIG_SCHEMA.items():
         if key not in resolved:
             assert getattr(config, spec.attr) == spec.convert(spec.default), key
     assert config.node_urls == ("https://nodes-testnet.wavesnodes.com",)
     assert config.color == (255, 255, 255) and config.poll_interval == 1.0
-    changed = iotlight.parse_config({"payment": {"asset_id": ASSET, "max_seconds": 90},
-                                     "node": {"urls": ["http://127.0.0.1:6869/"]},
-                                     "monitor": {"host": " localhost ", "max_clients_per_address": 3}}, path)
+    changed = iotlight.parse_config(
+        {
+            "payment": {"asset_id": ASSET, "max_seconds": 90},
+            "node": {"urls": ["http://127.0.0.1:6869/"]},
+            "monitor": {"host": " localhost ", "max_clients_per_address": 3},
+        },
+        path,
+    )
     assert changed.max_seconds == 90.0 and isinstance(changed.max_seconds, float)
     assert changed.node_urls == ("http://127.0.0.1:6869",)
     assert changed.monitor_host == "localhost" and changed.monitor_max_clients_per_address == 3
@@ -303,7 +443,9 @@ def test_default_file_passes_check(tmp_path):
     seed_path = tmp_path / "device.seed"
     seed_path.write_text(seed + "\n", encoding="utf-8")
     seed_path.chmod(0o600)
-    result = run_cli("-c", str(path), "check", "--offline", cwd=tmp_path)  # the shipped file names a public node
+    result = run_cli(
+        "-c", str(path), "check", "--offline", cwd=tmp_path
+    )  # the shipped file names a public node
     assert result.status == 0, result.err
     assert iotlight.keypair_from_seed(seed).address("T") in result.out
     assert "Traceback" not in result.output and "tortoise" not in result.output
@@ -316,9 +458,20 @@ def test_minimal_configuration_takes_the_documented_defaults(tmp_path):
     c = iotlight.load_config(str(path))
     assert c.node_urls == ("https://nodes-testnet.wavesnodes.com",)
     assert (c.chain_id, c.poll_interval, c.confirmations, c.timeout) == ("T", 1.0, 0, 10.0)
-    assert (c.address, c.asset_id, c.seconds_per_token, c.max_seconds, c.count_history) == ("", ASSET, 1.0,
-                                                                                           3600.0, False)
-    assert (c.color, c.countdown, c.joystick, c.telemetry_interval, c.fee) == ((255, 255, 255), True, True, 0, 0)
+    assert (c.address, c.asset_id, c.seconds_per_token, c.max_seconds, c.count_history) == (
+        "",
+        ASSET,
+        1.0,
+        3600.0,
+        False,
+    )
+    assert (c.color, c.countdown, c.joystick, c.telemetry_interval, c.fee) == (
+        (255, 255, 255),
+        True,
+        True,
+        0,
+        0,
+    )
     assert (c.backend, c.monitor_host, c.monitor_port, c.monitor_token) == ("auto", "127.0.0.1", 8765, "")
     assert c.rules == "waves"
 
@@ -331,7 +484,9 @@ def test_relative_paths_resolve_against_the_configuration_folder(tmp_path, monke
     elsewhere.mkdir(parents=True)
     absolute_state = tmp_path / "var" / "state.db"
     (conf / "iotlight.toml").write_text(
-        PAYMENT + '[device]\nseed_file = "keys/device.seed"\nstate_file = "%s"\n' % absolute_state, encoding="utf-8")
+        PAYMENT + '[device]\nseed_file = "keys/device.seed"\nstate_file = "%s"\n' % absolute_state,
+        encoding="utf-8",
+    )
     monkeypatch.chdir(elsewhere)
     config = iotlight.load_config("../../etc/iotlight/iotlight.toml")
     assert Path(config.seed_file) == conf.resolve() / "keys" / "device.seed"
@@ -346,11 +501,14 @@ def test_relative_paths_through_the_command_line(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (conf / "iotlight.toml").write_text(
-        PAYMENT + '[device]\nseed_file = "keys/dev.seed"\nstate_file = "data/iotlight.db"\n', encoding="utf-8")
+        PAYMENT + '[device]\nseed_file = "keys/dev.seed"\nstate_file = "data/iotlight.db"\n', encoding="utf-8"
+    )
     seed_path = conf / "keys" / "dev.seed"
     seed_path.write_text("walrus tortoise zebra\n", encoding="utf-8")
     seed_path.chmod(0o600)
-    result = run_cli("-c", "../conf/iotlight.toml", "check", "--offline", cwd=elsewhere)  # default: a public node
+    result = run_cli(
+        "-c", "../conf/iotlight.toml", "check", "--offline", cwd=elsewhere
+    )  # default: a public node
     assert result.status == 0, result.err
     assert str(conf.resolve() / "data" / "iotlight.db") in result.out
     assert iotlight.keypair_from_seed("walrus tortoise zebra").address("T") in result.out
@@ -377,10 +535,14 @@ def test_open_monitor_with_token_or_switched_off(tmp_path):
 def test_values_at_the_edges_of_their_ranges(tmp_path):
     """Range ends are allowed: poll 0.1 and 60, confirmations 0 and 100, black and white, telemetry 10."""
     path = tmp_path / "iotlight.toml"
-    for extra in ("[node]\npoll_interval = 0.1\nconfirmations = 100\n",
-                  "[node]\npoll_interval = 60\nconfirmations = 0\n",
-                  "[light]\ncolor = [0, 0, 0]\n", "[light]\ncolor = [255, 255, 255]\n",
-                  "[data]\ntelemetry_interval = 10\n", "[data]\ntelemetry_interval = 86400\n"):
+    for extra in (
+        "[node]\npoll_interval = 0.1\nconfirmations = 100\n",
+        "[node]\npoll_interval = 60\nconfirmations = 0\n",
+        "[light]\ncolor = [0, 0, 0]\n",
+        "[light]\ncolor = [255, 255, 255]\n",
+        "[data]\ntelemetry_interval = 10\n",
+        "[data]\ntelemetry_interval = 86400\n",
+    ):
         path.write_text(PAYMENT + extra, encoding="utf-8")
         iotlight.load_config(str(path))
 
@@ -400,7 +562,9 @@ def test_chain_and_fork_choose_the_rules(tmp_path):
 def test_url_trailing_slash_is_dropped(tmp_path):
     """Node URLs are kept in order without a trailing slash."""
     path = tmp_path / "iotlight.toml"
-    path.write_text(PAYMENT + '[node]\nurls = ["http://127.0.0.1:6869/", "https://node.example"]\n', encoding="utf-8")
+    path.write_text(
+        PAYMENT + '[node]\nurls = ["http://127.0.0.1:6869/", "https://node.example"]\n', encoding="utf-8"
+    )
     assert iotlight.load_config(str(path)).node_urls == ("http://127.0.0.1:6869", "https://node.example")
 
 
@@ -414,13 +578,26 @@ def test_device_address_accepted_when_valid(tmp_path):
 def test_nan_and_inf_never_pass(tmp_path):
     """TOML's nan and inf are refused wherever a number is expected."""
     path = tmp_path / "iotlight.toml"
-    for key in ("node.poll_interval", "node.timeout", "node.sweep_interval", "payment.seconds_per_token",
-                "payment.max_seconds", "data.telemetry_interval", "data.coalesce_window"):
+    for key in (
+        "node.poll_interval",
+        "node.timeout",
+        "node.sweep_interval",
+        "payment.seconds_per_token",
+        "payment.max_seconds",
+        "data.telemetry_interval",
+        "data.coalesce_window",
+    ):
         section, name = key.split(".")
         for value in ("nan", "inf", "-inf"):
-            body = ('[payment]\nasset_id = "%s"\n' % ASSET if section == "payment" else PAYMENT + "[%s]\n" % section)
+            body = (
+                '[payment]\nasset_id = "%s"\n' % ASSET
+                if section == "payment"
+                else PAYMENT + "[%s]\n" % section
+            )
             path.write_text(body + "%s = %s\n" % (name, value), encoding="utf-8")
-            with pytest.raises(iotlight.ConfigError, match=re.escape("%s: %s: %s is not valid" % (path, key, value))):
+            with pytest.raises(
+                iotlight.ConfigError, match=re.escape("%s: %s: %s is not valid" % (path, key, value))
+            ):
                 iotlight.load_config(str(path))
     assert math.isnan(tomllib.loads("x = nan")["x"])
 
@@ -433,22 +610,40 @@ def test_asset_id_one_check_one_wording(tmp_path):
         assert iotlight.parse_asset_id(coin) == b""
     assert iotlight.parse_asset_id("zbs", coin="ZBS") == b""
     with pytest.raises(iotlight.EncodingError, match="^an asset id is 32 bytes, not 4$"):
-        iotlight.parse_asset_id("WAVES", coin=None)   # a token is required: the coin's name is no token
+        iotlight.parse_asset_id("WAVES", coin=None)  # a token is required: the coin's name is no token
     wording = "an asset id is 32 bytes, not 26"
     with pytest.raises(iotlight.ConfigError) as config_error:
         iotlight.parse_config({"payment": {"asset_id": DOCS_ADDRESS_T}}, str(tmp_path / "iotlight.toml"))
     assert ": %s (expected" % wording in str(config_error.value)
     keys = iotlight.keypair_from_seed("refactor throwaway seed")
     with pytest.raises(iotlight.EncodingError) as tx_error:
-        iotlight.build_transfer_tx(keys, recipient=DOCS_ADDRESS_T, amount=1, asset_id=DOCS_ADDRESS_T,
-                                   timestamp=1_700_000_000_000, chain_id="T", fee=100_000)
+        iotlight.build_transfer_tx(
+            keys,
+            recipient=DOCS_ADDRESS_T,
+            amount=1,
+            asset_id=DOCS_ADDRESS_T,
+            timestamp=1_700_000_000_000,
+            chain_id="T",
+            fee=100_000,
+        )
     assert str(tx_error.value) == "assetId: " + wording
     path = tmp_path / "iotlight.toml"
     path.write_text(PAYMENT + '[node]\nurls = ["http://127.0.0.1:9"]\n', encoding="utf-8")
     seed = tmp_path / "funded.seed"
     seed.write_text("refactor throwaway seed\n", encoding="utf-8")
     seed.chmod(0o600)
-    result = run_cli("-c", str(path), "pay", "--seed-file", str(seed), "--asset", DOCS_ADDRESS_T,
-                     DOCS_ADDRESS_T, "1", cwd=tmp_path)
-    assert_one_line_error(result, "--asset %s: %s (or --asset WAVES for the chain's coin)"
-                          % (DOCS_ADDRESS_T, wording))
+    result = run_cli(
+        "-c",
+        str(path),
+        "pay",
+        "--seed-file",
+        str(seed),
+        "--asset",
+        DOCS_ADDRESS_T,
+        DOCS_ADDRESS_T,
+        "1",
+        cwd=tmp_path,
+    )
+    assert_one_line_error(
+        result, "--asset %s: %s (or --asset WAVES for the chain's coin)" % (DOCS_ADDRESS_T, wording)
+    )

@@ -27,7 +27,7 @@ def test_extend_light_when_dark_and_when_lit_and_capped():
     assert extend_light(110.0, 105.0, 10.0, 3600) == Grant(start=110.0, until=120.0, seconds=10.0, excess=0.0)
     g = extend_light(110.0, 105.0, 100.0, 20.0)
     assert (g.start, g.until, g.seconds, g.excess) == (110.0, 125.0, 15.0, 85.0)
-    g = extend_light(200.0, 105.0, 10.0, 20.0)   # already past the cap: nothing more
+    g = extend_light(200.0, 105.0, 10.0, 20.0)  # already past the cap: nothing more
     assert (g.until, g.seconds, g.excess) == (200.0, 0.0, 10.0)
 
 
@@ -37,25 +37,49 @@ def test_light_timer_runs_on_the_monotonic_clock():
     assert not t.is_on(0.0) and t.fraction(0.0) == 0.0
     t.set_until(1_000_010.0, mono=50.0, wall=1_000_000.0)
     assert t.is_on(55.0) and t.remaining(55.0) == 5.0 and t.fraction(55.0) == 0.5
-    t.set_until(1_000_020.0, mono=55.0, wall=1_000_005.0)   # extended while lit: same span
+    t.set_until(1_000_020.0, mono=55.0, wall=1_000_005.0)  # extended while lit: same span
     assert t.span_start == 50.0 and t.remaining(55.0) == 15.0
     assert not t.is_on(70.0)
 
 
-@pytest.mark.parametrize("tx, amount", [
-    ({"type": 4, "assetId": ASSET, "recipient": ME, "amount": 150, "applicationStatus": "succeeded"}, 150),
-    ({"type": 4, "assetId": ASSET, "recipient": "alias:T:iot-light", "amount": 7}, 7),
-    ({"type": 4, "assetId": ASSET, "recipient": "address:" + ME, "amount": 9}, 9),
-    ({"type": 4, "assetId": None, "recipient": ME, "amount": 150}, 0),
-    ({"type": 4, "assetId": "other", "recipient": ME, "amount": 150}, 0),
-    ({"type": 4, "assetId": ASSET, "recipient": "3Mother", "amount": 150}, 0),
-    ({"type": 4, "assetId": ASSET, "recipient": ME, "amount": 150, "applicationStatus": "script_execution_failed"}, 0),
-    ({"type": 4, "assetId": ASSET, "recipient": ME, "amount": "150"}, 0),
-    ({"type": 11, "assetId": ASSET, "transfers": [{"recipient": ME, "amount": 100},
-                                                  {"recipient": "alias:T:iot-light", "amount": 250},
-                                                  {"recipient": "3Mother", "amount": 1}]}, 350),
-    ({"type": 12, "assetId": ASSET, "recipient": ME, "amount": 5}, 0),
-])
+@pytest.mark.parametrize(
+    "tx, amount",
+    [
+        (
+            {"type": 4, "assetId": ASSET, "recipient": ME, "amount": 150, "applicationStatus": "succeeded"},
+            150,
+        ),
+        ({"type": 4, "assetId": ASSET, "recipient": "alias:T:iot-light", "amount": 7}, 7),
+        ({"type": 4, "assetId": ASSET, "recipient": "address:" + ME, "amount": 9}, 9),
+        ({"type": 4, "assetId": None, "recipient": ME, "amount": 150}, 0),
+        ({"type": 4, "assetId": "other", "recipient": ME, "amount": 150}, 0),
+        ({"type": 4, "assetId": ASSET, "recipient": "3Mother", "amount": 150}, 0),
+        (
+            {
+                "type": 4,
+                "assetId": ASSET,
+                "recipient": ME,
+                "amount": 150,
+                "applicationStatus": "script_execution_failed",
+            },
+            0,
+        ),
+        ({"type": 4, "assetId": ASSET, "recipient": ME, "amount": "150"}, 0),
+        (
+            {
+                "type": 11,
+                "assetId": ASSET,
+                "transfers": [
+                    {"recipient": ME, "amount": 100},
+                    {"recipient": "alias:T:iot-light", "amount": 250},
+                    {"recipient": "3Mother", "amount": 1},
+                ],
+            },
+            350,
+        ),
+        ({"type": 12, "assetId": ASSET, "recipient": ME, "amount": 5}, 0),
+    ],
+)
 def test_payment_amount_rules(tx, amount):
     """Only transfers and mass-transfer items of the token to the device, that succeeded, count."""
     assert payment_amount(tx, asset_id=ASSET, mine=MINE) == amount
@@ -81,8 +105,15 @@ def test_pack_events_respects_entry_limit_and_one_telemetry_set():
     presses = [press(i, i) for i in range(1, 151)]
     batch = iotlight.pack_events(presses)
     assert len(batch) == 99 and len(iotlight.events_to_entries(batch)) == 100
-    tele = PendingEvent(1, "telemetry", tuple(iotlight.telemetry_entries(
-        {"temperature_c": 20.0, "humidity_pct": 40.0, "pressure_hpa": 1000.0}, 5)))
+    tele = PendingEvent(
+        1,
+        "telemetry",
+        tuple(
+            iotlight.telemetry_entries(
+                {"temperature_c": 20.0, "humidity_pct": 40.0, "pressure_hpa": 1000.0}, 5
+            )
+        ),
+    )
     assert iotlight.pack_events([tele, tele, press(3, 1)]) == [tele]
     entries = iotlight.events_to_entries(presses[:3])
     assert entries[-1] == {"key": "joystick_count", "type": "integer", "value": 3}
@@ -90,14 +121,20 @@ def test_pack_events_respects_entry_limit_and_one_telemetry_set():
 
 
 def test_telemetry_entries_scale_and_skip_failed_sensors():
-    out = iotlight.telemetry_entries({"temperature_c": 21.374, "humidity_pct": None, "pressure_hpa": 1013.256}, 77)
-    assert out == [{"key": "temperature_c100", "type": "integer", "value": 2137},
-                   {"key": "pressure_hpa100", "type": "integer", "value": 101326},
-                   {"key": "telemetry_ts", "type": "integer", "value": 77}]
+    out = iotlight.telemetry_entries(
+        {"temperature_c": 21.374, "humidity_pct": None, "pressure_hpa": 1013.256}, 77
+    )
+    assert out == [
+        {"key": "temperature_c100", "type": "integer", "value": 2137},
+        {"key": "pressure_hpa100", "type": "integer", "value": 101326},
+        {"key": "telemetry_ts", "type": "integer", "value": 77},
+    ]
     assert iotlight.telemetry_entries({"temperature_c": None}, 1) == []
 
 
-@pytest.mark.parametrize("reading", [{"temperature_c": 1e307}, {"pressure_hpa": 9.3e16}, {"humidity_pct": -1e17}])
+@pytest.mark.parametrize(
+    "reading", [{"temperature_c": 1e307}, {"pressure_hpa": 9.3e16}, {"humidity_pct": -1e17}]
+)
 def test_telemetry_value_past_int64_is_an_encoding_error(reading, tmp_path):
     """A reading whose hundredths do not fit a Data integer: EncodingError (not OverflowError, not an
     entry the builder refuses later); the telemetry service leaves that reading out and goes on."""
@@ -109,7 +146,9 @@ def test_telemetry_value_past_int64_is_an_encoding_error(reading, tmp_path):
             return dict(reading)
 
     store = iotlight.Store(str(tmp_path / "s.db"))
-    config = iotlight.parse_config({"payment": {"asset_id": ASSET}, "data": {"telemetry_interval": 60}}, "x.toml")
+    config = iotlight.parse_config(
+        {"payment": {"asset_id": ASSET}, "data": {"telemetry_interval": 60}}, "x.toml"
+    )
     woken = []
     telemetry = iotlight.Telemetry(config, Sensors(), store, iotlight.Clock(), lambda: woken.append(1))
     asyncio.run(telemetry.read_once())
@@ -147,19 +186,30 @@ def test_store_read_only_reads_what_the_daemon_wrote_and_writes_nothing(tmp_path
     """`status` reads through Store.open_read_only: the same answers as the daemon's Store, the file
     unchanged and nothing of ours created beside it (no reserve file), and a write is refused."""
     import sqlite3
+
     path = tmp_path / "s.db"
     store = iotlight.Store(str(path))
     store.credit_payments([("A" * 44, "3Msender", 300, 5, 3.0)], now=1000.0, max_seconds=3600)
     store.add_press("up", "pressed", 1, 2)
-    expected = (store.light(), store.pending_event_count(), store.outbox_counts(), store.payment_count(),
-                store.recent_payments(5))
+    expected = (
+        store.light(),
+        store.pending_event_count(),
+        store.outbox_counts(),
+        store.payment_count(),
+        store.recent_payments(5),
+    )
     store.close()
     (tmp_path / "s.db.reserve").unlink()
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     reader = iotlight.Store.open_read_only(str(path))
     try:
-        assert (reader.light(), reader.pending_event_count(), reader.outbox_counts(), reader.payment_count(),
-                reader.recent_payments(5)) == expected
+        assert (
+            reader.light(),
+            reader.pending_event_count(),
+            reader.outbox_counts(),
+            reader.payment_count(),
+            reader.recent_payments(5),
+        ) == expected
         assert expected[1] == 2 and expected[3] == 1
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             reader.db.execute("INSERT INTO meta VALUES ('x', 'y')")
@@ -182,7 +232,7 @@ def test_store_lookups_by_id_use_a_handful_of_statement_texts(tmp_path):
         ids = ["T%04d" % i for i in range(n)] + ["unknown"]
         assert store.seen_heights(ids) == {"T%04d" % i: i for i in range(n)}
     store.db.set_trace_callback(None)
-    assert len({t.count(",") for t in texts}) <= 8   # the trace shows the values bound: count the list
+    assert len({t.count(",") for t in texts}) <= 8  # the trace shows the values bound: count the list
     store.close()
 
 
@@ -219,11 +269,13 @@ def test_every_exit_status_is_a_class_of_the_documented_error_tree():
     of section 2 names every error class with its status; a damaged state file is StateDamaged, 3."""
     import inspect
     import re
+
     source = inspect.getsource(iotlight)
     assert not re.search(r"\.exit_status\s*=", source), "an exit status set on an instance"
     diagram = source.split("# 2. Errors", 1)[1].split("\nclass ", 1)[0]
-    classes = [c for c in vars(iotlight).values()
-               if isinstance(c, type) and issubclass(c, iotlight.IotlightError)]
+    classes = [
+        c for c in vars(iotlight).values() if isinstance(c, type) and issubclass(c, iotlight.IotlightError)
+    ]
     assert len(classes) >= 8
     for cls in classes:
         line = next((x for x in diagram.splitlines() if re.search(r"\b%s\b" % cls.__name__, x)), "")
@@ -267,7 +319,7 @@ def test_a_state_file_cut_to_nothing_is_damage_not_a_fresh_start(tmp_path):
     with pytest.raises(iotlight.StateError) as e:
         iotlight.Store(str(path))
     assert e.value.exit_status == 3 and "empty but was in use before" in str(e.value)
-    fresh = iotlight.Store(str(path))    # moved aside: the next start begins a fresh state
+    fresh = iotlight.Store(str(path))  # moved aside: the next start begins a fresh state
     assert fresh.get_meta("address") is None
     fresh.close()
 
@@ -277,6 +329,7 @@ def test_a_full_disk_is_told_once_and_the_waiting_services_do_not_repeat_it(tmp_
     (_state_trouble, _retry_delay) says only that it retries, never the error again."""
     import logging
     import sqlite3
+
     store = iotlight.Store(str(tmp_path / "s.db"))
     log = logging.getLogger("iotlight.test-state-trouble")
     with caplog.at_level(logging.DEBUG):
@@ -297,29 +350,38 @@ def test_log_once_tells_each_trouble_once_until_it_is_over():
     `limit` bounds the memory."""
     once = iotlight.LogOnce()
     assert once.first("show", "OSError") and not once.first("show", "OSError")
-    assert once.first("show", "ValueError")          # another kind of fault of the same thing
+    assert once.first("show", "ValueError")  # another kind of fault of the same thing
     assert once.first("joystick") and not once.first("joystick")
     assert once.over("show") and not once.over("show") and not once.over("never")
-    assert once.first("show", "OSError")             # over, then failing again: told again
-    assert not once.first("joystick")                # other topics stay told
+    assert once.first("show", "OSError")  # over, then failing again: told again
+    assert not once.first("joystick")  # other topics stay told
     quiet = iotlight.LogOnce(quiet=60.0)
     assert quiet.first("write", now=1000.0)
     assert quiet.over("write")
-    assert not quiet.first("write", now=1030.0)      # flapped back within a minute: quiet
-    assert not quiet.over("write")                   # nothing was told: no recovery line either
-    assert quiet.first("write", now=1061.0)          # a minute after the last line: told
+    assert not quiet.first("write", now=1030.0)  # flapped back within a minute: quiet
+    assert not quiet.over("write")  # nothing was told: no recovery line either
+    assert quiet.first("write", now=1061.0)  # a minute after the last line: told
     bounded = iotlight.LogOnce(limit=3)
     assert all(bounded.first("rej:%d" % i) for i in range(3))
-    assert bounded.first("rej:3") and bounded.size == 1    # full: forgot the old ones
+    assert bounded.first("rej:3") and bounded.size == 1  # full: forgot the old ones
     assert bounded.first("rej:0")
+
+
 def test_outbox_raises_a_low_data_fee_to_the_minimum_and_says_so_once(tmp_path, caplog):
     """data.fee below the minimum for a transaction's size: the outbox signs the minimum instead (the node
     would refuse the lower fee for ever) and logs one warning, not one per transaction."""
     store = iotlight.Store(str(tmp_path / "s.db"))
     config = iotlight.parse_config({"payment": {"asset_id": ASSET}, "data": {"fee": 1000}}, "x.toml")
     keys = iotlight.keypair_from_seed("iotlight core test seed, throwaway")
-    outbox = iotlight.Outbox(config, keys, node=None, store=store, clock=iotlight.Clock(), publish=lambda m: None,
-                             on_funds=lambda ok: None)
+    outbox = iotlight.Outbox(
+        config,
+        keys,
+        node=None,
+        store=store,
+        clock=iotlight.Clock(),
+        publish=lambda m: None,
+        on_funds=lambda ok: None,
+    )
     fees = []
     for i in range(3):
         store.add_event("telemetry", [{"key": "note", "type": "string", "value": "x" * (1100 * i)}], 1)
@@ -331,6 +393,7 @@ def test_outbox_raises_a_low_data_fee_to_the_minimum_and_says_so_once(tmp_path, 
 
 
 # --- a year on an SD card (issue 11 point 7) ------------------------------------------------------------
+
 
 class FakeClock:
     """Wall and monotonic time that move only when the test says so."""
@@ -356,16 +419,23 @@ class ListNode:
     def __init__(self, address: str, asset: str):
         self.address, self.asset = address, asset
         self.tip = 1
-        self.txs: list = []          # oldest first
-        self.listed = 0              # transactions handed out by list reads
+        self.txs: list = []  # oldest first
+        self.listed = 0  # transactions handed out by list reads
 
     PAYER = iotlight.keypair_from_seed("iotlight year test payer, throwaway")
 
     def pay(self, n: int, amount: int, wall: float) -> dict:
         """A really signed transfer (the watcher checks every payment before it counts), as the node
         lists it: with the sender's address, the height and applicationStatus."""
-        tx = iotlight.build_transfer_tx(self.PAYER, recipient=self.address, amount=amount, asset_id=self.asset,
-                                        timestamp=int(wall * 1000) + n % 1000, chain_id="T", fee=100_000)
+        tx = iotlight.build_transfer_tx(
+            self.PAYER,
+            recipient=self.address,
+            amount=amount,
+            asset_id=self.asset,
+            timestamp=int(wall * 1000) + n % 1000,
+            chain_id="T",
+            fee=100_000,
+        )
         tx.update(sender=self.PAYER.address("T"), height=self.tip, applicationStatus="succeeded")
         self.txs.append(tx)
         return tx
@@ -377,7 +447,7 @@ class ListNode:
         return sum(t["amount"] for t in self.txs)
 
     async def balance(self, address: str) -> int:
-        return 10 ** 8
+        return 10**8
 
     async def asset_decimals(self, asset_id: str) -> int:
         return 2
@@ -390,7 +460,7 @@ class ListNode:
         start = 0
         if after is not None:
             start = next(i for i, t in enumerate(newest_first) if t["id"] == after) + 1
-        page = [dict(t) for t in newest_first[start:start + limit]]
+        page = [dict(t) for t in newest_first[start : start + limit]]
         self.listed += len(page)
         return page
 
@@ -400,11 +470,20 @@ class ListNode:
 
 
 def _watcher(store, node, clock, credits):
-    config = iotlight.parse_config({"payment": {"asset_id": node.asset, "count_history": True},
-                                    "node": {"list_rate": 0}}, "x.toml")
-    return iotlight.Watcher(config, node.address, node=node, store=store, clock=clock, on_credit=credits.extend,
-                            on_height=lambda h: None, on_balance=lambda t, c: None,
-                            light_span=lambda: store.light())
+    config = iotlight.parse_config(
+        {"payment": {"asset_id": node.asset, "count_history": True}, "node": {"list_rate": 0}}, "x.toml"
+    )
+    return iotlight.Watcher(
+        config,
+        node.address,
+        node=node,
+        store=store,
+        clock=clock,
+        on_credit=credits.extend,
+        on_height=lambda h: None,
+        on_balance=lambda t, c: None,
+        light_span=lambda: store.light(),
+    )
 
 
 def _state_bytes(path) -> int:
@@ -421,20 +500,27 @@ def _send_outbox(store, now_ms: int, height: int, template: dict, n: int) -> Non
         store.set_tx_status(tx["id"], "confirmed", now_ms, height=height)
 
 
-def _telemetry_day(store, day: int, first_ms: int, first_height: int, template: dict, every_minutes: int) -> None:
+def _telemetry_day(
+    store, day: int, first_ms: int, first_height: int, template: dict, every_minutes: int
+) -> None:
     """A day of telemetry readings, each sent in its own confirmed Data transaction (bulk-filled: one
     SQLite transaction for the day, the rows as the outbox writes them)."""
     with store.transaction() as db:
         for m in range(0, 1440, every_minutes):
             ms = first_ms + m * 60_000
             txid = iotlight.b58encode(iotlight.blake2b256(b"telemetry %d %d" % (day, m)))
-            entries = iotlight.telemetry_entries({"temperature_c": 20 + m / 1000, "humidity_pct": 40.5,
-                                                  "pressure_hpa": 1013.25}, ms)
-            db.execute("INSERT INTO events (kind, entries, created_ms, tx_id) VALUES ('telemetry', ?, ?, ?)",
-                       (json.dumps(entries), ms, txid))
-            db.execute("INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, height, updated_ms) "
-                       "VALUES (?, ?, 'confirmed', ?, ?, ?, ?)",
-                       (txid, json.dumps(dict(template, id=txid, timestamp=ms)), ms, ms, first_height + m + 1, ms))
+            entries = iotlight.telemetry_entries(
+                {"temperature_c": 20 + m / 1000, "humidity_pct": 40.5, "pressure_hpa": 1013.25}, ms
+            )
+            db.execute(
+                "INSERT INTO events (kind, entries, created_ms, tx_id) VALUES ('telemetry', ?, ?, ?)",
+                (json.dumps(entries), ms, txid),
+            )
+            db.execute(
+                "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, height, updated_ms) "
+                "VALUES (?, ?, 'confirmed', ?, ?, ?, ?)",
+                (txid, json.dumps(dict(template, id=txid, timestamp=ms)), ms, ms, first_height + m + 1, ms),
+            )
 
 
 def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_never_credited_again(tmp_path):
@@ -448,12 +534,17 @@ def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_n
     clock = FakeClock(1_700_000_000.0)
     path = tmp_path / "state.db"
     store = iotlight.Store(str(path))
-    store.db.execute("PRAGMA synchronous=OFF")   # the simulation's speed only: the same pages are written
+    store.db.execute("PRAGMA synchronous=OFF")  # the simulation's speed only: the same pages are written
     store.bind_device(address, ASSET)
     store.set_meta("first_start_ms", int(clock.time() * 1000) - 1)
-    template = iotlight.build_data_tx(keys, iotlight.telemetry_entries(
-        {"temperature_c": 21.5, "humidity_pct": 40.25, "pressure_hpa": 1013.25}, 1_700_000_000_000),
-        timestamp=1_700_000_000_000, chain_id="T")
+    template = iotlight.build_data_tx(
+        keys,
+        iotlight.telemetry_entries(
+            {"temperature_c": 21.5, "humidity_pct": 40.25, "pressure_hpa": 1013.25}, 1_700_000_000_000
+        ),
+        timestamp=1_700_000_000_000,
+        chain_id="T",
+    )
     credits: list = []
     watcher = _watcher(store, node, clock, credits)
     paid = 0
@@ -466,7 +557,7 @@ def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_n
             paid += 1
             node.tip += 60
             clock.advance(3600)
-            if hour % 3 == 2:                  # the daemon polls far more often; a read every 3 hours will do
+            if hour % 3 == 2:  # the daemon polls far more often; a read every 3 hours will do
                 asyncio.run(watcher.poll_once())
                 _send_outbox(store, int(clock.time() * 1000), node.tip, template, paid)
         if day in (7, 364):
@@ -475,10 +566,14 @@ def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_n
     assert store.payment_count() <= 24 + iotlight.PRUNE_KEEP_RECENT
     pruned = store.pruned_height()
     assert node.tip - iotlight.PRUNE_KEEP_BLOCKS - 61 <= pruned <= node.tip - iotlight.PRUNE_KEEP_BLOCKS
-    counts = {t: store.db.execute("SELECT COUNT(*) FROM %s" % t).fetchone()[0] for t in ("seen", "events", "outbox")}
-    assert counts["seen"] <= 30 and counts["events"] <= 2 * 144 + 100 and counts["outbox"] <= 144 + 100, counts
-    assert sizes[364] <= sizes[7] + 512 * 1024, sizes      # bounded: a year ends where the first week did
-    assert sizes[364] < 8 * 1024 * 1024, sizes           # the file and its write-ahead log
+    counts = {
+        t: store.db.execute("SELECT COUNT(*) FROM %s" % t).fetchone()[0] for t in ("seen", "events", "outbox")
+    }
+    assert counts["seen"] <= 30 and counts["events"] <= 2 * 144 + 100 and counts["outbox"] <= 144 + 100, (
+        counts
+    )
+    assert sizes[364] <= sizes[7] + 512 * 1024, sizes  # bounded: a year ends where the first week did
+    assert sizes[364] < 8 * 1024 * 1024, sizes  # the file and its write-ahead log
 
     # restart after three days down: the catch-up read credits the new payments and stops at the pruned
     # height; the year's payments, listed again below it, are not credited again
@@ -496,16 +591,22 @@ def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_n
     node.listed = 0
     asyncio.run(watcher.poll_once())
     assert sorted(c.id for c in credits) == sorted(new)
-    assert node.listed < 3 * 24 + 1000     # it stopped near the pruned height, not a year down
+    assert node.listed < 3 * 24 + 1000  # it stopped near the pruned height, not a year down
     assert store.light() != light_before and total_before > 0
 
-    old = node.txs[100]                    # credited in the first week, its rows long pruned
+    old = node.txs[100]  # credited in the first week, its rows long pruned
     assert old["height"] <= store.pruned_height() and not store.credited_ids([old["id"]])
     credits.clear()
-    watcher.process([dict(old)], node.tip)             # listed again, as a node might
+    watcher.process([dict(old)], node.tip)  # listed again, as a node might
     assert credits == [] and not store.credited_ids([old["id"]])
-    assert store.credit_payments([(old["id"], old["sender"], old["amount"], old["height"], 1.0)],
-                                 now=clock.time(), max_seconds=3600) == []
+    assert (
+        store.credit_payments(
+            [(old["id"], old["sender"], old["amount"], old["height"], 1.0)],
+            now=clock.time(),
+            max_seconds=3600,
+        )
+        == []
+    )
     assert not store.credited_ids([old["id"]])
     store.close()
 
@@ -520,27 +621,38 @@ def test_store_prune_keeps_what_is_pending_recent_or_within_the_horizon(tmp_path
     store.mark_seen([(ids[i], 10 * i) for i in range(10)])
     for i in range(10):
         store.credit_payments([(ids[i], "3Msender", 100, 10 * i, 1.0)], now=1000.0 + i, max_seconds=3600)
-    store.mark_seen([(ids[2], 95)])          # re-included higher up by a rollback
-    for n, (status, height) in enumerate([("confirmed", 20), ("confirmed", 60), ("broadcast", None),
-                                           ("queued", None)]):
+    store.mark_seen([(ids[2], 95)])  # re-included higher up by a rollback
+    for n, (status, height) in enumerate(
+        [("confirmed", 20), ("confirmed", 60), ("broadcast", None), ("queued", None)]
+    ):
         events = store.pending_events(1 if n < 3 else 100)
         store.queue_tx({"id": "tx%d" % n, "timestamp": 1}, events, 1)
         store.set_tx_status("tx%d" % n, status, 2, height=height)
-    store.add_event("telemetry", [{"key": "t", "type": "integer", "value": 1}], 3)   # pending
-    with store.transaction() as db:   # tx0 and tx2 as refund transfers: tx0's is final, tx2's still open
-        db.execute("INSERT INTO refunds VALUES ('p0', 'tx0', '3Msender', 5, '{}', 1), ('p2', 'tx2', '3Msender', 5, '{}', 1)")
+    store.add_event("telemetry", [{"key": "t", "type": "integer", "value": 1}], 3)  # pending
+    with store.transaction() as db:  # tx0 and tx2 as refund transfers: tx0's is final, tx2's still open
+        db.execute(
+            "INSERT INTO refunds VALUES ('p0', 'tx0', '3Msender', 5, '{}', 1), ('p2', 'tx2', '3Msender', 5, '{}', 1)"
+        )
     deleted = store.prune(45, now_ms=10_000, keep_recent=3)
     assert deleted == {"seen": 4, "payments": 4, "outbox": 1, "events": 1}
     assert [r[0] for r in store.db.execute("SELECT tx_id FROM refunds")] == ["tx2"]
     assert store.pruned_height() == 45
     left = {r[0] for r in store.db.execute("SELECT id FROM payments")}
-    assert left == {ids[2]} | set(ids[5:])   # moved above the floor, or newer than it
+    assert left == {ids[2]} | set(ids[5:])  # moved above the floor, or newer than it
     assert {r[0] for r in store.db.execute("SELECT id FROM outbox")} == {"tx1", "tx2", "tx3"}
     assert store.pending_event_count() == 1 and store.events_of("tx1") and store.events_of("tx3")
     # below the pruned height nothing is credited again; above it the ledger works as before
-    assert store.credit_payments([(ids[0], "3Msender", 100, 0, 1.0), ("X" * 44, "3Msender", 100, 45, 1.0)],
-                                 now=2000.0, max_seconds=3600) == []
-    assert len(store.credit_payments([("Y" * 44, "3Msender", 100, 46, 1.0)], now=2000.0, max_seconds=3600)) == 1
+    assert (
+        store.credit_payments(
+            [(ids[0], "3Msender", 100, 0, 1.0), ("X" * 44, "3Msender", 100, 45, 1.0)],
+            now=2000.0,
+            max_seconds=3600,
+        )
+        == []
+    )
+    assert (
+        len(store.credit_payments([("Y" * 44, "3Msender", 100, 46, 1.0)], now=2000.0, max_seconds=3600)) == 1
+    )
     before = store.db.total_changes
     assert store.prune(45, now_ms=10_000) == {} and store.prune(46, now_ms=10_000, keep_recent=3) == {}
     assert store.db.total_changes == before and store.pruned_height() == 45

@@ -12,12 +12,12 @@ import re
 import unicodedata
 
 import pytest
+import reference
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from nacl import bindings as nb
 
 import iotlight
-import reference
 
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -28,11 +28,14 @@ KEY_BYTES = st.binary(min_size=32, max_size=32)
 Z_BYTES = st.binary(min_size=64, max_size=64)
 
 # docs-example-15-words from accounts.json (a published, throwaway key)
-DOCS_SEED = "manage manual recall harvest series desert melt police rose hollow moral pledge kitten position add"
+DOCS_SEED = (
+    "manage manual recall harvest series desert melt police rose hollow moral pledge kitten position add"
+)
 DOCS_ADDRESS_T = "3NBaYzWT2odsyrZ2u1ghsrHinBm4xFRAgLX"
 
 
 # --- base58 ------------------------------------------------------------------------
+
 
 def test_base58_alphabet_is_bitcoins():
     """The alphabet is Bitcoin's: no 0, O, I or l."""
@@ -102,6 +105,7 @@ def test_encoding_error_is_a_value_error():
 
 # --- hashes -----------------------------------------------------------------------------
 
+
 @PROPS
 @given(data=st.binary(max_size=300))
 def test_hashes(data):
@@ -116,8 +120,9 @@ def test_hashes(data):
 
 # --- keys -----------------------------------------------------------------------------------
 
+
 @PROPS
-@given(seed=st.text(max_size=60), nonce=st.integers(0, 2 ** 32 - 1))
+@given(seed=st.text(max_size=60), nonce=st.integers(0, 2**32 - 1))
 def test_keys_from_any_seed(seed, nonce):
     """Any text seed and nonce give a clamped private key and its X25519 public key."""
     keys = iotlight.keypair_from_seed(seed, nonce)
@@ -131,8 +136,14 @@ def test_keys_from_any_seed(seed, nonce):
 
 def test_seed_is_used_exactly_as_typed():
     """No trimming, no whitespace folding, no Unicode normalization, nonce matters."""
-    variants = [DOCS_SEED, DOCS_SEED + " ", " " + DOCS_SEED, DOCS_SEED.replace(" ", "  ", 1),
-                DOCS_SEED.upper(), DOCS_SEED + "\n"]
+    variants = [
+        DOCS_SEED,
+        DOCS_SEED + " ",
+        " " + DOCS_SEED,
+        DOCS_SEED.replace(" ", "  ", 1),
+        DOCS_SEED.upper(),
+        DOCS_SEED + "\n",
+    ]
     nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
     variants += [nfc, nfd]
     public_keys = {iotlight.keypair_from_seed(s).public_key for s in variants}
@@ -160,6 +171,7 @@ def test_key_pair_repr_hides_the_private_key():
 def test_generate_seed_phrase_uses_bip39_english():
     """15 words from the 2048-word BIP-39 English list, fresh each time."""
     from mnemonic import Mnemonic
+
     wordlist = set(Mnemonic("english").wordlist)
     assert len(wordlist) == 2048
     phrases = {iotlight.generate_seed_phrase() for _ in range(20)}
@@ -172,6 +184,7 @@ def test_generate_seed_phrase_uses_bip39_english():
 
 
 # --- addresses ---------------------------------------------------------------------------------
+
 
 @PROPS
 @given(public_key=KEY_BYTES, chain=CHAINS)
@@ -204,7 +217,7 @@ def test_address_one_character_changed_is_refused(public_key, chain, data):
     address = iotlight.address_from_public_key(public_key, chain)
     pos = data.draw(st.integers(0, len(address) - 1), label="position")
     new = data.draw(st.sampled_from(B58).filter(lambda c: c != address[pos]), label="character")
-    typo = address[:pos] + new + address[pos + 1:]
+    typo = address[:pos] + new + address[pos + 1 :]
     with pytest.raises(iotlight.EncodingError) as info:
         iotlight.parse_address(typo, chain)
     raw = iotlight.b58decode(typo)
@@ -212,13 +225,19 @@ def test_address_one_character_changed_is_refused(public_key, chain, data):
         assert str(info.value) == "address checksum does not match (a typo?)"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "an address is 26 bytes (35 base58 characters), got 0 bytes"),
-    ("HBqhfdFASRQ5eBBpu2y6c6KKi1az6bMx8v1JxX4iW1Q8", "an address is 26 bytes (35 base58 characters), got 32 bytes"),
-    (DOCS_ADDRESS_T[:-1], "an address is 26 bytes (35 base58 characters), got 25 bytes"),
-    (DOCS_ADDRESS_T[:-1] + "0", "invalid base58 character '0' at position 34"),
-    ("3PPbMwqLtwBGcJrTA5whqJfY95GqnNnFMDX", "address is for chain 'W', not 'T'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "an address is 26 bytes (35 base58 characters), got 0 bytes"),
+        (
+            "HBqhfdFASRQ5eBBpu2y6c6KKi1az6bMx8v1JxX4iW1Q8",
+            "an address is 26 bytes (35 base58 characters), got 32 bytes",
+        ),
+        (DOCS_ADDRESS_T[:-1], "an address is 26 bytes (35 base58 characters), got 25 bytes"),
+        (DOCS_ADDRESS_T[:-1] + "0", "invalid base58 character '0' at position 34"),
+        ("3PPbMwqLtwBGcJrTA5whqJfY95GqnNnFMDX", "address is for chain 'W', not 'T'"),
+    ],
+)
 def test_parse_address_errors(text, message):
     """Wrong length, bad character and wrong chain each give their own message."""
     with pytest.raises(iotlight.EncodingError) as info:
@@ -257,8 +276,10 @@ def test_alias_valid_names(name, chain):
 
 
 @PROPS
-@given(good=st.text(alphabet=ALIAS_CHARS, min_size=4, max_size=20),
-       bad=st.characters(codec="utf-8").filter(lambda c: c not in ALIAS_CHARS and c != ":"))
+@given(
+    good=st.text(alphabet=ALIAS_CHARS, min_size=4, max_size=20),
+    bad=st.characters(codec="utf-8").filter(lambda c: c not in ALIAS_CHARS and c != ":"),
+)
 def test_alias_bad_character_named(good, bad):
     """A character outside a-z 0-9 - . @ _ is refused and named."""
     name = good[:2] + bad + good[2:]
@@ -267,14 +288,17 @@ def test_alias_bad_character_named(good, bad):
     assert str(info.value) == "alias name %r has characters outside a-z 0-9 - . @ _: %s" % (name, bad)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("iot", "an alias name has 4 to 30 characters, 'iot' has 3"),
-    ("a" * 31, "an alias name has 4 to 30 characters, %r has 31" % ("a" * 31)),
-    ("alias:W:iot-light", "alias is for chain 'W', not 'T'"),
-    ("alias:iot-light", "an alias is written alias:<chain>:<name>, not 'alias:iot-light'"),
-    ("alias:TT:iot-light", "an alias is written alias:<chain>:<name>, not 'alias:TT:iot-light'"),
-    ("IoT-Light", "alias name 'IoT-Light' has characters outside a-z 0-9 - . @ _: ILT"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("iot", "an alias name has 4 to 30 characters, 'iot' has 3"),
+        ("a" * 31, "an alias name has 4 to 30 characters, %r has 31" % ("a" * 31)),
+        ("alias:W:iot-light", "alias is for chain 'W', not 'T'"),
+        ("alias:iot-light", "an alias is written alias:<chain>:<name>, not 'alias:iot-light'"),
+        ("alias:TT:iot-light", "an alias is written alias:<chain>:<name>, not 'alias:TT:iot-light'"),
+        ("IoT-Light", "alias name 'IoT-Light' has characters outside a-z 0-9 - . @ _: ILT"),
+    ],
+)
 def test_alias_errors(text, message):
     """Too short, too long, wrong chain, malformed prefix and upper case each have a clear message."""
     with pytest.raises(iotlight.EncodingError) as info:
@@ -301,13 +325,16 @@ def test_parse_recipient_typo_in_address_is_a_checksum_error():
 
 # --- signatures -------------------------------------------------------------------------------------
 
+
 def _ed25519_a(private_key: bytes) -> bytes:
     """A = a*B with a = the clamped private key, straight from libsodium."""
     a = bytearray(private_key)
     a[0] &= 248
     a[31] &= 127
     a[31] |= 64
-    return nb.crypto_scalarmult_ed25519_base_noclamp(nb.crypto_core_ed25519_scalar_reduce(bytes(a) + bytes(32)))
+    return nb.crypto_scalarmult_ed25519_base_noclamp(
+        nb.crypto_core_ed25519_scalar_reduce(bytes(a) + bytes(32))
+    )
 
 
 @PROPS
@@ -353,8 +380,12 @@ def test_signature_randomness():
     msg = b"IoT-Light"
     z1, z2 = bytes(range(64)), bytes(range(1, 65))
     assert iotlight.sign(keys.private_key, msg, z1) == iotlight.sign(keys.private_key, msg, z1)
-    sigs = {iotlight.sign(keys.private_key, msg, z1), iotlight.sign(keys.private_key, msg, z2),
-            iotlight.sign(keys.private_key, msg), iotlight.sign(keys.private_key, msg)}
+    sigs = {
+        iotlight.sign(keys.private_key, msg, z1),
+        iotlight.sign(keys.private_key, msg, z2),
+        iotlight.sign(keys.private_key, msg),
+        iotlight.sign(keys.private_key, msg),
+    }
     assert len(sigs) == 4
     assert all(iotlight.verify(keys.public_key, msg, s) for s in sigs)
 
@@ -370,6 +401,7 @@ def test_signature_randomness_must_be_64_bytes(size):
 def test_standard_ed25519_signing_is_not_waves_signing():
     """PyNaCl's SigningKey (the pitfall of section 12) gives signatures our verifier refuses."""
     from nacl.signing import SigningKey
+
     keys = iotlight.keypair_from_seed(DOCS_SEED)
     wrong = SigningKey(keys.private_key).sign(b"light").signature
     assert iotlight.verify(keys.public_key, b"light", wrong) is False
@@ -385,8 +417,9 @@ def test_verify_never_raises(public_key, message, signature):
         assert result is False
 
 
-@pytest.mark.parametrize("public_key", [bytes(32), b"\xff" * 32, (2 ** 255 - 20).to_bytes(32, "little"),
-                                        (1).to_bytes(32, "little")])
+@pytest.mark.parametrize(
+    "public_key", [bytes(32), b"\xff" * 32, (2**255 - 20).to_bytes(32, "little"), (1).to_bytes(32, "little")]
+)
 def test_verify_degenerate_keys(public_key):
     """Keys at the edges of the u -> y map (0, p-1, all ones, 1) give False, not an exception."""
     keys = iotlight.keypair_from_seed(DOCS_SEED)

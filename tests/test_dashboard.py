@@ -8,16 +8,22 @@ import json
 
 import httpx
 import pytest
+from test_monitor import ADDRESS, ASSET, anyio_backend, make_snapshot, start_monitor  # noqa: F401 (fixtures)
 
 import iotlight
-from test_monitor import ADDRESS, ASSET, anyio_backend, make_snapshot, start_monitor  # noqa: F401 (fixtures)
 
 TESTNET_WALLET = iotlight.WALLET_URLS["T"]
 
 
 def presets(**kw):
-    args = dict(seconds_per_token=1.0, max_seconds=3600.0, decimals=2, template=TESTNET_WALLET, asset=ASSET,
-                address=ADDRESS)
+    args = dict(
+        seconds_per_token=1.0,
+        max_seconds=3600.0,
+        decimals=2,
+        template=TESTNET_WALLET,
+        asset=ASSET,
+        address=ADDRESS,
+    )
     args.update(kw)
     return iotlight.pay_presets(**args)
 
@@ -27,7 +33,7 @@ def test_pay_presets_buy_at_least_their_light_time_in_the_tokens_decimals():
     assert [p["amount"] for p in got] == ["4.29", "8.58", "42.86", "128.58"]
     for p, wanted in zip(got, iotlight.PAY_PRESET_SECONDS):
         assert p["units"] == int(p["amount"].replace(".", ""))
-        assert p["seconds"] >= wanted            # rounding up never sells less than the button says
+        assert p["seconds"] >= wanted  # rounding up never sells less than the button says
         assert iotlight.payment_seconds(p["units"] - 1, 2, 7.0) < wanted  # and not a unit more than needed
 
 
@@ -35,19 +41,27 @@ def test_pay_presets_stop_at_the_cap_and_respect_a_minimum():
     got = presets(max_seconds=45.0, decimals=0)
     assert [(p["amount"], p["seconds"]) for p in got] == [("30", 30.0), ("45", 45.0)]
     got = presets(decimals=0, min_units=100)
-    assert [p["amount"] for p in got] == ["100", "300", "900"]   # 30 s and 60 s both round up to the minimum
-    assert presets(decimals=None, seconds_per_token=0.5)[0]["amount"] == "60"   # unknown decimals: whole tokens
+    assert [p["amount"] for p in got] == ["100", "300", "900"]  # 30 s and 60 s both round up to the minimum
+    assert (
+        presets(decimals=None, seconds_per_token=0.5)[0]["amount"] == "60"
+    )  # unknown decimals: whole tokens
 
 
 def test_pay_presets_carry_the_wallet_link_with_token_device_and_amount():
     link = presets(decimals=2)[0]["link"]
-    assert link == ("https://testnet.waves.exchange/#send/%s?recipient=%s&amount=30&strict" % (ASSET, ADDRESS))
+    assert link == (
+        "https://testnet.waves.exchange/#send/%s?recipient=%s&amount=30&strict" % (ASSET, ADDRESS)
+    )
     assert all(p["link"] == "" for p in presets(template=""))
 
 
 def test_payment_link_quotes_what_it_fills_in():
-    link = iotlight.payment_link("https://w.example/pay?to={address}&a={amount}&t={asset}", asset="a b",
-                                 address="alias:T:x&y", amount="1.5")
+    link = iotlight.payment_link(
+        "https://w.example/pay?to={address}&a={amount}&t={asset}",
+        asset="a b",
+        address="alias:T:x&y",
+        amount="1.5",
+    )
     assert link == "https://w.example/pay?to=alias%3AT%3Ax%26y&a=1.5&t=a%20b"
 
 
@@ -100,12 +114,15 @@ def test_a_custom_chain_has_no_default_links_and_empty_turns_them_off(tmp_path):
     assert c.explorer_url == "http://explorer.lan/tx/{id}"
 
 
-@pytest.mark.parametrize("key, value", [
-    ("wallet_url", "javascript:alert(1)//{address}"),
-    ("wallet_url", "https://wallet.example/#send"),            # pays nobody: no {address}
-    ("explorer_url", "https://explorer.example/tx/"),           # no {id}
-    ("explorer_url", "ftp://explorer.example/{id}"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("wallet_url", "javascript:alert(1)//{address}"),
+        ("wallet_url", "https://wallet.example/#send"),  # pays nobody: no {address}
+        ("explorer_url", "https://explorer.example/tx/"),  # no {id}
+        ("explorer_url", "ftp://explorer.example/{id}"),
+    ],
+)
 def test_bad_links_are_a_config_error_naming_the_key(tmp_path, key, value):
     with pytest.raises(iotlight.ConfigError, match="monitor.%s" % key):
         config(tmp_path, "T", **{key: value})
@@ -118,9 +135,13 @@ def test_light_sold_by_hour_sums_each_hour_of_the_last_day(tmp_path):
     store = iotlight.Store(str(tmp_path / "s.db"))
     try:
         hour = 3_600_000
-        now_ms = 1_000 * hour + 1_234_567                       # 20 min into hour 1000
-        rows = [("a", 10.0, now_ms), ("b", 5.5, now_ms - 60_000), ("c", 30.0, now_ms - 2 * hour),
-                ("d", 99.0, now_ms - 30 * hour)]               # d: older than a day, left out
+        now_ms = 1_000 * hour + 1_234_567  # 20 min into hour 1000
+        rows = [
+            ("a", 10.0, now_ms),
+            ("b", 5.5, now_ms - 60_000),
+            ("c", 30.0, now_ms - 2 * hour),
+            ("d", 99.0, now_ms - 30 * hour),
+        ]  # d: older than a day, left out
         with store.transaction() as db:
             for txid, secs, ms in rows:
                 db.execute("INSERT INTO payments VALUES (?, 'S', 100, 1, ?, 0, 0, ?)", (txid, secs, ms))
@@ -136,8 +157,12 @@ def test_light_sold_by_hour_sums_each_hour_of_the_last_day(tmp_path):
 def test_telemetry_history_reads_back_the_readings_oldest_first(tmp_path):
     store = iotlight.Store(str(tmp_path / "s.db"))
     try:
-        for i, reading in enumerate([{"temperature_c": 21.25, "humidity_pct": 40.0, "pressure_hpa": 1013.2},
-                                     {"temperature_c": 21.5, "humidity_pct": None, "pressure_hpa": 1013.0}]):
+        for i, reading in enumerate(
+            [
+                {"temperature_c": 21.25, "humidity_pct": 40.0, "pressure_hpa": 1013.2},
+                {"temperature_c": 21.5, "humidity_pct": None, "pressure_hpa": 1013.0},
+            ]
+        ):
             ts = 1_700_000_000_000 + i * 60_000
             store.add_event("telemetry", iotlight.telemetry_entries(reading, ts), ts)
         got = store.telemetry_history(0)
@@ -156,13 +181,14 @@ def test_telemetry_history_reads_back_the_readings_oldest_first(tmp_path):
 def qr_svg(text):
     segno = pytest.importorskip("segno")
     buf = io.BytesIO()
-    segno.make(text, error="m", micro=False).save(buf, kind="svg", scale=1, border=4, omitsize=True,
-                                                  xmldecl=False, dark="#000", light="#fff")
+    segno.make(text, error="m", micro=False).save(
+        buf, kind="svg", scale=1, border=4, omitsize=True, xmldecl=False, dark="#000", light="#fff"
+    )
     return buf.getvalue().decode()
 
 
 @pytest.mark.anyio
-async def test_qr_code_holds_the_pay_link_of_a_preset_and_nothing_else(start_monitor):
+async def test_qr_code_holds_the_pay_link_of_a_preset_and_nothing_else(start_monitor):  # noqa: F811 (a fixture)
     snap = make_snapshot()
     snap["pay"] = presets(decimals=2)
     monitor = await start_monitor(snapshot=lambda: snap)
@@ -173,7 +199,7 @@ async def test_qr_code_holds_the_pay_link_of_a_preset_and_nothing_else(start_mon
         forged = (await http.get(base, params={"amount": "1000000"})).text
     assert plain == qr_svg(ADDRESS)
     assert paid == qr_svg(snap["pay"][1]["link"])
-    assert forged == plain        # an amount the daemon did not offer gets the bare address
+    assert forged == plain  # an amount the daemon did not offer gets the bare address
 
 
 def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
@@ -184,16 +210,22 @@ def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
     c = config(tmp_path, "T")
     keys = iotlight.keypair_from_seed("dashboard test throwaway seed")
     store = iotlight.Store(c.state_file)
-    asyncio.set_event_loop(asyncio.new_event_loop())   # the Daemon's events need a loop on Python 3.9
+    asyncio.set_event_loop(asyncio.new_event_loop())  # the Daemon's events need a loop on Python 3.9
     try:
-        node = iotlight.NodeClient(list(c.node_urls), timeout=1.0,
-                                   transport=httpx.MockTransport(lambda r: httpx.Response(503)))
+        node = iotlight.NodeClient(
+            list(c.node_urls), timeout=1.0, transport=httpx.MockTransport(lambda r: httpx.Response(503))
+        )
         daemon = iotlight.Daemon(c, keys, node=node, store=store, hardware=None, clock=iotlight.Clock())
         daemon.node_status(c.node_urls[0], False, "connection refused")
         snap = json.loads(json.dumps(daemon.snapshot()))
-        assert snap["price"] == {"seconds_per_token": 1.0, "max_seconds": 3600.0, "min_tokens": 0.0, "refund": "none"}
+        assert snap["price"] == {
+            "seconds_per_token": 1.0,
+            "max_seconds": 3600.0,
+            "min_tokens": 0.0,
+            "refund": "none",
+        }
         assert snap["links"] == {"wallet": iotlight.WALLET_URLS["T"], "explorer": iotlight.EXPLORER_URLS["T"]}
-        assert [p["amount"] for p in snap["pay"]] == ["30", "60", "300", "900"]   # decimals not known yet
+        assert [p["amount"] for p in snap["pay"]] == ["30", "60", "300", "900"]  # decimals not known yet
         assert {i["name"] for i in snap["status"]["legend"]} == set(iotlight.STATUS_COLORS)
         assert snap["status"]["name"] == "node_down"
         assert any("No node answers (connection refused)" in w for w in snap["warnings"])
@@ -202,7 +234,9 @@ def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
         daemon.funds(False)
         fee_warning = daemon.snapshot()["warnings"][0]
         assert "(it holds 0.0005 WAVES)" in fee_warning
-        assert "`sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`" % daemon.address in fee_warning
+        assert (
+            "`sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`" % daemon.address in fee_warning
+        )
         asyncio.get_event_loop().run_until_complete(node.aclose())
     finally:
         store.close()

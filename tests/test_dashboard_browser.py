@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_monitor import ADDRESS, SENDER, make_snapshot
 
 import iotlight
-from test_monitor import ADDRESS, SENDER, make_snapshot
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -65,7 +65,9 @@ class MonitorThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
 
     def start(self):
-        self.monitor = iotlight.Monitor(host="127.0.0.1", port=self.port, token=self.token, snapshot=self.snapshot)
+        self.monitor = iotlight.Monitor(
+            host="127.0.0.1", port=self.port, token=self.token, snapshot=self.snapshot
+        )
         self._call(self.monitor.start())
         self.port = self.monitor.port
 
@@ -155,11 +157,15 @@ def js(driver, script, *args):
 
 
 def text(driver, element_id):
-    return js(driver, "var e = document.getElementById(arguments[0]); return e ? e.textContent : null;", element_id)
+    return js(
+        driver, "var e = document.getElementById(arguments[0]); return e ? e.textContent : null;", element_id
+    )
 
 
 def attr(driver, element_id, name):
-    return js(driver, "return document.getElementById(arguments[0]).getAttribute(arguments[1]);", element_id, name)
+    return js(
+        driver, "return document.getElementById(arguments[0]).getAttribute(arguments[1]);", element_id, name
+    )
 
 
 def open_live(driver, srv):
@@ -181,8 +187,12 @@ def test_page_loads_without_console_errors_and_shows_the_address(browser, server
     """The page connects, shows the address and its QR code, and logs no console errors."""
     open_live(browser, server)
     assert text(browser, "address") == ADDRESS
-    poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
-         "the QR image to load")
+    poll(
+        lambda: js(
+            browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
+        ),
+        "the QR image to load",
+    )
     assert text(browser, "node-status") == "online"
     assert text(browser, "node-height") == "123,456"
     assert text(browser, "balance-token") == "123.45"
@@ -199,9 +209,14 @@ def test_light_and_matrix_events_light_the_lamp_and_count_down(browser, server):
     server.publish({"type": "matrix", "pixels": [[255, 200, 80]] * 64})
     poll(lambda: attr(browser, "lamp-state", "data-on") == "true", "the lamp to show ON")
     assert text(browser, "lamp-state") == "ON"
-    poll(lambda: js(browser, "return Array.from(document.querySelectorAll('#matrix [data-rgb]'))"
-                             ".every(function (c) { return c.getAttribute('data-rgb') === '255,200,80'; });"),
-         "all 64 cells to take the colour")
+    poll(
+        lambda: js(
+            browser,
+            "return Array.from(document.querySelectorAll('#matrix [data-rgb]'))"
+            ".every(function (c) { return c.getAttribute('data-rgb') === '255,200,80'; });",
+        ),
+        "all 64 cells to take the colour",
+    )
     first = float(attr(browser, "remaining", "data-seconds"))
     assert 100 < first <= 120
     poll(lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.3, "the countdown to go down")
@@ -216,10 +231,14 @@ def test_light_and_matrix_events_light_the_lamp_and_count_down(browser, server):
 def test_events_fill_payments_data_txs_node_balance_and_joystick(browser, server):
     """Each event type updates its card: payments, Data txs, node, balance, outbox, the joystick pad."""
     open_live(browser, server)
-    server.publish({"type": "payment", "id": "Tx1", "sender": SENDER, "amount": 150, "seconds": 90.0, "height": 1})
+    server.publish(
+        {"type": "payment", "id": "Tx1", "sender": SENDER, "amount": 150, "seconds": 90.0, "height": 1}
+    )
     server.publish({"type": "data_tx", "id": "DataTx1", "status": "queued"})
     server.publish({"type": "data_tx", "id": "DataTx1", "status": "failed", "error": "fee too low"})
-    server.publish({"type": "node", "url": "http://127.0.0.1:6869", "ok": False, "height": None, "error": "timed out"})
+    server.publish(
+        {"type": "node", "url": "http://127.0.0.1:6869", "ok": False, "height": None, "error": "timed out"}
+    )
     server.publish({"type": "balance", "coin": 99600000, "token": 12495, "decimals": 2})
     server.publish({"type": "outbox", "pending": 2, "no_funds": True})
     server.publish({"type": "joystick", "direction": "up", "action": "pressed"})
@@ -234,19 +253,25 @@ def test_events_fill_payments_data_txs_node_balance_and_joystick(browser, server
     poll(lambda: text(browser, "balance-token") == "124.95", "the new balance")
     assert text(browser, "balance-coin") == "0.996"
     poll(lambda: text(browser, "outbox") == "outbox 2 pending \u00b7 no funds for fees", "the outbox line")
-    poll(lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
-         "the up key to light")
+    poll(
+        lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
+        "the up key to light",
+    )
     server.publish({"type": "joystick", "direction": "up", "action": "released"})
-    poll(lambda: not js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
-         "the up key to go dark on release")
+    poll(
+        lambda: not js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
+        "the up key to go dark on release",
+    )
 
 
 def test_page_reconnects_after_the_server_restarts(browser, server):
     """When the monitor goes away the page says so, retries, and takes the new snapshot."""
     open_live(browser, server)
     server.stop()
-    poll(lambda: js(browser, "return document.getElementById('conn').className;") == "offline",
-         "the page to notice the restart")
+    poll(
+        lambda: js(browser, "return document.getElementById('conn').className;") == "offline",
+        "the page to notice the restart",
+    )
     with server.lock:
         server.state["node"] = {"url": "http://127.0.0.1:6869", "ok": True, "height": 777}
     server.start()
@@ -261,8 +286,12 @@ def test_token_from_the_page_url_reaches_the_websocket_and_qr(browser):
     try:
         open_live(browser, srv)
         assert text(browser, "address") == ADDRESS
-        poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
-             "the QR image to load with the token")
+        poll(
+            lambda: js(
+                browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
+            ),
+            "the QR image to load with the token",
+        )
     finally:
         srv.shutdown()
 
@@ -272,14 +301,22 @@ def test_token_from_the_page_url_reaches_the_websocket_and_qr(browser):
 EXPLORER = "https://wavesexplorer.com/testnet/tx/{id}"
 PAY_ID = "5ZqkQ6CZUnTy1nHCp7Bq3xSYvUtmuiVXe5LRDUb6Y1R2"
 DATA_ID = "2KVs1zzjXCw7EUWME5phMpV3moQ2rurpHscxqojzF2J7"
-WARNING = ("The device cannot pay the fees of its Data transactions (it holds 0.00 coins): send it some WAVES, "
-           "e.g. `sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`." % ADDRESS)
+WARNING = (
+    "The device cannot pay the fees of its Data transactions (it holds 0.00 coins): send it some WAVES, "
+    "e.g. `sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`." % ADDRESS
+)
 
 
 def selling_state(srv, *, telemetry=True):
     now = time.time()
-    presets = iotlight.pay_presets(seconds_per_token=6.0, max_seconds=3600.0, decimals=2,
-                                   template=iotlight.WALLET_URLS["T"], asset=srv.state["asset_id"], address=ADDRESS)
+    presets = iotlight.pay_presets(
+        seconds_per_token=6.0,
+        max_seconds=3600.0,
+        decimals=2,
+        template=iotlight.WALLET_URLS["T"],
+        asset=srv.state["asset_id"],
+        address=ADDRESS,
+    )
     sold = [0.0] * 24
     sold[-1], sold[-5] = 120.0, 600.0
     with srv.lock:
@@ -288,16 +325,30 @@ def selling_state(srv, *, telemetry=True):
             price={"seconds_per_token": 6.0, "max_seconds": 3600.0},
             links={"wallet": iotlight.WALLET_URLS["T"], "explorer": EXPLORER},
             pay=presets,
-            status={"name": "ok", "legend": [{"name": k, "rgb": list(iotlight.STATUS_COLORS[k]), "meaning": v}
-                                             for k, v in iotlight.STATUS_MEANINGS.items()]},
+            status={
+                "name": "ok",
+                "legend": [
+                    {"name": k, "rgb": list(iotlight.STATUS_COLORS[k]), "meaning": v}
+                    for k, v in iotlight.STATUS_MEANINGS.items()
+                ],
+            },
             warnings=[],
             light_sold={"start_ms": int((now // 3600 - 23) * 3600 * 1000), "seconds": sold},
-            payments=[{"id": PAY_ID, "sender": SENDER, "amount": 250, "seconds": 15.0, "height": 99, "ts": now - 30}],
+            payments=[
+                {"id": PAY_ID, "sender": SENDER, "amount": 250, "seconds": 15.0, "height": 99, "ts": now - 30}
+            ],
             data_txs=[{"id": DATA_ID, "status": "confirmed", "ts": now - 20}],
         )
         if telemetry:
-            srv.state["telemetry"] = [{"ts": now - 3600 + 60 * i, "temperature_c": 20 + i / 30,
-                                       "humidity_pct": 40 + (i % 7), "pressure_hpa": 1013 - i / 60} for i in range(60)]
+            srv.state["telemetry"] = [
+                {
+                    "ts": now - 3600 + 60 * i,
+                    "temperature_c": 20 + i / 30,
+                    "humidity_pct": 40 + (i % 7),
+                    "pressure_hpa": 1013 - i / 60,
+                }
+                for i in range(60)
+            ]
     return presets
 
 
@@ -306,57 +357,96 @@ def test_the_pay_card_shows_token_price_and_a_wallet_link_with_the_amount_filled
     open_live(browser, server)
     price = text(browser, "price")
     assert "1 IoT-Light = 0:06 of light" in price and "at most 1:00:00 at a time" in price
-    buttons = js(browser, "return Array.from(document.querySelectorAll('#presets button'))"
-                          ".map(function (b) { return b.textContent; });")
-    assert buttons == ["%s IoT-Light \u00b7 %s" % (p["amount"], d) for p, d in
-                       zip(presets, ["0:30", "1:00", "5:00", "15:00"])]
-    assert attr(browser, "pay-link", "href") == presets[1]["link"]     # 1 minute is the default choice
+    buttons = js(
+        browser,
+        "return Array.from(document.querySelectorAll('#presets button'))"
+        ".map(function (b) { return b.textContent; });",
+    )
+    assert buttons == [
+        "%s IoT-Light \u00b7 %s" % (p["amount"], d)
+        for p, d in zip(presets, ["0:30", "1:00", "5:00", "15:00"])
+    ]
+    assert attr(browser, "pay-link", "href") == presets[1]["link"]  # 1 minute is the default choice
     js(browser, "document.querySelectorAll('#presets button')[2].click();")
     assert attr(browser, "pay-link", "href") == presets[2]["link"]
     assert "recipient=%s" % ADDRESS in presets[2]["link"] and "amount=50&" in presets[2]["link"]
     poll(lambda: "amount=50" in (attr(browser, "qr", "src") or ""), "the QR code of the chosen amount")
-    poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
-         "the QR image to load")
+    poll(
+        lambda: js(
+            browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
+        ),
+        "the QR image to load",
+    )
     assert "IoT-Light" in text(browser, "asset")
 
 
 def test_every_transaction_id_links_to_the_explorer_and_ignored_payments_show_why(browser, server):
     selling_state(server)
     open_live(browser, server)
-    hrefs = js(browser, "return Array.from(document.querySelectorAll('a.txid')).map(function (a) { return a.href; });")
+    hrefs = js(
+        browser,
+        "return Array.from(document.querySelectorAll('a.txid')).map(function (a) { return a.href; });",
+    )
     assert EXPLORER.replace("{id}", PAY_ID) in hrefs and EXPLORER.replace("{id}", DATA_ID) in hrefs
     forged = "3sXhNwbWXgqkv3fmZ6Hmng4uNJ3UJrKzRtBuXzERXvVG"
-    server.publish({"type": "ignored", "id": forged, "sender": SENDER, "amount": 500, "asset_id": "OtherToken",
-                    "reason": "wrong_asset", "ts": time.time()})
+    server.publish(
+        {
+            "type": "ignored",
+            "id": forged,
+            "sender": SENDER,
+            "amount": 500,
+            "asset_id": "OtherToken",
+            "reason": "wrong_asset",
+            "ts": time.time(),
+        }
+    )
     row = "document.querySelector('#payments li[data-id=\"%s\"]')" % forged
     poll(lambda: js(browser, "return !!" + row + ";"), "the ignored payment in the list")
     assert "not counted: another token" in js(browser, "return %s.textContent;" % row)
     assert js(browser, "return %s.classList.contains('ignored');" % row)
     assert js(browser, "return %s.querySelector('a.txid').href;" % row) == EXPLORER.replace("{id}", forged)
-    server.publish({"type": "refund", "payment_id": PAY_ID, "id": "RefundTx1111111111111111111111111111111111",
-                    "amount": 100, "status": "broadcast", "ts": time.time()})
+    server.publish(
+        {
+            "type": "refund",
+            "payment_id": PAY_ID,
+            "id": "RefundTx1111111111111111111111111111111111",
+            "amount": 100,
+            "status": "broadcast",
+            "ts": time.time(),
+        }
+    )
     poll(lambda: "refund" in (text(browser, "datatxs") or ""), "the refund in the transaction list")
 
 
 def test_warnings_show_in_full_and_the_legend_says_what_the_status_pixel_means(browser, server):
     selling_state(server)
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+    )
     try:
         open_live(browser, server)
         legend = text(browser, "legend")
         for meaning in iotlight.STATUS_MEANINGS.values():
             assert meaning in legend
-        assert js(browser, "return document.querySelector('#legend .current').getAttribute('data-status');") == "ok"
+        assert (
+            js(browser, "return document.querySelector('#legend .current').getAttribute('data-status');")
+            == "ok"
+        )
         server.publish({"type": "outbox", "pending": 2, "no_funds": True})
         server.publish({"type": "warnings", "lines": [WARNING]})
         poll(lambda: text(browser, "warnings") == WARNING, "the warning, in full")
-        assert js(browser, "return document.querySelector('#legend .current').getAttribute('data-status');") \
+        assert (
+            js(browser, "return document.querySelector('#legend .current').getAttribute('data-status');")
             == "no_funds"
-        box = js(browser, "var r = document.querySelector('#warnings div').getBoundingClientRect();"
-                          "return [r.left, r.right, document.querySelector('#warnings div').scrollWidth,"
-                          " document.querySelector('#warnings div').clientWidth];")
-        assert box[0] >= 0 and box[1] <= 390 and box[2] <= box[3]        # wrapped, not cut
+        )
+        box = js(
+            browser,
+            "var r = document.querySelector('#warnings div').getBoundingClientRect();"
+            "return [r.left, r.right, document.querySelector('#warnings div').scrollWidth,"
+            " document.querySelector('#warnings div').clientWidth];",
+        )
+        assert box[0] >= 0 and box[1] <= 390 and box[2] <= box[3]  # wrapped, not cut
         assert js(browser, "return document.documentElement.scrollWidth;") <= 390
         server.publish({"type": "warnings", "lines": []})
         poll(lambda: text(browser, "warnings") == "", "the warning to go")
@@ -369,14 +459,29 @@ def test_charts_draw_light_sold_per_hour_and_the_sensors(browser, server):
     open_live(browser, server)
     bars = "document.querySelectorAll('#chart-sold rect.sold-bar')"
     assert js(browser, "return %s.length;" % bars) == 24
-    heights = js(browser, "return Array.from(%s).map(function (r) { return +r.getAttribute('height'); });" % bars)
+    heights = js(
+        browser, "return Array.from(%s).map(function (r) { return +r.getAttribute('height'); });" % bars
+    )
     assert heights[-5] > heights[-1] > 0 and heights[0] == 0
     assert "12:00 of light" in text(browser, "chart-sold")
-    server.publish({"type": "payment", "id": "Tx9", "sender": SENDER, "amount": 1000, "seconds": 60.0,
-                    "height": 100, "ts": time.time()})
-    poll(lambda: "13:00 of light" in (text(browser, "chart-sold") or ""), "the chart to count the new payment")
+    server.publish(
+        {
+            "type": "payment",
+            "id": "Tx9",
+            "sender": SENDER,
+            "amount": 1000,
+            "seconds": 60.0,
+            "height": 100,
+            "ts": time.time(),
+        }
+    )
+    poll(
+        lambda: "13:00 of light" in (text(browser, "chart-sold") or ""), "the chart to count the new payment"
+    )
     for sensor in ("temperature_c", "humidity_pct", "pressure_hpa"):
-        assert js(browser, "return !!document.querySelector('#telemetry svg[data-sensor=%s] polyline');" % sensor)
+        assert js(
+            browser, "return !!document.querySelector('#telemetry svg[data-sensor=%s] polyline');" % sensor
+        )
     server.publish({"type": "telemetry", "temperature_c": 25.5, "ts": time.time()})
     poll(lambda: "25.5 \u00b0C" in (text(browser, "telemetry") or ""), "the newest temperature")
 
@@ -389,23 +494,60 @@ def fill_for_screenshot(srv):
     now = time.time()
     with srv.lock:
         srv.state["payments"] = [
-            {"type": "payment", "id": "Tx%d" % i, "sender": s, "amount": a, "seconds": a / 100 * 60, "height": 1000 - i,
-             "ts": now - 40 * i}
-            for i, (s, a) in enumerate([(SENDER, 250), ("3N4ZKqQmeVh2eCMDhTW6oGSd8f1NHhLQRDy", 1000),
-                                        ("3MrDis17gyNSusZDg8Eo1PuFnm5SQMda3gu", 100)])
+            {
+                "type": "payment",
+                "id": "Tx%d" % i,
+                "sender": s,
+                "amount": a,
+                "seconds": a / 100 * 60,
+                "height": 1000 - i,
+                "ts": now - 40 * i,
+            }
+            for i, (s, a) in enumerate(
+                [
+                    (SENDER, 250),
+                    ("3N4ZKqQmeVh2eCMDhTW6oGSd8f1NHhLQRDy", 1000),
+                    ("3MrDis17gyNSusZDg8Eo1PuFnm5SQMda3gu", 100),
+                ]
+            )
         ]
         srv.state["data_txs"] = [
-            {"type": "data_tx", "id": "2KVs1zzjXCw7EUWME5phMpV3moQ2rurpHscxqojzF2J7", "status": "confirmed", "ts": now - 90},
-            {"type": "data_tx", "id": "4L8TKFDc2rSnxoDTXpVdy6FYrhqak6KDxemnCsF8evZW", "status": "broadcast", "ts": now - 20},
-            {"type": "data_tx", "id": "9hVn3rEmoSPQPJ5hKmCcrWPN1H2YTaBuGHEqqrtKxiBU", "status": "failed",
-             "error": "insufficient fee: pay at least 0.001 WAVES", "ts": now - 5},
+            {
+                "type": "data_tx",
+                "id": "2KVs1zzjXCw7EUWME5phMpV3moQ2rurpHscxqojzF2J7",
+                "status": "confirmed",
+                "ts": now - 90,
+            },
+            {
+                "type": "data_tx",
+                "id": "4L8TKFDc2rSnxoDTXpVdy6FYrhqak6KDxemnCsF8evZW",
+                "status": "broadcast",
+                "ts": now - 20,
+            },
+            {
+                "type": "data_tx",
+                "id": "9hVn3rEmoSPQPJ5hKmCcrWPN1H2YTaBuGHEqqrtKxiBU",
+                "status": "failed",
+                "error": "insufficient fee: pay at least 0.001 WAVES",
+                "ts": now - 5,
+            },
         ]
         srv.state["light"] = {"on": True, "remaining": 95.0, "until": now + 95.0}
         warm = [255, 214, 120]
-        srv.state["matrix"] = [warm if i < 56 else ([255, 140, 40] if i < 61 else [0, 0, 0]) for i in range(64)]
+        srv.state["matrix"] = [
+            warm if i < 56 else ([255, 140, 40] if i < 61 else [0, 0, 0]) for i in range(64)
+        ]
         srv.state["joystick"] = {"type": "joystick", "direction": "left", "action": "pressed", "ts": now - 12}
-        srv.state["ignored"] = [{"id": "3sXhNwbWXgqkv3fmZ6Hmng4uNJ3UJrKzRtBuXzERXvVG", "sender": SENDER, "amount": 1,
-                                 "asset_id": srv.state["asset_id"], "reason": "below_minimum", "ts": now - 60}]
+        srv.state["ignored"] = [
+            {
+                "id": "3sXhNwbWXgqkv3fmZ6Hmng4uNJ3UJrKzRtBuXzERXvVG",
+                "sender": SENDER,
+                "amount": 1,
+                "asset_id": srv.state["asset_id"],
+                "reason": "below_minimum",
+                "ts": now - 60,
+            }
+        ]
 
 
 @pytest.mark.parametrize(
@@ -422,21 +564,36 @@ def test_screenshots_at_phone_and_desktop_sizes(browser, server, name, width, he
     try:
         open_live(browser, server)
         server.publish({"type": "joystick", "direction": "up", "action": "held"})
-        poll(lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
-             "the joystick to light")
-        poll(lambda: js(browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"),
-             "the QR image to load")
-        poll(lambda: js(browser, "return getComputedStyle(document.querySelector('main')).opacity;") == "1",
-             "the page to fade in")
-        poll(lambda: js(browser, "return getComputedStyle(document.querySelector('#matrix .px')).backgroundColor;")
-             == "rgb(255, 214, 120)", "the matrix colour transition to end")
+        poll(
+            lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
+            "the joystick to light",
+        )
+        poll(
+            lambda: js(
+                browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
+            ),
+            "the QR image to load",
+        )
+        poll(
+            lambda: js(browser, "return getComputedStyle(document.querySelector('main')).opacity;") == "1",
+            "the page to fade in",
+        )
+        poll(
+            lambda: (
+                js(browser, "return getComputedStyle(document.querySelector('#matrix .px')).backgroundColor;")
+                == "rgb(255, 214, 120)"
+            ),
+            "the matrix colour transition to end",
+        )
         assert js(browser, "return document.documentElement.scrollWidth;") <= width
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / ("dashboard-%s.png" % name)
         assert browser.save_screenshot(str(path))
         assert path.stat().st_size > 10000
         if mobile:
-            full = browser.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "format": "png"})
+            full = browser.execute_cdp_cmd(
+                "Page.captureScreenshot", {"captureBeyondViewport": True, "format": "png"}
+            )
             (ARTIFACTS / ("dashboard-%s-full.png" % name)).write_bytes(base64.b64decode(full["data"]))
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -445,6 +602,7 @@ def test_screenshots_at_phone_and_desktop_sizes(browser, server, name, width, he
 def test_real_daemon_payment_lights_the_dashboard(browser, chain, device):
     """The real daemon against the fake node: after a payment the page shows the lamp lit and counting down."""
     import socket as socket_module
+
     with socket_module.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -455,14 +613,24 @@ def test_real_daemon_payment_lights_the_dashboard(browser, chain, device):
     poll(lambda: text(browser, "conn") == "live", "the page to connect to the daemon")
     assert text(browser, "address") == device.address
     assert text(browser, "lamp-state") == "OFF"
-    chain.transfer(chain.treasury, device.address, 3000, asset_id=chain.asset)   # 30 tokens: 30 s
+    chain.transfer(chain.treasury, device.address, 3000, asset_id=chain.asset)  # 30 tokens: 30 s
     poll(lambda: text(browser, "lamp-state") == "ON", "the lamp to show ON after the payment")
     first = float(attr(browser, "remaining", "data-seconds"))
     assert 20 < first <= 30
     poll(lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.5, "the countdown to go down")
-    poll(lambda: js(browser, "return document.querySelectorAll('#matrix [data-rgb=\"255,255,255\"]').length;") >= 56,
-         "the matrix cells to show the lit lamp")
-    poll(lambda: device.address[:6] not in (text(browser, "payments") or "") and
-         "30" in (text(browser, "payments") or ""), "the payment in the list")
+    poll(
+        lambda: (
+            js(browser, "return document.querySelectorAll('#matrix [data-rgb=\"255,255,255\"]').length;")
+            >= 56
+        ),
+        "the matrix cells to show the lit lamp",
+    )
+    poll(
+        lambda: (
+            device.address[:6] not in (text(browser, "payments") or "")
+            and "30" in (text(browser, "payments") or "")
+        ),
+        "the payment in the list",
+    )
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []

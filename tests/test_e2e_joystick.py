@@ -5,9 +5,9 @@ import signal
 import time
 
 import pytest
+from harness import Device, wait_until
 
 import iotlight
-from harness import Device, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -44,8 +44,15 @@ def test_presses_arrive_as_verified_data_transactions(chain, device, hat):
     for n, direction in enumerate(("up", "left", "middle"), start=1):
         times[n] = hat.click(direction)[0]
         time.sleep(0.3)
-    on_chain = wait_until(lambda: presses_on_chain(chain, device.address)
-                          if len(presses_on_chain(chain, device.address)) == 3 else None, 20, what="3 presses")
+    on_chain = wait_until(
+        lambda: (
+            presses_on_chain(chain, device.address)
+            if len(presses_on_chain(chain, device.address)) == 3
+            else None
+        ),
+        20,
+        what="3 presses",
+    )
     assert [on_chain[n]["direction"] for n in (1, 2, 3)] == ["up", "left", "middle"]
     assert all(on_chain[n]["action"] == "pressed" for n in on_chain)
     for n, t in times.items():
@@ -68,8 +75,15 @@ def test_presses_during_refused_broadcasts_arrive_once_after_recovery(chain, dev
         time.sleep(0.25)
     time.sleep(1)
     assert presses_on_chain(chain, device.address) == {}
-    on_chain = wait_until(lambda: presses_on_chain(chain, device.address)
-                          if len(presses_on_chain(chain, device.address)) == 6 else None, 60, what="6 presses")
+    on_chain = wait_until(
+        lambda: (
+            presses_on_chain(chain, device.address)
+            if len(presses_on_chain(chain, device.address)) == 6
+            else None
+        ),
+        60,
+        what="6 presses",
+    )
     assert sorted(on_chain) == [1, 2, 3, 4, 5, 6]
     keys = [k for tx in joystick_broadcasts(chain, device.address) for k in press_keys(tx)]
     assert sorted(keys) == sorted(set(keys)), "a press went out in two transactions"
@@ -89,8 +103,15 @@ def test_presses_before_sigkill_are_broadcast_after_restart(chain, device, hat):
     chain.clear_faults()
     device.start()
     assert hat.wait_for_stick_client(10)
-    on_chain = wait_until(lambda: presses_on_chain(chain, device.address)
-                          if len(presses_on_chain(chain, device.address)) == 3 else None, 60, what="3 presses")
+    on_chain = wait_until(
+        lambda: (
+            presses_on_chain(chain, device.address)
+            if len(presses_on_chain(chain, device.address)) == 3
+            else None
+        ),
+        60,
+        what="3 presses",
+    )
     assert [on_chain[n]["direction"] for n in (1, 2, 3)] == ["up", "down", "left"]
 
 
@@ -98,24 +119,30 @@ def test_too_old_transaction_is_resigned_and_its_entries_arrive_once(tmp_path, h
     """A transaction that waited past the node's timestamp window is re-signed with the same entries."""
     from fakenode import FakeNode
     from harness import TREASURY_SEED
+
     skew = [0]
     node = FakeNode("T", now_ms=lambda: int(time.time() * 1000) + skew[0]).start()
     try:
         treasury = iotlight.keypair_from_seed(TREASURY_SEED)
-        node.fund(treasury.address("T"), waves=10 ** 12)
-        asset = node.issue_asset(treasury, "IoT-Light", 2, 10 ** 8)
+        node.fund(treasury.address("T"), waves=10**12)
+        asset = node.issue_asset(treasury, "IoT-Light", 2, 10**8)
         device = Device(tmp_path / "dev", node.url, asset, hardware__backend="sense-emu")
-        node.fund(device.address, waves=10 ** 9)
+        node.fund(device.address, waves=10**9)
         device.start()
         assert hat.wait_for_stick_client(10)
         node.fail("500", paths=["/transactions/broadcast"])
         t_press = hat.click("right")[0]
-        wait_until(lambda: "queued Data transaction" in device.output(), 10, what="the transaction to be queued")
+        wait_until(
+            lambda: "queued Data transaction" in device.output(), 10, what="the transaction to be queued"
+        )
         old_id = device.output().split("queued Data transaction ")[1].split()[0]
-        skew[0] = 3 * 3600 * 1000          # three hours pass on the chain while nothing gets through
+        skew[0] = 3 * 3600 * 1000  # three hours pass on the chain while nothing gets through
         node.clear_faults()
-        on_chain = wait_until(lambda: presses_on_chain(chain=node, address=device.address) or None, 60,
-                              what="the re-signed press")
+        on_chain = wait_until(
+            lambda: presses_on_chain(chain=node, address=device.address) or None,
+            60,
+            what="the re-signed press",
+        )
         assert on_chain[1]["direction"] == "right"
         assert abs(on_chain[1]["ts"] - t_press * 1000) < 1000, "the press keeps its own time"
         assert "re-signing Data transaction %s" % old_id in device.output()
@@ -135,8 +162,15 @@ def test_rapid_presses_are_coalesced_into_a_few_transactions(chain, device, hat)
     for i in range(50):
         hat.click(("up", "down", "left", "right", "middle")[i % 5])
         time.sleep(0.04)
-    on_chain = wait_until(lambda: presses_on_chain(chain, device.address)
-                          if len(presses_on_chain(chain, device.address)) == 50 else None, 60, what="50 presses")
+    on_chain = wait_until(
+        lambda: (
+            presses_on_chain(chain, device.address)
+            if len(presses_on_chain(chain, device.address)) == 50
+            else None
+        ),
+        60,
+        what="50 presses",
+    )
     assert sorted(on_chain) == list(range(1, 51))
     txs = [tx for tx in joystick_broadcasts(chain, device.address) if press_keys(tx)]
     assert 2 <= len(txs) <= 6, len(txs)
@@ -151,9 +185,12 @@ def test_no_coins_for_fees_waits_and_sends_once_funded(chain, tmp_path, hat):
     hat.click("up")
     wait_until(lambda: "not enough coins for the fee" in device.output(), 15, what="the no-funds warning")
     from emulator import quantize
+
     amber = quantize((96, 48, 0))
     wait_until(lambda: hat.pixels()[63] == amber, 10, what="the amber status pixel")
-    chain.fund(device.address, waves=10 ** 8)
-    on_chain = wait_until(lambda: presses_on_chain(chain, device.address) or None, 40, what="the press after funding")
+    chain.fund(device.address, waves=10**8)
+    on_chain = wait_until(
+        lambda: presses_on_chain(chain, device.address) or None, 40, what="the press after funding"
+    )
     assert on_chain[1]["direction"] == "up"
     device.stop()

@@ -4,9 +4,9 @@ import signal
 import time
 
 import pytest
+from harness import STRANGER_SEED, credited, light_until, wait_until
 
 import iotlight
-from harness import STRANGER_SEED, credited, light_until, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,8 +31,11 @@ def test_payment_lights_the_lamp_for_the_time_it_bought(chain, device, hat):
     duration = time.monotonic() - on_at
     assert 2.0 <= duration <= 5.0, duration
     assert list(credited(device).values()) == [300]
-    receipt = wait_until(lambda: [v for k, v in chain.data_entries(device.address).items()
-                                  if k.startswith("served_")], 15, what="the receipt on chain")
+    receipt = wait_until(
+        lambda: [v for k, v in chain.data_entries(device.address).items() if k.startswith("served_")],
+        15,
+        what="the receipt on chain",
+    )
     assert '"seconds":3.0' in receipt[0]["value"]
 
 
@@ -40,11 +43,11 @@ def test_only_real_payments_of_the_token_to_the_device_light_it(chain, device, h
     """Another asset, WAVES, a failed transfer and a payment to someone else never light the lamp."""
     device.configure(hardware__backend="sense-emu")
     device.start()
-    other = chain.issue_asset(chain.treasury, "Other-Token", 2, 10 ** 8)
+    other = chain.issue_asset(chain.treasury, "Other-Token", 2, 10**8)
     stranger = iotlight.keypair_from_seed(STRANGER_SEED).address("T")
     ignored = [
         chain.transfer(chain.treasury, device.address, 500, asset_id=other)["id"],
-        chain.transfer(chain.treasury, device.address, 10 ** 8)["id"],
+        chain.transfer(chain.treasury, device.address, 10**8)["id"],
         chain.failed_transfer(chain.treasury, device.address, 500, chain.asset)["id"],
         chain.transfer(chain.treasury, stranger, 500, asset_id=chain.asset)["id"],
     ]
@@ -64,7 +67,9 @@ def test_rolled_back_payment_never_lights_with_confirmations(chain, device, hat)
     device.start()
     chain.mine()
     gone = chain.transfer(chain.treasury, device.address, 400, asset_id=chain.asset)["id"]
-    wait_until(lambda: "waiting for 1 confirmation" in device.output(), 10, what="the daemon to see it pending")
+    wait_until(
+        lambda: "waiting for 1 confirmation" in device.output(), 10, what="the daemon to see it pending"
+    )
     chain.rollback(1)
     chain.mine(2)
     time.sleep(1.5)
@@ -82,8 +87,9 @@ def test_mass_transfer_entries_add_up(chain, device):
     """Two entries of one mass transfer to the device light it for their sum."""
     device.start()
     stranger = iotlight.keypair_from_seed(STRANGER_SEED).address("T")
-    tx = chain.mass_transfer(chain.treasury, [(device.address, 150), (stranger, 999), (device.address, 250)],
-                             asset_id=chain.asset)
+    tx = chain.mass_transfer(
+        chain.treasury, [(device.address, 150), (stranger, 999), (device.address, 250)], asset_id=chain.asset
+    )
     wait_until(lambda: credited(device), 10, what="the mass transfer to be credited")
     assert credited(device) == {tx["id"]: 400}
 
@@ -100,6 +106,7 @@ def test_payment_to_an_alias_counts(chain, device):
 def test_history_before_the_first_start_counts_only_when_asked(chain, tmp_path):
     """payment.count_history decides whether payments made before the first start light the lamp."""
     from harness import Device
+
     for count in (False, True):
         d = Device(tmp_path / ("d%s" % count), chain.url, chain.asset, payment__count_history=count)
         old = chain.transfer(chain.treasury, d.address, 100, asset_id=chain.asset)["id"]
@@ -107,7 +114,7 @@ def test_history_before_the_first_start_counts_only_when_asked(chain, tmp_path):
         d.start()
         try:
             new = chain.transfer(chain.treasury, d.address, 100, asset_id=chain.asset)["id"]
-            wait_until(lambda: new in credited(d), 10, what="the new payment")
+            wait_until(lambda new=new, d=d: new in credited(d), 10, what="the new payment")
             assert (old in credited(d)) is count
         finally:
             d.stop()
@@ -115,7 +122,7 @@ def test_history_before_the_first_start_counts_only_when_asked(chain, tmp_path):
 
 def test_sigkill_during_a_stream_of_payments_credits_each_exactly_once(chain, device):
     """Payments keep coming while the daemon is killed twice; after a restart each is credited once."""
-    device.configure(payment__max_seconds=10 ** 6)
+    device.configure(payment__max_seconds=10**6)
     device.start()
     sent = {}
     for round_ in range(3):
@@ -130,10 +137,16 @@ def test_sigkill_during_a_stream_of_payments_credits_each_exactly_once(chain, de
     wait_until(lambda: len(credited(device)) == len(sent), 30, what="every payment to be credited")
     assert credited(device) == sent
     # each receipt exactly once, too
-    receipts = wait_until(lambda: [k for k in chain.data_entries(device.address) if k.startswith("served_")]
-                          if len([k for k in chain.data_entries(device.address) if k.startswith("served_")])
-                          == len(sent) else None, 60, what="every receipt on chain")
-    assert sorted(r[len("served_"):] for r in receipts) == sorted(sent)
+    receipts = wait_until(
+        lambda: (
+            [k for k in chain.data_entries(device.address) if k.startswith("served_")]
+            if len([k for k in chain.data_entries(device.address) if k.startswith("served_")]) == len(sent)
+            else None
+        ),
+        60,
+        what="every receipt on chain",
+    )
+    assert sorted(r[len("served_") :] for r in receipts) == sorted(sent)
 
 
 def test_sigkill_while_lit_resumes_to_the_same_end_time(chain, device, hat):
@@ -171,7 +184,7 @@ def test_node_faults_during_payments_lose_nothing(chain, device):
 
 def test_catch_up_after_downtime_pages_without_gaps(chain, device):
     """2,500 payments made while the daemon was stopped are all credited after it starts again."""
-    device.configure(payment__max_seconds=10 ** 7)
+    device.configure(payment__max_seconds=10**7)
     device.start()
     first = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)
     wait_until(lambda: credited(device), 10, what="the first payment")

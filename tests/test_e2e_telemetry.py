@@ -1,7 +1,6 @@
 """End to end: sensor readings from the emulator become integer Data entries with unit and scale in the key."""
 
 import pytest
-
 from harness import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -12,14 +11,22 @@ def test_telemetry_is_written_as_scaled_integers(chain, device, hat):
     hat.set_environment(temperature=21.37, humidity=48.5, pressure=1002.25)
     device.configure(hardware__backend="sense-emu", data__telemetry_interval=1.0)
     device.start()
-    entries = wait_until(lambda: chain.data_entries(device.address)
-                         if "telemetry_ts" in chain.data_entries(device.address) else None, 30,
-                         what="telemetry on chain")
+    entries = wait_until(
+        lambda: (
+            chain.data_entries(device.address)
+            if "telemetry_ts" in chain.data_entries(device.address)
+            else None
+        ),
+        30,
+        what="telemetry on chain",
+    )
     assert abs(entries["temperature_c100"]["value"] - 2137) <= 2
     assert abs(entries["humidity_pct100"]["value"] - 4850) <= 5
     assert abs(entries["pressure_hpa100"]["value"] - 100225) <= 5
-    assert all(entries[k]["type"] == "integer" for k in ("temperature_c100", "humidity_pct100",
-                                                          "pressure_hpa100", "telemetry_ts"))
+    assert all(
+        entries[k]["type"] == "integer"
+        for k in ("temperature_c100", "humidity_pct100", "pressure_hpa100", "telemetry_ts")
+    )
     # at most one set of readings per transaction
     for b in chain.broadcasts:
         if b.status == 200 and isinstance(b.body, dict) and b.body.get("type") == 12:

@@ -10,9 +10,9 @@ from typing import Any, Dict, List
 
 import httpx
 import pytest
+from fakenode import FakeNode, FakeNodeError
 
 import iotlight
-from fakenode import FakeNode, FakeNodeError
 
 SPEC = Path(__file__).resolve().parent / "vectors"
 EXAMPLES = SPEC / "api_examples"
@@ -41,7 +41,7 @@ ALICE, BOB, CAROL = keys("alice"), keys("bob"), keys("carol")
 @pytest.fixture
 def node():
     with FakeNode(CHAIN) as n:
-        n.fund(ALICE.address(CHAIN), waves=1000 * 10 ** 8)
+        n.fund(ALICE.address(CHAIN), waves=1000 * 10**8)
         yield n
 
 
@@ -74,11 +74,14 @@ def by_address(client: httpx.Client, address: str, limit: int, after: str = None
 
 def broadcast(client: httpx.Client, body: Any) -> httpx.Response:
     if isinstance(body, (bytes, str)):
-        return client.post("/transactions/broadcast", content=body, headers={"Content-Type": "application/json"})
+        return client.post(
+            "/transactions/broadcast", content=body, headers={"Content-Type": "application/json"}
+        )
     return client.post("/transactions/broadcast", json=body)
 
 
 # --- shapes --------------------------------------------------------------------
+
 
 def test_simple_endpoint_shapes_match_examples(client, node):
     """/blocks/height, /utils/time and /blocks/headers/last have the examples' keys in their order."""
@@ -94,8 +97,9 @@ def test_simple_endpoint_shapes_match_examples(client, node):
 
 def test_large_significand_header_turns_amounts_into_strings(client, node):
     """Accept: ...large-significand-format=string makes totalFee/reward strings, like the example."""
-    r = client.get("/blocks/headers/last",
-                   headers={"Accept": "application/json;large-significand-format=string"})
+    r = client.get(
+        "/blocks/headers/last", headers={"Accept": "application/json;large-significand-format=string"}
+    )
     assert isinstance(r.json()["totalFee"], str) and isinstance(r.json()["reward"], str)
 
 
@@ -106,14 +110,17 @@ def test_transaction_shapes_match_vectors(client, node, asset):
     t3 = node.transfer(ALICE, "alias:T:iot-light", 1, asset_id=asset, version=3)
     d = node.data(ALICE, [{"key": "joystick", "type": "string", "value": "pressed"}])
     d2 = node.data(ALICE, [{"key": "joystick", "type": "string", "value": "pressed"}], version=2)
-    m = node.mass_transfer(ALICE, [(BOB.address(CHAIN), 100), ("alias:T:iot-light", 250),
-                                   (CAROL.address(CHAIN), 1)], asset)
-    cases = [(t["id"], vector("transfers.json", "transfer-T-v2-token-to-address")),
-             (t3["id"], vector("transfers.json", "transfer-T-v3-token-to-alias")),
-             (asset, vector("transfers.json", "issue-Z-v2-IoT-Light")),
-             (d["id"], vector("data.json", "data-W-v1-daemon-event")),
-             (d2["id"], vector("data.json", "data-W-v2-daemon-event")),
-             (m["id"], vector("mass_transfers.json", "mass-T-v1-token-3-recipients"))]
+    m = node.mass_transfer(
+        ALICE, [(BOB.address(CHAIN), 100), ("alias:T:iot-light", 250), (CAROL.address(CHAIN), 1)], asset
+    )
+    cases = [
+        (t["id"], vector("transfers.json", "transfer-T-v2-token-to-address")),
+        (t3["id"], vector("transfers.json", "transfer-T-v3-token-to-alias")),
+        (asset, vector("transfers.json", "issue-Z-v2-IoT-Light")),
+        (d["id"], vector("data.json", "data-W-v1-daemon-event")),
+        (d2["id"], vector("data.json", "data-W-v2-daemon-event")),
+        (m["id"], vector("mass_transfers.json", "mass-T-v1-token-3-recipients")),
+    ]
     for tx_id, vec in cases:
         info = get_json(client, "/transactions/info/" + tx_id)
         assert list(info) == list(vec["node_json_expected"]), vec["name"]
@@ -136,9 +143,14 @@ def test_address_listing_shape_and_compact_mass_transfer(client, node, asset):
     seen_by_bob = by_address(client, bob, 10)
     assert [tx["id"] for tx in seen_by_bob] == [m["id"]]
     item = seen_by_bob[0]
-    expected = json.loads((SPEC / "mass_transfers.json").read_text())["as_seen_by_recipient_in_transactions_address"]
+    expected = json.loads((SPEC / "mass_transfers.json").read_text())[
+        "as_seen_by_recipient_in_transactions_address"
+    ]
     assert list(item) == list(expected["response_item"])
-    assert item["transfers"] == [{"recipient": bob, "amount": 100}, {"recipient": "alias:T:bobs-lamp", "amount": 250}]
+    assert item["transfers"] == [
+        {"recipient": bob, "amount": 100},
+        {"recipient": "alias:T:bobs-lamp", "amount": 250},
+    ]
     assert item["transferCount"] == 3 and item["totalAmount"] == 351
     assert by_address(client, carol, 10)[0]["transfers"] == [{"recipient": carol, "amount": 1}]
     assert len(by_address(client, ALICE.address(CHAIN), 10)[0]["transfers"]) == 3
@@ -153,7 +165,9 @@ def test_listing_by_alias_recipient(client, node, asset):
     (item,) = by_address(client, bob, 5)
     assert item["id"] == t["id"] and item["recipient"] == "alias:T:bobs-lamp"
     assert get_json(client, "/alias/by-address/" + bob) == ["alias:T:bobs-lamp"]
-    assert get_json(client, "/alias/by-alias/bobs-lamp") == example("alias_by_alias.json")["response"] | {"address": bob}
+    assert get_json(client, "/alias/by-alias/bobs-lamp") == example("alias_by_alias.json")["response"] | {
+        "address": bob
+    }
     missing = get_json(client, "/alias/by-alias/iot-light", 404)
     assert missing == example("alias_by_alias.json")["not_found"]["body"]
 
@@ -161,11 +175,14 @@ def test_listing_by_alias_recipient(client, node, asset):
 def test_status_unconfirmed_and_info_shapes(client):
     """status, unconfirmed and unconfirmed/info follow the examples; unknown ids get error 311."""
     with FakeNode(CHAIN, auto_include=False) as node, httpx.Client(base_url=node.url) as c:
-        node.fund(ALICE.address(CHAIN), waves=10 ** 9)
+        node.fund(ALICE.address(CHAIN), waves=10**9)
         t = node.make_transfer(ALICE, BOB.address(CHAIN), 10)
         assert broadcast(c, t).status_code == 200
         (pending,) = get_json(c, "/transactions/unconfirmed")
-        assert list(pending) == list(vector("transfers.json", "transfer-T-v2-token-to-address")["node_json_expected"])[:-3]
+        assert (
+            list(pending)
+            == list(vector("transfers.json", "transfer-T-v2-token-to-address")["node_json_expected"])[:-3]
+        )
         assert get_json(c, "/transactions/unconfirmed/info/" + t["id"]) == pending
         missing = get_json(c, "/transactions/info/" + t["id"], 404)
         assert missing == example("transactions_info.json")["error_not_found_waves"]["body"]
@@ -183,26 +200,50 @@ def test_status_unconfirmed_and_info_shapes(client):
 def test_account_and_asset_shapes(client, node, asset):
     """Balances, balance details, asset details and data endpoints have the examples' shapes."""
     a = ALICE.address(CHAIN)
-    assert list(get_json(client, "/addresses/balance/" + a)) == list(example("addresses_balance.json")["response"])
+    assert list(get_json(client, "/addresses/balance/" + a)) == list(
+        example("addresses_balance.json")["response"]
+    )
     details = get_json(client, "/addresses/balance/details/" + a)
     assert list(details) == list(example("addresses_balance.json")["details_response"])
-    assert list(get_json(client, "/assets/balance/%s/%s" % (a, asset))) == \
-        list(example("assets_balance_address_asset.json")["response"])
+    assert list(get_json(client, "/assets/balance/%s/%s" % (a, asset))) == list(
+        example("assets_balance_address_asset.json")["response"]
+    )
     assert get_json(client, "/assets/balance/%s/%s" % (BOB.address(CHAIN), asset))["balance"] == 0
     d = get_json(client, "/assets/details/" + asset)
-    assert list(d) == ["assetId", "issueHeight", "issueTimestamp", "issuer", "issuerPublicKey", "name",
-                       "description", "decimals", "reissuable", "quantity", "scripted", "minSponsoredAssetFee",
-                       "originTransactionId", "sequenceInBlock"]
+    assert list(d) == [
+        "assetId",
+        "issueHeight",
+        "issueTimestamp",
+        "issuer",
+        "issuerPublicKey",
+        "name",
+        "description",
+        "decimals",
+        "reissuable",
+        "quantity",
+        "scripted",
+        "minSponsoredAssetFee",
+        "originTransactionId",
+        "sequenceInBlock",
+    ]
     assert d["decimals"] == 2 and d["quantity"] == 100_000_000 and d["issuer"] == a
     unknown = iotlight.b58encode(b"\x07" * 32)
-    assert get_json(client, "/assets/details/" + unknown, 404) == \
-        {"error": 313, "message": "Asset does not exist: " + unknown}
-    assert get_json(client, "/assets/details/notanasset", 400) == {"error": 4007, "message": "Invalid asset id"}
+    assert get_json(client, "/assets/details/" + unknown, 404) == {
+        "error": 313,
+        "message": "Asset does not exist: " + unknown,
+    }
+    assert get_json(client, "/assets/details/notanasset", 400) == {
+        "error": 4007,
+        "message": "Invalid asset id",
+    }
     ex = example("addresses_data.json")
     node.data(ALICE, ex["response"])
     assert get_json(client, "/addresses/data/" + a) == ex["response"]
     assert get_json(client, "/addresses/data/%s/int" % a) == ex["single_key_response"]
-    assert get_json(client, "/addresses/data/%s?key=str&key=int" % a) == [ex["response"][3], ex["response"][2]]
+    assert get_json(client, "/addresses/data/%s?key=str&key=int" % a) == [
+        ex["response"][3],
+        ex["response"][2],
+    ]
     assert get_json(client, "/addresses/data/%s/nope" % a, 404) == ex["single_key_not_found"]["body"]
     assert get_json(client, "/addresses/balance/3Nbad", 400) == {"error": 102, "message": "invalid address"}
 
@@ -228,6 +269,7 @@ def test_served_transactions_are_really_signed(client, node, asset):
 
 
 # --- paging, liquid block, rollback ----------------------------------------------
+
 
 def test_paging_2500_transactions_without_gaps_or_repeats(client, node, asset):
     """Pages of 1000 with ?after= walk 2500 transactions newest first, each exactly once."""
@@ -255,7 +297,10 @@ def test_paging_2500_transactions_without_gaps_or_repeats(client, node, asset):
 def test_limit_cap_and_bad_after(client, node):
     """limit above 1000 is error 10; a malformed after is error 199."""
     a = ALICE.address(CHAIN)
-    assert get_json(client, "/transactions/address/%s/limit/1001" % a, 400) == example("errors.json")["examples"][0]["body"]
+    assert (
+        get_json(client, "/transactions/address/%s/limit/1001" % a, 400)
+        == example("errors.json")["examples"][0]["body"]
+    )
     assert get_json(client, "/transactions/address/%s/limit/1000" % a) == [[]]
     bad = get_json(client, "/transactions/address/%s/limit/10?after=0OIl" % a, 400)
     assert bad == {"error": 199, "message": "Unable to decode transaction id 0OIl"}
@@ -318,11 +363,15 @@ def test_unknown_after_zbs_is_error_199(client):
 
 # --- broadcast ---------------------------------------------------------------------
 
+
 def data_tx(k: iotlight.KeyPair = ALICE, ts: int = None, version: int = 1, **kw: Any) -> Dict[str, Any]:
-    entries = [{"key": "joystick", "type": "string", "value": "pressed"},
-               {"key": "event_ts", "type": "integer", "value": 1700000000123}]
-    return iotlight.build_data_tx(k, entries, timestamp=ts or int(time.time() * 1000), chain_id=CHAIN,
-                                  version=version, **kw)
+    entries = [
+        {"key": "joystick", "type": "string", "value": "pressed"},
+        {"key": "event_ts", "type": "integer", "value": 1700000000123},
+    ]
+    return iotlight.build_data_tx(
+        k, entries, timestamp=ts or int(time.time() * 1000), chain_id=CHAIN, version=version, **kw
+    )
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -354,8 +403,10 @@ def test_broadcast_rejects_low_fee(client, node):
     """A fee under the minimum is error 112 with the node's fee text."""
     t = node.make_transfer(ALICE, BOB.address(CHAIN), 10, fee=1)
     body = broadcast(client, t).json()
-    assert body["message"] == ("State check failed. Reason: Fee for TransferTransaction (1 in WAVES) does not "
-                               "exceed minimal value of 100000 WAVES.")
+    assert body["message"] == (
+        "State check failed. Reason: Fee for TransferTransaction (1 in WAVES) does not "
+        "exceed minimal value of 100000 WAVES."
+    )
     assert body["error"] == 112 and list(body) == ["error", "message", "transaction"]
 
 
@@ -363,13 +414,16 @@ def test_broadcast_timestamp_window_follows_the_node_clock(client):
     """A transaction aged past 120 min (or 90 min ahead) is error 303."""
     clock = {"now": 1_800_000_000_000}
     with FakeNode(CHAIN, now_ms=lambda: clock["now"]) as node, httpx.Client(base_url=node.url) as c:
-        node.fund(ALICE.address(CHAIN), waves=10 ** 9)
+        node.fund(ALICE.address(CHAIN), waves=10**9)
         tx = data_tx(ts=clock["now"])
         clock["now"] += 120 * 60 * 1000 + 1
         r = broadcast(c, tx)
         assert r.status_code == 400
-        assert r.json() == {"error": 303, "message": "Transaction timestamp %d is more than 7200000ms in the past "
-                            "relative to previous block timestamp %d" % (tx["timestamp"], clock["now"])}
+        assert r.json() == {
+            "error": 303,
+            "message": "Transaction timestamp %d is more than 7200000ms in the past "
+            "relative to previous block timestamp %d" % (tx["timestamp"], clock["now"]),
+        }
         future = data_tx(ts=clock["now"] + 90 * 60 * 1000 + 1)
         assert broadcast(c, future).json()["error"] == 303
         assert broadcast(c, data_tx(ts=clock["now"] - 60_000)).status_code == 200
@@ -379,7 +433,10 @@ def test_broadcast_rejects_wrong_chain_and_bad_json(client, node):
     """chainId of another network is error 404; unparsable or incomplete JSON is error 1."""
     tx = data_tx()
     tx["chainId"] = 87
-    assert broadcast(client, tx).json() == {"error": 404, "message": "Wrong chain-id. Expected - 84, provided - 87"}
+    assert broadcast(client, tx).json() == {
+        "error": 404,
+        "message": "Wrong chain-id. Expected - 84, provided - 87",
+    }
     bad = broadcast(client, b'{"type": 12,')
     assert bad.status_code == 400 and bad.json()["error"] == 1
     assert list(bad.json()) == ["error", "message", "cause", "validationErrors"]
@@ -395,9 +452,11 @@ def test_broadcast_balance_errors(client, node, asset):
     node.fund(poor, waves=99_999)
     t = node.make_transfer(CAROL, BOB.address(CHAIN), 2)
     body = broadcast(client, t).json()
-    assert body["message"] == ("State check failed. Reason: Attempt to transfer unavailable funds: Transaction "
-                               "application leads to negative waves balance to (at least) temporary negative state, "
-                               "current balance equals 99999, spends equals -100002, result is -3")
+    assert body["message"] == (
+        "State check failed. Reason: Attempt to transfer unavailable funds: Transaction "
+        "application leads to negative waves balance to (at least) temporary negative state, "
+        "current balance equals 99999, spends equals -100002, result is -3"
+    )
     body = broadcast(client, data_tx(CAROL)).json()
     assert list(body) == ["details", "error", "message", "transaction"]
     assert body["details"] == {poor: "negative waves balance: %s, old: 99999, new: -1" % poor}
@@ -409,7 +468,7 @@ def test_broadcast_balance_errors(client, node, asset):
 def test_duplicate_broadcast(client):
     """Re-posting a UTX transaction is 200 again; once in a block it is 'already in the state'."""
     with FakeNode(CHAIN, auto_include=False) as node, httpx.Client(base_url=node.url) as c:
-        node.fund(ALICE.address(CHAIN), waves=10 ** 9)
+        node.fund(ALICE.address(CHAIN), waves=10**9)
         tx = data_tx()
         assert broadcast(c, tx).status_code == 200
         assert broadcast(c, tx).status_code == 200
@@ -417,8 +476,10 @@ def test_duplicate_broadcast(client):
         node.include_utx()
         r = broadcast(c, tx)
         assert r.status_code == 400
-        assert r.json()["message"] == ("State check failed. Reason: Transaction %s is already in the state on a "
-                                       "height of %d" % (tx["id"], node.height))
+        assert r.json()["message"] == (
+            "State check failed. Reason: Transaction %s is already in the state on a "
+            "height of %d" % (tx["id"], node.height)
+        )
 
 
 def test_failed_transfer_has_failed_status(client, node):
@@ -434,9 +495,15 @@ def test_failed_transfer_has_failed_status(client, node):
 def test_zbs_fork_accepts_only_legacy_versions(client):
     """fork="0bs": Data v2 is refused, v1 accepted, served without applicationStatus/chainId."""
     with FakeNode(CHAIN, fork="0bs") as node, httpx.Client(base_url=node.url) as c:
-        node.fund(ALICE.address(CHAIN), waves=10 ** 9)
-        v2 = iotlight.build_data_tx(ALICE, [{"key": "k", "type": "integer", "value": 1}],
-                                    timestamp=int(time.time() * 1000), chain_id=CHAIN, version=2, rules="waves")
+        node.fund(ALICE.address(CHAIN), waves=10**9)
+        v2 = iotlight.build_data_tx(
+            ALICE,
+            [{"key": "k", "type": "integer", "value": 1}],
+            timestamp=int(time.time() * 1000),
+            chain_id=CHAIN,
+            version=2,
+            rules="waves",
+        )
         assert broadcast(c, v2).status_code == 400
         v1 = data_tx(fee=0, rules="0bs")
         r = broadcast(c, v1)
@@ -450,6 +517,7 @@ def test_zbs_fork_accepts_only_legacy_versions(client):
 
 
 # --- faults, restart, limits ----------------------------------------------------------
+
 
 def test_fault_500_503_429_count_and_paths(client, node):
     """500/503/429 answer like nginx or the slow-request handler, for count requests on matching paths."""
@@ -536,12 +604,26 @@ def test_standalone_demo_prints_treasury_and_asset(tmp_path):
     """The standalone node starts, issues the demo token and serves it."""
     import subprocess
     import sys
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "tools" / "fakenode.py"), "--port", str(port),
-                             "--chain", "T", "--demo", "--block-interval", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "tools" / "fakenode.py"),
+            "--port",
+            str(port),
+            "--chain",
+            "T",
+            "--demo",
+            "--block-interval",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 60

@@ -17,9 +17,9 @@ import threading
 import time
 
 import pytest
+from emulator import EmulatedHat, quantize
 
 import iotlight
-from emulator import EmulatedHat, quantize
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -52,40 +52,56 @@ async def wait_until(condition, timeout=20.0, interval=0.02):
 # render_matrix
 # =============================================================================
 
+
 def test_lit_without_countdown_fills_the_matrix():
     """Lit without countdown: all 64 pixels in the colour."""
-    assert iotlight.render_matrix(on=True, fraction=0.3, color=ORANGE, countdown=False,
-                                  status="ok") == [ORANGE] * 64
+    assert (
+        iotlight.render_matrix(on=True, fraction=0.3, color=ORANGE, countdown=False, status="ok")
+        == [ORANGE] * 64
+    )
 
 
 def test_lit_countdown_half_lights_four_bar_pixels():
     """Half the time left: the first 4 bottom pixels full, the other 4 at 1/8."""
-    pixels = iotlight.render_matrix(on=True, fraction=0.5, color=ORANGE, countdown=True,
-                                    status="ok")
+    pixels = iotlight.render_matrix(on=True, fraction=0.5, color=ORANGE, countdown=True, status="ok")
     assert pixels[:56] == [ORANGE] * 56
     assert pixels[56:] == [ORANGE] * 4 + [(32, 16, 0)] * 4
 
 
-@pytest.mark.parametrize("fraction, lit", [
-    (1.0, 8), (0.875, 7), (0.5, 4), (0.3, 3), (0.125, 1), (0.01, 1), (0.0, 0),
-    (1.5, 8), (-0.2, 0), (float("nan"), 0),
-])
+@pytest.mark.parametrize(
+    "fraction, lit",
+    [
+        (1.0, 8),
+        (0.875, 7),
+        (0.5, 4),
+        (0.3, 3),
+        (0.125, 1),
+        (0.01, 1),
+        (0.0, 0),
+        (1.5, 8),
+        (-0.2, 0),
+        (float("nan"), 0),
+    ],
+)
 def test_countdown_bar_length_is_ceil_of_eight_times_fraction(fraction, lit):
     """The bar has ceil(8 * fraction) full pixels, fraction clamped to 0..1."""
-    pixels = iotlight.render_matrix(on=True, fraction=fraction, color=WHITE, countdown=True,
-                                    status="ok")
+    pixels = iotlight.render_matrix(on=True, fraction=fraction, color=WHITE, countdown=True, status="ok")
     assert pixels[56:] == [WHITE] * lit + [(32, 32, 32)] * (8 - lit)
     assert pixels[:56] == [WHITE] * 56
 
 
-@pytest.mark.parametrize("status, color", [
-    ("ok", (0, 64, 0)), ("node_down", (64, 0, 0)), ("no_funds", (96, 48, 0)),
-    ("starting", (0, 0, 64)),
-])
+@pytest.mark.parametrize(
+    "status, color",
+    [
+        ("ok", (0, 64, 0)),
+        ("node_down", (64, 0, 0)),
+        ("no_funds", (96, 48, 0)),
+        ("starting", (0, 0, 64)),
+    ],
+)
 def test_dark_matrix_shows_one_dim_status_pixel(status, color):
     """Dark: black except the bottom-right pixel in the status colour."""
-    pixels = iotlight.render_matrix(on=False, fraction=0.5, color=ORANGE, countdown=True,
-                                    status=status)
+    pixels = iotlight.render_matrix(on=False, fraction=0.5, color=ORANGE, countdown=True, status=status)
     assert pixels == [BLACK] * 63 + [color]
 
 
@@ -93,21 +109,20 @@ def test_render_matrix_rejects_unknown_status():
     """An unknown status is a ValueError naming it."""
     with pytest.raises(ValueError) as info:
         iotlight.render_matrix(on=False, fraction=0, color=WHITE, countdown=False, status="odd")
-    assert str(info.value) == ("unknown lamp status 'odd': expected one of "
-                               "ok, node_down, no_funds, starting")
+    assert str(info.value) == ("unknown lamp status 'odd': expected one of ok, node_down, no_funds, starting")
 
 
 def test_render_matrix_rejects_bad_colour():
     """A colour channel out of 0..255 is a ValueError naming the colour."""
     with pytest.raises(ValueError) as info:
-        iotlight.render_matrix(on=True, fraction=1, color=(0, 256, 0), countdown=False,
-                               status="ok")
+        iotlight.render_matrix(on=True, fraction=1, color=(0, 256, 0), countdown=False, status="ok")
     assert str(info.value) == "bad colour (0, 256, 0): expected [r, g, b] with each 0-255"
 
 
 # =============================================================================
 # Choosing a backend
 # =============================================================================
+
 
 class FakeHardware(iotlight.Hardware):
     """Stands in for an opened backend; records its name."""
@@ -142,8 +157,11 @@ def probes(monkeypatch):
 
 
 def warnings_of(caplog):
-    return [r.getMessage() for r in caplog.records
-            if r.name == "iotlight.hardware" and r.levelno == logging.WARNING]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "iotlight.hardware" and r.levelno == logging.WARNING
+    ]
 
 
 def test_auto_takes_the_real_hat_when_module_and_framebuffer_are_there(probes, caplog):
@@ -174,14 +192,16 @@ def test_auto_takes_the_emulator_with_a_desktop(probes, caplog, gui_path):
     assert hw.name == "sense-emu"
     assert warnings_of(caplog) == [
         "hardware: using sense-emu; not sense-hat: the python module sense_hat is not "
-        "installed (install sense-hat: sudo apt install sense-hat)"]
+        "installed (install sense-hat: sudo apt install sense-hat)"
+    ]
 
 
 def test_auto_takes_the_emulator_under_wayland(probes, gui_path):
     """WAYLAND_DISPLAY counts as a desktop session too."""
     probes["modules"] = {"sense_emu", "gi"}
-    hw = iotlight.open_hardware("auto", environ={"WAYLAND_DISPLAY": "wayland-0", "PATH": gui_path},
-                                stdout_isatty=False)
+    hw = iotlight.open_hardware(
+        "auto", environ={"WAYLAND_DISPLAY": "wayland-0", "PATH": gui_path}, stdout_isatty=False
+    )
     assert hw.name == "sense-emu"
 
 
@@ -196,6 +216,7 @@ def test_auto_passes_the_emulator_whose_window_cannot_start(probes, caplog, tmp_
 def test_terminal_log_lines_go_above_the_matrix():
     """A log line printed while the matrix is drawn lands above it; the matrix is drawn again below."""
     import io
+
     out = io.StringIO()
     term = iotlight.TerminalHardware(stdout=out, stdin=io.StringIO())
     term.set_pixels([(255, 0, 0)] * 64)
@@ -226,7 +247,8 @@ def test_auto_falls_back_to_the_terminal(probes, caplog):
         'hardware: using terminal; not sense-hat: no "RPi-Sense FB" framebuffer in '
         "/sys/class/graphics (is the HAT seated? check dtoverlay=rpi-sense in "
         "/boot/config.txt, then reboot); not sense-emu: no desktop session (DISPLAY and "
-        "WAYLAND_DISPLAY unset) and no emulator running (start sense_emu_gui on a desktop)"]
+        "WAYLAND_DISPLAY unset) and no emulator running (start sense_emu_gui on a desktop)"
+    ]
 
 
 def test_auto_without_anything_is_none(probes, caplog):
@@ -235,8 +257,10 @@ def test_auto_without_anything_is_none(probes, caplog):
     assert isinstance(hw, iotlight.NullHardware)
     [message] = warnings_of(caplog)
     assert message.startswith("hardware: using none; not sense-hat: the python module")
-    assert ("not sense-emu: the python module sense_emu is not installed (install the "
-            "emulator: sudo apt install python3-sense-emu sense-emu-tools)") in message
+    assert (
+        "not sense-emu: the python module sense_emu is not installed (install the "
+        "emulator: sudo apt install python3-sense-emu sense-emu-tools)"
+    ) in message
     assert message.endswith("not terminal: standard output is not a terminal")
 
 
@@ -247,16 +271,17 @@ def test_auto_passes_a_hat_that_fails_to_open(probes, caplog):
     probes["fail"] = {"sense-hat"}
     hw = iotlight.open_hardware("auto", environ={}, stdout_isatty=True)
     assert hw.name == "terminal"
-    assert "not sense-hat: failed to open: Cannot detect RPi-Sense FB device" in \
-        warnings_of(caplog)[0]
+    assert "not sense-hat: failed to open: Cannot detect RPi-Sense FB device" in warnings_of(caplog)[0]
 
 
 def test_explicit_sense_hat_not_installed_is_one_line_error(probes):
     """An explicit sense-hat without its library raises IotlightError with the fix."""
     with pytest.raises(iotlight.IotlightError) as info:
         iotlight.open_hardware("sense-hat", environ={}, stdout_isatty=True)
-    assert str(info.value) == ('hardware.backend = "sense-hat": the python module sense_hat '
-                               "is not installed: install sense-hat: sudo apt install sense-hat")
+    assert str(info.value) == (
+        'hardware.backend = "sense-hat": the python module sense_hat '
+        "is not installed: install sense-hat: sudo apt install sense-hat"
+    )
 
 
 def test_explicit_sense_hat_that_fails_to_open_is_one_line_error(probes):
@@ -265,8 +290,9 @@ def test_explicit_sense_hat_that_fails_to_open_is_one_line_error(probes):
     probes["fail"] = {"sense-hat"}
     with pytest.raises(iotlight.IotlightError) as info:
         iotlight.open_hardware("sense-hat", environ={}, stdout_isatty=True)
-    assert str(info.value) == ('hardware.backend = "sense-hat": cannot open it: '
-                               "Cannot detect RPi-Sense FB device")
+    assert str(info.value) == (
+        'hardware.backend = "sense-hat": cannot open it: Cannot detect RPi-Sense FB device'
+    )
     assert info.value.__suppress_context__
 
 
@@ -278,7 +304,8 @@ def test_explicit_sense_emu_without_a_screen_refuses_to_spawn_the_gui(probes):
     assert str(info.value) == (
         'hardware.backend = "sense-emu": no desktop session (DISPLAY and WAYLAND_DISPLAY '
         "unset) and no emulator running (start sense_emu_gui on a desktop), or set "
-        'hardware.backend = "terminal"')
+        'hardware.backend = "terminal"'
+    )
     assert probes["opened"] == []
 
 
@@ -292,8 +319,9 @@ def test_unknown_backend_is_a_config_error():
     """A backend name outside the contract is a ConfigError listing the choices."""
     with pytest.raises(iotlight.ConfigError) as info:
         iotlight.open_hardware("lcd", environ={}, stdout_isatty=True)
-    assert str(info.value) == ('hardware.backend = "lcd": expected one of "auto", '
-                               '"sense-hat", "sense-emu", "terminal", "none"')
+    assert str(info.value) == (
+        'hardware.backend = "lcd": expected one of "auto", "sense-hat", "sense-emu", "terminal", "none"'
+    )
 
 
 def test_framebuffer_probe_reads_the_framebuffer_names(tmp_path):
@@ -311,6 +339,7 @@ def test_framebuffer_probe_reads_the_framebuffer_names(tmp_path):
 # The emulator, for real (fixed /dev/shm paths: serial only)
 # =============================================================================
 
+
 @pytest.fixture
 def hat():
     with EmulatedHat(temperature=21.5, humidity=40.25, pressure=1001.5) as h:
@@ -320,6 +349,7 @@ def hat():
 def test_emulator_lock_probe_sees_a_live_emulator_and_ignores_a_dead_one(hat):
     """_emulator_running is true while EmulatedHat holds the lock, false for a dead pid."""
     from sense_emu.lock import lock_filename
+
     assert iotlight._emulator_running()
     hat.close()
     assert not iotlight._emulator_running()
@@ -356,12 +386,10 @@ def emu(hat):
 async def test_show_draws_the_frame_on_the_emulator_screen(hat, emu):
     """A rendered frame lands on the emulator's screen file, pixel for pixel."""
     runner = iotlight.HardwareRunner(emu)
-    frame = iotlight.render_matrix(on=True, fraction=0.5, color=ORANGE, countdown=True,
-                                   status="ok")
+    frame = iotlight.render_matrix(on=True, fraction=0.5, color=ORANGE, countdown=True, status="ok")
     assert await runner.show(frame)
     assert hat.pixels() == [quantize(p) for p in frame]
-    dark = iotlight.render_matrix(on=False, fraction=0, color=ORANGE, countdown=True,
-                                  status="node_down")
+    dark = iotlight.render_matrix(on=False, fraction=0, color=ORANGE, countdown=True, status="node_down")
     assert await runner.show(dark)
     assert hat.pixels() == [BLACK] * 63 + [quantize((64, 0, 0))]
     assert hat.lit_count() == 1
@@ -424,8 +452,10 @@ async def test_joystick_ts_comes_from_the_event(hat, emu):
     hat.press("left", ts=1700000000.123)
     hat.press("right", ts=1700000001.5)
     assert await wait_until(lambda: len(got) >= 2)
-    assert got == [iotlight.JoystickEvent("left", "pressed", 1700000000123),
-                   iotlight.JoystickEvent("right", "pressed", 1700000001500)]
+    assert got == [
+        iotlight.JoystickEvent("left", "pressed", 1700000000123),
+        iotlight.JoystickEvent("right", "pressed", 1700000001500),
+    ]
     await runner.close()
 
 
@@ -456,6 +486,7 @@ async def test_environment_readings_come_from_the_emulated_sensors(hat, emu):
         async def check():
             last.update(await runner.read_environment())
             return last == want
+
         deadline = time.monotonic() + 20
         while not await check():
             if time.monotonic() > deadline:
@@ -465,8 +496,7 @@ async def test_environment_readings_come_from_the_emulated_sensors(hat, emu):
 
     assert await readings_are(expected), last
     hat.set_environment(-3.25, 80.5, 990.0)
-    assert await readings_are({"temperature_c": -3.25, "humidity_pct": 80.5,
-                               "pressure_hpa": 990.0}), last
+    assert await readings_are({"temperature_c": -3.25, "humidity_pct": 80.5, "pressure_hpa": 990.0}), last
     await runner.close()
 
 
@@ -490,6 +520,7 @@ def test_emulated_hat_cleans_up_and_survives_stale_files():
     from sense_emu.lock import lock_filename
     from sense_emu.screen import screen_filename
     from sense_emu.stick import stick_address
+
     stick = stick_address()[2]
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -509,6 +540,7 @@ def test_emulated_hat_cleans_up_and_survives_stale_files():
 # =============================================================================
 # HardwareRunner with fakes
 # =============================================================================
+
 
 class BrokenHardware(iotlight.Hardware):
     """Every call fails the way a loose I2C cable does."""
@@ -559,8 +591,7 @@ async def test_runner_calls_hardware_from_one_worker_thread():
 
     hw = Recording("recording")
     runner = iotlight.HardwareRunner(hw)
-    await asyncio.gather(*(runner.show([(i, i, i)] * 64) for i in range(10)),
-                         runner.read_environment())
+    await asyncio.gather(*(runner.show([(i, i, i)] * 64) for i in range(10)), runner.read_environment())
     await runner.close()
     assert len(seen) == 1 and threading.get_ident() not in seen
     assert hw.frames[-1] == [BLACK] * 64
@@ -579,20 +610,20 @@ async def test_no_joystick_means_no_thread():
 # TerminalHardware
 # =============================================================================
 
+
 def test_terminal_draws_truecolour_and_redraws_in_place():
     """Each frame is 8 lines of 2-character truecolour cells; later frames move up first."""
     out = io.StringIO()
     hw = iotlight.TerminalHardware(stdout=out, stdin=io.StringIO())
     assert not hw.has_joystick
-    frame = iotlight.render_matrix(on=False, fraction=0, color=WHITE, countdown=False,
-                                   status="starting")
+    frame = iotlight.render_matrix(on=False, fraction=0, color=WHITE, countdown=False, status="starting")
     hw.set_pixels(frame)
     first = out.getvalue()
     black_row = "\r" + "\x1b[48;2;0;0;0m  " * 8 + "\x1b[0m\x1b[K\n"
     last_row = "\r" + "\x1b[48;2;0;0;0m  " * 7 + "\x1b[48;2;0;0;64m  " + "\x1b[0m\x1b[K\n"
     assert first == black_row * 7 + last_row
     hw.set_pixels([ORANGE] * 64)
-    second = out.getvalue()[len(first):]
+    second = out.getvalue()[len(first) :]
     assert second == "\x1b[8A" + ("\r" + "\x1b[48;2;255;128;0m  " * 8 + "\x1b[0m\x1b[K\n") * 8
     hw.close()
     assert out.getvalue().endswith("\x1b[0m")
@@ -601,7 +632,9 @@ def test_terminal_draws_truecolour_and_redraws_in_place():
 def test_parse_keys_splits_arrows_enter_and_keeps_a_partial_sequence():
     """Arrow keys and Enter map to directions; other keys are ignored; a cut escape waits."""
     assert iotlight.parse_keys(b"\x1b[A\x1b[Bx\x1b[C\x1b[D\r\n") == (
-        ["up", "down", "right", "left", "middle", "middle"], b"")
+        ["up", "down", "right", "left", "middle", "middle"],
+        b"",
+    )
     assert iotlight.parse_keys(b"\x1bOA\x1b[") == (["up"], b"\x1b[")
     assert iotlight.parse_keys(b"\x1b[" + b"B") == (["down"], b"")
 
@@ -631,10 +664,12 @@ def test_terminal_keys_become_joystick_events_and_the_tty_is_restored(tty):
     while len(events) < 4 and time.monotonic() < deadline:
         events += hw.read_joystick(0.5)
     ts = 1700000000250
-    assert events == [iotlight.JoystickEvent("up", "pressed", ts),
-                      iotlight.JoystickEvent("up", "released", ts),
-                      iotlight.JoystickEvent("middle", "pressed", ts),
-                      iotlight.JoystickEvent("middle", "released", ts)]
+    assert events == [
+        iotlight.JoystickEvent("up", "pressed", ts),
+        iotlight.JoystickEvent("up", "released", ts),
+        iotlight.JoystickEvent("middle", "pressed", ts),
+        iotlight.JoystickEvent("middle", "released", ts),
+    ]
     hw.close()
     assert termios.tcgetattr(stdin.fileno()) == before
 
@@ -653,5 +688,4 @@ async def test_terminal_keys_through_the_runner(tty):
     assert abs(got[0].ts_ms - time.time() * 1000) < 60_000
     await runner.show([WHITE] * 64)
     await runner.close()
-    assert out.getvalue().endswith(("\r" + "\x1b[48;2;0;0;0m  " * 8 + "\x1b[0m\x1b[K\n") * 8
-                                   + "\x1b[0m")
+    assert out.getvalue().endswith(("\r" + "\x1b[48;2;0;0;0m  " * 8 + "\x1b[0m\x1b[K\n") * 8 + "\x1b[0m")

@@ -90,7 +90,9 @@ class Installer:
         return env
 
     def run(self, *args: str, root: bool = True, **extra: str) -> subprocess.CompletedProcess:
-        argv = ["bash", str(self.src / "install.sh")] + (["--root", str(self.root)] if root else []) + list(args)
+        argv = (
+            ["bash", str(self.src / "install.sh")] + (["--root", str(self.root)] if root else []) + list(args)
+        )
         return subprocess.run(argv, env=self.env(**extra), capture_output=True, text=True, timeout=500)
 
     def install(self, *args: str) -> subprocess.CompletedProcess:
@@ -102,7 +104,7 @@ class Installer:
     def calls(self) -> List[str]:
         """The apt-get and systemctl calls recorded since the last look."""
         lines = self.log.read_text().splitlines()
-        new, self.seen = lines[self.seen:], len(lines)
+        new, self.seen = lines[self.seen :], len(lines)
         return [line for line in new if not line.startswith("chown ")]
 
     def chowns(self) -> Dict[str, str]:
@@ -185,8 +187,13 @@ def unit_directives(text: str) -> List[Tuple[str, str, str]]:
 def source_lib(script: str, **env: str) -> subprocess.CompletedProcess:
     """Run bash code with install.sh's functions defined (IOTLIGHT_INSTALL_LIB=1)."""
     code = 'source "%s"\n%s' % (REPO / "install.sh", script)
-    return subprocess.run(["bash", "-c", code], env=dict(os.environ, IOTLIGHT_INSTALL_LIB="1", **env),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", "-c", code],
+        env=dict(os.environ, IOTLIGHT_INSTALL_LIB="1", **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -212,12 +219,18 @@ def test_fresh_install_puts_code_and_venv_in_opt(installed):
     app = inst.path("/opt/iotlight/iotlight.py")
     assert app.read_bytes() == (inst.src / "iotlight.py").read_bytes()
     assert mode(app) == 0o644
-    assert (inst.path("/opt/iotlight/requirements.txt").read_bytes()
-            == (inst.src / "requirements.txt").read_bytes())
+    assert (
+        inst.path("/opt/iotlight/requirements.txt").read_bytes()
+        == (inst.src / "requirements.txt").read_bytes()
+    )
     cfg = inst.path("/opt/iotlight/venv/pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg
-    version = subprocess.run([str(inst.path("/opt/iotlight/venv/bin/python")), "-c",
-                              "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True)
+    version = subprocess.run(
+        [str(inst.path("/opt/iotlight/venv/bin/python")), "-c", "import sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert version.stdout.strip() == str(inst.path("/opt/iotlight/venv"))
 
 
@@ -269,7 +282,7 @@ def test_fresh_install_makes_the_seed_and_state_dir(installed):
     words = seed.read_text().split()
     output = " ".join((result.stdout + result.stderr).split())
     for i in range(len(words) - 2):
-        assert " ".join(words[i:i + 3]) not in output
+        assert " ".join(words[i : i + 3]) not in output
 
 
 def test_fresh_install_records_apt_and_systemctl_without_starting(installed):
@@ -330,8 +343,13 @@ def test_unit_runs_the_daemon_as_a_watched_notify_service(installed):
     # python -I -m iotlight runs from bytecode compiled at install time, with the venv's python,
     # which finds iotlight.py through iotlight.pth (no PYTHONPATH, from any directory)
     assert list(inst.path("/opt/iotlight/__pycache__").glob("iotlight.cpython-*.pyc"))
-    version = subprocess.run([str(inst.path("/opt/iotlight/venv/bin/python")), "-I", "-m", "iotlight", "--version"],
-                             capture_output=True, text=True, timeout=60, cwd="/")
+    version = subprocess.run(
+        [str(inst.path("/opt/iotlight/venv/bin/python")), "-I", "-m", "iotlight", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
     assert version.stdout.startswith("iotlight "), version.stderr
     assert d[("Install", "WantedBy")] == ["multi-user.target"]
 
@@ -340,17 +358,30 @@ def test_unit_is_hardened_but_reaches_the_sense_hat_devices(installed):
     """Read-only system, no capabilities, few address families; /dev/fb*, input and i2c stay open."""
     inst, _ = installed
     d = {}
-    for section, key, value in unit_directives(inst.path("/etc/systemd/system/iotlight.service").read_text()):
+    for _section, key, value in unit_directives(
+        inst.path("/etc/systemd/system/iotlight.service").read_text()
+    ):
         d.setdefault(key, []).append(value)
     for key, value in {
-        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-        "CapabilityBoundingSet": "", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
-        "ProtectKernelTunables": "yes", "ProtectControlGroups": "yes", "LockPersonality": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "ProtectKernelTunables": "yes",
+        "ProtectControlGroups": "yes",
+        "LockPersonality": "yes",
         "DevicePolicy": "closed",
     }.items():
         assert d[key] == [value], key
-    assert d["DeviceAllow"] == ["char-fb rw", "char-input r", "char-i2c rw", "char-gpiochip rw",
-                                "char-bcm2835-gpiomem rw"]
+    assert d["DeviceAllow"] == [
+        "char-fb rw",
+        "char-input r",
+        "char-i2c rw",
+        "char-gpiochip rw",
+        "char-bcm2835-gpiomem rw",
+    ]
     assert "PrivateDevices" not in d
     assert "PrivateUsers" not in d
 
@@ -366,8 +397,10 @@ def test_unit_comments_every_directive(installed):
 
 def test_unit_lists_only_present_device_groups():
     """SupplementaryGroups= names the groups given (a missing group would stop the start); none: no line."""
-    result = source_lib('render_unit video input i2c | grep "^SupplementaryGroups="; '
-                        'render_unit | grep -c "^SupplementaryGroups=" || true')
+    result = source_lib(
+        'render_unit video input i2c | grep "^SupplementaryGroups="; '
+        'render_unit | grep -c "^SupplementaryGroups=" || true'
+    )
     assert result.stdout.splitlines() == ["SupplementaryGroups=video input i2c", "0"], result.stderr
 
 
@@ -406,7 +439,7 @@ def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_pat
     show_packages(installer)
     unit = installer.path("/etc/systemd/system/iotlight.service").read_text()
     d = {}
-    for section, key, value in unit_directives(unit):
+    for _section, key, value in unit_directives(unit):
         d.setdefault(key, []).append(value)
     state = installer.path("/var/lib/iotlight")
     marker = tmp_path / "planted-code-ran"
@@ -416,8 +449,14 @@ def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_pat
         key, _, value = assignment.partition("=")
         env[key] = tree_command(installer, value)[0]
     # The state dir as the working directory: the worst case (the old unit's), whatever the unit says.
-    result = subprocess.run(tree_command(installer, d["ExecStart"][0]), cwd=str(state), env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        tree_command(installer, d["ExecStart"][0]),
+        cwd=str(state),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert not marker.exists(), "planted code ran: %s" % marker.read_text()
     # It is the installed daemon that ran, and stopped on the unset asset id.
     assert result.returncode == 2, result.stderr
@@ -436,7 +475,9 @@ def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
     text = text.replace("ExecStart=/opt/iotlight/", "ExecStart=%s/" % inst.path("/opt/iotlight"))
     unit = tmp_path / "iotlight.service"
     unit.write_text(text)
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stderr.splitlines() if "iotlight.service" in line] == []
 
@@ -450,11 +491,16 @@ def show_packages(inst):
     """deps.pth in the tree's venv: this interpreter's packages, as pip would have installed them
     (python -I ignores the PYTHONPATH the other tests use; Python < 3.11 needs tomli from there)."""
     venv_python = str(inst.path("/opt/iotlight/venv/bin/python"))
-    site = subprocess.run([venv_python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [venv_python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     paths = sysconfig.get_paths()
-    Path(site, "deps.pth").write_text("".join("%s\n" % p for p in dict.fromkeys((paths["purelib"],
-                                                                                  paths["platlib"]))))
+    Path(site, "deps.pth").write_text(
+        "".join("%s\n" % p for p in dict.fromkeys((paths["purelib"], paths["platlib"])))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -471,21 +517,34 @@ def commanded():
         show_packages(inst)
         conf = inst.path("/etc/iotlight/iotlight.toml")
         inst.set_asset_id(conf)
-        conf.write_text(conf.read_text()
-                        .replace('seed_file = "/etc/iotlight/device.seed"', 'seed_file = "device.seed"')
-                        .replace('state_file = "/var/lib/iotlight/iotlight.db"',
-                                 'state_file = "../../var/lib/iotlight/iotlight.db"'))
+        conf.write_text(
+            conf.read_text()
+            .replace('seed_file = "/etc/iotlight/device.seed"', 'seed_file = "device.seed"')
+            .replace(
+                'state_file = "/var/lib/iotlight/iotlight.db"',
+                'state_file = "../../var/lib/iotlight/iotlight.db"',
+            )
+        )
         yield inst
     finally:
         shutil.rmtree(base)
 
 
-def run_command(inst: Installer, *args: str, cwd: Optional[Path] = None, **kwargs) -> subprocess.CompletedProcess:
+def run_command(
+    inst: Installer, *args: str, cwd: Optional[Path] = None, **kwargs
+) -> subprocess.CompletedProcess:
     """The installed iotlight command, with a bare environment (no PYTHONPATH to lean on)."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
     env.update(kwargs.pop("env", {}))
-    return subprocess.run([str(inst.path("/usr/local/bin/iotlight"))] + list(args), cwd=str(cwd or "/"), env=env,
-                          capture_output=True, text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        [str(inst.path("/usr/local/bin/iotlight"))] + list(args),
+        cwd=str(cwd or "/"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
 
 
 def test_command_is_installed_executable_and_ours(commanded):
@@ -508,10 +567,15 @@ def test_command_runs_the_venv_on_the_installed_config(commanded, tmp_path):
     address = run_command(commanded, "address", cwd=tmp_path, env=env)
     assert address.returncode == 0, address.stderr
     keys = iotlight.keypair_from_seed(commanded.path("/etc/iotlight/device.seed").read_text().rstrip("\n"))
-    assert address.stdout == "address: %s\npublic key: %s\n" % (keys.address("T"), iotlight.b58encode(keys.public_key))
-    check = run_command(commanded, "check", "--offline", cwd=tmp_path, env=env)   # no node: no network
+    assert address.stdout == "address: %s\npublic key: %s\n" % (
+        keys.address("T"),
+        iotlight.b58encode(keys.public_key),
+    )
+    check = run_command(commanded, "check", "--offline", cwd=tmp_path, env=env)  # no node: no network
     assert check.returncode == 0, check.stderr
-    assert check.stdout.startswith("configuration %s is valid\n" % commanded.path("/etc/iotlight/iotlight.toml"))
+    assert check.stdout.startswith(
+        "configuration %s is valid\n" % commanded.path("/etc/iotlight/iotlight.toml")
+    )
     assert "  device address: %s\n" % keys.address("T") in check.stdout
     assert not marker.exists()
 
@@ -527,8 +591,10 @@ def test_command_takes_a_config_of_ones_own(commanded):
 def test_command_tells_a_normal_user_to_use_sudo(commanded):
     """A user who cannot read /etc/iotlight/iotlight.toml gets one line saying to use sudo, no traceback."""
     conf = commanded.path("/etc/iotlight/iotlight.toml")
-    expected = ("iotlight: cannot read %s (root and the group iotlight only): run the command with sudo: "
-                "sudo iotlight status\n" % conf)
+    expected = (
+        "iotlight: cannot read %s (root and the group iotlight only): run the command with sudo: "
+        "sudo iotlight status\n" % conf
+    )
     if AS_ROOT:  # as nobody: /etc/iotlight is 0750 root:iotlight, as install.sh made it
         result = run_command(commanded, "status", user=65534, group=65534, extra_groups=[])
     else:  # the chowns were only recorded: take the read permission away instead
@@ -546,8 +612,10 @@ def test_command_does_not_run_the_daemon_as_root(commanded):
     for args in ([], ["run"], ["-v", "run"]):
         result = run_command(commanded, *args)
         assert (result.returncode, result.stdout) == (2, ""), args
-        assert result.stderr == ("iotlight: the daemon runs as the service iotlight.service, not as root: sudo "
-                                 "systemctl restart iotlight (its log: journalctl -u iotlight -f)\n"), args
+        assert result.stderr == (
+            "iotlight: the daemon runs as the service iotlight.service, not as root: sudo "
+            "systemctl restart iotlight (its log: journalctl -u iotlight -f)\n"
+        ), args
 
 
 def test_command_of_another_program_is_left_alone(installer):
@@ -593,8 +661,10 @@ def test_second_run_upgrades_code_and_keeps_config_seed_and_state(installer):
     assert "creating the venv" not in second.stderr
     assert "payment.asset_id is set in /etc/iotlight/iotlight.toml" in second.stdout
     assert installer.calls() == FIRST_RUN_CALLS + ["systemctl restart iotlight.service"]
-    assert [line.split(":")[0] for line in installer.path("/etc/passwd").read_text().splitlines()] \
-        == ["root", "iotlight"]
+    assert [line.split(":")[0] for line in installer.path("/etc/passwd").read_text().splitlines()] == [
+        "root",
+        "iotlight",
+    ]
 
 
 def test_failed_start_exits_nonzero_with_the_journal_hint(installer):
@@ -603,8 +673,10 @@ def test_failed_start_exits_nonzero_with_the_journal_hint(installer):
     (installer.bin / "fail-systemctl-restart").write_text("")
     result = installer.run()
     assert result.returncode == 1
-    assert ("install.sh: error: iotlight.service did not start: see 'journalctl -u iotlight -e', "
-            "fix the cause, then: sudo systemctl restart iotlight") in result.stderr
+    assert (
+        "install.sh: error: iotlight.service did not start: see 'journalctl -u iotlight -e', "
+        "fix the cause, then: sudo systemctl restart iotlight"
+    ) in result.stderr
     assert installer.calls()[-1] == "systemctl restart iotlight.service"
 
 
@@ -623,8 +695,10 @@ def test_uninstall_removes_service_and_code_but_keeps_data(installer):
     for kept in ("/etc/iotlight/iotlight.toml", "/etc/iotlight/device.seed", "/var/lib/iotlight/iotlight.db"):
         assert installer.path(kept).exists(), kept
     assert installer.entry("passwd", "iotlight") is not None
-    assert "kept /etc/iotlight (configuration and seed) and /var/lib/iotlight (state); --purge deletes them" \
+    assert (
+        "kept /etc/iotlight (configuration and seed) and /var/lib/iotlight (state); --purge deletes them"
         in result.stderr
+    )
 
 
 def test_purge_removes_config_seed_state_and_user(installer):
@@ -634,14 +708,21 @@ def test_purge_removes_config_seed_state_and_user(installer):
     result = installer.run("--purge")
     assert result.returncode == 0, result.stderr
     assert installer.calls() == ["systemctl disable --now iotlight.service", "systemctl daemon-reload"]
-    for gone in ("/etc/systemd/system/iotlight.service", "/opt/iotlight", "/etc/iotlight", "/var/lib/iotlight",
-                 "/usr/local/bin/iotlight"):
+    for gone in (
+        "/etc/systemd/system/iotlight.service",
+        "/opt/iotlight",
+        "/etc/iotlight",
+        "/var/lib/iotlight",
+        "/usr/local/bin/iotlight",
+    ):
         assert not installer.path(gone).exists(), gone
     assert installer.entry("passwd", "iotlight") is None
     assert installer.entry("group", "iotlight") is None
     assert installer.entry("group", "video")[3] == ""
-    assert ("warning: deleting /etc/iotlight with the device seed: the device's address is lost for good "
-            "unless you have a copy of the seed") in result.stderr
+    assert (
+        "warning: deleting /etc/iotlight with the device seed: the device's address is lost for good "
+        "unless you have a copy of the seed"
+    ) in result.stderr
 
 
 def test_uninstall_of_nothing_succeeds(installer):
@@ -688,8 +769,10 @@ def test_link_planted_in_the_state_dir_is_not_followed(installer, tmp_path):
     link.symlink_to(victim)
     result = installer.run()
     assert result.returncode == 1
-    assert ("install.sh: error: the seed file /var/lib/iotlight/device.seed lies in /var/lib/iotlight, where "
-            "the user iotlight can put a link in its place;") in result.stderr
+    assert (
+        "install.sh: error: the seed file /var/lib/iotlight/device.seed lies in /var/lib/iotlight, where "
+        "the user iotlight can put a link in its place;"
+    ) in result.stderr
     assert victim_state(victim) == before
     assert victim.read_text() == "not the installer's\n"
     assert link.is_symlink()
@@ -717,8 +800,10 @@ def test_seed_file_that_is_a_link_is_refused(installer, tmp_path):
     seed.symlink_to(victim)
     result = installer.run()
     assert result.returncode == 1
-    assert ("install.sh: error: the seed file /etc/iotlight/device.seed is a symbolic link: install.sh changes "
-            "owners and modes of real files only;") in result.stderr
+    assert (
+        "install.sh: error: the seed file /etc/iotlight/device.seed is a symbolic link: install.sh changes "
+        "owners and modes of real files only;"
+    ) in result.stderr
     assert victim_state(victim) == before
 
 
@@ -728,7 +813,9 @@ def test_writable_by_user_reads_owner_group_and_mode(tmp_path):
     owns it (g+w), when anyone may (o+w, sticky or not), and always the state dir."""
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\niotlight:x:4242:4243::/var/lib/iotlight:/x\n")
+    (root / "etc/passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\niotlight:x:4242:4243::/var/lib/iotlight:/x\n"
+    )
     (root / "etc/group").write_text("root:x:0:\niotlight:x:4243:\nvideo:x:44:iotlight\naudio:x:29:\n")
     cases = {  # name: (uid, gid, mode, writable)
         "root-0755": (0, 0, 0o755, False),
@@ -746,9 +833,11 @@ def test_writable_by_user_reads_owner_group_and_mode(tmp_path):
         os.chown(d, uid, gid)
         d.chmod(perm)
     (root / "var/lib/iotlight/sub").mkdir(parents=True)
-    script = "ROOT=%s\nfor d in %s var/lib/iotlight var/lib/iotlight/sub; do\n" \
-             '  if writable_by_user "$ROOT/$d"; then echo "$d yes"; else echo "$d no"; fi\ndone' \
-             % (root, " ".join(cases))
+    script = (
+        "ROOT=%s\nfor d in %s var/lib/iotlight var/lib/iotlight/sub; do\n"
+        '  if writable_by_user "$ROOT/$d"; then echo "$d yes"; else echo "$d no"; fi\ndone'
+        % (root, " ".join(cases))
+    )
     result = source_lib(script)
     assert result.returncode == 0, result.stderr
     expected = ["%s %s" % (name, "yes" if case[3] else "no") for name, case in cases.items()]
@@ -827,8 +916,10 @@ def test_python_older_than_3_9_is_refused(installer, tmp_path):
     before = snapshot(installer.root)
     result = installer.run(IOTLIGHT_PYTHON=str(old))
     assert result.returncode == 1
-    assert ("install.sh: error: %s is Python 3.8; iotlight needs 3.9 or newer: use Raspberry Pi OS "
-            "Bullseye or later, or set IOTLIGHT_PYTHON to a newer python3" % old) in result.stderr
+    assert (
+        "install.sh: error: %s is Python 3.8; iotlight needs 3.9 or newer: use Raspberry Pi OS "
+        "Bullseye or later, or set IOTLIGHT_PYTHON to a newer python3" % old
+    ) in result.stderr
     assert snapshot(installer.root) == before
     assert installer.calls() == []
 
@@ -838,8 +929,10 @@ def test_missing_source_file_is_refused(installer):
     (installer.src / "requirements.txt").unlink()
     result = installer.run()
     assert result.returncode == 1
-    assert ("install.sh: error: requirements.txt is missing next to install.sh (%s): run install.sh "
-            "from a full copy of the iotlight repository" % installer.src) in result.stderr
+    assert (
+        "install.sh: error: requirements.txt is missing next to install.sh (%s): run install.sh "
+        "from a full copy of the iotlight repository" % installer.src
+    ) in result.stderr
     assert installer.calls() == []
 
 
@@ -847,11 +940,15 @@ def test_bad_options_exit_2(installer, tmp_path):
     """An unknown option or a --root that does not exist is a usage error (exit 2)."""
     result = installer.run("--frobnicate", root=False)
     assert (result.returncode, result.stderr) == (
-        2, "install.sh: error: unknown option '--frobnicate': see install.sh --help\n")
+        2,
+        "install.sh: error: unknown option '--frobnicate': see install.sh --help\n",
+    )
     missing = tmp_path / "nowhere"
     result = installer.run("--root", str(missing), root=False)
     assert (result.returncode, result.stderr) == (
-        2, "install.sh: error: --root %s: no such directory: create it first\n" % missing)
+        2,
+        "install.sh: error: --root %s: no such directory: create it first\n" % missing,
+    )
 
 
 def test_help_lists_the_options(installer):
@@ -868,10 +965,12 @@ def test_unsupported_os_is_refused(tmp_path):
     release.write_text('ID=fedora\nPRETTY_NAME="Fedora Linux 40"\n')
     result = source_lib('OS_RELEASE="%s"; check_os' % release)
     assert result.returncode == 1
-    assert result.stderr == ("install.sh: error: unsupported system 'Fedora Linux 40': this installer needs "
-                             "Raspberry Pi OS, Debian or Ubuntu (apt and systemd); elsewhere install by hand "
-                             "as README.md describes\n")
-    release.write_text('ID=raspbian\nID_LIKE=debian\nVERSION_CODENAME=bookworm\n')
+    assert result.stderr == (
+        "install.sh: error: unsupported system 'Fedora Linux 40': this installer needs "
+        "Raspberry Pi OS, Debian or Ubuntu (apt and systemd); elsewhere install by hand "
+        "as README.md describes\n"
+    )
+    release.write_text("ID=raspbian\nID_LIKE=debian\nVERSION_CODENAME=bookworm\n")
     assert source_lib('OS_RELEASE="%s"; check_os' % release).returncode == 0
 
 
@@ -879,8 +978,9 @@ def test_missing_command_names_the_package(tmp_path):
     """A missing command stops the install with the apt-get line that brings it."""
     result = source_lib("PATH=%s; require_commands useradd" % tmp_path)
     assert result.returncode == 1
-    assert result.stderr == ("install.sh: error: needs the command 'useradd': install it with: "
-                             "sudo apt-get install passwd\n")
+    assert result.stderr == (
+        "install.sh: error: needs the command 'useradd': install it with: sudo apt-get install passwd\n"
+    )
 
 
 # =============================================================================
@@ -904,9 +1004,11 @@ def test_a_kernel_without_the_memory_controller_gets_a_note(tmp_path):
     controllers.write_text("cpuset cpu io pids\n")
     off = source_lib('CGROUP_CONTROLLERS="%s"; note_memory_controller' % controllers)
     assert off.returncode == 0
-    assert off.stderr.startswith("install.sh: note: the kernel runs without the cgroup memory controller, so the "
-                                 "unit's MemoryHigh= and MemoryMax= do not act; to have them, add "
-                                 "'cgroup_enable=memory' to the kernel command line")
+    assert off.stderr.startswith(
+        "install.sh: note: the kernel runs without the cgroup memory controller, so the "
+        "unit's MemoryHigh= and MemoryMax= do not act; to have them, add "
+        "'cgroup_enable=memory' to the kernel command line"
+    )
     controllers.write_text("cpuset cpu io memory pids\n")
     on = source_lib('CGROUP_CONTROLLERS="%s"; note_memory_controller' % controllers)
     assert (on.returncode, on.stderr) == (0, "")
@@ -934,12 +1036,18 @@ def test_set_toml_key_replaces_inserts_or_appends(tmp_path):
     result = source_lib(
         'set_toml_key "{0}" device seed_file \'"/etc/iotlight/device.seed"\'\n'
         'set_toml_key "{0}" device state_file \'"/var/lib/iotlight/iotlight.db"\'\n'
-        'set_toml_key "{0}" monitor port 9000\n'.format(conf))
+        'set_toml_key "{0}" monitor port 9000\n'.format(conf)
+    )
     assert result.returncode == 0, result.stderr
-    assert conf.read_text() == CONFIG.replace(
-        '[device]\n# seed_file = "device.seed"\nstate_file = "iotlight.db"  # the database\n',
-        '[device]\nseed_file = "/etc/iotlight/device.seed"\n# seed_file = "device.seed"\n'
-        'state_file = "/var/lib/iotlight/iotlight.db"\n') + "\n[monitor]\nport = 9000\n"
+    assert (
+        conf.read_text()
+        == CONFIG.replace(
+            '[device]\n# seed_file = "device.seed"\nstate_file = "iotlight.db"  # the database\n',
+            '[device]\nseed_file = "/etc/iotlight/device.seed"\n# seed_file = "device.seed"\n'
+            'state_file = "/var/lib/iotlight/iotlight.db"\n',
+        )
+        + "\n[monitor]\nport = 9000\n"
+    )
 
 
 # =============================================================================
@@ -951,7 +1059,9 @@ def test_shellcheck_passes():
     """shellcheck finds nothing in install.sh."""
     if not shutil.which("shellcheck"):
         pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI installs it")
-    result = subprocess.run(["shellcheck", str(REPO / "install.sh")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["shellcheck", str(REPO / "install.sh")], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout
 
 

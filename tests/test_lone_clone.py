@@ -17,19 +17,39 @@ def test_vector_tests_pass_in_a_copy_with_nothing_beside_it(tmp_path):
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
     files = [f for f in tracked.decode().split("\0") if f] if tracked else []
     if not files:  # not a git checkout (an unpacked tarball): copy the tree without the venv
-        files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
-                 if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts]
+        files = [
+            str(p.relative_to(ROOT))
+            for p in ROOT.rglob("*")
+            if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts
+        ]
     for name in files:
         dest = repo / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest)
-    assert not (repo.parent.parent / "shared").exists() and sorted(p.name for p in repo.parent.iterdir()) == ["repo"]
+    assert not (repo.parent.parent / "shared").exists() and sorted(p.name for p in repo.parent.iterdir()) == [
+        "repo"
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["HOME"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/test_vectors.py", "tests/test_transactions.py", "tests/test_crypto.py",
-                           "tests/test_fakenode.py"],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_vectors.py",
+            "tests/test_transactions.py",
+            "tests/test_crypto.py",
+            "tests/test_fakenode.py",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "error" not in proc.stdout.splitlines()[-1]
 

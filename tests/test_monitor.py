@@ -249,7 +249,7 @@ async def test_a_stalled_client_is_dropped_while_another_keeps_receiving(start_m
             for _ in range(4):  # half the queue: the reading client never falls that far behind
                 monitor.publish({"type": "filler", "n": sent, "pad": pad})
                 sent += 1
-            await wait_until(lambda: len(received) == sent, "the reading client to catch up")
+            await wait_until(lambda sent=sent: len(received) == sent, "the reading client to catch up")
         await wait_until(lambda: monitor.client_count == 1, "the stalled client's socket to be closed")
         monitor.publish({"type": "joystick", "direction": "down", "action": "pressed"})
         await wait_until(lambda: len(received) == sent + 1, "the event after the drop")
@@ -406,7 +406,9 @@ async def test_start_on_a_busy_port_is_one_line_error(start_monitor):
     text = str(info.value)
     assert "\n" not in text
     assert text.startswith("monitor cannot listen on 127.0.0.1:%d: " % monitor.port)
-    assert text.endswith("set monitor.port to a free port (0 turns the monitor off) or stop the program using it")
+    assert text.endswith(
+        "set monitor.port to a free port (0 turns the monitor off) or stop the program using it"
+    )
 
 
 async def test_close_sends_going_away_to_clients(start_monitor):
@@ -435,7 +437,16 @@ async def test_get_root_returns_the_dashboard_page(start_monitor):
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert response.headers["cache-control"] == "no-store"
     assert response.text == iotlight.DASHBOARD_HTML
-    for element_id in ("address", "remaining", "lamp-state", "node-status", "payments", "datatxs", "matrix", "conn"):
+    for element_id in (
+        "address",
+        "remaining",
+        "lamp-state",
+        "node-status",
+        "payments",
+        "datatxs",
+        "matrix",
+        "conn",
+    ):
         assert 'id="%s"' % element_id in response.text
 
 
@@ -507,13 +518,29 @@ CLOCK = time.strftime("%H:%M:%S", time.localtime(TS))
         ({"type": "light", "on": True, "remaining": 41.6, "until": TS + 41.6}, None, "light on, 41.6 s left"),
         ({"type": "light", "on": False, "remaining": 0.0, "until": None}, None, "light off"),
         ({"type": "joystick", "direction": "up", "action": "pressed"}, None, "joystick up pressed"),
-        ({"type": "data_tx", "id": "2KVs1zzjXCw7EUWM", "status": "confirmed"}, None, "data_tx 2KVs..EUWM confirmed"),
-        ({"type": "data_tx", "id": "Dt1", "status": "failed", "error": "fee too low"}, None, "data_tx Dt1 failed: fee too low"),
+        (
+            {"type": "data_tx", "id": "2KVs1zzjXCw7EUWM", "status": "confirmed"},
+            None,
+            "data_tx 2KVs..EUWM confirmed",
+        ),
+        (
+            {"type": "data_tx", "id": "Dt1", "status": "failed", "error": "fee too low"},
+            None,
+            "data_tx Dt1 failed: fee too low",
+        ),
         ({"type": "node", "url": "http://n", "ok": True, "height": 99}, None, "node ok height 99 (http://n)"),
-        ({"type": "node", "url": "http://n", "ok": False, "height": None, "error": "timed out"}, None, "node down http://n: timed out"),
+        (
+            {"type": "node", "url": "http://n", "ok": False, "height": None, "error": "timed out"},
+            None,
+            "node down http://n: timed out",
+        ),
         ({"type": "outbox", "pending": 3, "no_funds": True}, None, "outbox 3 pending, no funds for fees"),
         ({"type": "outbox", "pending": 0, "no_funds": False}, None, "outbox 0 pending"),
-        ({"type": "balance", "coin": 150000000, "token": 1005, "decimals": 2}, None, "balance 10.05 tokens, 1.50000000 coin"),
+        (
+            {"type": "balance", "coin": 150000000, "token": 1005, "decimals": 2},
+            None,
+            "balance 10.05 tokens, 1.50000000 coin",
+        ),
         ({"type": "matrix", "pixels": [[255, 0, 0]] * 3 + [[0, 0, 0]] * 61}, None, "matrix 3/64 pixels lit"),
         ({"type": "surprise", "a": 1, "b": [1, "x"]}, None, 'surprise a=1 b=[1,"x"]'),
     ],
@@ -547,7 +574,17 @@ async def test_client_prints_lines_and_reconnects_after_a_restart(start_monitor)
     task = await run_client(url(monitor), out, as_json=False)
     try:
         await wait_until(lambda: " state " in out.getvalue(), "the state line")
-        monitor.publish({"type": "payment", "id": "T", "sender": SENDER, "amount": 250, "seconds": 2.5, "height": 5, "ts": TS})
+        monitor.publish(
+            {
+                "type": "payment",
+                "id": "T",
+                "sender": SENDER,
+                "amount": 250,
+                "seconds": 2.5,
+                "height": 5,
+                "ts": TS,
+            }
+        )
         await wait_until(lambda: "payment" in out.getvalue(), "the payment line")
         assert CLOCK + " payment 3N8c..mvTd 2.50 tokens -> 2.5 s (height 5)\n" in out.getvalue()
         port = monitor.port
@@ -584,7 +621,9 @@ def free_port():
 async def test_client_returns_1_when_nothing_listens_and_reconnect_is_off(capsys):
     """Connection refused on the first try without reconnect: one line on stderr, exit status 1."""
     port = free_port()
-    code = await iotlight.run_monitor_client("ws://127.0.0.1:%d/?token=abc" % port, as_json=False, reconnect=False)
+    code = await iotlight.run_monitor_client(
+        "ws://127.0.0.1:%d/?token=abc" % port, as_json=False, reconnect=False
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -614,6 +653,7 @@ async def test_client_rejects_a_url_that_is_not_websocket():
 
 def test_garbage_and_half_open_clients_do_not_flood_the_log(caplog):
     """Bytes that are no HTTP, and a request never finished, cost one DEBUG line each at most."""
+
     async def scenario():
         monitor = iotlight.Monitor(host="127.0.0.1", port=0, token="", snapshot=make_snapshot)
         await monitor.start()
@@ -622,9 +662,9 @@ def test_garbage_and_half_open_clients_do_not_flood_the_log(caplog):
                 s = socket.create_connection(("127.0.0.1", monitor.port))
                 s.sendall(payload)
                 await asyncio.sleep(0.2)
-                s.close()                     # hung up in the middle of a handshake
+                s.close()  # hung up in the middle of a handshake
             idle = socket.create_connection(("127.0.0.1", monitor.port))
-            await asyncio.sleep(5.5)          # past the 5 s handshake deadline
+            await asyncio.sleep(5.5)  # past the 5 s handshake deadline
             idle.close()
             async with connect("ws://127.0.0.1:%d/" % monitor.port) as ws:
                 return json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -646,8 +686,12 @@ def raw_request(port, host_header, upgrade):
     if host_header is not None:
         lines.append("Host: %s" % host_header)
     if upgrade:
-        lines += ["Upgrade: websocket", "Connection: Upgrade",
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+        lines += [
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ]
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
@@ -663,14 +707,21 @@ async def test_a_host_name_that_is_not_this_device_gets_421_for_page_and_websock
     """A DNS-rebinding page (attacker.example now resolving to 127.0.0.1) sends its own Host: refused (421),
     for the page, the QR code and the WebSocket upgrade; no Host at all is refused too."""
     monitor = await start_monitor()
-    for host in ("attacker.example", "attacker.example:%d" % monitor.port, "127.0.0.1.attacker.example", None):
+    for host in (
+        "attacker.example",
+        "attacker.example:%d" % monitor.port,
+        "127.0.0.1.attacker.example",
+        None,
+    ):
         for upgrade in (False, True):
             status = await asyncio.to_thread(raw_request, monitor.port, host, upgrade)
             assert status.startswith("HTTP/1.1 421 "), (host, upgrade, status)
     async with http_client() as http:
         for path in ("/", "/qr.svg", "/ws"):
-            response = await http.get("http://127.0.0.1:%d%s" % (monitor.port, path),
-                                      headers={"Host": "rebind.example:%d" % monitor.port})
+            response = await http.get(
+                "http://127.0.0.1:%d%s" % (monitor.port, path),
+                headers={"Host": "rebind.example:%d" % monitor.port},
+            )
             assert response.status_code == 421, path
     assert monitor.client_count == 0
 
@@ -680,10 +731,21 @@ async def test_loopback_own_names_and_the_address_connected_to_are_served(start_
     client connected to are this device: the page is served and the WebSocket opens."""
     monitor = await start_monitor()
     name = socket.gethostname()
-    for host in ("127.0.0.1:%d" % monitor.port, "localhost:%d" % monitor.port, "LOCALHOST", "[::1]:%d" % monitor.port,
-                 "127.0.0.1", "app.localhost", name, name.split(".")[0] + ".local", "localhost."):
+    for host in (
+        "127.0.0.1:%d" % monitor.port,
+        "localhost:%d" % monitor.port,
+        "LOCALHOST",
+        "[::1]:%d" % monitor.port,
+        "127.0.0.1",
+        "app.localhost",
+        name,
+        name.split(".")[0] + ".local",
+        "localhost.",
+    ):
         assert (await asyncio.to_thread(raw_request, monitor.port, host, False)) == "HTTP/1.1 200 OK", host
-        assert (await asyncio.to_thread(raw_request, monitor.port, host, True)).startswith("HTTP/1.1 101 "), host
+        assert (await asyncio.to_thread(raw_request, monitor.port, host, True)).startswith("HTTP/1.1 101 "), (
+            host
+        )
 
 
 def test_monitor_host_and_the_address_connected_to_are_served():
@@ -700,11 +762,27 @@ def test_monitor_host_and_the_address_connected_to_are_served():
 
     monitor = iotlight.Monitor(host="pi.example", port=0, token="t", snapshot=make_snapshot)
     monitor._names = iotlight._own_host_names("Pi.Example.")
-    allowed = {h: monitor._host_allowed(Connection(), Headers([("Host", h)]))
-               for h in ("pi.example:8765", "PI.EXAMPLE.", "192.168.1.20:8765", "192.168.1.21", "rebind.example",
-                         "user@pi.example", "")}
-    assert allowed == {"pi.example:8765": True, "PI.EXAMPLE.": True, "192.168.1.20:8765": True,
-                       "192.168.1.21": False, "rebind.example": False, "user@pi.example": False, "": False}
+    allowed = {
+        h: monitor._host_allowed(Connection(), Headers([("Host", h)]))
+        for h in (
+            "pi.example:8765",
+            "PI.EXAMPLE.",
+            "192.168.1.20:8765",
+            "192.168.1.21",
+            "rebind.example",
+            "user@pi.example",
+            "",
+        )
+    }
+    assert allowed == {
+        "pi.example:8765": True,
+        "PI.EXAMPLE.": True,
+        "192.168.1.20:8765": True,
+        "192.168.1.21": False,
+        "rebind.example": False,
+        "user@pi.example": False,
+        "": False,
+    }
     assert not monitor._host_allowed(Connection(), Headers([("Host", "pi.example"), ("Host", "pi.example")]))
     assert iotlight._same_address("10.1.2.3", "::ffff:10.1.2.3")
     assert not iotlight._same_address("pi.example", "10.1.2.4")
@@ -726,7 +804,9 @@ async def test_one_address_cannot_hold_every_slot_while_another_gets_in(start_mo
                 ws = await connect(url(monitor), open_timeout=WAIT)
             except InvalidStatus as exc:
                 assert exc.response.status_code == 429
-                assert exc.response.body == b"too many monitor connections from your address, close one first\n"
+                assert (
+                    exc.response.body == b"too many monitor connections from your address, close one first\n"
+                )
                 refused += 1
                 continue
             held.append(ws)
@@ -747,7 +827,9 @@ def test_the_per_address_cap_is_a_config_key(tmp_path):
     """monitor.max_clients_per_address: default 10, 1 to 1000."""
     base = {"payment": {"asset_id": ASSET}}
     assert iotlight.parse_config(base, str(tmp_path / "c.toml")).monitor_max_clients_per_address == 10
-    config = iotlight.parse_config(dict(base, monitor={"max_clients_per_address": 3}), str(tmp_path / "c.toml"))
+    config = iotlight.parse_config(
+        dict(base, monitor={"max_clients_per_address": 3}), str(tmp_path / "c.toml")
+    )
     assert config.monitor_max_clients_per_address == 3
     with pytest.raises(iotlight.ConfigError):
         iotlight.parse_config(dict(base, monitor={"max_clients_per_address": 0}), str(tmp_path / "c.toml"))
@@ -787,7 +869,8 @@ async def test_a_deeply_nested_message_closes_the_connection_with_one_debug_line
             records = [r for r in caplog.records if r.name.startswith("iotlight")]
             assert [r for r in records if r.levelno > logging.DEBUG or r.exc_info] == []
             assert [r.getMessage() for r in records if "closed: " in r.getMessage()] == [
-                "monitor client %s closed: malformed json" % ("127.0.0.1:%d" % culprit.local_address[1])]
+                "monitor client %s closed: malformed json" % ("127.0.0.1:%d" % culprit.local_address[1])
+            ]
             culprit = await connect(url(monitor))
             await recv_json(culprit)
         await assert_bystander_still_served(monitor, bystander)
@@ -824,7 +907,9 @@ async def test_the_token_never_reaches_the_log_even_at_debug(start_monitor, capl
             pass
     async with http_client() as http:
         page = "http://127.0.0.1:%d/?token=%s" % (monitor.port, secret)
-        await http.get("http://127.0.0.1:%d/qr.svg?a=1&token=%s" % (monitor.port, secret), headers={"Referer": page})
+        await http.get(
+            "http://127.0.0.1:%d/qr.svg?a=1&token=%s" % (monitor.port, secret), headers={"Referer": page}
+        )
     await monitor.close()
     text = "\n".join(logging.Formatter().format(r) for r in caplog.records if r.name.startswith("iotlight"))
     assert "token=***" in text, "the request lines are logged under DEBUG, masked"
@@ -833,10 +918,20 @@ async def test_the_token_never_reaches_the_log_even_at_debug(start_monitor, capl
 
 def test_the_log_formatter_masks_urls_from_any_library():
     """What reaches the daemon's log handler passes through redact_url, whichever logger wrote it."""
-    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, 'HTTP Request: GET %s "200 OK"',
-                               ("http://user:s3cret@127.0.0.1:6869/blocks/height?apikey=k3y&x=1",), None)
+    record = logging.LogRecord(
+        "httpx",
+        logging.INFO,
+        __file__,
+        1,
+        'HTTP Request: GET %s "200 OK"',
+        ("http://user:s3cret@127.0.0.1:6869/blocks/height?apikey=k3y&x=1",),
+        None,
+    )
     line = iotlight._LogFormatter(False).format(record)
-    assert line == 'INFO httpx: HTTP Request: GET http://user:***@127.0.0.1:6869/blocks/height?apikey=***&x=1 "200 OK"'
+    assert (
+        line
+        == 'INFO httpx: HTTP Request: GET http://user:***@127.0.0.1:6869/blocks/height?apikey=***&x=1 "200 OK"'
+    )
 
 
 # -- terminal client: one line per meaningful event ------------------------------------------
@@ -849,15 +944,19 @@ async def test_client_prints_one_line_per_event_and_matrix_frames_only_when_verb
         out = io.StringIO()
         task = await run_client(url(monitor), out, as_json=False, verbose=verbose)
         try:
-            await wait_until(lambda: " state " in out.getvalue(), "the state line")
+            await wait_until(lambda out=out: " state " in out.getvalue(), "the state line")
             events = [{"type": "light", "on": True, "remaining": 2.5, "until": TS + 2.5}]
-            events += [{"type": "matrix", "pixels": [[255, 255, 255]] * (64 - k) + [[0, 0, 0]] * k} for k in range(8)]
-            events += [{"type": "light", "on": True, "remaining": 2.498, "until": TS + 2.5004},
-                       {"type": "light", "on": False, "remaining": 0.0, "until": None},
-                       {"type": "joystick", "direction": "up", "action": "pressed"}]
+            events += [
+                {"type": "matrix", "pixels": [[255, 255, 255]] * (64 - k) + [[0, 0, 0]] * k} for k in range(8)
+            ]
+            events += [
+                {"type": "light", "on": True, "remaining": 2.498, "until": TS + 2.5004},
+                {"type": "light", "on": False, "remaining": 0.0, "until": None},
+                {"type": "joystick", "direction": "up", "action": "pressed"},
+            ]
             for event in events:
                 monitor.publish(dict(event, ts=TS))
-            await wait_until(lambda: "joystick" in out.getvalue(), "the last line")
+            await wait_until(lambda out=out: "joystick" in out.getvalue(), "the last line")
         finally:
             await stop(task)
         lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()[1:]]
@@ -878,11 +977,15 @@ def test_is_news_keeps_real_changes():
 
 def test_garbage_costs_one_line_without_a_traceback_even_at_debug(caplog):
     """Under -v websockets logs a client's bad bytes with a traceback: that becomes one line naming the error."""
+
     async def scenario():
         monitor = iotlight.Monitor(host="127.0.0.1", port=0, token="", snapshot=make_snapshot)
         await monitor.start()
         try:
-            for payload in (b"\x16\x03\x01garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: x\r\n\r\n"):
+            for payload in (
+                b"\x16\x03\x01garbage\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: x\r\n\r\n",
+            ):
                 s = socket.create_connection(("127.0.0.1", monitor.port))
                 s.sendall(payload)
                 await asyncio.sleep(0.3)

@@ -7,7 +7,6 @@ import sys
 import threading
 
 import pytest
-
 from harness import IOTLIGHT, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,7 +35,9 @@ class Lines:
 def test_monitor_command_streams_the_daemons_events(chain, device, as_json):
     device.configure(monitor__port=free_port())
     device.start()
-    args = [sys.executable, str(IOTLIGHT), "-c", str(device.config_path), "monitor"] + (["--json"] if as_json else [])
+    args = [sys.executable, str(IOTLIGHT), "-c", str(device.config_path), "monitor"] + (
+        ["--json"] if as_json else []
+    )
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out = Lines(proc)
@@ -45,12 +46,23 @@ def test_monitor_command_streams_the_daemons_events(chain, device, as_json):
         if as_json:
             first = json.loads(out.lines[0])
             assert first["type"] == "state" and first["address"] == device.address
-            msg = wait_until(lambda: [json.loads(x) for x in out.lines if '"type": "payment"' in x
-                                      or '"type":"payment"' in x], 20, what="the payment event")[0]
-            assert msg["amount"] == 250 and msg["seconds"] == 2.5 and msg["sender"] == chain.treasury.address("T")
+            msg = wait_until(
+                lambda: [
+                    json.loads(x) for x in out.lines if '"type": "payment"' in x or '"type":"payment"' in x
+                ],
+                20,
+                what="the payment event",
+            )[0]
+            assert (
+                msg["amount"] == 250
+                and msg["seconds"] == 2.5
+                and msg["sender"] == chain.treasury.address("T")
+            )
         else:
             assert device.address in out.lines[0]
-            line = wait_until(lambda: [x for x in out.lines if "payment" in x], 20, what="the payment line")[0]
+            line = wait_until(lambda: [x for x in out.lines if "payment" in x], 20, what="the payment line")[
+                0
+            ]
             assert "2.50 tokens" in line or "250" in line
     finally:
         proc.terminate()
@@ -63,19 +75,28 @@ def test_monitor_command_prints_one_line_per_event(chain, device, verbose):
     """A 2.5 s light is one "light on" and one "light off" line; the countdown's matrix frames show only with -v."""
     device.configure(monitor__port=free_port())
     device.start()
-    args = [sys.executable, str(IOTLIGHT), "-c", str(device.config_path)] + (["-v"] if verbose else []) + ["monitor"]
+    args = (
+        [sys.executable, str(IOTLIGHT), "-c", str(device.config_path)]
+        + (["-v"] if verbose else [])
+        + ["monitor"]
+    )
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out = Lines(proc)
         wait_until(lambda: out.lines, 20, what="the first line")
         chain.transfer(chain.treasury, device.address, 250, asset_id=chain.asset)
         wait_until(lambda: [x for x in out.lines if " light off" in x], 30, what="the light to go off")
-        wait_until(lambda: [x for x in out.lines if " confirmed" in x], 30, what="the receipt to be confirmed")
+        wait_until(
+            lambda: [x for x in out.lines if " confirmed" in x], 30, what="the receipt to be confirmed"
+        )
     finally:
         proc.terminate()
         proc.wait(10)
     kinds = [line.split(" ")[1] for line in out.lines]
-    assert [line.split(" ", 1)[1] for line in out.lines if " light " in line] == ["light on, 2.5 s left", "light off"]
+    assert [line.split(" ", 1)[1] for line in out.lines if " light " in line] == [
+        "light on, 2.5 s left",
+        "light off",
+    ]
     assert kinds.count("payment") == 1
     matrix = [line for line in out.lines if " matrix " in line]
     assert (len(matrix) >= 2) if verbose else (matrix == []), out.lines

@@ -22,9 +22,13 @@ class FakeClock(iotlight.Clock):
 
 def client(handler, urls=("http://a", "http://b"), clock=None):
     events = []
-    c = iotlight.NodeClient(list(urls), timeout=1.0, clock=clock or FakeClock(),
-                            transport=httpx.MockTransport(handler),
-                            on_status=lambda url, ok, err: events.append((url, ok)))
+    c = iotlight.NodeClient(
+        list(urls),
+        timeout=1.0,
+        clock=clock or FakeClock(),
+        transport=httpx.MockTransport(handler),
+        on_status=lambda url, ok, err: events.append((url, ok)),
+    )
     c.events = events
     return c
 
@@ -50,6 +54,7 @@ def test_fails_over_to_the_next_node_and_logs_the_outage_once(caplog):
         heights = [await c.height() for _ in range(5)]
         await c.aclose()
         return heights
+
     assert run(go()) == [42] * 5
     assert calls[:2] == ["a", "b"] and calls[2:] == ["b"] * 4, "a failing node is skipped while it backs off"
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -76,8 +81,11 @@ def test_a_recovered_node_is_used_again_with_one_info_line(caplog):
         clock.mono += 120
         assert await c.height() == 7
         await c.aclose()
+
     run(go())
-    assert [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()] == ["node http://a answers again"]
+    assert [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()] == [
+        "node http://a answers again"
+    ]
 
 
 def test_retry_after_is_honoured():
@@ -94,6 +102,7 @@ def test_retry_after_is_honoured():
             await c.height()
         assert c.retry_in() >= 30
         await c.aclose()
+
     run(go())
     assert c.events == [("http://a", False)]
 
@@ -113,6 +122,7 @@ def test_api_error_bodies_are_answers_not_outages():
             await c.broadcast({"type": 12})
         await c.aclose()
         return e.value
+
     err = run(go())
     assert (err.status, err.code, str(err)) == (400, 112, "State check failed. Reason: no")
     assert calls == ["a"]
@@ -120,8 +130,13 @@ def test_api_error_bodies_are_answers_not_outages():
 
 def test_garbage_and_shapes_are_node_errors():
     """A body that is not JSON, or JSON of the wrong shape, is a clear NodeError, never a crash."""
-    bodies = iter([httpx.Response(200, text="<html>oops"), httpx.Response(200, json={"height": "x"}),
-                   httpx.Response(200, json={"nope": 1})])
+    bodies = iter(
+        [
+            httpx.Response(200, text="<html>oops"),
+            httpx.Response(200, json={"height": "x"}),
+            httpx.Response(200, json={"nope": 1}),
+        ]
+    )
 
     def handler(request):
         return next(bodies)
@@ -137,11 +152,13 @@ def test_garbage_and_shapes_are_node_errors():
         with pytest.raises(iotlight.NodeError, match="not \\[\\[...\\]\\]"):
             await c.address_transactions("3M", 10)
         await c.aclose()
+
     run(go())
 
 
 def test_statuses_fall_back_to_info_on_nodes_without_the_status_route():
     """The 0bs fork has no /transactions/status: info and unconfirmed/info answer instead."""
+
     def handler(request):
         path = request.url.path
         if path == "/transactions/status":
@@ -158,6 +175,7 @@ def test_statuses_fall_back_to_info_on_nodes_without_the_status_route():
         out = await c.statuses(["A", "B", "C"])
         await c.aclose()
         return out
+
     out = run(go())
     assert out["A"]["status"] == "confirmed" and out["A"]["height"] == 5
     assert out["B"]["status"] == "unconfirmed"
@@ -187,6 +205,7 @@ def test_credentials_in_node_urls_are_masked_in_log_lines_and_errors(caplog):
         height = await c.height()
         await c.aclose()
         return str(info.value), height
+
     error, height = run(go())
     assert height == 7
     assert seen[0] == ("a", "Basic dXNlcjpzM2NyZXQ="), "the request carries the real credentials"

@@ -7,17 +7,24 @@ import subprocess
 import sys
 
 import pytest
-
 from harness import ROOT
 
-FILES = [str(ROOT / "iotlight.py"), str(ROOT / "tests" / "tools" / "fakenode.py"), str(ROOT / "tests" / "tools" / "rehearsal.py")]
+FILES = [
+    str(ROOT / "iotlight.py"),
+    str(ROOT / "tests" / "tools" / "fakenode.py"),
+    str(ROOT / "tests" / "tools" / "rehearsal.py"),
+]
 
 
 def test_vermin_finds_nothing_newer_than_39():
     """vermin's static analysis: no syntax, module or function that needs Python > 3.9."""
     vermin = os.path.join(os.path.dirname(sys.executable), "vermin")
-    proc = subprocess.run([vermin, "--target=3.9-", "--no-tips", "--violations", "--eval-annotations", *FILES],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [vermin, "--target=3.9-", "--no-tips", "--violations", "--eval-annotations", *FILES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -35,6 +42,15 @@ def test_compiles_under_a_real_python39():
     py39 = _python39()
     if not py39:
         pytest.skip("no Python 3.9 interpreter on this machine; vermin above still checks the floor")
-    proc = subprocess.run([py39, "-c", "import ast, sys; [compile(open(f).read(), f, 'exec', dont_inherit=True) "
-                           "for f in sys.argv[1:]]", *FILES], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            py39,
+            "-c",
+            "import ast, sys; [compile(open(f).read(), f, 'exec', dont_inherit=True) for f in sys.argv[1:]]",
+            *FILES,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr

@@ -7,11 +7,11 @@ import json
 import socket
 
 import pytest
+from clirun import run_cli
+from harness import credited, wait_until, write_config
 from websockets.sync.client import connect
 
 import iotlight
-from clirun import run_cli
-from harness import credited, wait_until, write_config
 
 PASSWORD = "s3cret-node-pass"  # throwaway: the fake node accepts any credentials
 API_KEY = "k3y-in-the-query"
@@ -24,12 +24,17 @@ MONITOR_TOKEN = "t0ken-of-the-monitor"
         ("https://user:pass@node.example/", "https://user:***@node.example/"),
         ("https://APIKEY123@node.example", "https://***@node.example"),
         ("http://node.example:6869/x?apikey=abc&limit=5", "http://node.example:6869/x?apikey=***&limit=5"),
-        ("http://n/?api_key=a&access_token=b&Password=c&key=d&sig=e&page=2",
-         "http://n/?api_key=***&access_token=***&Password=***&key=***&sig=***&page=2"),
+        (
+            "http://n/?api_key=a&access_token=b&Password=c&key=d&sig=e&page=2",
+            "http://n/?api_key=***&access_token=***&Password=***&key=***&sig=***&page=2",
+        ),
         ("http://n/?token=", "http://n/?token="),
         ("https://u:p@ss@n/a?secret=x#frag", "https://u:***@n/a?secret=***#frag"),
         ("< GET /ws?token=abc HTTP/1.1", "< GET /ws?token=*** HTTP/1.1"),
-        ("node http://u:pw@10.0.0.1:6869 is failing: ConnectError", "node http://u:***@10.0.0.1:6869 is failing: ConnectError"),
+        (
+            "node http://u:pw@10.0.0.1:6869 is failing: ConnectError",
+            "node http://u:***@10.0.0.1:6869 is failing: ConnectError",
+        ),
         ("https://nodes-testnet.wavesnodes.com", "https://nodes-testnet.wavesnodes.com"),
         ("mail me at a@b.example about 1=1", "mail me at a@b.example about 1=1"),
     ],
@@ -68,8 +73,10 @@ def test_node_credentials_and_the_monitor_token_are_shown_nowhere(chain, device)
 
     check = run_cli("-c", str(device.config_path), "check", cwd=device.folder)
     assert check.status == 0, check.output
-    assert "nodes: http://127.0.0.1:%d/api?apikey=***, http://user:***@127.0.0.1:%d\n" % (dead_port, chain.port) \
+    assert (
+        "nodes: http://127.0.0.1:%d/api?apikey=***, http://user:***@127.0.0.1:%d\n" % (dead_port, chain.port)
         in check.out
+    )
     status = run_cli("-c", str(device.config_path), "-v", "status", cwd=device.folder)
     assert status.status == 0, status.output
     assert "node: http://user:***@127.0.0.1:%d, height " % chain.port in status.out

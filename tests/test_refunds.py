@@ -1,7 +1,7 @@
 """payment.min_tokens and payment.refund: the pure rules, the store, and the real daemon on the fake node."""
 
-import re
 import json
+import re
 import signal
 import time
 from fractions import Fraction

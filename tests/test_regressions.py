@@ -10,9 +10,9 @@ import subprocess
 import time
 
 import pytest
+from harness import credited, read_state, wait_until
 
 import iotlight
-from harness import credited, read_state, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -24,17 +24,27 @@ def receipt_counts(chain, device):
     txs = {}
     for b in chain.broadcasts:
         r = b.response
-        if b.status == 200 and isinstance(r, dict) and r.get("type") == 12 and r.get("sender") == device.address:
+        if (
+            b.status == 200
+            and isinstance(r, dict)
+            and r.get("type") == 12
+            and r.get("sender") == device.address
+        ):
             txs[r["id"]] = r
     for tx in chain.all_transactions():
         if tx["type"] == 12 and tx["sender"] == device.address:
             txs[tx["id"]] = tx
-    return collections.Counter(e["key"] for tx in txs.values() for e in tx["data"] if e["key"].startswith("served_"))
+    return collections.Counter(
+        e["key"] for tx in txs.values() for e in tx["data"] if e["key"].startswith("served_")
+    )
 
 
 def wait_contact(device):
-    wait_until(lambda: read_state(device.folder / "iotlight.db", "SELECT value FROM meta WHERE key = 'horizon'"),
-               30, what="the daemon's first contact with the node")
+    wait_until(
+        lambda: read_state(device.folder / "iotlight.db", "SELECT value FROM meta WHERE key = 'horizon'"),
+        30,
+        what="the daemon's first contact with the node",
+    )
 
 
 def test_payment_below_a_rolled_back_and_reincluded_payment_is_credited(chain, device):
@@ -47,9 +57,9 @@ def test_payment_below_a_rolled_back_and_reincluded_payment_is_credited(chain, d
     first = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]
     wait_until(lambda: first in credited(device), 20, what="the first payment")
     device.stop()
-    chain.rollback(1, to_utx=True)        # the block with the first payment is gone; it waits in the pool
+    chain.rollback(1, to_utx=True)  # the block with the first payment is gone; it waits in the pool
     later = chain.transfer(chain.treasury, device.address, 200, asset_id=chain.asset)["id"]
-    chain.include_utx()                   # ...and comes back above the later payment
+    chain.include_utx()  # ...and comes back above the later payment
     device.start()
     wait_until(lambda: later in credited(device), 20, what="the payment below the re-included one")
     assert credited(device) == {first: 100, later: 200}
@@ -60,7 +70,7 @@ def test_payment_made_after_the_first_start_while_the_node_was_down_is_credited(
     reaches the node, is not history: it was made after the first start."""
     chain.fail("500")
     device.start()
-    time.sleep(0.5)                       # the daemon started; its first polls fail
+    time.sleep(0.5)  # the daemon started; its first polls fail
     paid = chain.transfer(chain.treasury, device.address, 300, asset_id=chain.asset)["id"]
     chain.mine()
     chain.clear_faults()
@@ -93,17 +103,22 @@ def test_lost_wal_does_not_credit_payments_twice(chain, device):
     it; payments whose receipts are on chain already are not credited again."""
     device.start()
     wait_contact(device)
-    device.stop()                         # checkpointed: the credits below live only in the WAL
+    device.stop()  # checkpointed: the credits below live only in the WAL
     device.start()
     sent = [chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"] for _ in range(3)]
     chain.mine()
-    wait_until(lambda: all(receipt_counts(chain, device)["served_" + i] for i in sent), 30,
-               what="the receipts on chain")
+    wait_until(
+        lambda: all(receipt_counts(chain, device)["served_" + i] for i in sent),
+        30,
+        what="the receipts on chain",
+    )
     device.kill(signal.SIGKILL)
     os.unlink(str(device.folder / "iotlight.db-wal"))
     device.start()
     later = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]
-    wait_until(lambda: receipt_counts(chain, device)["served_" + later], 30, what="the later payment's receipt")
+    wait_until(
+        lambda: receipt_counts(chain, device)["served_" + later], 30, what="the later payment's receipt"
+    )
     counts = receipt_counts(chain, device)
     assert {i: counts["served_" + i] for i in sent} == {i: 1 for i in sent}
 
@@ -114,8 +129,12 @@ def test_restart_with_the_clock_set_back_does_not_extend_the_light(chain, device
     still goes dark at the paid end, not 60 s later."""
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
-    env = {"LD_PRELOAD": FAKETIME, "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1",
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    env = {
+        "LD_PRELOAD": FAKETIME,
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
     device.configure(hardware__backend="sense-emu", light__countdown=False)
     device.start(env=env)
     wait_contact(device)
@@ -126,7 +145,9 @@ def test_restart_with_the_clock_set_back_does_not_extend_the_light(chain, device
     device.kill(signal.SIGKILL)
     offset.write_text("-60\n")
     device.start(env=env)
-    wait_until(lambda: hat.lit_count() <= 1, 8 + 10, interval=0.05, what="the lamp to go dark at the paid end")
+    wait_until(
+        lambda: hat.lit_count() <= 1, 8 + 10, interval=0.05, what="the lamp to go dark at the paid end"
+    )
     assert time.monotonic() - on <= 8 + 1.0
 
 
@@ -135,20 +156,26 @@ def test_presses_made_while_the_disk_is_full_survive_a_clean_stop(chain, tmp_pat
     """Presses that wait in memory because the state folder is full are not dropped by a clean
     stop: once space is free they reach the chain."""
     from harness import Device
+
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
     try:
-        device = Device(mnt / "dev", chain.url, chain.asset, hardware__backend="sense-emu",
-                        device__seed_file=str(mnt / "dev" / "device.seed"),
-                        device__state_file=str(mnt / "dev" / "iotlight.db"))
+        device = Device(
+            mnt / "dev",
+            chain.url,
+            chain.asset,
+            hardware__backend="sense-emu",
+            device__seed_file=str(mnt / "dev" / "device.seed"),
+            device__state_file=str(mnt / "dev" / "iotlight.db"),
+        )
         device.config_path = tmp_path / "iotlight.toml"
         device.log_path = tmp_path / "daemon.log"
-        chain.fund(device.address, waves=10 ** 9)
+        chain.fund(device.address, waves=10**9)
         device.start()
         wait_contact(device)
         device.stop()
-        device.start()                     # fresh WAL that has to grow
+        device.start()  # fresh WAL that has to grow
         assert hat.wait_for_stick_client(10, pid=device.proc.pid)
         with open(mnt / "filler", "wb", buffering=0) as f:
             for chunk in (1 << 20, 4096, 512):
@@ -164,10 +191,17 @@ def test_presses_made_while_the_disk_is_full_survive_a_clean_stop(chain, tmp_pat
         device.stop()
         os.unlink(str(mnt / "filler"))
         device.start()
-        wait_until(lambda: chain.data_entries(device.address).get("joystick_count", {}).get("value") == 3, 30,
-                   what="all three presses on chain")
+        wait_until(
+            lambda: chain.data_entries(device.address).get("joystick_count", {}).get("value") == 3,
+            30,
+            what="all three presses on chain",
+        )
         assert sorted(k for k in chain.data_entries(device.address) if k.startswith("joystick_")) == [
-            "joystick_1", "joystick_2", "joystick_3", "joystick_count"]
+            "joystick_1",
+            "joystick_2",
+            "joystick_3",
+            "joystick_count",
+        ]
         device.stop()
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
@@ -177,6 +211,7 @@ def test_events_a_damaged_log_shows_as_pending_are_not_sent_twice(chain, device)
     """A state file that lost the write tying a receipt and a press to their (sent) transaction
     shows them pending again: what the chain holds already is not sent a second time."""
     import json as json_module
+
     device.start()
     wait_contact(device)
     paid = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]
@@ -187,8 +222,10 @@ def test_events_a_damaged_log_shows_as_pending_are_not_sent_twice(chain, device)
         # the lost write: the receipt back to pending, and a press that went out as joystick_1
         db.execute("UPDATE events SET tx_id = NULL WHERE kind = 'receipt'")
         entry = iotlight.joystick_entry(1, "up", "pressed", 1700000000000)
-        db.execute("INSERT INTO events (kind, entries, press_n, created_ms) VALUES ('joystick', ?, 1, 0)",
-                   (json_module.dumps([entry]),))
+        db.execute(
+            "INSERT INTO events (kind, entries, press_n, created_ms) VALUES ('joystick', ?, 1, 0)",
+            (json_module.dumps([entry]),),
+        )
         db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', '1')")
     db.close()
     chain.data(device.keys, [entry, {"key": "joystick_count", "type": "integer", "value": 1}])
@@ -197,8 +234,12 @@ def test_events_a_damaged_log_shows_as_pending_are_not_sent_twice(chain, device)
     wait_until(lambda: receipt_counts(chain, device)["served_" + later], 30, what="the later receipt")
     assert receipt_counts(chain, device)["served_" + paid] == 1
     assert "pending event(s) were on chain already" in device.output()
-    keys = [e["key"] for tx in chain.all_transactions() if tx["type"] == 12 and tx["sender"] == device.address
-            for e in tx["data"]]
+    keys = [
+        e["key"]
+        for tx in chain.all_transactions()
+        if tx["type"] == 12 and tx["sender"] == device.address
+        for e in tx["data"]
+    ]
     assert keys.count("joystick_1") == 1
 
 
@@ -214,12 +255,12 @@ def test_payment_below_a_payment_that_came_back_at_its_old_height_is_credited(ch
     at = chain.height
     wait_until(lambda: first in credited(device), 20, what="the first payment")
     chain.mine()
-    time.sleep(1.5)                       # a quiet read after the block: the first payment is seen at its height
-    chain.fail("500", duration=30)        # the daemon sees nothing of what follows
-    chain.rollback(2, to_utx=True)        # the first payment waits in the pool...
+    time.sleep(1.5)  # a quiet read after the block: the first payment is seen at its height
+    chain.fail("500", duration=30)  # the daemon sees nothing of what follows
+    chain.rollback(2, to_utx=True)  # the first payment waits in the pool...
     between = chain.transfer(chain.treasury, device.address, 200, asset_id=chain.asset)["id"]
     chain.mine()
-    assert first in chain.include_utx()   # ...and comes back at its old height, above the new one
+    assert first in chain.include_utx()  # ...and comes back at its old height, above the new one
     assert chain.transaction(first)["height"] == at
     chain.mine(4)
     chain.clear_faults()
@@ -241,10 +282,10 @@ def test_joystick_count_left_behind_by_a_reordering_rollback_is_written_again(ch
 
     hat.click("up")
     wait_until(lambda: count() == 1, 20, what="the first press on chain")
-    chain.rollback(1, to_utx=True)        # the first press transaction waits in the pool
+    chain.rollback(1, to_utx=True)  # the first press transaction waits in the pool
     hat.click("down")
     wait_until(lambda: count() == 2, 20, what="the second press on chain")
-    chain.include_utx()                   # the first comes back after the second
+    chain.include_utx()  # the first comes back after the second
     assert count() == 1
     wait_until(lambda: count() == 2, 90, what="joystick_count written again")
     entries = chain.data_entries(device.address)
@@ -268,14 +309,20 @@ def test_an_idle_daemon_writes_nothing_to_storage(chain, device):
     wait_contact(device)
     paid = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]
     wait_until(lambda: paid in credited(device), 30, what="the payment")
-    receipt = wait_until(lambda: read_state(device.folder / "iotlight.db",
-                                            "SELECT id FROM outbox WHERE status = 'confirmed'"), 30, what="the receipt")
+    receipt = wait_until(
+        lambda: read_state(device.folder / "iotlight.db", "SELECT id FROM outbox WHERE status = 'confirmed'"),
+        30,
+        what="the receipt",
+    )
     # the last write of that activity: the next sweep finds the receipt's transaction on chain, handled
-    wait_until(lambda: read_state(device.folder / "iotlight.db", "SELECT 1 FROM seen WHERE id = ?", receipt[0]), 30,
-               what="the receipt's transaction marked handled")
+    wait_until(
+        lambda: read_state(device.folder / "iotlight.db", "SELECT 1 FROM seen WHERE id = ?", receipt[0]),
+        30,
+        what="the receipt's transaction marked handled",
+    )
     time.sleep(1)
     before = _write_bytes(device.proc.pid)
-    time.sleep(16)       # three sweeps and dozens of polls
+    time.sleep(16)  # three sweeps and dozens of polls
     written = _write_bytes(device.proc.pid) - before
     assert device.alive()
     assert written <= 8192, "an idle daemon wrote %d bytes in 16 s" % written

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from harness import TREASURY_SEED, read_state, wait_until
 
 REHEARSAL = Path(__file__).resolve().parent / "tools" / "rehearsal.py"
@@ -28,9 +27,18 @@ def env():
 def rehearse(*args, timeout=180):
     """Run the rehearsal to its end from the repository root, without a terminal."""
     try:
-        return subprocess.run([sys.executable, str(REHEARSAL), *args], stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout, env=env(), cwd=str(REHEARSAL.parent.parent))
-    except subprocess.TimeoutExpired as e:  # the rehearsal was killed: its daemon, in its own session, was not
+        return subprocess.run(
+            [sys.executable, str(REHEARSAL), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env(),
+            cwd=str(REHEARSAL.parent.parent),
+        )
+    except (
+        subprocess.TimeoutExpired
+    ) as e:  # the rehearsal was killed: its daemon, in its own session, was not
         text = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         pid = daemon_pid(text)
         if pid and alive(pid):
@@ -55,9 +63,14 @@ def no_secrets(folder, text):
 def spawn(folder, *args, stdin=subprocess.DEVNULL):
     """The rehearsal in its own session (like a shell job), its output in a file; (process, output reader)."""
     out = open(folder.parent / "rehearsal.out", "wb")
-    proc = subprocess.Popen([sys.executable, str(REHEARSAL), "--backend", "none", "--port", "0", "--dir", str(folder),
-                             *args], stdin=stdin, stdout=out, stderr=subprocess.STDOUT, env=env(),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REHEARSAL), "--backend", "none", "--port", "0", "--dir", str(folder), *args],
+        stdin=stdin,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env(),
+        start_new_session=True,
+    )
     out.close()
     return proc, lambda: (folder.parent / "rehearsal.out").read_text(errors="replace")
 
@@ -93,8 +106,19 @@ def clean_up(proc, output):
 def auto_run(tmp_path_factory):
     """One automatic rehearsal of 8 s paying every 2 s: (folder, finished process)."""
     folder = tmp_path_factory.mktemp("rehearsal") / "run"
-    proc = rehearse("--auto", "--duration", "8", "--interval", "2", "--backend", "none", "--port", "0",
-                    "--dir", str(folder))
+    proc = rehearse(
+        "--auto",
+        "--duration",
+        "8",
+        "--interval",
+        "2",
+        "--backend",
+        "none",
+        "--port",
+        "0",
+        "--dir",
+        str(folder),
+    )
     return folder, proc
 
 
@@ -118,8 +142,14 @@ def test_auto_rehearsal_leaves_a_working_folder_with_its_config_and_seeds(auto_r
     folder, proc = auto_run
     config = (folder / "iotlight.toml").read_text()
     assert config.startswith("# Written by tests/tools/rehearsal.py")
-    for line in ('chain_id = "T"', "list_rate = 0", 'backend = "none"', "port = 0", 'host = "127.0.0.1"',
-                 'urls = ["http://127.0.0.1:'):
+    for line in (
+        'chain_id = "T"',
+        "list_rate = 0",
+        'backend = "none"',
+        "port = 0",
+        'host = "127.0.0.1"',
+        'urls = ["http://127.0.0.1:',
+    ):
         assert line in config
     assert "wrote a new 15-word seed phrase to %s" % (folder / "device.seed") in proc.stderr
     for seed in ("device.seed", "treasury.seed"):
@@ -133,8 +163,19 @@ def test_a_second_rehearsal_in_the_folder_keeps_the_address_and_starts_a_fresh_s
     """Rerun in the same folder: keygen is skipped, the address stays, only the new chain's payments count."""
     folder, first = auto_run
     address = re.search(r"keygen: address: (\w+)", first.stderr).group(1)
-    proc = rehearse("--auto", "--duration", "3", "--interval", "10", "--backend", "none", "--port", "0",
-                    "--dir", str(folder))
+    proc = rehearse(
+        "--auto",
+        "--duration",
+        "3",
+        "--interval",
+        "10",
+        "--backend",
+        "none",
+        "--port",
+        "0",
+        "--dir",
+        str(folder),
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert "keeping the device seed of an earlier rehearsal" in proc.stderr
@@ -145,7 +186,9 @@ def test_a_second_rehearsal_in_the_folder_keeps_the_address_and_starts_a_fresh_s
 def test_print_config_prints_the_config_and_touches_nothing(tmp_path):
     """--print-config writes the TOML to stdout, with the asked backend and port, and creates no folder."""
     folder = tmp_path / "never"
-    proc = rehearse("--print-config", "--backend", "terminal", "--port", "9999", "--dir", str(folder), timeout=60)
+    proc = rehearse(
+        "--print-config", "--backend", "terminal", "--port", "9999", "--dir", str(folder), timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("# Written by tests/tools/rehearsal.py")
     assert re.search(r'\[payment\]\nasset_id = "\w{43,44}"', proc.stdout)
@@ -157,7 +200,7 @@ def test_a_folder_that_is_no_rehearsal_is_refused_and_left_alone(tmp_path):
     """A non-empty folder without the rehearsal's iotlight.toml (a real device's, say): exit 2, files untouched."""
     folder = tmp_path / "device"
     folder.mkdir()
-    (folder / "iotlight.toml").write_text("[payment]\nasset_id = \"x\"\n")
+    (folder / "iotlight.toml").write_text('[payment]\nasset_id = "x"\n')
     (folder / "iotlight.db").write_bytes(b"precious")
     proc = rehearse("--auto", "--duration", "1", "--port", "0", "--dir", str(folder), timeout=60)
     assert proc.returncode == 2
@@ -170,18 +213,23 @@ def test_a_folder_that_is_no_rehearsal_is_refused_and_left_alone(tmp_path):
 def test_keys_pay_mass_pay_and_counterfeit_then_q_quits(tmp_path):
     """On a terminal: p pays 5, x pays a counterfeit (ignored), m pays 2 x 1, q stops everything with status 0."""
     import pty
+
     master, slave = pty.openpty()
     folder = tmp_path / "run"
     try:
         proc, output = spawn(folder, stdin=slave)
         os.close(slave)
         try:
-            wait_until(lambda: "keys: p = pay" in output() or proc.poll() is not None, 120, what="the key help")
+            wait_until(
+                lambda: "keys: p = pay" in output() or proc.poll() is not None, 120, what="the key help"
+            )
             assert proc.poll() is None, output()
             os.write(master, b"p")
             wait_until(lambda: payments(folder) == [500], 30, what="the 5 tokens to be credited")
             os.write(master, b"x")
-            wait_until(lambda: "counterfeit token also named IoT-Light" in output(), 30, what="the counterfeit")
+            wait_until(
+                lambda: "counterfeit token also named IoT-Light" in output(), 30, what="the counterfeit"
+            )
             os.write(master, b"m")
             wait_until(lambda: sorted(payments(folder)) == [200, 500], 30, what="the mass transfer credited")
             os.write(master, b"q")
@@ -192,7 +240,10 @@ def test_keys_pay_mass_pay_and_counterfeit_then_q_quits(tmp_path):
         os.close(master)
     text = output()
     assert "Traceback" not in text, text
-    assert sorted(payments(folder)) == [200, 500]  # the counterfeit, paid before the mass transfer, never counted
+    assert sorted(payments(folder)) == [
+        200,
+        500,
+    ]  # the counterfeit, paid before the mass transfer, never counted
     assert "stopped; light state and outbox saved" in text
     assert "payments sent: 2 (7.00 IoT-Light); the daemon credited 2 payment(s), 7.00 IoT-Light" in text
 
@@ -218,10 +269,13 @@ def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(tmp_path):
 def test_the_dashboard_url_is_printed_once_the_monitor_listens(tmp_path):
     """With a monitor port the rehearsal prints the URL the daemon's monitor reports."""
     import socket
+
     with socket.socket() as s:  # a free port (the rehearsal checks it again before it starts)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = rehearse("--auto", "--duration", "2", "--backend", "none", "--port", str(port), "--dir", str(tmp_path / "run"))
+    proc = rehearse(
+        "--auto", "--duration", "2", "--backend", "none", "--port", str(port), "--dir", str(tmp_path / "run")
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert "[rehearsal] dashboard: http://127.0.0.1:%d/\n" % port in proc.stderr
@@ -261,10 +315,28 @@ def test_on_a_terminal_the_log_stays_readable_beside_the_matrix(tmp_path):
                 seen.append(data)
                 stream.feed(data)
 
-    proc = subprocess.Popen([sys.executable, str(REHEARSAL), "--backend", "terminal", "--port", "0", "--auto",
-                             "--interval", "2", "--duration", "40", "--dir", str(folder)],
-                            stdin=slave, stdout=slave, stderr=slave, env=dict(env(), TERM="xterm-256color"),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REHEARSAL),
+            "--backend",
+            "terminal",
+            "--port",
+            "0",
+            "--auto",
+            "--interval",
+            "2",
+            "--duration",
+            "40",
+            "--dir",
+            str(folder),
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=dict(env(), TERM="xterm-256color"),
+        start_new_session=True,
+    )
     os.close(slave)
     reader = threading.Thread(target=read_screen, daemon=True)
     reader.start()
@@ -281,7 +353,9 @@ def test_on_a_terminal_the_log_stays_readable_beside_the_matrix(tmp_path):
         return None
 
     try:
-        wait_until(lambda: len(payments(folder)) >= 3 or proc.poll() is not None, 120, what="three credited payments")
+        wait_until(
+            lambda: len(payments(folder)) >= 3 or proc.poll() is not None, 120, what="three credited payments"
+        )
         assert proc.poll() is None, output()
         time.sleep(3)  # the matrix is redrawn (countdown bar, status pixel) after the last log lines
         with lock:

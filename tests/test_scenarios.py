@@ -6,7 +6,6 @@ import json
 import logging
 
 import pytest
-
 from scenario import Scenario
 
 
@@ -32,10 +31,10 @@ def test_payments_across_pages_a_restart_and_a_rollback_are_credited_once(tmp_pa
         s.run_for(600)
         assert sorted(s.credited()) == sorted(ids)
         chain.mine(2)
-        back = chain.rollback(4, to_utx=True)      # the last payments and receipts leave the chain...
+        back = chain.rollback(4, to_utx=True)  # the last payments and receipts leave the chain...
         assert back
         s.run_for(30)
-        chain.include_utx()                        # ...and come back in the liquid block
+        chain.include_utx()  # ...and come back in the liquid block
         chain.mine()
         s.run_for(900)
         assert sorted(s.credited()) == sorted(ids)
@@ -61,8 +60,11 @@ def test_a_press_whose_broadcasts_are_refused_for_hours_is_resigned_and_lands_on
         value = json.loads(entries["joystick_1"]["value"])
         assert value["direction"] == "left" and value["ts"] == pressed_ms
         assert "joystick_2" not in entries and entries["joystick_count"]["value"] == 1
-        landed = [b.body for b in chain.broadcasts if b.status == 200
-                  and any(e["key"] == "joystick_1" for e in b.body.get("data", []))]
+        landed = [
+            b.body
+            for b in chain.broadcasts
+            if b.status == 200 and any(e["key"] == "joystick_1" for e in b.body.get("data", []))
+        ]
         assert len(landed) == 1 and landed[0]["timestamp"] > pressed_ms + 120 * 60_000, "re-signed"
         assert s.store.outbox_counts().get("replaced", 0) >= 1
         assert s.longest_silence() < 30.0

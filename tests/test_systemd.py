@@ -4,7 +4,6 @@ import socket
 import time
 
 import pytest
-
 from harness import light_until, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,19 +61,29 @@ def test_watchdog_fed_through_a_long_quiet_light_span(device, chain, tmp_path):
                 pings.append(time.monotonic())
 
     try:
-        device.configure(light__countdown=False, payment__max_seconds=10 ** 6, data__telemetry_interval=3600,
-                         node__poll_interval=0.5)
+        device.configure(
+            light__countdown=False,
+            payment__max_seconds=10**6,
+            data__telemetry_interval=3600,
+            node__poll_interval=0.5,
+        )
         device.start(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": str(int(period * 1e6))})
-        chain.transfer(chain.treasury, device.address, 360000, asset_id=chain.asset)   # 3600 tokens: an hour
-        wait_until(lambda: "light on" in device.output() or light_until(device) > time.time() + 3000, 30,
-                   what="the light to go on")
+        chain.transfer(chain.treasury, device.address, 360000, asset_id=chain.asset)  # 3600 tokens: an hour
+        wait_until(
+            lambda: "light on" in device.output() or light_until(device) > time.time() + 3000,
+            30,
+            what="the light to go on",
+        )
         drain(1.0)
         start = time.monotonic()
         drain(25.0)
         end = time.monotonic()
         marks = [start] + [t for t in pings if t >= start] + [end]
         gaps = [b - a for a, b in zip(marks, marks[1:])]
-        assert len(gaps) > 10 and max(gaps) < period, "longest gap %.1f s under a %.0f s watchdog" % (max(gaps), period)
+        assert len(gaps) > 10 and max(gaps) < period, "longest gap %.1f s under a %.0f s watchdog" % (
+            max(gaps),
+            period,
+        )
         assert "not telling the watchdog" not in device.output()
         assert light_until(device) > time.time() + 3000, "still lit"
         assert device.stop() == 0
@@ -85,6 +94,7 @@ def test_watchdog_fed_through_a_long_quiet_light_span(device, chain, tmp_path):
 def test_abstract_notify_socket_and_no_socket(monkeypatch):
     """sd_notify reaches an abstract socket (@name) and is a quiet no-op outside systemd."""
     import iotlight
+
     name = "@iotlight-test-%d" % time.monotonic_ns()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + name[1:])

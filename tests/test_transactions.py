@@ -12,11 +12,11 @@ import base64
 import json
 
 import pytest
+import reference
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import iotlight
-import reference
 
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BIG = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -53,14 +53,21 @@ def assert_signed_by(tx: dict, keys: iotlight.KeyPair) -> None:
 
 # --- builders reproduce the vectors ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("vec", DATA, ids=[v["name"] for v in DATA])
 def test_build_data_tx_reproduces_vector(vec):
     """build_data_tx with the recorded Z and automatic fee gives the vector's body, fee, proof and id."""
     tx_json = vec["tx_json"]
     rules = "0bs" if vec["chain"] == "Z" else "waves"
-    tx = iotlight.build_data_tx(_keys_of(vec), tx_json["data"], timestamp=tx_json["timestamp"],
-                                chain_id=vec["chain"], rules=rules, version=vec["version"],
-                                random_z=bytes.fromhex(vec["signature_random_Z_hex"]))
+    tx = iotlight.build_data_tx(
+        _keys_of(vec),
+        tx_json["data"],
+        timestamp=tx_json["timestamp"],
+        chain_id=vec["chain"],
+        rules=rules,
+        version=vec["version"],
+        random_z=bytes.fromhex(vec["signature_random_Z_hex"]),
+    )
     assert tx["fee"] == tx_json["fee"]
     assert iotlight.tx_body_bytes(tx).hex() == vec["body_bytes_hex"]
     assert tx["proofs"] == tx_json["proofs"]
@@ -75,11 +82,18 @@ V2_TRANSFERS = [v for v in TRANSFERS["transfers"] if v["version"] == 2]
 def test_build_transfer_tx_reproduces_vector(vec):
     """build_transfer_tx (Transfer v2) with the recorded Z gives the vector's proof and id."""
     j = vec["tx_json"]
-    tx = iotlight.build_transfer_tx(_keys_of(vec), recipient=j["recipient"], amount=j["amount"],
-                                    asset_id=j["assetId"], timestamp=j["timestamp"], chain_id=vec["chain"],
-                                    fee=j["fee"], attachment=iotlight.b58decode(j["attachment"]),
-                                    fee_asset_id=j["feeAssetId"],
-                                    random_z=bytes.fromhex(vec["signature_random_Z_hex"]))
+    tx = iotlight.build_transfer_tx(
+        _keys_of(vec),
+        recipient=j["recipient"],
+        amount=j["amount"],
+        asset_id=j["assetId"],
+        timestamp=j["timestamp"],
+        chain_id=vec["chain"],
+        fee=j["fee"],
+        attachment=iotlight.b58decode(j["attachment"]),
+        fee_asset_id=j["feeAssetId"],
+        random_z=bytes.fromhex(vec["signature_random_Z_hex"]),
+    )
     assert iotlight.tx_body_bytes(tx).hex() == vec["body_bytes_hex"]
     assert tx["proofs"] == j["proofs"] and tx["id"] == vec["id"]
     assert iotlight.tx_signed_bytes(tx).hex() == vec["signed_bytes_hex"]
@@ -92,21 +106,35 @@ V2_ISSUES = [v for v in TRANSFERS["issue_transactions"] if v["version"] == 2]
 def test_build_issue_tx_reproduces_vector(vec):
     """build_issue_tx (Issue v2) with the recorded Z gives the vector's proof and the asset id."""
     j = vec["tx_json"]
-    tx = iotlight.build_issue_tx(_keys_of(vec), name=j["name"], description=j["description"],
-                                 quantity=j["quantity"], decimals=j["decimals"], reissuable=j["reissuable"],
-                                 timestamp=j["timestamp"], chain_id=vec["chain"], fee=j["fee"],
-                                 random_z=bytes.fromhex(vec["signature_random_Z_hex"]))
+    tx = iotlight.build_issue_tx(
+        _keys_of(vec),
+        name=j["name"],
+        description=j["description"],
+        quantity=j["quantity"],
+        decimals=j["decimals"],
+        reissuable=j["reissuable"],
+        timestamp=j["timestamp"],
+        chain_id=vec["chain"],
+        fee=j["fee"],
+        random_z=bytes.fromhex(vec["signature_random_Z_hex"]),
+    )
     assert iotlight.tx_body_bytes(tx).hex() == vec["body_bytes_hex"]
     assert tx["proofs"] == j["proofs"] and tx["id"] == vec["id"] == vec["asset_id"]
 
 
 # --- builders with real randomness --------------------------------------------------------------
 
+
 def test_build_data_tx_random_signature():
     """A Data transaction signed with os.urandom Z verifies both ways and has the broadcast fields."""
-    entries = [{"key": "joystick_1", "type": "string",
-                "value": '{"direction": "up", "action": "pressed", "ts": 1700000000123}'},
-               {"key": "joystick_count", "type": "integer", "value": 1}]
+    entries = [
+        {
+            "key": "joystick_1",
+            "type": "string",
+            "value": '{"direction": "up", "action": "pressed", "ts": 1700000000123}',
+        },
+        {"key": "joystick_count", "type": "integer", "value": 1},
+    ]
     tx = iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="T")
     assert_signed_by(tx, KEYS)
     assert {"type", "version", "senderPublicKey", "fee", "timestamp", "proofs", "data", "chainId"} <= set(tx)
@@ -118,49 +146,91 @@ def test_build_data_tx_random_signature():
 
 def test_build_data_tx_explicit_fee_is_kept():
     """A non-zero fee is used as given (data.fee in the configuration)."""
-    tx = iotlight.build_data_tx(KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS,
-                                chain_id="W", fee=777_000, version=2)
+    tx = iotlight.build_data_tx(
+        KEYS,
+        [{"key": "k", "type": "integer", "value": 1}],
+        timestamp=TS,
+        chain_id="W",
+        fee=777_000,
+        version=2,
+    )
     assert tx["fee"] == 777_000
     assert_signed_by(tx, KEYS)
 
 
 def test_build_transfer_tx_random_signature():
     """A token transfer to an address and one to a bare alias name, both signed and verifiable."""
-    tx = iotlight.build_transfer_tx(KEYS, recipient=RECIPIENT_T, amount=150, asset_id=ASSET_T, timestamp=TS,
-                                    chain_id="T", fee=iotlight.transfer_fee(), attachment="light:on".encode())
+    tx = iotlight.build_transfer_tx(
+        KEYS,
+        recipient=RECIPIENT_T,
+        amount=150,
+        asset_id=ASSET_T,
+        timestamp=TS,
+        chain_id="T",
+        fee=iotlight.transfer_fee(),
+        attachment="light:on".encode(),
+    )
     assert_signed_by(tx, KEYS)
-    assert (tx["type"], tx["version"], tx["amount"], tx["assetId"], tx["recipient"]) == (4, 2, 150, ASSET_T,
-                                                                                        RECIPIENT_T)
+    assert (tx["type"], tx["version"], tx["amount"], tx["assetId"], tx["recipient"]) == (
+        4,
+        2,
+        150,
+        ASSET_T,
+        RECIPIENT_T,
+    )
     assert iotlight.b58decode(tx["attachment"]) == b"light:on"
-    to_alias = iotlight.build_transfer_tx(KEYS, recipient="iot-light", amount=1, asset_id=None, timestamp=TS,
-                                          chain_id="T", fee=UNIT)
+    to_alias = iotlight.build_transfer_tx(
+        KEYS, recipient="iot-light", amount=1, asset_id=None, timestamp=TS, chain_id="T", fee=UNIT
+    )
     assert to_alias["recipient"] == "alias:T:iot-light" and to_alias["assetId"] is None
     assert_signed_by(to_alias, KEYS)
 
 
 def test_build_issue_tx_random_signature():
     """An Issue transaction signed with fresh randomness; its id is the new asset id."""
-    tx = iotlight.build_issue_tx(KEYS_0BS, name="IoT-Light", description="light for tokens", quantity=10 ** 6,
-                                 decimals=2, reissuable=False, timestamp=TS, chain_id="Z",
-                                 fee=iotlight.issue_fee("0bs"))
+    tx = iotlight.build_issue_tx(
+        KEYS_0BS,
+        name="IoT-Light",
+        description="light for tokens",
+        quantity=10**6,
+        decimals=2,
+        reissuable=False,
+        timestamp=TS,
+        chain_id="Z",
+        fee=iotlight.issue_fee("0bs"),
+    )
     assert_signed_by(tx, KEYS_0BS)
     assert (tx["type"], tx["version"], tx["chainId"], tx["decimals"]) == (3, 2, 90, 2)
 
 
 @PROPS
-@given(amount=st.integers(1, iotlight.INT64_MAX), attachment=st.binary(max_size=140),
-       timestamp=st.integers(0, 2 ** 62), chain=st.sampled_from("WTSZ"), z=st.binary(min_size=64, max_size=64))
+@given(
+    amount=st.integers(1, iotlight.INT64_MAX),
+    attachment=st.binary(max_size=140),
+    timestamp=st.integers(0, 2**62),
+    chain=st.sampled_from("WTSZ"),
+    z=st.binary(min_size=64, max_size=64),
+)
 def test_build_transfer_tx_property(amount, attachment, timestamp, chain, z):
     """Any valid amount, attachment, time and chain gives a transfer that verifies both ways."""
     recipient = iotlight.address_from_public_key(KEYS_0BS.public_key, chain)
-    tx = iotlight.build_transfer_tx(KEYS, recipient=recipient, amount=amount, asset_id=ASSET_T,
-                                    timestamp=timestamp, chain_id=chain, fee=UNIT, attachment=attachment,
-                                    random_z=z)
+    tx = iotlight.build_transfer_tx(
+        KEYS,
+        recipient=recipient,
+        amount=amount,
+        asset_id=ASSET_T,
+        timestamp=timestamp,
+        chain_id=chain,
+        fee=UNIT,
+        attachment=attachment,
+        random_z=z,
+    )
     assert_signed_by(tx, KEYS)
     assert iotlight.b58decode(tx["attachment"]) == attachment
 
 
 # --- builder input errors ----------------------------------------------------------------------------
+
 
 def _transfer(**change):
     args = dict(recipient=RECIPIENT_T, amount=1, asset_id=ASSET_T, timestamp=TS, chain_id="T", fee=UNIT)
@@ -168,19 +238,22 @@ def _transfer(**change):
     return iotlight.build_transfer_tx(KEYS, **args)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"amount": 0}, "amount must be a positive integer of the smallest unit, not 0"),
-    ({"amount": -5}, "amount must be a positive integer of the smallest unit, not -5"),
-    ({"amount": 1.5}, "amount must be a positive integer of the smallest unit, not 1.5"),
-    ({"amount": True}, "amount must be a positive integer of the smallest unit, not True"),
-    ({"amount": 2 ** 63}, "amount must be a 64-bit integer, not 9223372036854775808"),
-    ({"recipient": "3PPbMwqLtwBGcJrTA5whqJfY95GqnNnFMDX"}, "address is for chain 'W', not 'T'"),
-    ({"recipient": "alias:W:iot-light"}, "alias is for chain 'W', not 'T'"),
-    ({"attachment": b"x" * 141}, "attachment is 141 bytes, more than 140"),
-    ({"asset_id": "abc"}, "assetId: an asset id is 32 bytes, not 3"),
-    ({"fee": 0}, "fee must be a positive integer of the smallest unit, not 0"),
-    ({"fee": -1}, "fee must be a positive integer of the smallest unit, not -1"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"amount": 0}, "amount must be a positive integer of the smallest unit, not 0"),
+        ({"amount": -5}, "amount must be a positive integer of the smallest unit, not -5"),
+        ({"amount": 1.5}, "amount must be a positive integer of the smallest unit, not 1.5"),
+        ({"amount": True}, "amount must be a positive integer of the smallest unit, not True"),
+        ({"amount": 2**63}, "amount must be a 64-bit integer, not 9223372036854775808"),
+        ({"recipient": "3PPbMwqLtwBGcJrTA5whqJfY95GqnNnFMDX"}, "address is for chain 'W', not 'T'"),
+        ({"recipient": "alias:W:iot-light"}, "alias is for chain 'W', not 'T'"),
+        ({"attachment": b"x" * 141}, "attachment is 141 bytes, more than 140"),
+        ({"asset_id": "abc"}, "assetId: an asset id is 32 bytes, not 3"),
+        ({"fee": 0}, "fee must be a positive integer of the smallest unit, not 0"),
+        ({"fee": -1}, "fee must be a positive integer of the smallest unit, not -1"),
+    ],
+)
 def test_build_transfer_tx_refuses(change, message):
     """Bad amounts, recipients, attachments, asset ids and fees raise EncodingError naming the value."""
     with pytest.raises(iotlight.EncodingError) as info:
@@ -189,23 +262,34 @@ def test_build_transfer_tx_refuses(change, message):
 
 
 def _issue(**change):
-    args = dict(name="IoT-Light", description="", quantity=100, decimals=2, reissuable=False, timestamp=TS,
-                chain_id="T", fee=iotlight.issue_fee())
+    args = dict(
+        name="IoT-Light",
+        description="",
+        quantity=100,
+        decimals=2,
+        reissuable=False,
+        timestamp=TS,
+        chain_id="T",
+        fee=iotlight.issue_fee(),
+    )
     args.update(change)
     return iotlight.build_issue_tx(KEYS, **args)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"name": "IoT"}, "a token name has 4 to 16 bytes, 'IoT' has 3"),
-    ({"name": "IoT-Light-Token-X"}, "a token name has 4 to 16 bytes, 'IoT-Light-Token-X' has 17"),
-    ({"name": "Lichtschalter-ää"}, "a token name has 4 to 16 bytes, 'Lichtschalter-ää' has 18"),
-    ({"description": "d" * 1001}, "a token description has at most 1000 bytes"),
-    ({"decimals": 9}, "decimals must be from 0 to 8, not 9"),
-    ({"decimals": -1}, "decimals must be from 0 to 8, not -1"),
-    ({"quantity": 0}, "quantity must be a positive 64-bit integer of the smallest unit"),
-    ({"quantity": 2 ** 63}, "quantity must be a positive 64-bit integer of the smallest unit"),
-    ({"fee": 0}, "fee must be a positive integer of the smallest unit, not 0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": "IoT"}, "a token name has 4 to 16 bytes, 'IoT' has 3"),
+        ({"name": "IoT-Light-Token-X"}, "a token name has 4 to 16 bytes, 'IoT-Light-Token-X' has 17"),
+        ({"name": "Lichtschalter-ää"}, "a token name has 4 to 16 bytes, 'Lichtschalter-ää' has 18"),
+        ({"description": "d" * 1001}, "a token description has at most 1000 bytes"),
+        ({"decimals": 9}, "decimals must be from 0 to 8, not 9"),
+        ({"decimals": -1}, "decimals must be from 0 to 8, not -1"),
+        ({"quantity": 0}, "quantity must be a positive 64-bit integer of the smallest unit"),
+        ({"quantity": 2**63}, "quantity must be a positive 64-bit integer of the smallest unit"),
+        ({"fee": 0}, "fee must be a positive integer of the smallest unit, not 0"),
+    ],
+)
 def test_build_issue_tx_refuses(change, message):
     """Names of 4-16 bytes, descriptions up to 1000 bytes, decimals 0-8, positive quantity and fee."""
     with pytest.raises(iotlight.EncodingError) as info:
@@ -215,12 +299,19 @@ def test_build_issue_tx_refuses(change, message):
 
 def test_build_issue_tx_limits_are_inclusive():
     """4- and 16-byte names, a 1000-byte description, 0 and 8 decimals, int64 max quantity all work."""
-    for tx in (_issue(name="IoTL"), _issue(name="I" * 16), _issue(description="d" * 1000), _issue(decimals=0),
-               _issue(decimals=8), _issue(quantity=iotlight.INT64_MAX)):
+    for tx in (
+        _issue(name="IoTL"),
+        _issue(name="I" * 16),
+        _issue(description="d" * 1000),
+        _issue(decimals=0),
+        _issue(decimals=8),
+        _issue(quantity=iotlight.INT64_MAX),
+    ):
         assert_signed_by(tx, KEYS)
 
 
 # --- fees ---------------------------------------------------------------------------------------------
+
 
 def test_fee_constants():
     """Fee unit 0.001 WAVES; Transfer 1 unit (+0.004 smart asset); Issue 1 WAVES, NFT 0.001; 0bs docs values."""
@@ -229,7 +320,7 @@ def test_fee_constants():
     assert iotlight.transfer_fee(smart_asset=True) == 500_000
     assert iotlight.transfer_fee("0bs") == 5_000_000
     assert iotlight.issue_fee() == 100_000_000 and iotlight.issue_fee(nft=True) == 100_000
-    assert iotlight.issue_fee("0bs") == 500 * 10 ** 8
+    assert iotlight.issue_fee("0bs") == 500 * 10**8
 
 
 @pytest.mark.parametrize("n", list(range(1, 101)))
@@ -265,13 +356,26 @@ def test_data_fee_is_the_highest_node_rule(size, key):
 
     entries = _string_entries(key, size)
     for version, before in ((1, v1_body), (2, v2_data)):
-        tx = {"type": 12, "version": version, "senderPublicKey": iotlight.b58encode(KEYS.public_key),
-              "fee": 1, "timestamp": TS, "chainId": 84, "data": entries}
+        tx = {
+            "type": 12,
+            "version": version,
+            "senderPublicKey": iotlight.b58encode(KEYS.public_key),
+            "fee": 1,
+            "timestamp": TS,
+            "chainId": 84,
+            "data": entries,
+        }
         if version == 1:
             assert len(iotlight.tx_body_bytes(tx)) == v1_body
         assert iotlight.data_fee(tx, "waves") == UNIT * max(units(max(payload, 1)), units(before))
-    v1 = {"type": 12, "version": 1, "senderPublicKey": iotlight.b58encode(KEYS.public_key), "fee": 1,
-          "timestamp": TS, "data": entries}
+    v1 = {
+        "type": 12,
+        "version": 1,
+        "senderPublicKey": iotlight.b58encode(KEYS.public_key),
+        "fee": 1,
+        "timestamp": TS,
+        "data": entries,
+    }
     assert iotlight.data_fee(v1, "0bs") == UNIT * (30 + (v1_body - 1) // 1024)
 
 
@@ -280,10 +384,13 @@ def test_data_fee_of_small_events():
     entries = [{"key": "joystick_count", "type": "integer", "value": 1}]
     assert iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="W", version=2)["fee"] == 100_000
     assert iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id="T")["fee"] == 100_000
-    assert iotlight.build_data_tx(KEYS_0BS, entries, timestamp=TS, chain_id="Z", rules="0bs")["fee"] == 3_000_000
+    assert (
+        iotlight.build_data_tx(KEYS_0BS, entries, timestamp=TS, chain_id="Z", rules="0bs")["fee"] == 3_000_000
+    )
 
 
 # --- Data entries: within the limits ----------------------------------------------------------------
+
 
 def test_limit_constants():
     """The limits of section 8.4."""
@@ -298,8 +405,10 @@ VALUE = st.one_of(
     st.builds(lambda v: {"type": "integer", "value": v}, st.integers(iotlight.INT64_MIN, iotlight.INT64_MAX)),
     st.builds(lambda v: {"type": "boolean", "value": v}, st.booleans()),
     st.builds(lambda v: {"type": "string", "value": v}, st.text(max_size=200)),
-    st.builds(lambda v: {"type": "binary", "value": "base64:" + base64.b64encode(v).decode()},
-              st.binary(max_size=200)),
+    st.builds(
+        lambda v: {"type": "binary", "value": "base64:" + base64.b64encode(v).decode()},
+        st.binary(max_size=200),
+    ),
 )
 
 
@@ -348,8 +457,9 @@ def test_data_limits_are_inclusive():
     assert_signed_by(iotlight.build_data_tx(KEYS, hundred, timestamp=TS, chain_id="T"), KEYS)
     key400 = [{"key": "é" * 200, "type": "integer", "value": 0}]
     assert_signed_by(iotlight.build_data_tx(KEYS, key400, timestamp=TS, chain_id="T", version=2), KEYS)
-    value_max = [{"key": "k", "type": "binary",
-                  "value": "base64:" + base64.b64encode(bytes(32_767)).decode()}]
+    value_max = [
+        {"key": "k", "type": "binary", "value": "base64:" + base64.b64encode(bytes(32_767)).decode()}
+    ]
     assert_signed_by(iotlight.build_data_tx(KEYS, value_max, timestamp=TS, chain_id="T"), KEYS)
     full = [{"key": "k%d" % i, "type": "string", "value": "x" * 32_767} for i in range(5)]
     full.append({"key": "k5", "type": "string", "value": "x" * (165_835 - 5 * (2 + 32_767) - 2)})
@@ -377,6 +487,7 @@ def test_data_v1_signed_size_limit():
 
 # --- Data entries: over the limits --------------------------------------------------------------------
 
+
 def _refused(entries, message, *, validate=True, **kw):
     """build_data_tx raises EncodingError with exactly `message` and returns nothing."""
     kw.setdefault("timestamp", TS)
@@ -388,7 +499,9 @@ def _refused(entries, message, *, validate=True, **kw):
     assert str(info.value) == message
     if validate:  # the entry rules alone (the signed-size rule needs the whole transaction)
         with pytest.raises(iotlight.EncodingError):
-            iotlight.validate_data_entries(entries, version=kw.get("version", 1), rules=kw.get("rules", "waves"))
+            iotlight.validate_data_entries(
+                entries, version=kw.get("version", 1), rules=kw.get("rules", "waves")
+            )
 
 
 @PROPS
@@ -400,12 +513,17 @@ def test_too_many_entries(n, version):
 
 
 @PROPS
-@given(key=st.text(min_size=101, max_size=420).filter(lambda k: len(k.encode()) > 400),
-       version=st.sampled_from([1, 2]))
+@given(
+    key=st.text(min_size=101, max_size=420).filter(lambda k: len(k.encode()) > 400),
+    version=st.sampled_from([1, 2]),
+)
 def test_key_over_400_bytes(key, version):
     """A key of more than 400 UTF-8 bytes (not characters) is refused."""
-    _refused([{"key": key, "type": "boolean", "value": True}],
-             "data key %r is longer than 400 bytes" % key[:40], version=version)
+    _refused(
+        [{"key": key, "type": "boolean", "value": True}],
+        "data key %r is longer than 400 bytes" % key[:40],
+        version=version,
+    )
 
 
 @st.composite
@@ -424,8 +542,12 @@ def keys_over_100_utf16_units(draw):
 @given(key=keys_over_100_utf16_units())
 def test_key_over_100_characters_on_0bs(key):
     """0bs counts key length in UTF-16 units (Java chars), at most 100."""
-    _refused([{"key": key, "type": "boolean", "value": True}],
-             "data key %r is longer than 100 characters (0bs rule)" % key[:40], rules="0bs", chain_id="Z")
+    _refused(
+        [{"key": key, "type": "boolean", "value": True}],
+        "data key %r is longer than 100 characters (0bs rule)" % key[:40],
+        rules="0bs",
+        chain_id="Z",
+    )
 
 
 def test_key_of_50_emoji_is_100_characters_on_0bs():
@@ -433,13 +555,18 @@ def test_key_of_50_emoji_is_100_characters_on_0bs():
     ok = [{"key": "🔑" * 50, "type": "boolean", "value": True}]
     assert_signed_by(iotlight.build_data_tx(KEYS_0BS, ok, timestamp=TS, chain_id="Z", rules="0bs"), KEYS_0BS)
     over = [{"key": "🔑" * 51, "type": "boolean", "value": True}]
-    _refused(over, "data key %r is longer than 100 characters (0bs rule)" % ("🔑" * 40), rules="0bs",
-             chain_id="Z")
+    _refused(
+        over, "data key %r is longer than 100 characters (0bs rule)" % ("🔑" * 40), rules="0bs", chain_id="Z"
+    )
 
 
 @BIG
-@given(size=st.integers(32_768, 40_000), kind=st.sampled_from(["string", "binary"]), multibyte=st.booleans(),
-       version=st.sampled_from([1, 2]))
+@given(
+    size=st.integers(32_768, 40_000),
+    kind=st.sampled_from(["string", "binary"]),
+    multibyte=st.booleans(),
+    version=st.sampled_from([1, 2]),
+)
 def test_value_over_32767_bytes(size, kind, multibyte, version):
     """A string or binary value over 32767 bytes (UTF-8 bytes for strings) is refused."""
     if kind == "binary":
@@ -448,8 +575,11 @@ def test_value_over_32767_bytes(size, kind, multibyte, version):
         value = "é" * (size // 2) + "x" * (size % 2)  # fewer than 32768 characters, more bytes
     else:
         value = "x" * size
-    _refused([{"key": "big", "type": kind, "value": value}],
-             "data entry 'big': value is longer than 32767 bytes", version=version)
+    _refused(
+        [{"key": "big", "type": kind, "value": value}],
+        "data entry 'big': value is longer than 32767 bytes",
+        version=version,
+    )
 
 
 @BIG
@@ -467,25 +597,51 @@ def test_total_over_165835_bytes(extra):
 def test_v1_over_153600_signed_bytes(extra, rules):
     """Version 1 over 153600 signed bytes is refused on Waves and on 0bs."""
     total = 153_600 + extra
-    _refused(_v1_entries_of_signed_size(total), "Data transaction is %d bytes, more than 153600" % total,
-             validate=False, rules=rules, chain_id="Z" if rules == "0bs" else "T")
+    _refused(
+        _v1_entries_of_signed_size(total),
+        "Data transaction is %d bytes, more than 153600" % total,
+        validate=False,
+        rules=rules,
+        chain_id="Z" if rules == "0bs" else "T",
+    )
 
 
-@pytest.mark.parametrize("entries, message, version", [
-    ([], "a Data transaction needs at least one entry", 1),
-    ([{"key": "", "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
-    ([{"key": 7, "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
-    ([{"key": "a", "type": "integer", "value": 1}, {"key": "a", "type": "boolean", "value": True}],
-     "data key 'a' appears twice", 2),
-    ([{"key": "gone", "value": None}], "data entry 'gone': deleting a key needs Data version 2", 1),
-    ([{"key": "n", "type": "integer", "value": 2 ** 63}],
-     "data entry 'n' must be a 64-bit integer, not %d" % 2 ** 63, 2),
-    ([{"key": "n", "type": "integer", "value": "5"}], "data entry 'n' must be a 64-bit integer, not '5'", 2),
-    ([{"key": "b", "type": "boolean", "value": 1}], "data entry 'b': boolean value must be true or false", 2),
-    ([{"key": "s", "type": "string", "value": 5}], "data entry 's': string value must be a string", 2),
-    ([{"key": "x", "type": "binary", "value": "base64:!!"}], "data entry 'x': binary value is not valid base64", 2),
-    ([{"key": "f", "type": "float", "value": 1.5}], "data entry 'f': unknown type 'float'", 2),
-])
+@pytest.mark.parametrize(
+    "entries, message, version",
+    [
+        ([], "a Data transaction needs at least one entry", 1),
+        ([{"key": "", "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
+        ([{"key": 7, "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
+        (
+            [{"key": "a", "type": "integer", "value": 1}, {"key": "a", "type": "boolean", "value": True}],
+            "data key 'a' appears twice",
+            2,
+        ),
+        ([{"key": "gone", "value": None}], "data entry 'gone': deleting a key needs Data version 2", 1),
+        (
+            [{"key": "n", "type": "integer", "value": 2**63}],
+            "data entry 'n' must be a 64-bit integer, not %d" % 2**63,
+            2,
+        ),
+        (
+            [{"key": "n", "type": "integer", "value": "5"}],
+            "data entry 'n' must be a 64-bit integer, not '5'",
+            2,
+        ),
+        (
+            [{"key": "b", "type": "boolean", "value": 1}],
+            "data entry 'b': boolean value must be true or false",
+            2,
+        ),
+        ([{"key": "s", "type": "string", "value": 5}], "data entry 's': string value must be a string", 2),
+        (
+            [{"key": "x", "type": "binary", "value": "base64:!!"}],
+            "data entry 'x': binary value is not valid base64",
+            2,
+        ),
+        ([{"key": "f", "type": "float", "value": 1.5}], "data entry 'f': unknown type 'float'", 2),
+    ],
+)
 def test_malformed_entries(entries, message, version):
     """Empty lists, bad keys, duplicates, v1 deletes and values of the wrong type are refused by name."""
     _refused(entries, message, version=version)
@@ -494,23 +650,33 @@ def test_malformed_entries(entries, message, version):
 def test_0bs_refuses_data_version_2():
     """0bs nodes know no protobuf transactions: asking for Data v2 under 0bs rules is refused."""
     with pytest.raises(iotlight.EncodingError) as info:
-        iotlight.build_data_tx(KEYS_0BS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS,
-                               chain_id="Z", rules="0bs", version=2)
+        iotlight.build_data_tx(
+            KEYS_0BS,
+            [{"key": "k", "type": "integer", "value": 1}],
+            timestamp=TS,
+            chain_id="Z",
+            rules="0bs",
+            version=2,
+        )
     assert str(info.value) == "0bs nodes accept Data version 1 only, not 2"
 
 
 # --- encoding edges found against the official libraries (issue 11 point 6) ----------------------
 
-@pytest.mark.parametrize("value_size, version, rules, chain", [(2000, 1, "waves", "T"), (2000, 2, "waves", "T"),
-                                                               (10, 1, "waves", "T"), (1500, 1, "0bs", "Z")])
+
+@pytest.mark.parametrize(
+    "value_size, version, rules, chain",
+    [(2000, 1, "waves", "T"), (2000, 2, "waves", "T"), (10, 1, "waves", "T"), (1500, 1, "0bs", "Z")],
+)
 def test_explicit_fee_below_the_minimum_for_the_size_is_raised_to_it(value_size, version, rules, chain):
     """data.fee below the node's minimum for the transaction's size would be signed and refused for ever:
     the transaction is built with the minimum instead (a fee above it is kept, see above)."""
     keys = KEYS_0BS if rules == "0bs" else KEYS
     entries = [{"key": "k", "type": "string", "value": "x" * value_size}]
     auto = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=version)
-    low = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=version,
-                                 fee=UNIT - 1)
+    low = iotlight.build_data_tx(
+        keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=version, fee=UNIT - 1
+    )
     assert low["fee"] == auto["fee"] == iotlight.data_fee(low, rules) >= UNIT
     assert_signed_by(low, keys)
 
@@ -518,54 +684,107 @@ def test_explicit_fee_below_the_minimum_for_the_size_is_raised_to_it(value_size,
 @pytest.mark.parametrize("fee", [-1, 1.5, True, "100000"])
 def test_data_fee_of_the_wrong_kind_is_refused(fee):
     with pytest.raises(iotlight.EncodingError, match="fee must be 0"):
-        iotlight.build_data_tx(KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS, chain_id="T",
-                               fee=fee)
+        iotlight.build_data_tx(
+            KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS, chain_id="T", fee=fee
+        )
 
 
-@pytest.mark.parametrize("text, raw", [
-    ("base64:", b""), ("base64:AQ==", b"\x01"), ("base64:AQI=", b"\x01\x02"), ("base64:AQID", b"\x01\x02\x03"),
-    ("AQID", b"\x01\x02\x03"),                     # the node takes it without the prefix too
-    ("base64:AQ", b"\x01"), ("base64:AQI", b"\x01\x02"),   # java.util.Base64: a last unit may leave its padding out
-    ("base64:AR==", b"\x01"),                      # unused low bits are not checked by the node either
-])
+@pytest.mark.parametrize(
+    "text, raw",
+    [
+        ("base64:", b""),
+        ("base64:AQ==", b"\x01"),
+        ("base64:AQI=", b"\x01\x02"),
+        ("base64:AQID", b"\x01\x02\x03"),
+        ("AQID", b"\x01\x02\x03"),  # the node takes it without the prefix too
+        ("base64:AQ", b"\x01"),
+        ("base64:AQI", b"\x01\x02"),  # java.util.Base64: a last unit may leave its padding out
+        ("base64:AR==", b"\x01"),  # unused low bits are not checked by the node either
+    ],
+)
 def test_binary_values_decode_as_the_node_reads_them(text, raw):
     """Binary Data values are read as the node's decoder (java.util.Base64, basic) reads them."""
     assert iotlight.base64_node_decode(text) == raw
-    tx = iotlight.build_data_tx(KEYS, [{"key": "b", "type": "binary", "value": text}], timestamp=TS, chain_id="T",
-                                version=2)
+    tx = iotlight.build_data_tx(
+        KEYS, [{"key": "b", "type": "binary", "value": text}], timestamp=TS, chain_id="T", version=2
+    )
     assert_signed_by(tx, KEYS)
     assert iotlight.data_payload_size(tx["data"]) == 1 + len(raw)
 
 
-@pytest.mark.parametrize("text", ["base64:AAAA=", "base64:AAAA==", "base64:AA=", "base64:AAA==", "base64:A",
-                                  "base64:A===", "base64:=", "base64:AA=A", "base64:AA==AA==", "base64: AAAA",
-                                  "base64:AAAA\n", "base64:AA-_", "base64:AAAA\u00e9"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "base64:AAAA=",
+        "base64:AAAA==",
+        "base64:AA=",
+        "base64:AAA==",
+        "base64:A",
+        "base64:A===",
+        "base64:=",
+        "base64:AA=A",
+        "base64:AA==AA==",
+        "base64: AAAA",
+        "base64:AAAA\n",
+        "base64:AA-_",
+        "base64:AAAA\u00e9",
+    ],
+)
 def test_binary_values_the_node_refuses_are_refused(text):
     """Stray or partial padding, whitespace, the URL alphabet and a dangling character are refused by the
     node's decoder: never signed."""
     with pytest.raises(iotlight.EncodingError, match="not valid base64"):
         iotlight.base64_node_decode(text)
-    _refused([{"key": "x", "type": "binary", "value": text}], "data entry 'x': binary value is not valid base64",
-             version=2)
+    _refused(
+        [{"key": "x", "type": "binary", "value": text}],
+        "data entry 'x': binary value is not valid base64",
+        version=2,
+    )
 
 
 @pytest.mark.parametrize("asset", [None, "", "WAVES"])
 def test_native_coin_is_null_in_transfer_json(asset):
     """The chain's own coin is `null` in the JSON the node takes, however it was named."""
-    tx = iotlight.build_transfer_tx(KEYS, recipient=RECIPIENT_T, amount=5, asset_id=asset, timestamp=TS,
-                                    chain_id="T", fee=UNIT, fee_asset_id=asset, random_z=b"\1" * 64)
+    tx = iotlight.build_transfer_tx(
+        KEYS,
+        recipient=RECIPIENT_T,
+        amount=5,
+        asset_id=asset,
+        timestamp=TS,
+        chain_id="T",
+        fee=UNIT,
+        fee_asset_id=asset,
+        random_z=b"\1" * 64,
+    )
     assert tx["assetId"] is None and tx["feeAssetId"] is None
     assert json.loads(json.dumps(tx))["assetId"] is None
     assert_signed_by(tx, KEYS)
-    plain = iotlight.build_transfer_tx(KEYS, recipient=RECIPIENT_T, amount=5, asset_id=None, timestamp=TS,
-                                       chain_id="T", fee=UNIT, random_z=b"\1" * 64)
+    plain = iotlight.build_transfer_tx(
+        KEYS,
+        recipient=RECIPIENT_T,
+        amount=5,
+        asset_id=None,
+        timestamp=TS,
+        chain_id="T",
+        fee=UNIT,
+        random_z=b"\1" * 64,
+    )
     assert tx["id"] == plain["id"]
 
 
-@pytest.mark.parametrize("entries, message", [
-    ([{"key": "k\ud800", "type": "integer", "value": 1}], "data key 'k\\ud800' is not valid Unicode (a lone surrogate?)"),
-    ([{"key": "s", "type": "string", "value": "a\udc00"}], "data entry 's': string value is not valid Unicode (a lone surrogate?)"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        (
+            [{"key": "k\ud800", "type": "integer", "value": 1}],
+            "data key 'k\\ud800' is not valid Unicode (a lone surrogate?)",
+        ),
+        (
+            [{"key": "s", "type": "string", "value": "a\udc00"}],
+            "data entry 's': string value is not valid Unicode (a lone surrogate?)",
+        ),
+    ],
+)
 def test_lone_surrogates_are_an_encoding_error(entries, message):
     for version in (1, 2):
         _refused(entries, message, version=version)
@@ -579,28 +798,47 @@ def test_non_ascii_chain_id_is_an_encoding_error(chain):
         with pytest.raises(iotlight.EncodingError, match="chain id must be an ASCII character"):
             iotlight.build_data_tx(KEYS, entries, timestamp=TS, chain_id=chain, version=version)
     with pytest.raises(iotlight.EncodingError):
-        iotlight.build_transfer_tx(KEYS, recipient="alias:%s:light" % chain, amount=1, asset_id=None, timestamp=TS,
-                                   chain_id=chain, fee=UNIT)
+        iotlight.build_transfer_tx(
+            KEYS,
+            recipient="alias:%s:light" % chain,
+            amount=1,
+            asset_id=None,
+            timestamp=TS,
+            chain_id=chain,
+            fee=UNIT,
+        )
 
 
 @pytest.mark.parametrize("chain_id", [0, 128, 300, -1])
 def test_chain_id_number_outside_ascii_is_an_encoding_error(chain_id):
-    tx = iotlight.build_data_tx(KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS, chain_id="T",
-                                version=2)
+    tx = iotlight.build_data_tx(
+        KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS, chain_id="T", version=2
+    )
     with pytest.raises(iotlight.EncodingError, match="chainId must be the byte of one ASCII character"):
         iotlight.tx_body_bytes(dict(tx, chainId=chain_id))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"decimals": True}, "decimals must be from 0 to 8, not True"),
-    ({"decimals": 2.0}, "decimals must be from 0 to 8, not 2.0"),
-    ({"name": "Light\ud800"}, "the token name is not valid Unicode (a lone surrogate?)"),
-    ({"description": "\udfff"}, "the token description is not valid Unicode (a lone surrogate?)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"decimals": True}, "decimals must be from 0 to 8, not True"),
+        ({"decimals": 2.0}, "decimals must be from 0 to 8, not 2.0"),
+        ({"name": "Light\ud800"}, "the token name is not valid Unicode (a lone surrogate?)"),
+        ({"description": "\udfff"}, "the token description is not valid Unicode (a lone surrogate?)"),
+    ],
+)
 def test_build_issue_tx_refuses_bools_and_surrogates(change, message):
     """bool is no int here, and a lone surrogate has no UTF-8: EncodingError, never another type."""
-    args = dict(name="IoTLight", description="", quantity=10 ** 6, decimals=2, reissuable=False, timestamp=TS,
-                chain_id="T", fee=iotlight.issue_fee())
+    args = dict(
+        name="IoTLight",
+        description="",
+        quantity=10**6,
+        decimals=2,
+        reissuable=False,
+        timestamp=TS,
+        chain_id="T",
+        fee=iotlight.issue_fee(),
+    )
     args.update(change)
     with pytest.raises(iotlight.EncodingError) as info:
         iotlight.build_issue_tx(KEYS, **args)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from reference import load_vectors
 
 import iotlight
-from reference import load_vectors
 
 ACCOUNTS = load_vectors("accounts.json")
 SIGNATURES = load_vectors("signatures.json")
@@ -24,7 +24,9 @@ KEYS_BY_NAME = {v["name"]: v for v in ACCOUNTS["vectors"]}
 
 ISSUES = TRANSFERS["issue_transactions"]
 TRANSFER_TXS = TRANSFERS["transfers"]
-SIGNED_BY_LIBRARY = ISSUES + [t for t in TRANSFER_TXS if "library_call" in t] + DATA["vectors"] + MASS["vectors"]
+SIGNED_BY_LIBRARY = (
+    ISSUES + [t for t in TRANSFER_TXS if "library_call" in t] + DATA["vectors"] + MASS["vectors"]
+)
 ALL_TXS = ISSUES + TRANSFER_TXS + DATA["vectors"] + MASS["vectors"]
 
 
@@ -42,6 +44,7 @@ def _unsigned(tx_json: dict) -> dict:
 
 
 # --- accounts: seed phrase -> keys -> addresses -------------------------------
+
 
 @pytest.mark.parametrize("vec", ACCOUNT_VECTORS, ids=_ids(ACCOUNT_VECTORS))
 def test_account_intermediates(vec):
@@ -112,7 +115,7 @@ def test_account_matches_published_docs(vec):
     assert iotlight.b58encode(keys.public_key) == docs["public_key_base58"]
     for key, value in docs.items():
         if key.startswith("address_"):
-            assert keys.address(key[len("address_"):]) == value
+            assert keys.address(key[len("address_") :]) == value
     seed_input = b"\0\0\0\0" + vec["seed"].encode()
     if "blake2b256_base58" in docs:
         assert iotlight.b58encode(iotlight.blake2b256(seed_input)) == docs["blake2b256_base58"]
@@ -148,7 +151,9 @@ def test_hash_vector(vec):
         assert iotlight.b58encode(iotlight.blake2b256(data)) == vec["fast_hash_blake2b256_base58"]
         checked += 1
     if "secure_hash_keccak256_blake2b256_base58" in vec:
-        assert iotlight.b58encode(iotlight.secure_hash(data)) == vec["secure_hash_keccak256_blake2b256_base58"]
+        assert (
+            iotlight.b58encode(iotlight.secure_hash(data)) == vec["secure_hash_keccak256_blake2b256_base58"]
+        )
         checked += 1
     if "expected_from_docs" in vec:
         assert iotlight.b58encode(iotlight.blake2b256(data)) == vec["expected_from_docs"]["fast"]
@@ -223,8 +228,11 @@ TAMPERED = SIGNATURES["tampered"]
 def test_tampered_signature_rejected(vec):
     """A changed message, R, S, sign bit or public key makes verify return False."""
     assert vec["expected_verify"] is False
-    result = iotlight.verify(iotlight.b58decode(vec["public_key_base58"]), bytes.fromhex(vec["message_hex"]),
-                             iotlight.b58decode(vec["signature_base58"]))
+    result = iotlight.verify(
+        iotlight.b58decode(vec["public_key_base58"]),
+        bytes.fromhex(vec["message_hex"]),
+        iotlight.b58decode(vec["signature_base58"]),
+    )
     assert result is False
 
 
@@ -234,13 +242,17 @@ IMPL_DEFINED = SIGNATURES["implementation_defined"]
 @pytest.mark.parametrize("vec", IMPL_DEFINED, ids=_ids(IMPL_DEFINED))
 def test_implementation_defined_signature_gives_a_bool(vec, record_property):
     """The non-canonical S+L case: we only record the outcome (libsodium rejects it), it must be a bool."""
-    result = iotlight.verify(iotlight.b58decode(vec["public_key_base58"]), bytes.fromhex(vec["message_hex"]),
-                             iotlight.b58decode(vec["signature_base58"]))
+    result = iotlight.verify(
+        iotlight.b58decode(vec["public_key_base58"]),
+        bytes.fromhex(vec["message_hex"]),
+        iotlight.b58decode(vec["signature_base58"]),
+    )
     record_property("iotlight_verify_result", result)
     assert isinstance(result, bool)
 
 
 # --- transactions ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("vec", ALL_TXS, ids=_ids(ALL_TXS))
 def test_tx_body_bytes(vec):
@@ -281,7 +293,9 @@ def test_tx_resigned_with_recorded_z(vec):
     account = KEYS_BY_NAME[vec["library_call"]["seed"]]
     private_key = iotlight.b58decode(account["private_key_base58"])
     assert account["public_key_base58"] == vec["tx_json"]["senderPublicKey"]
-    signed = iotlight.sign_tx(_unsigned(vec["tx_json"]), private_key, bytes.fromhex(vec["signature_random_Z_hex"]))
+    signed = iotlight.sign_tx(
+        _unsigned(vec["tx_json"]), private_key, bytes.fromhex(vec["signature_random_Z_hex"])
+    )
     assert signed["proofs"] == vec["tx_json"]["proofs"]
     assert signed["id"] == vec["id"]
     assert iotlight.tx_signed_bytes(signed).hex() == vec["signed_bytes_hex"]
@@ -323,8 +337,9 @@ def test_data_fee_matches_node_rules(vec):
     """data_fee(waves) is the highest Waves node rule; data_fee(0bs) the 30-unit Zbs rule; fee_used is enough."""
     tx = vec["tx_json"]
     rules = vec["fee_rules"]
-    waves_rules = [v for k, v in rules.items()
-                   if k.startswith("min_fee_") and not k.endswith("_rule") and "zbs" not in k]
+    waves_rules = [
+        v for k, v in rules.items() if k.startswith("min_fee_") and not k.endswith("_rule") and "zbs" not in k
+    ]
     assert len(waves_rules) == 2
     assert iotlight.data_fee(tx, "waves") == max(waves_rules)
     if "min_fee_zbs_if_30_units" in rules:
@@ -374,7 +389,9 @@ def test_node_json_consistent(vec):
     tx = vec["tx_json"]
     assert node["id"] == vec["id"]
     assert node["senderPublicKey"] == tx["senderPublicKey"]
-    assert node["sender"] == iotlight.address_from_public_key(iotlight.b58decode(tx["senderPublicKey"]), vec["chain"])
+    assert node["sender"] == iotlight.address_from_public_key(
+        iotlight.b58decode(tx["senderPublicKey"]), vec["chain"]
+    )
     assert node["proofs"] == tx["proofs"]
     for key in ("fee", "timestamp", "version", "type"):
         assert node[key] == tx[key]

@@ -7,12 +7,12 @@ import asyncio
 import logging
 
 import pytest
-
-import iotlight
 from scenario import Scenario
 
-PERIOD = 30.0          # the unit's WatchdogSec
-BUDGET = 80.0          # a round's budget: node.timeout 10 s x 2 URLs + WATCHDOG_GRACE
+import iotlight
+
+PERIOD = 30.0  # the unit's WatchdogSec
+BUDGET = 80.0  # a round's budget: node.timeout 10 s x 2 URLs + WATCHDOG_GRACE
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +67,7 @@ def test_node_hanging_up_to_its_timeout_keeps_the_watchdog_fed(tmp_path, caplog)
         assert s.daemon.node_state["ok"] is False
         assert s.longest_silence() < PERIOD
         assert not withheld(caplog)
-        s.run_for(300)                      # the node answers again: the press reaches the chain
+        s.run_for(300)  # the node answers again: the press reaches the chain
         assert s.node.chain.data_entries(s.address).get("joystick_1", {}).get("value") is not None
 
 
@@ -79,7 +79,7 @@ def test_a_service_stuck_past_its_deadline_starves_the_watchdog(tmp_path, caplog
         s.run_for(10)
         if stuck == "lamp":
             s.hw.freeze()
-            s.pay(3600)                     # the lamp wakes up to show it, and hangs
+            s.pay(3600)  # the lamp wakes up to show it, and hangs
         else:
             # a round that never ends (a node request is bounded by 3 x node.timeout, so the
             # stand-in is a round stuck in code: a bug, a lock that is never released)
@@ -87,7 +87,7 @@ def test_a_service_stuck_past_its_deadline_starves_the_watchdog(tmp_path, caplog
                 await asyncio.Event().wait()
 
             s.daemon.watcher.poll_once = stuck_forever
-        s.run_for(70)                       # the watcher's next round is due within 60 s
+        s.run_for(70)  # the watcher's next round is due within 60 s
         hung_at = s.clock.monotonic()
         assert s.longest_silence() < PERIOD, "fed while the stuck service is within its budget"
         s.run_for(BUDGET + 2 * PERIOD)
@@ -122,8 +122,12 @@ def test_no_watchdog_no_pings(tmp_path):
 
 def test_watchdog_period_from_the_environment():
     import os
+
     assert iotlight.systemd_watchdog_period({"WATCHDOG_USEC": "30000000"}) == 30.0
-    assert iotlight.systemd_watchdog_period({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}) == 30.0
+    assert (
+        iotlight.systemd_watchdog_period({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())})
+        == 30.0
+    )
     assert iotlight.systemd_watchdog_period({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
     assert iotlight.systemd_watchdog_period({"WATCHDOG_USEC": "0"}) is None
     assert iotlight.systemd_watchdog_period({"WATCHDOG_USEC": "soon"}) is None

@@ -67,10 +67,10 @@ JSON_TYPE = "application/json; charset=UTF-8"
 TEXT_TYPE = "text/plain; charset=UTF-8"
 HTML_TYPE = "text/html"
 
-TX_LIMIT_WAVES = 1000          # rest-api.transactions-by-address-limit (Waves default)
-TX_LIMIT_ZBS = 10000           # the same key in the Zbs 0.16 config
+TX_LIMIT_WAVES = 1000  # rest-api.transactions-by-address-limit (Waves default)
+TX_LIMIT_ZBS = 10000  # the same key in the Zbs 0.16 config
 MAX_FUTURE_MS = 90 * 60 * 1000  # disallowTxFromFuture
-MAX_PAST_MS = 120 * 60 * 1000   # disallowTxFromPast
+MAX_PAST_MS = 120 * 60 * 1000  # disallowTxFromPast
 BLOCK_REWARD = 600_000_000
 TRUE_SCRIPT = "base64:AQa3b8tH"  # a compiled Ride V1 expression `true`: makes an asset "scripted"
 
@@ -80,17 +80,23 @@ SUPPORTED_VERSIONS = {
 }
 PROTOBUF_VERSIONS = {(3, 3), (4, 3), (11, 2), (12, 2)}
 CHAIN_ID_IN_JSON = PROTOBUF_VERSIONS | {(3, 2)}  # Issue v2 signs its chain byte too
-TX_NAMES = {3: "IssueTransaction", 4: "TransferTransaction", 11: "MassTransferTransaction",
-            12: "DataTransaction"}
+TX_NAMES = {
+    3: "IssueTransaction",
+    4: "TransferTransaction",
+    11: "MassTransferTransaction",
+    12: "DataTransaction",
+}
 
 NOT_FOUND_TEXT = "The requested resource could not be found but may be available again in the future."
-SLOW_TEXT = ("The server was not able to produce a timely response to your request.\n"
-             "Please try again in a short while!")
+SLOW_TEXT = (
+    "The server was not able to produce a timely response to your request.\n"
+    "Please try again in a short while!"
+)
 FAULT_KINDS = ("500", "503", "429", "hang", "garbage", "truncated", "reset", "gzip_bomb", "nesting_bomb")
 # A lying node: lies put into an address's listing by FakeNode.hostile() (the bombs are faults)
 LIE_KINDS = ("huge_numbers", "wrong_types", "forged", "relabelled", "other_chain")
 HOSTILE_KINDS = ("gzip_bomb", "nesting_bomb") + LIE_KINDS
-GZIP_BOMB_BYTES = 200 * 1024 * 1024   # what the gzip bomb inflates to (about 200 KB on the wire)
+GZIP_BOMB_BYTES = 200 * 1024 * 1024  # what the gzip bomb inflates to (about 200 KB on the wire)
 _gzip_bomb_cache: Dict[int, bytes] = {}
 
 
@@ -98,6 +104,7 @@ def gzip_bomb(inflated: int = GZIP_BOMB_BYTES) -> bytes:
     """gzip of a JSON list opening followed by `inflated` spaces: small on the wire, huge inflated."""
     if inflated not in _gzip_bomb_cache:
         import zlib
+
         z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         block = b" " * (1024 * 1024)
         parts = [z.compress(b"[[")]
@@ -106,23 +113,29 @@ def gzip_bomb(inflated: int = GZIP_BOMB_BYTES) -> bytes:
         parts.append(z.compress(b"]]") + z.flush())
         _gzip_bomb_cache[inflated] = b"".join(parts)
     return _gzip_bomb_cache[inflated]
+
+
 POOL_REASONS = {"429": "Too Many Requests", "503": "Service Temporarily Unavailable"}
 
 
 def _nginx_page(status: int, reason: str) -> str:
-    return ("<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%d %s</h1></center>\r\n"
-            "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n" % (status, reason, status, reason))
+    return (
+        "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%d %s</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n" % (status, reason, status, reason)
+    )
 
 
 # =============================================================================
 # 1. Helpers and errors
 # =============================================================================
 
+
 class ApiError(Exception):
     """An HTTP answer other than 200: status, body (dict -> JSON, str -> text)."""
 
-    def __init__(self, status: int, body: Any, content_type: str = JSON_TYPE,
-                 headers: Optional[Dict[str, str]] = None):
+    def __init__(
+        self, status: int, body: Any, content_type: str = JSON_TYPE, headers: Optional[Dict[str, str]] = None
+    ):
         super().__init__("%d %s" % (status, body))
         self.status = status
         self.body = body
@@ -145,15 +158,18 @@ def _err(status: int, error: int, message: str, **extra: Any) -> ApiError:
     return ApiError(status, body)
 
 
-def _wrong_json(missing: Sequence[str] = (), cause: Optional[str] = None,
-                expected: Optional[Dict[str, str]] = None) -> ApiError:
+def _wrong_json(
+    missing: Sequence[str] = (), cause: Optional[str] = None, expected: Optional[Dict[str, str]] = None
+) -> ApiError:
     errors: Dict[str, Any] = {}
     for name in missing:
         errors["obj." + name] = [{"msg": ["error.path.missing"], "args": []}]
     for name, kind in (expected or {}).items():
         errors["obj." + name] = [{"msg": ["error.expected." + kind], "args": []}]
-    return ApiError(400, {"error": 1, "message": "failed to parse json message", "cause": cause,
-                          "validationErrors": errors})
+    return ApiError(
+        400,
+        {"error": 1, "message": "failed to parse json message", "cause": cause, "validationErrors": errors},
+    )
 
 
 def _is_int(v: Any) -> bool:
@@ -172,9 +188,24 @@ def _compact(obj: Any) -> str:
 
 
 # Values the node writes as strings when asked for large-significand-format=string
-_LARGE_KEYS = frozenset(("amount", "fee", "balance", "quantity", "totalAmount", "totalFee", "reward",
-                         "desiredReward", "regular", "available", "effective", "generating",
-                         "minSponsoredAssetFee", "sponsorBalance"))
+_LARGE_KEYS = frozenset(
+    (
+        "amount",
+        "fee",
+        "balance",
+        "quantity",
+        "totalAmount",
+        "totalFee",
+        "reward",
+        "desiredReward",
+        "regular",
+        "available",
+        "effective",
+        "generating",
+        "minSponsoredAssetFee",
+        "sponsorBalance",
+    )
+)
 
 
 def _stringify_large(obj: Any) -> Any:
@@ -202,6 +233,7 @@ def _stringify_large(obj: Any) -> Any:
 # sender, senderPublicKey, fee, timestamp, proofs|signature) then the type's
 # fields starting with version, and no chainId/applicationStatus.
 
+
 def _data_entry_json(entry: Dict[str, Any]) -> Dict[str, Any]:
     if entry.get("type") is None and entry.get("value") is None:
         return {"key": entry["key"], "value": None}
@@ -212,7 +244,7 @@ def _data_entry_json(entry: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _recipient_json(recipient: str) -> str:
-    return recipient[len("address:"):] if recipient.startswith("address:") else recipient
+    return recipient[len("address:") :] if recipient.startswith("address:") else recipient
 
 
 def node_tx_json(tx: Dict[str, Any], sender: str, fork: str = "waves") -> Dict[str, Any]:
@@ -223,51 +255,97 @@ def node_tx_json(tx: Dict[str, Any], sender: str, fork: str = "waves") -> Dict[s
     proofs = list(tx.get("proofs") or [sig])
     fee_asset = tx.get("feeAssetId") or None
     if fork == "0bs":
-        out: Dict[str, Any] = {"type": t, "id": tx["id"], "sender": sender,
-                               "senderPublicKey": tx["senderPublicKey"], "fee": tx["fee"],
-                               "timestamp": tx["timestamp"]}
+        out: Dict[str, Any] = {
+            "type": t,
+            "id": tx["id"],
+            "sender": sender,
+            "senderPublicKey": tx["senderPublicKey"],
+            "fee": tx["fee"],
+            "timestamp": tx["timestamp"],
+        }
         if v1_signed:
             out["signature"] = sig
         else:
             out["proofs"] = proofs
         out["version"] = v
         if t == 4:
-            out.update(recipient=_recipient_json(tx["recipient"]), assetId=tx.get("assetId") or None,
-                       feeAssetId=fee_asset, feeAsset=fee_asset, amount=tx["amount"],
-                       attachment=tx.get("attachment") or "")
+            out.update(
+                recipient=_recipient_json(tx["recipient"]),
+                assetId=tx.get("assetId") or None,
+                feeAssetId=fee_asset,
+                feeAsset=fee_asset,
+                amount=tx["amount"],
+                attachment=tx.get("attachment") or "",
+            )
         elif t == 11:
-            items = [{"recipient": _recipient_json(i["recipient"]), "amount": i["amount"]} for i in tx["transfers"]]
-            out.update(assetId=tx.get("assetId") or None, attachment=tx.get("attachment") or "",
-                       transferCount=len(items), totalAmount=sum(i["amount"] for i in items), transfers=items)
+            items = [
+                {"recipient": _recipient_json(i["recipient"]), "amount": i["amount"]} for i in tx["transfers"]
+            ]
+            out.update(
+                assetId=tx.get("assetId") or None,
+                attachment=tx.get("attachment") or "",
+                transferCount=len(items),
+                totalAmount=sum(i["amount"] for i in items),
+                transfers=items,
+            )
         elif t == 12:
             out["data"] = [_data_entry_json(e) for e in tx["data"]]
         elif t == 3:
-            out.update(assetId=tx["id"], name=tx["name"], quantity=tx["quantity"],
-                       reissuable=bool(tx.get("reissuable")), decimals=tx.get("decimals", 0),
-                       description=tx.get("description", ""))
+            out.update(
+                assetId=tx["id"],
+                name=tx["name"],
+                quantity=tx["quantity"],
+                reissuable=bool(tx.get("reissuable")),
+                decimals=tx.get("decimals", 0),
+                description=tx.get("description", ""),
+            )
             if v >= 2:
                 out["script"] = tx.get("script") or None
         return out
-    out = {"type": t, "id": tx["id"], "fee": tx["fee"], "feeAssetId": fee_asset, "timestamp": tx["timestamp"],
-           "version": v}
+    out = {
+        "type": t,
+        "id": tx["id"],
+        "fee": tx["fee"],
+        "feeAssetId": fee_asset,
+        "timestamp": tx["timestamp"],
+        "version": v,
+    }
     if (t, v) in CHAIN_ID_IN_JSON:
         out["chainId"] = tx["chainId"]
     out.update(sender=sender, senderPublicKey=tx["senderPublicKey"], proofs=proofs)
     if v1_signed:
         out["signature"] = sig
     if t == 4:
-        out.update(recipient=_recipient_json(tx["recipient"]), assetId=tx.get("assetId") or None,
-                   feeAsset=fee_asset, amount=tx["amount"], attachment=tx.get("attachment") or "")
+        out.update(
+            recipient=_recipient_json(tx["recipient"]),
+            assetId=tx.get("assetId") or None,
+            feeAsset=fee_asset,
+            amount=tx["amount"],
+            attachment=tx.get("attachment") or "",
+        )
     elif t == 11:
-        items = [{"recipient": _recipient_json(i["recipient"]), "amount": i["amount"]} for i in tx["transfers"]]
-        out.update(assetId=tx.get("assetId") or None, attachment=tx.get("attachment") or "",
-                   transferCount=len(items), totalAmount=sum(i["amount"] for i in items), transfers=items)
+        items = [
+            {"recipient": _recipient_json(i["recipient"]), "amount": i["amount"]} for i in tx["transfers"]
+        ]
+        out.update(
+            assetId=tx.get("assetId") or None,
+            attachment=tx.get("attachment") or "",
+            transferCount=len(items),
+            totalAmount=sum(i["amount"] for i in items),
+            transfers=items,
+        )
     elif t == 12:
         out["data"] = [_data_entry_json(e) for e in tx["data"]]
     elif t == 3:
-        out.update(assetId=tx["id"], name=tx["name"], quantity=tx["quantity"],
-                   reissuable=bool(tx.get("reissuable")), decimals=tx.get("decimals", 0),
-                   description=tx.get("description", ""), script=tx.get("script") or None)
+        out.update(
+            assetId=tx["id"],
+            name=tx["name"],
+            quantity=tx["quantity"],
+            reissuable=bool(tx.get("reissuable")),
+            decimals=tx.get("decimals", 0),
+            description=tx.get("description", ""),
+            script=tx.get("script") or None,
+        )
     return out
 
 
@@ -275,10 +353,10 @@ def node_tx_json(tx: Dict[str, Any], sender: str, fork: str = "waves") -> Dict[s
 class Record:
     """A transaction in a block: the node's JSON, where it is and how it ended."""
 
-    tx: Dict[str, Any]           # node_tx_json(), no height/status
+    tx: Dict[str, Any]  # node_tx_json(), no height/status
     height: int
     position: int
-    status: str = "succeeded"    # or "script_execution_failed"
+    status: str = "succeeded"  # or "script_execution_failed"
     complexity: int = 0
 
     @property
@@ -342,13 +420,20 @@ class Pool:
     data can lag. `counts` holds (route, outcome) -> requests: outcome "ok", "cached", "429", "503".
     """
 
-    def __init__(self, routes: Sequence[Tuple[str, str, Optional[int], float, int, float]] = POOL_ROUTES, *,
-                 nodelay: bool = False, clock: Callable[[], float] = time.monotonic):
-        self.routes = [(name, re.compile(rx), conns, rate, burst, ttl) for name, rx, conns, rate, burst, ttl in routes]
+    def __init__(
+        self,
+        routes: Sequence[Tuple[str, str, Optional[int], float, int, float]] = POOL_ROUTES,
+        *,
+        nodelay: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.routes = [
+            (name, re.compile(rx), conns, rate, burst, ttl) for name, rx, conns, rate, burst, ttl in routes
+        ]
         self.nodelay = nodelay
         self.clock = clock
         self.lock = threading.Lock()
-        self.excess: Dict[str, Tuple[float, float]] = {}    # route -> (requests queued, when)
+        self.excess: Dict[str, Tuple[float, float]] = {}  # route -> (requests queued, when)
         self.active: Dict[str, int] = collections.Counter()
         self.cache: Dict[str, Tuple[float, int, bytes, str]] = {}
         self.counts: "collections.Counter[Tuple[str, str]]" = collections.Counter()
@@ -417,13 +502,24 @@ Broadcast = collections.namedtuple("Broadcast", "body status response time")
 # 3. The node state
 # =============================================================================
 
+
 class FakeNode:
     """A Waves (or Zbs) node on 127.0.0.1 with a scriptable chain, UTX pool and faults."""
 
-    def __init__(self, chain_id: str = "T", *, port: int = 0, fork: str = "waves",
-                 now_ms: Optional[Callable[[], int]] = None, auto_include: bool = True,
-                 after_unknown: Optional[str] = None, start_height: int = 1,
-                 hang_seconds: float = 30.0, tx_limit: Optional[int] = None, pool: Optional[Pool] = None):
+    def __init__(
+        self,
+        chain_id: str = "T",
+        *,
+        port: int = 0,
+        fork: str = "waves",
+        now_ms: Optional[Callable[[], int]] = None,
+        auto_include: bool = True,
+        after_unknown: Optional[str] = None,
+        start_height: int = 1,
+        hang_seconds: float = 30.0,
+        tx_limit: Optional[int] = None,
+        pool: Optional[Pool] = None,
+    ):
         if fork not in ("waves", "0bs"):
             raise ValueError("fork must be 'waves' or '0bs', not %r" % (fork,))
         self.chain_id = chain_id
@@ -435,7 +531,7 @@ class FakeNode:
         self.after_unknown = after_unknown or ("zbs" if fork == "0bs" else "waves")
         self.tx_limit = tx_limit or (TX_LIMIT_ZBS if fork == "0bs" else TX_LIMIT_WAVES)
         self.hang_seconds = hang_seconds
-        self.pool = pool   # a Pool: the public pool's per-IP limits and cache in front of this node
+        self.pool = pool  # a Pool: the public pool's per-IP limits and cache in front of this node
         self.port = port
         self.host = "127.0.0.1"
         self.broadcasts: List[Broadcast] = []
@@ -445,12 +541,12 @@ class FakeNode:
         self._faucet = iotlight.keypair_from_seed("fakenode faucet %s" % chain_id)
         self._addr_cache: Dict[str, str] = {}
         self._credits: List[Tuple[str, Optional[str], int]] = []
-        self._aliases: Dict[str, str] = {}           # bare name -> address
+        self._aliases: Dict[str, str] = {}  # bare name -> address
         self._records: Dict[str, Record] = {}
         self._utx: "collections.OrderedDict[str, Dict[str, Any]]" = collections.OrderedDict()
         self._utx_raw: Dict[str, Dict[str, Any]] = {}
         self._faults: List[Fault] = []
-        self._lies: List[Tuple[str, Dict[str, Any]]] = []    # (address, item): hostile() listing items
+        self._lies: List[Tuple[str, Dict[str, Any]]] = []  # (address, item): hostile() listing items
         self._rate_limits: List[Tuple[str, int, float, collections.deque]] = []
         self._sig_cache: Dict[str, str] = {}
         self._last_ts = 0
@@ -471,8 +567,12 @@ class FakeNode:
         self._stopping.clear()
         self._server = _Server((self.host, self.port), _Handler, self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fakenode-%d" % self.port,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            name="fakenode-%d" % self.port,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
         self._thread.start()
         log.info("fake %s node (chain %s) listening on %s", self.fork, self.chain_id, self.url)
         return self
@@ -526,8 +626,9 @@ class FakeNode:
         """Jump to a height: re-bases an empty chain, else mines up to it (never goes back)."""
         with self._lock:
             if height < self.height:
-                raise ValueError("set_height(%d) is below the current height %d: use rollback()"
-                                 % (height, self.height))
+                raise ValueError(
+                    "set_height(%d) is below the current height %d: use rollback()" % (height, self.height)
+                )
             if not self._records and len(self._blocks) == 1:
                 self._blocks[0].height = height
             else:
@@ -540,7 +641,9 @@ class FakeNode:
         """
         with self._lock:
             if n >= len(self._blocks):
-                raise ValueError("cannot roll back %d blocks: only %d above genesis" % (n, len(self._blocks) - 1))
+                raise ValueError(
+                    "cannot roll back %d blocks: only %d above genesis" % (n, len(self._blocks) - 1)
+                )
             removed: List[str] = []
             for block in self._blocks[-n:]:
                 removed.extend(block.txs)
@@ -553,8 +656,13 @@ class FakeNode:
             if to_utx:
                 for rec in raws:
                     self._utx[rec.id] = rec.tx
-            log.info("rolled back %d block(s): height %d, %d transaction(s) %s", n, self.height, len(removed),
-                     "back in the UTX pool" if to_utx else "dropped")
+            log.info(
+                "rolled back %d block(s): height %d, %d transaction(s) %s",
+                n,
+                self.height,
+                len(removed),
+                "back in the UTX pool" if to_utx else "dropped",
+            )
             return removed
 
     def include_utx(self) -> List[str]:
@@ -634,65 +742,149 @@ class FakeNode:
             self._last_ts = max(self.now_ms(), self._last_ts + 1)
             return self._last_ts
 
-    def issue_asset(self, keys: iotlight.KeyPair, name: str, decimals: int, quantity: int, *,
-                    description: str = "", reissuable: bool = False, scripted: bool = False,
-                    fee: Optional[int] = None) -> str:
+    def issue_asset(
+        self,
+        keys: iotlight.KeyPair,
+        name: str,
+        decimals: int,
+        quantity: int,
+        *,
+        description: str = "",
+        reissuable: bool = False,
+        scripted: bool = False,
+        fee: Optional[int] = None,
+    ) -> str:
         """A real signed Issue v2 applied to the chain; returns the asset id (= its tx id)."""
-        tx = {"type": 3, "version": 2, "senderPublicKey": iotlight.b58encode(keys.public_key), "name": name,
-              "description": description, "quantity": quantity, "decimals": decimals, "reissuable": reissuable,
-              "script": TRUE_SCRIPT if scripted else None, "fee": fee or iotlight.issue_fee(self.rules),
-              "timestamp": self.next_timestamp(), "chainId": ord(self.chain_id)}
+        tx = {
+            "type": 3,
+            "version": 2,
+            "senderPublicKey": iotlight.b58encode(keys.public_key),
+            "name": name,
+            "description": description,
+            "quantity": quantity,
+            "decimals": decimals,
+            "reissuable": reissuable,
+            "script": TRUE_SCRIPT if scripted else None,
+            "fee": fee or iotlight.issue_fee(self.rules),
+            "timestamp": self.next_timestamp(),
+            "chainId": ord(self.chain_id),
+        }
         return self.submit(iotlight.sign_tx(tx, keys.private_key))["id"]
 
-    def transfer(self, sender_keys: iotlight.KeyPair, recipient: str, amount: int,
-                 asset_id: Optional[str] = None, attachment: bytes = b"", fee: Optional[int] = None,
-                 version: int = 2) -> Dict[str, Any]:
+    def transfer(
+        self,
+        sender_keys: iotlight.KeyPair,
+        recipient: str,
+        amount: int,
+        asset_id: Optional[str] = None,
+        attachment: bytes = b"",
+        fee: Optional[int] = None,
+        version: int = 2,
+    ) -> Dict[str, Any]:
         """A real signed Transfer (v1, v2 or v3), applied like a broadcast into the liquid block."""
-        return self.submit(self.make_transfer(sender_keys, recipient, amount, asset_id=asset_id,
-                                              attachment=attachment, fee=fee, version=version))
+        return self.submit(
+            self.make_transfer(
+                sender_keys,
+                recipient,
+                amount,
+                asset_id=asset_id,
+                attachment=attachment,
+                fee=fee,
+                version=version,
+            )
+        )
 
-    def make_transfer(self, sender_keys: iotlight.KeyPair, recipient: str, amount: int,
-                      asset_id: Optional[str] = None, attachment: bytes = b"", fee: Optional[int] = None,
-                      version: int = 2, timestamp: Optional[int] = None) -> Dict[str, Any]:
+    def make_transfer(
+        self,
+        sender_keys: iotlight.KeyPair,
+        recipient: str,
+        amount: int,
+        asset_id: Optional[str] = None,
+        attachment: bytes = b"",
+        fee: Optional[int] = None,
+        version: int = 2,
+        timestamp: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """A signed Transfer JSON as a client would POST it (not applied)."""
         if fee is None:
             fee = iotlight.transfer_fee(self.rules, smart_asset=self._is_scripted(asset_id))
-        tx = {"type": 4, "version": version, "senderPublicKey": iotlight.b58encode(sender_keys.public_key),
-              "assetId": asset_id, "recipient": recipient, "amount": amount,
-              "attachment": iotlight.b58encode(attachment), "fee": fee, "feeAssetId": None,
-              "timestamp": timestamp or self.next_timestamp(), "chainId": ord(self.chain_id)}
+        tx = {
+            "type": 4,
+            "version": version,
+            "senderPublicKey": iotlight.b58encode(sender_keys.public_key),
+            "assetId": asset_id,
+            "recipient": recipient,
+            "amount": amount,
+            "attachment": iotlight.b58encode(attachment),
+            "fee": fee,
+            "feeAssetId": None,
+            "timestamp": timestamp or self.next_timestamp(),
+            "chainId": ord(self.chain_id),
+        }
         signed = iotlight.sign_tx(tx, sender_keys.private_key)
         if version == 1:
             signed["signature"] = signed["proofs"][0]
         return signed
 
-    def mass_transfer(self, sender_keys: iotlight.KeyPair, transfers: Sequence[Tuple[str, int]],
-                      asset_id: Optional[str] = None, attachment: bytes = b"", fee: Optional[int] = None,
-                      version: int = 1) -> Dict[str, Any]:
+    def mass_transfer(
+        self,
+        sender_keys: iotlight.KeyPair,
+        transfers: Sequence[Tuple[str, int]],
+        asset_id: Optional[str] = None,
+        attachment: bytes = b"",
+        fee: Optional[int] = None,
+        version: int = 1,
+    ) -> Dict[str, Any]:
         """A real signed Mass Transfer (v1 or v2) applied into the liquid block."""
         if fee is None:
-            fee = iotlight.mass_transfer_fee(len(transfers), self.rules, smart_asset=self._is_scripted(asset_id))
-        tx = {"type": 11, "version": version, "senderPublicKey": iotlight.b58encode(sender_keys.public_key),
-              "assetId": asset_id, "transfers": [{"recipient": r, "amount": a} for r, a in transfers],
-              "fee": fee, "timestamp": self.next_timestamp(), "attachment": iotlight.b58encode(attachment),
-              "chainId": ord(self.chain_id)}
+            fee = iotlight.mass_transfer_fee(
+                len(transfers), self.rules, smart_asset=self._is_scripted(asset_id)
+            )
+        tx = {
+            "type": 11,
+            "version": version,
+            "senderPublicKey": iotlight.b58encode(sender_keys.public_key),
+            "assetId": asset_id,
+            "transfers": [{"recipient": r, "amount": a} for r, a in transfers],
+            "fee": fee,
+            "timestamp": self.next_timestamp(),
+            "attachment": iotlight.b58encode(attachment),
+            "chainId": ord(self.chain_id),
+        }
         return self.submit(iotlight.sign_tx(tx, sender_keys.private_key))
 
-    def data(self, sender_keys: iotlight.KeyPair, entries: List[Dict[str, Any]], *, version: int = 1,
-             fee: int = 0) -> Dict[str, Any]:
+    def data(
+        self, sender_keys: iotlight.KeyPair, entries: List[Dict[str, Any]], *, version: int = 1, fee: int = 0
+    ) -> Dict[str, Any]:
         """A real signed Data transaction built by iotlight, applied into the liquid block."""
-        tx = iotlight.build_data_tx(sender_keys, entries, timestamp=self.next_timestamp(), chain_id=self.chain_id,
-                                    fee=fee, rules=self.rules, version=version)
+        tx = iotlight.build_data_tx(
+            sender_keys,
+            entries,
+            timestamp=self.next_timestamp(),
+            chain_id=self.chain_id,
+            fee=fee,
+            rules=self.rules,
+            version=version,
+        )
         return self.submit(tx)
 
-    def failed_transfer(self, sender_keys: iotlight.KeyPair, recipient: str, amount: int, asset_id: str,
-                        attachment: bytes = b"", fee: Optional[int] = None) -> Dict[str, Any]:
+    def failed_transfer(
+        self,
+        sender_keys: iotlight.KeyPair,
+        recipient: str,
+        amount: int,
+        asset_id: str,
+        attachment: bytes = b"",
+        fee: Optional[int] = None,
+    ) -> Dict[str, Any]:
         """A transfer of a scripted asset included with applicationStatus "script_execution_failed".
 
         Only the fee is charged; the amount does not move. (Real Waves nodes only keep failed Invoke
         and Exchange transactions; this exists so clients' status filters get exercised.)
         """
-        tx = self.make_transfer(sender_keys, recipient, amount, asset_id=asset_id, attachment=attachment, fee=fee)
+        tx = self.make_transfer(
+            sender_keys, recipient, amount, asset_id=asset_id, attachment=attachment, fee=fee
+        )
         return self.submit(tx, status="script_execution_failed")
 
     def submit(self, tx: Dict[str, Any], *, status: str = "succeeded") -> Dict[str, Any]:
@@ -711,9 +903,16 @@ class FakeNode:
 
     # --- faults and limits --------------------------------------------------------
 
-    def fail(self, kind: str, count: Optional[int] = None, duration: Optional[float] = None,
-             paths: Optional[Iterable[str]] = None, *, retry_after: int = 1,
-             hang_seconds: Optional[float] = None) -> None:
+    def fail(
+        self,
+        kind: str,
+        count: Optional[int] = None,
+        duration: Optional[float] = None,
+        paths: Optional[Iterable[str]] = None,
+        *,
+        retry_after: int = 1,
+        hang_seconds: Optional[float] = None,
+    ) -> None:
         """Make the next requests fail.
 
         kind: "500" (nginx page), "503" (the node's slow-request text), "429" (nginx, Retry-After),
@@ -725,8 +924,14 @@ class FakeNode:
         if kind not in FAULT_KINDS:
             raise ValueError("fault kind must be one of %s, not %r" % (", ".join(FAULT_KINDS), kind))
         until = time.monotonic() + duration if duration is not None else None
-        fault = Fault(kind, count, until, tuple(paths) if paths is not None else None, retry_after,
-                      self.hang_seconds if hang_seconds is None else hang_seconds)
+        fault = Fault(
+            kind,
+            count,
+            until,
+            tuple(paths) if paths is not None else None,
+            retry_after,
+            self.hang_seconds if hang_seconds is None else hang_seconds,
+        )
         with self._lock:
             self._faults.append(fault)
 
@@ -735,9 +940,17 @@ class FakeNode:
             self._faults.clear()
             self._lies.clear()
 
-    def hostile(self, kind: str, address: Optional[str] = None, *, asset_id: Optional[str] = None,
-                amount: int = 500, count: Optional[int] = None, duration: Optional[float] = None,
-                paths: Optional[Iterable[str]] = None) -> Optional[str]:
+    def hostile(
+        self,
+        kind: str,
+        address: Optional[str] = None,
+        *,
+        asset_id: Optional[str] = None,
+        amount: int = 500,
+        count: Optional[int] = None,
+        duration: Optional[float] = None,
+        paths: Optional[Iterable[str]] = None,
+    ) -> Optional[str]:
         """Play a lying node. Bombs answer like fail() (default: every /transactions/address read):
         "gzip_bomb" (a 200 OK gzip body of ~200 KB inflating to 200 MiB), "nesting_bomb" (JSON nested
         100,000 deep). Lies add one item on top of `address`'s listing (first page, every read) and
@@ -749,7 +962,9 @@ class FakeNode:
         if kind not in HOSTILE_KINDS:
             raise ValueError("hostile kind must be one of %s, not %r" % (", ".join(HOSTILE_KINDS), kind))
         if kind in ("gzip_bomb", "nesting_bomb"):
-            self.fail(kind, count, duration, paths=paths if paths is not None else [r"^/transactions/address/"])
+            self.fail(
+                kind, count, duration, paths=paths if paths is not None else [r"^/transactions/address/"]
+            )
             return None
         if address is None:
             raise ValueError("a lie needs the address whose listing it goes into")
@@ -761,10 +976,17 @@ class FakeNode:
 
     def _lie(self, kind: str, address: str, asset_id: Optional[str], amount: int) -> Dict[str, Any]:
         liar = iotlight.keypair_from_seed("fakenode liar %s" % self.chain_id)
-        made_up = iotlight.b58encode(hashlib.sha256(("lie %s %d" % (kind, len(self._lies))).encode()).digest())
+        made_up = iotlight.b58encode(
+            hashlib.sha256(("lie %s %d" % (kind, len(self._lies))).encode()).digest()
+        )
         if kind == "relabelled":
-            real = [r for b in reversed(self._blocks) for i in reversed(b.txs) for r in [self._records[i]]
-                    if r.tx["type"] == 4 and self._resolve(r.tx["recipient"]) == address]
+            real = [
+                r
+                for b in reversed(self._blocks)
+                for i in reversed(b.txs)
+                for r in [self._records[i]]
+                if r.tx["type"] == 4 and self._resolve(r.tx["recipient"]) == address
+            ]
             if not real:
                 raise ValueError("no real transfer to %s to relabel" % address)
             item = self._confirmed_json(real[0], compact_for=address)
@@ -772,21 +994,39 @@ class FakeNode:
             return item
         if kind == "other_chain":
             other = "W" if self.chain_id != "W" else "T"
-            tx = {"type": 4, "version": 3, "senderPublicKey": iotlight.b58encode(liar.public_key),
-                  "assetId": asset_id, "recipient": iotlight.address_from_public_key(liar.public_key, other),
-                  "amount": amount, "attachment": "", "fee": 100_000, "feeAssetId": None,
-                  "timestamp": self.next_timestamp(), "chainId": ord(other)}
-            signed = iotlight.sign_tx(tx, liar.private_key)   # a real transaction of the other chain
+            tx = {
+                "type": 4,
+                "version": 3,
+                "senderPublicKey": iotlight.b58encode(liar.public_key),
+                "assetId": asset_id,
+                "recipient": iotlight.address_from_public_key(liar.public_key, other),
+                "amount": amount,
+                "attachment": "",
+                "fee": 100_000,
+                "feeAssetId": None,
+                "timestamp": self.next_timestamp(),
+                "chainId": ord(other),
+            }
+            signed = iotlight.sign_tx(tx, liar.private_key)  # a real transaction of the other chain
             item = node_tx_json(signed, liar.address(other), self.fork)
-            item["recipient"] = address                        # ... listed as a payment to the device
+            item["recipient"] = address  # ... listed as a payment to the device
         else:
-            tx = {"type": 4, "version": 2, "senderPublicKey": iotlight.b58encode(liar.public_key),
-                  "assetId": asset_id, "recipient": address, "amount": amount, "attachment": "",
-                  "fee": 100_000, "feeAssetId": None, "timestamp": self.next_timestamp()}
+            tx = {
+                "type": 4,
+                "version": 2,
+                "senderPublicKey": iotlight.b58encode(liar.public_key),
+                "assetId": asset_id,
+                "recipient": address,
+                "amount": amount,
+                "attachment": "",
+                "fee": 100_000,
+                "feeAssetId": None,
+                "timestamp": self.next_timestamp(),
+            }
             signed = dict(tx, id=made_up, proofs=[iotlight.b58encode(os.urandom(64))])  # signs nothing
             item = node_tx_json(signed, liar.address(self.chain_id), self.fork)
             if kind == "huge_numbers":
-                item["amount"] = 10 ** 400
+                item["amount"] = 10**400
             elif kind == "wrong_types":
                 item["amount"] = str(amount)
                 item["recipient"] = {"address": address}
@@ -795,8 +1035,9 @@ class FakeNode:
             item["applicationStatus"] = "succeeded"
         return item
 
-    def set_rate_limit(self, pattern: str = r"^/transactions/address/", count: int = 17,
-                       per_seconds: float = 60.0) -> None:
+    def set_rate_limit(
+        self, pattern: str = r"^/transactions/address/", count: int = 17, per_seconds: float = 60.0
+    ) -> None:
         """Answer 429 (like the public pool's nginx) when more than count requests match in per_seconds."""
         with self._lock:
             self._rate_limits.append((pattern, count, per_seconds, collections.deque()))
@@ -813,8 +1054,11 @@ class FakeNode:
                     if fault.count is not None:
                         fault.count -= 1
                     return fault
-            self._faults = [f for f in self._faults if (f.count is None or f.count > 0)
-                            and (f.until is None or now < f.until)]
+            self._faults = [
+                f
+                for f in self._faults
+                if (f.count is None or f.count > 0) and (f.until is None or now < f.until)
+            ]
         return None
 
     def _rate_limited(self, path: str) -> bool:
@@ -895,8 +1139,12 @@ class FakeNode:
                 else:
                     store[e["key"]] = dict(e)
         elif t == 3:
-            self._assets[tx["id"]] = {"tx": tx, "height": height, "position": position,
-                                      "scripted": bool(tx.get("script"))}
+            self._assets[tx["id"]] = {
+                "tx": tx,
+                "height": height,
+                "position": position,
+                "scripted": bool(tx.get("script")),
+            }
             self._add(sender, tx["id"], tx["quantity"])
 
     def _include(self, tx: Dict[str, Any], status: str = "succeeded") -> Record:
@@ -958,11 +1206,20 @@ class FakeNode:
         if not _is_int(v):
             raise _wrong_json(expected={"version": "jsnumber"})
         if v not in SUPPORTED_VERSIONS[self.rules][t]:
-            raise _err(400, 199, "UnsupportedVersion(%d)" % v if self.fork == "waves"
-                       else "Unsupported transaction version %d" % v)
+            raise _err(
+                400,
+                199,
+                "UnsupportedVersion(%d)" % v
+                if self.fork == "waves"
+                else "Unsupported transaction version %d" % v,
+            )
         required = ["senderPublicKey", "fee", "timestamp"]
-        required += {4: ["recipient", "amount"], 11: ["transfers"], 12: ["data"],
-                     3: ["name", "quantity", "decimals", "reissuable"]}[t]
+        required += {
+            4: ["recipient", "amount"],
+            11: ["transfers"],
+            12: ["data"],
+            3: ["name", "quantity", "decimals", "reissuable"],
+        }[t]
         if t == 3:
             required.append("description")
         missing = [k for k in required if raw.get(k) is None]
@@ -970,14 +1227,19 @@ class FakeNode:
             missing.append("proofs")
         if missing:
             raise _wrong_json(missing=missing)
-        numbers = [k for k in ("fee", "timestamp", "amount", "quantity", "decimals") if k in raw and k in required
-                   and not _is_int(raw[k])]
+        numbers = [
+            k
+            for k in ("fee", "timestamp", "amount", "quantity", "decimals")
+            if k in raw and k in required and not _is_int(raw[k])
+        ]
         if numbers:
             raise _wrong_json(expected={k: "jsnumber" for k in numbers})
         chain = raw.get("chainId")
         if chain is not None and chain != ord(self.chain_id):
             if self.fork == "0bs":
-                raise _err(400, 199, "Wrong chain-id. Expected - %d, provided - %s" % (ord(self.chain_id), chain))
+                raise _err(
+                    400, 199, "Wrong chain-id. Expected - %d, provided - %s" % (ord(self.chain_id), chain)
+                )
             raise _err(400, 404, "Wrong chain-id. Expected - %d, provided - %s" % (ord(self.chain_id), chain))
         tx = {k: v2 for k, v2 in raw.items() if k not in ("id", "sender")}
         tx["version"] = v
@@ -992,7 +1254,9 @@ class FakeNode:
             raise _err(400, 112, "insufficient fee")
         if t == 4:
             if tx["amount"] <= 0:
-                raise _err(400, 115, "non-positive amount: %d of %s" % (tx["amount"], tx.get("assetId") or self.coin))
+                raise _err(
+                    400, 115, "non-positive amount: %d of %s" % (tx["amount"], tx.get("assetId") or self.coin)
+                )
             self._check_recipient(tx["recipient"])
         if t == 11:
             if not isinstance(tx["transfers"], list):
@@ -1030,11 +1294,20 @@ class FakeNode:
         except iotlight.EncodingError:
             raise _err(400, 102, "invalid address") from None
 
-    def _state_failed(self, node_tx: Dict[str, Any], reason: str, *, details: Optional[Dict[str, str]] = None,
-                      error: int = 112) -> ApiError:
+    def _state_failed(
+        self,
+        node_tx: Dict[str, Any],
+        reason: str,
+        *,
+        details: Optional[Dict[str, str]] = None,
+        error: int = 112,
+    ) -> ApiError:
         if self.fork == "0bs":
-            body: Dict[str, Any] = {"error": error, "message": "State check failed. Reason: %s" % reason,
-                                    "tx": node_tx}
+            body: Dict[str, Any] = {
+                "error": error,
+                "message": "State check failed. Reason: %s" % reason,
+                "tx": node_tx,
+            }
             return ApiError(400, body)
         body = {}
         if details is not None:
@@ -1042,39 +1315,68 @@ class FakeNode:
         body.update(error=112, message="State check failed. Reason: %s" % reason, transaction=node_tx)
         return ApiError(400, body)
 
-    def _state_problem(self, node_tx: Dict[str, Any], *, check_signature: bool, check_time: bool,
-                       raw: Optional[Dict[str, Any]] = None) -> Optional[ApiError]:
+    def _state_problem(
+        self,
+        node_tx: Dict[str, Any],
+        *,
+        check_signature: bool,
+        check_time: bool,
+        raw: Optional[Dict[str, Any]] = None,
+    ) -> Optional[ApiError]:
         """The node's objection to a transaction against the current state, or None."""
         tx_id, t = node_tx["id"], node_tx["type"]
         rec = self._records.get(tx_id)
         if rec is not None:
-            return self._state_failed(node_tx, "Transaction %s is already in the state on a height of %d"
-                                      % (tx_id, rec.height))
+            return self._state_failed(
+                node_tx, "Transaction %s is already in the state on a height of %d" % (tx_id, rec.height)
+            )
         if check_time:
             now, ts = self.now_ms(), node_tx["timestamp"]
             if ts - now > MAX_FUTURE_MS:
-                return _err(400, 303, "Transaction timestamp %d is more than %dms in the future relative to "
-                                      "block timestamp %d" % (ts, MAX_FUTURE_MS, now))
+                return _err(
+                    400,
+                    303,
+                    "Transaction timestamp %d is more than %dms in the future relative to "
+                    "block timestamp %d" % (ts, MAX_FUTURE_MS, now),
+                )
             if now - ts > MAX_PAST_MS:
-                return _err(400, 303, "Transaction timestamp %d is more than %dms in the past relative to "
-                                      "previous block timestamp %d" % (ts, MAX_PAST_MS, now))
+                return _err(
+                    400,
+                    303,
+                    "Transaction timestamp %d is more than %dms in the past relative to "
+                    "previous block timestamp %d" % (ts, MAX_PAST_MS, now),
+                )
         if check_signature and not iotlight.verify_tx(raw if raw is not None else node_tx):
             if self.fork == "0bs":
-                return self._state_failed(node_tx, "Script doesn't exist and proof doesn't validate as "
-                                                   "signature for %s" % _compact(node_tx))
-            return self._state_failed(node_tx, "Proof doesn't validate as signature for %s" % _compact(node_tx))
+                return self._state_failed(
+                    node_tx,
+                    "Script doesn't exist and proof doesn't validate as signature for %s" % _compact(node_tx),
+                )
+            return self._state_failed(
+                node_tx, "Proof doesn't validate as signature for %s" % _compact(node_tx)
+            )
         fee_asset = node_tx.get("feeAssetId")
         if fee_asset:
-            return self._state_failed(node_tx, "Asset %s is not sponsored, cannot be used to pay fees" % fee_asset)
+            return self._state_failed(
+                node_tx, "Asset %s is not sponsored, cannot be used to pay fees" % fee_asset
+            )
         asset = node_tx.get("assetId") if t in (4, 11) else None
         if asset and asset not in self._assets:
             return self._state_failed(node_tx, "Unissued assets are not allowed")
         min_fee = self._min_fee(node_tx, raw)
         if node_tx["fee"] < min_fee:
-            return self._state_failed(node_tx, "Fee for %s (%d in %s) does not exceed minimal value of %d %s."
-                                      % (TX_NAMES[t], node_tx["fee"], self.coin, min_fee, self.coin))
-        recipients = ([node_tx["recipient"]] if t == 4 else
-                      [i["recipient"] for i in node_tx["transfers"]] if t == 11 else [])
+            return self._state_failed(
+                node_tx,
+                "Fee for %s (%d in %s) does not exceed minimal value of %d %s."
+                % (TX_NAMES[t], node_tx["fee"], self.coin, min_fee, self.coin),
+            )
+        recipients = (
+            [node_tx["recipient"]]
+            if t == 4
+            else [i["recipient"] for i in node_tx["transfers"]]
+            if t == 11
+            else []
+        )
         for r in recipients:
             if r.startswith("alias:") and self._resolve(r) is None:
                 return self._state_failed(node_tx, "alias '%s' doesn't exist" % r)
@@ -1085,23 +1387,32 @@ class FakeNode:
                 have, spend = self._waves.get(sender, 0), amount + node_tx["fee"]
                 if have - spend < 0:
                     return self._state_failed(
-                        node_tx, "Attempt to transfer unavailable funds: Transaction application leads to negative "
-                                 "waves balance to (at least) temporary negative state, current balance equals %d, "
-                                 "spends equals %d, result is %d" % (have, -spend, have - spend))
+                        node_tx,
+                        "Attempt to transfer unavailable funds: Transaction application leads to negative "
+                        "waves balance to (at least) temporary negative state, current balance equals %d, "
+                        "spends equals %d, result is %d" % (have, -spend, have - spend),
+                    )
             else:
                 have = self._asset_bal.get((sender, asset), 0)
                 if have - amount < 0:
                     return self._state_failed(
-                        node_tx, "Attempt to transfer unavailable funds: Transaction application leads to negative "
-                                 "asset '%s' balance to (at least) temporary negative state, current balance is %d, "
-                                 "spends equals %d, result is %d" % (asset, have, -amount, have - amount))
+                        node_tx,
+                        "Attempt to transfer unavailable funds: Transaction application leads to negative "
+                        "asset '%s' balance to (at least) temporary negative state, current balance is %d, "
+                        "spends equals %d, result is %d" % (asset, have, -amount, have - amount),
+                    )
         spend = node_tx["fee"]
         if t in (4, 11) and asset is None:
             spend += node_tx["amount"] if t == 4 else sum(i["amount"] for i in node_tx["transfers"])
         have = self._waves.get(sender, 0)
         if have - spend < 0:
-            return self._state_failed(node_tx, "Accounts balance errors", details={
-                sender: "negative waves balance: %s, old: %d, new: %d" % (sender, have, have - spend)})
+            return self._state_failed(
+                node_tx,
+                "Accounts balance errors",
+                details={
+                    sender: "negative waves balance: %s, old: %d, new: %d" % (sender, have, have - spend)
+                },
+            )
         return None
 
     def _min_fee(self, node_tx: Dict[str, Any], raw: Optional[Dict[str, Any]]) -> int:
@@ -1109,8 +1420,9 @@ class FakeNode:
         if t == 4:
             return iotlight.transfer_fee(self.rules, smart_asset=self._is_scripted(node_tx.get("assetId")))
         if t == 11:
-            return iotlight.mass_transfer_fee(len(node_tx["transfers"]), self.rules,
-                                              smart_asset=self._is_scripted(node_tx.get("assetId")))
+            return iotlight.mass_transfer_fee(
+                len(node_tx["transfers"]), self.rules, smart_asset=self._is_scripted(node_tx.get("assetId"))
+            )
         if t == 12:
             src = dict(raw if raw is not None else node_tx)
             src["data"] = node_tx["data"]
@@ -1142,13 +1454,25 @@ class FakeNode:
         root = hashlib.blake2b(b"".join(iotlight.b58decode(i) for i in block.txs), digest_size=32).digest()
         size = 300 + sum(len(_compact(self._records[i].tx)) // 2 for i in block.txs)
         return {
-            "timestamp": block.timestamp, "version": 5, "height": block.height, "totalFee": fees,
-            "reference": block.reference, "generator": generator,
-            "generatorPublicKey": iotlight.b58encode(self._generator.public_key), "signature": sig, "id": block_id,
+            "timestamp": block.timestamp,
+            "version": 5,
+            "height": block.height,
+            "totalFee": fees,
+            "reference": block.reference,
+            "generator": generator,
+            "generatorPublicKey": iotlight.b58encode(self._generator.public_key),
+            "signature": sig,
+            "id": block_id,
             "nxt-consensus": {"base-target": 100, "generation-signature": block.generation_signature},
-            "blocksize": size, "transactionCount": len(block.txs), "features": [], "reward": BLOCK_REWARD,
-            "rewardShares": {generator: BLOCK_REWARD}, "desiredReward": BLOCK_REWARD, "VRF": block.vrf,
-            "transactionsRoot": iotlight.b58encode(root)}
+            "blocksize": size,
+            "transactionCount": len(block.txs),
+            "features": [],
+            "reward": BLOCK_REWARD,
+            "rewardShares": {generator: BLOCK_REWARD},
+            "desiredReward": BLOCK_REWARD,
+            "VRF": block.vrf,
+            "transactionsRoot": iotlight.b58encode(root),
+        }
 
     def _balance_at(self, address: str, height: int) -> int:
         total = sum(a for addr, asset, a in self._credits if addr == address and asset is None)
@@ -1184,8 +1508,14 @@ class FakeNode:
             raise _err(400, 102, "invalid address") from None
         return address
 
-    def _route(self, method: str, path: str, query: Dict[str, List[str]], body: Optional[bytes],
-               large_as_string: bool) -> Any:
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: Dict[str, List[str]],
+        body: Optional[bytes],
+        large_as_string: bool,
+    ) -> Any:
         parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
         with self._lock:
             result = self._dispatch(method, parts, query, body)
@@ -1246,8 +1576,11 @@ class FakeNode:
             if n == 4:
                 a = self._check_address(p[2])
                 conf = self._int(p[3])
-                return {"address": a, "confirmations": conf,
-                        "balance": self._balance_at(a, self.height - conf) if conf else self._waves.get(a, 0)}
+                return {
+                    "address": a,
+                    "confirmations": conf,
+                    "balance": self._balance_at(a, self.height - conf) if conf else self._waves.get(a, 0),
+                }
         if p[:2] == ["addresses", "data"] and n in (3, 4):
             a = self._check_address(p[2])
             store = self._data.get(a, {})
@@ -1284,9 +1617,17 @@ class FakeNode:
             for (addr, asset), bal in sorted(self._asset_bal.items()):
                 if addr == a and bal > 0 and asset in self._assets:
                     info = self._assets[asset]["tx"]
-                    balances.append({"assetId": asset, "balance": bal, "reissuable": info["reissuable"],
-                                     "minSponsoredAssetFee": None, "sponsorBalance": None,
-                                     "quantity": info["quantity"], "issueTransaction": None})
+                    balances.append(
+                        {
+                            "assetId": asset,
+                            "balance": bal,
+                            "reissuable": info["reissuable"],
+                            "minSponsoredAssetFee": None,
+                            "sponsorBalance": None,
+                            "quantity": info["quantity"],
+                            "issueTransaction": None,
+                        }
+                    )
             return {"address": a, "balances": balances}
         if p[:2] == ["alias", "by-alias"] and n == 3:
             only("GET")
@@ -1303,8 +1644,14 @@ class FakeNode:
             return self.aliases_of(self._check_address(p[2]))
         raise ApiError(404, NOT_FOUND_TEXT, TEXT_TYPE)
 
-    def _transactions_route(self, method: str, p: List[str], query: Dict[str, List[str]],
-                            body: Optional[bytes], only: Callable[[str], None]) -> Any:
+    def _transactions_route(
+        self,
+        method: str,
+        p: List[str],
+        query: Dict[str, List[str]],
+        body: Optional[bytes],
+        only: Callable[[str], None],
+    ) -> Any:
         n = len(p)
         if p == ["transactions", "broadcast"]:
             only("POST")
@@ -1381,7 +1728,9 @@ class FakeNode:
             raise _err(400, 10, "Too big sequence requested")
         if after is not None and not _b58_ok(after, 32):
             raise _err(400, 199, "Unable to decode transaction id %s" % after)
-        records: Iterable[Record] = (self._records[i] for b in reversed(self._blocks) for i in reversed(b.txs))
+        records: Iterable[Record] = (
+            self._records[i] for b in reversed(self._blocks) for i in reversed(b.txs)
+        )
         if after is not None:
             anchor = self._records.get(after)
             if anchor is not None:
@@ -1426,8 +1775,16 @@ class FakeNode:
         for tx_id in ids:
             rec = self._records.get(tx_id)
             if rec is not None:
-                out.append({"status": "confirmed", "height": rec.height, "confirmations": self.height - rec.height,
-                            "applicationStatus": rec.status, "spentComplexity": rec.complexity, "id": tx_id})
+                out.append(
+                    {
+                        "status": "confirmed",
+                        "height": rec.height,
+                        "confirmations": self.height - rec.height,
+                        "applicationStatus": rec.status,
+                        "spentComplexity": rec.complexity,
+                        "id": tx_id,
+                    }
+                )
             elif tx_id in self._utx:
                 out.append({"status": "unconfirmed", "id": tx_id})
             else:
@@ -1442,20 +1799,41 @@ class FakeNode:
             raise _err(404, 313, "Asset does not exist: %s" % asset_id)
         tx = info["tx"]
         if self.fork == "0bs":
-            return {"assetId": asset_id, "issueHeight": info["height"], "issueTimestamp": tx["timestamp"],
-                    "issuer": tx["sender"], "name": tx["name"], "description": tx["description"],
-                    "decimals": tx["decimals"], "reissuable": tx["reissuable"], "quantity": tx["quantity"],
-                    "scripted": info["scripted"], "minSponsoredAssetFee": None}
-        return {"assetId": asset_id, "issueHeight": info["height"], "issueTimestamp": tx["timestamp"],
-                "issuer": tx["sender"], "issuerPublicKey": tx["senderPublicKey"], "name": tx["name"],
-                "description": tx["description"], "decimals": tx["decimals"], "reissuable": tx["reissuable"],
-                "quantity": tx["quantity"], "scripted": info["scripted"], "minSponsoredAssetFee": None,
-                "originTransactionId": asset_id, "sequenceInBlock": info["position"]}
+            return {
+                "assetId": asset_id,
+                "issueHeight": info["height"],
+                "issueTimestamp": tx["timestamp"],
+                "issuer": tx["sender"],
+                "name": tx["name"],
+                "description": tx["description"],
+                "decimals": tx["decimals"],
+                "reissuable": tx["reissuable"],
+                "quantity": tx["quantity"],
+                "scripted": info["scripted"],
+                "minSponsoredAssetFee": None,
+            }
+        return {
+            "assetId": asset_id,
+            "issueHeight": info["height"],
+            "issueTimestamp": tx["timestamp"],
+            "issuer": tx["sender"],
+            "issuerPublicKey": tx["senderPublicKey"],
+            "name": tx["name"],
+            "description": tx["description"],
+            "decimals": tx["decimals"],
+            "reissuable": tx["reissuable"],
+            "quantity": tx["quantity"],
+            "scripted": info["scripted"],
+            "minSponsoredAssetFee": None,
+            "originTransactionId": asset_id,
+            "sequenceInBlock": info["position"],
+        }
 
 
 # =============================================================================
 # 4. The HTTP front
 # =============================================================================
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -1540,7 +1918,9 @@ class _Handler(BaseHTTPRequestHandler):
             if pool is not None and path == "/transactions/broadcast":
                 verdict, wait = pool.admit(path)
                 if verdict != "ok":
-                    self._send(int(verdict), _nginx_page(int(verdict), POOL_REASONS[verdict]).encode(), HTML_TYPE)
+                    self._send(
+                        int(verdict), _nginx_page(int(verdict), POOL_REASONS[verdict]).encode(), HTML_TYPE
+                    )
                     return
                 try:
                     if wait:
@@ -1557,7 +1937,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if wait:
-                node._stopping.wait(wait)   # nginx holds the request in its burst queue
+                node._stopping.wait(wait)  # nginx holds the request in its burst queue
             hit = pool.cached(path, self.path)
             if hit is not None:
                 self._send(hit[0], hit[1], hit[2])
@@ -1567,8 +1947,9 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             pool.leave(path)
 
-    def _answer(self, node: FakeNode, method: str, path: str, query: Dict[str, List[str]],
-                body: Optional[bytes]) -> Tuple[int, bytes, str]:
+    def _answer(
+        self, node: FakeNode, method: str, path: str, query: Dict[str, List[str]], body: Optional[bytes]
+    ) -> Tuple[int, bytes, str]:
         """The node's own answer to a request (what the pool forwards), sent; returned for its cache."""
         large = "large-significand-format=string" in (self.headers.get("Accept") or "")
         try:
@@ -1609,8 +1990,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "503":
             self._send(503, SLOW_TEXT.encode(), TEXT_TYPE)
         elif kind == "429":
-            self._send(429, _nginx_page(429, "Too Many Requests").encode(), HTML_TYPE,
-                       {"Retry-After": str(fault.retry_after)})
+            self._send(
+                429,
+                _nginx_page(429, "Too Many Requests").encode(),
+                HTML_TYPE,
+                {"Retry-After": str(fault.retry_after)},
+            )
         elif kind == "garbage":
             self._send(200, b'{"height": 12,, <html>oops', JSON_TYPE)
         elif kind == "truncated":
@@ -1655,6 +2040,7 @@ class _Handler(BaseHTTPRequestHandler):
 # 5. Standalone: an offline rehearsal node
 # =============================================================================
 
+
 def _parse_fund(text: str, chain_id: str) -> Tuple[str, int]:
     address, sep, amount = text.partition("=")
     if not sep:
@@ -1664,9 +2050,11 @@ def _parse_fund(text: str, chain_id: str) -> Tuple[str, int]:
     except iotlight.EncodingError as e:
         raise argparse.ArgumentTypeError("--fund %s: %s" % (address, e)) from None
     try:
-        wavelets = round(float(amount) * 10 ** 8)
+        wavelets = round(float(amount) * 10**8)
     except ValueError:
-        raise argparse.ArgumentTypeError("--fund %s: amount %r is not a number of WAVES" % (address, amount)) from None
+        raise argparse.ArgumentTypeError(
+            "--fund %s: amount %r is not a number of WAVES" % (address, amount)
+        ) from None
     return address, wavelets
 
 
@@ -1677,6 +2065,7 @@ def _ticker(stop: threading.Event, interval: float, action: Callable[[], Any]) -
                 action()
             except Exception:
                 log.exception("fake node timer failed")
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -1687,29 +2076,61 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--port", type=int, default=6869, help="port on 127.0.0.1 (default 6869, 0 = any)")
     ap.add_argument("--chain", default="T", help="chain id character (default T)")
     ap.add_argument("--fork", choices=("waves", "0bs"), default="waves", help="which node to play")
-    ap.add_argument("--fund", action="append", default=[], metavar="ADDRESS=AMOUNT",
-                    help="credit ADDRESS with AMOUNT whole WAVES at start (repeatable)")
-    ap.add_argument("--block-interval", type=float, default=60.0, help="seconds between key blocks (0 = never)")
-    ap.add_argument("--micro-interval", type=float, default=2.0,
-                    help="seconds between microblocks taking the UTX pool (0 = include at once)")
-    ap.add_argument("--after-unknown", choices=("waves", "zbs"), default=None,
-                    help="answer to an unknown ?after= id (default: as the fork does)")
-    ap.add_argument("--demo", action="store_true",
-                    help="issue an IoT-Light token from a throwaway treasury seed and print it")
-    ap.add_argument("--demo-seed-file", metavar="PATH", help="with --demo: also write the treasury seed there (0600)")
-    ap.add_argument("--pool", action="store_true",
-                    help="play the public mainnet pool in front of the node: its per-IP rate and connection "
-                         "limits (429/503 like nginx) and its answer cache")
+    ap.add_argument(
+        "--fund",
+        action="append",
+        default=[],
+        metavar="ADDRESS=AMOUNT",
+        help="credit ADDRESS with AMOUNT whole WAVES at start (repeatable)",
+    )
+    ap.add_argument(
+        "--block-interval", type=float, default=60.0, help="seconds between key blocks (0 = never)"
+    )
+    ap.add_argument(
+        "--micro-interval",
+        type=float,
+        default=2.0,
+        help="seconds between microblocks taking the UTX pool (0 = include at once)",
+    )
+    ap.add_argument(
+        "--after-unknown",
+        choices=("waves", "zbs"),
+        default=None,
+        help="answer to an unknown ?after= id (default: as the fork does)",
+    )
+    ap.add_argument(
+        "--demo",
+        action="store_true",
+        help="issue an IoT-Light token from a throwaway treasury seed and print it",
+    )
+    ap.add_argument(
+        "--demo-seed-file", metavar="PATH", help="with --demo: also write the treasury seed there (0600)"
+    )
+    ap.add_argument(
+        "--pool",
+        action="store_true",
+        help="play the public mainnet pool in front of the node: its per-IP rate and connection "
+        "limits (429/503 like nginx) and its answer cache",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="also log debug details")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         funds = [_parse_fund(f, args.chain) for f in args.fund]
     except argparse.ArgumentTypeError as e:
         ap.error(str(e))
-    node = FakeNode(args.chain, port=args.port, fork=args.fork, auto_include=args.micro_interval <= 0,
-                    after_unknown=args.after_unknown, pool=Pool() if args.pool else None)
+    node = FakeNode(
+        args.chain,
+        port=args.port,
+        fork=args.fork,
+        auto_include=args.micro_interval <= 0,
+        after_unknown=args.after_unknown,
+        pool=Pool() if args.pool else None,
+    )
     for address, wavelets in funds:
         node.fund(address, waves=wavelets)
         print("funded %s with %d wavelets" % (address, wavelets), flush=True)
@@ -1717,8 +2138,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed = iotlight.generate_seed_phrase()
         keys = iotlight.keypair_from_seed(seed)
         treasury = keys.address(args.chain)
-        node.fund(treasury, waves=1000 * 10 ** 8)
-        asset = node.issue_asset(keys, "IoT-Light", 2, 100_000_000, description="Light for the fake node demo")
+        node.fund(treasury, waves=1000 * 10**8)
+        asset = node.issue_asset(
+            keys, "IoT-Light", 2, 100_000_000, description="Light for the fake node demo"
+        )
         print("demo treasury (THROWAWAY seed, for this fake node only): %s" % seed, flush=True)
         print("demo treasury address: %s (1000 WAVES, 1000000.00 IoT-Light)" % treasury, flush=True)
         print("demo asset id: %s" % asset, flush=True)
@@ -1728,7 +2151,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f.write(seed + "\n")
             print("demo treasury seed written to %s" % args.demo_seed_file, flush=True)
     node.start()
-    print("fake %s node for chain %s at %s (height %d)" % (args.fork, args.chain, node.url, node.height), flush=True)
+    print(
+        "fake %s node for chain %s at %s (height %d)" % (args.fork, args.chain, node.url, node.height),
+        flush=True,
+    )
     stop = threading.Event()
 
     def on_term(signum: int, frame: Any) -> None:

@@ -80,19 +80,20 @@ for _p in (str(ROOT), str(TESTS), str(TESTS / "tools")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-import iotlight  # noqa: E402
 from fakenode import FakeNodeError  # noqa: E402
 from harness import IOTLIGHT, STRANGER_SEED, TREASURY_SEED, config_text, read_state, start_chain  # noqa: E402
 
+import iotlight  # noqa: E402
+
 CHAIN_ID = "T"
-DECIMALS = 2                # the demo token's, as start_chain issues it
-PAY_TOKENS = 5              # the p key
-AUTO_TOKENS = 3             # auto mode: 3 s of light, then dark again
-DEVICE_COINS = 10 * 10 ** 8  # 10 WAVES for Data transaction fees
-BLOCK_SECONDS = 10.0        # the fake chain seals a block this often, so the height moves
-READY_TIMEOUT = 120.0       # generous: a slow laptop's first start
+DECIMALS = 2  # the demo token's, as start_chain issues it
+PAY_TOKENS = 5  # the p key
+AUTO_TOKENS = 3  # auto mode: 3 s of light, then dark again
+DEVICE_COINS = 10 * 10**8  # 10 WAVES for Data transaction fees
+BLOCK_SECONDS = 10.0  # the fake chain seals a block this often, so the height moves
+READY_TIMEOUT = 120.0  # generous: a slow laptop's first start
 STOP_TIMEOUT = 30.0
-EMULATOR_GRACE = 10.0       # seconds the Sense HAT emulator's window may take to come up
+EMULATOR_GRACE = 10.0  # seconds the Sense HAT emulator's window may take to come up
 HEADER = "# Written by tests/tools/rehearsal.py"
 STALE_STATE = ("iotlight.db", "iotlight.db-wal", "iotlight.db-shm")
 
@@ -119,8 +120,8 @@ class Screen:
 
     def __init__(self, write: Callable[[bytes], None]):
         self.write = write
-        self.frame: Optional[bytes] = None   # the last matrix, 8 rows of the daemon's own drawing
-        self.drawn = False                   # the matrix is on the screen, right above the cursor
+        self.frame: Optional[bytes] = None  # the last matrix, 8 rows of the daemon's own drawing
+        self.drawn = False  # the matrix is on the screen, right above the cursor
 
     def line(self, data: bytes) -> None:
         """One log line (or a few) above the matrix."""
@@ -179,14 +180,20 @@ def shown(path: Any) -> str:
 # 1. Setup: node, folder, config, seeds
 # =============================================================================
 
+
 def start_node() -> Any:
     """The fake node with the demo token (node.asset) and a counterfeit one (node.counterfeit)."""
     node = start_chain(CHAIN_ID)
     try:
         node.stranger = iotlight.keypair_from_seed(STRANGER_SEED)
-        node.fund(node.stranger.address(CHAIN_ID), waves=10 ** 10)
-        node.counterfeit = node.issue_asset(node.stranger, "IoT-Light", DECIMALS, 10 ** 8,
-                                            description="a counterfeit: same name, another asset id")
+        node.fund(node.stranger.address(CHAIN_ID), waves=10**10)
+        node.counterfeit = node.issue_asset(
+            node.stranger,
+            "IoT-Light",
+            DECIMALS,
+            10**8,
+            description="a counterfeit: same name, another asset id",
+        )
     except BaseException:
         node.stop()
         raise
@@ -195,19 +202,25 @@ def start_node() -> Any:
 
 def rehearsal_settings(node: Any, backend: str, port: int) -> Dict[str, Any]:
     return {
-        "node.urls": [node.url], "node.chain_id": CHAIN_ID, "node.list_rate": 0,
-        "device.seed_file": "device.seed", "device.state_file": "iotlight.db",
+        "node.urls": [node.url],
+        "node.chain_id": CHAIN_ID,
+        "node.list_rate": 0,
+        "device.seed_file": "device.seed",
+        "device.state_file": "iotlight.db",
         "payment.asset_id": node.asset,
         "hardware.backend": backend,
-        "monitor.host": "127.0.0.1", "monitor.port": port,
+        "monitor.host": "127.0.0.1",
+        "monitor.port": port,
     }
 
 
 def rehearsal_config(node: Any, backend: str, port: int) -> str:
-    header = "\n".join([
-        HEADER + " for an offline rehearsal: the node below is a fake one",
-        "# that lives only while the rehearsal runs; every run rewrites this file.",
-    ])
+    header = "\n".join(
+        [
+            HEADER + " for an offline rehearsal: the node below is a fake one",
+            "# that lives only while the rehearsal runs; every run rewrites this file.",
+        ]
+    )
     return config_text(rehearsal_settings(node, backend, port), header)
 
 
@@ -223,8 +236,10 @@ def prepare_folder(folder: Path) -> None:
         except (OSError, UnicodeDecodeError):
             ours = False
         if not ours:
-            raise RehearsalError("--dir %s: the folder is not empty and holds no rehearsal (no iotlight.toml "
-                                 "written by tests/tools/rehearsal.py); pass a new or empty folder" % folder)
+            raise RehearsalError(
+                "--dir %s: the folder is not empty and holds no rehearsal (no iotlight.toml "
+                "written by tests/tools/rehearsal.py); pass a new or empty folder" % folder
+            )
     folder.mkdir(parents=True, exist_ok=True)
     for name in STALE_STATE:
         (folder / name).unlink(missing_ok=True)
@@ -253,12 +268,20 @@ def ensure_device_seed(config: Path) -> None:
     if (config.parent / "device.seed").exists():
         say("keeping the device seed of an earlier rehearsal in %s" % shown(config.parent / "device.seed"))
         return
-    proc = subprocess.run(iotlight_command(config, "keygen"), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, env=child_env(), timeout=120)
+    proc = subprocess.run(
+        iotlight_command(config, "keygen"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
     for line in (proc.stdout + proc.stderr).splitlines():
         say("keygen: %s" % line)
     if proc.returncode != 0:
-        raise RehearsalError("iotlight.py keygen failed with status %d (its message is above)" % proc.returncode)
+        raise RehearsalError(
+            "iotlight.py keygen failed with status %d (its message is above)" % proc.returncode
+        )
 
 
 def check_port_free(port: int) -> None:
@@ -269,14 +292,16 @@ def check_port_free(port: int) -> None:
         try:
             s.bind(("127.0.0.1", port))
         except OSError as e:
-            raise RehearsalError("--port %d: 127.0.0.1:%d is taken (%s; another rehearsal or iotlight?); "
-                                 "pass another --port, or --port 0 for no monitor"
-                                 % (port, port, e.strerror or e)) from None
+            raise RehearsalError(
+                "--port %d: 127.0.0.1:%d is taken (%s; another rehearsal or iotlight?); "
+                "pass another --port, or --port 0 for no monitor" % (port, port, e.strerror or e)
+            ) from None
 
 
 # =============================================================================
 # 2. The daemon process
 # =============================================================================
+
 
 def on_one_terminal() -> bool:
     """Standard output and standard error are both a terminal: the matrix and the log share the screen."""
@@ -308,14 +333,20 @@ class DaemonProcess:
         master = slave = None
         if on_one_terminal():
             import pty
+
             master, slave = pty.openpty()
             _copy_window_size(sys.stderr.fileno(), slave)
             with _out_lock:
                 _screen = Screen(_write_stderr)
         try:
-            self.proc = subprocess.Popen(args, stdout=slave, stderr=subprocess.PIPE, env=child_env(),
-                                         cwd=str(self.config.parent),
-                                         start_new_session=True)  # signals reach it from the rehearsal only
+            self.proc = subprocess.Popen(
+                args,
+                stdout=slave,
+                stderr=subprocess.PIPE,
+                env=child_env(),
+                cwd=str(self.config.parent),
+                start_new_session=True,
+            )  # signals reach it from the rehearsal only
         except BaseException:
             if master is not None:
                 os.close(master)
@@ -326,7 +357,9 @@ class DaemonProcess:
         self._forwarder = threading.Thread(target=self._forward, name="daemon-log", daemon=True)
         self._forwarder.start()
         if master is not None:
-            self._drawer = threading.Thread(target=self._draw, args=(master,), name="daemon-matrix", daemon=True)
+            self._drawer = threading.Thread(
+                target=self._draw, args=(master,), name="daemon-matrix", daemon=True
+            )
             self._drawer.start()
         return self
 
@@ -418,6 +451,7 @@ def _copy_window_size(src: int, dst: int) -> None:
     """The pseudo-terminal gets the size of the real one."""
     import fcntl
     import termios
+
     try:
         fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
     except OSError:
@@ -428,14 +462,15 @@ def _copy_window_size(src: int, dst: int) -> None:
 # 3. Paying
 # =============================================================================
 
+
 class Payer:
     """Payments to the device, signed by the throwaway treasury (or stranger) and put on the fake chain."""
 
     def __init__(self, node: Any, device_address: str):
         self.node = node
         self.device = device_address
-        self.sent = 0          # real payments sent
-        self.units = 0         # their total in the token's smallest units
+        self.sent = 0  # real payments sent
+        self.units = 0  # their total in the token's smallest units
 
     def _submit(self, what: str, action: Callable[[], Dict[str, Any]]) -> Optional[str]:
         try:
@@ -447,23 +482,32 @@ class Payer:
         return tx_id
 
     def pay(self, tokens: int) -> None:
-        units = tokens * 10 ** DECIMALS
-        if self._submit("paid %d IoT-Light" % tokens, lambda: self.node.transfer(
-                self.node.treasury, self.device, units, asset_id=self.node.asset)):
+        units = tokens * 10**DECIMALS
+        if self._submit(
+            "paid %d IoT-Light" % tokens,
+            lambda: self.node.transfer(self.node.treasury, self.device, units, asset_id=self.node.asset),
+        ):
             self.sent += 1
             self.units += units
 
     def mass_pay(self) -> None:
-        unit = 10 ** DECIMALS
-        if self._submit("sent a mass transfer of 2 x 1 IoT-Light", lambda: self.node.mass_transfer(
-                self.node.treasury, [(self.device, unit), (self.device, unit)], asset_id=self.node.asset)):
+        unit = 10**DECIMALS
+        if self._submit(
+            "sent a mass transfer of 2 x 1 IoT-Light",
+            lambda: self.node.mass_transfer(
+                self.node.treasury, [(self.device, unit), (self.device, unit)], asset_id=self.node.asset
+            ),
+        ):
             self.sent += 1
             self.units += 2 * unit
 
     def pay_counterfeit(self, tokens: int) -> None:
-        self._submit("paid %d of a counterfeit token also named IoT-Light (the daemon must ignore it)" % tokens,
-                     lambda: self.node.transfer(self.node.stranger, self.device, tokens * 10 ** DECIMALS,
-                                                asset_id=self.node.counterfeit))
+        self._submit(
+            "paid %d of a counterfeit token also named IoT-Light (the daemon must ignore it)" % tokens,
+            lambda: self.node.transfer(
+                self.node.stranger, self.device, tokens * 10**DECIMALS, asset_id=self.node.counterfeit
+            ),
+        )
 
 
 class Keyboard:
@@ -472,12 +516,14 @@ class Keyboard:
     def __init__(self) -> None:
         import termios
         import tty
+
         self.fd = sys.stdin.fileno()
         self._saved = termios.tcgetattr(self.fd)
         tty.setcbreak(self.fd)
 
     def read(self, timeout: float) -> str:
         import select
+
         ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
         if not ready:
             return ""
@@ -486,11 +532,14 @@ class Keyboard:
 
     def close(self) -> None:
         import termios
+
         termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
 
 
-KEYS_HELP = "keys: p = pay %d IoT-Light, m = mass transfer of 2 x 1, x = pay with a counterfeit token, q = quit" \
+KEYS_HELP = (
+    "keys: p = pay %d IoT-Light, m = mass transfer of 2 x 1, x = pay with a counterfeit token, q = quit"
     % PAY_TOKENS
+)
 
 
 def handle_key(key: str, payer: Payer) -> bool:
@@ -510,7 +559,7 @@ def handle_key(key: str, payer: Payer) -> bool:
 
 def tokens(units: int) -> str:
     """Smallest units of the demo token as whole tokens, e.g. 1050 -> "10.50"."""
-    whole, cents = divmod(units, 10 ** DECIMALS)
+    whole, cents = divmod(units, 10**DECIMALS)
     return "%d.%0*d" % (whole, DECIMALS, cents)
 
 
@@ -524,6 +573,7 @@ def credited_summary(state_file: Path) -> str:
 # =============================================================================
 # 4. main()
 # =============================================================================
+
 
 def _positive(text: str) -> float:
     try:
@@ -543,17 +593,34 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rehearsal.py", description="Run the real iotlight daemon against a fake Waves node on this "
-        "machine (127.0.0.1 only, no network) and pay it with a throwaway token.")
-    p.add_argument("--auto", action="store_true",
-                   help="pay %d tokens every --interval seconds instead of reading keys" % AUTO_TOKENS)
+        prog="rehearsal.py",
+        description="Run the real iotlight daemon against a fake Waves node on this "
+        "machine (127.0.0.1 only, no network) and pay it with a throwaway token.",
+    )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="pay %d tokens every --interval seconds instead of reading keys" % AUTO_TOKENS,
+    )
     p.add_argument("--interval", type=_positive, default=15.0, help="seconds between automatic payments (15)")
-    p.add_argument("--duration", type=_positive, default=None, help="stop after this many seconds (default: never)")
-    p.add_argument("--backend", choices=iotlight.HARDWARE_BACKENDS, default="auto", help="hardware.backend (auto)")
-    p.add_argument("--port", type=_port, default=8765, help="monitor and dashboard port on 127.0.0.1 (8765; 0 = off)")
-    p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "rehearsal-run",
-                   help="working folder (default: rehearsal-run in the system temp folder)")
-    p.add_argument("--print-config", action="store_true", help="print the iotlight.toml it would write, and exit")
+    p.add_argument(
+        "--duration", type=_positive, default=None, help="stop after this many seconds (default: never)"
+    )
+    p.add_argument(
+        "--backend", choices=iotlight.HARDWARE_BACKENDS, default="auto", help="hardware.backend (auto)"
+    )
+    p.add_argument(
+        "--port", type=_port, default=8765, help="monitor and dashboard port on 127.0.0.1 (8765; 0 = off)"
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "rehearsal-run",
+        help="working folder (default: rehearsal-run in the system temp folder)",
+    )
+    p.add_argument(
+        "--print-config", action="store_true", help="print the iotlight.toml it would write, and exit"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug log from the daemon and the fake node")
     return p
 
@@ -591,16 +658,34 @@ def rehearse(args: argparse.Namespace, node: Any, stop: threading.Event) -> int:
     ensure_device_seed(config)
     address = iotlight.device_keys(iotlight.load_config(str(config))).address(CHAIN_ID)
     node.fund(address, waves=DEVICE_COINS)
-    say("fake node %s; token IoT-Light %s; device %s (funded with %d WAVES for fees)"
-        % (node.url, node.asset, address, DEVICE_COINS // 10 ** 8))
-    say("folder %s; starting: %s" % (shown(folder), " ".join(shlex.quote(a) for a in iotlight_command(config, "run"))))
+    say(
+        "fake node %s; token IoT-Light %s; device %s (funded with %d WAVES for fees)"
+        % (node.url, node.asset, address, DEVICE_COINS // 10**8)
+    )
+    say(
+        "folder %s; starting: %s"
+        % (shown(folder), " ".join(shlex.quote(a) for a in iotlight_command(config, "run")))
+    )
     if stop.is_set():
         return 130
-    pay_hint = " ".join([shown(sys.executable), shown(IOTLIGHT), "-c", shown(config), "pay", "--seed-file",
-                         shown(treasury_file), address, str(PAY_TOKENS)])
+    pay_hint = " ".join(
+        [
+            shown(sys.executable),
+            shown(IOTLIGHT),
+            "-c",
+            shown(config),
+            "pay",
+            "--seed-file",
+            shown(treasury_file),
+            address,
+            str(PAY_TOKENS),
+        ]
+    )
     daemon = DaemonProcess(config, verbose=args.verbose).start()
-    say("daemon pid %d; its log: %s (every line; they pass through here too)" % (daemon.proc.pid,
-                                                                               shown(daemon.log_path)))
+    say(
+        "daemon pid %d; its log: %s (every line; they pass through here too)"
+        % (daemon.proc.pid, shown(daemon.log_path))
+    )
     payer = Payer(node, address)
     keyboard: Optional[Keyboard] = None
     status = 0
@@ -618,8 +703,10 @@ def rehearse(args: argparse.Namespace, node: Any, stop: threading.Event) -> int:
         if status == 0 and code != 0:
             say("the daemon exited with status %s; its log: %s" % (code, shown(daemon.log_path)))
             status = 1
-        say("payments sent: %d (%s IoT-Light); the daemon credited %s"
-            % (payer.sent, tokens(payer.units), credited_summary(folder / "iotlight.db")))
+        say(
+            "payments sent: %d (%s IoT-Light); the daemon credited %s"
+            % (payer.sent, tokens(payer.units), credited_summary(folder / "iotlight.db"))
+        )
     return status
 
 
@@ -629,7 +716,10 @@ def announce(args: argparse.Namespace, daemon: DaemonProcess, pay_hint: str) -> 
         if daemon.monitor_url:
             say("dashboard: %s" % daemon.monitor_url)
         else:
-            say("monitor.port = %d is set but the daemon did not say it listens (see its log above)" % args.port)
+            say(
+                "monitor.port = %d is set but the daemon did not say it listens (see its log above)"
+                % args.port
+            )
     on_terminal = sys.stdin is not None and sys.stdin.isatty()
     if not args.auto and on_terminal and daemon.backend not in (None, "terminal"):
         keyboard = Keyboard()
@@ -640,13 +730,21 @@ def announce(args: argparse.Namespace, daemon: DaemonProcess, pay_hint: str) -> 
         say("the keyboard belongs to the daemon: arrow keys and Enter are the joystick; Ctrl-C stops")
     elif daemon.backend is None and on_terminal:
         say("the daemon did not say which backend it took, so the rehearsal leaves the keyboard alone")
-    say("paying %d IoT-Light every %g s%s; pay by hand from a second terminal: %s"
-        % (AUTO_TOKENS, args.interval, " for %g s" % args.duration if args.duration else "", pay_hint))
+    say(
+        "paying %d IoT-Light every %g s%s; pay by hand from a second terminal: %s"
+        % (AUTO_TOKENS, args.interval, " for %g s" % args.duration if args.duration else "", pay_hint)
+    )
     return None
 
 
-def pay_until_the_end(args: argparse.Namespace, node: Any, daemon: DaemonProcess, payer: Payer,
-                      keyboard: Optional[Keyboard], stop: threading.Event) -> int:
+def pay_until_the_end(
+    args: argparse.Namespace,
+    node: Any,
+    daemon: DaemonProcess,
+    payer: Payer,
+    keyboard: Optional[Keyboard],
+    stop: threading.Event,
+) -> int:
     """Pay (by key or by the clock) and seal blocks until stop, q, --duration or the daemon's end."""
     start = time.monotonic()
     end = start + args.duration if args.duration else None
@@ -673,8 +771,10 @@ def pay_until_the_end(args: argparse.Namespace, node: Any, daemon: DaemonProcess
         if emulator_check is not None and now >= emulator_check:
             emulator_check = None
             if not iotlight._emulator_running():
-                say("the daemon draws on the Sense HAT emulator, but no emulator window runs (sense_emu_gui "
-                    "needs PyGObject and GTK); to see the matrix here instead, rerun with --backend terminal")
+                say(
+                    "the daemon draws on the Sense HAT emulator, but no emulator window runs (sense_emu_gui "
+                    "needs PyGObject and GTK); to see the matrix here instead, rerun with --backend terminal"
+                )
         wake = min(t for t in (next_pay, next_block, end, emulator_check, now + 0.2) if t is not None)
         if keyboard is not None:
             for key in keyboard.read(wake - time.monotonic()):
@@ -692,11 +792,13 @@ class TerminalSettings:
         self.saved = None
         if sys.stdin is not None and sys.stdin.isatty():
             import termios
+
             self.saved = termios.tcgetattr(sys.stdin.fileno())
 
     def restore(self) -> None:
         if self.saved is not None:
             import termios
+
             try:
                 termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
             except (OSError, termios.error):  # the terminal is gone
