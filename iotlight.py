@@ -1746,6 +1746,13 @@ def joystick_entry(n: int, direction: str, action: str, ts_ms: int) -> Dict[str,
     return {"key": "joystick_%d" % n, "type": "string", "value": value}
 
 
+def receipt_span(text: Any) -> Dict[str, Any]:
+    """The span a served_<id> receipt on chain records: {"seconds", "from", "until"} from its JSON
+    text (KeyError, TypeError or ValueError when it is not one of ours)."""
+    value = json.loads(text)
+    return {"seconds": float(value["seconds"]), "from": int(value["from"]), "until": int(value["until"])}
+
+
 def receipt_entry(
     payment_id: str, seconds: float, from_ms: int, until_ms: int, refund: Optional[Tuple[str, int]] = None
 ) -> Dict[str, Any]:
@@ -4547,17 +4554,15 @@ class Watcher:
         for txid in ids:
             try:
                 entry = await self.node.get("/addresses/data/%s/served_%s" % (self.address, txid))
-                value = json.loads(entry["value"])
-                served[txid] = {
-                    "seconds": float(value["seconds"]),
-                    "from": int(value["from"]),
-                    "until": int(value["until"]),
-                }
+                served[txid] = receipt_span(entry["value"])
             except NodeRejected as e:
                 if e.status != 404:
                     raise
             except (KeyError, TypeError, ValueError):
                 continue
+        return self._served_found(served)
+
+    def _served_found(self, served: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
         if served:
             self.log.warning(
                 "%d payment(s) missing from the state file were served already (receipts on "
@@ -4594,21 +4599,10 @@ class Watcher:
                 if not isinstance(entry, dict) or entry.get("key", "")[len("served_") :] not in wanted:
                     continue
                 try:
-                    value = json.loads(entry["value"])
-                    served[entry["key"][len("served_") :]] = {
-                        "seconds": float(value["seconds"]),
-                        "from": int(value["from"]),
-                        "until": int(value["until"]),
-                    }
+                    served[entry["key"][len("served_") :]] = receipt_span(entry["value"])
                 except (KeyError, TypeError, ValueError):
                     continue
-        if served:
-            self.log.warning(
-                "%d payment(s) missing from the state file were served already (receipts on "
-                "chain): recorded without lighting again",
-                len(served),
-            )
-        return served
+        return self._served_found(served)
 
     async def _block_id(self, height: int) -> Optional[str]:
         """The id of the block at `height`; None when there is none (a rollback took it)."""
