@@ -122,6 +122,7 @@ log = logging.getLogger("iotlight")
 #    +-- EncodingError (ValueError)      bad base58, address, alias, tx field: exit 1
 #    +-- NodeError                       the node could not be asked: exit 1
 #    |    +-- NodeRejected               the node answered with an API error: exit 1
+#    |    +-- NodeThrottled              the node (a pool) answered 429/503: asked too often: exit 1
 #    +-- StateError                      the state file cannot be used (locked, disk full): exit 1
 #         +-- StateDamaged               the state file is damaged, kept aside: exit 3
 

@@ -464,6 +464,17 @@ class ListNode:
         self.listed += len(page)
         return page
 
+    async def block(self, height=None) -> dict:
+        """A block with its transactions, as /blocks/last and /blocks/at/{h} give it."""
+        at = self.tip if height is None else height
+        if not 1 <= at <= self.tip:
+            raise iotlight.NodeRejected("no block at %d" % at, status=404)
+        return {
+            "height": at,
+            "id": "block-%d" % at,
+            "transactions": [dict(t) for t in self.txs if t["height"] == at],
+        }
+
     async def get(self, path: str, params=None, check=None):
         assert path.startswith("/blocks/headers/at/"), path
         return {"id": "block-%s" % path.rsplit("/", 1)[1]}
