@@ -1845,8 +1845,10 @@ class Backoff:
     attempt, drawn from [gap/2, gap], never less than a Retry-After the server sent, and then
     doubles the gap (up to `cap`). success() adds the rate back: at once to `base` when
     `recover` is 0, else by 1/(base*recover) per success (additive increase: `recover`
-    good answers from a standstill back to full speed). interval() is the current gap with
-    +-`spread` jitter, so that devices sharing one pool drift apart instead of asking in lockstep."""
+    good answers from a standstill back to full speed). interval() is the current gap shortened
+    by up to `spread` at random, so that devices sharing one pool drift apart instead of asking
+    in lockstep, while no gap is ever longer than asked (node.poll_interval is a promise about
+    how soon a payment is seen)."""
 
     def __init__(
         self,
@@ -1879,7 +1881,7 @@ class Backoff:
             self.gap = max(self.base, 1.0 / (1.0 / self.gap + 1.0 / (self.base * self.recover)))
 
     def interval(self) -> float:
-        return self.gap * (1 + self.rng.uniform(-self.spread, self.spread))
+        return self.gap * (1 - self.rng.uniform(0, self.spread))
 
 
 def backoff_delays(
@@ -4112,7 +4114,7 @@ class Watcher:
         self.ahead: set = set()  # ids credited from blocks whose amount the balance did not show yet
         self.quiet_height: Optional[int] = None  # height when the balance was last fully explained
         self.unexplained_since: Optional[float] = None
-        self.pace = Backoff(config.poll_interval, 60.0, recover=10, spread=0.2)  # poll gap, AIMD
+        self.pace = Backoff(config.poll_interval, 60.0, recover=10, spread=0.2)  # poll gap, AIMD: 80-100 %
         self.list_backoff = Backoff(10.0, 120.0)  # list reads after a 429/503 on them
         self.list_not_before = 0.0
         self.limiter = RateLimiter(

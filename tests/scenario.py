@@ -79,6 +79,19 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self.now
 
+    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:
+        """A timer's callback runs at its own time. asyncio runs a timer that is due within the
+        clock's resolution (1 ns) at once; on a real clock time has moved on by then, here it
+        would not, and a service that waits again for the remaining 1e-12 s would spin forever
+        on the same instant. So the clock first moves to the timer's time."""
+
+        def at_its_time(*a: Any) -> None:
+            if self.now < when:
+                self.now = when
+            callback(*a)
+
+        return super().call_at(when, at_its_time, *args, context=context)
+
     def stall(self, seconds: float) -> None:
         """Time passes and nothing runs: the loop is blocked (a synchronous call that hangs)."""
         self.now += seconds

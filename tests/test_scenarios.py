@@ -2,11 +2,13 @@
 restart and a rollback; a press whose broadcasts are refused for hours; a long light span across
 a restart. Hours of daemon time, each in about a second."""
 
+import asyncio
 import json
 import logging
+import math
 
 import pytest
-from scenario import Scenario
+from scenario import Scenario, VirtualLoop
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +78,7 @@ def test_the_light_keeps_its_paid_end_across_a_restart(tmp_path):
     with Scenario(tmp_path, watchdog=30.0, light__countdown=True) as s:
         s.run_for(10)
         s.pay(2 * 3600)
-        s.run_for(61)
+        s.run_for(120)  # a poll gap is at most node.poll_interval (60 s here)
         assert s.lit()
         end = s.clock.monotonic() + s.daemon.lamp.state()["remaining"]
         s.run_for(3600)
@@ -86,3 +88,37 @@ def test_the_light_keeps_its_paid_end_across_a_restart(tmp_path):
         s.run_for(2)
         assert not s.lit(), "off at the paid end"
         assert s.longest_silence(since=s.started) < 30.0
+
+
+def test_a_wait_shorter_than_the_clock_resolution_moves_the_virtual_clock():
+    """asyncio runs a timer due within 1 ns at once. A service that then waits again for what is
+    left of its deadline (1e-12 s, one float step) must find the clock moved, as a real clock
+    would have, or the scenario spins forever on one instant (it did: one run in 13 of the
+    watchdog's hours-of-light scenario hung with the loop kept busy by other tasks)."""
+    loop = VirtualLoop(start=11848.58029350368)
+    spins = 0
+
+    async def busy(done: asyncio.Event) -> None:  # keeps the ready queue non-empty
+        nonlocal spins
+        while not done.is_set():
+            spins += 1
+            assert spins < 100_000, "the virtual clock stood still"
+            await asyncio.sleep(0)
+
+    async def wait_for_deadline() -> int:
+        done = asyncio.Event()
+        task = asyncio.ensure_future(busy(done))
+        deadline = math.nextafter(loop.time(), math.inf)
+        rounds = 0
+        while loop.time() < deadline:
+            rounds += 1
+            await asyncio.sleep(deadline - loop.time())
+        done.set()
+        await task
+        return rounds
+
+    try:
+        assert loop.run_until_complete(wait_for_deadline()) == 1
+        assert loop.time() == math.nextafter(11848.58029350368, math.inf)
+    finally:
+        loop.close()
