@@ -476,6 +476,11 @@ TimeoutStopSec=30
 # python -m finds iotlight.py through iotlight.pth in the root-owned venv.
 # -u: Python buffers stdout when it is no terminal; journald should see lines at once.
 ExecStart=$VENV_DIR/bin/python -I -u -m iotlight -c $CONF_FILE run
+# After every stop, however it ended (a crash, the watchdog's SIGABRT, SIGKILL,
+# or the last failed start): switch light.gpio_pin off, as a clean stop does, so
+# a relay is never left on by a daemon that is gone. Does nothing when the pin is
+# -1; "-": its failure (a bad configuration) does not mark the unit failed.
+ExecStopPost=-$VENV_DIR/bin/python -I -u -m iotlight -c $CONF_FILE gpio-off
 # Log lines appear in the journal as iotlight[PID] instead of python[PID].
 SyslogIdentifier=iotlight
 # The unprivileged system user made by install.sh.

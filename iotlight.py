@@ -3906,6 +3906,7 @@ DEEP_MARGIN = 100  # the node's deepest automatic rollback: how far the first re
 LIST_PAGE = 1000  # further pages (the node's default cap)
 RESIGN_AFTER_MS = 125 * 60_000  # a tx older than the node's 120-minute window can never land
 STATUS_CHECK_INTERVAL = 3.0
+SINGLE_KEY_READS = 4  # up to this many Data keys are read one per request (Outbox._written)
 COUNT_CHECK_INTERVAL = 20.0  # how often an idle outbox may compare joystick_count on chain with its own
 COIN_BALANCE_INTERVAL = 30.0
 PRUNE_INTERVAL = 3600.0  # how often a complete read may prune the state file (Store.prune)
@@ -4153,8 +4154,8 @@ class Watcher:
             return False
         try:
             fresh = self.store.mark_ignored(key, reason, int(self.clock.time() * 1000))
-        except StateError as e:
-            _state_trouble(self.log, e)
+        except StateError:
+            _state_trouble(self.log)
             return False
         if len(self.reported) >= 10000:
             self.reported.clear()
@@ -5073,6 +5074,9 @@ class Outbox:
         self.next_status_check = 0.0
         self.reconciled = False
         self.count_ok = 0  # the press count last found on chain as joystick_count
+        # a scripted (smart) token costs 0.004 more fee per transfer: learnt from /assets/details
+        # (Daemon.learn_token) or from the node refusing a refund's fee, kept in the state file
+        self.smart_asset = store.get_meta("asset_scripted:%s" % config.asset_id) == "1"
         self.paid_on_chain: set = set()  # payment ids found in a block: their refunds may go out
         self.next_count_check = now + COUNT_CHECK_INTERVAL
         self.pulse = Pulse(clock)
@@ -5104,8 +5108,22 @@ class Outbox:
         self.reconciled = True
 
     async def _written(self, keys: Sequence[str]) -> Dict[str, Any]:
-        """The device's Data entries on chain for these keys: key -> value (absent keys left out)."""
+        """The device's Data entries on chain for these keys: key -> value (absent keys left out).
+        A few keys (the usual start, the joystick_count check) are asked one per request on the
+        single-key route, which public pools allow 20 a second; more go 25 to a request on the
+        address's data route, which they hold to 17 a minute per IP (a class sharing one IP)."""
         written: Dict[str, Any] = {}
+        if len(keys) <= SINGLE_KEY_READS:
+            for key in keys:
+                try:
+                    item = await self.node.get("/addresses/data/%s/%s" % (self.address, key))
+                except NodeRejected as e:
+                    if e.status != 404:  # 404: no entry under that key
+                        raise
+                    continue
+                if isinstance(item, dict) and item.get("key") == key:
+                    written[key] = item.get("value")
+            return written
         for i in range(0, len(keys), 25):
             answer = await self.node.get(
                 "/addresses/data/%s" % self.address, [("key", k) for k in keys[i : i + 25]]
@@ -5183,7 +5201,7 @@ class Outbox:
             asset_id=self.config.asset_id,
             timestamp=self.now_ms(),
             chain_id=self.config.chain_id,
-            fee=transfer_fee(self.config.rules),
+            fee=transfer_fee(self.config.rules, smart_asset=self.smart_asset),
             attachment=b58decode(payment_id),
         )
 
@@ -5232,6 +5250,20 @@ class Outbox:
     def wake_in(self, seconds: float) -> None:
         asyncio.get_running_loop().call_later(seconds, self.wake.set)
 
+    def set_smart_asset(self, scripted: bool) -> None:
+        """Whether the payment token is scripted (its transfers, so refunds, pay the extra fee)."""
+        if scripted != self.smart_asset:
+            self.log.info(
+                "the payment token is %sscripted: refunds pay %s fee",
+                "" if scripted else "not ",
+                "the smart-asset" if scripted else "the plain",
+            )
+        self.smart_asset = scripted
+        try:
+            self.store.set_meta("asset_scripted:%s" % self.config.asset_id, "1" if scripted else "0")
+        except StateError:
+            _state_trouble(self.log)
+
     async def broadcast_one(self, row: Dict[str, Any]) -> bool:
         """Post one stored transaction; False when no node could be asked."""
         txid, tx = row["id"], row["tx"]
@@ -5261,6 +5293,15 @@ class Outbox:
             elif e.code == 303 or "timestamp" in low:
                 await self.resync_clock(msg)
                 self.resign(txid, "the node refused its timestamp: %s" % msg)
+            elif (
+                "does not exceed minimal value" in low
+                and self.store.refund_of(txid) is not None
+                and int(tx.get("fee") or 0) < transfer_fee(self.config.rules, smart_asset=True)
+            ):
+                # a refund of a scripted token signed before its script was known: once more with
+                # the smart-asset fee (never a third time: that fee is the highest a transfer needs)
+                self.set_smart_asset(True)
+                self.resign(txid, "the token is scripted and its transfers cost 0.004 more: %s" % msg)
             else:
                 self.log.error(
                     "the node rejected %s %s: %s",
@@ -5416,8 +5457,8 @@ class Outbox:
         again; if the chain lost it, the same signed transfer goes out again (its id can land once)."""
         try:
             n = self.store.reopen_refunds(height - REORG_MARGIN, int(self.clock.time() * 1000))
-        except StateError as e:
-            _state_trouble(self.log, e)
+        except StateError:
+            _state_trouble(self.log)
             return
         if n:
             self.log.info("the chain went back to height %d: checking %d refund transfer(s) again", height, n)
@@ -6421,17 +6462,28 @@ class Daemon:
             )
         return out
 
-    async def learn_token_name(self) -> None:
-        """The token's name from the node, once (kept in the state file), for the dashboard."""
-        if self.token_name or not self.config.asset_id:
+    async def learn_token(self) -> None:
+        """The token's name (for the dashboard) and whether it is scripted (a refund's fee) from
+        the node, once: both are kept in the state file."""
+        asset = self.config.asset_id
+        if not asset or (self.token_name and self.store.get_meta("asset_scripted:%s" % asset) is not None):
             return
         while not self.stop.is_set():
             try:
-                details = await self.node.get("/assets/details/%s" % self.config.asset_id)
-                name = details.get("name") if isinstance(details, dict) else None
-                if isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable():
+                details = await self.node.get("/assets/details/%s" % asset)
+                if not isinstance(details, dict):
+                    return
+                if isinstance(details.get("scripted"), bool):
+                    self.outbox.set_smart_asset(details["scripted"])
+                name = details.get("name")
+                if (
+                    not self.token_name
+                    and isinstance(name, str)
+                    and 0 < len(name) <= 64
+                    and name.isprintable()
+                ):
                     self.token_name = name
-                    self.store.set_meta("asset_name:%s" % self.config.asset_id, name)
+                    self.store.set_meta("asset_name:%s" % asset, name)
                     self.publish({"type": "token", "name": name, "decimals": self.watcher.decimals})
                 return
             except (NodeError, StateError) as e:
@@ -6621,7 +6673,7 @@ class Daemon:
             for svc in self.services().values()
         ]
         tasks.append(asyncio.ensure_future(self.watchdog()))
-        naming = asyncio.ensure_future(self.learn_token_name())  # may end early: not a service
+        naming = asyncio.ensure_future(self.learn_token())  # may end early: not a service
         asyncio.get_running_loop().call_later(10.0, release_free_memory)
         stopper = asyncio.ensure_future(self.stop.wait())
         status = 0
@@ -6831,6 +6883,29 @@ def lock_state_file(state_file: str) -> int:
             e.strerror,
         )
     return fd
+
+
+def cmd_gpio_off(config: Config, args: argparse.Namespace) -> int:
+    """Switch light.gpio_pin off and release it, as a clean stop does: the unit's ExecStopPost, so
+    that a daemon that crashed (or was killed, or stopped restarting) does not leave a relay on.
+    Refused while a daemon runs on the state file: that one drives the pin."""
+    if config.gpio_pin < 0:
+        print("light.gpio_pin is -1: no pin to switch off")
+        return 0
+    try:
+        lock: Optional[int] = lock_state_file(config.state_file)
+    except StateError:  # no state folder yet (never ran) or not writable here: no daemon holds it
+        lock = None
+    try:
+        GpioSwitch(config.gpio_pin, active_high=config.gpio_active_high).close()
+    finally:
+        if lock is not None:
+            os.close(lock)
+    print(
+        "gpio pin %d off (level %s), released"
+        % (config.gpio_pin, "low" if config.gpio_active_high else "high")
+    )
+    return 0
 
 
 def cmd_keygen(config: Config, args: argparse.Namespace) -> int:
@@ -7420,6 +7495,15 @@ def build_parser() -> argparse.ArgumentParser:
             "status 1 when no node answers."
         ),
     )
+    sub.add_parser(
+        "gpio-off",
+        help="switch light.gpio_pin off (after a crash; the unit runs it when the daemon stops)",
+        description=(
+            "Switch the light.gpio_pin output off and release the pin, as a clean stop does. The installed "
+            "unit runs it after every stop (ExecStopPost), so a daemon that crashed or was killed does not "
+            "leave a relay on. Refused (exit status 2) while a daemon runs on the state file."
+        ),
+    )
     p_issue = sub.add_parser(
         "issue",
         help="create the light token, signed by a seed file",
@@ -7466,10 +7550,11 @@ COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "issue": cmd_issue,
     "pay": cmd_pay,
     "monitor": cmd_monitor,
+    "gpio-off": cmd_gpio_off,
 }
 
 # commands that work before payment.asset_id is set
-_NO_ASSET_NEEDED = {"keygen", "address", "status", "issue", "pay", "monitor"}
+_NO_ASSET_NEEDED = {"keygen", "address", "status", "issue", "pay", "monitor", "gpio-off"}
 
 
 class _LogFormatter(logging.Formatter):

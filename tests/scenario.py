@@ -258,6 +258,7 @@ class Scenario:
         watchdog: Optional[float] = 30.0,
         seed: str = DEVICE_SEED,
         chain_id: str = "T",
+        scripted_token: bool = False,
         **settings: Any,
     ):
         self.folder = Path(folder)
@@ -271,7 +272,7 @@ class Scenario:
         self.address = self.keys.address(chain_id)
         chain.fund(self.treasury.address(chain_id), waves=10**12)
         chain.fund(self.address, waves=10**10)
-        self.asset = chain.issue_asset(self.treasury, "IoT-Light", DECIMALS, 10**12)
+        self.asset = chain.issue_asset(self.treasury, "IoT-Light", DECIMALS, 10**12, scripted=scripted_token)
         chain.mine(3)  # the token stays when a test rolls back a block or two
         values: Dict[str, Any] = {
             "node.urls": ["http://node-a.invalid", "http://node-b.invalid"],

@@ -385,3 +385,33 @@ def test_no_payment_lost_or_doubled_while_the_pool_throttles(tmp_path):
         for d in devices:
             d.stop()
         chain.stop()
+
+
+def test_the_outbox_reads_its_own_few_entries_on_the_single_key_route(tmp_path):
+    """The outbox's start-up check (joystick_count) and its count check after a press ask one key
+    per request on /addresses/data/{address}/{key} (20 a second per IP on the public pool), never
+    the address's data route, which the pool holds to 17 a minute per IP: thirty devices starting
+    behind one IP got 124 429s there. Many keys at once (a state file that lost writes) still go 25
+    to a request on that route."""
+    import re
+
+    from scenario import Scenario
+
+    data_route = re.compile(dict((r[0], r[1]) for r in POOL_ROUTES)["data"])
+    with Scenario(tmp_path, data__coalesce_window=0.0) as s:
+        s.run_for(10)
+        s.hw.press("up")
+        s.run_for(120)
+        assert s.node.chain.data_entries(s.address)["joystick_count"]["value"] == 1
+        reads = [r for r in s.node.chain.requests if r.path.startswith("/addresses/data/")]
+        assert [r for r in reads if data_route.match(r.path)] == []
+        assert any(r.path == "/addresses/data/%s/joystick_count" % s.address for r in reads)
+
+        async def written(keys):
+            return await s.daemon.outbox._written(keys)
+
+        keys = ["joystick_%d" % i for i in range(1, 31)] + ["joystick_count"]
+        found = s.loop.run_until_complete(written(keys))
+        assert found["joystick_count"] == 1 and "joystick_1" in found and "joystick_2" not in found
+        batched = [r for r in s.node.chain.requests if data_route.match(r.path)]
+        assert len(batched) == 2  # 31 keys: 25 + 6

@@ -344,6 +344,53 @@ def test_a_full_disk_is_told_once_and_the_waiting_services_do_not_repeat_it(tmp_
     store.close()
 
 
+def test_services_that_cannot_write_the_state_file_wait_instead_of_raising(tmp_path, caplog):
+    """Every `except StateError` hands over to _state_trouble: an ignored transfer that cannot be
+    marked, a refund re-check after a rollback and the scripted-token flag on a full disk leave one
+    debug line and no exception (two of them passed the error on and raised a TypeError instead)."""
+    import logging
+
+    store = iotlight.Store(str(tmp_path / "s.db"))
+
+    def full(*args, **kwargs):
+        raise iotlight.StateError("cannot write the state file: database or disk is full")
+
+    store.mark_ignored = store.reopen_refunds = store.set_meta = full
+    config = iotlight.parse_config({"payment": {"asset_id": ASSET}}, "x.toml")
+    keys = iotlight.keypair_from_seed("iotlight core test seed, throwaway")
+
+    async def on_a_full_disk():
+        outbox = iotlight.Outbox(
+            config,
+            keys,
+            node=None,
+            store=store,
+            clock=iotlight.Clock(),
+            publish=lambda m: None,
+            on_funds=lambda ok: None,
+        )
+        outbox.recheck_refunds(100)
+        outbox.set_smart_asset(True)
+        watcher = iotlight.Watcher(
+            config,
+            keys.address(config.chain_id),
+            node=None,
+            store=store,
+            clock=iotlight.Clock(),
+            on_credit=lambda credits: None,
+            on_height=lambda h: None,
+            on_balance=lambda t, c: None,
+            light_span=lambda: None,
+        )
+        return outbox.smart_asset, watcher.report_ignored("tx-1", reason="malformed")
+
+    with caplog.at_level(logging.DEBUG):
+        assert asyncio.run(on_a_full_disk()) == (True, False)
+    waits = [r.getMessage() for r in caplog.records if "state file busy or full" in r.getMessage()]
+    assert len(waits) == 3
+    store.close()
+
+
 def test_log_once_tells_each_trouble_once_until_it_is_over():
     """LogOnce, the one "log this once" mechanism: once per topic and detail, again after over();
     over() says whether there was something to call over; `quiet` spaces a flapping topic;

@@ -2,6 +2,7 @@
 real daemon with GPIOZERO_PIN_FACTORY=mock)."""
 
 import asyncio
+import os
 import re
 import signal
 import threading
@@ -87,6 +88,45 @@ def test_check_says_when_gpiozero_is_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(iotlight, "_module_installed", lambda name: name != "gpiozero")
     assert iotlight.check_gpio(config(tmp_path)) == 1
     assert "apt install python3-gpiozero" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("active_high, off_level", [(True, False), (False, True)])
+def test_gpio_off_switches_off_a_pin_a_dead_daemon_left_on(
+    tmp_path, monkeypatch, capsys, active_high, off_level
+):
+    """`gpio-off`, the unit's ExecStopPost: a pin a killed daemon left driven "on" is switched off
+    and released, for both kinds of board; refused (exit 2, the pin untouched) while a daemon holds
+    the state file's lock; a no-op with light.gpio_pin = -1."""
+    factory = MockFactory()
+    monkeypatch.setattr(gpiozero.Device, "pin_factory", factory)
+    state = tmp_path / "state" / "iotlight.db"
+    state.parent.mkdir()
+    conf = tmp_path / "iotlight.toml"
+    conf.write_text(
+        '[device]\nstate_file = "%s"\n[light]\ngpio_pin = 17\ngpio_active_high = %s\n'
+        % (state, "true" if active_high else "false")
+    )
+    pin = factory.pin(17)
+    pin.function = "output"
+    pin.state = not off_level  # what the dead daemon left: on
+
+    running = iotlight.lock_state_file(str(state))  # a daemon runs on this state file
+    try:
+        assert iotlight.main(["-c", str(conf), "gpio-off"]) == 2
+    finally:
+        os.close(running)
+    assert "already running on this state file" in capsys.readouterr().err
+    assert pin.state == (not off_level) and pin.function == "output", "a running daemon's pin is its own"
+
+    assert iotlight.main(["-c", str(conf), "gpio-off"]) == 0
+    assert pin.state == off_level and pin.function == "input"  # off, then released
+    assert (
+        "gpio pin 17 off (level %s), released" % ("high" if off_level else "low") in capsys.readouterr().out
+    )
+
+    conf.write_text('[device]\nstate_file = "%s"\n[light]\ngpio_pin = -1\n' % state)
+    assert iotlight.main(["-c", str(conf), "gpio-off"]) == 0
+    assert "no pin to switch off" in capsys.readouterr().out
 
 
 def test_the_pin_follows_the_light_on_a_fake_clock(tmp_path):

@@ -325,6 +325,7 @@ def test_unit_runs_the_daemon_as_a_watched_notify_service(installed):
         "NotifyAccess": "main",
         "WatchdogSec": "30",
         "ExecStart": "/opt/iotlight/venv/bin/python -I -u -m iotlight -c /etc/iotlight/iotlight.toml run",
+        "ExecStopPost": "-/opt/iotlight/venv/bin/python -I -u -m iotlight -c /etc/iotlight/iotlight.toml gpio-off",
         "User": "iotlight",
         "Group": "iotlight",
         "SupplementaryGroups": "video input",  # the tree has no i2c group
@@ -464,6 +465,21 @@ def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_pat
     # The unit's own working directory is the code folder, which only root writes.
     assert d["WorkingDirectory"] == ["/opt/iotlight"]
     assert mode(installer.path("/opt/iotlight")) == 0o755
+    # ExecStopPost (after every stop: gpio-off) runs the same way, and with the installed
+    # configuration (no pin, no asset id yet) does nothing and succeeds
+    [post] = d["ExecStopPost"]
+    assert post.startswith("-")  # its failure would not mark the unit failed
+    result = subprocess.run(
+        tree_command(installer, post[1:]),
+        cwd=str(state),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert not marker.exists(), "planted code ran: %s" % marker.read_text()
+    assert result.returncode == 0, result.stderr
+    assert "no pin to switch off" in result.stdout
 
 
 def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
@@ -472,7 +488,8 @@ def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
     inst, _ = installed
     text = inst.path("/etc/systemd/system/iotlight.service").read_text()
-    text = text.replace("ExecStart=/opt/iotlight/", "ExecStart=%s/" % inst.path("/opt/iotlight"))
+    text = text.replace("=/opt/iotlight/", "=%s/" % inst.path("/opt/iotlight"))
+    text = text.replace("=-/opt/iotlight/", "=-%s/" % inst.path("/opt/iotlight"))
     unit = tmp_path / "iotlight.service"
     unit.write_text(text)
     result = subprocess.run(

@@ -151,6 +151,7 @@ def signer(payment_id, recipient, amount):
         keys=KEYS,
         config=iotlight.parse_config({"payment": {"asset_id": ASSET}}, "c.toml"),
         now_ms=lambda: int(NOW * 1000),
+        smart_asset=False,
     )
     return iotlight.Outbox.sign_refund(outbox, payment_id, recipient, amount)
 
@@ -569,3 +570,64 @@ def test_a_payment_granted_nothing_is_reported_ignored_and_its_refund_queued(tmp
         {"type": "refund", "payment_id": "Q" * 44, "id": "S" * 44, "amount": 200, "status": "queued"},
     ]
     store.close()
+
+
+# --- a scripted (smart) token: its transfers cost 0.004 more -------------------------------------
+
+
+def device_refunds(s):
+    """The device's transfers on the fake chain: id -> the node's JSON."""
+    return {
+        b.body["id"]: b
+        for b in s.node.chain.broadcasts
+        if b.body.get("type") == 4 and b.body.get("senderPublicKey") == iotlight.b58encode(s.keys.public_key)
+    }
+
+
+def test_a_refund_of_a_scripted_token_is_signed_with_the_smart_asset_fee(tmp_path):
+    """The node says the token is scripted (/assets/details): the refund pays 0.001 + 0.004 at once,
+    the node accepts it, and nothing was refused on the way."""
+    from scenario import Scenario
+
+    with Scenario(tmp_path, scripted_token=True, payment__max_seconds=60.0, payment__refund="excess") as s:
+        s.run_for(10)
+        paid = s.pay(100)  # 40 of 100 s cut: 40 % back
+        s.run_for(300)
+        sent = device_refunds(s)
+        assert [b.status for b in sent.values()] == [200]
+        [(rid, b)] = sent.items()
+        assert b.body["fee"] == iotlight.transfer_fee(smart_asset=True) == 500_000
+        assert b.body["amount"] == 4000 and b.body["assetId"] == s.asset
+        assert s.node.chain.transaction(rid) is not None
+        assert s.store.refund_of(rid)["payment_id"] == paid
+        assert s.store.get_meta("asset_scripted:%s" % s.asset) == "1"
+
+
+def test_a_refund_refused_for_its_fee_is_signed_again_with_the_smart_asset_fee(tmp_path):
+    """The node hides the asset's details (decimals known from the state file), so the refund goes
+    out with the plain 0.001 fee; the node refuses it ("does not exceed minimal value"), and the
+    daemon signs it once more with 0.005: one refund lands, the receipt names it, and after a
+    restart the next refund is signed with the smart-asset fee from the start."""
+    from scenario import Scenario
+
+    s = Scenario(tmp_path, scripted_token=True, payment__max_seconds=60.0, payment__refund="excess")
+    s.store.set_meta("decimals:%s" % s.asset, 2)
+    s.node.refuse(503, "/assets/details")
+    with s:  # starts it
+        s.run_for(10)
+        paid = s.pay(100)
+        s.run_for(300)
+        sent = device_refunds(s)
+        statuses = sorted((b.body["fee"], b.status) for b in sent.values())
+        assert statuses == [(100_000, 400), (500_000, 200)]
+        [landed] = [i for i, b in sent.items() if b.status == 200]
+        assert s.node.chain.transaction(landed) is not None
+        receipt = json.loads(s.node.chain.data_entries(s.address)["served_" + paid]["value"])
+        assert receipt["refund"] == {"id": landed, "amount": 4000}
+        assert s.store.get_meta("asset_scripted:%s" % s.asset) == "1"
+        s.restart(after=60)
+        s.run_for(10)
+        s.pay(100)  # the lamp is lit (60 s cap): most of it goes back
+        s.run_for(300)
+        later = [b for i, b in device_refunds(s).items() if i not in sent]
+        assert [(b.body["fee"], b.status) for b in later] == [(500_000, 200)]
