@@ -5116,9 +5116,11 @@ class Outbox:
         if len(keys) <= SINGLE_KEY_READS:
             for key in keys:
                 try:
-                    item = await self.node.get("/addresses/data/%s/%s" % (self.address, key))
+                    item = await self.node.get(
+                        "/addresses/data/%s/%s" % (self.address, urllib.parse.quote(key, safe=""))
+                    )
                 except NodeRejected as e:
-                    if e.status != 404:  # 404: no entry under that key
+                    if e.status != 404 or e.code not in (None, 304):  # 304: no data for this key
                         raise
                     continue
                 if isinstance(item, dict) and item.get("key") == key:
@@ -6471,8 +6473,8 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 details = await self.node.get("/assets/details/%s" % asset)
-                if not isinstance(details, dict):
-                    return
+                if not isinstance(details, dict) or details.get("assetId") != asset:
+                    return  # not this token's details: learn nothing from them
                 if isinstance(details.get("scripted"), bool):
                     self.outbox.set_smart_asset(details["scripted"])
                 name = details.get("name")
@@ -6865,13 +6867,7 @@ def lock_state_file(state_file: str) -> int:
         if not isinstance(e, BlockingIOError):
             os.close(fd)
             raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        os.close(fd)
-        raise ConfigError(
-            "%s: iotlight is already running on this state file (pid %s); stop it first "
-            "(sudo systemctl stop iotlight, or kill %s), or give this one another "
-            "device.state_file" % (state_file, holder or "unknown", holder or "PID")
-        ) from None
+        raise _already_running(state_file, fd) from None
     try:  # the pid is for the message of a second daemon; written in place, so a full disk rarely stops it
         mine = b"%-10d\n" % os.getpid()
         os.pwrite(fd, mine, 0)
@@ -6885,6 +6881,17 @@ def lock_state_file(state_file: str) -> int:
     return fd
 
 
+def _already_running(state_file: str, fd: int) -> ConfigError:
+    """The error for a lock held by another process (its pid read from the lock file); closes fd."""
+    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    os.close(fd)
+    return ConfigError(
+        "%s: iotlight is already running on this state file (pid %s); stop it first "
+        "(sudo systemctl stop iotlight, or kill %s), or give this one another "
+        "device.state_file" % (state_file, holder or "unknown", holder or "PID")
+    )
+
+
 def cmd_gpio_off(config: Config, args: argparse.Namespace) -> int:
     """Switch light.gpio_pin off and release it, as a clean stop does: the unit's ExecStopPost, so
     that a daemon that crashed (or was killed, or stopped restarting) does not leave a relay on.
@@ -6892,10 +6899,28 @@ def cmd_gpio_off(config: Config, args: argparse.Namespace) -> int:
     if config.gpio_pin < 0:
         print("light.gpio_pin is -1: no pin to switch off")
         return 0
+    import fcntl
+
+    # Hold the daemon's lock while switching, without writing a pid into it (a `run` refused
+    # meanwhile must not name this short-lived process). Opened read-only: flock needs no more.
+    path = config.state_file + ".lock"
+    lock: Optional[int] = None
     try:
-        lock: Optional[int] = lock_state_file(config.state_file)
-    except StateError:  # no state folder yet (never ran) or not writable here: no daemon holds it
-        lock = None
+        lock = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        pass  # no state folder: no daemon ever ran on this state file
+    except OSError as e:
+        raise StateError(
+            "%s: cannot tell whether a daemon runs on this state file: %s" % (path, e.strerror)
+        ) from None
+    if lock is not None:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _already_running(config.state_file, lock) from None
+        except OSError as e:
+            os.close(lock)
+            raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
     try:
         GpioSwitch(config.gpio_pin, active_high=config.gpio_active_high).close()
     finally:

@@ -118,8 +118,11 @@ def test_gpio_off_switches_off_a_pin_a_dead_daemon_left_on(
     assert "already running on this state file" in capsys.readouterr().err
     assert pin.state == (not off_level) and pin.function == "output", "a running daemon's pin is its own"
 
+    lock_file = tmp_path / "state" / "iotlight.db.lock"
+    lock_file.write_text("4242      \n")  # the pid of the daemon that died
     assert iotlight.main(["-c", str(conf), "gpio-off"]) == 0
     assert pin.state == off_level and pin.function == "input"  # off, then released
+    assert lock_file.read_text() == "4242      \n", "gpio-off holds the lock without claiming it"
     assert (
         "gpio pin 17 off (level %s), released" % ("high" if off_level else "low") in capsys.readouterr().out
     )
