@@ -110,17 +110,21 @@ def test_gpio_off_switches_off_a_pin_a_dead_daemon_left_on(
     pin.function = "output"
     pin.state = not off_level  # what the dead daemon left: on
 
+    def gpio_off():  # main() minus its logging set-up (which would outlive this test)
+        return iotlight.cmd_gpio_off(iotlight.load_config(str(conf), require_asset=False), None)
+
     running = iotlight.lock_state_file(str(state))  # a daemon runs on this state file
     try:
-        assert iotlight.main(["-c", str(conf), "gpio-off"]) == 2
+        with pytest.raises(iotlight.ConfigError, match="already running on this state file") as refused:
+            gpio_off()
     finally:
         os.close(running)
-    assert "already running on this state file" in capsys.readouterr().err
+    assert refused.value.exit_status == 2
     assert pin.state == (not off_level) and pin.function == "output", "a running daemon's pin is its own"
 
     lock_file = tmp_path / "state" / "iotlight.db.lock"
     lock_file.write_text("4242      \n")  # the pid of the daemon that died
-    assert iotlight.main(["-c", str(conf), "gpio-off"]) == 0
+    assert gpio_off() == 0
     assert pin.state == off_level and pin.function == "input"  # off, then released
     assert lock_file.read_text() == "4242      \n", "gpio-off holds the lock without claiming it"
     assert (
@@ -128,7 +132,7 @@ def test_gpio_off_switches_off_a_pin_a_dead_daemon_left_on(
     )
 
     conf.write_text('[device]\nstate_file = "%s"\n[light]\ngpio_pin = -1\n' % state)
-    assert iotlight.main(["-c", str(conf), "gpio-off"]) == 0
+    assert gpio_off() == 0
     assert "no pin to switch off" in capsys.readouterr().out
 
 
