@@ -344,6 +344,22 @@ def test_a_full_disk_is_told_once_and_the_waiting_services_do_not_repeat_it(tmp_
     store.close()
 
 
+OUTBOX_SEED = "iotlight core test seed, throwaway"
+
+
+def offline_outbox(config, store):
+    """An Outbox with no node (for what it does without one); call it inside an event loop."""
+    return iotlight.Outbox(
+        config,
+        iotlight.keypair_from_seed(OUTBOX_SEED),
+        node=None,
+        store=store,
+        clock=iotlight.Clock(),
+        publish=lambda m: None,
+        on_funds=lambda ok: None,
+    )
+
+
 def test_services_that_cannot_write_the_state_file_wait_instead_of_raising(tmp_path, caplog):
     """Every `except StateError` hands over to _state_trouble: an ignored transfer that cannot be
     marked, a refund re-check after a rollback and the scripted-token flag on a full disk leave one
@@ -357,18 +373,10 @@ def test_services_that_cannot_write_the_state_file_wait_instead_of_raising(tmp_p
 
     store.mark_ignored = store.reopen_refunds = store.set_meta = full
     config = iotlight.parse_config({"payment": {"asset_id": ASSET}}, "x.toml")
-    keys = iotlight.keypair_from_seed("iotlight core test seed, throwaway")
+    keys = iotlight.keypair_from_seed(OUTBOX_SEED)
 
     async def on_a_full_disk():
-        outbox = iotlight.Outbox(
-            config,
-            keys,
-            node=None,
-            store=store,
-            clock=iotlight.Clock(),
-            publish=lambda m: None,
-            on_funds=lambda ok: None,
-        )
+        outbox = offline_outbox(config, store)
         outbox.recheck_refunds(100)
         outbox.set_smart_asset(True)
         watcher = iotlight.Watcher(
@@ -419,18 +427,9 @@ def test_outbox_raises_a_low_data_fee_to_the_minimum_and_says_so_once(tmp_path, 
     would refuse the lower fee for ever) and logs one warning, not one per transaction."""
     store = iotlight.Store(str(tmp_path / "s.db"))
     config = iotlight.parse_config({"payment": {"asset_id": ASSET}, "data": {"fee": 1000}}, "x.toml")
-    keys = iotlight.keypair_from_seed("iotlight core test seed, throwaway")
 
     async def build_three():  # the Outbox's events want a loop (Python 3.9 has none outside one)
-        outbox = iotlight.Outbox(
-            config,
-            keys,
-            node=None,
-            store=store,
-            clock=iotlight.Clock(),
-            publish=lambda m: None,
-            on_funds=lambda ok: None,
-        )
+        outbox = offline_outbox(config, store)
         fees = []
         for i in range(3):
             store.add_event("telemetry", [{"key": "note", "type": "string", "value": "x" * (1100 * i)}], 1)

@@ -449,15 +449,18 @@ def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_pat
     for assignment in d.get("Environment", []):
         key, _, value = assignment.partition("=")
         env[key] = tree_command(installer, value)[0]
-    # The state dir as the working directory: the worst case (the old unit's), whatever the unit says.
-    result = subprocess.run(
-        tree_command(installer, d["ExecStart"][0]),
-        cwd=str(state),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def run(line):  # in the state dir: the worst case (the old unit's), whatever the unit says
+        return subprocess.run(
+            tree_command(installer, line),
+            cwd=str(state),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = run(d["ExecStart"][0])
     assert not marker.exists(), "planted code ran: %s" % marker.read_text()
     # It is the installed daemon that ran, and stopped on the unset asset id.
     assert result.returncode == 2, result.stderr
@@ -469,14 +472,7 @@ def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_pat
     # configuration (no pin, no asset id yet) does nothing and succeeds
     [post] = d["ExecStopPost"]
     assert post.startswith("-")  # its failure would not mark the unit failed
-    result = subprocess.run(
-        tree_command(installer, post[1:]),
-        cwd=str(state),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run(post[1:])
     assert not marker.exists(), "planted code ran: %s" % marker.read_text()
     assert result.returncode == 0, result.stderr
     assert "no pin to switch off" in result.stdout
