@@ -518,9 +518,10 @@ UMask=0077
 # No core dumps: one after a crash or the watchdog's SIGABRT would hold the
 # device's private key, on disk.
 LimitCORE=0
-# Memory: the daemon holds about 40 MB resident idle and peaked at 70 MB under
-# the fault campaign (SIGKILLs, node outages, 1,000 payments). Above 150 MB
-# (twice that peak) the kernel reclaims the daemon's memory and slows it down...
+# Memory: the daemon holds about 40 MB resident idle and peaked at about 80 MB
+# under the fault campaign (SIGKILLs, node chaos, 1,000 hostile monitor
+# connections). Above 150 MB (almost twice that) the kernel reclaims the
+# daemon's memory and slows it down...
 MemoryHigh=150M
 # ...and at 200 MB it is killed (then restarted by Restart=on-failure): only a
 # leak gets there, and it is stopped long before a 512 MB Pi runs out of memory.

@@ -406,7 +406,7 @@ def test_unit_lists_only_present_device_groups():
 
 
 def test_unit_allows_no_core_dump_and_caps_memory(installed):
-    """LimitCORE=0 (a core dump would hold the private key); MemoryHigh/MemoryMax far above the measured 70 MB peak."""
+    """LimitCORE=0 (a core dump would hold the private key); MemoryHigh/MemoryMax far above the measured 80 MB peak."""
     inst, _ = installed
     d = {}
     for section, key, value in unit_directives(inst.path("/etc/systemd/system/iotlight.service").read_text()):
