@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 TESTS = Path(__file__).resolve().parent.parent
 for _p in (str(TESTS.parent), str(TESTS), str(TESTS / "tools")):
@@ -188,11 +188,17 @@ def open_chain(stack: contextlib.ExitStack) -> Any:
 
 # The SIGKILL case refunds what the cap cuts: payments of 0.01-0.20 s arriving faster than the
 # light burns keep the lamp at a 0.5 s cap, so most of them are cut and refunded. The chaos case
-# keeps refunds off (its check then proves the device sent no transfer at all): its watcher backs
-# off up to 60 s under the faults and credits the stream in bursts, so even a 10 s cap owed 608
-# refunds for 947 payments, each a transaction of its own under the 2-a-second broadcast limit:
-# a backlog the settle window does not drain (none was sent twice or with a wrong amount).
-REFUND_SETTINGS = {"sigkill": dict(payment__max_seconds=0.5, payment__refund="excess")}
+# refunds too, at a 30 s cap, with three payments of 45 s among the stream (each owes at least
+# 15 s back); its watcher backs off up to 60 s under the faults and credits the stream in bursts,
+# so more may be cut (a 10 s cap once owed 608 refunds for 947 payments). Each refund is a
+# transaction of its own under the 2-a-second broadcast limit, so the settle window grows with
+# the refunds owed (CHAOS_SETTLE).
+REFUND_SETTINGS = {
+    "sigkill": dict(payment__max_seconds=0.5, payment__refund="excess"),
+    "chaos": dict(payment__max_seconds=30.0, payment__refund="excess"),
+}
+CHAOS_BIG = 4500  # units (45 s of light): over the chaos case's 30 s cap
+CHAOS_SETTLE = (240.0, 0.75)  # seconds to settle after the chaos, plus this per refund owed
 
 
 def streaming_setup(
@@ -316,10 +322,12 @@ class PaymentStream(threading.Thread):
         mine_every: float,
         deadline: float,
         rng: random.Random,
+        big: Sequence[Tuple[float, int]] = (),
     ):
         super().__init__(name="payments", daemon=True)
         self.chain, self.address, self.count, self.rate = chain, address, count, rate
         self.mine_every, self.deadline, self.rng = mine_every, deadline, rng
+        self.big = sorted(big)  # (monotonic time, units): payments of that size once that time came
         self.sent: Dict[str, int] = {}
         self.stop = threading.Event()
         self.error: Optional[BaseException] = None
@@ -332,6 +340,8 @@ class PaymentStream(threading.Thread):
                 if self.stop.is_set() or time.monotonic() > self.deadline:
                     break
                 amount = 1 + self.rng.randrange(20)
+                if self.big and time.monotonic() >= self.big[0][0]:
+                    amount = self.big.pop(0)[1]
                 tx = self.chain.transfer(self.chain.treasury, self.address, amount, asset_id=self.chain.asset)
                 with self.lock:
                     self.sent[tx["id"]] = amount
@@ -751,7 +761,14 @@ def case_chaos(out: Outcome, quick: bool, rng: random.Random) -> None:
         pid = device.proc.pid
         t0 = time.monotonic()
         stream = PaymentStream(
-            chain, device.address, count=100000, rate=4.0, mine_every=1.0, deadline=t0 + duration, rng=rng
+            chain,
+            device.address,
+            count=100000,
+            rate=4.0,
+            mine_every=1.0,
+            deadline=t0 + duration,
+            rng=rng,
+            big=[(t0 + duration * f, CHAOS_BIG) for f in (0.2, 0.5, 0.8)],
         )
         presser = Presser(
             hat,
@@ -810,7 +827,12 @@ def case_chaos(out: Outcome, quick: bool, rng: random.Random) -> None:
         out.check(device.alive(), "the daemon died during the chaos (exit %s)" % device.proc.poll())
         chain.mine()
         sent = stream.snapshot()
-        if not out.check(settle(device, chain, sent, 240), "not settled within 240 s after the chaos"):
+        try_wait(lambda: len(credited(device)) >= len(sent), 120, 0.5)  # refunds are signed with the credits
+        owed = (db_query(device, "SELECT COUNT(*) FROM refunds", []) or [(0,)])[0][0]
+        window = CHAOS_SETTLE[0] + CHAOS_SETTLE[1] * owed
+        if not out.check(
+            settle(device, chain, sent, window), "not settled within %.0f s after the chaos" % window
+        ):
             out.notes.append("open after the chaos: " + unsettled(device, chain, sent))
             print("\n".join(device.output(whole=True).splitlines()[-40:]), flush=True)
         check_hat(hat)
