@@ -6850,15 +6850,17 @@ def device_keys(config: Config) -> KeyPair:
     return keys
 
 
-def lock_state_file(state_file: str) -> int:
+def lock_state_file(state_file: str, *, claim: bool = True) -> int:
     """Hold an OS lock (flock) on STATE_FILE.lock for the life of this process, so that one daemon
     at a time runs on a state file; the kernel drops the lock when the process ends, however it
-    ends (SIGKILL, power cut), so a leftover lock file never blocks. Returns the file descriptor."""
+    ends (SIGKILL, power cut), so a leftover lock file never blocks. Returns the file descriptor.
+    claim=False (gpio-off) holds it without writing this pid into it, opened read-only: a `run`
+    refused meanwhile must not name a short-lived process; flock needs no more."""
     import fcntl
 
     path = state_file + ".lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, (os.O_RDWR if claim else os.O_RDONLY) | os.O_CREAT, 0o644)
     except OSError as e:
         raise StateError("%s: cannot create the lock file: %s" % (path, e.strerror)) from None
     try:
@@ -6867,7 +6869,15 @@ def lock_state_file(state_file: str) -> int:
         if not isinstance(e, BlockingIOError):
             os.close(fd)
             raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
-        raise _already_running(state_file, fd) from None
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise ConfigError(
+            "%s: iotlight is already running on this state file (pid %s); stop it first "
+            "(sudo systemctl stop iotlight, or kill %s), or give this one another "
+            "device.state_file" % (state_file, holder or "unknown", holder or "PID")
+        ) from None
+    if not claim:
+        return fd
     try:  # the pid is for the message of a second daemon; written in place, so a full disk rarely stops it
         mine = b"%-10d\n" % os.getpid()
         os.pwrite(fd, mine, 0)
@@ -6881,17 +6891,6 @@ def lock_state_file(state_file: str) -> int:
     return fd
 
 
-def _already_running(state_file: str, fd: int) -> ConfigError:
-    """The error for a lock held by another process (its pid read from the lock file); closes fd."""
-    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    os.close(fd)
-    return ConfigError(
-        "%s: iotlight is already running on this state file (pid %s); stop it first "
-        "(sudo systemctl stop iotlight, or kill %s), or give this one another "
-        "device.state_file" % (state_file, holder or "unknown", holder or "PID")
-    )
-
-
 def cmd_gpio_off(config: Config, args: argparse.Namespace) -> int:
     """Switch light.gpio_pin off and release it, as a clean stop does: the unit's ExecStopPost, so
     that a daemon that crashed (or was killed, or stopped restarting) does not leave a relay on.
@@ -6899,28 +6898,9 @@ def cmd_gpio_off(config: Config, args: argparse.Namespace) -> int:
     if config.gpio_pin < 0:
         print("light.gpio_pin is -1: no pin to switch off")
         return 0
-    import fcntl
-
-    # Hold the daemon's lock while switching, without writing a pid into it (a `run` refused
-    # meanwhile must not name this short-lived process). Opened read-only: flock needs no more.
-    path = config.state_file + ".lock"
-    lock: Optional[int] = None
-    try:
-        lock = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        pass  # no state folder: no daemon ever ran on this state file
-    except OSError as e:
-        raise StateError(
-            "%s: cannot tell whether a daemon runs on this state file: %s" % (path, e.strerror)
-        ) from None
-    if lock is not None:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _already_running(config.state_file, lock) from None
-        except OSError as e:
-            os.close(lock)
-            raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
+    lock: Optional[int] = None  # no state folder: no daemon ever ran on this state file
+    if os.path.isdir(os.path.dirname(os.path.abspath(config.state_file))):
+        lock = lock_state_file(config.state_file, claim=False)  # refused while a daemon runs
     try:
         GpioSwitch(config.gpio_pin, active_high=config.gpio_active_high).close()
     finally:
