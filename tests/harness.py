@@ -64,6 +64,19 @@ def write_config(path: Path, settings: Dict[str, Any], header: str = "") -> Path
     return path
 
 
+class FakeClock(iotlight.Clock):
+    """A clock that moves only when a test sets `mono` (wall time follows it)."""
+
+    def __init__(self):
+        self.mono = 1000.0
+
+    def monotonic(self):
+        return self.mono
+
+    def time(self):
+        return 1_700_000_000 + self.mono
+
+
 def start_chain(chain_id: str = "T", **node_options: Any) -> Any:
     """A started FakeNode whose treasury (TREASURY_SEED) issued an IoT-Light token (2 decimals).
 

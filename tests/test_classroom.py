@@ -9,24 +9,13 @@ import time
 import httpx
 import pytest
 from fakenode import POOL_ROUTES, Pool
-from harness import DEVICE_SEED, TREASURY_SEED, Device, credited, start_chain, wait_until
+from harness import DEVICE_SEED, TREASURY_SEED, Device, FakeClock, credited, start_chain, wait_until
 
 import iotlight
 
 pytestmark = pytest.mark.timeout(240)
 
 LIST = "/transactions/address/"
-
-
-class FakeClock(iotlight.Clock):
-    def __init__(self):
-        self.mono = 1000.0
-
-    def monotonic(self):
-        return self.mono
-
-    def time(self):
-        return 1_700_000_000 + self.mono
 
 
 class Rig:

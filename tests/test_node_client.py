@@ -5,19 +5,9 @@ import logging
 
 import httpx
 import pytest
+from harness import FakeClock
 
 import iotlight
-
-
-class FakeClock(iotlight.Clock):
-    def __init__(self):
-        self.mono = 1000.0
-
-    def monotonic(self):
-        return self.mono
-
-    def time(self):
-        return 1_700_000_000 + self.mono
 
 
 def client(handler, urls=("http://a", "http://b"), clock=None):

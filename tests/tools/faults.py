@@ -216,17 +216,25 @@ def streaming_setup(
     return chain, hat, device
 
 
-def data_txs(chain: Any, device: Device) -> Dict[str, Dict[str, Dict[str, Any]]]:
-    """The device's Data transactions: "accepted" (every distinct one a broadcast got a 200 for,
-    plus any in a block) and "on_chain" (in a block now), id -> node JSON."""
+def device_txs(chain: Any, device: Device, tx_type: int = 12) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """The device's transactions of `tx_type` (12 Data, 4 its refund transfers): "accepted" (every
+    distinct one a broadcast got a 200 for, plus any in a block) and "on_chain" (in a block now),
+    id -> node JSON."""
     pk = iotlight.b58encode(device.keys.public_key)
     accepted: Dict[str, Dict[str, Any]] = {}
     for b in list(chain.broadcasts):
         r = b.response
-        if b.status == 200 and isinstance(r, dict) and r.get("type") == 12 and r.get("senderPublicKey") == pk:
+        if (
+            b.status == 200
+            and isinstance(r, dict)
+            and r.get("type") == tx_type
+            and r.get("senderPublicKey") == pk
+        ):
             accepted[r["id"]] = r
     on_chain = {
-        tx["id"]: tx for tx in chain.all_transactions() if tx["type"] == 12 and tx["sender"] == device.address
+        tx["id"]: tx
+        for tx in chain.all_transactions()
+        if tx["type"] == tx_type and tx["sender"] == device.address
     }
     accepted.update(on_chain)
     return {"accepted": accepted, "on_chain": on_chain}
@@ -453,7 +461,7 @@ def check_payments(out: Outcome, device: Device, chain: Any, sent: Dict[str, int
         )
     out.check(not extra, "%d credited payment(s) nobody sent" % len(extra), len(extra))
     out.check(not wrong, "%d payment(s) credited with another amount" % len(wrong), len(wrong))
-    txs = data_txs(chain, device)
+    txs = device_txs(chain, device)
     on_chain = key_counts(txs["on_chain"], "served_")
     accepted = key_counts(txs["accepted"], "served_")
     no_receipt = [i for i in sent if on_chain["served_" + i] == 0]
@@ -491,16 +499,8 @@ def check_refunds(out: Outcome, device: Device, chain: Any, sent: Dict[str, int]
         units = iotlight.refund_units(amount, bought, max(0.0, bought - granted[pid]))
         if units:
             owed[pid] = units
-    pk = iotlight.b58encode(device.keys.public_key)
-    accepted: Dict[str, Dict[str, Any]] = {}
-    for b in list(chain.broadcasts):
-        r = b.response
-        if b.status == 200 and isinstance(r, dict) and r.get("type") == 4 and r.get("senderPublicKey") == pk:
-            accepted[r["id"]] = r
-    on_chain = {
-        tx["id"]: tx for tx in chain.all_transactions() if tx["type"] == 4 and tx["sender"] == device.address
-    }
-    accepted.update(on_chain)
+    transfers = device_txs(chain, device, tx_type=4)
+    accepted, on_chain = transfers["accepted"], transfers["on_chain"]
     by_tx = {tx_id: pid for pid, (tx_id, _) in rows.items()}
     wrong = [p for p in owed if rows.get(p, (None, None))[1] != owed[p]]
     extra = [p for p in rows if p not in owed]
@@ -542,7 +542,7 @@ def check_presses(
 ) -> None:
     """Each press made is on chain once as joystick_<n>, n = 1..N without a gap; a press lost
     with a SIGKILL right after it was handed to the daemon's socket is measured, not failed."""
-    txs = data_txs(chain, device)
+    txs = device_txs(chain, device)
     counts = key_counts(txs["accepted"], "joystick_")
     entries = press_entries(txs["on_chain"])
     top = max(entries) if entries else 0
@@ -1017,7 +1017,7 @@ def case_corrupt(out: Outcome, quick: bool, rng: random.Random) -> None:
             out.check(ok, "%s (%s): a new payment after the damage was not credited" % (name, what))
             if device.alive():
                 device.stop()
-            txs = data_txs(chain, device)
+            txs = device_txs(chain, device)
             counts = key_counts(txs["accepted"], "served_")
             again = [i for i in sent if counts["served_" + i] > 1]
             recredited += len(again)
