@@ -5722,6 +5722,7 @@ class Monitor:
         self._server: Any = None
         self._clients: Dict[ServerConnection, _MonitorClient] = {}
         self._closing: set = set()  # tasks closing dropped clients
+        self._accepted: set = set()  # every TCP connection from accept until its socket is gone
 
     @property
     def client_count(self) -> int:
@@ -5735,12 +5736,27 @@ class Monitor:
         ping = self._ping_interval if self._ping_interval > 0 else None
         self._names = _own_host_names(self.host)
         try:
+            from websockets.asyncio.server import ServerConnection
             from websockets.asyncio.server import serve as ws_serve
+
+            accepted = self._accepted
+
+            class TrackedConnection(ServerConnection):  # type: ignore[misc]
+                """A connection the monitor can still find when it never finished its handshake."""
+
+                def connection_made(self, transport: Any) -> None:
+                    super().connection_made(transport)
+                    accepted.add(self)
+
+                def connection_lost(self, exc: Optional[Exception]) -> None:
+                    accepted.discard(self)
+                    super().connection_lost(exc)
 
             self._server = await ws_serve(
                 self._handle,
                 self.host,
                 self.port,
+                create_connection=TrackedConnection,
                 logger=_handshake_logger(),
                 open_timeout=5.0,  # slowloris: a handshake not done in 5 s is dropped
                 process_request=self._process_request,
@@ -5770,9 +5786,14 @@ class Monitor:
             *(self._close_client(c, CLOSE_GOING_AWAY, "monitor shutting down") for c in clients),
             *self._closing,
         )
+        # A browser opens spare sockets ahead of need and may never send on them. Left open, such
+        # a socket keeps the closed server waiting, and a browser later sends its next request
+        # for this host and port down it, where nothing will ever answer: cut them all.
+        for connection in list(self._accepted):
+            if connection.transport is not None:
+                connection.transport.abort()
         try:
-            # a browser's idle pre-connected socket never finishes a handshake: don't wait for it
-            await asyncio.wait_for(server.wait_closed(), 2.0)
+            await asyncio.wait_for(server.wait_closed(), MONITOR_CLOSE_TIMEOUT)
         except asyncio.TimeoutError:
             monitor_log.debug("monitor: connections still opening were left to close with the process")
         monitor_log.info("monitor stopped")

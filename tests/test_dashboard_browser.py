@@ -89,8 +89,8 @@ class MonitorThread:
         self.stop()
 
         async def cancel_leftovers():
-            # a browser's pre-connected socket that never finished its handshake: the monitor
-            # leaves its handler to the process's end; here the loop ends, so cancel it first
+            # the loop ends here, so no task of it may be left pending (Monitor.close has
+            # already cut the sockets a browser opened ahead and never used)
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:
                 t.cancel()
@@ -168,9 +168,20 @@ def attr(driver, element_id, name):
     )
 
 
+def blank_page(driver):
+    """Leave the last test's page and drop what it logged.
+
+    A page left open keeps retrying its WebSocket after its server is gone; when the next
+    test's server is given the same free port, those retries are refused and logged as if
+    they came from the new page.
+    """
+    driver.get("about:blank")
+    driver.get_log("browser")
+
+
 def open_live(driver, srv):
     """Load the page and wait until its WebSocket has delivered the snapshot."""
-    driver.get_log("browser")  # drop what earlier tests left
+    blank_page(driver)
     driver.get(srv.url())
     poll(lambda: text(driver, "conn") == "live", "the page to connect")
 
@@ -603,12 +614,12 @@ def test_real_daemon_payment_lights_the_dashboard(browser, chain, device):
     """The real daemon against the fake node: after a payment the page shows the lamp lit and counting down."""
     import socket as socket_module
 
+    blank_page(browser)  # before the port is chosen: the last test's page may retry on it
     with socket_module.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     device.configure(monitor__port=port)
     device.start()
-    browser.get_log("browser")
     browser.get("http://127.0.0.1:%d/" % port)
     poll(lambda: text(browser, "conn") == "live", "the page to connect to the daemon")
     assert text(browser, "address") == device.address

@@ -425,6 +425,30 @@ async def test_close_sends_going_away_to_clients(start_monitor):
     await monitor.close()  # idempotent
 
 
+async def test_close_cuts_a_socket_that_never_sent_a_request(start_monitor):
+    """A browser's spare pre-connected socket is closed too, not left open for the process's life.
+
+    Left open, the next page load to that port (a restarted daemon on the same port) is sent
+    down the dead socket and hangs until the browser gives up.
+    """
+    monitor = await start_monitor()
+    idle = socket.create_connection(("127.0.0.1", monitor.port), timeout=WAIT)
+    try:
+        async with connect(url(monitor)) as ws:  # accepted after the idle socket: both are in
+            await recv_json(ws)
+            await asyncio.wait_for(monitor.close(), WAIT)
+            idle.setblocking(False)
+            try:  # already closed when close() returns, not when its handshake would time out
+                assert idle.recv(1) == b""
+            except ConnectionResetError:
+                pass
+            except BlockingIOError:
+                raise AssertionError("close() returned with a connection still open") from None
+            assert await wait_closed_code(ws) == 1001
+    finally:
+        idle.close()
+
+
 # -- HTTP: page and QR ------------------------------------------------------------------
 
 
