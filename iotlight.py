@@ -2194,6 +2194,16 @@ class Store:
             )
         self.set_meta("asset_id", asset_id)
 
+    # -- what the node told us once about the payment token
+    _TOKEN_FACT_KEYS = {"decimals": "decimals:%s", "name": "asset_name:%s", "scripted": "asset_scripted:%s"}
+
+    def token_fact(self, asset_id: str, fact: str) -> Optional[str]:
+        """A kept fact about a token ("decimals", "name" or "scripted"); None when not learnt."""
+        return self.get_meta(self._TOKEN_FACT_KEYS[fact] % asset_id)
+
+    def set_token_fact(self, asset_id: str, fact: str, value: Any) -> None:
+        self.set_meta(self._TOKEN_FACT_KEYS[fact] % asset_id, value)
+
     # -- light
     def light(self) -> Tuple[float, float]:
         """(start, until) of the current or last lit span, Unix seconds."""
@@ -4214,12 +4224,12 @@ class Watcher:
     async def prepare(self) -> None:
         """Token decimals (cached in the state file) and the device's aliases."""
         if self.decimals is None:
-            cached = self.store.get_meta("decimals:%s" % self.config.asset_id)
+            cached = self.store.token_fact(self.config.asset_id, "decimals")
             if cached is not None:
                 self.decimals = int(cached)
             else:
                 self.decimals = await self.node.asset_decimals(self.config.asset_id)
-                self.store.set_meta("decimals:%s" % self.config.asset_id, self.decimals)
+                self.store.set_token_fact(self.config.asset_id, "decimals", self.decimals)
                 self.log.info("token %s has %d decimals", self.config.asset_id, self.decimals)
         aliases = await self.node.aliases(self.address)
         new = set(aliases) - self.mine
@@ -5076,7 +5086,7 @@ class Outbox:
         self.count_ok = 0  # the press count last found on chain as joystick_count
         # a scripted (smart) token costs 0.004 more fee per transfer: learnt from /assets/details
         # (Daemon.learn_token) or from the node refusing a refund's fee, kept in the state file
-        self.smart_asset = store.get_meta("asset_scripted:%s" % config.asset_id) == "1"
+        self.smart_asset = store.token_fact(config.asset_id, "scripted") == "1"
         self.paid_on_chain: set = set()  # payment ids found in a block: their refunds may go out
         self.next_count_check = now + COUNT_CHECK_INTERVAL
         self.pulse = Pulse(clock)
@@ -5262,7 +5272,7 @@ class Outbox:
             )
         self.smart_asset = scripted
         try:
-            self.store.set_meta("asset_scripted:%s" % self.config.asset_id, "1" if scripted else "0")
+            self.store.set_token_fact(self.config.asset_id, "scripted", "1" if scripted else "0")
         except StateError:
             _state_trouble(self.log)
 
@@ -6359,7 +6369,7 @@ class Daemon:
         self.joystick: Optional[Dict[str, Any]] = None
         self.unsaved: "collections.deque" = collections.deque()
         self.funds_ok = True
-        self.token_name: Optional[str] = store.get_meta("asset_name:%s" % config.asset_id)
+        self.token_name: Optional[str] = store.token_fact(config.asset_id, "name")
         self.recent_ignored: "collections.deque" = collections.deque(maxlen=20)  # for the dashboard
         self.monitor = None
         node.on_status = self.node_status
@@ -6489,7 +6499,7 @@ class Daemon:
         """The token's name (for the dashboard) and whether it is scripted (a refund's fee) from
         the node, once: both are kept in the state file."""
         asset = self.config.asset_id
-        if not asset or (self.token_name and self.store.get_meta("asset_scripted:%s" % asset) is not None):
+        if not asset or (self.token_name and self.store.token_fact(asset, "scripted") is not None):
             return
         while not self.stop.is_set():
             try:
@@ -6506,7 +6516,7 @@ class Daemon:
                     and name.isprintable()
                 ):
                     self.token_name = name
-                    self.store.set_meta("asset_name:%s" % asset, name)
+                    self.store.set_token_fact(asset, "name", name)
                     self.publish({"type": "token", "name": name, "decimals": self.watcher.decimals})
                 return
             except (NodeError, StateError) as e:

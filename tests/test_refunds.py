@@ -600,7 +600,7 @@ def test_a_refund_of_a_scripted_token_is_signed_with_the_smart_asset_fee(tmp_pat
         assert b.body["amount"] == 4000 and b.body["assetId"] == s.asset
         assert s.node.chain.transaction(rid) is not None
         assert s.store.refund_of(rid)["payment_id"] == paid
-        assert s.store.get_meta("asset_scripted:%s" % s.asset) == "1"
+        assert s.store.token_fact(s.asset, "scripted") == "1"
 
 
 def test_a_refund_refused_for_its_fee_is_signed_again_with_the_smart_asset_fee(tmp_path):
@@ -611,7 +611,7 @@ def test_a_refund_refused_for_its_fee_is_signed_again_with_the_smart_asset_fee(t
     from scenario import Scenario
 
     s = Scenario(tmp_path, scripted_token=True, payment__max_seconds=60.0, payment__refund="excess")
-    s.store.set_meta("decimals:%s" % s.asset, 2)
+    s.store.set_token_fact(s.asset, "decimals", 2)
     s.node.refuse(503, "/assets/details")
     with s:  # starts it
         s.run_for(10)
@@ -624,7 +624,7 @@ def test_a_refund_refused_for_its_fee_is_signed_again_with_the_smart_asset_fee(t
         assert s.node.chain.transaction(landed) is not None
         receipt = json.loads(s.node.chain.data_entries(s.address)["served_" + paid]["value"])
         assert receipt["refund"] == {"id": landed, "amount": 4000}
-        assert s.store.get_meta("asset_scripted:%s" % s.asset) == "1"
+        assert s.store.token_fact(s.asset, "scripted") == "1"
         s.restart(after=60)
         s.run_for(10)
         s.pay(100)  # the lamp is lit (60 s cap): most of it goes back
