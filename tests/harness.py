@@ -1,8 +1,10 @@
 """Helpers for end-to-end tests: a throwaway device, its config, and the real daemon as a subprocess."""
 
+import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +36,13 @@ def wait_until(
         time.sleep(interval)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (bound to 0 and let go: it may be taken again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -62,6 +71,23 @@ def write_config(path: Path, settings: Dict[str, Any], header: str = "") -> Path
     """Write a TOML file from {"section.key": value}."""
     path.write_text(config_text(settings, header))
     return path
+
+
+async def poll_settled(watcher: "iotlight.Watcher") -> None:
+    """One Watcher poll, ending when the list read it started has ended too.
+
+    A poll waits at most a poll interval (1 s of real time at least) for its list read and leaves
+    a slower one running in the background. On a busy machine an in-process read against the fake
+    node can take that long, and the poll's outcome would then depend on the machine's speed: here
+    the read is waited for and its result taken, as the poll itself takes it on an idle machine.
+    """
+    await watcher.poll_once()
+    task = watcher.list_task
+    if task is not None:
+        await asyncio.wait({task}, timeout=60.0)
+        if task.done():
+            watcher.list_task = None
+            task.result()
 
 
 class FakeClock(iotlight.Clock):
@@ -165,13 +191,35 @@ class Device:
             cwd=str(self.folder),
         )
         if ready:
-            wait_until(
-                lambda: "running: address" in self.output() or self.proc.poll() is not None,
-                30,
-                what="the daemon to start",
-            )
+            self.wait_running()
             assert self.proc.poll() is None, "daemon exited early:\n" + self.output()
         return self
+
+    def wait_running(self) -> None:
+        """Until the daemon says it runs, or has exited."""
+        assert self.proc is not None
+        wait_until(
+            lambda: "running: address" in self.output() or self.proc.poll() is not None,
+            30,
+            what="the daemon to start",
+        )
+
+    def start_with_monitor(self, env: Optional[Dict[str, str]] = None) -> int:
+        """Start with the monitor on a free port; return the port.
+
+        The port is free when looked at, but another program can take it before the daemon binds
+        it; the daemon then exits with "monitor cannot listen" and another port is tried.
+        """
+        for _ in range(5):
+            port = free_port()
+            self.configure(monitor__port=port)
+            self.start(ready=False, env=env)
+            self.wait_running()
+            if self.proc.poll() is None:
+                return port
+            self.log.close()
+            assert "monitor cannot listen" in self.output(), "daemon exited early:\n" + self.output()
+        raise AssertionError("five free ports were all taken before the daemon could listen")
 
     def output(self, whole: bool = False) -> str:
         text = self.log_path.read_bytes()

@@ -9,7 +9,16 @@ import time
 import httpx
 import pytest
 from fakenode import POOL_ROUTES, Pool
-from harness import DEVICE_SEED, TREASURY_SEED, Device, FakeClock, credited, start_chain, wait_until
+from harness import (
+    DEVICE_SEED,
+    TREASURY_SEED,
+    Device,
+    FakeClock,
+    credited,
+    poll_settled,
+    start_chain,
+    wait_until,
+)
 
 import iotlight
 
@@ -49,9 +58,10 @@ class Rig:
             light_span=lambda: (0.0, 0.0),
         )
 
-    def poll(self, n=1, step=1.0):
+    def poll(self, n=1, step=1.0, settle=True):
+        """n polls, step fake seconds apart; each waits for its list read unless settle is False."""
         for _ in range(n):
-            self.loop.run_until_complete(self.watcher.poll_once())
+            self.loop.run_until_complete(poll_settled(self.watcher) if settle else self.watcher.poll_once())
             self.clock.mono += step
 
     def requests_since(self, mark, prefix):
@@ -201,10 +211,10 @@ def test_a_list_read_held_in_the_pools_queue_does_not_hold_up_the_polls(rig):
     rig.poll(3)
     chain.fail("hang", count=1, paths=[LIST], hang_seconds=20)
     rig.watcher.next_sweep = rig.clock.mono  # a sweep is due: its list read hangs
-    rig.poll()
+    rig.poll(settle=False)
     assert rig.watcher.list_task is not None and not rig.watcher.list_task.done()
     txid = chain.transfer(chain.treasury, rig.address, 30, asset_id=chain.asset)["id"]
-    rig.poll(2)
+    rig.poll(2, settle=False)
     assert paid(rig) == {txid: 30}
     assert not rig.watcher.list_task.done(), "credited while the list read still waits"
     chain.clear_faults()

@@ -6,6 +6,7 @@ import os
 import random
 
 import pytest
+from harness import poll_settled
 
 import iotlight
 from iotlight import Grant, LightTimer, PendingEvent, extend_light, payment_amount
@@ -619,7 +620,7 @@ def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_n
             node.tip += 60
             clock.advance(3600)
             if hour % 3 == 2:  # the daemon polls far more often; a read every 3 hours will do
-                asyncio.run(watcher.poll_once())
+                asyncio.run(poll_settled(watcher))
                 _send_outbox(store, int(clock.time() * 1000), node.tip, template, paid)
         if day in (7, 364):
             sizes[day] = _state_bytes(path)
@@ -650,7 +651,7 @@ def test_a_simulated_year_keeps_the_state_file_bounded_and_pruned_payments_are_n
     credits.clear()
     watcher = _watcher(store, node, clock, credits)
     node.listed = 0
-    asyncio.run(watcher.poll_once())
+    asyncio.run(poll_settled(watcher))
     assert sorted(c.id for c in credits) == sorted(new)
     assert node.listed < 3 * 24 + 1000  # it stopped near the pruned height, not a year down
     assert store.light() != light_before and total_before > 0

@@ -612,14 +612,8 @@ def test_screenshots_at_phone_and_desktop_sizes(browser, server, name, width, he
 
 def test_real_daemon_payment_lights_the_dashboard(browser, chain, device):
     """The real daemon against the fake node: after a payment the page shows the lamp lit and counting down."""
-    import socket as socket_module
-
     blank_page(browser)  # before the port is chosen: the last test's page may retry on it
-    with socket_module.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    device.configure(monitor__port=port)
-    device.start()
+    port = device.start_with_monitor()
     browser.get("http://127.0.0.1:%d/" % port)
     poll(lambda: text(browser, "conn") == "live", "the page to connect to the daemon")
     assert text(browser, "address") == device.address

@@ -1,6 +1,7 @@
 """End to end: joystick presses on the emulator's own socket become signed Data transactions, none lost."""
 
 import json
+import math
 import signal
 import time
 
@@ -159,9 +160,11 @@ def test_rapid_presses_are_coalesced_into_a_few_transactions(chain, device, hat)
     device.configure(hardware__backend="sense-emu", data__coalesce_window=1.0)
     device.start()
     assert hat.wait_for_stick_client(10)
+    began = time.monotonic()
     for i in range(50):
         hat.click(("up", "down", "left", "right", "middle")[i % 5])
         time.sleep(0.04)
+    pressing = time.monotonic() - began  # about 2 s; longer on a busy machine
     on_chain = wait_until(
         lambda: (
             presses_on_chain(chain, device.address)
@@ -173,7 +176,8 @@ def test_rapid_presses_are_coalesced_into_a_few_transactions(chain, device, hat)
     )
     assert sorted(on_chain) == list(range(1, 51))
     txs = [tx for tx in joystick_broadcasts(chain, device.address) if press_keys(tx)]
-    assert 2 <= len(txs) <= 6, len(txs)
+    # at most one transaction per 1 s coalescing window while the presses last, and the rest after
+    assert 2 <= len(txs) <= math.ceil(pressing) + 3, (len(txs), pressing)
     assert chain.data_entries(device.address)["joystick_count"]["value"] == 50
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -11,6 +10,7 @@ from typing import Any, Dict, List
 import httpx
 import pytest
 from fakenode import FakeNode, FakeNodeError
+from harness import free_port
 
 import iotlight
 
@@ -605,9 +605,7 @@ def test_standalone_demo_prints_treasury_and_asset(tmp_path):
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

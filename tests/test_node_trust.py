@@ -22,7 +22,7 @@ import tracemalloc
 import httpx
 import pytest
 from fakenode import gzip_bomb
-from harness import TREASURY_SEED, credited, read_state, wait_until
+from harness import TREASURY_SEED, credited, poll_settled, read_state, wait_until
 from reference import load_vectors
 
 import iotlight
@@ -390,7 +390,7 @@ def polls(w, n=1):
     async def go():
         try:
             for _ in range(n):
-                await w.poll_once()
+                await poll_settled(w)
         finally:
             await w.node.aclose()
 

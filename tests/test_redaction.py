@@ -4,11 +4,10 @@ requests still use the real URL. The monitor token never reaches the daemon's lo
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from clirun import run_cli
-from harness import credited, wait_until, write_config
+from harness import credited, free_port, wait_until, write_config
 from websockets.sync.client import connect
 
 import iotlight
@@ -54,12 +53,6 @@ def test_a_bad_node_url_is_named_masked_in_the_config_error(tmp_path):
     assert PASSWORD not in text and API_KEY not in text
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(180)
 def test_node_credentials_and_the_monitor_token_are_shown_nowhere(chain, device):
     """A dead node with ?apikey= first, the live one with user:password@ second: check, status, the daemon's
@@ -81,7 +74,7 @@ def test_node_credentials_and_the_monitor_token_are_shown_nowhere(chain, device)
     assert status.status == 0, status.output
     assert "node: http://user:***@127.0.0.1:%d, height " % chain.port in status.out
 
-    device.start()
+    port = device.start_with_monitor()
     with connect("ws://127.0.0.1:%d/?token=%s" % (port, MONITOR_TOKEN), open_timeout=30) as ws:
         state = json.loads(ws.recv(timeout=30))
         assert state["type"] == "state"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import TREASURY_SEED, read_state, wait_until
+from harness import TREASURY_SEED, free_port, read_state, wait_until
 
 REHEARSAL = Path(__file__).resolve().parent / "tools" / "rehearsal.py"
 # "payment ID from SENDER: 3.00 IoT-Light -> 3.0 s of light" (the demo token has 2 decimals)
@@ -268,11 +268,7 @@ def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(tmp_path):
 
 def test_the_dashboard_url_is_printed_once_the_monitor_listens(tmp_path):
     """With a monitor port the rehearsal prints the URL the daemon's monitor reports."""
-    import socket
-
-    with socket.socket() as s:  # a free port (the rehearsal checks it again before it starts)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # the rehearsal checks it again before it starts
     proc = rehearse(
         "--auto", "--duration", "2", "--backend", "none", "--port", str(port), "--dir", str(tmp_path / "run")
     )

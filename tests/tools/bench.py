@@ -50,7 +50,7 @@ for _p in (str(ROOT), str(TESTS), str(TESTS / "tools")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from harness import Device, funded_device, read_state, start_chain, wait_until  # noqa: E402
+from harness import Device, free_port, funded_device, read_state, start_chain, wait_until  # noqa: E402
 
 import iotlight  # noqa: E402
 
@@ -292,12 +292,6 @@ def with_emulator(fn: Callable[[Any], List[Row]], attempts: int = 3) -> List[Row
                 say("another process changed the emulator's files in /dev/shm (%s); starting over", e)
         time.sleep(5.0)
     raise AssertionError("unreachable")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # =============================================================================

@@ -43,7 +43,15 @@ for _p in (str(TESTS.parent), str(TESTS), str(TESTS / "tools")):
         sys.path.insert(0, _p)
 
 from emulator import EmulatedHat  # noqa: E402
-from harness import Device, credited, light_until, read_state, start_chain, wait_until  # noqa: E402
+from harness import (  # noqa: E402
+    Device,
+    credited,
+    free_port,
+    light_until,
+    read_state,
+    start_chain,
+    wait_until,
+)
 
 import iotlight  # noqa: E402
 
@@ -1163,12 +1171,6 @@ def case_clock(out: Outcome, quick: bool, rng: random.Random) -> None:
 # =============================================================================
 # 5. Hostile monitor clients
 # =============================================================================
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def raise_nofile(n: int) -> int:
