@@ -4295,16 +4295,18 @@ class Watcher:
         (1 s at least): a read the pool holds in its queue (17 a minute per IP) goes on in the
         background while the next polls keep finding payments in the blocks. Its failure
         surfaces in a later poll."""
-        task = self.list_task
-        if task is None or task.done():
-            self.list_task = None
-            if task is not None:
-                task.result()
+        self.take_list_result()
+        if self.list_task is None:
             if not self.dirty:
                 return
             task = self.list_task = asyncio.ensure_future(self._list_read_due(mono, fresh_height))
             await asyncio.wait({task}, timeout=max(1.0, self.config.poll_interval))
-        if task.done():
+            self.take_list_result()
+
+    def take_list_result(self) -> None:
+        """A list read that has ended is let go, and what it raised is raised here."""
+        task = self.list_task
+        if task is not None and task.done():
             self.list_task = None
             task.result()
 
@@ -5805,7 +5807,7 @@ class Monitor:
         try:
             await asyncio.wait_for(server.wait_closed(), MONITOR_CLOSE_TIMEOUT)
         except asyncio.TimeoutError:
-            monitor_log.debug("monitor: connections still opening were left to close with the process")
+            monitor_log.debug("monitor: a connection's handler had not ended; left to end with the process")
         monitor_log.info("monitor stopped")
 
     # -- publishing -----------------------------------------------------------

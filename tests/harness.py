@@ -82,12 +82,9 @@ async def poll_settled(watcher: "iotlight.Watcher") -> None:
     the read is waited for and its result taken, as the poll itself takes it on an idle machine.
     """
     await watcher.poll_once()
-    task = watcher.list_task
-    if task is not None:
-        await asyncio.wait({task}, timeout=60.0)
-        if task.done():
-            watcher.list_task = None
-            task.result()
+    if watcher.list_task is not None:
+        await asyncio.wait({watcher.list_task}, timeout=60.0)
+        watcher.take_list_result()
 
 
 class FakeClock(iotlight.Clock):

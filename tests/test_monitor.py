@@ -438,7 +438,7 @@ async def test_close_cuts_a_socket_that_never_sent_a_request(start_monitor):
         async with connect(url(monitor)) as ws:  # accepted after the idle socket: both are in
             await recv_json(ws)
             await asyncio.wait_for(monitor.close(), WAIT)
-            # closed by close(), not left to the 5 s handshake timeout (which close() waited 2 s of)
+            # closed by close() itself, not left to the 5 s handshake timeout
             idle.settimeout(1.0)
             try:
                 assert idle.recv(1) == b""
