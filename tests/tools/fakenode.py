@@ -8,7 +8,8 @@ the Waves protocol notes (waves-protocol.md) sections 5-12 and
 tests/vectors/api_examples/*.json. Transactions are real: broadcasts
 are parsed, their ids recomputed, signatures verified, fees, timestamps and
 balances checked; the test-side helpers (transfer, issue_asset, ...) sign with
-throwaway keys through iotlight's own signers.
+throwaway keys through tests/reference.py (never iotlight's own code: the
+fake node is an independent judge of what the daemon broadcasts).
 
 The chain: sealed blocks and one liquid block on top (the last block, which
 takes new transactions at once, like microblocks, at height = current height).
@@ -25,6 +26,7 @@ Test use:
 Behind the public pool's limits (one IP, as a classroom behind one router sees them):
 
     with FakeNode(chain_id="T", pool=Pool()) as node: ...   # node.pool.counts: routes and 429s
+    Pool(shared_zone=True, nodelay=True)   # stricter: all 20 r/s routes in one limit_req bucket
 
 Standalone rehearsal (prints what it does):
 
@@ -55,11 +57,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-_ROOT = Path(__file__).resolve().parent.parent.parent
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+_TESTS = Path(__file__).resolve().parent.parent  # tests/: reference.py, also when run as a script
+if str(_TESTS) not in sys.path:
+    sys.path.insert(0, str(_TESTS))
 
-import iotlight  # noqa: E402
+import reference  # noqa: E402
 
 log = logging.getLogger("iotlight.fakenode")
 
@@ -178,8 +180,8 @@ def _is_int(v: Any) -> bool:
 
 def _b58_ok(text: Any, length: int) -> bool:
     try:
-        return len(iotlight.b58decode(text)) == length
-    except (iotlight.EncodingError, TypeError):
+        return len(reference.b58decode(text)) == length
+    except (reference.Invalid, TypeError):
         return False
 
 
@@ -407,6 +409,10 @@ POOL_ROUTES: Tuple[Tuple[str, str, Optional[int], float, int, float], ...] = (
     ("heavy", r"^/blocks/last$|^/alias/", 100, 20.0, 50, 1.0),
     ("default", r"", 15, 20.0, 50, 1.0),
 )
+# A stricter reading of the same page (Pool(shared_zone=True)): every route limited to 20 requests a
+# second takes its turn in one limit_req zone, one bucket for them all; caches stay per route.
+SHARED_ZONE = "20r/s"
+SHARED_ZONE_ROUTES = frozenset(name for name, _, _, rate, _, _ in POOL_ROUTES if rate == 20.0)
 
 
 class Pool:
@@ -418,6 +424,10 @@ class Pool:
     simultaneous requests on a route than it allows get 503. proxy_cache: a GET answered 200
     is served from the cache for the route's seconds (the same URL, query included), so the
     data can lag. `counts` holds (route, outcome) -> requests: outcome "ok", "cached", "429", "503".
+
+    shared_zone=True: the routes of SHARED_ZONE_ROUTES (info, height, heavy, default: all at 20 r/s)
+    count in one limit_req zone (one bucket, each route's own burst), as a stricter reading of the
+    pool's page; connection limits, caches and counts stay per route.
     """
 
     def __init__(
@@ -425,15 +435,17 @@ class Pool:
         routes: Sequence[Tuple[str, str, Optional[int], float, int, float]] = POOL_ROUTES,
         *,
         nodelay: bool = False,
+        shared_zone: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.routes = [
             (name, re.compile(rx), conns, rate, burst, ttl) for name, rx, conns, rate, burst, ttl in routes
         ]
         self.nodelay = nodelay
+        self.shared_zone = shared_zone
         self.clock = clock
         self.lock = threading.Lock()
-        self.excess: Dict[str, Tuple[float, float]] = {}  # route -> (requests queued, when)
+        self.excess: Dict[str, Tuple[float, float]] = {}  # zone -> (requests queued, when)
         self.active: Dict[str, int] = collections.Counter()
         self.cache: Dict[str, Tuple[float, int, bytes, str]] = {}
         self.counts: "collections.Counter[Tuple[str, str]]" = collections.Counter()
@@ -453,13 +465,14 @@ class Pool:
                 self.counts[(name, "503")] += 1
                 return "503", None
             now = self.clock()
-            queued, when = self.excess.get(name, (-1.0, now))
+            zone = SHARED_ZONE if self.shared_zone and name in SHARED_ZONE_ROUTES else name
+            queued, when = self.excess.get(zone, (-1.0, now))
             # nginx: excess = previous - rate * elapsed + 1 (floored at 0); above burst: refused
             excess = 0.0 if queued < 0 else max(0.0, queued - rate * (now - when) + 1)
             if excess > burst:
                 self.counts[(name, "429")] += 1
                 return "429", None
-            self.excess[name] = (excess, now)
+            self.excess[zone] = (excess, now)
             self.active[name] += 1
             return "ok", 0.0 if self.nodelay else excess / rate
 
@@ -537,8 +550,8 @@ class FakeNode:
         self.broadcasts: List[Broadcast] = []
         self.requests: List[Request] = []
         self._lock = threading.RLock()
-        self._generator = iotlight.keypair_from_seed("fakenode generator %s" % chain_id)
-        self._faucet = iotlight.keypair_from_seed("fakenode faucet %s" % chain_id)
+        self._generator = reference.keys_from_seed("fakenode generator %s" % chain_id)
+        self._faucet = reference.keys_from_seed("fakenode faucet %s" % chain_id)
         self._addr_cache: Dict[str, str] = {}
         self._credits: List[Tuple[str, Optional[str], int]] = []
         self._aliases: Dict[str, str] = {}  # bare name -> address
@@ -552,7 +565,7 @@ class FakeNode:
         self._last_ts = 0
         self._blocks: List[Block] = []
         self._reset_state()
-        genesis = Block(start_height, self.now_ms(), iotlight.b58encode(b"\0" * 32))
+        genesis = Block(start_height, self.now_ms(), reference.b58encode(b"\0" * 32))
         self._seal_extras(genesis)
         self._blocks.append(genesis)
         self._server: Optional[_Server] = None
@@ -683,7 +696,7 @@ class FakeNode:
 
     def fund(self, address: str, waves: int = 0, *, asset_id: Optional[str] = None, amount: int = 0) -> None:
         """Credit an address outside any transaction (like genesis); survives rollbacks."""
-        iotlight.parse_address(address, self.chain_id)
+        reference.parse_address(address, self.chain_id)
         with self._lock:
             if waves:
                 self._credits.append((address, None, waves))
@@ -695,8 +708,8 @@ class FakeNode:
 
     def add_alias(self, address: str, name: str) -> str:
         """Register an alias for an address (no transaction); returns 'alias:<chain>:<name>'."""
-        iotlight.parse_address(address, self.chain_id)
-        canonical = iotlight.parse_alias(name, self.chain_id)
+        reference.parse_address(address, self.chain_id)
+        canonical = reference.parse_alias(name, self.chain_id)
         bare = canonical.split(":", 2)[2]
         with self._lock:
             if bare in self._aliases and self._aliases[bare] != address:
@@ -744,7 +757,7 @@ class FakeNode:
 
     def issue_asset(
         self,
-        keys: iotlight.KeyPair,
+        keys: reference.KeyPair,
         name: str,
         decimals: int,
         quantity: int,
@@ -758,22 +771,22 @@ class FakeNode:
         tx = {
             "type": 3,
             "version": 2,
-            "senderPublicKey": iotlight.b58encode(keys.public_key),
+            "senderPublicKey": reference.b58encode(keys.public_key),
             "name": name,
             "description": description,
             "quantity": quantity,
             "decimals": decimals,
             "reissuable": reissuable,
             "script": TRUE_SCRIPT if scripted else None,
-            "fee": fee or iotlight.issue_fee(self.rules),
+            "fee": fee or reference.issue_fee(self.rules),
             "timestamp": self.next_timestamp(),
             "chainId": ord(self.chain_id),
         }
-        return self.submit(iotlight.sign_tx(tx, keys.private_key))["id"]
+        return self.submit(reference.sign_tx(tx, keys.private_key))["id"]
 
     def transfer(
         self,
-        sender_keys: iotlight.KeyPair,
+        sender_keys: reference.KeyPair,
         recipient: str,
         amount: int,
         asset_id: Optional[str] = None,
@@ -796,7 +809,7 @@ class FakeNode:
 
     def make_transfer(
         self,
-        sender_keys: iotlight.KeyPair,
+        sender_keys: reference.KeyPair,
         recipient: str,
         amount: int,
         asset_id: Optional[str] = None,
@@ -807,28 +820,28 @@ class FakeNode:
     ) -> Dict[str, Any]:
         """A signed Transfer JSON as a client would POST it (not applied)."""
         if fee is None:
-            fee = iotlight.transfer_fee(self.rules, smart_asset=self._is_scripted(asset_id))
+            fee = reference.transfer_fee(self.rules, smart_asset=self._is_scripted(asset_id))
         tx = {
             "type": 4,
             "version": version,
-            "senderPublicKey": iotlight.b58encode(sender_keys.public_key),
+            "senderPublicKey": reference.b58encode(sender_keys.public_key),
             "assetId": asset_id,
             "recipient": recipient,
             "amount": amount,
-            "attachment": iotlight.b58encode(attachment),
+            "attachment": reference.b58encode(attachment),
             "fee": fee,
             "feeAssetId": None,
             "timestamp": timestamp or self.next_timestamp(),
             "chainId": ord(self.chain_id),
         }
-        signed = iotlight.sign_tx(tx, sender_keys.private_key)
+        signed = reference.sign_tx(tx, sender_keys.private_key)
         if version == 1:
             signed["signature"] = signed["proofs"][0]
         return signed
 
     def mass_transfer(
         self,
-        sender_keys: iotlight.KeyPair,
+        sender_keys: reference.KeyPair,
         transfers: Sequence[Tuple[str, int]],
         asset_id: Optional[str] = None,
         attachment: bytes = b"",
@@ -837,27 +850,27 @@ class FakeNode:
     ) -> Dict[str, Any]:
         """A real signed Mass Transfer (v1 or v2) applied into the liquid block."""
         if fee is None:
-            fee = iotlight.mass_transfer_fee(
+            fee = reference.mass_transfer_fee(
                 len(transfers), self.rules, smart_asset=self._is_scripted(asset_id)
             )
         tx = {
             "type": 11,
             "version": version,
-            "senderPublicKey": iotlight.b58encode(sender_keys.public_key),
+            "senderPublicKey": reference.b58encode(sender_keys.public_key),
             "assetId": asset_id,
             "transfers": [{"recipient": r, "amount": a} for r, a in transfers],
             "fee": fee,
             "timestamp": self.next_timestamp(),
-            "attachment": iotlight.b58encode(attachment),
+            "attachment": reference.b58encode(attachment),
             "chainId": ord(self.chain_id),
         }
-        return self.submit(iotlight.sign_tx(tx, sender_keys.private_key))
+        return self.submit(reference.sign_tx(tx, sender_keys.private_key))
 
     def data(
-        self, sender_keys: iotlight.KeyPair, entries: List[Dict[str, Any]], *, version: int = 1, fee: int = 0
+        self, sender_keys: reference.KeyPair, entries: List[Dict[str, Any]], *, version: int = 1, fee: int = 0
     ) -> Dict[str, Any]:
-        """A real signed Data transaction built by iotlight, applied into the liquid block."""
-        tx = iotlight.build_data_tx(
+        """A real signed Data transaction (v1 or v2), applied into the liquid block."""
+        tx = reference.build_data_tx(
             sender_keys,
             entries,
             timestamp=self.next_timestamp(),
@@ -870,7 +883,7 @@ class FakeNode:
 
     def failed_transfer(
         self,
-        sender_keys: iotlight.KeyPair,
+        sender_keys: reference.KeyPair,
         recipient: str,
         amount: int,
         asset_id: str,
@@ -975,8 +988,8 @@ class FakeNode:
         return item.get("id") if isinstance(item.get("id"), str) else None
 
     def _lie(self, kind: str, address: str, asset_id: Optional[str], amount: int) -> Dict[str, Any]:
-        liar = iotlight.keypair_from_seed("fakenode liar %s" % self.chain_id)
-        made_up = iotlight.b58encode(
+        liar = reference.keys_from_seed("fakenode liar %s" % self.chain_id)
+        made_up = reference.b58encode(
             hashlib.sha256(("lie %s %d" % (kind, len(self._lies))).encode()).digest()
         )
         if kind == "relabelled":
@@ -997,9 +1010,9 @@ class FakeNode:
             tx = {
                 "type": 4,
                 "version": 3,
-                "senderPublicKey": iotlight.b58encode(liar.public_key),
+                "senderPublicKey": reference.b58encode(liar.public_key),
                 "assetId": asset_id,
-                "recipient": iotlight.address_from_public_key(liar.public_key, other),
+                "recipient": reference.address(liar.public_key, other),
                 "amount": amount,
                 "attachment": "",
                 "fee": 100_000,
@@ -1007,14 +1020,14 @@ class FakeNode:
                 "timestamp": self.next_timestamp(),
                 "chainId": ord(other),
             }
-            signed = iotlight.sign_tx(tx, liar.private_key)  # a real transaction of the other chain
+            signed = reference.sign_tx(tx, liar.private_key)  # a real transaction of the other chain
             item = node_tx_json(signed, liar.address(other), self.fork)
             item["recipient"] = address  # ... listed as a payment to the device
         else:
             tx = {
                 "type": 4,
                 "version": 2,
-                "senderPublicKey": iotlight.b58encode(liar.public_key),
+                "senderPublicKey": reference.b58encode(liar.public_key),
                 "assetId": asset_id,
                 "recipient": address,
                 "amount": amount,
@@ -1023,7 +1036,7 @@ class FakeNode:
                 "feeAssetId": None,
                 "timestamp": self.next_timestamp(),
             }
-            signed = dict(tx, id=made_up, proofs=[iotlight.b58encode(os.urandom(64))])  # signs nothing
+            signed = dict(tx, id=made_up, proofs=[reference.b58encode(os.urandom(64))])  # signs nothing
             item = node_tx_json(signed, liar.address(self.chain_id), self.fork)
             if kind == "huge_numbers":
                 item["amount"] = 10**400
@@ -1097,7 +1110,7 @@ class FakeNode:
     def _address(self, public_key_b58: str) -> str:
         a = self._addr_cache.get(public_key_b58)
         if a is None:
-            a = iotlight.address_from_public_key(iotlight.b58decode(public_key_b58), self.chain_id)
+            a = reference.address(reference.b58decode(public_key_b58), self.chain_id)
             self._addr_cache[public_key_b58] = a
         return a
 
@@ -1271,13 +1284,13 @@ class FakeNode:
                 self._check_recipient(item["recipient"])
         if t == 12:
             try:
-                iotlight.validate_data_entries(tx["data"], version=v, rules=self.rules)
-            except iotlight.EncodingError as e:
+                reference.validate_data_tx(tx, self.rules)
+            except reference.Invalid as e:
                 raise _err(400, 199, str(e)) from None
             tx["data"] = [_data_entry_json(e) for e in tx["data"]]
         try:
-            tx["id"] = iotlight.tx_id(tx)
-        except iotlight.EncodingError as e:
+            tx["id"] = reference.tx_id(tx)
+        except reference.Invalid as e:
             raise _err(400, 199, str(e)) from None
         except (KeyError, TypeError, ValueError, struct.error) as e:
             raise _err(400, 199, "invalid transaction: %s" % e) from None
@@ -1288,10 +1301,10 @@ class FakeNode:
             raise _wrong_json(expected={"recipient": "jsstring"})
         try:
             if recipient.startswith("alias:"):
-                iotlight.parse_alias(recipient, self.chain_id)
+                reference.parse_alias(recipient, self.chain_id)
             else:
-                iotlight.parse_address(recipient, self.chain_id)
-        except iotlight.EncodingError:
+                reference.parse_address(recipient, self.chain_id)
+        except reference.Invalid:
             raise _err(400, 102, "invalid address") from None
 
     def _state_failed(
@@ -1346,7 +1359,7 @@ class FakeNode:
                     "Transaction timestamp %d is more than %dms in the past relative to "
                     "previous block timestamp %d" % (ts, MAX_PAST_MS, now),
                 )
-        if check_signature and not iotlight.verify_tx(raw if raw is not None else node_tx):
+        if check_signature and not reference.verify_tx(raw if raw is not None else node_tx):
             if self.fork == "0bs":
                 return self._state_failed(
                     node_tx,
@@ -1418,22 +1431,22 @@ class FakeNode:
     def _min_fee(self, node_tx: Dict[str, Any], raw: Optional[Dict[str, Any]]) -> int:
         t = node_tx["type"]
         if t == 4:
-            return iotlight.transfer_fee(self.rules, smart_asset=self._is_scripted(node_tx.get("assetId")))
+            return reference.transfer_fee(self.rules, smart_asset=self._is_scripted(node_tx.get("assetId")))
         if t == 11:
-            return iotlight.mass_transfer_fee(
+            return reference.mass_transfer_fee(
                 len(node_tx["transfers"]), self.rules, smart_asset=self._is_scripted(node_tx.get("assetId"))
             )
         if t == 12:
             src = dict(raw if raw is not None else node_tx)
             src["data"] = node_tx["data"]
-            return iotlight.data_fee(src, self.rules)
-        return iotlight.issue_fee(self.rules)
+            return reference.data_fee(src, self.rules)
+        return reference.issue_fee(self.rules)
 
     # --- internals: blocks --------------------------------------------------------
 
     def _seal_extras(self, block: Block) -> None:
-        block.generation_signature = iotlight.b58encode(os.urandom(32))
-        block.vrf = iotlight.b58encode(os.urandom(32))
+        block.generation_signature = reference.b58encode(os.urandom(32))
+        block.vrf = reference.b58encode(os.urandom(32))
 
     def _block_id(self, block: Block) -> str:
         h = hashlib.blake2b(digest_size=32)
@@ -1441,17 +1454,19 @@ class FakeNode:
         h.update(struct.pack(">iq", block.height, block.timestamp))
         for tx_id in block.txs:
             h.update(tx_id.encode())
-        return iotlight.b58encode(h.digest())
+        return reference.b58encode(h.digest())
 
     def _header_json(self, block: Block) -> Dict[str, Any]:
         block_id = self._block_id(block)
         sig = self._sig_cache.get(block_id)
         if sig is None:
-            sig = iotlight.b58encode(iotlight.sign(self._generator.private_key, iotlight.b58decode(block_id)))
+            sig = reference.b58encode(
+                reference.sign(self._generator.private_key, reference.b58decode(block_id))
+            )
             self._sig_cache[block_id] = sig
         generator = self._generator.address(self.chain_id)
         fees = sum(self._records[i].tx["fee"] for i in block.txs)
-        root = hashlib.blake2b(b"".join(iotlight.b58decode(i) for i in block.txs), digest_size=32).digest()
+        root = hashlib.blake2b(b"".join(reference.b58decode(i) for i in block.txs), digest_size=32).digest()
         size = 300 + sum(len(_compact(self._records[i].tx)) // 2 for i in block.txs)
         return {
             "timestamp": block.timestamp,
@@ -1460,7 +1475,7 @@ class FakeNode:
             "totalFee": fees,
             "reference": block.reference,
             "generator": generator,
-            "generatorPublicKey": iotlight.b58encode(self._generator.public_key),
+            "generatorPublicKey": reference.b58encode(self._generator.public_key),
             "signature": sig,
             "id": block_id,
             "nxt-consensus": {"base-target": 100, "generation-signature": block.generation_signature},
@@ -1471,7 +1486,7 @@ class FakeNode:
             "rewardShares": {generator: BLOCK_REWARD},
             "desiredReward": BLOCK_REWARD,
             "VRF": block.vrf,
-            "transactionsRoot": iotlight.b58encode(root),
+            "transactionsRoot": reference.b58encode(root),
         }
 
     def _balance_at(self, address: str, height: int) -> int:
@@ -1503,8 +1518,8 @@ class FakeNode:
 
     def _check_address(self, address: str) -> str:
         try:
-            iotlight.parse_address(address, self.chain_id)
-        except iotlight.EncodingError:
+            reference.parse_address(address, self.chain_id)
+        except reference.Invalid:
             raise _err(400, 102, "invalid address") from None
         return address
 
@@ -1632,8 +1647,8 @@ class FakeNode:
         if p[:2] == ["alias", "by-alias"] and n == 3:
             only("GET")
             try:
-                canonical = iotlight.parse_alias(p[2], self.chain_id)
-            except iotlight.EncodingError as e:
+                canonical = reference.parse_alias(p[2], self.chain_id)
+            except reference.Invalid as e:
                 raise _err(400, 199, str(e)) from None
             address = self._aliases.get(canonical.split(":", 2)[2])
             if address is None:
@@ -2046,8 +2061,8 @@ def _parse_fund(text: str, chain_id: str) -> Tuple[str, int]:
     if not sep:
         raise argparse.ArgumentTypeError("--fund takes ADDRESS=AMOUNT (AMOUNT in whole WAVES), not %r" % text)
     try:
-        iotlight.parse_address(address, chain_id)
-    except iotlight.EncodingError as e:
+        reference.parse_address(address, chain_id)
+    except reference.Invalid as e:
         raise argparse.ArgumentTypeError("--fund %s: %s" % (address, e)) from None
     try:
         wavelets = round(float(amount) * 10**8)
@@ -2056,6 +2071,17 @@ def _parse_fund(text: str, chain_id: str) -> Tuple[str, int]:
             "--fund %s: amount %r is not a number of WAVES" % (address, amount)
         ) from None
     return address, wavelets
+
+
+def _throwaway_seed_phrase() -> str:
+    """15 random words of the BIP-39 English list (what Waves wallets use), for the demo treasury."""
+    import random
+
+    from mnemonic import Mnemonic
+
+    words = Mnemonic("english").wordlist
+    rng = random.SystemRandom()
+    return " ".join(rng.choice(words) for _ in range(15))
 
 
 def _ticker(stop: threading.Event, interval: float, action: Callable[[], Any]) -> threading.Thread:
@@ -2112,6 +2138,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="play the public mainnet pool in front of the node: its per-IP rate and connection "
         "limits (429/503 like nginx) and its answer cache",
     )
+    ap.add_argument(
+        "--pool-shared-zone",
+        action="store_true",
+        help="with or without --pool: play the pool's stricter reading, every 20 r/s route in one "
+        "shared limit_req zone, answered without queueing (nodelay)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="also log debug details")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -2129,14 +2161,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         fork=args.fork,
         auto_include=args.micro_interval <= 0,
         after_unknown=args.after_unknown,
-        pool=Pool() if args.pool else None,
+        pool=Pool(shared_zone=True, nodelay=True) if args.pool_shared_zone else Pool() if args.pool else None,
     )
     for address, wavelets in funds:
         node.fund(address, waves=wavelets)
         print("funded %s with %d wavelets" % (address, wavelets), flush=True)
     if args.demo:
-        seed = iotlight.generate_seed_phrase()
-        keys = iotlight.keypair_from_seed(seed)
+        seed = _throwaway_seed_phrase()
+        keys = reference.keys_from_seed(seed)
         treasury = keys.address(args.chain)
         node.fund(treasury, waves=1000 * 10**8)
         asset = node.issue_asset(
