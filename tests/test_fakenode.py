@@ -374,8 +374,10 @@ def data_tx(k: iotlight.KeyPair = ALICE, ts: int = None, version: int = 1, **kw:
         {"key": "joystick", "type": "string", "value": "pressed"},
         {"key": "event_ts", "type": "integer", "value": 1700000000123},
     ]
-    build = iotlight.build_data_tx if version == 1 else reference.build_data_tx
-    return build(k, entries, timestamp=ts or int(time.time() * 1000), chain_id=CHAIN, version=version, **kw)
+    ts = ts or int(time.time() * 1000)
+    if version == 1:  # the daemon's builder makes Data v1 only
+        return iotlight.build_data_tx(k, entries, timestamp=ts, chain_id=CHAIN, **kw)
+    return reference.build_data_tx(k, entries, timestamp=ts, chain_id=CHAIN, version=version, **kw)
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -627,6 +629,170 @@ def test_requests_are_recorded(client, node):
     client.get("/blocks/height?x=1")
     req = node.requests[-1]
     assert (req.method, req.path, req.query) == ("GET", "/blocks/height", "x=1") and req.time > 0
+
+
+# --- a broken or hostile network ------------------------------------------------------------
+
+
+def ids(items: List[Dict[str, Any]]) -> List[str]:
+    return [t["id"] for t in items]
+
+
+def test_withhold_hides_a_confirmed_transaction_but_not_its_balance(client, node, asset):
+    """A withheld transaction is missing from the address pages, /blocks/at, /blocks/last, info (404
+    311) and status (not_found), an ?after= of it reads like an unknown id, balances still count it;
+    release() shows it again at its own height and position."""
+    alice, bob = ALICE.address(CHAIN), BOB.address(CHAIN)
+    before = node.transfer(ALICE, bob, 5, asset_id=asset)
+    node.mine()
+    t = node.transfer(ALICE, bob, 7, asset_id=asset)
+    same_block = node.transfer(ALICE, bob, 8, asset_id=asset)
+    node.mine()
+    newest = node.transfer(ALICE, bob, 9, asset_id=asset)
+    h = t["height"]
+    shown = {
+        "bob": by_address(client, bob, 10),
+        "alice": by_address(client, alice, 10),
+        "block": get_json(client, "/blocks/at/%d" % h),
+        "header": get_json(client, "/blocks/headers/at/%d" % h),
+    }
+    alice_waves = get_json(client, "/addresses/balance/" + alice)
+    node.withhold(t["id"])
+    assert ids(by_address(client, bob, 10)) == [newest["id"], same_block["id"], before["id"]]
+    assert t["id"] not in ids(by_address(client, alice, 10))
+    block = get_json(client, "/blocks/at/%d" % h)
+    assert ids(block["transactions"]) == [same_block["id"]]
+    assert block["transactionCount"] == 2 and get_json(client, "/blocks/headers/at/%d" % h) == shown["header"]
+    node.withhold(newest["id"])
+    assert get_json(client, "/blocks/last")["transactions"] == []
+    node.release(newest["id"])
+    missing = get_json(client, "/transactions/info/" + t["id"], 404)
+    assert missing == example("transactions_info.json")["error_not_found_waves"]["body"]
+    assert get_json(client, "/transactions/status?id=" + t["id"]) == [{"status": "not_found", "id": t["id"]}]
+    unknown = iotlight.b58encode(b"\x09" * 32)
+    assert by_address(client, bob, 10, t["id"]) == by_address(client, bob, 10, unknown)
+    assert get_json(client, "/assets/balance/%s/%s" % (bob, asset))["balance"] == 5 + 7 + 8 + 9
+    assert get_json(client, "/addresses/balance/" + alice) == alice_waves
+    node.release(t["id"])
+    assert by_address(client, bob, 10) == shown["bob"] and by_address(client, alice, 10) == shown["alice"]
+    assert get_json(client, "/blocks/at/%d" % h) == shown["block"]
+    assert get_json(client, "/transactions/info/" + t["id"])["height"] == h
+    node.withhold(t["id"])
+    node.clear_faults()
+    assert get_json(client, "/transactions/status?id=" + t["id"])[0]["status"] == "confirmed"
+    with pytest.raises(ValueError):
+        node.withhold(unknown)
+
+
+def test_flood_tops_every_first_page_with_fresh_made_up_transfers(client, node, asset):
+    """flood(): each first-page read brings per_read new made-up transfers of the asset to the address
+    (new ids, proofs that sign nothing, current height, the real transfer's fields) on top, within
+    the limit; later pages, other addresses and the chain state are untouched; flooded counts them."""
+    bob = BOB.address(CHAIN)
+    real = node.transfer(ALICE, bob, 5, asset_id=asset)
+    node.mine()
+    node.flood(bob, 3, asset_id=asset)
+    first, second = by_address(client, bob, 10), by_address(client, bob, 10)
+    assert ids(first)[3:] == ids(second)[3:] == [real["id"]]
+    spam = first[:3] + second[:3]
+    assert len(set(ids(spam))) == 6 and node.flooded == 6
+    for item in spam:
+        assert list(item) == list(first[3])
+        assert (item["recipient"], item["assetId"], item["amount"]) == (bob, asset, 1)
+        assert item["height"] == node.height and item["applicationStatus"] == "succeeded"
+        assert not reference.verify_tx(item) and reference.tx_id(item) != item["id"]
+        assert get_json(client, "/transactions/info/" + item["id"], 404)["error"] == 311
+    assert [t["timestamp"] for t in first[:3]] == sorted((t["timestamp"] for t in first[:3]), reverse=True)
+    assert len(by_address(client, bob, 2)) == 2 and node.flooded == 8
+    assert by_address(client, bob, 10, real["id"]) == []
+    assert ids(by_address(client, CAROL.address(CHAIN), 10)) == []
+    assert get_json(client, "/assets/balance/%s/%s" % (bob, asset))["balance"] == 5
+    assert node.all_transactions()[-1]["id"] == real["id"]
+    node.flood(bob, 0)
+    assert ids(by_address(client, bob, 10)) == [real["id"]]
+    node.flood(bob, 1, asset_id=asset, amount=300)
+    assert by_address(client, bob, 10)[0]["amount"] == 300
+    node.clear_faults()
+    assert ids(by_address(client, bob, 10)) == [real["id"]] and node.flooded == 9
+
+
+def test_pad_keeps_the_answer_and_adds_megabytes_of_empty_objects_gzipped_on_the_wire(client, node, asset):
+    """pad(): the answer stays the right object plus "padding": [{}, ...] (2.8 million: over 8 MiB
+    inflated, a few KB gzipped for a client asking for gzip, the whole body for one that does not);
+    a list answer carries it in its first object; errors and other paths are not padded."""
+    n = 2_800_000
+    dense = b',"padding":[' + b"{}," * (n - 1) + b"{}]}"
+    header = get_json(client, "/blocks/headers/last")
+    node.pad("^/blocks/headers/last$", n, count=2)
+    r = client.get("/blocks/headers/last")
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert int(r.headers["content-length"]) < 64 * 1024 < 8 * 1024 * 1024 < len(r.content)
+    assert r.content.endswith(dense) and json.loads(r.content[: -len(dense)] + b"}") == header
+    plain = client.get("/blocks/headers/last", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == r.content
+    assert int(plain.headers["content-length"]) == len(plain.content)
+    assert get_json(client, "/blocks/headers/last") == header, "count=2: the third answer is plain"
+    bob = BOB.address(CHAIN)
+    node.transfer(ALICE, bob, 5, asset_id=asset)
+    node.transfer(ALICE, bob, 6, asset_id=asset)
+    listing = by_address(client, bob, 10)
+    node.pad(r"^/transactions/(address|info)/", 3)
+    padded = by_address(client, bob, 10)
+    assert padded[0].pop("padding") == [{}, {}, {}] and padded == listing
+    assert by_address(client, CAROL.address(CHAIN), 10) == []
+    unknown = get_json(client, "/transactions/info/" + iotlight.b58encode(b"\x09" * 32), 404)
+    assert "padding" not in unknown
+    assert "padding" not in get_json(client, "/blocks/height")
+    node.clear_faults()
+    assert by_address(client, bob, 10) == listing
+
+
+def test_pad_behind_the_pool_is_cached_plain_and_gzipped_on_the_way_out():
+    """Behind the pool a padded answer is cached as the node wrote it; a cache hit is gzipped too."""
+    with FakeNode(CHAIN, pool=Pool(nodelay=True)) as node, httpx.Client(base_url=node.url) as c:
+        node.pad("/blocks/headers/last", 10_000, count=1)
+        first, cached = c.get("/blocks/headers/last"), c.get("/blocks/headers/last")
+        assert node.pool.counts[("default", "cached")] == 1
+        assert first.headers["content-encoding"] == cached.headers["content-encoding"] == "gzip"
+        assert len(cached.json()["padding"]) == 10_000 and cached.content == first.content
+
+
+def test_glitch_aliases_answers_empty_then_the_truth(client, node):
+    """glitch_aliases(n): the next n /alias/by-address reads answer [] (a bad address is still 400),
+    then the aliases again; clear_faults() ends it early."""
+    bob = BOB.address(CHAIN)
+    node.add_alias(bob, "bobs-lamp")
+    node.glitch_aliases(2)
+    assert get_json(client, "/alias/by-address/3Nbad", 400) == {"error": 102, "message": "invalid address"}
+    reads = [get_json(client, "/alias/by-address/" + bob) for _ in range(3)]
+    assert reads == [[], [], ["alias:T:bobs-lamp"]]
+    assert get_json(client, "/alias/by-alias/bobs-lamp") == {"address": bob}
+    node.glitch_aliases(5)
+    node.clear_faults()
+    assert get_json(client, "/alias/by-address/" + bob) == ["alias:T:bobs-lamp"]
+
+
+def test_a_node_of_another_network():
+    """A FakeNode("W") is a mainnet node to a testnet client: a W block generator, T addresses
+    refused with error 102, a T transaction's chainId with the node's 400 error 404 text."""
+    t_chain = FakeNode(CHAIN)  # never started: only signs T transactions
+    with FakeNode("W") as node, httpx.Client(base_url=node.url) as c:
+        generator = get_json(c, "/blocks/headers/last")["generator"]
+        reference.parse_address(generator, "W")
+        with pytest.raises(reference.Invalid):
+            reference.parse_address(generator, CHAIN)
+        wrong_chain = {"error": 404, "message": "Wrong chain-id. Expected - 87, provided - 84"}
+        v3 = t_chain.make_transfer(ALICE, BOB.address(CHAIN), 1, version=3)
+        r = broadcast(c, v3)
+        assert r.status_code == 400 and r.json() == wrong_chain
+        assert broadcast(c, data_tx(version=2)).json() == wrong_chain
+        invalid = {"error": 102, "message": "invalid address"}
+        legacy = t_chain.make_transfer(ALICE, BOB.address(CHAIN), 1)  # v2: no chain byte in its body ...
+        del legacy["chainId"]  # ... nor in its JSON: the T recipient is what the node refuses
+        assert broadcast(c, legacy).json() == invalid
+        for path in ("/addresses/balance/%s", "/transactions/address/%s/limit/10", "/alias/by-address/%s"):
+            assert get_json(c, path % ALICE.address(CHAIN), 400) == invalid
+        assert node.broadcasts and all(b.status == 400 for b in node.broadcasts)
 
 
 def test_standalone_demo_prints_treasury_and_asset(tmp_path):

@@ -28,6 +28,19 @@ Behind the public pool's limits (one IP, as a classroom behind one router sees t
     with FakeNode(chain_id="T", pool=Pool()) as node: ...   # node.pool.counts: routes and 429s
     Pool(shared_zone=True, nodelay=True)   # stricter: all 20 r/s routes in one limit_req bucket
 
+What a broken or hostile network does (each ends with clear_faults(), or its own undo):
+
+    node.fail("503", count=2)            # 500, 503, 429, hang, garbage, truncated, reset answers
+    node.hostile("forged", address)      # a lying node: bombs, forged/relabelled/other-chain items
+    node.withhold(tx_id)                 # a lagging pool member hides a confirmed tx; release(tx_id)
+    node.flood(address, 50, asset_id)    # 50 fresh made-up transfers on top of every listing read
+    node.pad(r"^/transactions/address/", 2_800_000)  # right answers + 8 MiB of {} (gzip: ~8 KB sent)
+    node.glitch_aliases(2)               # /alias/by-address answers [] twice (a member still syncing)
+    node.set_rate_limit(r"^/transactions/address/", 17, 60)   # 429s, until clear_rate_limits()
+
+A FakeNode("W") plays a node of another network for a "T" client: its block generator is a W
+address, T addresses in a path are 400 error 102, a broadcast with chainId 84 is 400 error 404.
+
 Standalone rehearsal (prints what it does):
 
     python tests/tools/fakenode.py --port 6869 --chain T --fund 3N...=100 --demo
@@ -41,6 +54,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import gzip
 import hashlib
 import json
 import logging
@@ -100,6 +114,8 @@ LIE_KINDS = ("huge_numbers", "wrong_types", "forged", "relabelled", "other_chain
 HOSTILE_KINDS = ("gzip_bomb", "nesting_bomb") + LIE_KINDS
 GZIP_BOMB_BYTES = 200 * 1024 * 1024  # what the gzip bomb inflates to (about 200 KB on the wire)
 _gzip_bomb_cache: Dict[int, bytes] = {}
+# Where pad() puts its padding: a string the node never writes, replaced once the answer is JSON text
+PADDING_MARK = "\ue000fakenode padding\ue000"
 
 
 def gzip_bomb(inflated: int = GZIP_BOMB_BYTES) -> bytes:
@@ -187,6 +203,34 @@ def _b58_ok(text: Any, length: int) -> bool:
 
 def _compact(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _padded(answer: Any, items: int) -> bytes:
+    """The compact JSON of an answer with a "padding" field of `items` empty objects at the end of
+    its object, or of the first object in a list answer (an answer without one stays as it is)."""
+
+    def mark(value: Any) -> Tuple[Any, bool]:
+        if isinstance(value, dict):
+            return dict(value, padding=PADDING_MARK), True
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                marked, done = mark(item)
+                if done:
+                    return value[:i] + [marked] + value[i + 1 :], True
+        return value, False
+
+    dense = b"[" + b"{}," * (items - 1) + b"{}]" if items > 0 else b"[]"
+    text = _compact(mark(answer)[0]).encode("utf-8")
+    return text.replace(_compact(PADDING_MARK).encode("utf-8"), dense, 1)
+
+
+def _accepts_gzip(accept_encoding: Optional[str]) -> bool:
+    """Whether a request's Accept-Encoding takes gzip (a q=0 refuses it)."""
+    for part in (accept_encoding or "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
+            return not re.fullmatch(r"\s*q\s*=\s*0(\.0*)?\s*", params)
+    return False
 
 
 # Values the node writes as strings when asked for large-significand-format=string
@@ -384,6 +428,7 @@ class Fault:
     paths: Optional[Tuple[str, ...]]
     retry_after: int
     hang_seconds: float
+    items: int = 0  # pad(): empty objects in the "padding" field
 
     def matches(self, path: str, now: float) -> bool:
         if self.until is not None and now >= self.until:
@@ -423,7 +468,9 @@ class Pool:
     (nginx's default, without `nodelay`; Pool(nodelay=True) answers at once). limit_conn: more
     simultaneous requests on a route than it allows get 503. proxy_cache: a GET answered 200
     is served from the cache for the route's seconds (the same URL, query included), so the
-    data can lag. `counts` holds (route, outcome) -> requests: outcome "ok", "cached", "429", "503".
+    data can lag; a padded answer (FakeNode.pad()) is kept as the node wrote it and gzipped on the
+    way out, like nginx's gzip after its proxy_cache. `counts` holds (route, outcome) -> requests:
+    outcome "ok", "cached", "429", "503".
 
     shared_zone=True: the routes of SHARED_ZONE_ROUTES (info, height, heavy, default: all at 20 r/s)
     count in one limit_req zone (one bucket, each route's own burst), as a stricter reading of the
@@ -447,7 +494,7 @@ class Pool:
         self.lock = threading.Lock()
         self.excess: Dict[str, Tuple[float, float]] = {}  # zone -> (requests queued, when)
         self.active: Dict[str, int] = collections.Counter()
-        self.cache: Dict[str, Tuple[float, int, bytes, str]] = {}
+        self.cache: Dict[str, Tuple[float, int, bytes, str, bool]] = {}
         self.counts: "collections.Counter[Tuple[str, str]]" = collections.Counter()
 
     def route(self, path: str) -> Tuple[str, Optional[int], float, int, float]:
@@ -480,7 +527,8 @@ class Pool:
         with self.lock:
             self.active[self.route(path)[0]] -= 1
 
-    def cached(self, path: str, full: str) -> Optional[Tuple[int, bytes, str]]:
+    def cached(self, path: str, full: str) -> Optional[Tuple[int, bytes, str, bool]]:
+        """(status, body, content type, padded) of a cached answer to `full`, or None."""
         name = self.route(path)[0]
         with self.lock:
             hit = self.cache.get(full)
@@ -490,13 +538,13 @@ class Pool:
             self.counts[(name, "ok")] += 1
         return None
 
-    def keep(self, path: str, full: str, status: int, data: bytes, ctype: str) -> None:
+    def keep(self, path: str, full: str, status: int, data: bytes, ctype: str, padded: bool = False) -> None:
         ttl = self.route(path)[4]
         if status == 200 and ttl > 0:
             with self.lock:
                 if len(self.cache) > 10_000:
                     self.cache.clear()
-                self.cache[full] = (self.clock() + ttl, status, data, ctype)
+                self.cache[full] = (self.clock() + ttl, status, data, ctype, padded)
 
     def refused(self) -> Dict[str, int]:
         """Route -> requests refused (429 or 503)."""
@@ -549,9 +597,11 @@ class FakeNode:
         self.host = "127.0.0.1"
         self.broadcasts: List[Broadcast] = []
         self.requests: List[Request] = []
+        self.flooded = 0  # made-up transfers flood() has served, in all
         self._lock = threading.RLock()
         self._generator = reference.keys_from_seed("fakenode generator %s" % chain_id)
         self._faucet = reference.keys_from_seed("fakenode faucet %s" % chain_id)
+        self._liar = reference.keys_from_seed("fakenode liar %s" % chain_id)
         self._addr_cache: Dict[str, str] = {}
         self._credits: List[Tuple[str, Optional[str], int]] = []
         self._aliases: Dict[str, str] = {}  # bare name -> address
@@ -560,6 +610,11 @@ class FakeNode:
         self._utx_raw: Dict[str, Dict[str, Any]] = {}
         self._faults: List[Fault] = []
         self._lies: List[Tuple[str, Dict[str, Any]]] = []  # (address, item): hostile() listing items
+        self._withheld: set = set()  # withhold(): ids hidden from every listing and lookup
+        # flood(): address -> (made-up transfers per read, their asset, their amount)
+        self._floods: Dict[str, Tuple[int, Optional[str], int]] = {}
+        self._pads: List[Fault] = []  # pad(): matched like faults, played on the node's own answer
+        self._alias_glitches = 0  # glitch_aliases(): /alias/by-address reads still to answer []
         self._rate_limits: List[Tuple[str, int, float, collections.deque]] = []
         self._sig_cache: Dict[str, str] = {}
         self._last_ts = 0
@@ -949,9 +1004,14 @@ class FakeNode:
             self._faults.append(fault)
 
     def clear_faults(self) -> None:
+        """End fail() faults, hostile() lies, withheld transactions, floods, padding and alias glitches."""
         with self._lock:
             self._faults.clear()
             self._lies.clear()
+            self._withheld.clear()
+            self._floods.clear()
+            self._pads.clear()
+            self._alias_glitches = 0
 
     def hostile(
         self,
@@ -988,7 +1048,6 @@ class FakeNode:
         return item.get("id") if isinstance(item.get("id"), str) else None
 
     def _lie(self, kind: str, address: str, asset_id: Optional[str], amount: int) -> Dict[str, Any]:
-        liar = reference.keys_from_seed("fakenode liar %s" % self.chain_id)
         made_up = reference.b58encode(
             hashlib.sha256(("lie %s %d" % (kind, len(self._lies))).encode()).digest()
         )
@@ -1006,7 +1065,7 @@ class FakeNode:
             item["id"] = made_up
             return item
         if kind == "other_chain":
-            other = "W" if self.chain_id != "W" else "T"
+            liar, other = self._liar, "W" if self.chain_id != "W" else "T"
             tx = {
                 "type": 4,
                 "version": 3,
@@ -1023,30 +1082,108 @@ class FakeNode:
             signed = reference.sign_tx(tx, liar.private_key)  # a real transaction of the other chain
             item = node_tx_json(signed, liar.address(other), self.fork)
             item["recipient"] = address  # ... listed as a payment to the device
-        else:
-            tx = {
-                "type": 4,
-                "version": 2,
-                "senderPublicKey": reference.b58encode(liar.public_key),
-                "assetId": asset_id,
-                "recipient": address,
-                "amount": amount,
-                "attachment": "",
-                "fee": 100_000,
-                "feeAssetId": None,
-                "timestamp": self.next_timestamp(),
-            }
-            signed = dict(tx, id=made_up, proofs=[reference.b58encode(os.urandom(64))])  # signs nothing
-            item = node_tx_json(signed, liar.address(self.chain_id), self.fork)
-            if kind == "huge_numbers":
-                item["amount"] = 10**400
-            elif kind == "wrong_types":
-                item["amount"] = str(amount)
-                item["recipient"] = {"address": address}
+            return self._listed_now(item)
+        item = self._made_up_transfer(address, asset_id, amount, made_up, self.next_timestamp())
+        if kind == "huge_numbers":
+            item["amount"] = 10**400
+        elif kind == "wrong_types":
+            item["amount"] = str(amount)
+            item["recipient"] = {"address": address}
+        return item
+
+    def _made_up_transfer(
+        self, address: str, asset_id: Optional[str], amount: int, tx_id: str, timestamp: int
+    ) -> Dict[str, Any]:
+        """A transfer to `address` as a listing shows it, under a made-up id, with a proof that
+        signs nothing."""
+        tx = {
+            "type": 4,
+            "version": 2,
+            "senderPublicKey": reference.b58encode(self._liar.public_key),
+            "assetId": asset_id,
+            "recipient": address,
+            "amount": amount,
+            "attachment": "",
+            "fee": 100_000,
+            "feeAssetId": None,
+            "timestamp": timestamp,
+        }
+        signed = dict(tx, id=tx_id, proofs=[reference.b58encode(os.urandom(64))])
+        return self._listed_now(node_tx_json(signed, self._address(tx["senderPublicKey"]), self.fork))
+
+    def _listed_now(self, item: Dict[str, Any]) -> Dict[str, Any]:
+        """A transaction's JSON with what a confirmed one carries, at the current height."""
         item["height"] = self.height
         if self.fork != "0bs":
             item["applicationStatus"] = "succeeded"
+            item["spentComplexity"] = 0
         return item
+
+    def withhold(self, tx_id: str) -> None:
+        """Play a lagging pool member: a confirmed transaction vanishes from every listing and lookup
+        (address pages, /blocks/at and /blocks/last, info 404, status not_found) while balances still
+        count it, until release() or clear_faults()."""
+        with self._lock:
+            if tx_id not in self._records:
+                raise ValueError("withhold(%s): no such transaction in a block" % tx_id)
+            self._withheld.add(tx_id)
+        log.info("withholding %s from listings and lookups", tx_id)
+
+    def release(self, tx_id: str) -> None:
+        """Show a withheld transaction again, at its own height and position."""
+        with self._lock:
+            self._withheld.discard(tx_id)
+
+    def flood(self, address: str, per_read: int, asset_id: Optional[str] = None, *, amount: int = 1) -> None:
+        """Play a spammer or a liar: every first-page read of `address`'s listing gets `per_read` fresh
+        made-up transfers of `asset_id` to it on top (new ids each read, proofs that sign nothing, at
+        the current height, counted in `flooded`, never in the chain state; per_read=0 stops it)."""
+        reference.parse_address(address, self.chain_id)
+        if per_read < 0:
+            raise ValueError("flood(): per_read must be 0 or more, not %d" % per_read)
+        with self._lock:
+            if per_read:
+                self._floods[address] = (per_read, asset_id, amount)
+            else:
+                self._floods.pop(address, None)
+
+    def _flood_items(self, address: str, limit: int) -> List[Dict[str, Any]]:
+        per_read, asset_id, amount = self._floods.get(address, (0, None, 0))
+        now, n = self.now_ms(), min(per_read, limit)
+        items = [
+            self._made_up_transfer(address, asset_id, amount, reference.b58encode(os.urandom(32)), now - i)
+            for i in range(n)
+        ]
+        self.flooded += n
+        return items
+
+    def pad(
+        self,
+        paths: Optional[Iterable[str]],
+        items: int,
+        *,
+        count: Optional[int] = None,
+        duration: Optional[float] = None,
+    ) -> None:
+        """Make the 200 JSON answers of matching paths (prefixes, or regexes starting with "^", as
+        fail(); None: all) the right object plus a "padding" field of `items` empty objects (in the
+        first object of a list answer), gzipped for a client that accepts it (2.8 million: 8 MiB
+        inflated, 8 KB sent); count: answers, duration: seconds, None: until clear_faults()."""
+        if items < 0:
+            raise ValueError("pad(): items must be 0 or more, not %d" % items)
+        if isinstance(paths, str):
+            paths = [paths]
+        until = time.monotonic() + duration if duration is not None else None
+        with self._lock:
+            self._pads.append(
+                Fault("pad", count, until, tuple(paths) if paths is not None else None, 0, 0.0, items)
+            )
+
+    def glitch_aliases(self, times: int = 1) -> None:
+        """Play a pool member still syncing: /alias/by-address answers [] to the next `times` reads,
+        then the truth again."""
+        with self._lock:
+            self._alias_glitches = times
 
     def set_rate_limit(
         self, pattern: str = r"^/transactions/address/", count: int = 17, per_seconds: float = 60.0
@@ -1060,17 +1197,22 @@ class FakeNode:
             self._rate_limits.clear()
 
     def _take_fault(self, path: str) -> Optional[Fault]:
+        return self._take(self._faults, path)
+
+    def _take_pad(self, path: str) -> Optional[Fault]:
+        return self._take(self._pads, path)
+
+    def _take(self, faults: List[Fault], path: str) -> Optional[Fault]:
+        """The first of `faults` that matches `path`, one of its count used; spent ones are dropped."""
         now = time.monotonic()
         with self._lock:
-            for fault in self._faults:
+            for fault in faults:
                 if fault.matches(path, now):
                     if fault.count is not None:
                         fault.count -= 1
                     return fault
-            self._faults = [
-                f
-                for f in self._faults
-                if (f.count is None or f.count > 0) and (f.until is None or now < f.until)
+            faults[:] = [
+                f for f in faults if (f.count is None or f.count > 0) and (f.until is None or now < f.until)
             ]
         return None
 
@@ -1456,6 +1598,18 @@ class FakeNode:
             h.update(tx_id.encode())
         return reference.b58encode(h.digest())
 
+    def _block_json(self, block: Block) -> Dict[str, Any]:
+        """A block as /blocks/at and /blocks/last write it: the header, then its transactions without
+        height (withheld ones left out; the header still counts them)."""
+        out = self._header_json(block)
+        out["transactions"] = []
+        for tx_id in block.txs:
+            if tx_id not in self._withheld:
+                tx = self._confirmed_json(self._records[tx_id])
+                del tx["height"]
+                out["transactions"].append(tx)
+        return out
+
     def _header_json(self, block: Block) -> Dict[str, Any]:
         block_id = self._block_id(block)
         sig = self._sig_cache.get(block_id)
@@ -1553,23 +1707,10 @@ class FakeNode:
                 return self._header_json(self._blocks[-1])
             if p == ["blocks", "last"]:
                 only("GET")
-                block = self._blocks[-1]
-                out = self._header_json(block)
-                out["transactions"] = []
-                for i in block.txs:
-                    tx = self._confirmed_json(self._records[i])
-                    tx.pop("height", None)
-                    out["transactions"].append(tx)
-                return out
+                return self._block_json(self._blocks[-1])
             if n == 3 and p[1] == "at":
                 only("GET")
-                h = self._int(p[2])
-                block = self._block_at(h)
-                out = self._header_json(block)
-                out["transactions"] = [self._confirmed_json(self._records[i]) for i in block.txs]
-                for tx in out["transactions"]:
-                    tx.pop("height", None)
-                return out
+                return self._block_json(self._block_at(self._int(p[2])))
             if n == 4 and p[1:3] == ["headers", "at"]:
                 only("GET")
                 return self._header_json(self._block_at(self._int(p[3])))
@@ -1656,7 +1797,11 @@ class FakeNode:
             return {"address": address}
         if p[:2] == ["alias", "by-address"] and n == 3:
             only("GET")
-            return self.aliases_of(self._check_address(p[2]))
+            address = self._check_address(p[2])
+            if self._alias_glitches > 0:
+                self._alias_glitches -= 1
+                return []
+            return self.aliases_of(address)
         raise ApiError(404, NOT_FOUND_TEXT, TEXT_TYPE)
 
     def _transactions_route(
@@ -1747,7 +1892,7 @@ class FakeNode:
             self._records[i] for b in reversed(self._blocks) for i in reversed(b.txs)
         )
         if after is not None:
-            anchor = self._records.get(after)
+            anchor = self._shown(after)
             if anchor is not None:
                 key = (anchor.height, anchor.position)
                 records = (r for r in records if (r.height, r.position) < key)
@@ -1758,20 +1903,25 @@ class FakeNode:
                 records = (r for r in records if r.height < liquid)
         out: List[Dict[str, Any]] = []
         if after is None:
+            out.extend(self._flood_items(address, limit))
             out.extend(json.loads(json.dumps(item)) for a, item in reversed(self._lies) if a == address)
             del out[limit:]
         lied = {i["id"] for i in out}
         for rec in records:
             if len(out) >= limit:
                 break
-            if self._involves(rec.tx, address) and rec.id not in lied:
+            if self._involves(rec.tx, address) and rec.id not in lied and rec.id not in self._withheld:
                 out.append(self._confirmed_json(rec, compact_for=address))
         return [out]
+
+    def _shown(self, tx_id: str) -> Optional[Record]:
+        """The record of a transaction in a block, None for one unknown or withheld."""
+        return None if tx_id in self._withheld else self._records.get(tx_id)
 
     def _info(self, tx_id: str) -> Dict[str, Any]:
         if not _b58_ok(tx_id, 32):
             raise _err(400, 4001, "invalid transaction id: %s" % tx_id)
-        rec = self._records.get(tx_id)
+        rec = self._shown(tx_id)
         if rec is None:
             if self.fork == "0bs":
                 raise ApiError(404, {"status": "error", "details": "Transaction is not in blockchain"})
@@ -1788,7 +1938,7 @@ class FakeNode:
             raise _err(400, 116, "Request contains invalid IDs. %s" % ", ".join(bad), ids=bad)
         out = []
         for tx_id in ids:
-            rec = self._records.get(tx_id)
+            rec = self._shown(tx_id)
             if rec is not None:
                 out.append(
                     {
@@ -1955,17 +2105,18 @@ class _Handler(BaseHTTPRequestHandler):
                 node._stopping.wait(wait)  # nginx holds the request in its burst queue
             hit = pool.cached(path, self.path)
             if hit is not None:
-                self._send(hit[0], hit[1], hit[2])
+                status, data, ctype, padded = hit
+                self._send(status, data, ctype, compress=padded)
                 return
-            status, data, ctype = self._answer(node, method, path, query, body)
-            pool.keep(path, self.path, status, data, ctype)
+            pool.keep(path, self.path, *self._answer(node, method, path, query, body))
         finally:
             pool.leave(path)
 
     def _answer(
         self, node: FakeNode, method: str, path: str, query: Dict[str, List[str]], body: Optional[bytes]
-    ) -> Tuple[int, bytes, str]:
-        """The node's own answer to a request (what the pool forwards), sent; returned for its cache."""
+    ) -> Tuple[int, bytes, str, bool]:
+        """The node's own answer to a request (what the pool forwards), sent; returned for its cache
+        (status, body, content type, padded by pad())."""
         large = "large-significand-format=string" in (self.headers.get("Accept") or "")
         try:
             result = node._route(method, path, query, body, large)
@@ -1983,11 +2134,28 @@ class _Handler(BaseHTTPRequestHandler):
             node.broadcasts.append(Broadcast(posted, status, payload, time.time()))
             if status != 200:
                 log.info("broadcast rejected: %d %s", status, payload)
-        data = (_compact(payload) if not isinstance(payload, str) else payload).encode("utf-8")
-        self._send(status, data, ctype, headers)
-        return status, data, ctype
+        pad = node._take_pad(path) if status == 200 and not isinstance(payload, str) else None
+        if pad is not None:
+            data = _padded(payload, pad.items)
+            log.debug("padded %s with %d empty objects", self.path, pad.items)
+        else:
+            data = (_compact(payload) if not isinstance(payload, str) else payload).encode("utf-8")
+        self._send(status, data, ctype, headers, compress=pad is not None)
+        return status, data, ctype, pad is not None
 
-    def _send(self, status: int, data: bytes, ctype: str, headers: Optional[Dict[str, str]] = None) -> None:
+    def _send(
+        self,
+        status: int,
+        data: bytes,
+        ctype: str,
+        headers: Optional[Dict[str, str]] = None,
+        *,
+        compress: bool = False,
+    ) -> None:
+        """Answer; compress: gzip the body when the request's Accept-Encoding takes it."""
+        if compress and _accepts_gzip(self.headers.get("Accept-Encoding")):
+            data = gzip.compress(data, 6, mtime=0)
+            headers = {**(headers or {}), "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
