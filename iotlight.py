@@ -1,51 +1,32 @@
 #!/usr/bin/env python3
 """iotlight: a Raspberry Pi Sense HAT that sells light for tokens on a Waves chain.
 
-Someone sends "IoT-Light" tokens to the device's address; the daemon sees the
-transfer on the chain and lights the LED matrix for the time the payment bought.
-Joystick presses (and, if enabled, temperature, humidity and pressure) go back
-onto the chain as Data transactions signed with the device's own key. A local
-WebSocket endpoint and a small web page show it all live.
+Someone sends "IoT-Light" tokens to the device's address; the daemon sees the transfer on the chain and
+lights the LED matrix for the time the payment bought. Joystick presses (and, if enabled, temperature,
+humidity and pressure) go back onto the chain as Data transactions signed with the device's own key.
+A local WebSocket endpoint and a small web page show it all live. README.md is the user-facing contract.
 
-Run it:   python3 iotlight.py [-c iotlight.toml] [-v] [run|keygen|address|check|
-                                                  status|issue|pay|monitor]
+Run it: python3 iotlight.py [-c FILE] [-v] run|keygen|address|check|status|issue|pay|monitor|gpio-off
 
-Sections, lowest layer first (each uses only what stands above it; the one exception
-is section 11, the page's assets, which the monitor reads when a browser asks):
-   1. imports and constants
-   2. errors (the error tree and the exit status of each class)
-   3. configuration (CONFIG_SCHEMA: every key once; parse_config, load_config)
-   4. Waves cryptography (base58, hashes, keys, addresses, signatures)
-   5. transaction bytes (legacy binary and protobuf), JSON, fees, limits
-   6. core logic, pure: pricing, the light timer, the ledger rules, Data entries,
-      back-off, rate limits, log-once
-   7. edges: clock, store (7a, SQLite), node client (7b, httpx), sd_notify (7c),
-      hardware (7d)
-   8. services: what every loop uses (8a), liveness for the systemd watchdog (8b,
-      Pulse), watcher (8c), lamp (8d), outbox (8e), telemetry (8f), monitor (8g:
-      WebSocket server, terminal client)
-   9. the daemon: wiring and shutdown
-  10. command line and main()
-  11. the dashboard page's assets (HTML, CSS, script), kept last like a template
+Sections, lowest layer first (each uses only what stands above it; the monitor reads 11 when a browser asks):
+   1. imports and constants     2. errors and their exit statuses     3. configuration, secrets in URLs
+   4. Waves cryptography (base58, hashes, keys, addresses, aliases, signatures)   5. transaction bytes, fees
+   6. core logic, pure: pricing, the light timer, what a transfer does (judge_transfer), the Data entries
+      the device writes, retries (Backoff), rate limits, log-once
+   7. edges: clock and store (7a, SQLite), node client (7b, httpx: the only door to the node), systemd (7c),
+      hardware (7d), GPIO (7e)
+   8. services: loop helpers and liveness (8a, Pulse), ledger (8b), chain reader (8c), watcher (8d),
+      lamp (8e), outbox (8f), telemetry (8g), monitor (8h), terminal client (8i)
+   9. the daemon: wiring, events, shutdown     10. command line and main()     11. the dashboard's assets
+Banners: "# ===" a section, "# --- 8b." a part of one, "# --" a piece of a part.
 
-Banners: "# ===" a section, "# --- 7a." a part of one, "# --" a piece of a part.
-
-Who calls whom. main() (10) parses the command line and load_config() (3), then
-runs one cmd_* function. cmd_run builds the edges (Store, NodeClient, a Hardware
-backend behind HardwareRunner, the Clock) and hands them to Daemon (9), which
-builds the services and runs each one's run(stop) loop as a task, plus its
-watchdog. Watcher asks the NodeClient, checks each transfer (check_transfer_proof,
-5-6), credits it through Store.credit_payments and tells the Daemon, which wakes
-the Lamp and the Outbox. Lamp draws render_matrix() (7d, pure) through the hardware;
-Outbox packs pending events into Data transactions (6), signs them (4-5), stores
-them, then broadcasts. Every service waits through its Pulse (8b), which the
-Daemon's watchdog reads. The Monitor (8g) only reads: Daemon.snapshot() for a new
-client, Daemon.publish() for events. The pure sections (4-6) read no clock and do
-no I/O: tests call them directly; tests/scenario.py runs the whole Daemon on a
-virtual clock with the fake node behind httpx.MockTransport.
-
-The user-facing contract (configuration keys, commands, monitor messages, Data
-entries) is documented in README.md.
+Who calls whom: main() runs one cmd_* function; cmd_run hands the edges to the Daemon, which runs each
+service's run(stop) loop as a task, watched through its Pulse. The Watcher polls the node and asks the
+ChainReader for blocks and list pages; the Ledger judges each transfer and credits payments
+(Store.credit_payments gives the light's new end time). Services report with tell(kind, **fields): the Daemon
+keeps what the monitor's snapshot needs, drives the Lamp, wakes the Outbox (it signs, stores, then broadcasts
+Data transactions) and publishes the event. Sections 4-6 read no clock and do no I/O: tests call them
+directly; tests/scenario.py runs the Daemon on a virtual clock (the fake node behind httpx.MockTransport).
 """
 
 # =============================================================================
@@ -63,12 +44,14 @@ import contextlib
 import dataclasses
 import difflib
 import fractions
+import gc
 import glob
 import hashlib
 import hmac
 import http
 import importlib.util
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -88,34 +71,19 @@ import time
 import urllib.parse
 import zlib
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    NoReturn,
-    Optional,
-    Sequence,
-    Tuple,
-)
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # websockets itself is imported where the monitor starts: less memory when it is off
     from websockets.asyncio.server import ServerConnection  # noqa: F401
 
-__version__ = "0.1.0"
-
+__version__ = "0.2.0"
 log = logging.getLogger("iotlight")
 
 
 # =============================================================================
 # 2. Errors
 # =============================================================================
-#
 # Each class says its exit status (exit_status, a class attribute; never set on an instance):
-#
 #   IotlightError                       any error shown as one line: exit 1
 #    +-- ConfigError (ValueError)        bad configuration or usage: exit 2
 #    |    +-- SeedFileError              missing, unreadable or too open seed: exit 2
@@ -128,76 +96,51 @@ log = logging.getLogger("iotlight")
 
 
 class IotlightError(Exception):
-    """Base of every error iotlight reports to the user as one line."""
-
     exit_status = 1
 
 
 class ConfigError(IotlightError, ValueError):
-    """The configuration or the command line is wrong (exit status 2)."""
-
     exit_status = 2
 
 
-class SeedFileError(ConfigError):
-    """The seed file is missing, unreadable or readable by others."""
+class SeedFileError(ConfigError): ...
 
 
-class EncodingError(IotlightError, ValueError):
-    """A value cannot be encoded or decoded (base58, address, transaction)."""
+class EncodingError(IotlightError, ValueError): ...
 
 
-class NodeError(IotlightError):
-    """The node could not be reached or gave an unusable answer."""
+class NodeError(IotlightError): ...
 
 
 class NodeThrottled(NodeError):
-    """The node (a public pool's nginx) answered 429 or 503: asked too often or too many at once."""
-
     def __init__(self, message: str, *, retry_after: Optional[float] = None):
         super().__init__(message)
         self.retry_after = retry_after
 
 
 class NodeRejected(NodeError):
-    """The node answered with an API error body ({"error": n, "message": ...})."""
-
     def __init__(self, message: str, *, status: int = 0, code: Optional[int] = None):
         super().__init__(message)
-        self.status = status
-        self.code = code
+        self.status, self.code = status, code
+        self.refusal = refusal_of(message, status=status, code=code)  # what the table of refusals (7b) says
 
 
-class StateError(IotlightError):
-    """The state file cannot be opened or written (locked, a full disk); the file may be fine."""
+class StateError(IotlightError): ...
 
 
 class StateDamaged(StateError):
-    """The state file is damaged and was moved aside (exit status 3)."""
-
     exit_status = 3
 
 
 # =============================================================================
 # 3. Configuration
 # =============================================================================
-#
-# The keys of the user-facing contract (README.md documents them) plus a few of our own
-# (marked "ours"). CONFIG_SCHEMA is the one list of them: each key names its check, default,
-# what is expected, and the Config attribute it fills (with the conversion). To add a key:
-# one ConfigKey line in CONFIG_SCHEMA and one typed attribute in Config (a test holds the two
-# lists equal); parse_config builds Config from the schema and names a key only to check it
-# against another or to resolve it (paths, links).
+# CONFIG_SCHEMA is the one list of keys: those of README.md plus a few of our own (node.fork, node.list_rate,
+# node.max_answer_bytes, data.coalesce_window, data.max_tx_per_minute, monitor.max_clients_per_address).
 
 DEFAULT_CONFIG_PATHS = ("./iotlight.toml", "/etc/iotlight/iotlight.toml")
-
 HARDWARE_BACKENDS = ("auto", "sense-hat", "sense-emu", "terminal", "none")
-FORKS = ("auto", "waves", "0bs")
-REFUND_POLICIES = ("none", "excess")
-
-
-def _is_bool(v: Any) -> bool:
-    return isinstance(v, bool)
+FORKS, REFUND_POLICIES = ("auto", "waves", "0bs"), ("none", "excess")
 
 
 def _is_int(v: Any) -> bool:
@@ -208,175 +151,120 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _is_str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-def _is_color(v: Any) -> bool:
-    return isinstance(v, list) and len(v) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in v)
-
-
-def _in_range(lo: float, hi: float) -> Callable[[Any], bool]:
-    return lambda v: _is_number(v) and lo <= v <= hi
-
-
-def _int_range(lo: int, hi: int) -> Callable[[Any], bool]:
-    return lambda v: _is_int(v) and lo <= v <= hi
-
-
 def _positive(v: Any) -> bool:
-    return _is_number(v) and v > 0 and math.isfinite(v)
-
-
-def _one_of(*choices: str) -> Callable[[Any], bool]:
-    return lambda v: v in choices
+    return _is_number(v) and 0 < v < math.inf
 
 
 def _as_is(v: Any) -> Any:
     return v
 
 
-def _url_tuple(v: List[str]) -> Tuple[str, ...]:
-    return tuple(u.rstrip("/") for u in v)
-
-
 @dataclasses.dataclass(frozen=True)
 class ConfigKey:
-    """One configuration key: its check, default (None: required), what is expected (for the
-    error line), the Config attribute it fills and how the TOML value becomes that attribute."""
+    """One key: its check, default (None: required), what is expected (for errors), how the TOML
+    value becomes the Config attribute, and that attribute's name if not the key's last part."""
 
     check: Callable[[Any], bool]
     default: Any
     expected: str
-    attr: str
     convert: Callable[[Any], Any] = _as_is
+    attr: str = ""
+
+
+def _switch(default: bool, expected: str = "true or false") -> ConfigKey:
+    return ConfigKey(lambda v: isinstance(v, bool), default, expected)
+
+
+def _text(default: Optional[str], expected: str, **fields: Any) -> ConfigKey:
+    return ConfigKey(lambda v: isinstance(v, str), default, expected, **fields)
+
+
+def _number(lo: float, hi: float, default: float, expected: str = "") -> ConfigKey:
+    expected = expected or "a number of seconds from %s to %s" % (lo, hi)
+    return ConfigKey(lambda v: _is_number(v) and lo <= v <= hi, default, expected, float)
+
+
+def _integer(lo: int, hi: int, default: int, expected: str = "", attr: str = "") -> ConfigKey:
+    expected = expected or "an integer from %d to %d" % (lo, hi)
+    return ConfigKey(lambda v: _is_int(v) and lo <= v <= hi, default, expected, attr=attr)
+
+
+def _choice(choices: Tuple[str, ...], expected: str = "") -> ConfigKey:
+    """One of `choices`, the first by default."""
+    expected = expected or "one of " + ", ".join('"%s"' % c for c in choices)
+    return ConfigKey(lambda v: v in choices, choices[0], expected)
 
 
 CONFIG_SCHEMA: Dict[str, ConfigKey] = {
     "node.urls": ConfigKey(
-        lambda v: _is_str_list(v) and len(v) > 0,
+        lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v),
         ["https://nodes-testnet.wavesnodes.com"],
         "a non-empty list of http(s) URLs",
+        lambda v: tuple(u.rstrip("/") for u in v),
         "node_urls",
-        _url_tuple,
     ),
     "node.chain_id": ConfigKey(
-        lambda v: _is_str(v) and len(v) == 1 and 33 <= ord(v) <= 126,
+        lambda v: isinstance(v, str) and len(v) == 1 and 33 <= ord(v) <= 126,
         "T",
         'one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork',
-        "chain_id",
     ),
-    "node.poll_interval": ConfigKey(
-        _in_range(0.1, 60), 1.0, "a number of seconds from 0.1 to 60", "poll_interval", float
+    "node.poll_interval": _number(0.1, 60, 1.0),
+    "node.confirmations": _integer(0, 100, 0),
+    "node.timeout": _number(0.5, 300, 10.0),
+    "node.fork": _choice(FORKS, '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"'),
+    "node.sweep_interval": _number(5, 3600, 300.0),
+    "node.list_rate": _number(0, 600, 15.0, "requests per minute from 0 (unlimited, for an own node) to 600"),
+    "node.max_answer_bytes": _integer(
+        65536, 268435456, 8 * 1024 * 1024, "an integer from 65536 to 268435456 (bytes)"
     ),
-    "node.confirmations": ConfigKey(_int_range(0, 100), 0, "an integer from 0 to 100", "confirmations"),
-    "node.timeout": ConfigKey(
-        _in_range(0.5, 300), 10.0, "a number of seconds from 0.5 to 300", "timeout", float
-    ),
-    "node.fork": ConfigKey(
-        _one_of(*FORKS),
-        "auto",
-        '"auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"',
-        "fork",
-    ),  # ours
-    "node.sweep_interval": ConfigKey(
-        _in_range(5, 3600), 300.0, "a number of seconds from 5 to 3600", "sweep_interval", float
-    ),  # ours
-    "node.list_rate": ConfigKey(
-        _in_range(0, 600),
-        15.0,
-        "requests per minute from 0 (unlimited, for an own node) to 600",
-        "list_rate",
-        float,
-    ),  # ours
-    "node.max_answer_bytes": ConfigKey(
-        _int_range(64 * 1024, 256 * 1024 * 1024),
-        8 * 1024 * 1024,
-        "an integer from 65536 to 268435456 (bytes)",
-        "max_answer_bytes",
-    ),  # ours
-    "device.seed_file": ConfigKey(_is_str, "device.seed", "a path", "seed_file"),  # made absolute
-    "device.address": ConfigKey(_is_str, "", 'a base58 address or ""', "address"),
-    "device.state_file": ConfigKey(_is_str, "iotlight.db", "a path", "state_file"),  # made absolute
-    "payment.asset_id": ConfigKey(_is_str, None, "the base58 id of the token that buys light", "asset_id"),
-    "payment.seconds_per_token": ConfigKey(
-        _positive, 1.0, "a number greater than 0", "seconds_per_token", float
-    ),
-    "payment.max_seconds": ConfigKey(_positive, 3600.0, "a number greater than 0", "max_seconds", float),
-    "payment.count_history": ConfigKey(_is_bool, False, "true or false", "count_history"),
+    "device.seed_file": _text("device.seed", "a path"),
+    "device.address": _text("", 'a base58 address or ""'),
+    "device.state_file": _text("iotlight.db", "a path"),
+    "payment.asset_id": _text(None, "the base58 id of the token that buys light"),
+    "payment.seconds_per_token": ConfigKey(_positive, 1.0, "a number greater than 0", float),
+    "payment.max_seconds": ConfigKey(_positive, 3600.0, "a number greater than 0", float),
+    "payment.count_history": _switch(False),
     "payment.min_tokens": ConfigKey(
-        lambda v: _is_number(v) and 0 <= v < 1e15,
-        0.0,
-        "a number of whole tokens, 0 or more",
-        "min_tokens",
-        float,
+        lambda v: _is_number(v) and 0 <= v < 1e15, 0.0, "a number of whole tokens, 0 or more", float
     ),
-    "payment.refund": ConfigKey(_one_of(*REFUND_POLICIES), "none", '"none" or "excess"', "refund"),
+    "payment.refund": _choice(REFUND_POLICIES, '"none" or "excess"'),
     "light.color": ConfigKey(
-        _is_color, [255, 255, 255], "[r, g, b] with integers from 0 to 255", "color", tuple
+        lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in v),
+        [255, 255, 255],
+        "[r, g, b] with integers from 0 to 255",
+        tuple,
     ),
-    "light.countdown": ConfigKey(_is_bool, True, "true or false", "countdown"),
+    "light.countdown": _switch(True),
     "light.gpio_pin": ConfigKey(
-        lambda v: _is_int(v) and (v == -1 or 0 <= v <= 27),
-        -1,
-        "a BCM pin number from 0 to 27, or -1 (off)",
-        "gpio_pin",
+        lambda v: _is_int(v) and (v == -1 or 0 <= v <= 27), -1, "a BCM pin number from 0 to 27, or -1 (off)"
     ),
-    "light.gpio_active_high": ConfigKey(
-        _is_bool, True, "true or false (false for relay boards that switch on low)", "gpio_active_high"
-    ),
-    "data.joystick": ConfigKey(_is_bool, True, "true or false", "joystick"),
+    "light.gpio_active_high": _switch(True, "true or false (false for relay boards that switch on low)"),
+    "data.joystick": _switch(True),
     "data.telemetry_interval": ConfigKey(
         lambda v: _is_number(v) and (v == 0 or 1 <= v <= 86400),
         0.0,
         "0 (off) or a number of seconds from 1 to 86400",
-        "telemetry_interval",
         float,
     ),
-    "data.fee": ConfigKey(
-        _int_range(0, 10**12), 0, "0 (automatic) or a fee in the smallest coin unit", "fee"
+    "data.fee": _integer(0, 10**12, 0, "0 (automatic) or a fee in the smallest coin unit"),
+    "data.coalesce_window": _number(0, 60, 1.0),
+    "data.max_tx_per_minute": _integer(1, 120, 20),
+    "hardware.backend": _choice(HARDWARE_BACKENDS),
+    "monitor.host": _text("127.0.0.1", "a host name or IP address", convert=str.strip, attr="monitor_host"),
+    "monitor.port": _integer(0, 65535, 8765, "an integer from 0 (off) to 65535", "monitor_port"),
+    "monitor.token": _text("", "a string", attr="monitor_token"),
+    "monitor.max_clients_per_address": _integer(1, 1000, 10, attr="monitor_max_clients_per_address"),
+    "monitor.wallet_url": _text(
+        "auto",
+        '"auto" (the public web wallet of node.chain_id), "" (none) or an https:// link with {asset}, {address} and {amount}',
     ),
-    "data.coalesce_window": ConfigKey(
-        _in_range(0, 60), 1.0, "a number of seconds from 0 to 60", "coalesce_window", float
-    ),  # ours
-    "data.max_tx_per_minute": ConfigKey(
-        _int_range(1, 120), 20, "an integer from 1 to 120", "max_tx_per_minute"
-    ),  # ours
-    "hardware.backend": ConfigKey(
-        _one_of(*HARDWARE_BACKENDS),
-        "auto",
-        "one of " + ", ".join('"%s"' % b for b in HARDWARE_BACKENDS),
-        "backend",
+    "monitor.explorer_url": _text(
+        "auto", '"auto" (the public explorer of node.chain_id), "" (none) or an https:// link with {id}'
     ),
-    "monitor.host": ConfigKey(_is_str, "127.0.0.1", "a host name or IP address", "monitor_host", str.strip),
-    "monitor.port": ConfigKey(_int_range(0, 65535), 8765, "an integer from 0 (off) to 65535", "monitor_port"),
-    "monitor.token": ConfigKey(_is_str, "", "a string", "monitor_token"),
-    "monitor.max_clients_per_address": ConfigKey(
-        _int_range(1, 1000), 10, "an integer from 1 to 1000", "monitor_max_clients_per_address"
-    ),  # ours
-    "monitor.wallet_url": ConfigKey(
-        _is_str,
-        "auto",
-        '"auto" (the public web wallet of node.chain_id), '
-        '"" (none) or an https:// link with {asset}, {address} and {amount}',
-        "wallet_url",
-    ),  # "auto" resolved
-    "monitor.explorer_url": ConfigKey(
-        _is_str,
-        "auto",
-        '"auto" (the public explorer of node.chain_id), "" (none) or an https:// link with {id}',
-        "explorer_url",
-    ),  # "auto" resolved
 }
 
-# The public web wallet's payment link and the public explorer of each Waves network
-# ("auto" above). The payment link is the WX Network (waves.exchange) Payment API:
-# /#send/{assetId}?recipient=...&amount=<whole tokens>&strict (strict: the wallet shows the
-# amount as given). Explorer: wavesexplorer.com, with the network in the path.
+# "auto" above: the public web wallet and explorer of each Waves network. The wallet link is the WX
+# Network (waves.exchange) Payment API; amount is in whole tokens, `strict` makes the wallet show it as given.
 WALLET_URLS = {
     "W": "https://waves.exchange/#send/{asset}?recipient={address}&amount={amount}&strict",
     "T": "https://testnet.waves.exchange/#send/{asset}?recipient={address}&amount={amount}&strict",
@@ -389,224 +277,128 @@ EXPLORER_URLS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """A validated configuration; paths are absolute. One attribute per CONFIG_SCHEMA key
-    (ConfigKey.attr), plus `path`."""
+def config_attr(key: str) -> str:
+    """The Config attribute that CONFIG_SCHEMA's `key` fills."""
+    return CONFIG_SCHEMA[key].attr or key.split(".", 1)[1]
 
-    path: str
-    node_urls: Tuple[str, ...]
-    chain_id: str
-    poll_interval: float
-    confirmations: int
-    timeout: float
-    fork: str
-    sweep_interval: float
-    list_rate: float
-    max_answer_bytes: int
-    seed_file: str
-    address: str
-    state_file: str
-    asset_id: str
-    seconds_per_token: float
-    max_seconds: float
-    count_history: bool
-    min_tokens: float
-    refund: str
-    color: Tuple[int, int, int]
-    countdown: bool
-    gpio_pin: int
-    gpio_active_high: bool
-    joystick: bool
-    telemetry_interval: float
-    fee: int
-    coalesce_window: float
-    max_tx_per_minute: int
-    backend: str
-    monitor_host: str
-    monitor_port: int
-    monitor_token: str
-    wallet_url: str = ""  # "auto" resolved; "" = no payment link
-    explorer_url: str = ""  # "auto" resolved; "" = no explorer links
-    monitor_max_clients_per_address: int = 10
 
-    @property
-    def rules(self) -> str:
-        """The fee and limit rules of the chain: "waves" or "0bs"."""
-        if self.fork != "auto":
-            return self.fork
-        return "0bs" if self.chain_id == "Z" else "waves"
+def _rules(config: Any) -> str:
+    """The fee and limit rules of the chain: "waves" or "0bs" (node.fork "auto": 0bs on chain "Z")."""
+    return config.fork if config.fork != "auto" else ("0bs" if config.chain_id == "Z" else "waves")
+
+
+Config = dataclasses.make_dataclass(
+    "Config", ["path", *map(config_attr, CONFIG_SCHEMA)], frozen=True, namespace={"rules": property(_rules)}
+)
+Config.__doc__ = """A validated configuration: `path`, then one attribute per CONFIG_SCHEMA key (config_attr
+names it), with the paths made absolute and the "auto" links resolved; frozen."""
 
 
 def _flatten(table: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for k, v in table.items():
-        key = prefix + k
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
+        out.update(_flatten(v, prefix + k + ".") if isinstance(v, dict) and v else {prefix + k: v})
     return out
 
 
 def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    import ipaddress
-
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return host in ("localhost", "ip6-localhost") or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
-# --- secrets in URLs ---------------------------------------------------------
-# A node URL may carry credentials (https://user:pass@host/, ?apikey=...). Whatever shows a URL
-# (log lines, error messages, check, status, the monitor and its dashboard) shows redact_url(url);
-# requests use the real one. The log formatter passes every line through it too, which keeps
-# the monitor's ?token= out of the access log of any library.
-
-REDACTED = "***"
-# a query parameter whose name contains one of these carries a secret
-_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|auth|sig|session|cred", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s?#]*)@")
-_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-\[\]]+)=)(?P<value>[^&;#\s\"'<>]*)")
+def _toml_repr(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_repr(x) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (bool, str)) else str(v)
 
 
-def _mask_userinfo(m: "re.Match") -> str:
-    user, colon, _ = m.group("userinfo").partition(":")
-    # user:password keeps the user; a lone user part is often the key itself (https://KEY@host)
-    return "%s%s@" % (m.group("scheme"), "%s:%s" % (user, REDACTED) if colon else REDACTED)
+def _key_error(path: str, key: str, msg: str) -> ConfigError:
+    return ConfigError("%s: %s: %s" % (path, key, msg))
 
 
-def _mask_param(m: "re.Match") -> str:
-    if m.group("value") and _SECRET_PARAM.search(m.group("name")):
-        return m.group("head") + REDACTED
-    return m.group(0)
+def _bad_value(path: str, key: str, shown: Any, why: str) -> ConfigError:
+    return _key_error(path, key, "%s is not valid: %s" % (_toml_repr(shown), why))
 
 
-def redact_url(text: str) -> str:
-    """A URL (or any text with URLs or a request path in it) fit to show: the password of
-    user:password@ and the values of key-like query parameters (apikey, token, key, password,
-    secret, auth, sig, ...) become ***. "https://u:pw@n/x?apikey=k&a=1" -> "https://u:***@n/x?apikey=***&a=1"."""
-    if "@" in text:
-        text = _URL_USERINFO.sub(_mask_userinfo, text)
-    if "=" in text:
-        text = _QUERY_PARAM.sub(_mask_param, text)
-    return text
+def _known_keys(table: Dict[str, Any], path: str) -> Dict[str, Any]:
+    """The table flattened to "section.key" -> value; ConfigError for anything CONFIG_SCHEMA lacks."""
+    sections = sorted({k.split(".")[0] for k in CONFIG_SCHEMA})
+    listed = "[%s]" % "], [".join(sections)
+    flat: Dict[str, Any] = {}
+    for section, value in table.items():
+        hint = difflib.get_close_matches(section, sections, 1)
+        if not isinstance(value, dict):
+            mean = " (did you mean [%s]?)" % hint[0] if hint else ""
+            why = "unknown key at top level; keys live in sections %s%s" % (listed, mean)
+            raise _key_error(path, section, why)
+        if section not in sections:
+            why = " (did you mean [%s]?)" % hint[0] if hint else "; sections are %s" % listed
+            raise _key_error(path, "[%s]" % section, "unknown section" + why)
+        flat.update(_flatten(value, section + "."))
+    for key in [k for k in flat if k not in CONFIG_SCHEMA]:
+        hint = difflib.get_close_matches(key, list(CONFIG_SCHEMA), 1, 0.6)
+        raise _key_error(path, key, "unknown key%s" % (" (did you mean %s?)" % hint[0] if hint else ""))
+    return flat
+
+
+def _check_ids(v: Dict[str, Any], path: str) -> None:
+    """The device address and the asset id, as far as they can be checked offline."""
+    address, asset = v["device.address"], v["payment.asset_id"]
+    try:
+        if address:
+            parse_address(address, v["node.chain_id"])
+    except EncodingError as e:
+        raise _bad_value(path, "device.address", address, str(e)) from None
+    try:
+        if asset:
+            parse_asset_id(asset, coin=None)
+    except EncodingError as e:
+        expected = CONFIG_SCHEMA["payment.asset_id"].expected
+        raise _bad_value(path, "payment.asset_id", asset, "%s (expected %s)" % (e, expected)) from None
+
+
+def _check_monitor(v: Dict[str, Any], path: str) -> None:
+    """The monitor's host (a token unless it is loopback) and links ("auto": those of the chain)."""
+    host = v["monitor.host"].strip()
+    if not host:
+        raise _key_error(path, "monitor.host", "must not be empty")
+    if v["monitor.port"] and not _is_loopback(host) and not v["monitor.token"]:
+        why = "required when monitor.host (%s) is not a loopback address: " % _toml_repr(host)
+        raise _key_error(path, "monitor.token", why + "set a secret token, clients then pass ?token=...")
+    for key, known in (("monitor.wallet_url", WALLET_URLS), ("monitor.explorer_url", EXPLORER_URLS)):
+        link, needs = v[key].strip(), "{address}" if known is WALLET_URLS else "{id}"
+        if link == "auto":
+            link = known.get(v["node.chain_id"], "")
+        elif link and (not link.startswith(("https://", "http://")) or needs not in link):
+            raise _bad_value(path, key, v[key], "expected " + CONFIG_SCHEMA[key].expected)
+        v[key] = link
 
 
 def parse_config(table: Dict[str, Any], path: str, *, require_asset: bool = True) -> Config:
     """Validate a parsed TOML table and return a Config; ConfigError names file and key."""
-    name = path
-
-    def fail(key: str, msg: str) -> ConfigError:
-        return ConfigError("%s: %s: %s" % (name, key, msg))
-
-    flat: Dict[str, Any] = {}
-    known_sections = sorted({k.split(".")[0] for k in CONFIG_SCHEMA})
-    for section, value in table.items():
-        if not isinstance(value, dict):
-            hint = difflib.get_close_matches(section, known_sections, 1)
-            raise fail(
-                section,
-                "unknown key at top level; keys live in sections [%s]%s"
-                % ("], [".join(known_sections), (" (did you mean [%s]?)" % hint[0]) if hint else ""),
-            )
-        if section not in known_sections:
-            hint = difflib.get_close_matches(section, known_sections, 1)
-            raise fail(
-                "[%s]" % section,
-                "unknown section%s"
-                % (
-                    (" (did you mean [%s]?)" % hint[0])
-                    if hint
-                    else "; sections are [%s]" % "], [".join(known_sections)
-                ),
-            )
-        flat.update(_flatten(value, section + "."))
-    for key in flat:
-        if key not in CONFIG_SCHEMA:
-            hint = difflib.get_close_matches(key, list(CONFIG_SCHEMA), 1, 0.6)
-            raise fail(key, "unknown key%s" % ((" (did you mean %s?)" % hint[0]) if hint else ""))
-    values: Dict[str, Any] = {}
+    flat = _known_keys(table, path)
+    v: Dict[str, Any] = {}
     for key, spec in CONFIG_SCHEMA.items():
-        if key in flat:
-            v = flat[key]
-            if not spec.check(v):
-                raise fail(key, "%s is not valid: expected %s" % (_toml_repr(v), spec.expected))
-            values[key] = v
-        elif spec.default is None:
-            if require_asset:
-                raise fail(key, "missing: expected %s (set it in [%s])" % (spec.expected, key.split(".")[0]))
-            values[key] = ""
-        else:
-            values[key] = spec.default
+        if key in flat and not spec.check(flat[key]):
+            raise _bad_value(path, key, flat[key], "expected " + spec.expected)
+        if not flat.get(key) and spec.default is None and require_asset:  # missing, or "": no token
+            missing = "missing: expected %s (set it in [%s])" % (spec.expected, key.split(".")[0])
+            raise _key_error(path, key, missing)
+        v[key] = flat.get(key, "" if spec.default is None else spec.default)
+    for url in v["node.urls"]:
+        if not url.startswith(("http://", "https://")) or len(url) < 10:
+            raise _bad_value(path, "node.urls", redact_url(url), "expected http:// or https:// URLs")
+    _check_ids(v, path)
     base = Path(path).resolve().parent
-
-    for url in values["node.urls"]:
-        if not (url.startswith("http://") or url.startswith("https://")) or len(url) < 10:
-            raise fail(
-                "node.urls",
-                "%s is not valid: expected http:// or https:// URLs" % _toml_repr(redact_url(url)),
-            )
-    chain = values["node.chain_id"]
-    if values["device.address"]:
-        try:
-            parse_address(values["device.address"], chain)
-        except EncodingError as e:
-            raise fail(
-                "device.address", "%s is not valid: %s" % (_toml_repr(values["device.address"]), e)
-            ) from None
-    asset = values["payment.asset_id"]
-    if asset:
-        try:
-            parse_asset_id(asset, coin=None)
-        except EncodingError as e:
-            raise fail(
-                "payment.asset_id",
-                "%s is not valid: %s (expected %s)"
-                % (_toml_repr(asset), e, CONFIG_SCHEMA["payment.asset_id"].expected),
-            ) from None
     for key in ("device.seed_file", "device.state_file"):
-        if not values[key].strip():
-            raise fail(key, "must not be empty: expected a path")
-        values[key] = str(base / values[key])
-    host = values["monitor.host"].strip()
-    if not host:
-        raise fail("monitor.host", "must not be empty")
-    if values["monitor.port"] and not _is_loopback(host) and not values["monitor.token"]:
-        raise fail(
-            "monitor.token",
-            "required when monitor.host (%s) is not a loopback address: "
-            "set a secret token, clients then pass ?token=..." % _toml_repr(host),
-        )
-    for key, table, needs in (
-        ("monitor.wallet_url", WALLET_URLS, ("{address}",)),
-        ("monitor.explorer_url", EXPLORER_URLS, ("{id}",)),
-    ):
-        v = values[key].strip()
-        if v == "auto":
-            v = table.get(chain, "")
-        elif v and (not v.startswith(("https://", "http://")) or any(n not in v for n in needs)):
-            raise fail(
-                key, "%s is not valid: expected %s" % (_toml_repr(values[key]), CONFIG_SCHEMA[key].expected)
-            )
-        values[key] = v
-    return Config(
-        path=str(Path(path).resolve()),
-        **{spec.attr: spec.convert(values[key]) for key, spec in CONFIG_SCHEMA.items()},
-    )
-
-
-def _toml_repr(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_repr(x) for x in v) + "]"
-    return str(v)
+        if not v[key].strip():
+            raise _key_error(path, key, "must not be empty: expected a path")
+        v[key] = str(base / v[key])
+    _check_monitor(v, path)
+    attrs = {config_attr(key): spec.convert(v[key]) for key, spec in CONFIG_SCHEMA.items()}
+    return Config(path=str(Path(path).resolve()), **attrs)
 
 
 def _toml_loads(text: str) -> Dict[str, Any]:
@@ -619,51 +411,79 @@ def _toml_loads(text: str) -> Dict[str, Any]:
 
 def find_config(explicit: Optional[str]) -> str:
     """The configuration path: -c, else ./iotlight.toml, else /etc/iotlight/iotlight.toml."""
-    if explicit:
-        return explicit
-    for p in DEFAULT_CONFIG_PATHS:
-        if os.path.exists(p):
-            return p
-    raise ConfigError("no configuration found: tried %s; pass -c PATH" % ", ".join(DEFAULT_CONFIG_PATHS))
+    found = explicit or next((p for p in DEFAULT_CONFIG_PATHS if os.path.exists(p)), None)
+    if not found:
+        raise ConfigError("no configuration found: tried %s; pass -c PATH" % ", ".join(DEFAULT_CONFIG_PATHS))
+    return found
 
 
 def load_config(path: str, *, require_asset: bool = True) -> Config:
     """Read, parse and validate a TOML configuration file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        table = _toml_loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("%s: no such configuration file" % path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("%s: cannot read: %s" % (path, getattr(e, "strerror", None) or e)) from None
-    try:
-        table = _toml_loads(text)
     except ValueError as e:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError("%s: not valid TOML: %s" % (path, e)) from None
     return parse_config(table, path, require_asset=require_asset)
 
 
+# -- Secrets in URLs ----------------------------------------------------------
+# A node URL may carry credentials (https://user:pass@host/, ?apikey=...): whatever shows a URL (logs, errors,
+# check, status, the monitor) shows redact_url(url), requests use the real one. The log formatter passes
+# every line through it too: the monitor's ?token= stays out of access logs.
+
+REDACTED = "***"
+_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|auth|sig|session|cred", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s?#]*)@")
+_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-\[\]]+)=)(?P<value>[^&;#\s\"'<>]*)")
+
+
+def _mask_userinfo(m: "re.Match") -> str:
+    user, colon, _ = m.group("userinfo").partition(":")
+    # user:password keeps the user; a lone user part is often the key itself (https://KEY@host)
+    return "%s%s@" % (m.group("scheme"), "%s:%s" % (user, REDACTED) if colon else REDACTED)
+
+
+def _mask_param(m: "re.Match") -> str:
+    secret = m.group("value") and _SECRET_PARAM.search(m.group("name"))
+    return m.group("head") + REDACTED if secret else m.group(0)
+
+
+def redact_url(text: str) -> str:
+    """A URL (or any text with URLs or a request path in it) fit to show: user:password@ and key-like query
+    values lose their secret: "https://u:pw@n/x?apikey=k&a=1" -> "https://u:***@n/x?apikey=***&a=1"."""
+    if "@" in text:
+        text = _URL_USERINFO.sub(_mask_userinfo, text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_mask_param, text)
+    return text
+
+
 # =============================================================================
 # 4. Waves cryptography
 # =============================================================================
-#
-# Keys, addresses and signatures as in the Waves protocol notes (waves-protocol.md), sections
-# 2-4. Hashes come from hashlib (BLAKE2b, SHA-256, SHA-512) and pycryptodome
-# (Keccak-256); curve arithmetic from libsodium through PyNaCl.
+# As in the Waves protocol notes (README, "Dependencies" and "What the daemon trusts the node for"): hashes
+# from hashlib (BLAKE2b, SHA-256, SHA-512) and pycryptodome (Keccak-256), curves from libsodium via PyNaCl.
 
 B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(B58_ALPHABET)}
 B58_MAX_DECODE = 192  # the node refuses longer base58 strings in JSON byte fields
+NETWORKS = {"W": "mainnet", "T": "testnet", "S": "stagenet", "Z": "0bsnetwork"}
+ALIAS_CHARS = frozenset("-.0123456789@_abcdefghijklmnopqrstuvwxyz")
+_ED25519_L = 2**252 + 27742317777372353535851937790883648493
+_P25519 = 2**255 - 19
 
 
 def b58encode(data: bytes) -> str:
     """Base58 (Bitcoin alphabet); each leading zero byte becomes a leading '1'."""
-    n = int.from_bytes(data, "big")
-    out = []
+    n, out = int.from_bytes(data, "big"), ""
     while n:
         n, r = divmod(n, 58)
-        out.append(B58_ALPHABET[r])
-    zeros = len(data) - len(data.lstrip(b"\0"))
-    return "1" * zeros + "".join(reversed(out))
+        out = B58_ALPHABET[r] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
 
 
 def b58decode(text: str, *, max_length: int = B58_MAX_DECODE) -> bytes:
@@ -674,13 +494,11 @@ def b58decode(text: str, *, max_length: int = B58_MAX_DECODE) -> bytes:
         raise EncodingError("base58 string of %d characters is longer than %d" % (len(text), max_length))
     n = 0
     for pos, c in enumerate(text):
-        i = _B58_INDEX.get(c)
-        if i is None:
+        if c not in _B58_INDEX:
             raise EncodingError("invalid base58 character %r at position %d" % (c, pos))
-        n = n * 58 + i
+        n = n * 58 + _B58_INDEX[c]
     body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    zeros = len(text) - len(text.lstrip("1"))
-    return b"\0" * zeros + body
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
 
 
 def blake2b256(data: bytes) -> bytes:
@@ -717,15 +535,15 @@ def keypair_from_private_key(private_key: bytes) -> KeyPair:
     return KeyPair(private_key, crypto_scalarmult_base(private_key))
 
 
+def _clamp(key: bytes) -> bytes:
+    return bytes([key[0] & 248, *key[1:31], (key[31] & 127) | 64, *key[32:]])
+
+
 def keypair_from_seed(seed: str, nonce: int = 0) -> KeyPair:
     """Seed phrase -> key pair: sha256(secure_hash(nonce || UTF-8 seed)), clamped."""
     seed_bytes = seed.encode("utf-8") if isinstance(seed, str) else bytes(seed)
     account_seed = secure_hash(struct.pack(">I", nonce) + seed_bytes)
-    k = bytearray(hashlib.sha256(account_seed).digest())
-    k[0] &= 248
-    k[31] &= 127
-    k[31] |= 64
-    return keypair_from_private_key(bytes(k))
+    return keypair_from_private_key(_clamp(hashlib.sha256(account_seed).digest()))
 
 
 def chain_byte(chain_id: str) -> int:
@@ -748,9 +566,7 @@ def address_from_public_key(public_key: bytes, chain_id: str) -> str:
 
 def parse_address(address: str, chain_id: str) -> bytes:
     """Check an address string (version, chain id, checksum); return its 26 bytes."""
-    if isinstance(address, str) and address.startswith("address:"):
-        address = address[len("address:") :]
-    raw = b58decode(address)
+    raw = b58decode(address.removeprefix("address:") if isinstance(address, str) else address)
     if len(raw) != 26:
         raise EncodingError("an address is 26 bytes (35 base58 characters), got %d bytes" % len(raw))
     if raw[0] != 1:
@@ -762,20 +578,32 @@ def parse_address(address: str, chain_id: str) -> bytes:
     return raw
 
 
-ALIAS_CHARS = frozenset("-.0123456789@_abcdefghijklmnopqrstuvwxyz")
+def chain_of_address(address: Any) -> Optional[str]:
+    """The network byte of a base58 address as a character, or None when it is not an address."""
+    try:
+        raw = b58decode(address.replace("address:", "", 1))
+    except (EncodingError, AttributeError):
+        return None
+    return chr(raw[1]) if len(raw) == 26 and raw[0] == 1 else None
+
+
+def network_name(chain_id: str) -> str:
+    return "%r (%s)" % (chain_id, NETWORKS.get(chain_id, "a fork"))
+
+
+def split_alias(text: str) -> Tuple[str, str]:
+    """(chain, name) of `alias:<chain>:<name>`, read by position: the chain is one character, maybe ':'."""
+    if len(text) < 8 or not text.startswith("alias:") or text[7] != ":":
+        raise EncodingError("an alias is written alias:<chain>:<name>, not %r" % text)
+    return text[6], text[8:]
 
 
 def parse_alias(text: str, chain_id: str) -> str:
     """`alias:<chain>:<name>` or a bare name -> the canonical `alias:<chain>:<name>`."""
     chain_byte(chain_id)
-    name = text
-    if text.startswith("alias:"):
-        parts = text.split(":", 2)
-        if len(parts) != 3 or len(parts[1]) != 1:
-            raise EncodingError("an alias is written alias:<chain>:<name>, not %r" % text)
-        if parts[1] != chain_id:
-            raise EncodingError("alias is for chain %r, not %r" % (parts[1], chain_id))
-        name = parts[2]
+    chain, name = split_alias(text) if text.startswith("alias:") else (chain_id, text)
+    if chain != chain_id:
+        raise EncodingError("alias is for chain %r, not %r" % (chain, chain_id))
     if not 4 <= len(name) <= 30:
         raise EncodingError("an alias name has 4 to 30 characters, %r has %d" % (name, len(name)))
     bad = sorted(set(name) - ALIAS_CHARS)
@@ -788,18 +616,16 @@ def parse_recipient(text: str, chain_id: str) -> str:
     """An address (checked) or an alias (canonical form) as typed by a user."""
     if not isinstance(text, str):
         raise EncodingError("a recipient is an address or an alias, not %r" % (text,))
-    if text.startswith("alias:"):
-        return parse_alias(text, chain_id)
-    if len(text) >= 34 and all(c in _B58_INDEX for c in text.replace("address:", "", 1)):
+    bare = text.replace("address:", "", 1)
+    if not text.startswith("alias:") and len(text) >= 34 and all(c in _B58_INDEX for c in bare):
         parse_address(text, chain_id)
-        return text.replace("address:", "", 1)
+        return bare
     return parse_alias(text, chain_id)
 
 
 def parse_asset_id(asset_id: Optional[str], *, coin: Optional[str] = "WAVES", what: str = "") -> bytes:
-    """The one check of an asset id: a token's base58 id -> its 32 bytes; the chain's own coin
-    (None, "", "WAVES" or `coin` such as "ZBS", any case) -> b"". coin=None: only a token will do.
-    EncodingError otherwise ("an asset id is 32 bytes, not 26"), after "`what`: " when given."""
+    """The one check of an asset id: a token's base58 id -> its 32 bytes; the chain's own coin (None,
+    "", "WAVES" or `coin` such as "ZBS", any case) -> b"" unless coin=None. Errors start "`what`: "."""
     if coin is not None and (not asset_id or asset_id.upper() in ("WAVES", coin.upper())):
         return b""
     try:
@@ -811,10 +637,6 @@ def parse_asset_id(asset_id: Optional[str], *, coin: Optional[str] = "WAVES", wh
     return raw
 
 
-_ED25519_L = 2**252 + 27742317777372353535851937790883648493
-_P25519 = 2**255 - 19
-
-
 def sign(private_key: bytes, message: bytes, random_z: Optional[bytes] = None) -> bytes:
     """Waves Curve25519 signature (64 bytes) of message; random_z is 64 random bytes."""
     from nacl import bindings as nb
@@ -822,21 +644,15 @@ def sign(private_key: bytes, message: bytes, random_z: Optional[bytes] = None) -
     z = os.urandom(64) if random_z is None else random_z
     if len(z) != 64:
         raise EncodingError("signature randomness must be 64 bytes")
-    a = bytearray(private_key)
-    a[0] &= 248
-    a[31] &= 127
-    a[31] |= 64
-    a_bytes = bytes(a)
+    a_bytes = _clamp(private_key)
     a_red = nb.crypto_core_ed25519_scalar_reduce(a_bytes + b"\0" * 32)
     ed_pub = nb.crypto_scalarmult_ed25519_base_noclamp(a_red)
-    sign_bit = ed_pub[31] & 0x80
-    r = nb.crypto_core_ed25519_scalar_reduce(
-        hashlib.sha512(b"\xfe" + b"\xff" * 31 + a_bytes + message + z).digest()
-    )
+    nonce = hashlib.sha512(b"\xfe" + b"\xff" * 31 + a_bytes + message + z).digest()
+    r = nb.crypto_core_ed25519_scalar_reduce(nonce)
     big_r = nb.crypto_scalarmult_ed25519_base_noclamp(r)
     h = nb.crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + ed_pub + message).digest())
     s = bytearray(nb.crypto_core_ed25519_scalar_add(nb.crypto_core_ed25519_scalar_mul(h, a_red), r))
-    s[31] |= sign_bit
+    s[31] |= ed_pub[31] & 0x80
     return big_r + bytes(s)
 
 
@@ -844,21 +660,26 @@ def ed25519_public_key(public_key: bytes, sign_bit: int) -> bytes:
     """The Edwards form of an X25519 public key, with the given sign bit."""
     u = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
     inverse = pow(u + 1, -1, _P25519) if (u + 1) % _P25519 else 0  # u = -1: a degenerate key
-    y = (u - 1) * inverse % _P25519
-    y_bytes = bytearray(y.to_bytes(32, "little"))
+    y_bytes = bytearray(((u - 1) * inverse % _P25519).to_bytes(32, "little"))
     y_bytes[31] = (y_bytes[31] & 0x7F) | (sign_bit & 0x80)
     return bytes(y_bytes)
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """Verify a Waves Curve25519 signature; False for anything malformed."""
+    """Verify a Waves Curve25519 signature as the node does; False for anything malformed.
+    The node (curve25519-java, ref10's crypto_sign_open) takes any S < 2^253 once the sign bit is cleared;
+    libsodium only S < L. S and S + L verify alike (h does not cover S, S·B = (S mod L)·B), so an S in
+    [L, 2^253) is reduced first. Small-order public keys stay refused, as by the node since feature 17."""
     from nacl.bindings import crypto_sign_open
     from nacl.exceptions import BadSignatureError, CryptoError
 
     if len(public_key) != 32 or len(signature) != 64:
         return False
+    s = int.from_bytes(signature[32:], "little") & ((1 << 255) - 1)
+    if s >= 1 << 253:
+        return False
     ed_pub = ed25519_public_key(public_key, signature[63])
-    sig = signature[:63] + bytes([signature[63] & 0x7F])
+    sig = signature[:32] + (s % _ED25519_L).to_bytes(32, "little")
     try:
         crypto_sign_open(sig + message, ed_pub)
         return True
@@ -870,30 +691,29 @@ def generate_seed_phrase(words: int = 15, rng: Optional[random.SystemRandom] = N
     """A new seed phrase of `words` words from the 2048-word list Waves wallets use (BIP-39 English)."""
     from mnemonic import Mnemonic
 
-    wordlist = Mnemonic("english").wordlist
-    rng = rng or random.SystemRandom()
+    wordlist, rng = Mnemonic("english").wordlist, rng or random.SystemRandom()
     return " ".join(rng.choice(wordlist) for _ in range(words))
 
 
 # =============================================================================
 # 5. Transaction bytes, JSON, fees and limits
 # =============================================================================
-#
-# A transaction is kept as the JSON dict the node's broadcast endpoint accepts;
-# tx_body_bytes() turns that dict into the bytes that are signed. Legacy binary
-# layouts (Transfer v1/v2, Issue v1/v2, Data v1, MassTransfer v1) work on Waves
-# and on the 0bs fork; protobuf layouts (Transfer v3, Issue v3, Data v2,
-# MassTransfer v2) only on Waves. See waves-protocol.md sections 5-9.
+# A transaction is the JSON dict the node's broadcast endpoint accepts. The device writes legacy binary only
+# (Data v1, Transfer v2, Issue v2: Waves and 0bs accept them) and verifies every transfer a payment may come
+# in: Transfer v1-v3, Mass Transfer v1-v2 (v3, v2: protobuf). Other layouts: tests/reference.py.
 
 TX_ISSUE, TX_TRANSFER, TX_MASS_TRANSFER, TX_DATA = 3, 4, 11, 12
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-FEE_UNIT = 100_000
-MAX_ATTACHMENT = 140
-DATA_MAX_ENTRIES = 100
-DATA_MAX_VALUE = 32_767
+FEE_UNIT, MAX_ATTACHMENT = 100_000, 140
+DATA_MAX_ENTRIES, DATA_MAX_VALUE = 100, 32_767
 DATA_MAX_PAYLOAD = 165_835  # Waves with feature 17: sum of key and value sizes
 DATA_MAX_V1_BYTES = 153_600  # Waves before feature 17 and 0bs: full signed v1 bytes
 DATA_ENTRY_TYPES = {"integer": 0, "boolean": 1, "binary": 2, "string": 3}
+Tx = Dict[str, Any]  # a transaction (or its fields) as the node's JSON has it
+# The node reads base64 with java.util.Base64's basic decoder: the standard alphabet, nothing else;
+# the final unit may leave its padding out, but padding that is there is complete and comes last
+# ("AAAA=", "AA=", "AAA==" and "A" are refused; "AA" and "AAA" are read as "AA==" and "AAA=").
+_NODE_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?")
 
 
 def _i64(v: Any, what: str) -> bytes:
@@ -902,23 +722,19 @@ def _i64(v: Any, what: str) -> bytes:
     return struct.pack(">q", v)
 
 
+def _longs(tx: Tx, *keys: str) -> bytes:
+    return b"".join(_i64(tx.get(key), key) for key in keys)
+
+
 def _utf8(text: str, what: str) -> bytes:
-    """UTF-8 bytes of a text the node stores; a lone surrogate has none."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         raise EncodingError("%s is not valid Unicode (a lone surrogate?)" % what) from None
 
 
-# The node reads base64 with java.util.Base64's basic decoder: the standard alphabet, nothing else;
-# the final unit may leave its padding out, but padding that is there is complete and comes last
-# ("AAAA=", "AA=", "AAA==" and "A" are refused; "AA" and "AAA" are read as "AA==" and "AAA=").
-_NODE_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?")
-
-
 def base64_node_decode(text: str) -> bytes:
-    """Bytes of a base64 string (with or without the `base64:` prefix) exactly as the node decodes
-    them; EncodingError for what the node refuses."""
+    """A base64 string (`base64:` prefix optional) decoded exactly as the node does, or refused."""
     if not isinstance(text, str):
         raise EncodingError("base64 must be a string, not %r" % (text,))
     body = text[7:] if text.startswith("base64:") else text
@@ -934,7 +750,7 @@ def _short(data: bytes, what: str) -> bytes:
     return struct.pack(">H", len(data)) + data
 
 
-def _pk(tx: Dict[str, Any]) -> bytes:
+def _pk(tx: Tx) -> bytes:
     pk = b58decode(tx.get("senderPublicKey", ""))
     if len(pk) != 32:
         raise EncodingError("senderPublicKey must be 32 bytes, not %d" % len(pk))
@@ -943,7 +759,7 @@ def _pk(tx: Dict[str, Any]) -> bytes:
 
 def _asset_json(asset_id: Optional[str]) -> Optional[str]:
     """An asset id as the node's JSON has it: the chain's own coin is null, not "" or "WAVES"."""
-    return None if asset_id in (None, "", "WAVES") else asset_id
+    return None if not parse_asset_id(asset_id, what="assetId") else asset_id
 
 
 def _legacy_asset(asset_id: Optional[str], what: str = "assetId") -> bytes:
@@ -951,77 +767,58 @@ def _legacy_asset(asset_id: Optional[str], what: str = "assetId") -> bytes:
     return b"\x01" + raw if raw else b"\x00"
 
 
-def _tx_chain(tx: Dict[str, Any]) -> str:
+def _tx_chain(tx: Tx) -> str:
+    """The chain a transaction was made for: its chainId, else its (first) recipient's."""
     c = tx.get("chainId")
     if _is_int(c):
         if not 0 < c < 128:
             raise EncodingError("chainId must be the byte of one ASCII character, not %r" % (c,))
         return chr(c)
     if isinstance(c, str) and len(c) == 1:
-        chain_byte(c)
-        return c
-    rec = tx.get("recipient") or ""
-    items = tx.get("transfers")
+        return chr(chain_byte(c))
+    rec, items = tx.get("recipient") or "", tx.get("transfers")
     if not rec and isinstance(items, list) and items and isinstance(items[0], dict):
         rec = items[0].get("recipient") or ""
-    if isinstance(rec, str) and rec.startswith("alias:"):
-        return rec.split(":")[1]
-    if rec:
-        raw = b58decode(rec.replace("address:", "", 1))
-        if len(raw) == 26:
-            return chr(raw[1])
-    raise EncodingError("transaction has no chainId")
+    alias = isinstance(rec, str) and rec.startswith("alias:")
+    chain = split_alias(rec)[0] if alias else chain_of_address(rec)
+    if chain is None:
+        raise EncodingError("transaction has no chainId")
+    return chain
 
 
 def _legacy_recipient(recipient: str, chain_id: str) -> bytes:
     if not isinstance(recipient, str):
         raise EncodingError("recipient must be a string")
     if recipient.startswith("alias:"):
-        canonical = parse_alias(recipient, recipient.split(":")[1] if recipient.count(":") == 2 else chain_id)
-        name = canonical.split(":", 2)[2].encode()
-        return bytes([2, ord(canonical.split(":")[1])]) + _short(name, "alias")
+        chain, name = split_alias(parse_alias(recipient, split_alias(recipient)[0]))
+        return bytes([2, ord(chain)]) + _short(name.encode(), "alias")
     return parse_address(recipient, chain_id)
 
 
-def _attachment(tx: Dict[str, Any]) -> bytes:
+def _attachment(tx: Tx) -> bytes:
     raw = b58decode(tx.get("attachment") or "")
     if len(raw) > MAX_ATTACHMENT:
         raise EncodingError("attachment is %d bytes, more than %d" % (len(raw), MAX_ATTACHMENT))
     return raw
 
 
-def _legacy_proofs(proofs: Sequence[bytes]) -> bytes:
-    return b"\x01" + struct.pack(">H", len(proofs)) + b"".join(_short(p, "proof") for p in proofs)
-
-
-# --- protobuf (deterministic, as the node's ScalaPB encoder writes it) -------
-# Only the handful of messages the transaction types above need; fields in
-# ascending order, defaults omitted, set oneof members and sub-messages written.
+# -- Protobuf: what Transfer v3 and Mass Transfer v2 need (deterministic, as the node's ScalaPB encoder
+# writes it: fields in ascending order, defaults omitted, set oneof members and sub-messages written).
 
 
 def _pb_varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    n, out = n & (1 << 64) - 1, b""
+    while n > 0x7F:
+        n, out = n >> 7, out + bytes([n & 0x7F | 0x80])
+    return out + bytes([n])
 
 
-def _pb_int(field: int, v: int, *, force: bool = False) -> bytes:
-    if not v and not force:
-        return b""
-    return _pb_varint(field << 3) + _pb_varint(v)
+def _pb_int(field: int, v: int) -> bytes:
+    return _pb_varint(field << 3) + _pb_varint(v) if v else b""
 
 
 def _pb_bytes(field: int, v: bytes, *, force: bool = False) -> bytes:
-    if not v and not force:
-        return b""
-    return _pb_varint(field << 3 | 2) + _pb_varint(len(v)) + v
+    return _pb_varint(field << 3 | 2) + _pb_varint(len(v)) + v if v or force else b""
 
 
 def _pb_amount(asset_id: Optional[str], amount: int) -> bytes:
@@ -1029,276 +826,138 @@ def _pb_amount(asset_id: Optional[str], amount: int) -> bytes:
 
 
 def _pb_recipient(recipient: str, chain_id: str) -> bytes:
-    if recipient.startswith("alias:"):
-        return _pb_bytes(2, parse_alias(recipient, chain_id).split(":", 2)[2].encode())
+    if isinstance(recipient, str) and recipient.startswith("alias:"):
+        return _pb_bytes(2, split_alias(parse_alias(recipient, chain_id))[1].encode())
     return _pb_bytes(1, parse_address(recipient, chain_id)[2:22])
 
 
-def _pb_transaction(tx: Dict[str, Any], field: int, data: bytes) -> bytes:
-    fee = tx.get("fee")
-    _i64(fee, "fee")
-    _i64(tx.get("timestamp"), "timestamp")
-    return (
-        _pb_int(1, chain_byte(_tx_chain(tx)))
-        + _pb_bytes(2, _pk(tx))
-        + _pb_bytes(3, _pb_amount(tx.get("feeAssetId"), fee), force=True)
-        + _pb_int(4, tx["timestamp"])
-        + _pb_int(5, tx["version"])
-        + _pb_bytes(field, data, force=True)
-    )
+def _pb_transaction(tx: Tx, field: int, data: bytes) -> bytes:
+    _longs(tx, "fee", "timestamp")  # refuses what is not a 64-bit integer
+    head = _pb_int(1, chain_byte(_tx_chain(tx))) + _pb_bytes(2, _pk(tx))
+    head += _pb_bytes(3, _pb_amount(tx.get("feeAssetId"), tx["fee"]), force=True)
+    return head + _pb_int(4, tx["timestamp"]) + _pb_int(5, tx["version"]) + _pb_bytes(field, data, force=True)
 
 
-def _data_value(entry: Dict[str, Any]) -> Tuple[Optional[str], Any]:
-    """(type, python value) of a JSON data entry; binary decoded to bytes."""
+def _data_value(entry: Dict[str, Any]) -> Tuple[str, bytes]:
+    """(type, value bytes) of a JSON data entry: integer 8 bytes, boolean 1, binary decoded."""
     key = entry.get("key")
     if not isinstance(key, str) or not key:
         raise EncodingError("a data entry needs a non-empty string key")
     _utf8(key, "data key %r" % key)
     kind, value = entry.get("type"), entry.get("value")
-    if value is None and kind is None:
-        return None, None
     if kind == "integer":
-        _i64(value, "data entry %r" % key)
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            raise EncodingError("data entry %r: boolean value must be true or false" % key)
-    elif kind == "string":
-        if not isinstance(value, str):
-            raise EncodingError("data entry %r: string value must be a string" % key)
-        _utf8(value, "data entry %r: string value" % key)
-    elif kind == "binary":
-        if not isinstance(value, str):
-            raise EncodingError("data entry %r: binary value must be a base64: string" % key)
+        return kind, _i64(value, "data entry %r" % key)
+    if kind == "boolean" and isinstance(value, bool):
+        return kind, b"\x01" if value else b"\x00"
+    if kind == "string" and isinstance(value, str):
+        return kind, _utf8(value, "data entry %r: string value" % key)
+    if kind in ("boolean", "string"):
+        must = "true or false" if kind == "boolean" else "a string"
+        raise EncodingError("data entry %r: %s value must be %s" % (key, kind, must))
+    if kind == "binary":
         try:
-            value = base64_node_decode(value)
+            return kind, base64_node_decode(value)
         except EncodingError:
             raise EncodingError("data entry %r: binary value is not valid base64" % key) from None
-    else:
-        raise EncodingError("data entry %r: unknown type %r" % (key, kind))
-    return kind, value
-
-
-def _data_value_bytes(kind: str, value: Any) -> bytes:
-    if kind == "integer":
-        return struct.pack(">q", value)
-    if kind == "boolean":
-        return b"\x01" if value else b"\x00"
-    raw = value.encode("utf-8") if kind == "string" else value
-    return raw
+    raise EncodingError("data entry %r: unknown type %r (deleting a key needs Data version 2)" % (key, kind))
 
 
 def _legacy_data_entry(entry: Dict[str, Any]) -> bytes:
-    kind, value = _data_value(entry)
-    if kind is None:
-        raise EncodingError("data entry %r: deleting a key needs Data version 2" % entry["key"])
-    raw = _data_value_bytes(kind, value)
+    kind, raw = _data_value(entry)
     if kind in ("string", "binary"):
         raw = _short(raw, "data entry %r" % entry["key"])
     return _short(entry["key"].encode("utf-8"), "data key") + bytes([DATA_ENTRY_TYPES[kind]]) + raw
 
 
-def _pb_data_entry(entry: Dict[str, Any]) -> bytes:
-    kind, value = _data_value(entry)
-    out = _pb_bytes(1, entry["key"].encode("utf-8"))
-    if kind == "integer":
-        out += _pb_int(10, value, force=True)
-    elif kind == "boolean":
-        out += _pb_int(11, int(value), force=True)
-    elif kind == "binary":
-        out += _pb_bytes(12, value, force=True)
-    elif kind == "string":
-        out += _pb_bytes(13, value.encode("utf-8"), force=True)
-    return out
+def _transfer_body(tx: Tx, v: int) -> bytes:
+    chain = _tx_chain(tx)
+    if v == 3:
+        data = _pb_bytes(1, _pb_recipient(tx["recipient"], chain), force=True)
+        data += _pb_bytes(2, _pb_amount(tx.get("assetId"), tx.get("amount")), force=True)
+        return _pb_transaction(tx, 104, data + _pb_bytes(3, _attachment(tx)))
+    body = (b"\x04" if v == 1 else b"\x04\x02") + _pk(tx) + _legacy_asset(tx.get("assetId"))
+    body += _legacy_asset(tx.get("feeAssetId"), "feeAssetId") + _longs(tx, "timestamp", "amount", "fee")
+    return body + _legacy_recipient(tx.get("recipient"), chain) + _short(_attachment(tx), "attachment")
 
 
-def _data_payload(tx: Dict[str, Any]) -> bytes:
-    """Serialized DataTransactionData (protobuf) of a Data transaction."""
-    return b"".join(_pb_bytes(1, _pb_data_entry(e), force=True) for e in tx.get("data", []))
-
-
-def _decimals(tx: Dict[str, Any]) -> int:
-    d = tx.get("decimals", 0)
-    if not _is_int(d) or not 0 <= d <= 8:
-        raise EncodingError("decimals must be from 0 to 8, not %r" % (d,))
-    return d
-
-
-def _mass_items(tx: Dict[str, Any]) -> List[Dict[str, Any]]:
-    items = tx.get("transfers")
+def _mass_transfer_body(tx: Tx, v: int) -> bytes:
+    chain, items = _tx_chain(tx), tx.get("transfers")
     if not isinstance(items, list) or not 0 < len(items) <= 100:
         raise EncodingError("a mass transfer has 1 to 100 transfers")
-    return items
+    if v == 2:
+        entries = b""
+        for item in items:
+            to = _pb_bytes(1, _pb_recipient(item["recipient"], chain), force=True)
+            entries += _pb_bytes(2, to + _pb_int(2, item["amount"]))
+        data = _pb_bytes(1, parse_asset_id(tx.get("assetId"), what="assetId")) + entries
+        return _pb_transaction(tx, 111, data + _pb_bytes(3, _attachment(tx)))
+    body = b"\x0b\x01" + _pk(tx) + _legacy_asset(tx.get("assetId")) + struct.pack(">H", len(items))
+    body += b"".join(_legacy_recipient(i["recipient"], chain) + _i64(i["amount"], "amount") for i in items)
+    return body + _longs(tx, "timestamp", "fee") + _short(_attachment(tx), "attachment")
 
 
-def tx_body_bytes(tx: Dict[str, Any]) -> bytes:
+def tx_body_bytes(tx: Tx) -> bytes:
     """The bytes a transaction's proofs sign (and whose hash is its id)."""
     t, v = tx.get("type"), tx.get("version", 1 if tx.get("type") == TX_TRANSFER else None)
-    if t == TX_TRANSFER and v in (1, 2):
-        chain = _tx_chain(tx)
-        head = b"\x04" if v == 1 else b"\x04\x02"
-        return (
-            head
-            + _pk(tx)
-            + _legacy_asset(tx.get("assetId"))
-            + _legacy_asset(tx.get("feeAssetId"), "feeAssetId")
-            + _i64(tx.get("timestamp"), "timestamp")
-            + _i64(tx.get("amount"), "amount")
-            + _i64(tx.get("fee"), "fee")
-            + _legacy_recipient(tx.get("recipient"), chain)
-            + _short(_attachment(tx), "attachment")
-        )
-    if t == TX_TRANSFER and v == 3:
-        chain = _tx_chain(tx)
-        data = (
-            _pb_bytes(1, _pb_recipient(tx["recipient"], chain), force=True)
-            + _pb_bytes(2, _pb_amount(tx.get("assetId"), tx.get("amount")), force=True)
-            + _pb_bytes(3, _attachment(tx))
-        )
-        return _pb_transaction(tx, 104, data)
+    if t == TX_TRANSFER and v in (1, 2, 3):
+        return _transfer_body(tx, v)
+    if t == TX_MASS_TRANSFER and v in (1, 2):
+        return _mass_transfer_body(tx, v)
     if t == TX_DATA and v == 1:
         entries = tx.get("data", [])
-        return (
-            b"\x0c\x01"
-            + _pk(tx)
-            + struct.pack(">H", len(entries))
-            + b"".join(_legacy_data_entry(e) for e in entries)
-            + _i64(tx.get("timestamp"), "timestamp")
-            + _i64(tx.get("fee"), "fee")
-        )
-    if t == TX_DATA and v == 2:
-        return _pb_transaction(tx, 112, _data_payload(tx))
-    if t == TX_ISSUE and v in (1, 2):
-        head = b"\x03" if v == 1 else b"\x03\x02" + bytes([chain_byte(_tx_chain(tx))])
-        body = (
-            head
-            + _pk(tx)
-            + _short(_utf8(str(tx.get("name", "")), "name"), "name")
-            + _short(_utf8(str(tx.get("description", "")), "description"), "description")
-            + _i64(tx.get("quantity"), "quantity")
-            + bytes([_decimals(tx)])
-            + bytes([1 if tx.get("reissuable") else 0])
-        )
-        if v == 1:
-            return body + _i64(tx.get("fee"), "fee") + _i64(tx.get("timestamp"), "timestamp")
-        script = tx.get("script")
-        script_bytes = b"\x00"
-        if script:
-            script_bytes = b"\x01" + _short(base64_node_decode(script), "script")
-        return body + _i64(tx.get("fee"), "fee") + _i64(tx.get("timestamp"), "timestamp") + script_bytes
-    if t == TX_ISSUE and v == 3:
-        script = tx.get("script")
-        data = (
-            _pb_bytes(1, _utf8(str(tx.get("name", "")), "name"))
-            + _pb_bytes(2, _utf8(str(tx.get("description", "")), "description"))
-            + _pb_int(3, tx.get("quantity"))
-            + _pb_int(4, _decimals(tx))
-            + _pb_int(5, 1 if tx.get("reissuable") else 0)
-            + _pb_bytes(6, base64_node_decode(script) if script else b"")
-        )
-        return _pb_transaction(tx, 103, data)
-    if t == TX_MASS_TRANSFER and v == 1:
-        chain = _tx_chain(tx)
-        items = _mass_items(tx)
-        return (
-            b"\x0b\x01"
-            + _pk(tx)
-            + _legacy_asset(tx.get("assetId"))
-            + struct.pack(">H", len(items))
-            + b"".join(_legacy_recipient(i["recipient"], chain) + _i64(i["amount"], "amount") for i in items)
-            + _i64(tx.get("timestamp"), "timestamp")
-            + _i64(tx.get("fee"), "fee")
-            + _short(_attachment(tx), "attachment")
-        )
-    if t == TX_MASS_TRANSFER and v == 2:
-        chain = _tx_chain(tx)
-        items = b"".join(
-            _pb_bytes(
-                2,
-                _pb_bytes(1, _pb_recipient(i["recipient"], chain), force=True) + _pb_int(2, i["amount"]),
-                force=True,
-            )
-            for i in _mass_items(tx)
-        )
-        data = (
-            _pb_bytes(1, parse_asset_id(tx.get("assetId"), what="assetId"))
-            + items
-            + _pb_bytes(3, _attachment(tx))
-        )
-        return _pb_transaction(tx, 111, data)
-    raise EncodingError("unsupported transaction type %r version %r" % (t, v))
+        data = b"".join(_legacy_data_entry(e) for e in entries)
+        return b"\x0c\x01" + _pk(tx) + struct.pack(">H", len(entries)) + data + _longs(tx, "timestamp", "fee")
+    if t != TX_ISSUE or v != 2:
+        raise EncodingError("unsupported transaction type %r version %r" % (t, v))
+    d, script = tx.get("decimals", 0), tx.get("script")  # Issue v2
+    if not _is_int(d) or not 0 <= d <= 8:
+        raise EncodingError("decimals must be from 0 to 8, not %r" % (d,))
+    body = b"\x03\x02" + bytes([chain_byte(_tx_chain(tx))]) + _pk(tx)
+    body += b"".join(_short(_utf8(str(tx.get(k, "")), k), k) for k in ("name", "description"))
+    body += _longs(tx, "quantity") + bytes([d, bool(tx.get("reissuable"))]) + _longs(tx, "fee", "timestamp")
+    return body + (b"\x01" + _short(base64_node_decode(script), "script") if script else b"\x00")
 
 
-def tx_id(tx: Dict[str, Any]) -> str:
+def tx_id(tx: Tx) -> str:
     return b58encode(blake2b256(tx_body_bytes(tx)))
 
 
-def tx_signed_bytes(tx: Dict[str, Any]) -> bytes:
-    """The wire form: legacy `[0x00] body proofs`, v1 `type sig body`, protobuf SignedTransaction."""
-    body = tx_body_bytes(tx)
+def tx_signed_bytes(tx: Tx) -> bytes:
+    """The legacy wire form: `[0x00] body proofs` (a Mass Transfer without the 0x00)."""
     proofs = [b58decode(p) for p in tx.get("proofs", [])]
-    t, v = tx["type"], tx.get("version", 1)
-    if t in (TX_TRANSFER, TX_ISSUE) and v == 1:
-        return bytes([t]) + proofs[0] + body
-    if (t, v) in ((TX_TRANSFER, 3), (TX_ISSUE, 3), (TX_DATA, 2), (TX_MASS_TRANSFER, 2)):
-        return _pb_bytes(1, body, force=True) + b"".join(_pb_bytes(2, p, force=True) for p in proofs)
-    if t == TX_MASS_TRANSFER:
-        return body + _legacy_proofs(proofs)
-    return b"\x00" + body + _legacy_proofs(proofs)
+    head = b"" if tx["type"] == TX_MASS_TRANSFER else b"\x00"
+    proof_bytes = b"".join(_short(p, "proof") for p in proofs)
+    return head + tx_body_bytes(tx) + b"\x01" + struct.pack(">H", len(proofs)) + proof_bytes
 
 
-def sign_tx(tx: Dict[str, Any], private_key: bytes, random_z: Optional[bytes] = None) -> Dict[str, Any]:
+def sign_tx(tx: Tx, private_key: bytes, random_z: Optional[bytes] = None) -> Tx:
     """A copy of tx with its id and one proof; the signature is checked before it is returned."""
-    out = dict(tx)
-    out.pop("signature", None)
+    out = {k: v for k, v in tx.items() if k != "signature"}
     body = tx_body_bytes(out)
     sig = sign(private_key, body, random_z)
     if not verify(_pk(out), body, sig):
         raise EncodingError("the signature does not verify under senderPublicKey: wrong key for this sender")
-    out["proofs"] = [b58encode(sig)]
-    out["id"] = b58encode(blake2b256(body))
-    return out
-
-
-def verify_tx(tx: Dict[str, Any]) -> bool:
-    """Whether the first proof (or v1 signature) is a valid signature of the body by the sender."""
-    try:
-        body = tx_body_bytes(tx)
-        proofs = tx.get("proofs") or ([tx["signature"]] if tx.get("signature") else [])
-        if len(proofs) != 1:
-            return False
-        return verify(_pk(tx), body, b58decode(proofs[0]))
-    except (EncodingError, KeyError, TypeError, ValueError):
-        return False
+    return {**out, "proofs": [b58encode(sig)], "id": b58encode(blake2b256(body))}
 
 
 # --- Data entries: limits and fees -------------------------------------------
 
 
 def data_payload_size(entries: Sequence[Dict[str, Any]]) -> int:
-    """Sum of UTF-8 key lengths and value sizes (integer 8, boolean 1, bytes, delete 0)."""
-    total = 0
-    for e in entries:
-        kind, value = _data_value(e)
-        total += len(e["key"].encode("utf-8"))
-        if kind is not None:
-            total += len(_data_value_bytes(kind, value))
-    return total
+    """Sum of UTF-8 key lengths and value sizes (integer 8, boolean 1, bytes)."""
+    return sum(len(e["key"].encode("utf-8")) + len(_data_value(e)[1]) for e in entries)
 
 
-def validate_data_entries(
-    entries: Sequence[Dict[str, Any]], *, version: int = 1, rules: str = "waves"
-) -> None:
-    """Refuse entries the node would reject: count, keys, value and total size."""
+def validate_data_entries(entries: Sequence[Dict[str, Any]], *, rules: str = "waves") -> None:
+    """Refuse entries the node would reject in a Data v1: count, keys, value and total size."""
     if not entries:
         raise EncodingError("a Data transaction needs at least one entry")
     if len(entries) > DATA_MAX_ENTRIES:
-        raise EncodingError(
-            "a Data transaction holds at most %d entries, not %d" % (DATA_MAX_ENTRIES, len(entries))
-        )
+        count = (DATA_MAX_ENTRIES, len(entries))
+        raise EncodingError("a Data transaction holds at most %d entries, not %d" % count)
     seen = set()
     for e in entries:
-        kind, value = _data_value(e)
-        key = e["key"]
+        (kind, value), key = _data_value(e), e["key"]
         if key in seen:
             raise EncodingError("data key %r appears twice" % key)
         seen.add(key)
@@ -1306,46 +965,38 @@ def validate_data_entries(
             raise EncodingError("data key %r is longer than 400 bytes" % key[:40])
         if rules == "0bs" and len(key.encode("utf-16-le")) // 2 > 100:
             raise EncodingError("data key %r is longer than 100 characters (0bs rule)" % key[:40])
-        if kind is None and version == 1:
-            raise EncodingError("data entry %r: deleting a key needs Data version 2" % key)
-        if kind in ("string", "binary") and len(_data_value_bytes(kind, value)) > DATA_MAX_VALUE:
+        if kind in ("string", "binary") and len(value) > DATA_MAX_VALUE:
             raise EncodingError("data entry %r: value is longer than %d bytes" % (key, DATA_MAX_VALUE))
-    if data_payload_size(entries) > DATA_MAX_PAYLOAD:
-        raise EncodingError(
-            "data entries total %d bytes, more than %d" % (data_payload_size(entries), DATA_MAX_PAYLOAD)
-        )
+    size = data_payload_size(entries)
+    if size > DATA_MAX_PAYLOAD:
+        raise EncodingError("data entries total %d bytes, more than %d" % (size, DATA_MAX_PAYLOAD))
 
 
-def data_fee(tx: Dict[str, Any], rules: str = "waves") -> int:
-    """Minimum fee of a Data transaction: the highest of the node rules that may apply."""
+def data_fee(tx: Tx, rules: str = "waves") -> int:
+    """Minimum fee of a Data v1 transaction: the highest of the node rules that may apply."""
     body_len = len(tx_body_bytes(dict(tx, fee=tx.get("fee") or 1, proofs=[])))
-    if rules == "0bs":
-        # 0bs docs list 0.03 ZBS; a Zbs branch used 30 units per started KB of body
+    if rules == "0bs":  # 0bs docs list 0.03 ZBS; a Zbs branch used 30 units per started KB of body
         return FEE_UNIT * (30 + (body_len - 1) // 1024)
     current = 1 + (data_payload_size(tx.get("data", [])) - 1) // 1024
-    if tx.get("version") == 2:
-        before = 1 + (len(_data_payload(tx)) - 1) // 1024
-    else:
-        before = 1 + (body_len - 1) // 1024
-    return FEE_UNIT * max(current, before, 1)
+    return FEE_UNIT * max(current, 1 + (body_len - 1) // 1024, 1)
 
 
 def transfer_fee(rules: str = "waves", *, smart_asset: bool = False) -> int:
-    if rules == "0bs":
-        return 5_000_000
-    return FEE_UNIT + (400_000 if smart_asset else 0)
-
-
-def mass_transfer_fee(n: int, rules: str = "waves", *, smart_asset: bool = False) -> int:
-    if rules == "0bs":
-        return max(5_000_000, FEE_UNIT * (1 + (n + 1) // 2))
-    return FEE_UNIT * (1 + (n + 1) // 2) + (400_000 if smart_asset else 0)
+    return 5_000_000 if rules == "0bs" else FEE_UNIT + (400_000 if smart_asset else 0)
 
 
 def issue_fee(rules: str = "waves", *, nft: bool = False) -> int:
-    if rules == "0bs":
-        return 500 * 10**8
-    return FEE_UNIT if nft else 1000 * FEE_UNIT
+    return 500 * 10**8 if rules == "0bs" else (FEE_UNIT if nft else 1000 * FEE_UNIT)
+
+
+def _positive_units(v: Any, what: str) -> None:
+    if not _is_int(v) or v <= 0:
+        raise EncodingError("%s must be a positive integer of the smallest unit, not %r" % (what, v))
+
+
+def _new_tx(tx_type: int, version: int, keys: KeyPair, fields: Tx, timestamp: int, chain_id: str) -> Tx:
+    head = {"type": tx_type, "version": version, "senderPublicKey": b58encode(keys.public_key)}
+    return {**head, **fields, "timestamp": timestamp, "chainId": chain_byte(chain_id)}
 
 
 def build_data_tx(
@@ -1356,32 +1007,19 @@ def build_data_tx(
     chain_id: str,
     fee: int = 0,
     rules: str = "waves",
-    version: int = 1,
     random_z: Optional[bytes] = None,
-) -> Dict[str, Any]:
-    """A signed Data transaction; fee 0 computes the minimum for its size, and a fee below that
-    minimum (which the node would refuse for ever) is raised to it."""
-    if rules == "0bs" and version != 1:
-        raise EncodingError("0bs nodes accept Data version 1 only, not %r" % (version,))
+) -> Tx:
+    """A signed Data v1; a fee of 0 or under the minimum for its size (refused for ever) is raised to it."""
     if not _is_int(fee) or not 0 <= fee <= INT64_MAX:
-        raise EncodingError(
-            "fee must be 0 (automatic) or a positive integer of the smallest unit, not %r" % (fee,)
-        )
-    validate_data_entries(entries, version=version, rules=rules)
-    tx: Dict[str, Any] = {
-        "type": TX_DATA,
-        "version": version,
-        "senderPublicKey": b58encode(keys.public_key),
-        "fee": fee or 1,
-        "timestamp": timestamp,
-        "chainId": chain_byte(chain_id),
-        "data": list(entries),
-    }
+        why = "0 (automatic) or a positive integer of the smallest unit"
+        raise EncodingError("fee must be %s, not %r" % (why, fee))
+    validate_data_entries(entries, rules=rules)
+    tx = _new_tx(TX_DATA, 1, keys, {"fee": fee or 1}, timestamp, chain_id)
+    tx["data"] = list(entries)
     tx["fee"] = max(fee, data_fee(tx, rules))
-    if rules == "0bs" or version == 1:
-        full = len(tx_signed_bytes(dict(tx, proofs=[b58encode(b"\0" * 64)])))
-        if full > DATA_MAX_V1_BYTES:
-            raise EncodingError("Data transaction is %d bytes, more than %d" % (full, DATA_MAX_V1_BYTES))
+    full = len(tx_signed_bytes(dict(tx, proofs=[b58encode(b"\0" * 64)])))
+    if full > DATA_MAX_V1_BYTES:
+        raise EncodingError("Data transaction is %d bytes, more than %d" % (full, DATA_MAX_V1_BYTES))
     return sign_tx(tx, keys.private_key, random_z)
 
 
@@ -1397,31 +1035,18 @@ def build_transfer_tx(
     attachment: bytes = b"",
     fee_asset_id: Optional[str] = None,
     random_z: Optional[bytes] = None,
-) -> Dict[str, Any]:
-    """A signed Transfer v2 (legacy binary: accepted by Waves and 0bs nodes). The chain's own
-    coin (asset_id None, "" or "WAVES") is null in the JSON, as the node wants it."""
-    if not _is_int(amount) or amount <= 0:
-        raise EncodingError("amount must be a positive integer of the smallest unit, not %r" % (amount,))
-    if not _is_int(fee) or fee <= 0:
-        raise EncodingError("fee must be a positive integer of the smallest unit, not %r" % (fee,))
+) -> Tx:
+    """A signed Transfer v2 (legacy binary: accepted by Waves and 0bs nodes)."""
+    _positive_units(amount, "amount")
+    _positive_units(fee, "fee")
     if not isinstance(attachment, bytes):
         raise EncodingError("attachment must be bytes, not %r" % (attachment,))
     if len(attachment) > MAX_ATTACHMENT:
         raise EncodingError("attachment is %d bytes, more than %d" % (len(attachment), MAX_ATTACHMENT))
-    tx = {
-        "type": TX_TRANSFER,
-        "version": 2,
-        "senderPublicKey": b58encode(keys.public_key),
-        "assetId": _asset_json(asset_id) if parse_asset_id(asset_id, what="assetId") else None,
-        "recipient": parse_recipient(recipient, chain_id),
-        "amount": amount,
-        "attachment": b58encode(attachment),
-        "fee": fee,
-        "feeAssetId": _asset_json(fee_asset_id) if parse_asset_id(fee_asset_id, what="feeAssetId") else None,
-        "timestamp": timestamp,
-        "chainId": chain_byte(chain_id),
-    }
-    return sign_tx(tx, keys.private_key, random_z)
+    asset, to = _asset_json(asset_id), parse_recipient(recipient, chain_id)
+    fields = {"assetId": asset, "recipient": to, "amount": amount, "attachment": b58encode(attachment)}
+    fields.update(fee=fee, feeAssetId=_asset_json(fee_asset_id))
+    return sign_tx(_new_tx(TX_TRANSFER, 2, keys, fields, timestamp, chain_id), keys.private_key, random_z)
 
 
 def build_issue_tx(
@@ -1436,7 +1061,7 @@ def build_issue_tx(
     chain_id: str,
     fee: int,
     random_z: Optional[bytes] = None,
-) -> Dict[str, Any]:
+) -> Tx:
     """A signed Issue v2 (legacy binary); its id is the new asset id."""
     if not isinstance(name, str) or not isinstance(description, str):
         raise EncodingError("a token name and description are strings")
@@ -1448,31 +1073,17 @@ def build_issue_tx(
         raise EncodingError("decimals must be from 0 to 8, not %r" % decimals)
     if not _is_int(quantity) or not 0 < quantity <= INT64_MAX:
         raise EncodingError("quantity must be a positive 64-bit integer of the smallest unit")
-    if not _is_int(fee) or fee <= 0:
-        raise EncodingError("fee must be a positive integer of the smallest unit, not %r" % (fee,))
-    tx = {
-        "type": TX_ISSUE,
-        "version": 2,
-        "senderPublicKey": b58encode(keys.public_key),
-        "name": name,
-        "description": description,
-        "quantity": quantity,
-        "decimals": decimals,
-        "reissuable": reissuable,
-        "script": None,
-        "fee": fee,
-        "timestamp": timestamp,
-        "chainId": chain_byte(chain_id),
-    }
-    return sign_tx(tx, keys.private_key, random_z)
+    _positive_units(fee, "fee")
+    fields = {"name": name, "description": description, "quantity": quantity, "decimals": decimals}
+    fields.update(reissuable=reissuable, script=None, fee=fee)
+    return sign_tx(_new_tx(TX_ISSUE, 2, keys, fields, timestamp, chain_id), keys.private_key, random_z)
 
 
 # =============================================================================
 # 6. Core logic: pricing, the light timer, the ledger rules, Data entries
 # =============================================================================
-#
-# Pure functions and small value objects: they take values (transactions,
-# `now`) and return values; no clock reads, no I/O, no logging.
+# Pure functions and small value objects: no clock reads, no I/O, no logging.
+Rng = Optional[random.Random]  # a seeded one in tests; None: a fresh random.Random()
 
 
 def payment_seconds(amount: int, decimals: int, seconds_per_token: float) -> float:
@@ -1491,10 +1102,8 @@ class Grant:
 
 
 def extend_light(until: float, now: float, seconds: float, max_seconds: float) -> Grant:
-    """Add `seconds` to a light that ends at `until` (in the past when dark), capped at now + max_seconds.
-    A payment that fits under the cap is granted whole (excess exactly 0: no float dust to refund)."""
-    start = max(until, now)
-    cap_end = now + max_seconds
+    """Add `seconds` to a light ending at `until`, up to now + max_seconds (what fits has excess exactly 0)."""
+    start, cap_end = max(until, now), now + max_seconds
     if start + seconds <= cap_end:
         return Grant(start=start, until=max(start + seconds, until), seconds=seconds, excess=0.0)
     granted = max(0.0, cap_end - start)
@@ -1502,9 +1111,7 @@ def extend_light(until: float, now: float, seconds: float, max_seconds: float) -
 
 
 def refund_units(amount: int, seconds: float, excess: float) -> int:
-    """The part of a payment of `amount` smallest units (that bought `seconds`) to give back when
-    `excess` of those seconds were cut by the cap: the floor of the unused fraction, never more
-    than was paid (exact rational arithmetic on the float inputs, so no rounding up)."""
+    """Units to refund when the cap cut `excess` of the `seconds` bought: exact floor, never rounded up."""
     if amount <= 0 or seconds <= 0 or excess <= 0:
         return 0
     if excess >= seconds:
@@ -1512,16 +1119,17 @@ def refund_units(amount: int, seconds: float, excess: float) -> int:
     return min(amount, math.floor(amount * fractions.Fraction(excess) / fractions.Fraction(seconds)))
 
 
+def min_units(decimals: int, min_tokens: float) -> fractions.Fraction:
+    """payment.min_tokens in smallest units, exactly (0.1 in the TOML means 0.1, not 0.1000...055)."""
+    return fractions.Fraction(repr(float(min_tokens))) * 10**decimals
+
+
 def below_minimum(amount: int, decimals: int, min_tokens: float) -> bool:
-    """Whether a payment of `amount` smallest units is fewer than `min_tokens` whole tokens
-    (compared exactly: 0.1 in the TOML means 0.1, not 0.1000000000000000055...)."""
-    return amount < fractions.Fraction(repr(float(min_tokens))) * 10**decimals
+    return amount < min_units(decimals, min_tokens)
 
 
 def tokens_text(amount: int, decimals: int, name: str = "", *, trim: bool = True) -> str:
-    """The one amount formatter: smallest units as whole tokens (or coins, 8 decimals), exact.
-    (150, 2) -> "1.5"; trim=False keeps every decimal: "1.50"; with a name: "1.5 IoT-Light".
-    A negative amount keeps its sign: (-150, 2) -> "-1.5"."""
+    """The one amount formatter, exact: (150, 2) -> "1.5", trim=False "1.50", with a name "1.5 IoT-Light"."""
     whole, frac = divmod(abs(amount), 10**decimals)
     text = "%d.%0*d" % (whole, decimals, frac) if decimals else "%d" % whole
     if trim and decimals:
@@ -1535,11 +1143,8 @@ def payment_link(template: str, *, asset: str, address: str, amount: str) -> str
     if not template:
         return ""
     quote = urllib.parse.quote
-    return (
-        template.replace("{asset}", quote(asset, safe=""))
-        .replace("{address}", quote(address, safe=""))
-        .replace("{amount}", quote(amount, safe="."))
-    )
+    filled = template.replace("{asset}", quote(asset, safe="")).replace("{address}", quote(address, safe=""))
+    return filled.replace("{amount}", quote(amount, safe="."))
 
 
 PAY_PRESET_SECONDS = (30, 60, 300, 900)
@@ -1555,37 +1160,24 @@ def pay_presets(
     asset: str,
     address: str,
 ) -> List[Dict[str, Any]]:
-    """The dashboard's "pay" buttons: for a few light times up to the cap, the token amount that
-    buys at least that long (rounded up to the token's decimals, at least the minimum payment)
-    and the wallet link for it. Unknown decimals: whole tokens."""
+    """The dashboard's "pay" buttons up to the cap: the amount that buys at least each preset, and its link."""
     places = 0 if decimals is None else decimals
-    out, seen = [], set()
+    buttons: Dict[int, Dict[str, Any]] = {}  # by units: two presets costing the same make one button
     for preset in PAY_PRESET_SECONDS:
         seconds = min(preset, max_seconds)  # the last button buys the cap
         units = max(math.ceil(seconds / seconds_per_token * 10**places - 1e-9), min_units, 1)
-        if units not in seen:
-            seen.add(units)
-            amount = tokens_text(units, places)
-            out.append(
-                {
-                    "amount": amount,
-                    "units": units,
-                    "seconds": round(payment_seconds(units, places, seconds_per_token), 3),
-                    "link": payment_link(template, asset=asset, address=address, amount=amount),
-                }
-            )
+        amount = tokens_text(units, places)
+        link = payment_link(template, asset=asset, address=address, amount=amount)
+        bought = round(payment_seconds(units, places, seconds_per_token), 3)
+        buttons.setdefault(units, {"amount": amount, "units": units, "seconds": bought, "link": link})
         if preset >= max_seconds:
             break
-    return out
+    return list(buttons.values())
 
 
 @dataclasses.dataclass
 class LightTimer:
-    """The lamp's end time on a monotonic clock, so wall-clock jumps neither extend nor cut it.
-
-    `deadline` and `span_start` are monotonic seconds; `wall_offset` converts them
-    to Unix time for storage and display (wall = monotonic + wall_offset).
-    """
+    """The lamp's end time on a monotonic clock, so that wall-clock jumps neither extend nor cut it."""
 
     deadline: float = 0.0
     span_start: float = 0.0
@@ -1607,43 +1199,27 @@ class LightTimer:
         self.deadline = mono + (until_wall - wall)
 
 
-def _recipient_matches(recipient: Any, mine: Iterable[str]) -> bool:
-    if not isinstance(recipient, str):
-        return False
-    return recipient.replace("address:", "", 1) in mine
-
-
+# --- What a transfer to the device does --------------------------------------
 def classify_transfer(tx: Dict[str, Any], *, asset_id: str, mine: Iterable[str]) -> Tuple[int, Optional[str]]:
-    """What a transfer or mass transfer sends to one of `mine` (the address and its aliases):
-    (amount, None) for a payment in `asset_id`; (amount, reason) for one that lights nothing,
-    reason `failed` (applicationStatus other than succeeded) or `wrong_asset` (another token,
-    or the chain's coin); (0, None) when it sends the device nothing."""
+    """What a (mass) transfer sends to `mine` (address, aliases), and None or why it lights nothing (failed, wrong_asset)."""
     kind = tx.get("type")
+    items = [tx] if kind == TX_TRANSFER else (tx.get("transfers") or []) if kind == TX_MASS_TRANSFER else []
     to_me = 0
-    if kind == TX_TRANSFER:
-        amount = tx.get("amount")
-        if _recipient_matches(tx.get("recipient"), mine) and _is_int(amount) and amount > 0:
-            to_me = amount
-    elif kind == TX_MASS_TRANSFER:
-        for item in tx.get("transfers") or []:
-            if not isinstance(item, dict):
-                raise ValueError("mass transfer item is not an object")
-            amount = item.get("amount")
-            if _recipient_matches(item.get("recipient"), mine) and _is_int(amount) and amount > 0:
-                to_me += amount
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError("mass transfer item is not an object")
+        amount, to = item.get("amount"), item.get("recipient")
+        if isinstance(to, str) and to.replace("address:", "", 1) in mine and _is_int(amount) and amount > 0:
+            to_me += amount
     if to_me <= 0:
         return 0, None
-    status = tx.get("applicationStatus")
-    if status is not None and status != "succeeded":
+    if tx.get("applicationStatus") not in (None, "succeeded"):
         return to_me, "failed"
-    if tx.get("assetId") != asset_id:
-        return to_me, "wrong_asset"
-    return to_me, None
+    return to_me, None if tx.get("assetId") == asset_id else "wrong_asset"
 
 
 def payment_amount(tx: Dict[str, Any], *, asset_id: str, mine: Iterable[str]) -> int:
-    """Amount of `asset_id` that a transfer or mass transfer sends to one of `mine`
-    (the address and its aliases); 0 when it is no such payment or did not succeed."""
+    """Amount of `asset_id` a transfer sends to one of `mine`; 0 when it is no such payment."""
     amount, reason = classify_transfer(tx, asset_id=asset_id, mine=mine)
     return 0 if reason else amount
 
@@ -1656,32 +1232,8 @@ def _str_or_none(v: Any, longest: int = 200) -> bool:
     return v is None or (isinstance(v, str) and len(v) <= longest)
 
 
-def check_tx_shape(tx: Any) -> Dict[str, Any]:
-    """A transaction from a node listing, or ValueError naming what is malformed: the fields the
-    watcher reads have their documented JSON types and ranges (amounts and fees 0 to 2^63-1,
-    at most 100 mass-transfer items), so one bad item can be skipped without stopping the rest."""
-    if not isinstance(tx, dict):
-        raise ValueError("transaction is not an object")
-    txid = tx.get("id")
-    if not isinstance(txid, str) or not 30 <= len(txid) <= 50:
-        raise ValueError(
-            "transaction id %r is not valid" % (txid if not isinstance(txid, str) else txid[:60],)
-        )
-    kind = tx.get("type")
-    if not _int_within(kind, 1, 255):
-        raise ValueError("transaction %s has no integer type" % txid)
-    h = tx.get("height")
-    if h is not None and not _int_within(h, 0, 2**31 - 1):
-        raise ValueError("transaction %s has a non-integer height" % txid)
-    for key in ("timestamp", "fee"):
-        if tx.get(key) is not None and not _int_within(tx[key], 0, INT64_MAX):
-            raise ValueError("transaction %s: %s is not an integer from 0 to 2^63-1" % (txid, key))
-    for key in ("sender", "applicationStatus", "senderPublicKey"):
-        if not _str_or_none(tx.get(key)):
-            raise ValueError("transaction %s: %s is not a string" % (txid, key))
-    if kind not in (TX_TRANSFER, TX_MASS_TRANSFER):
-        return tx
-    v, chain = tx.get("version"), tx.get("chainId")
+def _check_transfer_fields(tx: Dict[str, Any], txid: str) -> None:
+    v, chain, proofs = tx.get("version"), tx.get("chainId"), tx.get("proofs")
     if v is not None and not _int_within(v, 1, 255):
         raise ValueError("transaction %s: version is not a small integer" % txid)
     if chain is not None and not (_int_within(chain, 0, 255) or (isinstance(chain, str) and len(chain) == 1)):
@@ -1689,43 +1241,50 @@ def check_tx_shape(tx: Any) -> Dict[str, Any]:
     for key in ("assetId", "feeAssetId", "attachment", "signature"):
         if not _str_or_none(tx.get(key)):
             raise ValueError("transaction %s: %s is not a string or null" % (txid, key))
-    proofs = tx.get("proofs")
-    if proofs is not None and not (
-        isinstance(proofs, list)
-        and len(proofs) <= 8
-        and all(isinstance(p, str) and len(p) <= 100 for p in proofs)
-    ):
+    strings = isinstance(proofs, list) and all(isinstance(p, str) and len(p) <= 100 for p in proofs)
+    if proofs is not None and not (strings and len(proofs) <= 8):
         raise ValueError("transaction %s: proofs is not a list of at most 8 strings" % txid)
-    if kind == TX_TRANSFER:
-        items = [tx]
-    else:
-        items = tx.get("transfers")
-        if not isinstance(items, list) or len(items) > 100 or not all(isinstance(i, dict) for i in items):
-            raise ValueError("transaction %s: transfers is not a list of at most 100 objects" % txid)
+    items = [tx] if tx["type"] == TX_TRANSFER else tx.get("transfers")
+    if not isinstance(items, list) or len(items) > 100 or not all(isinstance(i, dict) for i in items):
+        raise ValueError("transaction %s: transfers is not a list of at most 100 objects" % txid)
     for item in items:
         if not _int_within(item.get("amount"), 0, INT64_MAX):
-            raise ValueError(
-                "transaction %s: amount %s is not an integer from 0 to 2^63-1"
-                % (txid, str(item.get("amount"))[:30])
-            )
+            what = str(item.get("amount"))[:30]
+            raise ValueError("transaction %s: amount %s is not an integer from 0 to 2^63-1" % (txid, what))
         if not isinstance(item.get("recipient"), str) or len(item["recipient"]) > 64:
             raise ValueError("transaction %s: recipient is not a string" % txid)
+
+
+def check_tx_shape(tx: Any) -> Dict[str, Any]:
+    """A listed transaction, or ValueError naming what is malformed (JSON types and ranges the watcher reads)."""
+    if not isinstance(tx, dict):
+        raise ValueError("transaction is not an object")
+    txid = tx.get("id")
+    if not isinstance(txid, str) or not 30 <= len(txid) <= 50:
+        raise ValueError("transaction id %r is not valid" % (txid[:60] if isinstance(txid, str) else txid,))
+    if not _int_within(tx.get("type"), 1, 255):
+        raise ValueError("transaction %s has no integer type" % txid)
+    if tx.get("height") is not None and not _int_within(tx["height"], 0, 2**31 - 1):
+        raise ValueError("transaction %s has a non-integer height" % txid)
+    for key in ("timestamp", "fee"):
+        if tx.get(key) is not None and not _int_within(tx[key], 0, INT64_MAX):
+            raise ValueError("transaction %s: %s is not an integer from 0 to 2^63-1" % (txid, key))
+    for key in ("sender", "applicationStatus", "senderPublicKey"):
+        if not _str_or_none(tx.get(key)):
+            raise ValueError("transaction %s: %s is not a string" % (txid, key))
+    if tx["type"] in (TX_TRANSFER, TX_MASS_TRANSFER):
+        _check_transfer_fields(tx, txid)
     return tx
 
 
 def check_transfer_proof(tx: Dict[str, Any], chain_id: str) -> Optional[str]:
-    """Why the node's JSON of a transfer or mass transfer is not a transaction its sender signed
-    for `chain_id`; None when it is. The body is rebuilt from the JSON with the encoders of section
-    5 (every version the watcher accepts: Transfer v1-v3, Mass Transfer v1-v2): its hash must be
-    the id, its first proof (or v1 signature) the signature of senderPublicKey, and `sender` the
-    address of that key on `chain_id`. Needs the full mass transfer, not the compact form."""
+    """Why the node's JSON of a (mass) transfer is not one its sender signed for `chain_id` (id, proof, sender), or None."""
     try:
         if tx.get("type") not in (TX_TRANSFER, TX_MASS_TRANSFER):
             return "not a transfer"
         if _tx_chain(tx) != chain_id:
             return "made for another network"
-        body = tx_body_bytes(tx)
-        pk = _pk(tx)
+        body, pk = tx_body_bytes(tx), _pk(tx)
         proofs = tx.get("proofs") or ([tx["signature"]] if tx.get("signature") else [])
         signature = b58decode(proofs[0]) if len(proofs) == 1 else b""
     except (EncodingError, KeyError, TypeError, ValueError, OverflowError) as e:
@@ -1739,17 +1298,88 @@ def check_transfer_proof(tx: Dict[str, Any], chain_id: str) -> Optional[str]:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """What judge_transfer needs besides the transfer: the payment rules and what the device learnt."""
+
+    asset_id: str
+    chain_id: str
+    mine: frozenset  # the device's address and aliases
+    decimals: int
+    seconds_per_token: float = 1.0
+    min_tokens: float = 0.0
+    confirmations: int = 0
+    count_history: bool = False
+    first_start_ms: int = 0  # Unix ms of the very first start
+    horizon: int = 0  # the node's height at the very first start (0: use the current height)
+    pruned: int = 0  # rows of transactions at or below this height may be gone
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What a transfer does: `action` "credit" (buys `seconds`), "wait" (confirmations), "ignore" (`reason` as in the
+    monitor's `ignored` event, `detail` for the log), "history" (before the first start), "pruned" or "none"."""
+
+    action: str
+    amount: int = 0  # what it sends the device
+    seconds: float = 0.0
+    reason: str = ""
+    detail: str = ""
+
+    @property
+    def handled(self) -> bool:
+        """May a complete read mark it handled? Not while waiting, nor unverified (the real one may still be listed)."""
+        return self.action not in ("wait", "pruned") and self.reason not in ("not_verified", "malformed")
+
+    @property
+    def paid(self) -> bool:
+        """A real payment in the token, counted in the token balance (credited or not)."""
+        return self.action in ("credit", "wait") or self.reason == "below_minimum"
+
+
+def judge_transfer(tx: Dict[str, Any], rules: Rules, height: int) -> Verdict:
+    """The ledger's rules in one place: what one listed transaction does at chain height `height`.
+    Nothing the node says counts before the transfer checks out (id, signature, sender, network)."""
+    try:
+        amount, reason = classify_transfer(tx, asset_id=rules.asset_id, mine=rules.mine)
+    except ValueError as e:
+        return Verdict("ignore", reason="malformed", detail=str(e))
+    if amount <= 0:
+        return Verdict("none")
+    h = tx.get("height")
+    if rules.pruned and h is not None and h <= rules.pruned:
+        return Verdict("pruned", amount)
+    why = check_transfer_proof(tx, rules.chain_id)
+    if why is not None:
+        return Verdict("ignore", amount, reason="not_verified", detail=why)
+    if reason is not None:
+        status = "applicationStatus %s" % tx.get("applicationStatus") if reason == "failed" else ""
+        return Verdict("ignore", amount, reason=reason, detail=status)
+    # made before the very first start: signed before it and mined no later than the node's height
+    # at first contact (a node down at the first start does not turn later payments into history)
+    horizon = rules.horizon or height
+    if _is_int(tx.get("timestamp")):
+        history = tx["timestamp"] < rules.first_start_ms and (h is None or h <= horizon)
+    else:
+        history = h is not None and h < horizon
+    if history and not rules.count_history:
+        return Verdict("history", amount)
+    if h is None or height - h < rules.confirmations:
+        return Verdict("wait", amount)
+    if below_minimum(amount, rules.decimals, rules.min_tokens):
+        under = "under payment.min_tokens (%g)" % rules.min_tokens
+        return Verdict("ignore", amount, reason="below_minimum", detail=under)
+    return Verdict("credit", amount, payment_seconds(amount, rules.decimals, rules.seconds_per_token))
+
+
 # --- Data entries the device writes (the contract's table) -------------------
-
-
 def joystick_entry(n: int, direction: str, action: str, ts_ms: int) -> Dict[str, Any]:
     value = json.dumps({"direction": direction, "action": action, "ts": ts_ms}, separators=(",", ":"))
     return {"key": "joystick_%d" % n, "type": "string", "value": value}
 
 
 def receipt_span(text: Any) -> Dict[str, Any]:
-    """The span a served_<id> receipt on chain records: {"seconds", "from", "until"} from its JSON
-    text (KeyError, TypeError or ValueError when it is not one of ours)."""
+    """{"seconds", "from", "until"} of a served_<id> receipt (KeyError, TypeError, ValueError: not ours)."""
     value = json.loads(text)
     return {"seconds": float(value["seconds"]), "from": int(value["from"]), "until": int(value["until"])}
 
@@ -1765,17 +1395,12 @@ def receipt_entry(
     return {"key": "served_%s" % payment_id, "type": "string", "value": value}
 
 
-# Data entry key -> reading field, for the three sensors.
-TELEMETRY_FIELDS = (
-    ("temperature_c100", "temperature_c"),
-    ("humidity_pct100", "humidity_pct"),
-    ("pressure_hpa100", "pressure_hpa"),
-)
+# (Data entry key, reading field) of the three sensors: temperature_c100 holds hundredths of temperature_c.
+TELEMETRY_FIELDS = tuple((name + "100", name) for name in ("temperature_c", "humidity_pct", "pressure_hpa"))
 
 
 def telemetry_entries(reading: Dict[str, Optional[float]], ts_ms: int) -> List[Dict[str, Any]]:
-    """The telemetry entries of a reading (failed sensors left out); EncodingError for a value
-    whose hundredths do not fit a Data integer (64 bits)."""
+    """The entries of a reading, failed sensors left out; EncodingError when hundredths overflow 64 bits."""
     out = []
     for key, field in TELEMETRY_FIELDS:
         v = reading.get(field)
@@ -1784,9 +1409,7 @@ def telemetry_entries(reading: Dict[str, Optional[float]], ts_ms: int) -> List[D
             if not math.isfinite(scaled) or not INT64_MIN <= round(scaled) <= INT64_MAX:
                 raise EncodingError("telemetry %s = %r does not fit a 64-bit Data integer" % (field, v))
             out.append({"key": key, "type": "integer", "value": int(round(scaled))})
-    if out:
-        out.append({"key": "telemetry_ts", "type": "integer", "value": ts_ms})
-    return out
+    return out + [{"key": "telemetry_ts", "type": "integer", "value": ts_ms}] if out else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1802,75 +1425,44 @@ class PendingEvent:
 def pack_events(
     events: Sequence[PendingEvent], *, max_entries: int = DATA_MAX_ENTRIES, max_payload: int = 8 * 1024
 ) -> List[PendingEvent]:
-    """The longest prefix of `events` that fits one Data transaction: at most
-    `max_entries` entries (counting the joystick_count entry), one telemetry set,
-    and a payload of at most `max_payload` bytes."""
+    """The longest prefix of `events` that fits one Data transaction (entries with joystick_count, one telemetry set)."""
     taken: List[PendingEvent] = []
-    entries = 0
-    payload = 0
+    entries = payload = 0
     has_press = has_telemetry = False
     for ev in events:
         counted = ev.kind in ("joystick", "count") and not has_press
         extra = len(ev.entries) + (1 if counted else 0)
         size = data_payload_size(ev.entries) + (len("joystick_count") + 8 if counted else 0)
-        if ev.kind == "telemetry" and has_telemetry:
-            break
-        if taken and (entries + extra > max_entries or payload + size > max_payload):
+        full = taken and (entries + extra > max_entries or payload + size > max_payload)
+        if full or (ev.kind == "telemetry" and has_telemetry):
             break
         taken.append(ev)
-        entries += extra
-        payload += size
-        has_press = has_press or counted
-        has_telemetry = has_telemetry or ev.kind == "telemetry"
+        entries, payload = entries + extra, payload + size
+        has_press, has_telemetry = has_press or counted, has_telemetry or ev.kind == "telemetry"
     return taken
 
 
 def events_to_entries(events: Sequence[PendingEvent]) -> List[Dict[str, Any]]:
     """The Data entries for a batch of events, with joystick_count when it has presses."""
-    entries: List[Dict[str, Any]] = []
-    top = 0
-    for ev in events:
-        entries.extend(ev.entries)
-        top = max(top, ev.press_n)
-    if top:
-        entries.append({"key": "joystick_count", "type": "integer", "value": top})
-    return entries
+    entries = [e for ev in events for e in ev.entries]
+    top = max((ev.press_n for ev in events), default=0)
+    return entries + [{"key": "joystick_count", "type": "integer", "value": top}] if top else entries
 
 
+# --- Retries, rate limits, log-once ------------------------------------------
 class Backoff:
-    """The one back-off of this file (node client, service loops, the watcher's poll pace,
-    monitor reconnects): AIMD on the rate of attempts, with jitter.
+    """The one way to retry, AIMD with jitter: failure() (an error, a 429/503) waits [gap/2, gap] (at least Retry-After)
+    and doubles the gap up to `cap`; success() restores `base` (`recover`: adds 1/(base*recover) to the rate).
+    interval() is the gap cut by up to `spread` at random: devices sharing a pool drift apart."""
 
-    failure() (an error, a 429/503) halves the rate: it returns the wait before the next
-    attempt, drawn from [gap/2, gap], never less than a Retry-After the server sent, and then
-    doubles the gap (up to `cap`). success() adds the rate back: at once to `base` when
-    `recover` is 0, else by 1/(base*recover) per success (additive increase: `recover`
-    good answers from a standstill back to full speed). interval() is the current gap shortened
-    by up to `spread` at random, so that devices sharing one pool drift apart instead of asking
-    in lockstep, while no gap is ever longer than asked (node.poll_interval is a promise about
-    how soon a payment is seen)."""
-
-    def __init__(
-        self,
-        base: float,
-        cap: float,
-        rng: Optional[random.Random] = None,
-        *,
-        recover: int = 0,
-        spread: float = 0.1,
-    ):
-        self.base = base
-        self.cap = max(cap, base)
-        self.rng = rng or random.Random()
-        self.recover = recover
-        self.spread = spread
-        self.gap = base  # seconds between attempts, before jitter
-        self.failures = 0  # in a row
+    def __init__(self, base: float, cap: float, rng: Rng = None, *, recover: int = 0, spread: float = 0.1):
+        self.base, self.cap, self.rng = base, max(cap, base), rng or random.Random()
+        self.recover, self.spread = recover, spread
+        self.gap, self.failures = base, 0  # seconds between attempts (before jitter); failures in a row
 
     def failure(self, retry_after: Optional[float] = None) -> float:
         wait = self.gap / 2 + self.rng.uniform(0, self.gap / 2)
-        self.failures += 1
-        self.gap = min(self.cap, self.gap * 2)
+        self.failures, self.gap = self.failures + 1, min(self.cap, self.gap * 2)
         return max(wait, retry_after or 0.0)
 
     def success(self) -> None:
@@ -1884,64 +1476,42 @@ class Backoff:
         return self.gap * (1 - self.rng.uniform(0, self.spread))
 
 
-def backoff_delays(
-    base: float = 1.0, cap: float = 60.0, rng: Optional[random.Random] = None
-) -> Iterator[float]:
-    """Successive waits of a Backoff after failure upon failure: base, 2 base, 4 base ... capped,
-    each randomised (for loops that restart the sequence after a success)."""
-    backoff = Backoff(base, cap, rng)
-    while True:
-        yield backoff.failure()
-
-
 class RateLimiter:
     """A token bucket: `rate` tokens per `per` seconds, holding at most `burst`. Clock passed in."""
 
     def __init__(self, rate: float, per: float, burst: float, now: float):
         self.rate = rate / per if rate else 0.0
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = now
-
-    def _refill(self, now: float) -> None:
-        if self.rate:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        self.burst, self.tokens, self.stamp = burst, burst, now
 
     def delay(self, now: float) -> float:
         """Seconds to wait before one more token is there (0 = now). Unlimited when rate is 0."""
         if not self.rate:
             return 0.0
-        self._refill(now)
+        self.tokens, self.stamp = min(self.burst, self.tokens + (now - self.stamp) * self.rate), now
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
 
-    def take(self, now: float) -> None:
+    def take(self, now: float) -> bool:
+        """Take a token if one is there; False (nothing taken) when the bucket is empty."""
+        if self.delay(now) > 0:
+            return False
         if self.rate:
-            self._refill(now)
             self.tokens -= 1
+        return True
 
 
 class LogOnce:
-    """The one "log this once" mechanism: which troubles were told, so that each is logged once
-    until it is over. first(topic, detail) is True the first time a trouble is seen (log it then);
-    over(topic) ends all the topic's troubles and is True when one had been told (log the recovery
-    then). With `quiet` seconds a topic is told at most once in `quiet` seconds, even across an
-    over() (a disk that flips between full and not: one line a minute). At most `limit`
-    troubles are kept (a node sending endless garbage must not grow memory); past that all are
-    forgotten. Pure: the caller passes `now`."""
+    """Each trouble logged once until it is over: first(topic, detail) True the first time, over(topic) True when one
+    was told. `quiet`: a topic told at most once in `quiet` s, even across an over(); past `limit` all are forgotten."""
 
     def __init__(self, *, limit: int = 1000, quiet: float = 0.0):
-        self.limit = limit
-        self.quiet = quiet
+        self.limit, self.quiet = limit, quiet
         self.told: Dict[Any, set] = {}  # topic -> the details told
         self.size = 0  # details told, all topics
         self.last: Dict[Any, float] = {}  # topic -> when it was last told (with `quiet`)
 
     def first(self, topic: Any, detail: Any = None, *, now: float = 0.0) -> bool:
-        """True the first time this trouble (topic and detail) is seen since its topic was over."""
-        if detail in self.told.get(topic, ()):
-            return False
-        if self.quiet and now - self.last.get(topic, -math.inf) < self.quiet:
+        hushed = self.quiet and now - self.last.get(topic, -math.inf) < self.quiet
+        if hushed or detail in self.told.get(topic, ()):
             return False
         if self.size >= self.limit:
             self.told, self.last, self.size = {}, {}, 0
@@ -1952,19 +1522,21 @@ class LogOnce:
         return True
 
     def over(self, topic: Any) -> bool:
-        """The topic's troubles are over; True when one of them had been told."""
         details = self.told.pop(topic, None)
         self.size -= len(details or ())
         return bool(details)
 
+    def active(self, topic: Any) -> bool:
+        return bool(self.told.get(topic))
+
 
 # =============================================================================
-# 7. Edges: clock, store, node client, sd_notify, hardware
+# 7. Edges: clock, store, node client, systemd, hardware, GPIO
 # =============================================================================
 
 
 class Clock:
-    """Wall time (Unix seconds) and monotonic time; tests pass their own."""
+    """Wall time (Unix seconds) and monotonic time; tests pass their own. ms(): Unix milliseconds."""
 
     def time(self) -> float:
         return time.time()
@@ -1972,44 +1544,43 @@ class Clock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def ms(self) -> int:
+        return int(self.time() * 1000)
+
 
 # --- 7a. Store: the SQLite state file ----------------------------------------
-
 STATE_SCHEMA = 1
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS payments (
-    id TEXT PRIMARY KEY, sender TEXT, amount INTEGER NOT NULL, height INTEGER,
+CREATE TABLE IF NOT EXISTS payments (id TEXT PRIMARY KEY, sender TEXT, amount INTEGER NOT NULL, height INTEGER,
     seconds REAL NOT NULL, start_ms INTEGER NOT NULL, until_ms INTEGER NOT NULL, credited_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, height INTEGER);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, entries TEXT NOT NULL,
-    press_n INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL, tx_id TEXT);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+    entries TEXT NOT NULL, press_n INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL, tx_id TEXT);
 CREATE INDEX IF NOT EXISTS events_tx ON events (tx_id);
-CREATE TABLE IF NOT EXISTS outbox (
-    id TEXT PRIMARY KEY, tx TEXT NOT NULL, status TEXT NOT NULL, created_ms INTEGER NOT NULL,
-    timestamp_ms INTEGER NOT NULL, height INTEGER, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    updated_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, tx TEXT NOT NULL, status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, height INTEGER, error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status);
 CREATE TABLE IF NOT EXISTS ignored (id TEXT PRIMARY KEY, reason TEXT NOT NULL, reported_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS refunds (
-    payment_id TEXT PRIMARY KEY, tx_id TEXT NOT NULL, recipient TEXT NOT NULL, amount INTEGER NOT NULL,
-    receipt TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS refunds (payment_id TEXT PRIMARY KEY, tx_id TEXT NOT NULL, recipient TEXT NOT NULL,
+    amount INTEGER NOT NULL, receipt TEXT NOT NULL, created_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS refunds_tx ON refunds (tx_id);
 """
 
 OUTBOX_OPEN = ("queued", "broadcast")
+# the page cache is SQLite's only growing memory (default about 2 MB): 1 MiB holds the indexes the
+# daemon reads (a 10,000-payment catch-up included) on a 512 MB Pi
 STATE_CACHE_KIB = 1024
-# What the state file keeps (see Store.prune): every handled transaction id, credited payment and
-# confirmed Data transaction of the last PRUNE_KEEP_BLOCKS blocks below the final height, far more
-# than the deepest rollback (100 blocks) and the watcher's stop rule need; the newest PRUNE_KEEP_RECENT
-# payments and Data transactions whatever their age (for `status` and the monitor); everything still
-# pending or open. Re-signed-away transactions and events found on chain by a reconcile go after
-# PRUNE_DONE_AGE_MS.
+_PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=FULL", "cache_size=-%d" % STATE_CACHE_KIB)
+# Store.prune keeps every handled id, payment and confirmed Data transaction of the last PRUNE_KEEP_BLOCKS below the
+# final height (a rollback goes at most 100 deep), the newest PRUNE_KEEP_RECENT payments and Data transactions, the
+# newest IGNORED_KEEP ignored reports, all that is open; what was re-signed away or found on chain goes after PRUNE_DONE_AGE_MS.
 PRUNE_KEEP_BLOCKS = 1440  # a day of Waves blocks
 PRUNE_KEEP_RECENT = 50
 PRUNE_DONE_AGE_MS = 7 * 86_400_000
 PRUNE_BATCH = 5000  # rows per table and prune: a year-old file is cut down in steps
+IGNORED_KEEP = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2024,93 +1595,392 @@ class Credit:
     refund: Optional[Tuple[str, int]] = None  # (transfer id, amount) signed and queued with the credit
 
 
-class Store:
-    """The state file: payments credited, light end time, pending events, outbox.
+def _set_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
-    Every change that must survive a power cut is one SQLite transaction
-    (WAL journal, synchronous=FULL): crediting a payment, moving the light's
-    end time and queuing its receipt happen together or not at all.
-    """
+
+def _insert_tx(db: sqlite3.Connection, tx: Dict[str, Any], now_ms: int, old: Optional[str] = None) -> None:
+    """Store a signed transaction; the `old` one it replaces is marked so."""
+    sql = "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) VALUES (?, ?, 'queued', ?, ?, ?)"
+    db.execute(sql, (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms))
+    if old:
+        sql = "UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?"
+        db.execute(sql, ("re-signed as %s" % tx["id"], now_ms, old))
+
+
+def _add_event(db: sqlite3.Connection, kind: str, entries: List[Dict], now_ms: int, press_n: int = 0) -> None:
+    sql = "INSERT INTO events (kind, entries, press_n, created_ms) VALUES (?, ?, ?, ?)"
+    db.execute(sql, (kind, json.dumps(entries), press_n, now_ms))
+
+
+class _LedgerRows:
+    """Store's rows of handled transactions and credited payments, and their pruning (a mixin of Store)."""
+
+    def _rows_by_id(self, select: str, ids: Sequence[str]) -> List[Tuple[Any, ...]]:
+        """Rows of `select` ("... id IN (%s)") in chunks padded to a power of two (SQLite keeps each distinct text)."""
+        rows: List[Tuple[Any, ...]] = []
+        for i in range(0, len(ids), 512):
+            chunk = list(ids[i : i + 512])
+            size = max(8, 1 << (len(chunk) - 1).bit_length())
+            chunk += chunk[-1:] * (size - len(chunk))
+            rows.extend(self.db.execute(select % ",".join("?" * size), chunk).fetchall())
+        return rows
+
+    def seen_heights(self, ids: Sequence[str]) -> Dict[str, Optional[int]]:
+        """Handled transaction id -> the height it had when it was handled."""
+        return dict(self._rows_by_id("SELECT id, height FROM seen WHERE id IN (%s)", ids))
+
+    def mark_seen(self, items: Sequence[Tuple[str, Optional[int]]]) -> None:
+        """Record handled ids with their heights; only what is new or moved is written."""
+        known = self.seen_heights([i for i, _ in items]) if items else {}
+        changed = [(i, h) for i, h in dict(items).items() if i not in known or known[i] != h]
+        if changed:
+            with self.transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO seen (id, height) VALUES (?, ?)", changed)
+
+    def ignored_ids(self, ids: Sequence[str]) -> set:
+        return {r[0] for r in self._rows_by_id("SELECT id FROM ignored WHERE id IN (%s)", ids)}
+
+    def mark_ignored(self, rows: Sequence[Tuple[str, str]]) -> None:
+        if rows:
+            now_ms = self.clock.ms()
+            with self.transaction() as db:
+                db.executemany("INSERT OR IGNORE INTO ignored VALUES (?, ?, ?)", [(*r, now_ms) for r in rows])
+
+    def credited_ids(self, ids: Sequence[str]) -> set:
+        return {r[0] for r in self._rows_by_id("SELECT id FROM payments WHERE id IN (%s)", ids)}
+
+    def outbox_ids(self, ids: Sequence[str]) -> set:
+        """The ids among `ids` of transactions this device signed."""
+        return {r[0] for r in self._rows_by_id("SELECT id FROM outbox WHERE id IN (%s)", ids)}
+
+    def credit_payments(
+        self,
+        payments: Sequence[Tuple[str, str, int, Optional[int], float]],
+        *,
+        now: float,
+        max_seconds: float,
+        light: Optional[Tuple[float, float]] = None,
+        served: Optional[Dict[str, Dict[str, Any]]] = None,
+        sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None,
+    ) -> Tuple[List[Credit], Tuple[float, float]]:
+        """Credit new (id, sender, amount, height, seconds) payments with receipts and the light's end in one transaction.
+        `served`: receipts on chain (the light resumes up to their end); sign_refund signs what the cap cut off."""
+        credits: List[Credit] = []
+        now_ms = int(now * 1000)
+        insert = "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        refund_sql = "INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)"
+        with self.transaction() as db:
+            start, until = light = self.light() if light is None else light
+            pruned = self.pruned_height()
+            for txid, sender, amount, height, seconds in payments:
+                known = db.execute("SELECT 1 FROM payments WHERE id = ?", (txid,)).fetchone()
+                # at or below the pruned horizon: handled long ago, its row is gone
+                if known or (pruned and height is not None and height <= pruned):
+                    continue
+                receipt = (served or {}).get(txid)
+                if receipt is not None:
+                    span = (receipt["seconds"], receipt["from"], receipt["until"])
+                    db.execute(insert, (txid, sender, amount, height, *span, now_ms))
+                    if receipt["until"] / 1000 > max(until, now):
+                        start = receipt["from"] / 1000 if until <= now else start
+                        until = receipt["until"] / 1000
+                    continue
+                grant = extend_light(until, now, seconds, max_seconds)
+                start, until = (now if until <= now else start), grant.until
+                span = (grant.seconds, int(grant.start * 1000), int(grant.until * 1000))
+                db.execute(insert, (txid, sender, amount, height, *span, now_ms))
+                refund, units = None, refund_units(amount, seconds, grant.excess)
+                if sign_refund is not None and units > 0 and sender:
+                    # the refund's receipt span is kept too, for the receipt of a re-signed refund
+                    tx = sign_refund(txid, sender, units)
+                    _insert_tx(db, tx, now_ms)
+                    kept = json.dumps(dict(zip(("seconds", "from", "until"), span)))
+                    db.execute(refund_sql, (txid, tx["id"], sender, units, kept, now_ms))
+                    refund = (tx["id"], units)
+                _add_event(db, "receipt", [receipt_entry(txid, *span, refund)], now_ms)
+                credits.append(Credit(txid, sender, amount, height, grant, refund))
+            if (start, until) != tuple(light):
+                _set_meta(db, "light_start", repr(start))
+                _set_meta(db, "light_until", repr(until))
+        return credits, (start, until)
+
+    def recent_payments(self, limit: int = 10) -> List[Dict[str, Any]]:
+        sql = "SELECT id, sender, amount, height, seconds, credited_ms FROM payments ORDER BY credited_ms DESC, rowid DESC LIMIT ?"
+        keys = ("id", "sender", "amount", "height", "seconds")
+        return [dict(zip(keys, r[:5]), ts=r[5] / 1000) for r in self.db.execute(sql, (limit,))]
+
+    def light_sold_by_hour(self, now_ms: int, hours: int = 24) -> Dict[str, Any]:
+        """Light credited per hour, the last `hours` (the last one so far): {"start_ms", "seconds": [...]}."""
+        first = (now_ms // 3_600_000 - hours + 1) * 3_600_000
+        seconds = [0.0] * hours
+        sql = "SELECT credited_ms, seconds FROM payments WHERE credited_ms >= ?"
+        for credited, secs in self.db.execute(sql, (first,)):
+            i = (credited - first) // 3_600_000
+            if 0 <= i < hours:
+                seconds[i] += secs
+        return {"start_ms": first, "seconds": [round(x, 3) for x in seconds]}
+
+    def payment_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
+
+    def credited_ever(self) -> int:
+        """Payments credited since the state file began, the pruned ones included (for `status`)."""
+        return self.payment_count() + int(self.get_meta("pruned_payments") or 0)
+
+    def pruned_height(self) -> int:
+        """Rows of transactions at or below it may be gone: handled long ago, never credited again (0: none)."""
+        return int(self.get_meta("pruned_height") or 0)
+
+    def prune(
+        self,
+        floor: int,
+        *,
+        now_ms: int,
+        keep_recent: int = PRUNE_KEEP_RECENT,
+        done_age_ms: int = PRUNE_DONE_AGE_MS,
+        batch: int = PRUNE_BATCH,
+    ) -> Dict[str, int]:
+        """Delete rows of transactions at or below `floor` (handled, past any rollback) but what the comment at
+        PRUNE_KEEP_BLOCKS keeps, raising the pruned height; at most `batch` rows a table (a count of `batch`: call again)."""
+        old = now_ms - done_age_ms
+        args = dict(floor=floor, recent=keep_recent, old=old, batch=batch, ignored=IGNORED_KEEP)
+        parts = {
+            "seen": "FROM seen WHERE height <= :floor",
+            # a payment re-included higher up after a rollback keeps its row while its new height is kept
+            "payments": "FROM payments WHERE height <= :floor AND id NOT IN (SELECT id FROM payments "
+            "ORDER BY credited_ms DESC, rowid DESC LIMIT :recent) AND NOT EXISTS "
+            "(SELECT 1 FROM seen WHERE seen.id = payments.id AND seen.height > :floor)",
+            "events": "FROM events WHERE tx_id = 'on-chain' AND created_ms < :old",
+            "ignored": "FROM ignored WHERE rowid NOT IN (SELECT rowid FROM ignored ORDER BY reported_ms DESC, rowid DESC LIMIT :ignored)",
+        }
+        # confirmed Data transactions deep enough (with their events); re-signed-away ones after a while
+        outbox = (
+            "FROM outbox WHERE (status = 'confirmed' AND (height <= :floor OR (height IS NULL AND "
+            "updated_ms < :old)) AND id NOT IN (SELECT id FROM outbox WHERE status != 'replaced' "
+            "ORDER BY created_ms DESC, rowid DESC LIMIT :recent)) OR (status = 'replaced' AND updated_ms < :old)"
+        )
+        probe = "SELECT 1 %s LIMIT 1"
+        if not any(self.db.execute(probe % p, args).fetchone() for p in [outbox, *parts.values()]):
+            return {}
+        with self.transaction() as db:
+            gone = [r[0] for r in db.execute("SELECT id %s LIMIT :batch" % outbox, args).fetchall()]
+            sql = "DELETE FROM %s WHERE rowid IN (SELECT rowid %s LIMIT :batch)"
+            deleted = {table: db.execute(sql % (table, part), args).rowcount for table, part in parts.items()}
+            for i in range(0, len(gone), 500):
+                chunk = gone[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                events = db.execute("DELETE FROM events WHERE tx_id IN (%s)" % marks, chunk)
+                deleted["events"] += events.rowcount
+                db.execute("DELETE FROM outbox WHERE id IN (%s)" % marks, chunk)
+                # a refund confirmed that deep is final: its bookkeeping (re-sign, rollback re-check) goes too
+                db.execute("DELETE FROM refunds WHERE tx_id IN (%s)" % marks, chunk)
+            deleted["outbox"] = len(gone)
+            _set_meta(db, "pruned_height", max(floor, self.pruned_height()))
+            if deleted["payments"]:  # `status` still counts every payment ever credited
+                pruned = int(self.get_meta("pruned_payments") or 0) + deleted["payments"]
+                _set_meta(db, "pruned_payments", pruned)
+        return deleted
+
+
+class _OutboxRows:
+    """Store's rows of pending events, signed transactions (the outbox) and refunds (a mixin of Store)."""
+
+    def add_press(self, direction: str, action: str, ts_ms: int) -> int:
+        """Store a joystick press with the next press number; returns that number."""
+        with self.transaction() as db:
+            n = self.press_count() + 1
+            _set_meta(db, "press_n", n)
+            _add_event(db, "joystick", [joystick_entry(n, direction, action, ts_ms)], self.clock.ms(), n)
+        return n
+
+    def raise_press_count(self, count: int, on_chain: Sequence[int] = ()) -> bool:
+        """Next press number at least count + 1, pending presses up to count renumbered but `on_chain` seqs marked sent."""
+        with self.transaction() as db:
+            current = self.press_count()
+            db.executemany("UPDATE events SET tx_id = 'on-chain' WHERE seq = ?", [(seq,) for seq in on_chain])
+            sql = "SELECT seq, entries FROM events WHERE kind='joystick' AND tx_id IS NULL AND press_n <= ? ORDER BY seq"
+            stale = db.execute(sql, (count,)).fetchall()
+            if current >= count and not stale and not on_chain:
+                return False
+            n = max(current, count)
+            for seq, entries in stale:
+                n += 1
+                value = json.loads(json.loads(entries)[0]["value"])
+                entry = joystick_entry(n, value["direction"], value["action"], value["ts"])
+                renumber = "UPDATE events SET entries = ?, press_n = ? WHERE seq = ?"
+                db.execute(renumber, (json.dumps([entry]), n, seq))
+            _set_meta(db, "press_n", n)
+            return True
+
+    def press_count(self) -> int:
+        return int(self.get_meta("press_n") or 0)
+
+    def add_count_event(self) -> None:
+        """Queue joystick_count alone (the current press count), to put the chain's value right."""
+        with self.transaction() as db:
+            _add_event(db, "count", [], self.clock.ms(), self.press_count())
+
+    def add_event(self, kind: str, entries: List[Dict[str, Any]]) -> None:
+        with self.transaction() as db:
+            _add_event(db, kind, entries, self.clock.ms())
+
+    def _events(self, where: str, args: Tuple[Any, ...]) -> List[PendingEvent]:
+        sql = "SELECT seq, kind, entries, press_n FROM events WHERE " + where
+        return [PendingEvent(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in self.db.execute(sql, args)]
+
+    def pending_events(self, limit: int = 200) -> List[PendingEvent]:
+        return self._events("tx_id IS NULL ORDER BY seq LIMIT ?", (limit,))
+
+    def pending_event_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM events WHERE tx_id IS NULL").fetchone()[0]
+
+    def events_of(self, txid: str) -> List[PendingEvent]:
+        return self._events("tx_id = ? ORDER BY seq", (txid,))
+
+    def telemetry_history(self, since_ms: int, limit: int = 720) -> List[Dict[str, Any]]:
+        """The newest `limit` readings since `since_ms`, oldest first (a failed reading's field left out)."""
+        sql = "SELECT entries FROM events WHERE kind = 'telemetry' AND created_ms >= ? ORDER BY seq DESC LIMIT ?"
+        out = []
+        for (text,) in reversed(self.db.execute(sql, (since_ms, limit)).fetchall()):
+            values = {e["key"]: e["value"] for e in json.loads(text)}
+            fields = {field: values[key] / 100 for key, field in TELEMETRY_FIELDS if key in values}
+            out.append({"ts": values.get("telemetry_ts", 0) / 1000, **fields})
+        return out
+
+    def queue_tx(
+        self, tx: Dict[str, Any], events: Sequence[PendingEvent], replaces: Optional[str] = None
+    ) -> None:
+        """Store a signed transaction and tie its events to it; the one it `replaces` is marked so."""
+        with self.transaction() as db:
+            _insert_tx(db, tx, self.clock.ms(), replaces)
+            db.executemany("UPDATE events SET tx_id = ? WHERE seq = ?", [(tx["id"], e.seq) for e in events])
+
+    def set_tx_status(
+        self,
+        txid: str,
+        status: str,
+        *,
+        height: Optional[int] = None,
+        error: Optional[str] = None,
+        attempt: bool = False,
+    ) -> None:
+        sql = "UPDATE outbox SET status = ?, height = COALESCE(?, height), error = ?, updated_ms = ?, attempts = attempts + ? WHERE id = ?"
+        with self.transaction() as db:
+            db.execute(sql, (status, height, error, self.clock.ms(), int(attempt), txid))
+
+    def open_txs(self) -> List[Dict[str, Any]]:
+        keys = ("id", "tx", "status", "created_ms", "timestamp_ms", "attempts")
+        sql = "SELECT id, tx, status, created_ms, timestamp_ms, attempts FROM outbox WHERE status IN ('queued', 'broadcast') ORDER BY created_ms, rowid"
+        return [dict(zip(keys, (r[0], json.loads(r[1]), *r[2:]))) for r in self.db.execute(sql)]
+
+    def recent_txs(self, limit: int = 10) -> List[Dict[str, Any]]:
+        keys = ("id", "status", "height", "error")
+        sql = "SELECT id, status, height, error, updated_ms, EXISTS (SELECT 1 FROM refunds WHERE tx_id = outbox.id) FROM outbox WHERE status != 'replaced' ORDER BY created_ms DESC, rowid DESC LIMIT ?"
+        rows = self.db.execute(sql, (limit,)).fetchall()
+        return [dict(zip(keys, r[:4]), ts=r[4] / 1000, kind="refund" if r[5] else "data") for r in rows]
+
+    def outbox_counts(self) -> Dict[str, int]:
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+
+    def refund_of(self, txid: str) -> Optional[Dict[str, Any]]:
+        """The refund that transfer `txid` carries: payment_id, recipient, amount, receipt span; None if none."""
+        keys = ("payment_id", "recipient", "amount", "receipt")
+        row = self.db.execute("SELECT %s FROM refunds WHERE tx_id = ?" % ", ".join(keys), (txid,)).fetchone()
+        return None if row is None else dict(zip(keys, (*row[:3], json.loads(row[3]))))
+
+    def replace_refund(self, old_txid: str, tx: Dict[str, Any], receipt: Dict[str, Any], now_ms: int) -> None:
+        """Store a refund re-signed (the old can never land) and queue its receipt again (the later entry wins)."""
+        with self.transaction() as db:
+            _insert_tx(db, tx, now_ms, old_txid)
+            db.execute("UPDATE refunds SET tx_id = ? WHERE tx_id = ?", (tx["id"], old_txid))
+            _add_event(db, "receipt", [receipt], now_ms)
+
+    def reopen_refunds(self, from_height: int, now_ms: int) -> int:
+        """After a rollback: refunds confirmed at `from_height` or above are broadcast again if the chain lost them."""
+        sql = "UPDATE outbox SET status = 'broadcast', updated_ms = ? WHERE status = 'confirmed' AND height >= ? AND id IN (SELECT tx_id FROM refunds)"
+        with self.transaction() as db:
+            return db.execute(sql, (now_ms, from_height)).rowcount
+
+
+class Store(_LedgerRows, _OutboxRows):
+    """The state file. Every change that must survive a power cut is one SQLite transaction (WAL, synchronous=FULL):
+    crediting a payment, moving the light's end time and queuing its receipt happen together or not at all."""
 
     RESERVE_BYTES = 1024 * 1024
 
-    def __init__(self, path: str):
-        self.path = path
-        self.log = logging.getLogger("iotlight.store")
-        self.failing: Optional[str] = None  # the write error of a trouble episode, logged once
-        self.complaints = LogOnce(quiet=60.0)  # a disk that flips between full and not: one line a minute
-        size = os.path.getsize(path) if os.path.exists(path) else 0
-        if (
-            os.path.exists(path)
-            and size == 0
-            and (
-                os.path.exists(path + ".reserve")
-                or (os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0)
-            )
-        ):
-            # an empty database that was in use before (its reserve file or a non-empty WAL beside
-            # it): cut short, say by a power cut on an SD card
-            raise _damaged_state(path, "the database file is empty but was in use before")
-        try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            # the page cache is SQLite's only growing memory (default about 2 MB): 1 MiB holds the
-            # indexes the daemon reads (a 10,000-payment catch-up included) on a 512 MB Pi
-            self.db.execute("PRAGMA cache_size=-%d" % STATE_CACHE_KIB)
-            if size > 0:
-                row = self.db.execute("PRAGMA quick_check").fetchone()
-                if not row or row[0] != "ok":
-                    raise sqlite3.DatabaseError(row[0] if row else "integrity check failed")
-            self.db.executescript(_SCHEMA_SQL)
-        except sqlite3.OperationalError as e:
-            # locked, disk full, an I/O error: the file may be fine, so it stays where it is
-            with contextlib.suppress(Exception):
-                self.db.close()
-            raise StateError(
-                "%s: cannot open the state file: %s (free some space, or stop the other "
-                "process using it)" % (path, e)
-            ) from None
-        except sqlite3.DatabaseError as e:  # "not a database", "malformed", a failed quick_check
-            with contextlib.suppress(Exception):
-                self.db.close()
-            raise _damaged_state(path, str(e)) from None
-        except sqlite3.Error as e:
-            raise StateError("%s: cannot open the state file: %s" % (path, e)) from None
+    def __init__(self, path: str, clock: Optional[Clock] = None):
+        self.path, self.clock, self.log = path, clock or Clock(), logging.getLogger("iotlight.store")
+        self.failing: Optional[str] = None  # the write error while writes fail (a full disk)
+        self.told = LogOnce(quiet=60.0)  # a disk that flips between full and not: one line a minute
+        size, wal = [os.path.getsize(p) if os.path.exists(p) else None for p in (path, path + "-wal")]
+        if size == 0 and (os.path.exists(path + ".reserve") or wal):
+            # an empty database that was in use before: cut short, say by a power cut on an SD card
+            raise self._damaged("the database file is empty but was in use before")
+        self.db = self._open(bool(size))
         damaged = sorted(glob.glob(glob.escape(path) + ".damaged-*"))
-        if damaged and self.get_meta("schema") is None:
-            self.log.warning(
-                "starting a fresh state file beside the damaged %s: payments made before now "
-                "are not credited again",
-                damaged[-1],
-            )
         schema = self.get_meta("schema")
+        if damaged and schema is None:
+            fresh = "starting a fresh state file beside the damaged %s: payments made before now are not credited again"
+            self.log.warning(fresh, damaged[-1])
         if schema is None:
-            self.set_meta("schema", str(STATE_SCHEMA))
+            self.set_meta("schema", STATE_SCHEMA)
         elif schema != str(STATE_SCHEMA):
-            raise StateError(
-                "%s: state file schema %s is not the supported %d" % (path, schema, STATE_SCHEMA)
-            )
+            unsupported = "%s: state file schema %s is not the supported %d" % (path, schema, STATE_SCHEMA)
+            raise StateError(unsupported)
         self.keep_reserve()
 
-    def keep_reserve(self) -> None:
-        """Keep a small file of free space beside the state file: when the disk fills up, deleting it
-        lets the pending writes through (see write_failed)."""
-        reserve = self.path + ".reserve"
-        if os.path.exists(reserve):
-            return
+    def _open(self, check: bool) -> sqlite3.Connection:
+        db = None
         try:
-            with open(reserve, "wb") as f:
-                f.write(b"\0" * self.RESERVE_BYTES)
-                f.flush()
-                os.fsync(f.fileno())
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in _PRAGMAS:
+                db.execute("PRAGMA " + pragma)
+            if check:
+                row = db.execute("PRAGMA quick_check").fetchone()
+                if not row or row[0] != "ok":
+                    raise sqlite3.DatabaseError(row[0] if row else "integrity check failed")
+            db.executescript(_SCHEMA_SQL)
+            return db
+        except sqlite3.Error as e:
+            if db is not None:
+                with contextlib.suppress(Exception):
+                    db.close()
+            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+                raise self._damaged(str(e)) from None  # "not a database", "malformed"
+            # locked, disk full, an I/O error: the file may be fine, so it stays where it is
+            hint = "free some space, or stop the other process using it"
+            raise StateError("%s: cannot open the state file: %s (%s)" % (self.path, e, hint)) from None
+
+    def _damaged(self, reason: str) -> StateDamaged:
+        """Keep a damaged state file aside and say how to recover (never start over silently)."""
+        path = self.path
+        aside = "%s.damaged-%s" % (path, time.strftime("%Y%m%d-%H%M%S", time.localtime(self.clock.time())))
+        try:
+            os.replace(path, aside)
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.replace(path + suffix, aside + suffix)
+            where = "it was moved to %s" % aside
+        except OSError as e:
+            where = "it could not be moved aside (%s)" % e.strerror
+        msg = "%s: the state file is damaged (%s); %s. To start with a fresh state, run the daemon again: payments made before then are not credited again, pending presses in the damaged file are lost unless you restore it"
+        return StateDamaged(msg % (path, reason, where))
+
+    def keep_reserve(self) -> None:
+        """Keep a file of free space beside the state file, to delete on a full disk (free_reserve)."""
+        reserve = self.path + ".reserve"
+        try:
+            if not os.path.exists(reserve):
+                with open(reserve, "wb") as f:
+                    f.write(b"\0" * self.RESERVE_BYTES)
+                    f.flush()
+                    os.fsync(f.fileno())
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(reserve)
 
     def free_reserve(self) -> bool:
-        """Delete the reserve file to make room; True when there was one."""
         try:
             os.unlink(self.path + ".reserve")
         except OSError:
@@ -2128,17 +1998,15 @@ class Store:
             self.db.execute("BEGIN IMMEDIATE")
             yield self.db
             self.db.execute("COMMIT")
-        except sqlite3.Error as e:
+        except BaseException as e:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise self._write_failed(e) from None
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise self._write_failed(e) from None
             raise
         if self.failing is not None and self.has_room():
             self.failing = None
-            self.complaints.over("write")
+            self.told.over("write")
             self.log.debug("%s: the state file can be written again", self.path)
             self.keep_reserve()
 
@@ -2151,50 +2019,42 @@ class Store:
         return st.f_bavail * st.f_frsize >= 2 * self.RESERVE_BYTES
 
     def probe(self) -> None:
-        """While writes fail (a full disk): StateError until there is room and a write works.
-        Services call it instead of writing, so the reserve stays for what must be saved."""
+        """While writes fail: StateError until a write works; services call it instead of writing, sparing the reserve."""
         if not self.has_room():
             raise StateError("%s: no room on its disk yet" % self.path)
-        self.set_meta("probe", int(time.time()))
+        self.set_meta("probe", self.clock.ms())
 
     def _write_failed(self, e: sqlite3.Error) -> StateError:
-        """A StateError for a failed write, logged once per trouble episode (not per attempt)."""
         err = StateError("%s: cannot write the state file: %s" % (self.path, e))
         if self.failing is None:
             self.failing = str(e)
-            if self.complaints.first("write", now=time.monotonic()):
+            if self.told.first("write", now=self.clock.monotonic()):
                 self.log.error("%s; what is pending is kept in memory and retried (free some space?)", err)
         return err
 
-    # -- meta
     def get_meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+            _set_meta(db, key, value)
 
     def bind_device(self, address: str, asset_id: str) -> None:
         """Tie the state file to one address; refuse another device's state."""
         known = self.get_meta("address")
         if known is None:
             self.set_meta("address", address)
-            self.set_meta("first_start_ms", int(time.time() * 1000))
+            self.set_meta("first_start_ms", self.clock.ms())
         elif known != address:
-            raise StateError(
-                "%s: this state file belongs to address %s, not %s; point device.state_file "
-                "at another file" % (self.path, known, address)
-            )
-        if self.get_meta("asset_id") not in (None, asset_id):
-            self.log.warning(
-                "payment.asset_id changed from %s to %s; payments already credited stay credited",
-                self.get_meta("asset_id"),
-                asset_id,
-            )
+            msg = "%s: this state file belongs to address %s, not %s; point device.state_file at another file"
+            raise StateError(msg % (self.path, known, address))
+        old_asset = self.get_meta("asset_id")
+        if old_asset not in (None, asset_id):
+            changed = "payment.asset_id changed from %s to %s; payments already credited stay credited"
+            self.log.warning(changed, old_asset, asset_id)
         self.set_meta("asset_id", asset_id)
 
-    # -- what the node told us once about the payment token
     _TOKEN_FACT_KEYS = {"decimals": "decimals:%s", "name": "asset_name:%s", "scripted": "asset_scripted:%s"}
 
     def token_fact(self, asset_id: str, fact: str) -> Optional[str]:
@@ -2204,519 +2064,37 @@ class Store:
     def set_token_fact(self, asset_id: str, fact: str, value: Any) -> None:
         self.set_meta(self._TOKEN_FACT_KEYS[fact] % asset_id, value)
 
-    # -- light
+    def aliases(self) -> List[str]:
+        """The device's aliases learnt so far (an alias on Waves is permanent)."""
+        return (self.get_meta("aliases") or "").split()
+
     def light(self) -> Tuple[float, float]:
         """(start, until) of the current or last lit span, Unix seconds."""
         return float(self.get_meta("light_start", "0")), float(self.get_meta("light_until", "0"))
 
-    # -- payments
-    def _rows_by_id(self, select: str, ids: Sequence[str]) -> List[Tuple[Any, ...]]:
-        """Rows of `select` ("SELECT ... FROM t WHERE id IN (%s)") for the ids, in chunks SQLite takes.
-        Each chunk is padded (repeating an id) to a power of two, so that a handful of statement
-        texts serve every length: each distinct text is a prepared statement SQLite keeps in memory."""
-        rows: List[Tuple[Any, ...]] = []
-        for i in range(0, len(ids), 512):
-            chunk = list(ids[i : i + 512])
-            size = max(8, 1 << (len(chunk) - 1).bit_length())
-            chunk += chunk[-1:] * (size - len(chunk))
-            rows.extend(self.db.execute(select % ",".join("?" * size), chunk).fetchall())
-        return rows
-
-    def seen_heights(self, ids: Sequence[str]) -> Dict[str, Optional[int]]:
-        """Handled transaction id -> the height it had when it was handled."""
-        return dict(self._rows_by_id("SELECT id, height FROM seen WHERE id IN (%s)", ids))
-
-    def mark_seen(self, items: Sequence[Tuple[str, Optional[int]]]) -> None:
-        """Record handled ids with their heights; only what is new or moved is written (a sweep that
-        finds the same transactions again writes nothing)."""
-        known = self.seen_heights([i for i, _ in items]) if items else {}
-        changed = [(i, h) for i, h in dict(items).items() if i not in known or known[i] != h]
-        if not changed:
-            return
-        with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO seen (id, height) VALUES (?, ?)", changed)
-
-    def mark_ignored(self, key: str, reason: str, now_ms: int) -> bool:
-        """Remember that the ignored transfer `key` was reported; False when it was already."""
-        with self.transaction() as db:
-            return (
-                db.execute(
-                    "INSERT OR IGNORE INTO ignored (id, reason, reported_ms) VALUES (?, ?, ?)",
-                    (key, reason, now_ms),
-                ).rowcount
-                == 1
-            )
-
-    def credited_ids(self, ids: Sequence[str]) -> set:
-        return {r[0] for r in self._rows_by_id("SELECT id FROM payments WHERE id IN (%s)", ids)}
-
-    def outbox_ids(self, ids: Sequence[str]) -> set:
-        """The ids among `ids` of transactions this device signed and stored."""
-        return {r[0] for r in self._rows_by_id("SELECT id FROM outbox WHERE id IN (%s)", ids)}
-
-    def credit_payments(
-        self,
-        payments: Sequence[Tuple[str, str, int, Optional[int], float]],
-        *,
-        now: float,
-        max_seconds: float,
-        light: Optional[Tuple[float, float]] = None,
-        served: Optional[Dict[str, Dict[str, Any]]] = None,
-        sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None,
-    ) -> List[Credit]:
-        """Credit (id, sender, amount, height, seconds) payments not credited before, in one
-        transaction with the light's new end time and a receipt event each. `light` is the
-        current (start, until) span as the running lamp sees it; the stored one otherwise.
-        With `sign_refund` (payment.refund = "excess"), the part a payment's cap cut off goes
-        back: sign_refund(payment_id, sender, amount) returns the signed transfer, stored in the outbox in
-        the same transaction as the credit and the receipt that names it (exactly once)."""
-        credits: List[Credit] = []
-        with self.transaction() as db:
-            if light is None:
-                start_row = db.execute("SELECT value FROM meta WHERE key='light_start'").fetchone()
-                until_row = db.execute("SELECT value FROM meta WHERE key='light_until'").fetchone()
-                light = (float(start_row[0]) if start_row else 0.0, float(until_row[0]) if until_row else 0.0)
-            span_start, until = light
-            pruned_row = db.execute("SELECT value FROM meta WHERE key='pruned_height'").fetchone()
-            pruned = int(pruned_row[0]) if pruned_row else 0
-            for txid, sender, amount, height, seconds in payments:
-                if db.execute("SELECT 1 FROM payments WHERE id = ?", (txid,)).fetchone():
-                    continue
-                if pruned and height is not None and height <= pruned:
-                    continue  # at or below the pruned horizon: handled long ago, its row is gone
-                receipt = (served or {}).get(txid)
-                if receipt is not None:
-                    # served before (its receipt is on chain): record it; the light only resumes
-                    # up to the end that receipt gave, never beyond
-                    start_ms, until_ms = receipt["from"], receipt["until"]
-                    db.execute(
-                        "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            txid,
-                            sender,
-                            amount,
-                            height,
-                            receipt["seconds"],
-                            start_ms,
-                            until_ms,
-                            int(now * 1000),
-                        ),
-                    )
-                    if until_ms / 1000 > max(until, now):
-                        if until <= now:
-                            span_start = start_ms / 1000
-                        until = until_ms / 1000
-                    continue
-                grant = extend_light(until, now, seconds, max_seconds)
-                if until <= now:
-                    span_start = now
-                until = grant.until
-                start_ms, until_ms = int(grant.start * 1000), int(grant.until * 1000)
-                db.execute(
-                    "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (txid, sender, amount, height, grant.seconds, start_ms, until_ms, int(now * 1000)),
-                )
-                refund = (
-                    self._queue_refund(
-                        db,
-                        txid,
-                        sender,
-                        refund_units(amount, seconds, grant.excess),
-                        sign_refund,
-                        grant,
-                        int(now * 1000),
-                    )
-                    if sign_refund
-                    else None
-                )
-                db.execute(
-                    "INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
-                    (
-                        json.dumps([receipt_entry(txid, grant.seconds, start_ms, until_ms, refund)]),
-                        int(now * 1000),
-                    ),
-                )
-                credits.append(Credit(txid, sender, amount, height, grant, refund))
-            if (span_start, until) != tuple(light):
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('light_start', ?)", (repr(span_start),))
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('light_until', ?)", (repr(until),))
-        return credits
-
-    @staticmethod
-    def _queue_refund(
-        db: sqlite3.Connection,
-        payment_id: str,
-        sender: str,
-        amount: int,
-        sign_refund: Callable[[str, str, int], Dict[str, Any]],
-        grant: Grant,
-        now_ms: int,
-    ) -> Optional[Tuple[str, int]]:
-        """Inside credit_payments' transaction: sign the refund transfer and store it in the outbox
-        (status queued) and in `refunds` with its receipt's span (for a re-signed refund's receipt)."""
-        if amount <= 0 or not sender:
-            return None
-        tx = sign_refund(payment_id, sender, amount)
-        db.execute(
-            "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
-            "VALUES (?, ?, 'queued', ?, ?, ?)",
-            (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms),
-        )
-        span = {"seconds": grant.seconds, "from": int(grant.start * 1000), "until": int(grant.until * 1000)}
-        db.execute(
-            "INSERT INTO refunds VALUES (?, ?, ?, ?, ?, ?)",
-            (payment_id, tx["id"], sender, amount, json.dumps(span), now_ms),
-        )
-        return tx["id"], amount
-
-    # -- refunds and ignored transfers
-    def refund_of(self, txid: str) -> Optional[Dict[str, Any]]:
-        """The refund that transfer `txid` carries: payment_id, recipient, amount, receipt span; None if none."""
-        row = self.db.execute(
-            "SELECT payment_id, recipient, amount, receipt FROM refunds WHERE tx_id = ?", (txid,)
-        ).fetchone()
-        if row is None:
-            return None
-        return {"payment_id": row[0], "recipient": row[1], "amount": row[2], "receipt": json.loads(row[3])}
-
-    def replace_refund(self, old_txid: str, tx: Dict[str, Any], receipt: Dict[str, Any], now_ms: int) -> None:
-        """A refund re-signed (the old transfer can never land): store the new transfer, mark the old
-        replaced, and queue the receipt again naming the new id (a later Data entry of the same key
-        overwrites the old value on chain); one SQLite transaction."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
-                "VALUES (?, ?, 'queued', ?, ?, ?)",
-                (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms),
-            )
-            db.execute(
-                "UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
-                ("re-signed as %s" % tx["id"], now_ms, old_txid),
-            )
-            db.execute("UPDATE refunds SET tx_id = ? WHERE tx_id = ?", (tx["id"], old_txid))
-            db.execute(
-                "INSERT INTO events (kind, entries, created_ms) VALUES ('receipt', ?, ?)",
-                (json.dumps([receipt]), now_ms),
-            )
-
-    def reopen_refunds(self, from_height: int, now_ms: int) -> int:
-        """After a rollback: refunds confirmed at `from_height` or above are asked about again
-        (status broadcast); the same signed transfer is re-posted if the chain lost it."""
-        with self.transaction() as db:
-            return db.execute(
-                "UPDATE outbox SET status = 'broadcast', updated_ms = ? WHERE status = 'confirmed' "
-                "AND height >= ? AND id IN (SELECT tx_id FROM refunds)",
-                (now_ms, from_height),
-            ).rowcount
-
-    def recent_payments(self, limit: int = 10) -> List[Dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT id, sender, amount, height, seconds, credited_ms FROM payments "
-            "ORDER BY credited_ms DESC, rowid DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            {"id": r[0], "sender": r[1], "amount": r[2], "height": r[3], "seconds": r[4], "ts": r[5] / 1000}
-            for r in rows
-        ]
-
-    def light_sold_by_hour(self, now_ms: int, hours: int = 24) -> Dict[str, Any]:
-        """Seconds of light credited in each of the last `hours` whole hours (the last one is the
-        current hour so far): {"start_ms": start of the first hour, "seconds": [...]}, for the chart."""
-        first = (now_ms // 3_600_000 - hours + 1) * 3_600_000
-        seconds = [0.0] * hours
-        for credited, secs in self.db.execute(
-            "SELECT credited_ms, seconds FROM payments WHERE credited_ms >= ?", (first,)
-        ):
-            i = (credited - first) // 3_600_000
-            if 0 <= i < hours:
-                seconds[i] += secs
-        return {"start_ms": first, "seconds": [round(x, 3) for x in seconds]}
-
-    def telemetry_history(self, since_ms: int, limit: int = 720) -> List[Dict[str, Any]]:
-        """The newest `limit` readings since `since_ms`, oldest first: {"ts", "temperature_c",
-        "humidity_pct", "pressure_hpa"} with a field left out where its reading failed."""
-        rows = self.db.execute(
-            "SELECT entries FROM events WHERE kind = 'telemetry' AND created_ms >= ? "
-            "ORDER BY seq DESC LIMIT ?",
-            (since_ms, limit),
-        ).fetchall()
-        out = []
-        for (text,) in reversed(rows):
-            values = {e["key"]: e["value"] for e in json.loads(text)}
-            point: Dict[str, Any] = {"ts": values.get("telemetry_ts", 0) / 1000}
-            for key, field in TELEMETRY_FIELDS:
-                if key in values:
-                    point[field] = values[key] / 100
-            out.append(point)
-        return out
-
-    def payment_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM payments").fetchone()[0]
-
-    def credited_ever(self) -> int:
-        """Payments credited since the state file began, the pruned ones included (for `status`)."""
-        return self.payment_count() + int(self.get_meta("pruned_payments") or 0)
-
-    # -- events waiting for a Data transaction
-    def add_press(self, direction: str, action: str, ts_ms: int, now_ms: int) -> int:
-        """Store a joystick press with the next press number; returns that number."""
-        with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key='press_n'").fetchone()
-            n = int(row[0]) + 1 if row else 1
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', ?)", (str(n),))
-            db.execute(
-                "INSERT INTO events (kind, entries, press_n, created_ms) VALUES ('joystick', ?, ?, ?)",
-                (json.dumps([joystick_entry(n, direction, action, ts_ms)]), n, now_ms),
-            )
-        return n
-
-    def raise_press_count(self, count: int, on_chain: Sequence[int] = ()) -> bool:
-        """Make the next press number at least count + 1; True when that changed anything.
-        Pending presses numbered at or below count are renumbered after it, except those
-        (by seq) found on chain already, which are marked sent."""
-        with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key='press_n'").fetchone()
-            current = int(row[0]) if row else 0
-            db.executemany("UPDATE events SET tx_id = 'on-chain' WHERE seq = ?", [(seq,) for seq in on_chain])
-            stale = db.execute(
-                "SELECT seq, entries FROM events WHERE kind='joystick' AND tx_id IS NULL "
-                "AND press_n <= ? ORDER BY seq",
-                (count,),
-            ).fetchall()
-            if current >= count and not stale and not on_chain:
-                return False
-            n = max(current, count)
-            for seq, entries in stale:
-                n += 1
-                value = json.loads(json.loads(entries)[0]["value"])
-                entry = joystick_entry(n, value["direction"], value["action"], value["ts"])
-                db.execute(
-                    "UPDATE events SET entries = ?, press_n = ? WHERE seq = ?", (json.dumps([entry]), n, seq)
-                )
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('press_n', ?)", (str(n),))
-            return True
-
-    def press_count(self) -> int:
-        """The highest press number handed out so far (0: none yet)."""
-        return int(self.get_meta("press_n") or 0)
-
-    def add_count_event(self, now_ms: int) -> None:
-        """Queue joystick_count alone (the current press count), to put the chain's value right."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO events (kind, entries, press_n, created_ms) "
-                "SELECT 'count', '[]', CAST(value AS INTEGER), ? FROM meta WHERE key = 'press_n'",
-                (now_ms,),
-            )
-
-    def add_event(self, kind: str, entries: List[Dict[str, Any]], now_ms: int) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO events (kind, entries, created_ms) VALUES (?, ?, ?)",
-                (kind, json.dumps(entries), now_ms),
-            )
-
-    def pending_events(self, limit: int = 200) -> List[PendingEvent]:
-        rows = self.db.execute(
-            "SELECT seq, kind, entries, press_n FROM events WHERE tx_id IS NULL ORDER BY seq LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [PendingEvent(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
-
-    def pending_event_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM events WHERE tx_id IS NULL").fetchone()[0]
-
-    def events_of(self, txid: str) -> List[PendingEvent]:
-        rows = self.db.execute(
-            "SELECT seq, kind, entries, press_n FROM events WHERE tx_id = ? ORDER BY seq", (txid,)
-        ).fetchall()
-        return [PendingEvent(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
-
-    # -- outbox
-    def queue_tx(
-        self, tx: Dict[str, Any], events: Sequence[PendingEvent], now_ms: int, replaces: Optional[str] = None
-    ) -> None:
-        """Store a signed transaction and tie its events to it; with `replaces`, the
-        old transaction is marked replaced in the same SQLite transaction."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO outbox (id, tx, status, created_ms, timestamp_ms, updated_ms) "
-                "VALUES (?, ?, 'queued', ?, ?, ?)",
-                (tx["id"], json.dumps(tx), now_ms, tx["timestamp"], now_ms),
-            )
-            db.executemany("UPDATE events SET tx_id = ? WHERE seq = ?", [(tx["id"], e.seq) for e in events])
-            if replaces:
-                db.execute(
-                    "UPDATE outbox SET status = 'replaced', error = ?, updated_ms = ? WHERE id = ?",
-                    ("re-signed as %s" % tx["id"], now_ms, replaces),
-                )
-
-    def set_tx_status(
-        self,
-        txid: str,
-        status: str,
-        now_ms: int,
-        *,
-        height: Optional[int] = None,
-        error: Optional[str] = None,
-        attempt: bool = False,
-    ) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET status = ?, height = COALESCE(?, height), error = ?, updated_ms = ?, "
-                "attempts = attempts + ? WHERE id = ?",
-                (status, height, error, now_ms, int(attempt), txid),
-            )
-
-    def open_txs(self) -> List[Dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT id, tx, status, created_ms, timestamp_ms, attempts FROM outbox "
-            "WHERE status IN ('queued', 'broadcast') ORDER BY created_ms, rowid"
-        ).fetchall()
-        return [
-            {
-                "id": r[0],
-                "tx": json.loads(r[1]),
-                "status": r[2],
-                "created_ms": r[3],
-                "timestamp_ms": r[4],
-                "attempts": r[5],
-            }
-            for r in rows
-        ]
-
-    def recent_txs(self, limit: int = 10) -> List[Dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT id, status, height, error, updated_ms, "
-            "EXISTS (SELECT 1 FROM refunds WHERE tx_id = outbox.id) FROM outbox "
-            "WHERE status != 'replaced' ORDER BY created_ms DESC, rowid DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            {
-                "id": r[0],
-                "status": r[1],
-                "height": r[2],
-                "error": r[3],
-                "ts": r[4] / 1000,
-                "kind": "refund" if r[5] else "data",
-            }
-            for r in rows
-        ]
-
-    def outbox_counts(self) -> Dict[str, int]:
-        return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
-
-    # -- pruning: forget what exactly-once and catch-up no longer need
-    def pruned_height(self) -> int:
-        """Rows of transactions at or below this height may be gone: a transaction listed there was
-        handled by a complete read long ago, and is never credited again (0: nothing pruned yet)."""
-        return int(self.get_meta("pruned_height") or 0)
-
-    def prune(
-        self,
-        floor: int,
-        *,
-        now_ms: int,
-        keep_recent: int = PRUNE_KEEP_RECENT,
-        done_age_ms: int = PRUNE_DONE_AGE_MS,
-        batch: int = PRUNE_BATCH,
-    ) -> Dict[str, int]:
-        """Delete the rows of transactions at or below height `floor`, which the caller vouches a
-        complete read handled and no rollback can reach, keeping the newest `keep_recent` payments
-        and Data transactions; raise the pruned height to `floor` in the same transaction. Pending
-        events and open transactions are never touched. At most `batch` rows of each table go at a
-        time (a count of `batch` means call again). Reads a little and writes nothing when there is
-        nothing to delete. Returns rows deleted per table."""
-        args = {"floor": floor, "recent": keep_recent, "old": now_ms - done_age_ms, "batch": batch}
-        seen = "FROM seen WHERE height <= :floor"
-        # a payment re-included higher up after a rollback keeps its row while its new height is kept
-        payments = (
-            "FROM payments WHERE height <= :floor AND id NOT IN (SELECT id FROM payments "
-            "ORDER BY credited_ms DESC, rowid DESC LIMIT :recent) AND NOT EXISTS "
-            "(SELECT 1 FROM seen WHERE seen.id = payments.id AND seen.height > :floor)"
-        )
-        # confirmed Data transactions deep enough (with their events); re-signed-away ones after a while
-        outbox = (
-            "FROM outbox WHERE (status = 'confirmed' AND (height <= :floor OR (height IS NULL AND "
-            "updated_ms < :old)) AND id NOT IN (SELECT id FROM outbox WHERE status != 'replaced' "
-            "ORDER BY created_ms DESC, rowid DESC LIMIT :recent)) OR (status = 'replaced' AND updated_ms < :old)"
-        )
-        events = "FROM events WHERE tx_id = 'on-chain' AND created_ms < :old"
-        if not any(
-            self.db.execute("SELECT 1 %s LIMIT 1" % part, args).fetchone()
-            for part in (seen, payments, outbox, events)
-        ):
-            return {}
-        with self.transaction() as db:
-            gone = [r[0] for r in db.execute("SELECT id %s LIMIT :batch" % outbox, args).fetchall()]
-            deleted = {
-                table: db.execute(
-                    "DELETE FROM %s WHERE rowid IN (SELECT rowid %s LIMIT :batch)" % (table, part), args
-                ).rowcount
-                for table, part in (("seen", seen), ("payments", payments), ("events", events))
-            }
-            for i in range(0, len(gone), 500):
-                chunk = gone[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                deleted["events"] += db.execute(
-                    "DELETE FROM events WHERE tx_id IN (%s)" % marks, chunk
-                ).rowcount
-                db.execute("DELETE FROM outbox WHERE id IN (%s)" % marks, chunk)
-                # a refund confirmed that deep is final: its bookkeeping (re-sign, rollback re-check) goes too
-                db.execute("DELETE FROM refunds WHERE tx_id IN (%s)" % marks, chunk)
-            deleted["outbox"] = len(gone)
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('pruned_height', ?)",
-                (str(max(floor, self.pruned_height())),),
-            )
-            if deleted["payments"]:  # `status` still counts every payment ever credited
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('pruned_payments', "
-                    "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_payments'), 0) + ?)",
-                    (deleted["payments"],),
-                )
-        return deleted
-
-    # -- read-only use: `iotlight status`, beside a running daemon
     @classmethod
     def open_read_only(cls, path: str) -> "Store":
-        """The state file opened read-only (SQLite mode=ro): only the read methods work. It skips
-        the constructor, which creates, checks, migrates and writes: what `status` must never do.
-        sqlite3.Error when the file cannot be read."""
+        """The state file read-only for `status` beside a running daemon (the constructor writes, so it is skipped)."""
         store = cls.__new__(cls)
-        store.path = path
-        store.log = logging.getLogger("iotlight.store")
-        store.failing = None
-        store.complaints = LogOnce(quiet=60.0)
+        store.path, store.clock, store.failing = path, Clock(), None
         store.db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
         return store
 
 
-def _damaged_state(path: str, reason: str) -> StateDamaged:
-    """Keep a damaged state file aside and say how to recover (never start over silently)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside = "%s.damaged-%s" % (path, stamp)
-    try:
-        os.replace(path, aside)
-        for suffix in ("-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.replace(path + suffix, aside + suffix)
-        where = "it was moved to %s" % aside
-    except OSError as e:
-        where = "it could not be moved aside (%s)" % e.strerror
-    return StateDamaged(
-        "%s: the state file is damaged (%s); %s. To start with a fresh state, run the daemon "
-        "again: payments made before then are not credited again, pending presses in the "
-        "damaged file are lost unless you restore it" % (path, reason, where)
-    )
+# --- 7b. Node client: the only door to the node --------------------------------
+# Only this part knows the node's routes, answers and refusals. Each answer is a stream capped by its route
+# (bytes, and JSON values counted before json.loads); callers get typed results, None, or a NodeError kind.
 
-
-# --- 7b. Node client ---------------------------------------------------------
-
-NODE_MAX_ANSWER = 8 * 1024 * 1024  # default node.max_answer_bytes: a 1,000-item page of mass transfers fits
 NODE_MAX_DEPTH = 32  # JSON nesting; the deepest documented answer (a transaction list) is 5
+_TOO_LARGE = "the answer is larger than %d bytes%s, more than its route needs"
+Check = Callable[[Any], Any]  # a route's shape check: the answer's JSON -> what the caller gets, or BadAnswer
+JsonObject = Dict[str, Any]
+Answer = Tuple[int, Any, Any]  # an HTTP status, the headers, the body (bytes, or its JSON)
+Wait = Optional[float]  # seconds a node asks us to wait; None: it asked for no wait
+AnswerCap = collections.namedtuple("AnswerCap", "size containers values")  # bytes, JSON containers, values
+TINY = AnswerCap(16 * 1024, 200, 2_000)  # a balance, the height, a header, one data entry, a token
+SMALL = AnswerCap(256 * 1024, 5_000, 50_000)  # statuses, data entries by key, one transaction, a broadcast
+LARGE_CONTAINERS, LARGE_VALUES = 150_000, 1_000_000  # node.max_answer_bytes: 1,000 Data txs of 100 entries
 
 
 class BadAnswer(ValueError):
@@ -2727,204 +2105,468 @@ def _no_constant(name: str) -> Any:
     raise BadAnswer("the answer holds %s, which is not JSON" % name)
 
 
-def parse_answer(body: bytes, max_depth: int = NODE_MAX_DEPTH) -> Any:
-    """The JSON of a node answer, or BadAnswer: not UTF-8 JSON, NaN/Infinity, or nested deeper than max_depth."""
+def parse_answer(body: bytes, cap: AnswerCap = TINY) -> Any:
+    """The JSON of a node answer, or BadAnswer: more values than `cap`, not JSON, NaN, or nested too deep."""
+    containers = body.count(b"{") + body.count(b"[")
+    if containers > cap.containers or containers + body.count(b",") > cap.values:
+        raise BadAnswer("the answer holds more JSON values than its route needs (%d containers)" % containers)
+    paused = gc.isenabled()  # json.loads makes no cycles: GC passes would only slow a large answer down
+    gc.disable()
     try:
         data = json.loads(body, parse_constant=_no_constant)
     except RecursionError:
         raise BadAnswer("the answer is nested too deep to parse") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise BadAnswer("the answer is not JSON (%s)" % str(e)[:80]) from None
+    finally:
+        if paused:
+            gc.enable()
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
-        if depth > max_depth:
-            raise BadAnswer("the answer is nested deeper than %d levels" % max_depth)
+        if depth > NODE_MAX_DEPTH:
+            raise BadAnswer("the answer is nested deeper than %d levels" % NODE_MAX_DEPTH)
         children = value.values() if isinstance(value, dict) else value
         stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
     return data
 
 
 class BodyReader:
-    """Collects an answer body chunk by chunk, decompressing gzip/deflate as it goes, and stops
-    with BadAnswer as soon as the raw or the decompressed size passes `cap`: a gzip bomb never
-    inflates past it."""
+    """Collects a body in chunks, inflating gzip/deflate; BadAnswer once raw or inflated bytes pass `cap`."""
+
+    WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
     def __init__(self, cap: int, encoding: Optional[str]):
-        self.cap = cap
-        self.raw = 0
-        self.out = bytearray()
+        self.cap, self.raw, self.out = cap, 0, bytearray()
         enc = (encoding or "identity").strip().lower()
-        if enc in ("", "identity"):
-            self.inflater = None
-        elif enc in ("gzip", "x-gzip"):
-            self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif enc == "deflate":
-            self.inflater = zlib.decompressobj()
-        else:
+        if enc not in ("", "identity", *self.WBITS):
             raise BadAnswer("the answer has Content-Encoding %r, which was not asked for" % enc[:40])
+        self.inflater = zlib.decompressobj(self.WBITS[enc]) if enc in self.WBITS else None
 
-    def _too_large(self, what: str) -> BadAnswer:
-        return BadAnswer("the answer is larger than %d bytes%s (node.max_answer_bytes)" % (self.cap, what))
+    def _inflate(self, inflate: Callable[..., bytes], *args: Any) -> None:
+        try:
+            self.out += inflate(*args)
+        except zlib.error as e:
+            raise BadAnswer("the compressed answer is damaged (%s)" % e) from None
+        if len(self.out) > self.cap:
+            raise BadAnswer(_TOO_LARGE % (self.cap, " decompressed"))
 
     def feed(self, chunk: bytes) -> None:
         self.raw += len(chunk)
         if self.raw > self.cap:
-            raise self._too_large("")
+            raise BadAnswer(_TOO_LARGE % (self.cap, ""))
         if self.inflater is None:
             self.out += chunk
             return
-        data = chunk
-        try:
-            while data:
-                # in pieces of at most 64 KiB: never a second copy of a large answer in memory
-                self.out += self.inflater.decompress(data, min(65536, self.cap + 1 - len(self.out)))
-                if len(self.out) > self.cap:
-                    raise self._too_large(" decompressed")
-                data = self.inflater.unconsumed_tail
-        except zlib.error as e:
-            raise BadAnswer("the compressed answer is damaged (%s)" % e) from None
+        while chunk:  # in pieces of at most 64 KiB: never a second copy of a large answer in memory
+            self._inflate(self.inflater.decompress, chunk, min(65536, self.cap + 1 - len(self.out)))
+            chunk = self.inflater.unconsumed_tail
 
     def body(self) -> bytes:
         if self.inflater is not None:
-            try:
-                self.out += self.inflater.flush()
-            except zlib.error as e:
-                raise BadAnswer("the compressed answer is damaged (%s)" % e) from None
-            if len(self.out) > self.cap:
-                raise self._too_large(" decompressed")
+            self._inflate(self.inflater.flush)
             if not self.inflater.eof:
                 raise BadAnswer("the compressed answer is cut short")
         return bytes(self.out)
 
 
-class NodeClient:
-    """The node REST API over one httpx client: failover across `urls` in order,
-    per-request timeout, back-off with jitter for a failing node, Retry-After
-    honoured, one log line when a node goes down and one when it comes back.
-    Every answer is read as a stream up to `max_answer_bytes` (raw and decompressed) and
-    checked: one that is too large, does not parse, or fails the endpoint's shape check
-    counts as that node failing, like a refused connection."""
+def coin_name(rules: str) -> str:
+    """The name of the chain's own coin (the one fees are paid in)."""
+    return "ZBS" if rules == "0bs" else "WAVES"
+
+
+def format_coins(units: int, rules: str) -> str:
+    """Smallest units of the chain's coin as coins with the name: 100000 -> "0.001 WAVES"."""
+    return tokens_text(units, 8, coin_name(rules))
+
+
+# The node's refusals: (words all in its lower-case text, kind, plain line with the fix); first match wins.
+# "known": broadcast already; "no_coins"/"no_tokens": wait for funds; "timestamp" (or error 303): re-sign with
+# the node's time; "fee": the smart-asset fee; "other_network": the node is set aside; any other: failed.
+_NO_COINS = "the sender has too few {coin} to pay for it (fees are paid in {coin}); send it some: iotlight.py pay --seed-file FUNDED.seed --asset {coin} ADDRESS 1"
+_CLOCK = "set this machine's clock (e.g. sudo timedatectl set-ntp true)"
+_OFF_CLOCK = "the transaction's time is %s the node's clock; " + _CLOCK
+_NO_TOKEN = "the token does not exist on the node's chain; check the asset id and node.urls"
+_OTHER_NETWORK = "the node runs another network than node.chain_id; fix node.chain_id or node.urls"
+_LOW_FEE = "the fee is below the node's minimum; set data.fee = 0 (automatic)"
+REFUSALS: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
+    (("already in the state",), "known", "the node has this transaction already"),
+    (("negative asset",), "no_tokens", "the sender holds too few of the token for this transfer"),
+    (("negative waves balance",), "no_coins", _NO_COINS),
+    (("accounts balance errors",), "no_coins", _NO_COINS),
+    (("unavailable funds",), "no_coins", _NO_COINS),
+    (("negative", "balance"), "no_coins", _NO_COINS),
+    (("balance", "not enough"), "no_coins", _NO_COINS),
+    (("balance", "insufficient"), "no_coins", _NO_COINS),
+    (("timestamp", "in the future"), "timestamp", _OFF_CLOCK % "ahead of"),
+    (("timestamp", "in the past"), "timestamp", _OFF_CLOCK % "behind"),
+    (("timestamp",), "timestamp", "the node refused the transaction's time; " + _CLOCK),
+    (("wrong chain-id",), "other_network", _OTHER_NETWORK),
+    (("invalid address",), "other_network", _OTHER_NETWORK),
+    (("unissued asset",), "no_token", _NO_TOKEN),
+    (("asset does not exist",), "no_token", _NO_TOKEN),
+    (("invalid asset id",), "bad_asset", "that is not an asset id; check the asset id"),
+    (("does not exceed minimal value",), "fee", _LOW_FEE),
+    (("alias", "doesn't exist"), "no_alias", "no such alias on the node's chain; check the recipient"),
+)
+Refusal = collections.namedtuple("Refusal", "kind plain")
+
+
+def refusal_of(message: str, *, status: int = 400, code: Optional[int] = None) -> Refusal:
+    """What a node's refusal means: its kind and a plain line with the fix (else the node's text)."""
+    text = message.lower()
+    if code == 303:
+        return Refusal("timestamp", REFUSALS[10][2])
+    for words, kind, plain in REFUSALS:
+        if all(w in text for w in words):
+            return Refusal(kind, plain)
+    return Refusal("refused" if status < 500 else "error", message)
+
+
+def describe_refusal(e: NodeError, *, rules: str = "waves") -> str:
+    """What to tell a person about a NodeError: the plain line of a known refusal, else its text."""
+    refusal = getattr(e, "refusal", None)
+    if refusal is None or refusal.plain == str(e):
+        return str(e)
+    logging.getLogger("iotlight.node").debug("the node said: %s", e)
+    return refusal.plain.format(coin=coin_name(rules))
+
+
+def _retry_after(value: Optional[str], now: float) -> Wait:
+    """Seconds a Retry-After header asks for (a number or an HTTP date), at most an hour."""
+    from email.utils import parsedate_to_datetime
+
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, min(3600.0, float(value)))
+    try:
+        return max(0.0, min(3600.0, parsedate_to_datetime(value).timestamp() - now))
+    except (TypeError, ValueError):
+        return None
+
+
+def _int_field(field: str, lo: int = 0, hi: int = INT64_MAX) -> Callable[[Any], int]:
+    def check(data: Any) -> int:
+        value = data.get(field) if isinstance(data, dict) else None
+        if not _int_within(value, lo, hi):
+            raise BadAnswer("the answer has no %s (an integer from %d)" % (field, lo))
+        return value
+
+    return check
+
+
+def _of_type(kind: type) -> Callable[[Any], Any]:
+    def check(data: Any) -> Any:
+        if not isinstance(data, kind):
+            raise BadAnswer("the answer is not a JSON %s" % ("object" if kind is dict else "list"))
+        return data
+
+    return check
+
+
+# What /assets/details tells about a token: str, int, str, Optional[bool] (None: not said), str
+AssetDetails = collections.namedtuple("AssetDetails", "asset_id decimals name scripted issuer")
+
+
+class _Routes:
+    """The node's routes, one typed method each (a mixin of NodeClient: all go through its request)."""
+
+    async def _get(self, path: str, check: Check, cap: AnswerCap = TINY, **kw: Any) -> Any:
+        return await self.request("GET", path, check=check, cap=cap, **kw)
+
+    async def _maybe(self, path: str, check: Check, cap: AnswerCap = TINY, *missing: str) -> Any:
+        """What `check` makes of the answer; None for a 404 or a refusal kind in `missing` (no such thing)."""
+        try:
+            return await self._get(path, check, cap)
+        except NodeRejected as e:
+            if e.status == 404 or e.refusal.kind in missing:
+                return None
+            raise
+
+    async def height(self) -> int:
+        return await self._get("/blocks/height", _int_field("height", 0, 2**31 - 1))
+
+    async def asset_balance(self, address: str, asset_id: str) -> int:
+        path = "/assets/balance/%s/%s" % (address, asset_id)
+        return await self._get(path, _int_field("balance"), family="balance")
+
+    async def balance(self, address: str) -> int:
+        return await self._get("/addresses/balance/%s" % address, _int_field("balance"), family="balance")
+
+    async def address_transactions(self, address: str, limit: int, after: Optional[str] = None) -> List[Any]:
+        def check(data: Any) -> List[Any]:
+            if not isinstance(data, list) or len(data) > 1 or (data and not isinstance(data[0], list)):
+                raise BadAnswer("the answer is not a transaction list [[...]]")
+            if data and len(data[0]) > limit:
+                too_many = "the answer holds %d transactions, more than the %d asked for"
+                raise BadAnswer(too_many % (len(data[0]), limit))
+            return data[0] if data else []  # the caller checks each (check_tx_shape)
+
+        path = "/transactions/address/%s/limit/%d" % (address, limit)
+        params = {"after": after} if after else None
+        return await self._get(path, check, self.large, params=params, family="list")
+
+    async def block(self, height: Optional[int] = None) -> Optional[Dict[str, Any]]:
+        """The last block (the liquid block, microblocks included) or the one at `height` (None if none)."""
+
+        def check(data: Any) -> JsonObject:
+            has_height = isinstance(data, dict) and _int_within(data.get("height"), 0, 2**31)
+            if not has_height or not isinstance(data.get("transactions"), list):
+                raise BadAnswer("the answer is not a block with a height and a transaction list")
+            return data
+
+        if height is None:
+            return await self._get("/blocks/last", check, self.large)
+        return await self._maybe("/blocks/at/%d" % height, check, self.large)
+
+    async def block_id(self, height: int) -> Optional[str]:
+        def check(data: Any) -> str:
+            ident = (data.get("id") or data.get("signature")) if isinstance(data, dict) else None
+            if not isinstance(ident, str) or not 0 < len(ident) <= 100:
+                raise BadAnswer("the answer is not a block header with an id")
+            return ident
+
+        return await self._maybe("/blocks/headers/at/%d" % height, check)  # None: a rollback took it
+
+    async def last_header(self) -> Dict[str, Any]:
+        return await self._get("/blocks/headers/last", _of_type(dict))
+
+    async def asset_details(self, asset_id: str) -> Optional[AssetDetails]:
+        def check(data: Any) -> AssetDetails:
+            if not isinstance(data, dict) or data.get("assetId") != asset_id:
+                raise BadAnswer("the answer is not the details of token %s" % asset_id)
+            decimals = _int_field("decimals", 0, 8)(data)
+            name = data.get("name") if isinstance(data.get("name"), str) else ""
+            name = name if 0 < len(name) <= 64 and name.isprintable() else ""
+            scripted = data["scripted"] if isinstance(data.get("scripted"), bool) else None
+            return AssetDetails(asset_id, decimals, name, scripted, str(data.get("issuer") or "?")[:64])
+
+        return await self._maybe("/assets/details/%s" % asset_id, check, TINY, "no_token", "bad_asset")
+
+    async def aliases(self, address: str) -> List[str]:
+        data = await self._get("/alias/by-address/%s" % address, _of_type(list), SMALL)
+        return [a for a in data if isinstance(a, str) and a.startswith("alias:") and len(a) <= 64]
+
+    async def alias_address(self, name: str) -> Optional[str]:
+        def check(data: Any) -> str:
+            address = data.get("address") if isinstance(data, dict) else None
+            if not isinstance(address, str) or chain_of_address(address) is None:
+                raise BadAnswer("the answer has no address")
+            return address.replace("address:", "", 1)
+
+        return await self._maybe("/alias/by-alias/%s" % urllib.parse.quote(name, safe=""), check)
+
+    async def data_entry(self, address: str, key: str) -> Any:
+        def check(data: Any) -> Any:
+            if not isinstance(data, dict) or data.get("key") != key:
+                raise BadAnswer("the answer is not the data entry %s" % key)
+            return data.get("value")
+
+        path = "/addresses/data/%s/%s" % (address, urllib.parse.quote(key, safe=""))
+        return await self._maybe(path, check, SMALL)
+
+    async def data_entries(self, address: str, keys: Sequence[str] = (), *, matches: str = "") -> JsonObject:
+        params = [("matches", matches)] if matches else [("key", k) for k in keys]
+        path, cap = "/addresses/data/%s" % address, self.large if matches else SMALL
+        data = await self._get(path, _of_type(list), cap, params=params, family="list")
+        entries = [e for e in data if isinstance(e, dict) and isinstance(e.get("key"), str)]
+        return {e["key"]: e.get("value") for e in entries}
+
+    async def transaction(self, txid: str) -> Optional[Dict[str, Any]]:
+        """A confirmed transaction (its full form: a mass transfer with every item); None when unknown."""
+        return await self._maybe("/transactions/info/%s" % txid, _of_type(dict), SMALL)
+
+    async def statuses(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """Status of transactions by id: {"status": confirmed|unconfirmed|not_found, "height": ...}.
+        Uses /transactions/status; on nodes without it (the 0bs fork), info + unconfirmed/info."""
+        if not ids:
+            return {}
+        try:
+            params = [("id", i) for i in ids]
+            data = await self._get("/transactions/status", _of_type(list), SMALL, params=params)
+            return {i["id"]: i for i in data if isinstance(i, dict) and isinstance(i.get("id"), str)}
+        except NodeRejected as e:
+            if e.status not in (404, 405):
+                raise
+        return {i: await self._tx_status(i) for i in ids}
+
+    async def _tx_status(self, txid: str) -> JsonObject:
+        info = await self.transaction(txid)
+        if info is not None:
+            return {"id": txid, "status": "confirmed", "height": info.get("height")}
+        pending = await self._maybe("/transactions/unconfirmed/info/%s" % txid, _of_type(dict), SMALL)
+        return {"id": txid, "status": "not_found" if pending is None else "unconfirmed"}
+
+    async def broadcast(self, tx: Dict[str, Any]) -> Dict[str, Any]:
+        check = _of_type(dict)
+        return await self.request("POST", "/transactions/broadcast", body=tx, check=check, family="broadcast")
+
+    async def node_time_ms(self) -> int:
+        def check(data: Any) -> int:
+            for key in ("NTP", "system"):
+                t = data.get(key) if isinstance(data, dict) else None
+                if _int_within(t, 0, INT64_MAX):
+                    return t
+            raise BadAnswer("the answer has no time")
+
+        return await self._get("/utils/time", check)
+
+
+class NodeClient(_Routes):
+    """The node REST API: failover across `urls`, back-off with jitter, Retry-After, one log line per outage.
+    A node of another network than `chain_id` (learnt from its last block) is left aside: no broadcast, no
+    failed transaction. A 429 or bad answers set one route family aside (balance, list, broadcast, other)."""
+
+    FOREIGN_RECHECK, UNKNOWN_RECHECK = 600.0, 60.0  # seconds until a node's network is looked at again
 
     def __init__(
         self,
         urls: Sequence[str],
         *,
         timeout: float,
+        chain_id: str = "",
         clock: Optional[Clock] = None,
         transport: Any = None,
         rng: Optional[random.Random] = None,
-        on_status: Optional[Callable[[str, bool, Optional[str]], None]] = None,
-        max_answer_bytes: int = NODE_MAX_ANSWER,
+        tell: Callable[..., None] = lambda kind, **fields: None,
+        max_answer_bytes: int = 8 * 1024 * 1024,
     ):
         import httpx
 
-        self.max_answer_bytes = max_answer_bytes
-        self.timeout = timeout
-        self.urls = list(urls)
-        self.clock = clock or Clock()
-        self.rng = rng or random.Random()
+        self.urls, self.timeout, self.chain_id = list(urls), timeout, chain_id
+        self.clock, self.rng, self.tell = clock or Clock(), rng or random.Random(), tell
+        self.large = AnswerCap(max_answer_bytes, LARGE_CONTAINERS, LARGE_VALUES)
         self.log = logging.getLogger("iotlight.node")
-        self.on_status = on_status
-        # with only http:// nodes (an own node) no TLS is ever used: skip loading the CA bundle (~4 MB)
-        tls = any(u.startswith("https://") for u in self.urls)
-        self.client = httpx.AsyncClient(
-            timeout=timeout,
-            transport=transport,
-            verify=True if tls else False,
-            headers={
-                "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-                "User-Agent": "iotlight/%s" % __version__,
-            },
-        )
+        agent = "iotlight/%s" % __version__
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate", "User-Agent": agent}
+        tls = any(u.startswith("https://") for u in self.urls)  # a CA bundle (~4 MB): only for https
+        self.client = httpx.AsyncClient(timeout=timeout, transport=transport, verify=tls, headers=headers)
         self.down_until: Dict[str, float] = {}
-        self.backoffs: Dict[str, Backoff] = {}  # per node: how long it is left aside after failures
-        self.failing: set = set()  # nodes that failed (not only throttled) since they last answered
-        self.errors: Dict[str, str] = {}
-        self.current = self.urls[0]
+        self.backoffs: Dict[Any, Backoff] = {}  # per node, and per (node, route family) after a 429
+        self.throttled: Dict[Tuple[str, str], float] = {}  # (node, route family) -> asked again from then
+        self.bad: set = set()  # (node, route family) left aside for bad answers, not a 429
+        self.network_due: Dict[str, float] = {}  # node -> when its network is (re)learnt; inf: it is ours
+        self.foreign: Dict[str, str] = {}  # node -> the network it runs, while it is left aside
+        self.told, self.current = LogOnce(quiet=300.0), self.urls[0]  # a flapping node: a line in 5 minutes
         self.ok: Optional[bool] = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def _order(self) -> List[str]:
+    def _order(self, family: str) -> List[str]:
         now = self.clock.monotonic()
-        up = [u for u in self.urls if self.down_until.get(u, 0) <= now]
-        if up:
-            return up
-        return sorted(self.urls, key=lambda u: self.down_until.get(u, 0))[:1]
+        due = [u for u in self.urls if u not in self.foreign or now >= self.network_due.get(u, 0)]
+        usable = [u for u in due if self.throttled.get((u, family), 0) <= now]
+        up = [u for u in usable if self.down_until.get(u, 0) <= now]
+        return up or sorted(usable, key=lambda u: self.down_until.get(u, 0))[:1]
+
+    def _askable(self, family: str, path: str) -> List[str]:
+        """Nodes to ask; NodeThrottled (NodeError after bad answers) while all of ours have `family` aside."""
+        order, now = self._order(family), self.clock.monotonic()
+        waits = [t - now for (u, f), t in self.throttled.items() if f == family and u not in self.foreign]
+        wait = 0.0 if order else min(waits, default=0.0)
+        if wait > 0 and any((u, family) in self.bad for u in self.urls):
+            raise NodeError("every node gave bad answers to %s lately: asked again in %.0f s" % (path, wait))
+        if wait > 0:
+            raise NodeThrottled("every node throttles %s: asked too often" % path, retry_after=wait)
+        return order
 
     def retry_in(self) -> float:
         """Seconds until some node may be asked again (0 when one is up)."""
-        now = self.clock.monotonic()
-        return max(0.0, min(self.down_until.get(u, 0) for u in self.urls) - now)
+        return max(0.0, min(self.down_until.get(u, 0) for u in self.urls) - self.clock.monotonic())
 
-    def _mark_down(
-        self, url: str, error: str, retry_after: Optional[float] = None, *, throttled: bool = False
-    ) -> None:
-        """Leave `url` aside for a while. A 429 (`throttled`: a pool asked too often) is logged
-        at debug level only: the callers slow down, the node is not down."""
+    def _status(self, url: str, ok: bool, error: Optional[str] = None) -> None:
+        if (url, ok) != (self.current, self.ok):
+            self.current, self.ok = url, ok
+            self.tell("node_status", url=url, ok=ok, error=error)
+
+    def _mark_down(self, url: str, error: str, retry_after: Wait = None) -> None:
         backoff = self.backoffs.setdefault(url, Backoff(1.0, 60.0, self.rng))
-        first = backoff.failures == 0
         self.down_until[url] = self.clock.monotonic() + backoff.failure(retry_after)
-        if throttled:
-            self.log.debug("node %s throttles: %s", redact_url(url), error)
-        else:
-            self.failing.add(url)
-            if first:
-                self.log.warning("node %s is failing: %s", redact_url(url), error)
-        self.errors[url] = error
-        if (
-            url == self.current
-            and self.ok is not False
-            and all(self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls)
-        ):
-            self.ok = False
-            if self.on_status:
-                self.on_status(url, False, error)
+        if self.told.first(("down", url), now=self.clock.monotonic()):
+            self.log.warning("node %s is failing: %s", redact_url(url), error)
+        if url == self.current and all(self.down_until.get(u, 0) > self.clock.monotonic() for u in self.urls):
+            self._status(url, False, error)
 
-    def _mark_up(self, url: str) -> None:
-        backoff = self.backoffs.get(url)
-        if url in self.failing:
-            self.failing.discard(url)
+    def _mark_up(self, url: str, family: str) -> None:
+        if self.told.over(("down", url)):
             self.log.info("node %s answers again", redact_url(url))
-        if backoff is not None and backoff.failures:
-            backoff.success()
+        for key in (url, (url, family), (url, family, "bad")):
+            if key in self.backoffs:
+                self.backoffs[key].success()
         self.down_until.pop(url, None)
-        changed = self.current != url or self.ok is not True
-        self.current = url
-        self.ok = True
-        if changed and self.on_status:
-            self.on_status(url, True, None)
+        self.throttled.pop((url, family), None)
+        self.bad.discard((url, family))
+        self._status(url, True)
 
-    async def _fetch(self, method: str, url: str, params: Any, body: Any) -> Tuple[int, Any, bytes]:
-        """(status, headers, body) of one request, the body read as a bounded stream."""
-        request = self.client.build_request(
-            method,
-            url,
-            params=params,
-            content=None if body is None else json.dumps(body),
-            headers=None if body is None else {"Content-Type": "application/json"},
-        )
+    def _mark_foreign(self, url: str, chain: Optional[str]) -> None:
+        self.foreign[url] = chain or "?"
+        self.network_due[url] = self.clock.monotonic() + self.FOREIGN_RECHECK
+        message = "node %s runs %s, not node.chain_id %s: it is left aside (fix node.urls or node.chain_id)"
+        if self.told.first(("foreign", url), now=self.clock.monotonic()):
+            runs = "network " + network_name(chain) if chain else "another network"
+            self.log.warning(message, redact_url(url), runs, network_name(self.chain_id))
+        if not self._order("other"):
+            why = "node %s runs another network than %r" % (redact_url(url), self.chain_id)
+            self._status(url, False, why)
+
+    async def _learn_network(self, url: str) -> None:
+        now = self.clock.monotonic()
+        if not self.chain_id or now < self.network_due.get(url, 0):
+            return
+        self.network_due[url] = now + self.UNKNOWN_RECHECK
+        try:
+            fetch = self._fetch("GET", url + "/blocks/headers/last", None, None, TINY.size)
+            status, _, raw = await asyncio.wait_for(fetch, self.timeout)
+            generator = parse_answer(raw).get("generator") if status == 200 else None
+        except Exception:  # noqa: BLE001 - an optional look: the request itself reports the node's trouble
+            return
+        chain = chain_of_address(generator)
+        if chain is not None and chain != self.chain_id:
+            self._mark_foreign(url, chain)
+        elif chain == self.chain_id:
+            self.network_due[url] = math.inf
+            if self.foreign.pop(url, None) and self.told.over(("foreign", url)):
+                self.log.info("node %s runs network %r now", redact_url(url), chain)
+
+    async def _fetch(self, method: str, url: str, params: Any, body: Any, cap: int) -> Answer:
+        content = None if body is None else json.dumps(body)
+        headers = None if body is None else {"Content-Type": "application/json"}
+        request = self.client.build_request(method, url, params=params, content=content, headers=headers)
         resp = await self.client.send(request, stream=True)
         try:
             declared = resp.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self.max_answer_bytes:
-                raise BadAnswer(
-                    "the answer is larger than %d bytes (node.max_answer_bytes)" % self.max_answer_bytes
-                )
+            if declared.isdigit() and int(declared) > cap:
+                raise BadAnswer(_TOO_LARGE % (cap, ""))
+            # an answer httpx already holds in memory is decoded already (the in-process transport)
             if resp.is_stream_consumed:
-                # an answer httpx already holds in memory, decoded (an in-process transport)
-                reader = BodyReader(self.max_answer_bytes, None)
+                reader = BodyReader(cap, None)
                 reader.feed(resp.content)
             else:
-                reader = BodyReader(self.max_answer_bytes, resp.headers.get("Content-Encoding"))
+                reader = BodyReader(cap, resp.headers.get("Content-Encoding"))
                 async for chunk in resp.aiter_raw():
                     reader.feed(chunk)
             return resp.status_code, resp.headers, reader.body()
         finally:
             await resp.aclose()
+
+    async def _ask(self, url: str, method: str, path: str, params: Any, body: Any, cap: AnswerCap) -> Answer:
+        """One node's (status, headers, JSON) or an exception: httpx's, a timeout or BadAnswer."""
+        await self._learn_network(url)
+        if url in self.foreign:
+            raise BadAnswer("it runs another network")
+        # per-read timeouts alone let a node drip an answer forever: the whole answer is bounded too
+        fetch = self._fetch(method, url + path, params, body, cap.size)
+        status, headers, raw = await asyncio.wait_for(fetch, self.timeout * 3)
+        if status == 429 or status >= 500:
+            return status, headers, None
+        try:
+            return status, headers, parse_answer(raw, cap)
+        except BadAnswer:
+            if status >= 400:
+                raise BadAnswer("HTTP %d with a body that is not JSON" % status) from None
+            raise
 
     async def request(
         self,
@@ -2933,327 +2575,100 @@ class NodeClient:
         *,
         params: Any = None,
         body: Any = None,
-        check: Optional[Callable[[Any], Any]] = None,
+        check: Callable[[Any], Any] = _as_is,
+        cap: Optional[AnswerCap] = None,
+        family: str = "other",
     ) -> Any:
-        """JSON of the first node that answers; NodeRejected for an API error body,
-        NodeError when no node gave a usable answer. `check` raises ValueError for a
-        successful answer without the documented shape: that node counts as failing."""
+        """The first usable answer as `check` makes it, else NodeRejected, NodeThrottled or NodeError."""
         import httpx
 
-        last_error = "no node configured"
-        throttled: Optional[float] = None  # Retry-After (or 0) when the last failure was a 429/503
-        for url in self._order():
+        last_error = "no node to ask (all run another network?)"
+        throttled: Wait = None  # when the last failure was a 429/503: Retry-After or 0
+        for url in self._askable(family, path):
             throttled = None
             try:
-                # per-read timeouts alone let a node drip an answer forever: the whole answer is bounded too
-                status, headers, raw = await asyncio.wait_for(
-                    self._fetch(method, url + path, params, body), self.timeout * 3
-                )
+                status, headers, data = await self._ask(url, method, path, params, body, cap or SMALL)
+                if status == 429 or status >= 500:
+                    last_error, throttled = self._unavailable(url, family, path, status, headers)
+                    continue
+                result = check(data) if status < 400 else None
             except (httpx.TimeoutException, asyncio.TimeoutError):
                 last_error = "timed out"
-                self._mark_down(url, last_error)
-                continue
             except httpx.HTTPError as e:  # its text may name the URL: shown masked
                 last_error = redact_url("%s: %s" % (type(e).__name__, e) if str(e) else type(e).__name__)
-                self._mark_down(url, last_error)
-                continue
-            except BadAnswer as e:
+            except BadAnswer as e:  # the node answers: this route of it is left aside, on its own back-off
                 last_error = "bad answer to %s: %s" % (path, e)
+                if url not in self.foreign:
+                    self._set_aside(url, family, last_error)
+                continue
+            else:
+                if status < 400:
+                    self._mark_up(url, family)
+                    return result
+                rejected = self._rejected(status, data)
+                if rejected.refusal.kind == "other_network":
+                    self._mark_foreign(url, None)
+                    last_error = "it runs another network: %s" % rejected
+                    continue
+                self._mark_up(url, family)
+                raise rejected
+            if url not in self.foreign:
                 self._mark_down(url, last_error)
-                continue
-            if status == 429 or status >= 500:
-                retry_after = _retry_after(headers.get("Retry-After"))
-                last_error = "HTTP %d%s" % (status, " (retry after %gs)" % retry_after if retry_after else "")
-                if status in (429, 503):
-                    throttled = retry_after or 0.0
-                self._mark_down(url, last_error, retry_after, throttled=status == 429)
-                continue
-            try:
-                data = parse_answer(raw)
-                if check is not None and status < 400:
-                    check(data)
-            except BadAnswer as e:
-                last_error = (
-                    "HTTP %d with a body that is not JSON" % status
-                    if status >= 400
-                    else "bad answer to %s: %s" % (path, e)
-                )
-                self._mark_down(url, last_error)
-                continue
-            except ValueError as e:
-                last_error = "bad answer to %s: %s" % (path, e)
-                self._mark_down(url, last_error)
-                continue
-            self._mark_up(url)
-            if status >= 400:
-                if isinstance(data, dict):
-                    message = data.get("message") or data.get("details") or json.dumps(data)[:200]
-                    code = data.get("error") if _is_int(data.get("error")) else None
-                else:
-                    message, code = json.dumps(data)[:200], None
-                raise NodeRejected(str(message), status=status, code=code)
-            return data
+        message = "no node answered %s %s: %s" % (method, path, last_error)
         if throttled is not None:
-            raise NodeThrottled(
-                "no node answered %s %s: %s" % (method, path, last_error), retry_after=throttled or None
-            )
-        raise NodeError("no node answered %s %s: %s" % (method, path, last_error))
+            raise NodeThrottled(message, retry_after=throttled or None)
+        raise NodeError(message)
 
-    async def get(self, path: str, params: Any = None, check: Optional[Callable[[Any], Any]] = None) -> Any:
-        return await self.request("GET", path, params=params, check=check)
+    def _set_aside(self, url: str, family: str, error: str) -> None:
+        """Bad answers: this family is asked again on a growing back-off; a bad balance fails the node."""
+        wait = self.backoffs.setdefault((url, family, "bad"), Backoff(1.0, 300.0, self.rng)).failure()
+        self.throttled[(url, family)] = self.clock.monotonic() + wait
+        self.bad.add((url, family))
+        if self.told.first(("down", url), now=self.clock.monotonic()):
+            failing = "node %s is failing: %s (that route is asked again less often)"
+            self.log.warning(failing, redact_url(url), error)
+        if family == "balance":
+            self._mark_down(url, error)
 
-    # -- endpoints
-    async def _int_field(
-        self,
-        route: str,
-        path: str,
-        field: str,
-        what: str,
-        ok: Callable[[int], bool] = lambda v: 0 <= v <= INT64_MAX,
-    ) -> int:
-        """One integer field of a JSON object answer; a node answering without it counts as failing."""
+    def _unavailable(self, url: str, family: str, path: str, status: int, headers: Any) -> Tuple[str, Wait]:
+        """The error line of a 429 or 5xx and the wait it asks for: a 429's back-off, a 503's Retry-After
+        (or 0), else None. A 429 is a pool: this route family is asked too often here; the node is fine."""
+        retry = _retry_after(headers.get("Retry-After"), self.clock.time())
+        error = "HTTP %d%s" % (status, " (retry after %gs)" % retry if retry else "")
+        if status != 429:
+            self._mark_down(url, error, retry)
+            return error, (retry or 0.0) if status == 503 else None
+        throttled = self.backoffs.setdefault((url, family), Backoff(1.0, 60.0, self.rng)).failure(retry)
+        self.throttled[(url, family)] = self.clock.monotonic() + throttled
+        self.bad.discard((url, family))
+        self.log.debug("node %s throttles %s: %s", redact_url(url), path, error)
+        return error, throttled
 
-        def check(data: Any) -> None:
-            value = data.get(field) if isinstance(data, dict) else None
-            if not _is_int(value) or not ok(value):
-                raise BadAnswer("node answered %s without %s" % (route, what))
-
-        data = await self.get(path, check=check)
-        return data[field]
-
-    async def height(self) -> int:
-        return await self._int_field(
-            "/blocks/height", "/blocks/height", "height", "an integer height", lambda v: 0 <= v < 2**31
-        )
-
-    async def address_transactions(self, address: str, limit: int, after: Optional[str] = None) -> List[Any]:
-        """One page of the address's transactions, as the node listed them: the page itself must be
-        [[...]] of at most `limit` items; each item is checked by the caller (check_tx_shape)."""
-
-        def check(data: Any) -> None:
-            if not isinstance(data, list) or len(data) > 1 or (data and not isinstance(data[0], list)):
-                raise BadAnswer("node answered /transactions/address with something that is not [[...]]")
-            if data and len(data[0]) > limit:
-                raise BadAnswer(
-                    "node answered /transactions/address with %d items, more than the %d asked for"
-                    % (len(data[0]), limit)
-                )
-
-        data = await self.get(
-            "/transactions/address/%s/limit/%d" % (address, limit),
-            {"after": after} if after else None,
-            check=check,
-        )
-        return data[0] if data else []
-
-    async def block(self, height: Optional[int] = None) -> Dict[str, Any]:
-        """A block with its transactions: the last one (the liquid block, microblocks included)
-        or the one at `height`. NodeRejected 404 when there is no block at that height."""
-        path = "/blocks/last" if height is None else "/blocks/at/%d" % height
-        data = await self.get(path)
-        if (
-            not isinstance(data, dict)
-            or not _is_int(data.get("height"))
-            or not isinstance(data.get("transactions"), list)
-        ):
-            raise NodeError("node answered %s without a height and a transaction list" % path)
-        return data
-
-    async def asset_balance(self, address: str, asset_id: str) -> int:
-        return await self._int_field(
-            "/assets/balance", "/assets/balance/%s/%s" % (address, asset_id), "balance", "an integer balance"
-        )
-
-    async def balance(self, address: str) -> int:
-        return await self._int_field(
-            "/addresses/balance", "/addresses/balance/%s" % address, "balance", "an integer balance"
-        )
-
-    async def asset_decimals(self, asset_id: str) -> int:
-        return await self._int_field(
-            "/assets/details",
-            "/assets/details/%s" % asset_id,
-            "decimals",
-            "decimals from 0 to 8",
-            lambda v: 0 <= v <= 8,
-        )
-
-    async def aliases(self, address: str) -> List[str]:
-        def check(data: Any) -> None:
-            if not isinstance(data, list):
-                raise BadAnswer("node answered /alias/by-address with something that is not a list")
-
-        data = await self.get("/alias/by-address/%s" % address, check=check)
-        return [a for a in data if isinstance(a, str) and a.startswith("alias:") and len(a) <= 64]
-
-    async def alias_address(self, name: str) -> str:
-        def check(data: Any) -> None:
-            if not isinstance(data, dict) or not isinstance(data.get("address"), str):
-                raise BadAnswer("node answered /alias/by-alias without an address")
-
-        data = await self.get("/alias/by-alias/%s" % name, check=check)
-        return data["address"].replace("address:", "", 1)
-
-    async def statuses(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-        """Status of transactions by id: {"status": confirmed|unconfirmed|not_found, "height": ...}.
-        Uses /transactions/status; on nodes without it (the 0bs fork), info + unconfirmed/info."""
-        out: Dict[str, Dict[str, Any]] = {}
-        if not ids:
-            return out
-        try:
-            data = await self.get(
-                "/transactions/status", [("id", i) for i in ids], check=_check_list("/transactions/status")
-            )
-            for item in data:
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    out[item["id"]] = item
-            return out
-        except NodeRejected as e:
-            if e.status not in (404, 405):
-                raise
-        for i in ids:
-            try:
-                info = await self.get("/transactions/info/%s" % i, check=_check_object("/transactions/info"))
-                out[i] = {"id": i, "status": "confirmed", "height": info.get("height")}
-                continue
-            except NodeRejected as e:
-                if e.status != 404:
-                    raise
-            try:
-                await self.get("/transactions/unconfirmed/info/%s" % i)
-                out[i] = {"id": i, "status": "unconfirmed"}
-            except NodeRejected as e:
-                if e.status != 404:
-                    raise
-                out[i] = {"id": i, "status": "not_found"}
-        return out
-
-    async def broadcast(self, tx: Dict[str, Any]) -> Dict[str, Any]:
-        return await self.request("POST", "/transactions/broadcast", body=tx)
-
-    async def node_time_ms(self) -> int:
-        def when(data: Any) -> Optional[int]:
-            for key in ("NTP", "system"):
-                t = data.get(key) if isinstance(data, dict) else None
-                if _is_int(t) and 0 <= t <= INT64_MAX:
-                    return t
-            return None
-
-        def check(data: Any) -> None:
-            if when(data) is None:
-                raise BadAnswer("node answered /utils/time without a time")
-
-        return when(await self.get("/utils/time", check=check))  # type: ignore[return-value]
-
-
-def _check_object(route: str) -> Callable[[Any], None]:
-    """A shape check: the answer to `route` must be a JSON object."""
-
-    def check(data: Any) -> None:
+    @staticmethod
+    def _rejected(status: int, data: Any) -> NodeRejected:
         if not isinstance(data, dict):
-            raise BadAnswer("node answered %s with something that is not an object" % route)
-
-    return check
-
-
-def _check_list(route: str) -> Callable[[Any], None]:
-    """A shape check: the answer to `route` must be a JSON list."""
-
-    def check(data: Any) -> None:
-        if not isinstance(data, list):
-            raise BadAnswer("node answered %s with something that is not a list" % route)
-
-    return check
+            return NodeRejected(json.dumps(data)[:200], status=status)
+        message = data.get("message") or data.get("details") or json.dumps(data)[:200]
+        code = data.get("error") if _is_int(data.get("error")) else None
+        return NodeRejected(str(message)[:500], status=status, code=code)
 
 
-def coin_name(rules: str) -> str:
-    """The name of the chain's own coin (the one fees are paid in)."""
-    return "ZBS" if rules == "0bs" else "WAVES"
-
-
-# The node's refusals people meet, as (words in the node's text, plain message with the fix).
-# Checked in order, lower-case; the first whose words all occur wins.
-_NO_COINS = (
-    "the sender has too few {coin} to pay for it (fees are paid in {coin}); send it some: "
-    "iotlight.py pay --seed-file FUNDED.seed --asset {coin} ADDRESS 1"
-)
-_CLOCK = "set this machine's clock (e.g. sudo timedatectl set-ntp true)"
-_REFUSALS: Tuple[Tuple[Tuple[str, ...], str], ...] = (
-    (("negative asset",), "the sender holds too few of the token for this transfer"),
-    (("negative waves balance",), _NO_COINS),
-    (("accounts balance errors",), _NO_COINS),
-    (("negative", "balance"), _NO_COINS),
-    (("timestamp", "in the future"), "the transaction's time is ahead of the node's clock; " + _CLOCK),
-    (("timestamp", "in the past"), "the transaction's time is behind the node's clock; " + _CLOCK),
-    (("wrong chain-id",), "the node runs another network than node.chain_id; fix node.chain_id or node.urls"),
-    (("invalid address",), "the address is not one of the node's network; check it and node.chain_id"),
-    (("unissued asset",), "the token does not exist on the node's chain; check the asset id and node.urls"),
-    (
-        ("asset does not exist",),
-        "the token does not exist on the node's chain; check the asset id and node.urls",
-    ),
-    (("invalid asset id",), "that is not an asset id; check the asset id"),
-    (("does not exceed minimal value",), "the fee is below the node's minimum; set data.fee = 0 (automatic)"),
-    (("alias", "doesn't exist"), "no such alias on the node's chain; check the recipient"),
-)
-
-
-def explain_refusal(message: str, *, rules: str = "waves") -> Optional[str]:
-    """A node's refusal text as one plain line with the fix, or None when it is not a common case. Pure."""
-    text = message.lower()
-    for words, plain in _REFUSALS:
-        if all(w in text for w in words):
-            return plain.format(coin=coin_name(rules))
-    return None
-
-
-def describe_refusal(e: NodeError, *, rules: str = "waves") -> str:
-    """What to tell a person about a NodeError: the plain line for a common refusal (the node's own
-    text goes to the debug log), else the node's text."""
-    if isinstance(e, NodeRejected):
-        plain = explain_refusal(str(e), rules=rules)
-        if plain is not None:
-            logging.getLogger("iotlight.node").debug("the node said: %s", e)
-            return plain
-    return str(e)
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    try:
-        return max(0.0, min(3600.0, float(value)))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, min(3600.0, parsedate_to_datetime(value).timestamp() - time.time()))
-        except (TypeError, ValueError):
-            return None
-
-
-# --- 7c. systemd notification ------------------------------------------------
-
-
+# --- 7c. systemd: readiness and the watchdog -----------------------------------
 def sd_notify(message: str, environ: Optional[Dict[str, str]] = None) -> bool:
     """Send a notification (READY=1, WATCHDOG=1, STOPPING=1) to systemd; a no-op outside it."""
     addr = (environ if environ is not None else os.environ).get("NOTIFY_SOCKET")
     if not addr:
         return False
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            s.sendall(message.encode())
+    addr = "\0" + addr[1:] if addr.startswith("@") else addr  # "@": an abstract socket
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.sendall(message.encode())
         return True
-    except OSError:
-        return False
+    return False
 
 
 def systemd_watchdog_period(environ: Optional[Dict[str, str]] = None) -> Optional[float]:
-    """systemd's watchdog period in seconds (WATCHDOG_USEC), or None when this process has none
-    (unset, 0, or WATCHDOG_PID names another process)."""
+    """WATCHDOG_USEC in seconds; None if unset, 0, or WATCHDOG_PID names another process."""
     env = environ if environ is not None else os.environ
     usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
     if not usec.isdigit() or int(usec) == 0 or (pid.isdigit() and int(pid) != os.getpid()):
@@ -3262,81 +2677,46 @@ def systemd_watchdog_period(environ: Optional[Dict[str, str]] = None) -> Optiona
 
 
 # --- 7d. Hardware: LED matrix, joystick, environment sensors -----------------
-#
-# Backends by mechanism, one API (class Hardware):
-#   SenseHatHardware   the real Sense HAT through the sense_hat library
-#   SenseEmuHardware   the Sense HAT emulator through sense_emu (same API)
-#   TerminalHardware   an ANSI truecolour 8x8 preview on stdout, arrow keys
-#   NullHardware       nothing to show, nothing to read
-# Every Hardware method blocks; HardwareRunner is the asyncio face the daemon
-# uses: one worker thread for the matrix and sensors, one thread for the stick.
-# render_matrix() is the pure picture of the lamp state.
-
+# One blocking API (class Hardware), four backends: the real Sense HAT, its emulator (the same library
+# API), an ANSI truecolour terminal preview, none. HardwareRunner is the asyncio face the daemon uses.
 hardware_log = logging.getLogger("iotlight.hardware")
-
 JOYSTICK_DIRECTIONS = ("up", "down", "left", "right", "middle")
 JOYSTICK_ACTIONS = ("pressed", "released", "held")
 SENSE_HAT_FB_NAME = "RPi-Sense FB"
 INSTALL_SENSE_HAT = "install sense-hat: sudo apt install sense-hat"
 INSTALL_SENSE_EMU = "install the emulator: sudo apt install python3-sense-emu sense-emu-tools"
-
+RGB = Tuple[int, int, int]
 BLACK = (0, 0, 0)
-# Dim enough to be a hint in the dark, bright enough to survive the HAT's
-# gamma table (5-bit values below 6 are off on the real LEDs).
-STATUS_COLORS = {
-    "ok": (0, 64, 0),  # dim green: all well, waiting for a payment
-    "node_down": (64, 0, 0),  # dim red: the node cannot be reached
-    "no_funds": (96, 48, 0),  # dim amber: the device cannot pay its fees
-    "starting": (0, 0, 64),  # dim blue: starting up
-}
-# What each status pixel colour says, for the dashboard's legend and the README.
-STATUS_MEANINGS = {
+# Dim green, red, amber, blue: a hint in the dark, bright enough for the HAT's gamma (5-bit values < 6: off)
+STATUS_COLORS = {"ok": (0, 64, 0), "node_down": (64, 0, 0), "no_funds": (96, 48, 0), "starting": (0, 0, 64)}
+STATUS_MEANINGS = {  # for the dashboard's legend and the README
     "ok": "all well, waiting for a payment",
     "node_down": "no node answers",
     "no_funds": "no coins left for the fees of its Data transactions",
     "starting": "starting up",
 }
-
-JoystickEvent = collections.namedtuple("JoystickEvent", "direction action ts_ms")
-JoystickEvent.__doc__ = """One joystick event: direction (up/down/left/right/middle), action
-(pressed/released/held), ts_ms (Unix ms, from the event's own timestamp)."""
+_ENVIRONMENT_KEYS = ("temperature_c", "humidity_pct", "pressure_hpa")
+JoystickEvent = collections.namedtuple("JoystickEvent", "direction action ts_ms")  # ts_ms: its own Unix ms
 
 
-def render_matrix(
-    *, on: bool, fraction: float, color: Tuple[int, int, int], countdown: bool, status: str
-) -> List[Tuple[int, int, int]]:
-    """Return the 64 (r, g, b) pixels of the lamp, row-major from the top-left.
-
-    Lit (``on``): the whole matrix in ``color``. With ``countdown`` the bottom
-    row is a bar of the time left: ``fraction`` (remaining / total of the current
-    lit span, clamped to 0..1) lights the first ceil(8 * fraction) pixels of the
-    bottom row from the left in ``color``; the rest of that row shows ``color``
-    at 1/8 brightness (each channel (c + 4) // 8).
-
-    Dark: all black except one dim status pixel at the bottom-right (index 63):
-    "ok" dim green, "node_down" dim red, "no_funds" dim amber, "starting" dim
-    blue (STATUS_COLORS). An unknown status or a bad colour is a ValueError.
-    """
+def render_matrix(*, on: bool, fraction: float, color: RGB, countdown: bool, status: str) -> List[RGB]:
+    """The 64 pixels, row-major from the top-left. Lit: all `color`, with `countdown` a bottom-row bar
+    of the time left. Dark: black but for the STATUS_COLORS pixel at the bottom-right."""
     if status not in STATUS_COLORS:
         raise ValueError("unknown lamp status %r: expected one of %s" % (status, ", ".join(STATUS_COLORS)))
     color = _check_color(color)
     if not on:
-        pixels = [BLACK] * 64
-        pixels[63] = STATUS_COLORS[status]
-        return pixels
+        return [BLACK] * 63 + [STATUS_COLORS[status]]
     pixels = [color] * 64
     if countdown:
-        if not fraction > 0:  # also NaN
-            lit = 0
-        else:
-            lit = max(0, min(8, math.ceil(8 * min(float(fraction), 1.0) - 1e-9)))
+        # NaN lights nothing; - 1e-9: float noise in remaining/total never lights one pixel more
+        lit = max(0, min(8, math.ceil(8 * min(float(fraction), 1.0) - 1e-9))) if fraction > 0 else 0
         dim = tuple((c + 4) // 8 for c in color)
-        for x in range(8):
-            pixels[56 + x] = color if x < lit else dim
+        pixels[56:] = [color if x < lit else dim for x in range(8)]
     return pixels
 
 
-def _check_color(color) -> Tuple[int, int, int]:
+def _check_color(color) -> RGB:
     try:
         rgb = tuple(int(c) for c in color)
     except (TypeError, ValueError):
@@ -3346,38 +2726,29 @@ def _check_color(color) -> Tuple[int, int, int]:
     return rgb  # type: ignore[return-value]
 
 
-def _check_pixels(pixels) -> List[Tuple[int, int, int]]:
+def _check_pixels(pixels) -> List[RGB]:
     frame = [_check_color(p) for p in pixels]
     if len(frame) != 64:
         raise ValueError("a frame has 64 pixels, got %d" % len(frame))
     return frame
 
 
-def _empty_environment() -> Dict[str, Optional[float]]:
-    return {"temperature_c": None, "humidity_pct": None, "pressure_hpa": None}
-
-
 class Hardware:
-    """Blocking hardware API: matrix, sensors, joystick. Used from one thread
-    (HardwareRunner's worker) plus read_joystick() from the stick thread."""
+    """Blocking hardware API, used from HardwareRunner's worker thread (read_joystick: its stick thread)."""
 
-    name = "none"
-    has_joystick = False
+    name, has_joystick = "none", False
 
-    def set_pixels(self, pixels: Sequence[Tuple[int, int, int]]) -> None:
+    def set_pixels(self, pixels: Sequence[RGB]) -> None:
         raise NotImplementedError
 
     def clear(self) -> None:
         self.set_pixels([BLACK] * 64)
 
     def read_environment(self) -> Dict[str, Optional[float]]:
-        """temperature_c (from the humidity sensor), humidity_pct, pressure_hpa;
-        None for a sensor that failed or is absent."""
-        return _empty_environment()
+        """temperature_c (from the humidity sensor), humidity_pct, pressure_hpa; None: absent or failed."""
+        return dict.fromkeys(_ENVIRONMENT_KEYS)
 
     def read_joystick(self, timeout: float) -> List[JoystickEvent]:
-        """Wait up to ``timeout`` seconds for joystick events and return those
-        that are ready (maybe none). Without a joystick this just waits."""
         time.sleep(timeout)
         return []
 
@@ -3388,11 +2759,8 @@ class Hardware:
 class NullHardware(Hardware):
     """No matrix, no sensors, no joystick; keeps the last frame it was given."""
 
-    name = "none"
-
     def __init__(self):
-        self.frame = [BLACK] * 64
-        self._closed = threading.Event()
+        self.frame, self._closed = [BLACK] * 64, threading.Event()
 
     def set_pixels(self, pixels):
         self.frame = _check_pixels(pixels)
@@ -3405,21 +2773,14 @@ class NullHardware(Hardware):
         self._closed.set()
 
 
-# -- Sense HAT and its emulator: the same library API -------------------------
-
-
 class SenseHatHardware(Hardware):
-    """The real Sense HAT through the sense_hat library (or sense_emu's twin)."""
+    """The real Sense HAT through the sense_hat library (the emulator's sense_emu has the same API)."""
 
-    name = "sense-hat"
-    has_joystick = True
+    name, has_joystick = "sense-hat", True
+    library = "sense_hat"  # imported only when used: on a Pi with sense-hat installed
 
     def __init__(self, hat=None):
-        if hat is None:
-            from sense_hat import SenseHat  # only on a Pi with sense-hat installed
-
-            hat = SenseHat()
-        self._hat = hat
+        self._hat = hat if hat is not None else importlib.import_module(self.library).SenseHat()
 
     def set_pixels(self, pixels):
         self._hat.set_pixels(_check_pixels(pixels))
@@ -3428,24 +2789,19 @@ class SenseHatHardware(Hardware):
         self._hat.clear()
 
     def read_environment(self):
-        env = _empty_environment()
-        hat = self._hat
-        # The libraries report 0 for an invalid reading; their RTIMU readers
-        # (same shape in sense_hat and sense_emu) carry the validity flags.
+        env = dict.fromkeys(_ENVIRONMENT_KEYS)
+        # the libraries say 0 for an invalid reading; their RTIMU readers carry the validity flags
         try:
-            hat.get_humidity()  # initialises the sensor, OSError when absent
-            h_valid, humidity, t_valid, temperature = hat._humidity.humidityRead()
-            if h_valid:
-                env["humidity_pct"] = float(humidity)
-            if t_valid:
-                env["temperature_c"] = float(temperature)
+            self._hat.get_humidity()  # initialises the sensor, OSError when absent
+            h_valid, humidity, t_valid, temperature = self._hat._humidity.humidityRead()
+            env["humidity_pct"] = float(humidity) if h_valid else None
+            env["temperature_c"] = float(temperature) if t_valid else None
         except Exception as exc:  # sensor absent or I2C failure: leave None
             hardware_log.debug("humidity sensor: %s", exc)
         try:
-            hat.get_pressure()
-            p_valid, pressure, _, _ = hat._pressure.pressureRead()
-            if p_valid and pressure > 0:
-                env["pressure_hpa"] = float(pressure)
+            self._hat.get_pressure()
+            p_valid, pressure, _, _ = self._hat._pressure.pressureRead()
+            env["pressure_hpa"] = float(pressure) if p_valid and pressure > 0 else None
         except Exception as exc:
             hardware_log.debug("pressure sensor: %s", exc)
         return env
@@ -3454,9 +2810,7 @@ class SenseHatHardware(Hardware):
         stick = self._hat.stick
         if not stick._wait(timeout):  # select() on the evdev file / socket
             return []
-        return [
-            JoystickEvent(e.direction, e.action, int(round(e.timestamp * 1000))) for e in stick.get_events()
-        ]
+        return [JoystickEvent(e.direction, e.action, round(e.timestamp * 1000)) for e in stick.get_events()]
 
     def close(self):
         try:
@@ -3468,24 +2822,14 @@ class SenseHatHardware(Hardware):
 class SenseEmuHardware(SenseHatHardware):
     """The Sense HAT emulator (sense_emu): files and a socket in /dev/shm."""
 
-    name = "sense-emu"
-
-    def __init__(self, hat=None):
-        if hat is None:
-            from sense_emu import SenseHat  # spawns sense_emu_gui if none runs
-
-            hat = SenseHat()
-        super().__init__(hat)
+    name, library = "sense-emu", "sense_emu"  # its SenseHat() spawns sense_emu_gui if none runs
 
 
 def _sense_hat_framebuffer_present(pattern: str = "/sys/class/graphics/fb*/name") -> bool:
     for path in glob.glob(pattern):
-        try:
-            with open(path) as f:
-                if f.read().strip() == SENSE_HAT_FB_NAME:
-                    return True
-        except OSError:
-            continue
+        with contextlib.suppress(OSError), open(path) as f:
+            if f.read().strip() == SENSE_HAT_FB_NAME:
+                return True
     return False
 
 
@@ -3497,13 +2841,11 @@ def _module_installed(name: str) -> bool:
 
 
 def _emulator_running() -> bool:
-    """True when a live process holds sense_emu's EmulatorLock('sense_emu')."""
     try:
         from sense_emu.lock import lock_filename, pid_exists
 
         with open(lock_filename(), "rb") as f:
-            pid = int(f.readline().decode("ascii").strip())
-        return pid_exists(pid)
+            return pid_exists(int(f.readline().decode("ascii").strip()))
     except Exception:  # no lock file, garbage in it, or sense_emu unusable
         return False
 
@@ -3513,10 +2855,8 @@ def probe_sense_hat() -> Optional[str]:
     if not _module_installed("sense_hat"):
         return "the python module sense_hat is not installed (%s)" % INSTALL_SENSE_HAT
     if not _sense_hat_framebuffer_present():
-        return (
-            'no "%s" framebuffer in /sys/class/graphics (is the HAT seated? '
-            "check dtoverlay=rpi-sense in /boot/config.txt, then reboot)" % SENSE_HAT_FB_NAME
-        )
+        fix = "is the HAT seated? check dtoverlay=rpi-sense in /boot/config.txt, then reboot"
+        return 'no "%s" framebuffer in /sys/class/graphics (%s)' % (SENSE_HAT_FB_NAME, fix)
     return None
 
 
@@ -3527,281 +2867,198 @@ def probe_sense_emu(environ) -> Optional[str]:
     if _emulator_running():
         return None
     if not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
-        return (
-            "no desktop session (DISPLAY and WAYLAND_DISPLAY unset) and no emulator "
-            "running (start sense_emu_gui on a desktop)"
-        )
+        return "no desktop session (DISPLAY and WAYLAND_DISPLAY unset) and no emulator running (start sense_emu_gui on a desktop)"
     if not shutil.which("sense_emu_gui", path=environ.get("PATH")) or not _module_installed("gi"):
-        return (
-            "no emulator running, and its window cannot be started here (sense_emu_gui and "
-            "PyGObject are needed: %s)" % INSTALL_SENSE_EMU
-        )
+        needed = "sense_emu_gui and PyGObject are needed: %s" % INSTALL_SENSE_EMU
+        return "no emulator running, and its window cannot be started here (%s)" % needed
     return None
 
 
-# -- Terminal preview ---------------------------------------------------------
-
-_KEYS = {
-    b"\x1b[A": "up",
-    b"\x1b[B": "down",
-    b"\x1b[C": "right",
-    b"\x1b[D": "left",
-    b"\x1bOA": "up",
-    b"\x1bOB": "down",
-    b"\x1bOC": "right",
-    b"\x1bOD": "left",
-    b"\r": "middle",
-    b"\n": "middle",
-}
+# -- Terminal preview: arrow keys (ESC [ or, in application cursor mode, ESC O) and Enter --------
+_ARROWS = ((b"A", "up"), (b"B", "down"), (b"C", "right"), (b"D", "left"))
+_KEYS = {esc + key: direction for esc in (b"\x1b[", b"\x1bO") for key, direction in _ARROWS}
+_KEYS.update({b"\r": "middle", b"\n": "middle"})
 
 
 def parse_keys(buf: bytes) -> Tuple[List[str], bytes]:
-    """Split terminal input into joystick directions (arrow keys, Enter);
-    return them and the unfinished tail of an escape sequence. Pure."""
-    directions = []
-    i = 0
+    """Terminal input as joystick directions, and the unfinished tail of an escape sequence. Pure."""
+    directions, i = [], 0
     while i < len(buf):
-        for seq, direction in _KEYS.items():
-            if buf.startswith(seq, i):
-                directions.append(direction)
-                i += len(seq)
-                break
+        seq = next((s for s in _KEYS if buf.startswith(s, i)), None)
+        if seq is not None:
+            directions.append(_KEYS[seq])
+            i += len(seq)
+        elif any(len(buf) - i < len(s) and s.startswith(buf[i:]) for s in _KEYS):
+            return directions, buf[i:]  # wait for the rest of the sequence
         else:
-            rest = buf[i:]
-            if any(len(rest) < len(seq) and seq.startswith(rest) for seq in _KEYS):
-                return directions, rest  # wait for the rest of the sequence
             i += 1  # any other key: ignored
     return directions, b""
 
 
 class TerminalHardware(Hardware):
-    """An ANSI truecolour 8x8 preview redrawn in place on ``stdout``; arrow keys
-    and Enter on ``stdin`` (a terminal, put in cbreak mode until close())."""
+    """An 8x8 preview redrawn in place on `stdout`; arrow keys and Enter on a terminal `stdin` (in cbreak)."""
 
     name = "terminal"
 
     def __init__(self, stdout=None, stdin=None, *, clock=time.time):
         self._out = stdout if stdout is not None else sys.stdout
         self._in = stdin if stdin is not None else sys.stdin
-        self._clock = clock
-        self._drawn = False
-        self._frame = [BLACK] * 64
+        self._clock, self._drawn, self._frame, self._pending = clock, False, [BLACK] * 64, b""
         self._lock = threading.Lock()  # frames (worker thread) and log lines (any thread)
-        self._pending = b""
-        self._saved_tty = None
-        self._fd = None
-        try:
-            is_tty = self._in is not None and self._in.isatty()
-        except (ValueError, OSError):
-            is_tty = False
-        if is_tty:
+        self._restore_tty = self._fd = None
+        with contextlib.suppress(ValueError, OSError):
+            self.has_joystick = self._in is not None and self._in.isatty()
+        if self.has_joystick:
             import termios
             import tty
 
             self._fd = self._in.fileno()
-            self._saved_tty = termios.tcgetattr(self._fd)
+            saved = termios.tcgetattr(self._fd)
+            self._restore_tty = lambda: termios.tcsetattr(self._fd, termios.TCSADRAIN, saved)
             tty.setcbreak(self._fd)  # keys arrive at once, no echo; Ctrl-C still works
-            self.has_joystick = True
 
     def set_pixels(self, pixels):
         frame = _check_pixels(pixels)
         with self._lock:
             self._out.write(("\x1b[8A" if self._drawn else "") + self._frame_text(frame))
             self._out.flush()
-            self._frame = frame
-            self._drawn = True
+            self._frame, self._drawn = frame, True
 
     @staticmethod
     def _frame_text(frame) -> str:
-        lines = []
-        for y in range(8):
-            cells = "".join("\x1b[48;2;%d;%d;%dm  " % frame[y * 8 + x] for x in range(8))
-            lines.append("\r" + cells + "\x1b[0m\x1b[K\n")
-        return "".join(lines)
+        rows = ("".join("\x1b[48;2;%d;%d;%dm  " % rgb for rgb in frame[y : y + 8]) for y in range(0, 64, 8))
+        return "".join("\r" + row + "\x1b[0m\x1b[K\n" for row in rows)
 
     def write_above(self, text: str) -> None:
         """Print text (log lines) above the drawn matrix, which is drawn again below it."""
+        text = text if text.endswith("\n") else text + "\n"
         with self._lock:
             if self._drawn:
-                self._out.write("\x1b[8A\r\x1b[J")
-            self._out.write(text if text.endswith("\n") else text + "\n")
-            if self._drawn:
-                self._out.write(self._frame_text(self._frame))
+                text = "\x1b[8A\r\x1b[J" + text + self._frame_text(self._frame)
+            self._out.write(text)
             self._out.flush()
 
     def read_joystick(self, timeout):
         if self._fd is None:
-            time.sleep(timeout)
+            return super().read_joystick(timeout)
+        if not select.select([self._fd], [], [], timeout)[0]:
             return []
-        ready, _, _ = select.select([self._fd], [], [], timeout)
-        if not ready:
-            return []
-        data = os.read(self._fd, 64)
-        ts_ms = int(round(self._clock() * 1000))
-        directions, self._pending = parse_keys(self._pending + data)
-        events = []
-        for direction in directions:  # a key has no release: press and release
-            events.append(JoystickEvent(direction, "pressed", ts_ms))
-            events.append(JoystickEvent(direction, "released", ts_ms))
-        return events
+        data, ts_ms = os.read(self._fd, 64), round(self._clock() * 1000)
+        directions, self._pending = parse_keys(self._pending + data)  # keys have no release: press + release
+        return [JoystickEvent(d, action, ts_ms) for d in directions for action in ("pressed", "released")]
 
     def close(self):
-        if self._saved_tty is not None:
-            import termios
-
-            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
-            self._saved_tty = None
-        try:
+        if self._restore_tty is not None:
+            self._restore_tty()
+            self._restore_tty = None
+        with contextlib.suppress(OSError, ValueError):
             self._out.write("\x1b[0m")
             self._out.flush()
-        except (OSError, ValueError):
-            pass
 
 
-# -- Choosing a backend -------------------------------------------------------
-
-
-def _open_backend(name: str):
-    if name == "sense-hat":
-        return SenseHatHardware()
-    if name == "sense-emu":
-        return SenseEmuHardware()
-    if name == "terminal":
-        return TerminalHardware()
-    return NullHardware()
+def _open_backend(name: str) -> Hardware:
+    backends = {"sense-hat": SenseHatHardware, "sense-emu": SenseEmuHardware, "terminal": TerminalHardware}
+    return backends.get(name, NullHardware)()
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _open_chosen(choice: str, environ: Any) -> Hardware:
+    why = probe_sense_emu(environ) if choice == "sense-emu" else None
+    if why:
+        why += ', or set hardware.backend = "terminal"'
+    elif choice == "sense-hat" and not _module_installed("sense_hat"):
+        why = "the python module sense_hat is not installed: " + INSTALL_SENSE_HAT
+    if why:
+        raise IotlightError('hardware.backend = "%s": %s' % (choice, why))
+    try:
+        hardware = _open_backend(choice)
+    except Exception as exc:
+        error = 'hardware.backend = "%s": cannot open it: %s' % (choice, _one_line(exc))
+        raise IotlightError(error) from None
+    hardware_log.info("hardware: %s", hardware.name)
+    return hardware
 
 
 def open_hardware(choice: str, *, environ=os.environ, stdout_isatty: bool) -> Hardware:
-    """Open the backend ``choice`` (hardware.backend). ``auto`` takes the real
-    Sense HAT if present, else the emulator if installed and a desktop (or a
-    running emulator) is there, else the terminal if stdout is one, else none;
-    it logs the choice and why the others were passed. An explicit backend
-    that cannot open raises IotlightError."""
+    """Open hardware.backend `choice`. "auto": the real Sense HAT, else the emulator if there is a desktop
+    or a running one, else the terminal if stdout is one, else none, logging why it passed the others."""
     if choice not in HARDWARE_BACKENDS:
-        raise ConfigError(
-            'hardware.backend = "%s": expected one of %s'
-            % (choice, ", ".join('"%s"' % b for b in HARDWARE_BACKENDS))
-        )
+        choices = ", ".join('"%s"' % b for b in HARDWARE_BACKENDS)
+        raise ConfigError('hardware.backend = "%s": expected one of %s' % (choice, choices))
     if choice != "auto":
-        why = None
-        if choice == "sense-hat" and not _module_installed("sense_hat"):
-            why = "the python module sense_hat is not installed: " + INSTALL_SENSE_HAT
-        elif choice == "sense-emu":
-            why = probe_sense_emu(environ)
-            if why:
-                why += ', or set hardware.backend = "terminal"'
-        if why:
-            raise IotlightError('hardware.backend = "%s": %s' % (choice, why))
-        try:
-            hardware = _open_backend(choice)
-        except Exception as exc:
-            raise IotlightError(
-                'hardware.backend = "%s": cannot open it: %s' % (choice, _one_line(exc))
-            ) from None
-        hardware_log.info("hardware: %s", hardware.name)
-        return hardware
-
+        return _open_chosen(choice, environ)
     passed = []
     for name, probe in (("sense-hat", probe_sense_hat), ("sense-emu", lambda: probe_sense_emu(environ))):
         why = probe()
         if why is None:
             try:
                 hardware = _open_backend(name)
+                break
             except Exception as exc:
                 why = "failed to open: %s" % _one_line(exc)
-            else:
-                if passed:
-                    hardware_log.warning("hardware: using %s; %s", name, "; ".join(passed))
-                else:
-                    hardware_log.info("hardware: using %s", name)
-                return hardware
         passed.append("not %s: %s" % (name, why))
-    if stdout_isatty:
-        hardware = TerminalHardware()
+    else:  # neither opened
+        if not stdout_isatty:
+            passed.append("not terminal: standard output is not a terminal")
+        hardware = TerminalHardware() if stdout_isatty else NullHardware()
+    if passed:
+        hardware_log.warning("hardware: using %s; %s", hardware.name, "; ".join(passed))
     else:
-        passed.append("not terminal: standard output is not a terminal")
-        hardware = NullHardware()
-    hardware_log.warning("hardware: using %s; %s", hardware.name, "; ".join(passed))
+        hardware_log.info("hardware: using %s", hardware.name)
     return hardware
 
 
-# -- The asyncio face ---------------------------------------------------------
-
-
 class HardwareRunner:
-    """Runs a Hardware for the event loop: every blocking call on ONE worker
-    thread, the joystick on its own thread waiting in select() with a timeout.
-
-    show() and read_environment() never raise for hardware faults: each kind
-    of fault is logged once (again only after a recovery)."""
+    """Runs a Hardware for the event loop: blocking calls on ONE worker thread, the joystick on its own.
+    show() and read_environment() never raise: each kind of fault is logged once (again after a recovery)."""
 
     JOYSTICK_POLL = 0.25  # seconds a joystick wait may last: bounds close()
 
     def __init__(self, hardware: Hardware):
-        self.hardware = hardware
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="iotlight-hardware"
-        )
-        self._last_frame: Optional[List[Tuple[int, int, int]]] = None
-        self._faults = LogOnce()  # topic: what failed; detail: the exception's type
-        self._stop = threading.Event()
+        self.hardware, self.told = hardware, LogOnce()  # told: what failed, with the exception's type
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="iotlight-hardware")
+        self._last_frame: Optional[List[RGB]] = None
+        self._stop, self._closed = threading.Event(), False
         self._stick_thread: Optional[threading.Thread] = None
-        self._closed = False
 
-    async def _call(self, fn, *args):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+    async def _guarded(self, what: str, fn: Callable, *args: Any) -> Tuple[bool, Any]:
+        """(True, fn(*args)) run on the worker thread, or (False, None) after a fault, logged."""
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except Exception as exc:
+            self._fault(what, exc)
+            return False, None
+        if self.told.over(what):
+            hardware_log.info("%s: %s works again", self.hardware.name, what)
+        return True, result
 
     def _fault(self, what: str, exc: BaseException) -> None:
-        if not self._faults.first(what, type(exc).__name__):
+        if not self.told.first(what, type(exc).__name__):
             hardware_log.debug("%s failed again: %s", what, exc)
             return
-        hardware_log.warning(
-            "%s: %s failed: %s (logged once)",
-            self.hardware.name,
-            what,
-            _one_line(exc),
-            exc_info=hardware_log.isEnabledFor(logging.DEBUG),
-        )
+        trace = hardware_log.isEnabledFor(logging.DEBUG)
+        message = "%s: %s failed: %s (logged once)"
+        hardware_log.warning(message, self.hardware.name, what, _one_line(exc), exc_info=trace)
 
-    def _ok(self, what: str) -> None:
-        if self._faults.over(what):
-            hardware_log.info("%s: %s works again", self.hardware.name, what)
-
-    async def show(self, pixels: Sequence[Tuple[int, int, int]]) -> bool:
-        """Show a frame; skip it if it equals the last one shown. True if drawn."""
+    async def show(self, pixels: Sequence[RGB]) -> bool:
         frame = _check_pixels(pixels)
         if self._closed or frame == self._last_frame:
             return False
-        try:
-            await self._call(self.hardware.set_pixels, frame)
-        except Exception as exc:
-            self._last_frame = None
-            self._fault("show", exc)
-            return False
-        self._last_frame = frame
-        self._ok("show")
-        return True
+        drawn, _ = await self._guarded("show", self.hardware.set_pixels, frame)
+        self._last_frame = frame if drawn else None
+        return drawn
 
     async def read_environment(self) -> Dict[str, Optional[float]]:
         if self._closed:
-            return _empty_environment()
-        try:
-            env = await self._call(self.hardware.read_environment)
-        except Exception as exc:
-            self._fault("read_environment", exc)
-            return _empty_environment()
-        self._ok("read_environment")
-        return env
+            return dict.fromkeys(_ENVIRONMENT_KEYS)
+        read, env = await self._guarded("read_environment", self.hardware.read_environment)
+        return env if read else dict.fromkeys(_ENVIRONMENT_KEYS)
 
     def start_joystick(self, callback: Callable[[JoystickEvent], Any]) -> bool:
-        """Call ``callback(event)`` on the running loop for every joystick
-        event. Call from the loop. False when the hardware has no joystick."""
+        """Call `callback(event)` on the running loop (this one) for every joystick event; False if none."""
         if not self.hardware.has_joystick or self._stick_thread is not None or self._closed:
             return False
         loop = asyncio.get_running_loop()
@@ -3831,111 +3088,84 @@ class HardwareRunner:
         return True
 
     async def close(self) -> None:
-        """Stop the joystick thread, blank the matrix, close the hardware.
-        Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
-        loop = asyncio.get_running_loop()
         if self._stick_thread is not None:
-            await loop.run_in_executor(None, self._stick_thread.join)
+            await asyncio.get_running_loop().run_in_executor(None, self._stick_thread.join)
             self._stick_thread = None
-        try:
-            await self._call(self.hardware.clear)
-        except Exception as exc:
-            self._fault("clear", exc)
-        try:
-            await self._call(self.hardware.close)
-        except Exception as exc:
-            self._fault("close", exc)
+        await self._guarded("clear", self.hardware.clear)
+        await self._guarded("close", self.hardware.close)
         self._executor.shutdown(wait=False)
 
 
-# --- 7d. GPIO output: a relay or an LED switched with the light --------------
-
-
+# --- 7e. GPIO output: a relay or an LED switched with the light --------------
 class GpioSwitch:
-    """A GPIO output (light.gpio_pin, BCM numbering) on while the lamp is lit, through gpiozero.
-
-    gpiozero is imported here only, so the file runs where it is not installed. The pin starts
-    off; the Lamp switches it at every change of the light, and the daemon switches it off and
-    releases it at a clean stop. When the process dies instead, gpiozero's pin factory cannot
-    run: what the pin does then is the kernel's and the wiring's business (README, "Wiring a
-    relay"). GPIOZERO_PIN_FACTORY=mock (gpiozero's own mock pins) runs it anywhere.
-    """
+    """A GPIO output (light.gpio_pin, BCM) on while the lamp is lit, via gpiozero (imported here only). Off at
+    start and at a clean stop; if the process dies, the wiring decides (README, "Wiring a relay")."""
 
     def __init__(self, pin: int, *, active_high: bool, pin_factory: Any = None):
         try:
             from gpiozero import DigitalOutputDevice
             from gpiozero.exc import GPIOZeroError
         except ImportError:
-            raise IotlightError(
-                "light.gpio_pin = %d needs the gpiozero library: on Raspberry Pi OS "
-                "sudo apt install python3-gpiozero (or pip install gpiozero)" % pin
-            ) from None
+            fix = "on Raspberry Pi OS sudo apt install python3-gpiozero (or pip install gpiozero)"
+            raise IotlightError("light.gpio_pin = %d needs the gpiozero library: %s" % (pin, fix)) from None
         try:
-            self.device = DigitalOutputDevice(
-                pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
-            )
+            options = dict(active_high=active_high, initial_value=False, pin_factory=pin_factory)
+            self.device = DigitalOutputDevice(pin, **options)
         except (GPIOZeroError, OSError, RuntimeError) as e:
             raise IotlightError("light.gpio_pin = %d cannot be used: %s" % (pin, _one_line(e))) from None
-        self.pin = pin
-        self.active_high = active_high
+        self.pin, self.active_high = pin, active_high
 
     def switch(self, on: bool) -> bool:
         """Switch the output on or off; returns the electrical level read back from the pin (True high)."""
-        if on:
-            self.device.on()
-        else:
-            self.device.off()
+        (self.device.on if on else self.device.off)()
         return bool(self.device.pin.state)
 
     def close(self) -> None:
         """Off, then release the pin (a clean stop never leaves the relay on)."""
-        with contextlib.suppress(Exception):
-            self.device.off()
-        with contextlib.suppress(Exception):
-            self.device.close()
+        for step in (self.device.off, self.device.close):
+            with contextlib.suppress(Exception):
+                step()
 
 
 def open_gpio(config: Config) -> Optional[GpioSwitch]:
     """The GPIO switch that light.gpio_pin asks for; None when it is -1 (off)."""
-    if config.gpio_pin < 0:
-        return None
-    return GpioSwitch(config.gpio_pin, active_high=config.gpio_active_high)
+    return None if config.gpio_pin < 0 else GpioSwitch(config.gpio_pin, active_high=config.gpio_active_high)
 
 
 # =============================================================================
-# 8. Services: watcher, lamp, outbox, telemetry, monitor
+# 8. Services: ledger, chain reader, watcher, lamp, outbox, telemetry, monitor
 # =============================================================================
+#
+# A service is a loop, run(stop), that waits through its Pulse and tells the Daemon what
+# happened the one way: tell(kind, **fields) (see Daemon.tell).
 
-LIST_FIRST_PAGE = 50  # first page of a transaction-list read
+LIST_FIRST_PAGE, LIST_PAGE = 50, 1000  # a list read's first page, and the next ones (the node's cap)
+LIST_READ_MAX = 20_000  # transactions one list read holds at most (about 30 MB)
 REORG_MARGIN = 3  # blocks a microblock fork or a short reorg may rewrite
 DEEP_MARGIN = 100  # the node's deepest automatic rollback: how far the first read after start looks
-LIST_PAGE = 1000  # further pages (the node's default cap)
 RESIGN_AFTER_MS = 125 * 60_000  # a tx older than the node's 120-minute window can never land
 STATUS_CHECK_INTERVAL = 3.0
 SINGLE_KEY_READS = 4  # up to this many Data keys are read one per request (Outbox._written)
 COUNT_CHECK_INTERVAL = 20.0  # how often an idle outbox may compare joystick_count on chain with its own
 COIN_BALANCE_INTERVAL = 30.0
 PRUNE_INTERVAL = 3600.0  # how often a complete read may prune the state file (Store.prune)
-HEIGHT_INTERVAL = 15.0  # how often an idle watcher asks the height (public pools cache it 15 s)
+HEIGHT_INTERVAL = 15.0  # how often the newest block is read (the pools cache the height 15 s)
 SCAN_DEPTH = 5  # newest blocks searched for what raised the balance; deeper: the list read
 UNEXPLAINED_GRACE = 6.0  # seconds the balance may run ahead of the blocks (pool caches: 3 s and 1 s)
+FALL_QUIET = 600.0  # seconds after the balance fell (a rollback) in which nothing is owed
 SWEEP_SPREAD = 0.2  # +-20 % on each sweep's time, so that a class's devices spread their list reads
-
-
-def _check_block_header(data: Any) -> None:
-    ident = (data.get("id") or data.get("signature")) if isinstance(data, dict) else None
-    if not isinstance(ident, str) or not 0 < len(ident) <= 100:
-        raise BadAnswer("node answered /blocks/headers/at without a block id")
-
-
-# --- 8a. What every service loop uses: waits, retries, trouble ---------------
-
+START_SPREAD = 10.0  # seconds over which a class switched on at once spreads its one-off reads
+REPORT_BURST, REPORT_RATE = 20, 10.0  # ignored transfers told one by one: 20 at once, 10 a minute
+CLOCK_SKEW_LIMIT = 60.0  # seconds; beyond it the outbox signs with the node's time, `check` says so
 STATE_RETRY = 5.0
+WATCHDOG_GRACE = 60.0  # seconds a round of work may take on top of one node request tried on every URL
 
+
+# --- 8a. What every service loop uses: retries, waits, liveness ----------------
 
 _unexpected_seen = LogOnce()
 
@@ -3946,37 +3176,30 @@ def _unexpected(log: logging.Logger, where: str, e: Exception) -> None:
         log.error("unexpected error in %s (the loop goes on): %s", where, e, exc_info=e)
 
 
-def _retry_delay(
-    log: logging.Logger, where: str, e: Exception, delays: Iterator[float], node: NodeClient
-) -> float:
-    """After an error in one round of a service loop: log it the way its kind deserves and say
-    how long to wait. The loop itself goes on (CancelledError is no Exception and passes)."""
+def _state_trouble(log: logging.Logger) -> None:
+    """A state-file write failed (a full disk): the Store logged it once; the caller retries later."""
+    log.debug("state file busy or full: will retry in %g s", STATE_RETRY)
+
+
+def _retry_delay(log: logging.Logger, where: str, e: Exception, backoff: Backoff, node: Any) -> float:
+    """After an error in one round of a service loop: log it as its kind deserves, say how long to
+    wait. The loop goes on (CancelledError is no Exception and passes)."""
     if isinstance(e, NodeError):
         log.debug("%s: %s", where, e)
-        return max(next(delays), node.retry_in())
+        return max(backoff.failure(getattr(e, "retry_after", None)), node.retry_in())
     if isinstance(e, StateError):
         _state_trouble(log)
         return STATE_RETRY
     _unexpected(log, where, e)  # a bug or an answer we did not foresee
-    return next(delays)
-
-
-def _state_trouble(log: logging.Logger) -> None:
-    """A state-file write failed (a full disk, say): the Store logged what went wrong, once for the
-    episode (Store._write_failed); the caller keeps what it had and retries after STATE_RETRY
-    seconds. No error here: repeating it on every retry is the flood the Store avoids."""
-    log.debug("state file busy or full: will retry in %g s", STATE_RETRY)
+    return backoff.failure()
 
 
 def release_free_memory() -> None:
-    """Hand back to the OS the memory that start-up used and freed (glibc keeps it otherwise);
-    2-3 MB on a device where every one counts. Elsewhere a no-op."""
-    try:
+    """Hand back to the OS what start-up and bursts of work freed (glibc keeps it): 2-3 MB on a Pi."""
+    with contextlib.suppress(OSError, AttributeError):
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def boot_id() -> str:
@@ -3987,13 +3210,9 @@ def boot_id() -> str:
         return "-"
 
 
-async def _wait_or_stop(stop: asyncio.Event, timeout: float) -> None:
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout)
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+async def wait_any(timeout: float, *events: asyncio.Event) -> None:
+    """Wait `timeout` seconds, or until one of `events` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         await asyncio.wait(waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -4001,26 +3220,11 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
             w.cancel()
 
 
-# --- 8b. Liveness: how a service shows the systemd watchdog it is alive ------
-
-WATCHDOG_GRACE = 60.0  # seconds a round of work may take on top of one node request tried on every URL
-
-
 class Pulse:
-    """When a service loop will next show life: liveness by deadline, not by heartbeat age.
-
-    A service loop does a round of work, then waits (for its timer, a wake-up or the stop).
-    A quiet service is not a dead one: a lamp lit for hours with light.countdown = false has
-    nothing to do until the light goes off, a one-day data.telemetry_interval sleeps a day.
-    So every wait of a service goes through its Pulse (wait() between rounds, sleep() within
-    one), which records until when the service is quiet (`quiet_until`); once the wait is
-    over the service is busy, and its round must reach the next wait within the daemon's
-    budget: node.timeout x the node URLs (one request tried on every node) + WATCHDOG_GRACE.
-    Daemon.watchdog withholds WATCHDOG=1 from systemd when a service is past quiet_until +
-    budget (stuck in a request, a hardware call or a bug), or when the event loop itself stood
-    still (it measures its own lag). The monitor has no loop of its own: it runs as long as
-    the event loop does.
-    """
+    """Liveness by deadline, not by heartbeat age: a quiet service is not a dead one. Every wait of a
+    service goes through its Pulse, which records until when it is quiet; its round must then reach
+    the next wait within the daemon's budget (node.timeout x the node URLs + WATCHDOG_GRACE), or
+    Daemon.watchdog withholds WATCHDOG=1 from systemd."""
 
     def __init__(self, clock: Clock):
         self.clock = clock
@@ -4031,13 +3235,10 @@ class Pulse:
         return mono - self.quiet_until - budget
 
     async def wait(self, stop: asyncio.Event, timeout: float, wake: Optional[asyncio.Event] = None) -> None:
-        """Wait between rounds: `timeout` seconds, or until `stop` (or `wake`, if given) is set."""
+        """Wait between rounds: `timeout` seconds, or until `stop` (or `wake`) is set."""
         self.quiet_until = self.clock.monotonic() + max(0.0, timeout)
         try:
-            if wake is None:
-                await _wait_or_stop(stop, timeout)
-            else:
-                await _wait_any(stop, wake, timeout)
+            await wait_any(timeout, stop, *([wake] if wake is not None else []))
         finally:
             self.quiet_until = self.clock.monotonic()
 
@@ -4050,31 +3251,461 @@ class Pulse:
             self.quiet_until = self.clock.monotonic()
 
 
-# --- 8c. Watcher: finds payments and credits them ----------------------------
+# --- 8b. Ledger: what the transfers found do, applied once ---------------------
+
+
+class Ledger:
+    """Applies judge_transfer's verdicts: credits the payments (exactly once: Store.credit_payments
+    is keyed by transaction id) and reports the transfers that light nothing, once each, within a
+    budget: REPORT_BURST at once, then REPORT_RATE a minute, get a log line (WARNING for
+    not_verified), an `ignored` event and a row in the state file (which keeps the newest
+    IGNORED_KEEP); the rest are counted and summed up in one line a minute. So a flood of made-up
+    or spam transfers of any size costs a bounded journal, disk and monitor traffic."""
+
+    def __init__(
+        self,
+        config: Config,
+        address: str,
+        *,
+        store: Store,
+        clock: Clock,
+        tell: Callable[..., None],
+        light_span: Callable[[], Tuple[float, float]],
+        sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None,
+    ):
+        self.config, self.address, self.store, self.clock, self.tell = config, address, store, clock, tell
+        self.light_span = light_span
+        self.sign_refund = sign_refund if config.refund == "excess" else None
+        self.log = logging.getLogger("iotlight.watcher")
+        self.mine = {address, *store.aliases()}
+        cached = store.token_fact(config.asset_id, "decimals")
+        self.decimals: Optional[int] = int(cached) if cached is not None else None
+        self.pending: Dict[str, int] = {}  # payment id -> height, waiting for confirmations
+        self.budget = RateLimiter(REPORT_RATE, 60.0, REPORT_BURST, clock.monotonic())
+        self.reported: set = set()  # keys told (or counted) this run; the store keeps the told ones
+        self.unreported: "collections.Counter[str]" = collections.Counter()
+        self.summary_due = self.next_prune = 0.0
+        self.told = LogOnce()
+
+    def add_aliases(self, aliases: Iterable[str]) -> None:
+        """Aliases are permanent on Waves: an answer without one never makes the device forget it."""
+        new = set(aliases) - self.mine
+        if new:
+            self.log.info("device aliases: %s", ", ".join(sorted(new)))
+            self.mine |= new
+            try:
+                self.store.set_meta("aliases", " ".join(sorted(self.mine - {self.address})))
+            except StateError:
+                _state_trouble(self.log)
+
+    def rules(self) -> Rules:
+        c, meta = self.config, self.store.get_meta
+        return Rules(
+            asset_id=c.asset_id,
+            chain_id=c.chain_id,
+            mine=frozenset(self.mine),
+            decimals=self.decimals or 0,
+            seconds_per_token=c.seconds_per_token,
+            min_tokens=c.min_tokens,
+            confirmations=c.confirmations,
+            count_history=c.count_history,
+            first_start_ms=int(meta("first_start_ms") or 0),
+            horizon=int(meta("horizon") or 0),
+            pruned=self.store.pruned_height(),
+        )
+
+    def process(
+        self, txs: List[Dict], height: int, served: Optional[Dict] = None, *, merge_pending: bool = False
+    ) -> Tuple:
+        """Credit the final payments among `txs` (newest first, as listed) and report what lights
+        nothing. Returns the handled transactions (id, height), which the caller marks seen once its
+        read proved complete, and the payments in the token found (id, amount), oldest first.
+        `served`: payments whose receipts are on chain already (recorded, not lit again)."""
+        rules = self.rules()
+        payments, handled, paid, pending, reports = [], [], [], {}, []
+        for tx in reversed(txs):
+            v, txid, h = judge_transfer(tx, rules, height), tx["id"], tx.get("height")
+            handled += [(txid, h)] if v.handled else []
+            paid += [(txid, v.amount)] if v.paid else []
+            if v.action == "ignore":
+                reports.append((txid, tx, v))
+            elif v.action == "credit":
+                sender = tx.get("sender") if isinstance(tx.get("sender"), str) else ""
+                payments.append((txid, sender, v.amount, h, v.seconds))
+            elif v.action == "wait":
+                pending[txid] = h if h is not None else height
+            elif v.action == "history":
+                history = "payment %s of %d made before the first start: not counted (payment.count_history = false)"
+                self.log.info(history, txid, v.amount)
+            elif v.action == "pruned" and self.told.first(("pruned", txid)):
+                pruned = "payment %s at height %s lies at or below the pruned height %d: not credited again"
+                self.log.warning(pruned, txid, h, rules.pruned)
+        self.report(reports)
+        if payments:
+            now, cap, light = self.clock.time(), self.config.max_seconds, self.light_span()
+            refund = self.sign_refund
+            credits, span = self.store.credit_payments(
+                payments, now=now, max_seconds=cap, light=light, served=served, sign_refund=refund
+            )
+            if credits or served:
+                self.tell("credited", credits=credits, span=span)
+        for txid in set(pending) - set(self.pending):
+            waits = "payment %s seen at height %d; waiting for %d confirmation(s)"
+            self.log.info(waits, txid, pending[txid], self.config.confirmations)
+        self.pending = dict(self.pending, **pending) if merge_pending else pending
+        return handled, paid
+
+    def report(self, items: Sequence[Tuple[Optional[str], Any, Verdict]], key: Optional[str] = None) -> None:
+        """Tell once that transfers to the device light nothing, within the budget. `items`:
+        (id, the node's JSON, verdict); `key` names a malformed item without an id."""
+        fresh = [(key or txid or "?", txid, raw, v) for txid, raw, v in items]
+        fresh = [item for item in fresh if item[0] not in self.reported]
+        told = self.store.ignored_ids([item[0] for item in fresh]) if fresh else set()  # before a restart
+        rows = []
+        for k, txid, raw, verdict in fresh:
+            if len(self.reported) >= 10_000:
+                self.reported.clear()
+            self.reported.add(k)
+            if k in told:
+                continue
+            if not self.budget.take(self.clock.monotonic()):
+                self.unreported[verdict.reason] += 1
+                continue
+            rows.append((k, verdict.reason))
+            self._tell_ignored(txid, raw, verdict)
+        try:
+            self.store.mark_ignored(rows)
+        except StateError:
+            _state_trouble(self.log)
+        self.summarise()
+
+    def _tell_ignored(self, txid: Optional[str], raw: Any, verdict: Verdict) -> None:
+        def field(name: str, ok: Callable[[Any], bool]) -> Any:
+            value = raw.get(name) if isinstance(raw, dict) else None
+            return value if ok(value) else None
+
+        def short(v: Any) -> bool:
+            return isinstance(v, str) and len(v) <= 64
+
+        sender, asset = field("sender", short), field("assetId", short)
+        amount = verdict.amount or field("amount", lambda v: _int_within(v, 0, INT64_MAX))
+        level = logging.WARNING if verdict.reason == "not_verified" else logging.INFO
+        detail = ": " + verdict.detail if verdict.detail else ""
+        what = (
+            txid or "(no id)",
+            sender or "?",
+            "?" if amount is None else amount,
+            asset or "the chain's coin",
+        )
+        line = "transfer %s from %s (%s units of %s) lights nothing: %s%s"
+        self.log.log(level, line, *what, verdict.reason, detail)
+        self.tell("ignored", id=txid, sender=sender, amount=amount, asset_id=asset, reason=verdict.reason)
+
+    def report_malformed(self, raw: Any, why: str) -> None:
+        """A listed item without the documented shape: skipped, reported once as `malformed`."""
+        txid = raw.get("id") if isinstance(raw, dict) else None
+        txid = txid if isinstance(txid, str) and len(txid) <= 64 else None
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:40]
+        verdict = Verdict("ignore", reason="malformed", detail=why)
+        self.report([(txid, raw, verdict)], key=txid or "malformed:" + digest)
+
+    def summarise(self) -> None:
+        """One line a minute for the ignored transfers past the budget."""
+        mono = self.clock.monotonic()
+        if not self.unreported or mono < self.summary_due:
+            return
+        self.summary_due = mono + 60.0
+        counts = ", ".join("%d %s" % (n, r) for r, n in self.unreported.most_common())
+        level = logging.WARNING if "not_verified" in self.unreported else logging.INFO
+        line = "%d more transfers to the device light nothing (%s): too many to report one by one"
+        self.log.log(level, line, sum(self.unreported.values()), counts)
+        self.unreported.clear()
+
+    def prune(self, height: int) -> None:
+        """After a complete read at `height`, at most every PRUNE_INTERVAL: forget what lies
+        PRUNE_KEEP_BLOCKS below the final height (no rollback goes 100 blocks deep)."""
+        mono = self.clock.monotonic()
+        floor = height - self.config.confirmations - PRUNE_KEEP_BLOCKS
+        if mono < self.next_prune or floor <= 0:
+            return
+        self.next_prune = mono + PRUNE_INTERVAL
+        deleted = self.store.prune(floor, now_ms=self.clock.ms())
+        if any(n >= PRUNE_BATCH for n in deleted.values()):
+            self.next_prune = mono  # a backlog (a state file from before pruning): more on the next read
+        if deleted:
+            what = ", ".join("%d %s" % (n, t) for t, n in sorted(deleted.items()) if n)
+            self.log.debug("state file pruned at height %d: %s", floor, what)
+
+
+# --- 8c. Chain reader: the transaction list, its stop, the rollback witness ----
+
+
+class ChainReader:
+    """Reads the address's transaction list, page by page with `after`, down to a transaction handled
+    in a block deep enough to be final and unchanged since the last read (the witness: the block id at
+    the previous read's floor). A `deep` read (after a start or a rollback) looks DEEP_MARGIN blocks
+    back; an `exhaustive` one (the balance proved a payment the list did not show) goes down to the
+    pruned height or the history floor. Also: compact mass transfers, new aliases, receipts on chain."""
+
+    def __init__(
+        self, config: Config, address: str, *, node: Any, store: Store, clock: Clock, ledger: Any, pulse: Any
+    ):
+        self.config, self.address, self.node, self.store, self.clock = config, address, node, store, clock
+        self.ledger, self.pulse = ledger, pulse
+        self.log = logging.getLogger("iotlight.watcher")
+        self.deep = True  # the next complete read looks DEEP_MARGIN blocks back (start, rollback)
+        self.witness: Optional[Tuple[int, str]] = None  # (height, block id) at the last complete read's floor
+        burst = max(1.0, min(15.0, config.list_rate))
+        self.limiter = RateLimiter(config.list_rate, 60.0, burst, clock.monotonic())
+        self.full_txs: Dict[str, Dict[str, Any]] = {}  # checked full forms of compact mass transfers
+        self.aliases_asked: Dict[str, Optional[str]] = {}  # alias -> its address, as the node said
+
+    async def list_token(self) -> None:
+        """Wait until the rate limit of the public pools' most limited routes allows a request."""
+        wait = self.limiter.delay(self.clock.monotonic())
+        if wait > 0:
+            self.log.debug("next limited request in %.1fs (node.list_rate)", wait)
+            await self.pulse.sleep(wait)
+        self.limiter.take(self.clock.monotonic())
+
+    def _stop_rule(self, height: int) -> Callable[[Dict[str, Any], Dict[str, Any]], bool]:
+        """Whether a listed transaction is where a read may stop: handled, unmoved and deeper than a
+        reorg reaches, in blocks the witness checked unchanged (a rollback can put a handled one back
+        above newer ones: a moved one, or one in the last blocks, is no stop); or below the history
+        or the pruned height, where everything was handled long ago."""
+        floor = height - self.config.confirmations - (DEEP_MARGIN if self.deep else REORG_MARGIN)
+        if self.witness is not None and not self.deep:
+            floor = min(floor, self.witness[0])
+        horizon, pruned = int(self.store.get_meta("horizon") or 0), self.store.pruned_height()
+        history = None if self.config.count_history else horizon - DEEP_MARGIN
+
+        def stop(tx: Dict[str, Any], seen: Dict[str, Any]) -> bool:
+            h = tx.get("height")
+            if h is None:
+                return False
+            handled = seen.get(tx["id"], -1) == h and h <= floor
+            return handled or (history is not None and h < history) or 0 < h <= pruned
+
+        return stop
+
+    async def read(self, height: int, found: List[Dict[str, Any]], *, exhaustive: bool = False) -> bool:
+        """Page through the address's transactions (into `found`, newest first) down to the stop;
+        True when the read got there (complete)."""
+        stop, seen_ids = self._stop_rule(height), set()
+        after, limit, restarts = None, LIST_FIRST_PAGE, 0
+        while True:
+            await self.list_token()
+            try:
+                page = await self.node.address_transactions(self.address, limit, after)
+            except NodeRejected as e:
+                if not (after and e.code == 199 and restarts < 3):
+                    raise
+                # the 0bs fork refuses an `after` id that vanished (rolled back): start again at the top
+                gone = "node no longer knows transaction %s (rolled back?); reading from the top"
+                self.log.info(gone, after)
+                after, limit, restarts = None, LIST_FIRST_PAGE, restarts + 1
+                continue
+            good = self._well_formed(page)
+            seen = {} if exhaustive else self.store.seen_heights([t["id"] for t in good])
+            for tx in good:
+                if tx["id"] in seen_ids:
+                    return False  # Waves answers a vanished `after` with the newest page again
+                seen_ids.add(tx["id"])
+                if stop(tx, seen):
+                    return True
+                found.append(tx)
+            after = page[-1].get("id") if page and isinstance(page[-1], dict) else None
+            if len(page) < limit:
+                return True
+            if len(found) >= LIST_READ_MAX or not isinstance(after, str):
+                return False  # a backlog (or a liar's endless pages): the rest next time
+            limit = LIST_PAGE
+
+    def _well_formed(self, page: List[Any]) -> List[Dict[str, Any]]:
+        good = []
+        for raw in page:
+            try:
+                good.append(check_tx_shape(raw))
+            except ValueError as e:
+                self.ledger.report_malformed(raw, str(e))
+        return good
+
+    async def complete(self, txs: List[Dict[str, Any]]) -> None:
+        """Make the listed `txs` checkable: an unknown alias they pay is looked up (the list holds only
+        what involves the address: it may be a new alias of ours); a compact mass transfer (only the
+        device's items) is read in full from /transactions/info, the listing's height and status kept."""
+        await self._resolve_aliases(txs)
+        mine, asset = self.ledger.mine, self.config.asset_id
+        wanted = []
+        for i, tx in enumerate(txs):
+            count, mass = tx.get("transferCount"), tx.get("type") == TX_MASS_TRANSFER
+            if mass and tx.get("sender") != self.address and _is_int(count) and count != len(tx["transfers"]):
+                with contextlib.suppress(ValueError):
+                    wanted += [i] if classify_transfer(tx, asset_id=asset, mine=mine)[0] > 0 else []
+        credited = self.store.credited_ids([txs[i]["id"] for i in wanted]) if wanted else set()
+        for i in wanted:
+            tx = txs[i]
+            full = tx if tx["id"] in credited else self.full_txs.get(tx["id"]) or await self._full(tx["id"])
+            if full is not tx and full is not None:  # the listing's height and status are the ones that count
+                status = {k: tx[k] for k in ("applicationStatus",) if k in tx}
+                txs[i] = dict(full, height=tx.get("height"), **status)
+
+    async def _full(self, txid: str) -> Optional[Dict[str, Any]]:
+        """The full form of a listed mass transfer; None when the node cannot show it (the compact
+        form then fails the payment check). One that checks out is kept: an id has only this body."""
+        full = await self.node.transaction(txid)
+        try:
+            if full is None or check_tx_shape(full)["id"] != txid:
+                return None
+        except ValueError:
+            return None
+        if check_transfer_proof(full, self.config.chain_id) is None:
+            if len(self.full_txs) >= 256:
+                self.full_txs.clear()
+            self.full_txs[txid] = full
+        return full
+
+    async def _resolve_aliases(self, txs: List[Dict[str, Any]]) -> None:
+        prefix, names = "alias:%s:" % self.config.chain_id, set()
+        for tx in txs:
+            if tx.get("sender") != self.address and tx.get("type") in (TX_TRANSFER, TX_MASS_TRANSFER):
+                items = [tx] + [i for i in tx.get("transfers") or [] if isinstance(i, dict)]
+                names |= {i.get("recipient") for i in items if str(i.get("recipient")).startswith(prefix)}
+        for alias in sorted(names - self.ledger.mine - set(self.aliases_asked))[:10]:
+            self.aliases_asked[alias] = address = await self.node.alias_address(alias[len(prefix) :])
+            if address == self.address:
+                self.ledger.add_aliases([alias])
+        if len(self.aliases_asked) > 1000:
+            self.aliases_asked.clear()
+
+    async def receipts(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """The device's served_<id> receipts on chain for payments `ids` (missing from the state
+        file): id -> the receipt's span. A few are read one key per request (a route the pools do not
+        hold to 17 a minute); more by pattern on the address's data route."""
+        found: Dict[str, Any] = {}
+        if len(ids) > 50:
+            await self.list_token()
+            found = await self.node.data_entries(self.address, matches="served_.*")
+        for txid in ids if len(ids) <= 50 else ():
+            found["served_" + txid] = await self.node.data_entry(self.address, "served_" + txid)
+        served = {}
+        for txid in ids:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                served[txid] = receipt_span(found["served_" + txid])
+        if served:
+            self.log.warning(
+                "%d payment(s) missing from the state file were served already (receipts on chain): "
+                "recorded without lighting again",
+                len(served),
+            )
+        return served
+
+    async def chain_below_unchanged(self, height: int) -> bool:
+        """After a read got down to its stop: were the blocks up to the witness left alone meanwhile?
+        A block's id covers every block below it. If a rollback went that deep, the read may have
+        stopped at a transaction that came back at its old height above newer ones: it does not
+        count, and the next one reads deep. Then the witness moves up to this read's floor."""
+        if self.witness is not None and not self.deep:
+            at, ident = self.witness
+            if await self.node.block_id(at) != ident:
+                return self._went_back("block %d changed since the last read" % at)
+        at = height - self.config.confirmations - REORG_MARGIN
+        ident = await self.node.block_id(at) if at >= 1 else None
+        if ident is None and at >= 1:
+            return self._went_back("block %d is gone" % at)  # went back below it during the read
+        self.witness = (at, ident) if ident is not None else None
+        return True
+
+    def _went_back(self, what: str) -> bool:
+        """The chain below the stop changed: this read does not count, and the next one reads deep."""
+        self.log.info("%s (a rollback): reading again, deeper", what)
+        self.witness, self.deep = None, True
+        return False
+
+
+# --- 8d. Watcher: polls the node, reads what the balance and the blocks point at ---
+
+
+class BalanceBook:
+    """What the token balance says about the payments found: the balance they explain
+    (`accounted`), and the units a complete read could not explain (`owed`, kept in the state
+    file): the proof of a payment a node hid, which the reads then look for past every stop. For
+    FALL_QUIET seconds after the balance fell nothing is owed: a rollback's payment may come back."""
+
+    def __init__(self, store: Store, log: logging.Logger):
+        self.store, self.log = store, log
+        self.accounted: Optional[int] = None  # the token balance the payments found explain
+        self.absorbed: set = set()  # payments whose amount is inside `accounted`
+        self.ahead: set = set()  # credited from blocks while the balance did not show them yet
+        self.owed = int(store.get_meta("owed") or 0)
+        self.owed_height = int(store.get_meta("owed_height") or 0)  # the height when the balance proved them
+        self.quiet_height: Optional[int] = None  # height when the balance was last fully explained
+        self.unexplained_since: Optional[float] = None
+        self.fell_at = -math.inf
+
+    def fell(self, balance: int, mono: float) -> bool:
+        """A fall of the balance (a rollback took a payment back, a refund went out): True when it fell."""
+        if self.accounted is None or balance >= self.accounted:
+            return False
+        fell = "the token balance fell from %d to %d: reading the transaction list"
+        self.log.info(fell, self.accounted, balance)
+        self.owe(self.owed - min(self.owed, self.accounted - balance))
+        self.accounted, self.fell_at = None, mono
+        return True
+
+    def absorb(self, paid: List[Tuple[str, int]], before: set, heights: Dict, balance: Optional[int]) -> None:
+        """Take payments found (oldest first) into `accounted` while `balance` shows them; one the
+        balance showed long ago, at or below the height of an `owed` proof, pays that proof off."""
+        if len(self.absorbed) > 10_000 or len(self.ahead) > 10_000:
+            self.absorbed.clear()
+            self.ahead.clear()
+        for txid, amount in paid:
+            if txid in self.absorbed or txid in before:
+                continue
+            if self.accounted is not None and self.accounted + amount <= (balance or 0):
+                self.accounted += amount
+                self.absorbed.add(txid)
+                self.ahead.discard(txid)
+            elif self.owed and (heights.get(txid) or 0) <= self.owed_height:
+                self.log.info("payment %s of %d units was the one the balance showed: found", txid, amount)
+                self.owe(self.owed - min(self.owed, amount))
+                self.absorbed.add(txid)
+
+    def owe(self, owed: int, height: Optional[int] = None) -> None:
+        if owed == self.owed and height is None:
+            return
+        self.owed, self.owed_height = owed, self.owed_height if height is None else height
+        try:
+            with self.store.transaction() as db:
+                _set_meta(db, "owed", owed)
+                _set_meta(db, "owed_height", self.owed_height)
+        except StateError:
+            _state_trouble(self.log)
+
+    def settle(self, balance: Optional[int], height: int, mono: float) -> bool:
+        """A complete read with nothing asked meanwhile: the balance is accounted for, and what the
+        payments found leave unexplained is owed. True while something is owed."""
+        surplus = balance is not None and self.accounted is not None and self.accounted < balance
+        if surplus and mono - self.fell_at > FALL_QUIET:
+            self.owe(self.owed + balance - self.accounted, height)
+            more = "the token balance shows %d units more than the payments the node lists: reading further back until that payment is found (%d units owed)"
+            self.log.warning(more, balance - self.accounted, self.owed)
+        if self.owed and self.store.pruned_height() >= self.owed_height:
+            none = "no payment found for the %d units the balance showed: a token sent another way (a trade?)"
+            self.log.warning(none, self.owed)
+            self.owe(0)
+        self.accounted, self.quiet_height, self.unexplained_since = balance, height, None
+        return self.owed > 0
 
 
 class Watcher:
-    """Finds payments to the device on the chain and credits them exactly once.
-
-    Each poll asks the token balance (the pools' most generous route), plus the
-    height when something needs it (pending confirmations, a list read, or every
-    HEIGHT_INTERVAL), all at once: one round trip. A balance above what is
-    accounted for is looked up in the newest blocks (/blocks/last, /blocks/at/h:
-    routes a whole class behind one IP shares at 20 r/s, not 17 a minute); the
-    payments found there are credited at once. The address's transaction list,
-    which public pools limit hardest, stays the complete record: it is read at
-    start, after a rollback, when the blocks do not explain the balance within
-    UNEXPLAINED_GRACE, when payments wait for confirmations, and on the safety
-    sweep (node.sweep_interval, jittered). A 429/503 slows the polls down (AIMD with
-    jitter, Retry-After honoured); one on the list read only defers the list read.
-    A block read never marks anything as handled: only a complete list read
-    does, so a payment the blocks missed is still found by the list. A list read pages back with `after` until it meets a
-    transaction already handled in a block deep enough to be final and checked
-    unchanged (by its id) since the last read; only a read that got there marks
-    what it found as seen, so a read cut short by an error or a rollback leaves
-    no gap. Crediting is keyed by transaction id in the
-    store, so reading a transaction twice never credits it twice.
-    """
+    """Finds payments to the device and has the Ledger credit them exactly once. Each poll asks the
+    token balance (the pools' most generous route) and, in the same round trip, the height, the
+    newest block (every HEIGHT_INTERVAL: where another token's transfer shows) and the coins when
+    due. A balance above what is accounted for is looked up in the newest blocks. The transaction
+    list (ChainReader, in the background) stays the complete record: read at start, after a
+    rollback, when the blocks leave a rise unexplained, while payments wait for confirmations and on
+    the sweep. A 429 on the balance slows the polls (AIMD); one on another route defers that read."""
 
     def __init__(
         self,
@@ -4084,221 +3715,253 @@ class Watcher:
         node: NodeClient,
         store: Store,
         clock: Clock,
-        on_credit: Callable[[List[Credit]], None],
-        on_height: Callable[[int], None],
-        on_balance: Callable[[Optional[int], Optional[int]], None],
+        tell: Callable[..., None],
         light_span: Callable[[], Tuple[float, float]],
-        on_ignored: Optional[Callable[[Dict[str, Any]], None]] = None,
         sign_refund: Optional[Callable[[str, str, int], Dict[str, Any]]] = None,
+        rng: Optional[random.Random] = None,
     ):
-        self.config = config
-        self.on_ignored = on_ignored
-        self.sign_refund = sign_refund if config.refund == "excess" else None
-        self.address = address
-        self.node = node
-        self.store = store
-        self.clock = clock
-        self.on_credit = on_credit
-        self.on_height = on_height
-        self.on_balance = on_balance
-        self.light_span = light_span
+        self.config, self.address, self.node, self.store, self.clock = config, address, node, store, clock
+        self.tell, self.rng = tell, rng or random.Random()
         self.log = logging.getLogger("iotlight.watcher")
-        self.mine = {address}
-        self.decimals: Optional[int] = None
+        self.pulse = Pulse(clock)
+        edges = {"store": store, "clock": clock}
+        self.ledger = Ledger(
+            config, address, tell=tell, light_span=light_span, sign_refund=sign_refund, **edges
+        )
+        self.reader = ChainReader(config, address, node=node, ledger=self.ledger, pulse=self.pulse, **edges)
         self.height: Optional[int] = None
+        self.route_height: Optional[int] = None  # the last answer of the height route
+        self.news_height: Optional[int] = None  # the newest block's height when last read
         self.token_balance: Optional[int] = None
         self.coin_balance: Optional[int] = None
-        self.pending: Dict[str, int] = {}  # payment id -> height, waiting for confirmations
-        self.deep = True  # the next complete read looks DEEP_MARGIN blocks back (start, rollback)
-        self.verify_receipts = True  # until a complete read after start: trust on-chain receipts too
-        self.witness: Optional[Tuple[int, str]] = None  # (height, block id) at the last complete read's floor
-        self.next_sweep = 0.0
-        self.next_coin_check = 0.0
-        self.next_prune = 0.0
-        self.next_height = 0.0
-        self.route_height: Optional[int] = None  # the last answer of the height route
-        self.dirty = True
+        self.book = BalanceBook(store, self.log)
+        self.verify_receipts = True  # until the first complete read: look up receipts on chain too
+        self.next_sweep = self.next_coin = self.next_news = self.list_not_before = 0.0
+        self.dirty = True  # a list read is wanted
         self.asked = 0  # list reads asked for; one asked during a read makes another
         self.list_task: Optional["asyncio.Future[None]"] = None
-        self.accounted: Optional[int] = None  # token balance the credited/pending payments explain
-        self.absorbed: set = set()  # ids of payments whose amount is inside `accounted`
-        self.ahead: set = set()  # ids credited from blocks whose amount the balance did not show yet
-        self.quiet_height: Optional[int] = None  # height when the balance was last fully explained
-        self.unexplained_since: Optional[float] = None
-        self.pace = Backoff(config.poll_interval, 60.0, recover=10, spread=0.2)  # poll gap, AIMD: 80-100 %
-        self.list_backoff = Backoff(10.0, 120.0)  # list reads after a 429/503 on them
-        self.list_not_before = 0.0
-        self.limiter = RateLimiter(
-            config.list_rate, 60.0, max(1.0, min(15.0, config.list_rate)), clock.monotonic()
-        )
-        self.complained = LogOnce()  # bounded: a node sending endless garbage must not grow memory
-        self.full_txs: Dict[str, Dict[str, Any]] = {}  # checked full forms of compact mass transfers
-        self.reported: set = (
-            set()
-        )  # keys of ignored transfers already reported (the store remembers them all)
-        self.pulse = Pulse(clock)
+        self.pace = Backoff(config.poll_interval, 60.0, self.rng, recover=10, spread=0.2)  # gaps of 80-100 %
+        self.list_backoff = Backoff(10.0, 120.0, self.rng)  # list reads after a 429/503 on them
+        self.owed_backoff = Backoff(30.0, config.sweep_interval, self.rng)  # reads that look for owed units
+        self.told = LogOnce()
 
-    def _complain_once(self, key: str, msg: str, *args: Any) -> None:
-        if self.complained.first(key):
-            self.log.warning(msg, *args)
-
-    def report_ignored(
-        self,
-        tx_id: Optional[str],
-        *,
-        reason: str,
-        sender: Any = None,
-        amount: Any = None,
-        asset_id: Any = None,
-        detail: str = "",
-        key: Optional[str] = None,
-    ) -> bool:
-        """Tell once that a transfer to the device lights nothing: one log line (WARNING for
-        `not_verified`, INFO otherwise) and one `ignored` monitor event, never again for the same
-        `key` (default `tx_id`), across restarts (the state file remembers it). `reason` is a word
-        of the monitor protocol (wrong_asset, failed, not_verified, malformed, ...), `detail` a
-        few words for the log. True when it was news; False when reported before or when the
-        state file cannot be written (it is tried again on a later read)."""
-        key = key or tx_id or "?"
-        if key in self.reported:
-            return False
+    # -- the poll loop
+    async def run(self, stop: asyncio.Event) -> None:
+        learning = asyncio.ensure_future(self._learn_loop(stop))
         try:
-            fresh = self.store.mark_ignored(key, reason, int(self.clock.time() * 1000))
-        except StateError:
-            _state_trouble(self.log)
-            return False
-        if len(self.reported) >= 10000:
-            self.reported.clear()
-        self.reported.add(key)
-        if not fresh:
-            return False
-        self.log.log(
-            logging.WARNING if reason == "not_verified" else logging.INFO,
-            "transfer %s from %s (%s units of %s) lights nothing: %s%s",
-            tx_id or "(no id)",
-            sender or "?",
-            amount if amount is not None else "?",
-            asset_id or "the chain's coin",
-            reason,
-            ": " + detail if detail else "",
-        )
-        if self.on_ignored is not None:
-            self.on_ignored(
-                {
-                    "type": "ignored",
-                    "id": tx_id,
-                    "sender": sender,
-                    "amount": amount,
-                    "asset_id": asset_id,
-                    "reason": reason,
-                }
-            )
-        return True
-
-    def _malformed(self, raw: Any, why: str) -> None:
-        """A listed item without the documented shape: skipped, reported once as `malformed`."""
-
-        def field(name: str, ok: Callable[[Any], bool]) -> Any:
-            value = raw.get(name) if isinstance(raw, dict) else None
-            return value if ok(value) else None
-
-        def short_str(v: Any) -> bool:
-            return isinstance(v, str) and len(v) <= 64
-
-        txid = field("id", short_str)
-        key = (
-            txid
-            or "malformed:"
-            + hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:40]
-        )
-        self.report_ignored(
-            txid,
-            reason="malformed",
-            sender=field("sender", short_str),
-            amount=field("amount", lambda v: _int_within(v, 0, INT64_MAX)),
-            asset_id=field("assetId", short_str),
-            detail=why,
-            key=key,
-        )
-
-    async def prepare(self) -> None:
-        """Token decimals (cached in the state file) and the device's aliases."""
-        if self.decimals is None:
-            cached = self.store.token_fact(self.config.asset_id, "decimals")
-            if cached is not None:
-                self.decimals = int(cached)
-            else:
-                self.decimals = await self.node.asset_decimals(self.config.asset_id)
-                self.store.set_token_fact(self.config.asset_id, "decimals", self.decimals)
-                self.log.info("token %s has %d decimals", self.config.asset_id, self.decimals)
-        aliases = await self.node.aliases(self.address)
-        new = set(aliases) - self.mine
-        if new:
-            self.log.info("device aliases: %s", ", ".join(sorted(new)))
-        self.mine = {self.address} | set(aliases)
+            while not stop.is_set():
+                try:
+                    await self.poll_once()
+                    self.pace.success()
+                    wait = self.pace.interval()
+                except NodeThrottled as e:
+                    wait = max(self.pace.failure(e.retry_after), self.node.retry_in())
+                    if self.told.first("throttled"):
+                        slower = "the node throttles the polls (%s): polling less often, back to every %gs when it allows"
+                        self.log.warning(slower, e, self.config.poll_interval)
+                except NodeRejected as e:
+                    if self.told.first(("refused", str(e))):
+                        refused = describe_refusal(e, rules=self.config.rules)
+                        self.log.warning("the node refused a request: %s", refused)
+                    wait = self.pace.failure()
+                except Exception as e:
+                    wait = _retry_delay(self.log, "poll", e, self.pace, self.node)
+                await self.pulse.wait(stop, wait)
+        finally:
+            learning.cancel()
+            self.cancel_list_read()
 
     async def poll_once(self) -> None:
-        """One poll: the balance (and the height when needed) in one round trip; new payments
-        looked up in the newest blocks; a list read when something is left to explain."""
+        """One poll: the balance (and the height, the newest block, the coins when due) in one round
+        trip; then what they point at (follow_up). Only the balance's failure fails the poll."""
         if self.store.failing:
             self.store.probe()  # credits wait until the state file has room again
         mono = self.clock.monotonic()
-        sweep = mono >= self.next_sweep
-        if sweep:  # due from when it was due, not from when a (perhaps deferred) list read got through
-            self.next_sweep = mono + self.config.sweep_interval * (
-                1 + self.pace.rng.uniform(-SWEEP_SPREAD, SWEEP_SPREAD)
-            )
+        if mono >= self.next_sweep:  # due from when it was due, not from when a deferred read got through
+            spread = 1 + self.rng.uniform(-SWEEP_SPREAD, SWEEP_SPREAD)
+            self.next_sweep = mono + self.config.sweep_interval * spread
             self._want_list()
             release_free_memory()  # what answers and bursts of work freed goes back to the OS, once a sweep
-        if self.decimals is None or sweep:
-            await self.prepare()
-        list_due = (
-            self.dirty
-            and self.list_task is None
-            and mono >= self.list_not_before
-            and self.limiter.delay(mono) <= 0
-        )
-        want_height = self.height is None or bool(self.pending) or list_due or mono >= self.next_height
-        want_coin = mono >= self.next_coin_check
-        asks = [self.node.asset_balance(self.address, self.config.asset_id)]
-        if want_height:
-            asks.append(self.node.height())
-        if want_coin:
-            asks.append(self.node.balance(self.address))
-        answers = await asyncio.gather(*asks, return_exceptions=True)  # independent: asked together
-        for answer in answers:
-            if isinstance(answer, BaseException):
+        list_due = self.dirty and self.list_task is None and mono >= self.list_not_before
+        list_due = list_due and self.reader.limiter.delay(mono) <= 0
+        asks = {"balance": self.node.asset_balance(self.address, self.config.asset_id)}
+        if self.height is None or self.ledger.pending or list_due or mono >= self.next_news:
+            asks["height"] = self.node.height()
+        if mono >= self.next_news:
+            asks["block"] = self.node.block()
+        if mono >= self.next_coin:
+            asks["coin"] = self.node.balance(self.address)
+        answers = dict(zip(asks, await asyncio.gather(*asks.values(), return_exceptions=True)))
+        for name, answer in answers.items():  # the others are asked again next time
+            if isinstance(answer, BaseException) and (name == "balance" or not isinstance(answer, NodeError)):
                 raise answer
-        balance = answers[0]
-        if want_height:
-            self.next_height = mono + HEIGHT_INTERVAL
-            self._seen_height(answers[1])
-        if want_coin:
-            self.next_coin_check = mono + COIN_BALANCE_INTERVAL
-            coin = answers[-1]
-            if coin != self.coin_balance:
-                self.coin_balance = coin
-                self.on_balance(self.token_balance, coin)
-        if balance != self.token_balance:
-            self.token_balance = balance
-            self.on_balance(balance, self.coin_balance)
-        await self.explain_balance(balance)
-        await self._list_read(mono, want_height)
+        if _is_int(answers.get("height")):
+            self._seen_height(answers["height"])
+        if _is_int(answers.get("coin")):
+            self.next_coin = mono + COIN_BALANCE_INTERVAL
+            self._balances(self.token_balance, answers["coin"])
+        self._balances(answers["balance"], self.coin_balance)
+        try:
+            await self.follow_up(mono, answers, fresh_height=_is_int(answers.get("height")))
+        except NodeThrottled as e:  # a block or a receipt read: asked again next poll, the pace stays
+            self.log.debug("poll: a read was throttled: %s", e)
 
+    async def follow_up(self, mono: float, answers: Dict[str, Any], *, fresh_height: bool) -> None:
+        """What a poll's answers point at: the newest blocks, a balance to explain, a list read."""
+        if self.ledger.decimals is None:  # nothing is credited before the token's decimals are known
+            with contextlib.suppress(NodeError):  # asked with the polls, not only on learn's back-off
+                await self.learn()
+            if self.ledger.decimals is None:
+                return
+        if self.verify_receipts:  # at start the catch-up comes first: payments are credited in their order
+            await self._list_read(mono, fresh_height)
+        top = answers.get("block")
+        if isinstance(top, dict):
+            self.next_news = mono + HEIGHT_INTERVAL
+            floor = max(top["height"] - SCAN_DEPTH, self.news_height or top["height"])
+            self.news_height = top["height"]
+            await self.scan_blocks(top, floor)  # a transfer of another token is reported within a block
+        await self.explain_balance(answers["balance"])
+        await self._list_read(mono, fresh_height)
+        self.ledger.summarise()
+
+    def _balances(self, token: Optional[int], coin: Optional[int]) -> None:
+        if (token, coin) != (self.token_balance, self.coin_balance):
+            self.token_balance, self.coin_balance = token, coin
+            self.tell("balance", token=token, coin=coin)
+
+    def _seen_height(self, height: int, *, route: bool = True) -> None:
+        """A height: first contact, a rollback, news for pending payments. Only the height route's answers
+        are compared for a rollback: a pool caches /blocks/height 15 s and blocks 1 s."""
+        if self.store.get_meta("horizon") is None:
+            self.store.set_meta("horizon", height)  # the node's height at the very first start
+        before = self.route_height
+        went_back = route and before is not None and height < before
+        self.route_height = height if route else before
+        if went_back or self.height is None or height > self.height:
+            if went_back:
+                back = "the node's height went back from %d to %d (a rollback): reading deeper"
+                self.log.info(back, before, height)
+                self.reader.deep = True
+                self._want_list()
+            self.height = height
+            self.tell("height", height=height)
+            if self.ledger.pending:
+                self._want_list()
+
+    async def _learn_loop(self, stop: asyncio.Event) -> None:
+        """The token's facts once and the aliases every sweep, beside the polls (a 429 here only defers
+        them); at start after a random moment up to START_SPREAD (a class switched on at once)."""
+        if self.ledger.decimals is not None:
+            await wait_any(self.rng.uniform(0, START_SPREAD), stop)
+        backoff = Backoff(5.0, 300.0, self.rng)
+        while not stop.is_set():
+            try:
+                await self.learn()
+                backoff.success()
+                wait = self.config.sweep_interval
+            except (NodeError, StateError) as e:
+                self.log.debug("token or aliases not known yet: %s", e)
+                wait = backoff.failure(getattr(e, "retry_after", None))
+            await wait_any(wait, stop)
+
+    async def learn(self) -> None:
+        """What the node tells once about the token (decimals, name, scripted: kept in the state
+        file), and the device's aliases."""
+        asset = self.config.asset_id
+        if self.ledger.decimals is None or self.store.token_fact(asset, "scripted") is None:
+            details = await self.node.asset_details(asset)
+            if details is None:
+                if self.told.first("no token"):
+                    unknown = (
+                        "the node knows no token %s: check payment.asset_id, node.urls and node.chain_id"
+                    )
+                    self.log.warning(unknown, asset)
+                raise NodeError("no token %s on the node" % asset)
+            if self.ledger.decimals is None:
+                self.store.set_token_fact(asset, "decimals", details.decimals)
+                self.ledger.decimals = details.decimals
+                self.log.info("token %s has %d decimals", asset, details.decimals)
+            self.tell("token", details=details)
+        self.ledger.add_aliases(await self.node.aliases(self.address))
+
+    # -- the balance, explained by the newest blocks
+    async def explain_balance(self, balance: int) -> None:
+        """A rise is looked up in the newest blocks; what they leave unexplained for UNEXPLAINED_GRACE,
+        or a fall, is left to the list read."""
+        book = self.book
+        if book.fell(balance, self.clock.monotonic()):
+            self._want_list()
+        if book.accounted is None or balance == book.accounted:
+            book.accounted, book.quiet_height, book.unexplained_since = balance, self.height, None
+            return
+        top = await self.node.block()
+        height = top["height"]
+        await self.scan_blocks(top, max(1, height - SCAN_DEPTH, (book.quiet_height or height) - 1), balance)
+        mono = self.clock.monotonic()
+        if book.accounted >= balance:
+            book.quiet_height, book.unexplained_since = self.height, None
+        elif book.unexplained_since is None:
+            book.unexplained_since = mono
+        elif mono - book.unexplained_since >= UNEXPLAINED_GRACE and not self.dirty:
+            line = "the newest blocks do not explain the token balance %d (%d accounted for): reading the transaction list"
+            self.log.info(line, balance, book.accounted)
+            self._want_list()
+
+    async def scan_blocks(self, top: Dict[str, Any], floor: int, balance: Optional[int] = None) -> None:
+        """The newest block `top` and those below it down to `floor`: the final payments in them are
+        credited, what lights nothing reported; with `balance`, it stops once that is explained."""
+        at, block = top["height"], top
+        self._seen_height(at, route=False)
+        while True:
+            if block is not None:
+                await self._account(block["transactions"], at, top["height"])
+            explained = (
+                balance is not None and self.book.accounted is not None and self.book.accounted >= balance
+            )
+            if at <= floor or explained:
+                return
+            at -= 1
+            block = await self.node.block(at)  # None: gone meanwhile (a rollback); the next poll sees it
+
+    async def _account(self, raws: List[Any], at: int, height: int) -> None:
+        """Credit the final payments to the device in one block and account for them. Before the first
+        complete list read, a payment the state file lacks waits for its receipt's look-up (lost writes)."""
+        ours = []
+        for raw in raws:
+            try:
+                tx = dict(check_tx_shape(raw), height=at)
+                if classify_transfer(tx, asset_id=self.config.asset_id, mine=self.ledger.mine)[0] > 0:
+                    ours.append(tx)
+            except ValueError as e:
+                if self.told.first(("shape", str(e))):
+                    self.log.warning("skipping a malformed transaction from the node: %s", e)
+        if not ours:
+            return
+        ids = [tx["id"] for tx in ours]
+        known = self.store.credited_ids(ids)
+        before = known - self.book.ahead
+        missing = [i for i in self._payments(ours) if i not in known]
+        served = await self.reader.receipts(missing) if self.verify_receipts else {}
+        _, paid = self.ledger.process(ours[::-1], height, served or None, merge_pending=True)
+        self.book.ahead |= self.store.credited_ids(ids) - before
+        self.book.absorb(paid, before, {tx["id"]: at for tx in ours}, self.token_balance)
+
+    def _payments(self, txs: List[Dict[str, Any]]) -> List[str]:
+        asset, mine = self.config.asset_id, self.ledger.mine
+        return [tx["id"] for tx in txs if payment_amount(tx, asset_id=asset, mine=mine)]
+
+    # -- the transaction list, read beside the polls
     def _want_list(self) -> None:
         """Something only a list read can settle: ask for one (also while one is under way)."""
         self.dirty = True
         self.asked += 1
 
     async def _list_read(self, mono: float, fresh_height: bool) -> None:
-        """Start the list read when one is asked for, and wait for it at most a poll interval
-        (1 s at least): a read the pool holds in its queue (17 a minute per IP) goes on in the
-        background while the next polls keep finding payments in the blocks. Its failure
-        surfaces in a later poll."""
+        """Start the list read when one is asked for and wait for it at most a poll interval (1 s at
+        least): a read the pool holds in its queue goes on while the next polls find payments in blocks."""
         self.take_list_result()
-        if self.list_task is None:
-            if not self.dirty:
-                return
+        if self.list_task is None and self.dirty:
             task = self.list_task = asyncio.ensure_future(self._list_read_due(mono, fresh_height))
             await asyncio.wait({task}, timeout=max(1.0, self.config.poll_interval))
             self.take_list_result()
@@ -4315,596 +3978,86 @@ class Watcher:
             self.list_task.cancel()
         self.list_task = None
 
-    def _seen_height(self, height: int, *, route: bool = True) -> None:
-        """A height from the node: first contact, a rollback (it went back), news for pending
-        payments. Only answers of the height route are compared for a rollback (`route`): a
-        pool caches /blocks/height 15 s and blocks 1 s, so a block read's height may be ahead."""
-        if self.store.get_meta("horizon") is None:
-            self.store.set_meta("horizon", height)  # the node's height at the very first start
-        before = self.route_height
-        went_back = route and before is not None and height < before
-        if route:
-            self.route_height = height
-        if went_back or self.height is None or height > self.height:
-            if went_back:
-                self.log.info(
-                    "the node's height went back from %d to %d (a rollback): reading deeper", before, height
-                )
-                self.deep = True
-                self._want_list()
-            self.height = height
-            self.on_height(height)
-            if self.pending:
-                self._want_list()
-
     async def _list_read_due(self, mono: float, fresh_height: bool) -> None:
-        """The list read, when its rate limit and its back-off allow; a 429/503 on it defers it
-        (with a growing, jittered wait) without slowing the polls down."""
-        if mono < self.list_not_before:
-            return
-        wait = self.limiter.delay(mono)
-        if wait > 0:
-            self.log.debug("transaction list read deferred %.1fs by the rate limit", wait)
+        """The list read, when its rate limit and its back-off allow; a 429/503 on it defers it (with a
+        growing, jittered wait) without slowing the polls down."""
+        if mono < self.list_not_before or self.reader.limiter.delay(mono) > 0:
             return
         try:
             if not fresh_height:
                 self._seen_height(await self.node.height())
-            await self.read_list(self.height)
+        except NodeError as e:  # the height first: its failure is no news about the list
+            self.log.debug("transaction list read waits for the height: %s", e)
+            self.list_not_before = self.clock.monotonic() + self.config.poll_interval
+            return
+        try:
+            await self.read_list(self.height or 0)
         except NodeRejected:
             raise
         except NodeThrottled as e:  # a 429/503 from the pool: its per-IP budget for the list is spent
-            delay = self.list_backoff.failure(e.retry_after)
-            self.list_not_before = self.clock.monotonic() + delay
-            self._complain_once(
-                "list-throttled",
-                "the node throttles the transaction list (%s): reading it "
-                "less often; payments are still found in the newest blocks" % e,
-            )
-            self.log.debug("transaction list read throttled: again in %.1fs", delay)
+            self.list_not_before = self.clock.monotonic() + self.list_backoff.failure(e.retry_after)
+            if self.told.first("list-throttled"):
+                less = "the node throttles the transaction list (%s): reading it less often; payments are still found in the newest blocks"
+                self.log.warning(less, e)
             return
-        except NodeError as e:  # a bad answer or a timeout (also in a pool's queue): the node client's
-            delay = max(self.node.retry_in(), self.config.poll_interval)  # back-off decides when
-            self.list_not_before = self.clock.monotonic() + delay
-            self.log.debug("transaction list read failed (%s): again in %.1fs", e, delay)
+        except NodeError as e:  # a bad answer or a timeout: read less often, as after a 429
+            wait = max(self.list_backoff.failure(), self.node.retry_in(), self.config.poll_interval)
+            self.list_not_before = self.clock.monotonic() + wait
+            self.log.debug("transaction list read failed: %s", e)
             return
         self.list_backoff.success()
-        if not self.dirty:  # complete, nothing asked meanwhile: the balance is accounted for
-            self.accounted, self.absorbed, self.ahead = self.token_balance, set(), set()
-            self.quiet_height, self.unexplained_since = self.height, None
-
-    async def explain_balance(self, balance: int) -> None:
-        """Account for a balance change: a rise is looked up in the newest blocks (the payments
-        found there are credited at once); what stays unexplained for UNEXPLAINED_GRACE, or a
-        fall (a rollback took a payment back), is left to the list read."""
-        if self.accounted is None or balance == self.accounted:
-            self.accounted = balance if self.accounted is None else self.accounted
-            self.quiet_height, self.unexplained_since = self.height, None
-            return
-        if balance < self.accounted:
-            self.log.info(
-                "the token balance fell from %d to %d: reading the transaction list", self.accounted, balance
-            )
-            self.accounted = None
-            self._want_list()
-            return
-        await self.scan_blocks(balance)
-        if self.accounted == balance:
-            self.quiet_height, self.unexplained_since = self.height, None
-            return
-        mono = self.clock.monotonic()
-        if self.unexplained_since is None:
-            self.unexplained_since = mono
-        elif mono - self.unexplained_since >= UNEXPLAINED_GRACE and not self.dirty:
-            self.log.info(
-                "the newest blocks do not explain the token balance %d (%d accounted for): "
-                "reading the transaction list",
-                balance,
-                self.accounted,
-            )
-            self._want_list()
-
-    async def scan_blocks(self, balance: int) -> None:
-        """Read blocks from the newest down until the payments in them explain `balance` (at most
-        SCAN_DEPTH, and not below the height where it was last explained); credit the final ones."""
-        top = await self.node.block()
-        height = top["height"]
-        self._seen_height(height, route=False)
-        floor = max(1, height - SCAN_DEPTH, (self.quiet_height or height) - 1)
-        block: Optional[Dict[str, Any]] = top
-        at = height
-        while True:
-            txs = []
-            for raw in block["transactions"] if block is not None else []:
-                try:
-                    txs.append(dict(check_tx_shape(raw), height=at))
-                except ValueError as e:
-                    self._complain_once(
-                        "shape:%s" % e, "skipping a malformed transaction from the node: %s", e
-                    )
-            if txs:
-                await self._account(txs[::-1], height)  # newest first, as the list gives them
-            if self.accounted == balance or at <= floor:
-                return
-            at -= 1
-            try:
-                block = await self.node.block(at)
-            except NodeRejected as e:
-                if e.status != 404:
-                    raise
-                block = None  # gone meanwhile (a rollback): the next poll sees the new height
-
-    async def _account(self, txs: List[Dict[str, Any]], height: int) -> None:
-        """Credit the final payments among one block's `txs` (newest first, as in the list) and
-        take the amounts the balance shows into `accounted`, oldest first. Before the first
-        complete list read after a start, a payment the state file does not hold is credited only
-        after its served_<id> receipt is looked up on chain (a state file that lost writes)."""
-        payments = []
-        for tx in txs:
-            try:
-                amount = payment_amount(tx, asset_id=self.config.asset_id, mine=self.mine)
-            except ValueError:
-                continue
-            if amount > 0:
-                payments.append((tx["id"], amount))
-        if not payments:
-            return
-        ids = [i for i, _ in payments]
-        known = self.store.credited_ids(ids)
-        before = known - self.ahead
-        served = await self._receipts([i for i in ids if i not in known]) if self.verify_receipts else {}
-        self.process([tx for tx in txs if tx["id"] in set(ids)], height, served or None, merge_pending=True)
-        self.ahead |= self.store.credited_ids(ids) - before
-        for txid, amount in reversed(payments):
-            if txid in self.absorbed or txid in before:
-                continue
-            if self.accounted is not None and self.accounted + amount <= (self.token_balance or 0):
-                self.accounted += amount
-                self.absorbed.add(txid)
-                self.ahead.discard(txid)
-
-    async def _list_token(self) -> None:
-        """Wait until the rate limit of the public pools' most limited routes allows a request."""
-        wait = self.limiter.delay(self.clock.monotonic())
-        if wait > 0:
-            self.log.debug("next limited request in %.1fs (node.list_rate)", wait)
-            await self.pulse.sleep(wait)
-        self.limiter.take(self.clock.monotonic())
-
-    async def _list_page(self, limit: int, after: Optional[str]) -> List[Any]:
-        """One page of the address's transactions, waiting for the rate limit first."""
-        await self._list_token()
-        return await self.node.address_transactions(self.address, limit, after)
-
-    def _final(self, tx_height: Optional[int], height: int) -> bool:
-        return tx_height is not None and height - tx_height >= self.config.confirmations
 
     async def read_list(self, height: int) -> None:
-        """Page through the address's transactions down to what is already handled.
-        Payments found are credited even when the read is cut short; what it found is
-        marked handled only when it got all the way down."""
+        """One list read. Payments found are credited even when it is cut short; what it found is marked
+        handled, and the balance accounted for, only when it got all the way down."""
         found: List[Dict[str, Any]] = []
-        handled: List[Tuple[str, Optional[int]]] = []
-        complete = False
-        deep = self.deep
-        asked = self.asked
+        deep, asked, complete = self.reader.deep, self.asked, False
         self.dirty = True
         try:
-            complete = await self._read_pages(height, found)
-            await self._complete_mass_transfers(found)
+            complete = await self.reader.read(height, found, exhaustive=self.book.owed > 0)
+            await self.reader.complete(found)
         finally:
+            ids = [tx["id"] for tx in found]
+            before = self.store.credited_ids(ids) - self.book.ahead
             # a pool caches the height longer than the list: the list may be ahead of it
             top = max([height] + [tx["height"] for tx in found if _is_int(tx.get("height"))])
             if not self.verify_receipts:
-                handled = self.process(found, top)  # the light goes on before the checks below
+                handled, paid = self.ledger.process(found, top)  # the light goes on before the checks below
         if self.verify_receipts:
-            # the first read after a start: a state file that lost its newest writes (a damaged
-            # write-ahead log) must not credit again what the chain shows as served. It lost
-            # writes if the chain holds Data transactions of ours that the outbox does not know.
+            # the first read after a start: a state file that lost its newest writes (a damaged WAL)
+            # must not credit again what the chain shows served. It lost writes if the chain holds
+            # Data transactions of ours that the outbox does not know.
             own = [tx["id"] for tx in found if tx.get("type") == TX_DATA and tx.get("sender") == self.address]
-            lost = bool(set(own) - self.store.outbox_ids(own))
-            handled = self.process(found, top, await self._served_on_chain(found) if lost else {})
-        if complete and await self._chain_below_unchanged(height):
+            served = {}
+            if set(own) - self.store.outbox_ids(own):
+                ids = self._payments(found)
+                served = await self.reader.receipts(sorted(set(ids) - self.store.credited_ids(ids)))
+            handled, paid = self.ledger.process(found, top, served)
+        self.book.ahead |= (
+            self.store.credited_ids(ids) - before
+        )  # credited now: counted once the balance shows it
+        if complete and await self.reader.chain_below_unchanged(height):
             self.store.mark_seen(handled)
-            self.verify_receipts = False
-            self.deep = False
+            self.verify_receipts = self.reader.deep = False
             self.dirty = self.asked != asked  # asked again while it read: read again
-            self.prune(height)
+            self.ledger.prune(height)
+            self.book.absorb(paid, before, {tx["id"]: tx.get("height") for tx in found}, self.token_balance)
+            if not self.dirty and self.book.settle(self.token_balance, height, self.clock.monotonic()):
+                self._want_list()  # the reads go on looking, further apart each time
+                self.list_not_before = self.clock.monotonic() + self.owed_backoff.failure()
+            elif not self.book.owed:
+                self.owed_backoff.success()
         if len(found) > LIST_PAGE or deep:
             release_free_memory()  # a catch-up or deep read held many transactions
 
-    async def _complete_mass_transfers(self, txs: List[Dict[str, Any]]) -> None:
-        """A mass transfer to the device with other recipients comes in the listing in compact form
-        (only the device's items), which cannot be checked against its id and proof: its full form
-        is read from /transactions/info (the listing's height and status kept). Ones credited
-        already are not read again."""
-        wanted = []
-        for i, tx in enumerate(txs):
-            count = tx.get("transferCount")
-            if (
-                tx.get("type") != TX_MASS_TRANSFER
-                or tx.get("sender") == self.address
-                or not _is_int(count)
-                or count == len(tx["transfers"])
-            ):
-                continue
-            try:
-                if classify_transfer(tx, asset_id=self.config.asset_id, mine=self.mine)[0] > 0:
-                    wanted.append(i)
-            except ValueError:
-                continue
-        credited = self.store.credited_ids([txs[i]["id"] for i in wanted]) if wanted else set()
-        for i in wanted:
-            tx = txs[i]
-            if tx["id"] in credited:
-                continue
-            full = self.full_txs.get(tx["id"])
-            if full is None:
-                try:
-                    full = await self.node.get(
-                        "/transactions/info/%s" % tx["id"], check=_check_object("/transactions/info")
-                    )
-                except NodeRejected as e:
-                    if e.status != 404:
-                        raise
-                    continue  # the node lists what it cannot show: the compact form fails the check
-                try:
-                    check_tx_shape(full)
-                except ValueError:
-                    continue
-                if full["id"] != tx["id"]:
-                    continue
-                if check_transfer_proof(full, self.config.chain_id) is None:
-                    if len(self.full_txs) >= 256:
-                        self.full_txs.clear()
-                    self.full_txs[tx["id"]] = full  # checked: an id has only this body
-            merged = dict(full)
-            merged["height"] = tx.get("height")
-            if "applicationStatus" in tx:
-                merged["applicationStatus"] = tx["applicationStatus"]
-            txs[i] = merged
 
-    async def _receipts(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-        """The device's served_<id> receipts on chain for `ids`, one key per request (the single-key
-        route, which public pools do not hold to 17 a minute): payment id -> the receipt's value."""
-        served: Dict[str, Dict[str, Any]] = {}
-        for txid in ids:
-            try:
-                entry = await self.node.get("/addresses/data/%s/served_%s" % (self.address, txid))
-                served[txid] = receipt_span(entry["value"])
-            except NodeRejected as e:
-                if e.status != 404:
-                    raise
-            except (KeyError, TypeError, ValueError):
-                continue
-        return self._served_found(served)
-
-    def _served_found(self, served: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-        if served:
-            self.log.warning(
-                "%d payment(s) missing from the state file were served already (receipts on "
-                "chain): recorded without lighting again",
-                len(served),
-            )
-        return served
-
-    async def _served_on_chain(self, txs: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-        """Receipts (served_<id>) the device wrote on chain for payments among `txs` that the
-        state file does not hold: payment id -> the receipt's value."""
-        ids = []
-        for tx in txs:
-            try:
-                if payment_amount(tx, asset_id=self.config.asset_id, mine=self.mine) > 0:
-                    ids.append(tx["id"])
-            except ValueError:
-                continue
-        ids = [i for i in ids if i not in self.store.credited_ids(ids)]
-        served: Dict[str, Dict[str, Any]] = {}
-        wanted = set(ids)
-        # a few receipts by key; many in one request by pattern
-        queries = (
-            [[("key", "served_" + x) for x in ids[i : i + 25]] for i in range(0, len(ids), 25)]
-            if len(ids) <= 50
-            else [[("matches", "served_.*")]]
-        )
-        for params in queries if ids else []:
-            await self._list_token()
-            entries = await self.node.get(
-                "/addresses/data/%s" % self.address, params, check=_check_list("/addresses/data")
-            )
-            for entry in entries if isinstance(entries, list) else []:
-                if not isinstance(entry, dict) or entry.get("key", "")[len("served_") :] not in wanted:
-                    continue
-                try:
-                    served[entry["key"][len("served_") :]] = receipt_span(entry["value"])
-                except (KeyError, TypeError, ValueError):
-                    continue
-        return self._served_found(served)
-
-    async def _block_id(self, height: int) -> Optional[str]:
-        """The id of the block at `height`; None when there is none (a rollback took it)."""
-        try:
-            header = await self.node.get("/blocks/headers/at/%d" % height, check=_check_block_header)
-        except NodeRejected as e:
-            if e.status == 404:
-                return None
-            raise
-        return header.get("id") or header.get("signature")
-
-    async def _chain_below_unchanged(self, height: int) -> bool:
-        """After a read got down to its stop: were the blocks up to the witness (the block at the
-        previous read's floor) left alone meanwhile? A block's id covers every block below it.
-        If a rollback went that deep, the read may have stopped at a transaction that came back
-        at its old height above newer ones: it does not count, and the next one reads deep.
-        Then the witness moves up to this read's floor."""
-        if self.witness is not None and not self.deep:
-            at, ident = self.witness
-            if await self._block_id(at) != ident:
-                return self._went_back("block %d changed since the last read" % at)
-        at = height - self.config.confirmations - REORG_MARGIN
-        ident = await self._block_id(at) if at >= 1 else None
-        if ident is None and at >= 1:
-            return self._went_back("block %d is gone" % at)  # went back below it during the read
-        self.witness = (at, ident) if ident is not None else None
-        return True
-
-    def _went_back(self, what: str) -> bool:
-        """The chain below the stop changed during or since the last read: this read does not
-        count, and the next one reads DEEP_MARGIN blocks back."""
-        self.log.info("%s (a rollback): reading again, deeper", what)
-        self.witness = None
-        self.deep = True
-        return False
-
-    async def _read_pages(self, height: int, found: List[Dict[str, Any]]) -> bool:
-        ids_this_read: set = set()
-        after: Optional[str] = None
-        limit = LIST_FIRST_PAGE
-        complete = False
-        restarts = 0
-        while True:
-            try:
-                page = await self._list_page(limit, after)
-            except NodeRejected as e:
-                if after and e.code == 199 and restarts < 3:
-                    # the 0bs fork refuses an `after` id that vanished (rolled back): start again at the top
-                    self.log.info(
-                        "node no longer knows transaction %s (rolled back?); reading from the top", after
-                    )
-                    restarts += 1
-                    after, limit = None, LIST_FIRST_PAGE
-                    continue
-                raise
-            good: List[Dict[str, Any]] = []
-            for raw in page:
-                try:
-                    good.append(check_tx_shape(raw))
-                except ValueError as e:
-                    self._malformed(raw, str(e))
-            seen = self.store.seen_heights([t["id"] for t in good])
-            # Everything below a handled transaction that has not moved and lies deeper than a reorg
-            # can reach, in blocks checked unchanged since the last complete read (the witness), was
-            # handled by an earlier complete read. A rollback can put a handled transaction back
-            # above newer ones, so a moved one, or one in the last blocks, is no stop.
-            margin = DEEP_MARGIN if self.deep else REORG_MARGIN
-            floor = height - self.config.confirmations - margin
-            if self.witness is not None and not self.deep:
-                floor = min(floor, self.witness[0])  # below it, the chain is checked unchanged
-            history_floor = None if self.config.count_history else self.horizon() - DEEP_MARGIN
-            pruned = self.store.pruned_height()  # everything at or below it was handled, its rows are gone
-            stop = False
-            for tx in good:
-                if tx["id"] in ids_this_read:
-                    stop = True  # Waves answers a vanished `after` with the newest page again
-                    break
-                ids_this_read.add(tx["id"])
-                h = tx.get("height")
-                if h is not None and (
-                    (tx["id"] in seen and seen[tx["id"]] == h and h <= floor)
-                    or (history_floor is not None and h < history_floor)
-                    or (pruned and h <= pruned)
-                ):
-                    stop = complete = True
-                    break
-                found.append(tx)
-            if stop:
-                break
-            if len(page) < limit:
-                complete = True
-                break
-            last = page[-1].get("id") if isinstance(page[-1], dict) else None
-            if not isinstance(last, str):
-                break
-            after, limit = last, LIST_PAGE
-        return complete
-
-    def prune(self, height: int) -> None:
-        """After a complete read at `height`, at most every PRUNE_INTERVAL: forget what lies
-        PRUNE_KEEP_BLOCKS below the final height. That read handled everything at or below
-        height - confirmations; no rollback goes 100 blocks deep; the pruned height left behind
-        stops later reads and refuses to credit anything listed at or below it."""
-        mono = self.clock.monotonic()
-        if mono < self.next_prune:
-            return
-        self.next_prune = mono + PRUNE_INTERVAL
-        floor = height - self.config.confirmations - PRUNE_KEEP_BLOCKS
-        if floor <= 0:
-            return
-        deleted = self.store.prune(floor, now_ms=int(self.clock.time() * 1000))
-        if any(n >= PRUNE_BATCH for n in deleted.values()):
-            self.next_prune = mono  # a backlog (a state file from before pruning): more on the next read
-        if deleted:
-            self.log.debug(
-                "state file pruned at height %d: %s",
-                floor,
-                ", ".join("%d %s" % (n, t) for t, n in sorted(deleted.items()) if n) or "nothing",
-            )
-
-    def horizon(self) -> int:
-        """The node's height at the very first start (first contact)."""
-        return int(self.store.get_meta("horizon") or 0)
-
-    def process(
-        self,
-        txs: List[Dict[str, Any]],
-        height: int,
-        served: Optional[Dict[str, Dict[str, Any]]] = None,
-        *,
-        merge_pending: bool = False,
-    ) -> List[Tuple[str, Optional[int]]]:
-        """Credit the final payments among `txs` (oldest first); return the handled ones (id,
-        height), for the caller to mark seen once the read proved complete. `served` holds
-        payments whose receipts are on chain already: recorded, not lit again."""
-        horizon = self.horizon() or height
-        pruned = self.store.pruned_height()
-        first_start_ms = int(self.store.get_meta("first_start_ms") or 0)
-        payments: List[Tuple[str, str, int, Optional[int], float]] = []
-        handled: List[Tuple[str, Optional[int]]] = []
-        pending: Dict[str, int] = {}
-        for tx in reversed(txs):
-            txid, tx_height = tx["id"], tx.get("height")
-            try:
-                amount, reason = classify_transfer(tx, asset_id=self.config.asset_id, mine=self.mine)
-            except ValueError as e:
-                self._malformed(tx, str(e))
-                continue
-            if amount <= 0:
-                handled.append((txid, tx_height))
-                continue
-            if pruned and tx_height is not None and tx_height <= pruned:
-                self._complain_once(
-                    "pruned:%s" % txid,
-                    "payment %s at height %d lies at or below the pruned "
-                    "height %d: handled long ago, not credited again",
-                    txid,
-                    tx_height,
-                    pruned,
-                )
-                continue
-            sender = tx.get("sender") if isinstance(tx.get("sender"), str) else ""
-            # nothing the node says about a transfer to the device counts before it checks out: a
-            # made-up or relabelled one is not handled either, so the real one still lights later
-            why = check_transfer_proof(tx, self.config.chain_id)
-            if why is not None:
-                self.report_ignored(
-                    txid,
-                    reason="not_verified",
-                    sender=sender,
-                    amount=amount,
-                    asset_id=tx.get("assetId"),
-                    detail=why,
-                )
-                continue
-            if reason is not None:
-                self.report_ignored(
-                    txid,
-                    reason=reason,
-                    sender=sender,
-                    amount=amount,
-                    asset_id=tx.get("assetId"),
-                    detail="applicationStatus %s" % tx.get("applicationStatus") if reason == "failed" else "",
-                )
-                handled.append((txid, tx_height))
-                continue
-            # "made before the very first start": signed before it and mined no later than the
-            # node's height at first contact (a node down at the first start does not turn later
-            # payments into history)
-            if _is_int(tx.get("timestamp")):
-                history = tx["timestamp"] < first_start_ms and (tx_height is None or tx_height <= horizon)
-            else:
-                history = tx_height is not None and tx_height < horizon
-            if history and not self.config.count_history:
-                self.log.info(
-                    "payment %s of %d made before the first start: not counted "
-                    "(payment.count_history = false)",
-                    txid,
-                    amount,
-                )
-                handled.append((txid, tx_height))
-                continue
-            if not self._final(tx_height, height):
-                pending[txid] = tx_height if tx_height is not None else height
-                continue
-            if below_minimum(amount, self.decimals or 0, self.config.min_tokens):
-                # dust: no light, no receipt (no fee)
-                self.report_ignored(
-                    txid,
-                    reason="below_minimum",
-                    sender=sender,
-                    amount=amount,
-                    asset_id=tx.get("assetId"),
-                    detail="under payment.min_tokens (%g)" % self.config.min_tokens,
-                )
-                handled.append((txid, tx_height))
-                continue
-            payments.append(
-                (
-                    txid,
-                    sender,
-                    amount,
-                    tx_height,
-                    payment_seconds(amount, self.decimals or 0, self.config.seconds_per_token),
-                )
-            )
-            handled.append((txid, tx_height))
-        if payments:
-            start, until = self.light_span()
-            credits = self.store.credit_payments(
-                payments,
-                now=self.clock.time(),
-                max_seconds=self.config.max_seconds,
-                light=(start, until),
-                served=served,
-                sign_refund=self.sign_refund,
-            )
-            if credits or served:
-                self.on_credit(credits)
-        for txid in pending:
-            if txid not in self.pending:
-                self.log.info(
-                    "payment %s seen at height %d; waiting for %d confirmation(s)",
-                    txid,
-                    pending[txid],
-                    self.config.confirmations,
-                )
-        self.pending = dict(self.pending, **pending) if merge_pending else pending
-        return handled
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll every node.poll_interval (jittered); on a 429/503 or an error the gap doubles
-        (at least Retry-After), and comes back a step per good poll (self.pace)."""
-        delays = iter(self.pace.failure, None)
-        try:
-            await self._run(stop, delays)
-        finally:
-            self.cancel_list_read()
-
-    async def _run(self, stop: asyncio.Event, delays: Iterator[float]) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-                self.pace.success()
-                wait = self.pace.interval()
-            except NodeThrottled as e:
-                wait = max(self.pace.failure(e.retry_after), self.node.retry_in())
-                self._complain_once(
-                    "throttled",
-                    "the node throttles the polls (%s): polling less often, "
-                    "back to every %gs when it allows" % (e, self.config.poll_interval),
-                )
-                self.log.debug("poll throttled: next in %.1fs", wait)
-            except NodeRejected as e:
-                self._complain_once("rej:%s" % e, "the node refused a request: %s", e)
-                wait = next(delays)
-            except Exception as e:
-                wait = _retry_delay(self.log, "poll", e, delays, self.node)
-            await self.pulse.wait(stop, wait)
-
-
-# --- 8d. Lamp: the light on the matrix (and a GPIO pin) ----------------------
+# --- 8e. Lamp: the light on the matrix (and a GPIO pin) ----------------------
+_Tell = Callable[..., None]  # a service's line to the Daemon: tell(kind, **fields)
+_Tx = Dict[str, Any]  # a signed transaction (or a stored row of one) as JSON
 
 
 class Lamp:
-    """Drives the LED matrix from the light timer and tells the monitor."""
+    """Drives the LED matrix (and GPIO pin) from the light timer; the Daemon hands it each new end time."""
 
     def __init__(
         self,
@@ -4913,28 +4066,18 @@ class Lamp:
         clock: Clock,
         *,
         store: Store,
-        publish: Callable[[Dict[str, Any]], None],
+        tell: _Tell,
         status: Callable[[], str],
-        gpio: Optional[GpioSwitch] = None,
+        gpio: Optional["GpioSwitch"] = None,
     ):
-        self.config = config
-        self.hw = hardware
-        self.gpio = gpio
-        self.clock = clock
-        self.store = store
-        self.publish = publish
-        self.status = status
-        self.timer = LightTimer()
-        self.wake = asyncio.Event()
+        self.config, self.clock, self.store, self.hw, self.gpio = config, clock, store, hardware, gpio
+        self.tell, self.status, self.timer, self.pulse = tell, status, LightTimer(), Pulse(clock)
+        self.wake, self.log = asyncio.Event(), logging.getLogger("iotlight.lamp")
         self.pixels: List[Tuple[int, int, int]] = [(0, 0, 0)] * 64
-        self.log = logging.getLogger("iotlight.lamp")
         self.offset = clock.time() - clock.monotonic()
-        self.pulse = Pulse(clock)
 
     def load(self, start: float, until: float) -> None:
-        """Resume a lit span stored before a restart (Unix seconds). Within the same boot the
-        stored monotonic deadline holds whatever the wall clock did meanwhile; after a reboot
-        the wall clock is all there is, and the light never runs longer than its whole span."""
+        """Resume a stored span: its monotonic deadline in the same boot, else the wall clock (capped)."""
         wall, mono = self.clock.time(), self.clock.monotonic()
         remaining = min(until - wall, until - start)
         mark = (self.store.get_meta("light_mono") or "").split()
@@ -4946,7 +4089,6 @@ class Lamp:
             self.log.info("resuming the light for %.1f s, until the paid end time", remaining)
 
     def _mark(self, until: float) -> None:
-        """Store the monotonic deadline that goes with the stored end time `until`."""
         try:
             self.store.set_meta("light_mono", "%r %r %s" % (until, self.timer.deadline, boot_id()))
         except StateError:
@@ -4959,33 +4101,32 @@ class Lamp:
             return wall, wall
         return wall - (mono - self.timer.span_start), wall + self.timer.remaining(mono)
 
-    def credited(self, until: float) -> None:
-        wall, mono = self.clock.time(), self.clock.monotonic()
-        self.timer.set_until(until, mono=mono, wall=wall)
+    def follow(self, until: float) -> None:
+        """The light's new end time (Unix seconds), as the credit that moved it returned it."""
+        if until <= self.clock.time():
+            return
+        self.timer.set_until(until, mono=self.clock.monotonic(), wall=self.clock.time())
         self._mark(until)
-        self.publish(dict(type="light", **self.state()))
+        self.tell("light", **self.state())
         self.wake.set()
 
     def state(self) -> Dict[str, Any]:
-        wall, mono = self.clock.time(), self.clock.monotonic()
-        rem = self.timer.remaining(mono)
-        return {"on": rem > 0, "remaining": round(rem, 3), "until": round(wall + rem, 3) if rem > 0 else None}
+        rem = self.timer.remaining(self.clock.monotonic())
+        until = round(self.clock.time() + rem, 3) if rem > 0 else None
+        return {"on": rem > 0, "remaining": round(rem, 3), "until": until}
 
     def switch_gpio(self, on: bool) -> None:
         """The GPIO output follows the light (before the matrix is drawn: the relay is the real lamp)."""
         if self.gpio is None:
             return
+        pin, word = self.gpio.pin, ("on" if on else "off")
         try:
             level = self.gpio.switch(on)
         except Exception as e:  # a pin fault must not stop the matrix or the ledger
-            self.log.warning(
-                "gpio pin %d: switching %s failed: %s", self.gpio.pin, "on" if on else "off", _one_line(e)
-            )
+            self.log.warning("gpio pin %d: switching %s failed: %s", pin, word, _one_line(e))
             return
-        self.log.info(
-            "gpio pin %d %s (level %s)", self.gpio.pin, "on" if on else "off", "high" if level else "low"
-        )
-        self.publish({"type": "gpio", "pin": self.gpio.pin, "on": on, "level": int(level)})
+        self.log.info("gpio pin %d %s (level %s)", pin, word, "high" if level else "low")
+        self.tell("gpio", pin=pin, on=on, level=int(level))
 
     def _next_change(self, mono: float) -> float:
         rem = self.timer.remaining(mono)
@@ -4997,264 +4138,129 @@ class Lamp:
         k = math.ceil(8 * rem / total - 1e-9)
         return max(0.01, min(rem, rem - (k - 1) / 8 * total))
 
+    def _clock_jumped(self, wall: float, mono: float) -> None:
+        """The wall clock jumped (a Pi without RTC setting its time): the stored end time moves with it."""
+        jump = (wall - mono) - self.offset
+        self.log.warning("the wall clock jumped by %+.1f s; the light keeps its paid duration", jump)
+        self.offset = wall - mono
+        until = self.span()[1] if self.timer.is_on(mono) else 0.0
+        try:
+            self.store.set_meta("light_until", repr(until))
+        except StateError:
+            _state_trouble(self.log)
+        self._mark(until)
+        if until:
+            self.tell("light", **self.state())
+
     async def run(self, stop: asyncio.Event) -> None:
-        was_on = None
+        was_on, look = None, dict(color=self.config.color, countdown=self.config.countdown)
         while not stop.is_set():
             self.wake.clear()
-            mono = self.clock.monotonic()
-            wall = self.clock.time()
+            mono, wall = self.clock.monotonic(), self.clock.time()
             if abs((wall - mono) - self.offset) > 1.0:
-                self.log.warning(
-                    "the wall clock jumped by %+.1f s; the light keeps its paid duration",
-                    (wall - mono) - self.offset,
-                )
-                self.offset = wall - mono
-                start, until = self.span()
-                try:
-                    self.store.set_meta("light_until", repr(until if self.timer.is_on(mono) else 0.0))
-                except StateError:
-                    _state_trouble(self.log)
-                self._mark(until if self.timer.is_on(mono) else 0.0)
-                if self.timer.is_on(mono):
-                    self.publish(dict(type="light", **self.state()))
+                self._clock_jumped(wall, mono)
             on = self.timer.is_on(mono)
             if on != was_on:
                 self.switch_gpio(on)
-            pixels = render_matrix(
-                on=on,
-                fraction=self.timer.fraction(mono),
-                color=self.config.color,
-                countdown=self.config.countdown,
-                status="ok" if on else self.status(),
-            )
+            status = "ok" if on else self.status()
+            pixels = render_matrix(on=on, fraction=self.timer.fraction(mono), status=status, **look)
             if await self.hw.show(pixels):
                 self.pixels = pixels
-                self.publish({"type": "matrix", "pixels": [list(p) for p in pixels]})
-            if on != was_on:
-                if was_on is not None:
-                    self.log.info("light %s", "on" if on else "off")
-                    self.publish(dict(type="light", **self.state()))
-                was_on = on
+                self.tell("matrix", pixels=[list(p) for p in pixels])
+            if was_on is not None and on != was_on:
+                self.log.info("light %s", "on" if on else "off")
+                self.tell("light", **self.state())
+            was_on = on
             await self.pulse.wait(stop, self._next_change(self.clock.monotonic()), self.wake)
 
 
-# --- 8e. Outbox: signed Data transactions, stored before they are sent -------
-
-
+# --- 8f. Outbox: signed transactions, stored before they are sent ------------
 class Outbox:
-    """Turns stored events into signed Data transactions and gets them onto the chain.
-
-    Every transaction is stored before its first broadcast; it is re-posted
-    unchanged until the node knows it, and re-signed (same entries, new
-    timestamp) only once it is too old ever to be accepted or the node refused
-    its timestamp. Rejections that retrying cannot fix mark it failed.
-    """
+    """Turns stored events into signed Data transactions and gets them (and refunds) onto the chain. Each
+    is stored before its first broadcast, re-posted unchanged until the node knows it, re-signed (new
+    timestamp) only when too old ever to be accepted or when its timestamp is refused; others: REFUSALS."""
 
     def __init__(
-        self,
-        config: Config,
-        keys: KeyPair,
-        *,
-        node: NodeClient,
-        store: Store,
-        clock: Clock,
-        publish: Callable[[Dict[str, Any]], None],
-        on_funds: Callable[[bool], None],
+        self, config: Config, keys: KeyPair, *, node: NodeClient, store: Store, clock: Clock, tell: _Tell
     ):
-        self.config = config
-        self.keys = keys
-        self.address = keys.address(config.chain_id)
-        self.node = node
-        self.store = store
-        self.clock = clock
-        self.publish = publish
-        self.on_funds = on_funds
-        self.log = logging.getLogger("iotlight.outbox")
-        self.wake = asyncio.Event()
-        now = clock.monotonic()
-        self.tx_limiter = RateLimiter(
-            config.max_tx_per_minute, 60.0, max(1, min(5, config.max_tx_per_minute)), now
-        )
+        self.config, self.keys, self.address = config, keys, keys.address(config.chain_id)
+        self.node, self.store, self.clock, self.tell = node, store, clock, tell
+        self.log, self.told = logging.getLogger("iotlight.outbox"), LogOnce()
+        self.wake, self.pulse, now = asyncio.Event(), Pulse(clock), clock.monotonic()
+        burst = max(1, min(5, config.max_tx_per_minute))
+        self.tx_limiter = RateLimiter(config.max_tx_per_minute, 60.0, burst, now)
         self.broadcast_limiter = RateLimiter(2, 1.0, 2, now)
-        self.last_build = -1e9
-        self.no_funds = False
-        self.told = LogOnce()  # the no-coins warning, once until coins arrive
-        self.next_funds_check = 0.0
-        self.node_offset_ms = 0
+        self.last_build, self.node_offset_ms, self.reconciled, self.count_ok = -1e9, 0, False, 0
+        self.no_funds, self.next_funds_check, self.next_status_check = False, 0.0, 0.0
         self.retry_at: Dict[str, float] = {}
-        self.retry_delays: Dict[str, Iterator[float]] = {}
-        self.next_status_check = 0.0
-        self.reconciled = False
-        self.count_ok = 0  # the press count last found on chain as joystick_count
-        # a scripted (smart) token costs 0.004 more fee per transfer: learnt from /assets/details
-        # (Daemon.learn_token) or from the node refusing a refund's fee, kept in the state file
+        self.retries: Dict[str, Backoff] = {}
+        self.next_count_check = now + COUNT_CHECK_INTERVAL  # count_ok: the press count last seen on chain
         self.smart_asset = store.token_fact(config.asset_id, "scripted") == "1"
         self.paid_on_chain: set = set()  # payment ids found in a block: their refunds may go out
-        self.next_count_check = now + COUNT_CHECK_INTERVAL
-        self.pulse = Pulse(clock)
-        self.fee_warned = False
 
     def now_ms(self) -> int:
-        return int(self.clock.time() * 1000) + self.node_offset_ms
-
-    async def reconcile_with_chain(self) -> None:
-        """Before the first transaction of a run, square the pending events with the chain. A state
-        file that lost its newest writes (a damaged write-ahead log) may hold as pending a press or
-        a receipt that went out already: those, found on chain with the same value, are marked sent.
-        Presses are numbered 1, 2, 3 ... never reused: numbering continues after the chain's
-        joystick_count, and a pending press whose number the chain holds for another press is
-        numbered anew."""
-        pending = [e for e in self.store.pending_events(10_000) if e.kind in ("joystick", "receipt")]
-        written = await self._written(
-            [entry["key"] for e in pending for entry in e.entries] + ["joystick_count"]
-        )
-        done = [e.seq for e in pending if all(written.get(x["key"]) == x["value"] for x in e.entries)]
-        on_chain = written.get("joystick_count")
-        if self.store.raise_press_count(on_chain if _is_int(on_chain) else 0, done):
-            self.log.warning(
-                "the state file was behind the chain (joystick_count %s): %d pending event(s) "
-                "were on chain already; press numbers continue after the chain's",
-                on_chain,
-                len(done),
-            )
-        self.reconciled = True
-
-    async def _written(self, keys: Sequence[str]) -> Dict[str, Any]:
-        """The device's Data entries on chain for these keys: key -> value (absent keys left out).
-        A few keys (the usual start, the joystick_count check) are asked one per request on the
-        single-key route, which public pools allow 20 a second; more go 25 to a request on the
-        address's data route, which they hold to 17 a minute per IP (a class sharing one IP)."""
-        written: Dict[str, Any] = {}
-        if len(keys) <= SINGLE_KEY_READS:
-            for key in keys:
-                try:
-                    item = await self.node.get(
-                        "/addresses/data/%s/%s" % (self.address, urllib.parse.quote(key, safe=""))
-                    )
-                except NodeRejected as e:
-                    if e.status != 404 or e.code not in (None, 304):  # 304: no data for this key
-                        raise
-                    continue
-                if isinstance(item, dict) and item.get("key") == key:
-                    written[key] = item.get("value")
-            return written
-        for i in range(0, len(keys), 25):
-            answer = await self.node.get(
-                "/addresses/data/%s" % self.address, [("key", k) for k in keys[i : i + 25]]
-            )
-            for item in answer if isinstance(answer, list) else []:
-                if isinstance(item, dict) and isinstance(item.get("key"), str):
-                    written[item["key"]] = item.get("value")
-        return written
+        """Unix ms to sign with: this clock, or the node's when this one is off by more than a minute."""
+        return self.clock.ms() + self.node_offset_ms
 
     def pending_count(self) -> int:
         return self.store.pending_event_count() + len(self.store.open_txs())
 
-    # -- building
     def build_due(self) -> float:
         """Seconds until the next transaction may be built (0 = now)."""
         mono = self.clock.monotonic()
         return max(self.last_build + self.config.coalesce_window - mono, self.tx_limiter.delay(mono), 0.0)
 
-    def build(
-        self, events: Sequence[PendingEvent], replaces: Optional[str] = None
-    ) -> Optional[Dict[str, Any]]:
-        entries = events_to_entries(events)
+    def build(self, events: Sequence[PendingEvent], replaces: Optional[str] = None) -> Optional[_Tx]:
+        entries, keys, c, now = events_to_entries(events), self.keys, self.config, self.now_ms()
         try:
-            tx = build_data_tx(
-                self.keys,
-                entries,
-                timestamp=self.now_ms(),
-                chain_id=self.config.chain_id,
-                fee=self.config.fee,
-                rules=self.config.rules,
-            )
+            tx = build_data_tx(keys, entries, timestamp=now, chain_id=c.chain_id, fee=c.fee, rules=c.rules)
         except EncodingError as e:
             self.log.error("cannot build a Data transaction from %d event(s): %s", len(events), e)
             return None
-        if self.config.fee and tx["fee"] > self.config.fee and not self.fee_warned:
-            self.fee_warned = True
-            self.log.warning(
-                "data.fee = %d is below the node's minimum for this transaction's size: sent with "
-                "%d instead (this and later ones); set data.fee = 0 for automatic fees",
-                self.config.fee,
-                tx["fee"],
-            )
-        self.store.queue_tx(tx, events, int(self.clock.time() * 1000), replaces=replaces)
-        self.publish({"type": "data_tx", "id": tx["id"], "status": "queued", "entries": len(entries)})
-        self.log.info(
-            "queued Data transaction %s with %d entries (fee %d)%s",
-            tx["id"],
-            len(entries),
-            tx["fee"],
-            " replacing %s" % replaces if replaces else "",
-        )
+        if c.fee and tx["fee"] > c.fee and self.told.first("fee"):
+            low = "data.fee = %d is below the node's minimum for this transaction's size: sent with %d instead (this and later ones); set data.fee = 0 for automatic fees"
+            self.log.warning(low, c.fee, tx["fee"])
+        self.store.queue_tx(tx, events, replaces=replaces)
+        txid, n, replacing = tx["id"], len(entries), (" replacing %s" % replaces if replaces else "")
+        self.tell("data_tx", id=txid, status="queued", entries=n)
+        self.log.info("queued Data transaction %s with %d entries (fee %d)%s", txid, n, tx["fee"], replacing)
         return tx
 
     def build_pending(self) -> None:
-        while self.build_due() <= 0:
-            events = pack_events(self.store.pending_events())
-            if not events:
-                return
-            mono = self.clock.monotonic()
-            self.tx_limiter.take(mono)
-            self.last_build = mono
+        while self.build_due() <= 0 and (events := pack_events(self.store.pending_events())):
+            self.last_build = self.clock.monotonic()
+            self.tx_limiter.take(self.last_build)
             if self.build(events) is None:
                 return
 
-    def sign_refund(self, payment_id: str, recipient: str, amount: int) -> Dict[str, Any]:
-        """A signed transfer of `amount` of the payment token back to `recipient` (the fee in the
-        chain's coin, from the device's balance); Store.credit_payments stores it with the credit.
-        Its attachment is the payment's id: it names what it refunds on chain, and two refunds of
-        the same amount to the same sender signed in the same millisecond are still two
-        transactions (a transfer's id covers its fields, not its signature)."""
-        return build_transfer_tx(
-            self.keys,
-            recipient=recipient,
-            amount=amount,
-            asset_id=self.config.asset_id,
-            timestamp=self.now_ms(),
-            chain_id=self.config.chain_id,
-            fee=transfer_fee(self.config.rules, smart_asset=self.smart_asset),
-            attachment=b58decode(payment_id),
-        )
+    def sign_refund(self, payment_id: str, recipient: str, amount: int) -> _Tx:
+        """A signed refund; its attachment (the payment's id) keeps two same refunds in one ms apart."""
+        c, fee = self.config, transfer_fee(self.config.rules, smart_asset=self.smart_asset)
+        what = dict(recipient=recipient, amount=amount, asset_id=c.asset_id, attachment=b58decode(payment_id))
+        return build_transfer_tx(self.keys, **what, timestamp=self.now_ms(), chain_id=c.chain_id, fee=fee)
 
-    def _kind(self, txid: str) -> str:
-        return "refund transfer" if self.store.refund_of(txid) else "Data transaction"
-
-    def _publish_status(self, txid: str, status: str, **extra: Any) -> None:
-        """A data_tx event, or a refund event when the transaction is a refund."""
-        refund = self.store.refund_of(txid)
+    def _tell_status(self, txid: str, status: str, **extra: Any) -> None:
+        refund, height = self.store.refund_of(txid), extra.get("height")
+        if status not in ("queued", "failed"):
+            what = "refund transfer" if refund else "Data transaction"
+            self.log.info("%s %s %s%s", what, txid, status, " at height %d" % height if height else "")
         if refund is None:
-            self.publish(dict({"type": "data_tx", "id": txid, "status": status}, **extra))
+            self.tell("data_tx", id=txid, status=status, **extra)
         else:
-            self.publish(
-                dict(
-                    {
-                        "type": "refund",
-                        "payment_id": refund["payment_id"],
-                        "id": txid,
-                        "amount": refund["amount"],
-                        "status": status,
-                    },
-                    **extra,
-                )
-            )
+            paid = refund["payment_id"]
+            self.tell("refund", payment_id=paid, id=txid, amount=refund["amount"], status=status, **extra)
 
-    # -- broadcasting
     async def broadcast_open(self) -> None:
         mono = self.clock.monotonic()
         for row in self.store.open_txs():
             if self.no_funds:
                 return
-            txid = row["id"]
-            if row["status"] == "broadcast" or self.retry_at.get(txid, 0) > mono:
+            if row["status"] == "broadcast" or self.retry_at.get(row["id"], 0) > mono:
                 continue
-            refund = self.store.refund_of(txid) if row["tx"].get("type") == TX_TRANSFER else None
+            refund = self.store.refund_of(row["id"]) if row["tx"].get("type") == TX_TRANSFER else None
             if refund is not None and refund["payment_id"] not in self.paid_on_chain:
                 continue  # a refund goes out only once its payment is seen in a block (check_statuses)
-            wait = self.broadcast_limiter.delay(self.clock.monotonic())
-            if wait > 0:
+            if (wait := self.broadcast_limiter.delay(self.clock.monotonic())) > 0:
                 self.wake_in(wait)
                 return
             self.broadcast_limiter.take(self.clock.monotonic())
@@ -5265,212 +4271,161 @@ class Outbox:
         asyncio.get_running_loop().call_later(seconds, self.wake.set)
 
     def set_smart_asset(self, scripted: bool) -> None:
-        """Whether the payment token is scripted (its transfers, so refunds, pay the extra fee)."""
+        """Whether the token is scripted (said /assets/details or a refused fee): transfers pay 0.004 more."""
         if scripted != self.smart_asset:
-            self.log.info(
-                "the payment token is %sscripted: refunds pay %s fee",
-                "" if scripted else "not ",
-                "the smart-asset" if scripted else "the plain",
-            )
+            is_, fee = ("", "the smart-asset") if scripted else ("not ", "the plain")
+            self.log.info("the payment token is %sscripted: refunds pay %s fee", is_, fee)
         self.smart_asset = scripted
         try:
             self.store.set_token_fact(self.config.asset_id, "scripted", "1" if scripted else "0")
         except StateError:
             _state_trouble(self.log)
 
-    async def broadcast_one(self, row: Dict[str, Any]) -> bool:
+    async def broadcast_one(self, row: _Tx) -> bool:
         """Post one stored transaction; False when no node could be asked."""
         txid, tx = row["id"], row["tx"]
-        now_ms = int(self.clock.time() * 1000)
         try:
             await self.node.broadcast(tx)
         except NodeRejected as e:
-            msg = str(e)
-            low = msg.lower()
-            if "already in the state" in low:
-                self._set(txid, "broadcast", attempt=True)
-                self.next_status_check = 0.0
-            elif (
-                "unavailable funds" in low
-                or "balance" in low
-                and ("negative" in low or "not enough" in low or "insufficient" in low or "errors" in low)
-            ):
-                if self.told.first("funds"):
-                    self.log.warning(
-                        "not enough coins for the fee of %s: %s; entries wait until funds arrive",
-                        txid,
-                        describe_refusal(e, rules=self.config.rules),
-                    )
-                self.no_funds = True
-                self.next_funds_check = self.clock.monotonic() + 10.0
-                self.on_funds(False)
-            elif e.code == 303 or "timestamp" in low:
-                await self.resync_clock(msg)
-                self.resign(txid, "the node refused its timestamp: %s" % msg)
-            elif (
-                "does not exceed minimal value" in low
-                and self.store.refund_of(txid) is not None
-                and int(tx.get("fee") or 0) < transfer_fee(self.config.rules, smart_asset=True)
-            ):
-                # a refund of a scripted token signed before its script was known: once more with
-                # the smart-asset fee (never a third time: that fee is the highest a transfer needs)
-                self.set_smart_asset(True)
-                self.resign(txid, "the token is scripted and its transfers cost 0.004 more: %s" % msg)
-            else:
-                self.log.error(
-                    "the node rejected %s %s: %s",
-                    self._kind(txid),
-                    txid,
-                    describe_refusal(e, rules=self.config.rules),
-                )
-                self.store.set_tx_status(txid, "failed", now_ms, error=msg)  # its events stay with it
-                self._forget(txid)
-                self._publish_status(txid, "failed", error=msg)
+            await self._refused(txid, tx, e)
             return True
-        except NodeError as e:
-            delays = self.retry_delays.setdefault(txid, backoff_delays(1.0, 60.0))
-            delay = max(next(delays), self.node.retry_in())
+        except NodeError as e:  # also a node of another network, which the client leaves aside
+            backoff = self.retries.setdefault(txid, Backoff(1.0, 60.0))
+            delay = max(backoff.failure(getattr(e, "retry_after", None)), self.node.retry_in())
             self.retry_at[txid] = self.clock.monotonic() + delay
-            self.store.set_tx_status(txid, "queued", now_ms, attempt=True)
+            self.store.set_tx_status(txid, "queued", attempt=True)
             self.log.debug("broadcast of %s failed (%s); again in %.1fs", txid, e, delay)
             self.wake_in(delay)
             return False
-        self.retry_delays.pop(txid, None)
-        self.retry_at.pop(txid, None)
         self._set(txid, "broadcast", attempt=True)
         return True
 
-    def _set(self, txid: str, status: str, *, height: Optional[int] = None, attempt: bool = False) -> None:
-        self.store.set_tx_status(txid, status, int(self.clock.time() * 1000), height=height, attempt=attempt)
-        if status not in OUTBOX_OPEN:
-            self._forget(txid)
-        self._publish_status(txid, status, **({"height": height} if height is not None else {}))
-        self.log.info(
-            "%s %s %s%s", self._kind(txid), txid, status, " at height %d" % height if height else ""
-        )
+    async def _refused(self, txid: str, tx: _Tx, e: NodeRejected) -> None:
+        """What the node's refusal of a broadcast means for the transaction (REFUSALS)."""
+        kind, refund = e.refusal.kind, self.store.refund_of(txid)
+        smart_fee = transfer_fee(self.config.rules, smart_asset=True)
+        if kind == "known":
+            self._set(txid, "broadcast", attempt=True)
+            self.next_status_check = 0.0
+        elif kind in ("no_coins", "no_tokens"):
+            if self.told.first("funds"):
+                poor = "not enough coins for the fee of %s: %s; entries wait until funds arrive"
+                self.log.warning(poor, txid, describe_refusal(e, rules=self.config.rules))
+            self.no_funds, self.next_funds_check = True, self.clock.monotonic() + 10.0
+            self.tell("funds", ok=False)
+        elif kind == "timestamp":
+            await self.resync_clock(str(e))
+            self.resign(txid, "the node refused its timestamp: %s" % e)
+        elif kind == "fee" and refund is not None and int(tx.get("fee") or 0) < smart_fee:
+            # signed before the token's script was known: once more (the smart-asset fee is the highest)
+            self.set_smart_asset(True)
+            self.resign(txid, "the token is scripted and its transfers cost 0.004 more: %s" % e)
+        else:
+            what = "refund transfer" if refund else "Data transaction"
+            why = describe_refusal(e, rules=self.config.rules)
+            self.log.error("the node rejected %s %s: %s", what, txid, why)
+            self._set(txid, "failed", error=str(e))  # its events stay with it
 
-    def _forget(self, txid: str) -> None:
-        """No more broadcasts of this one: drop its retry bookkeeping."""
+    def _set(self, txid: str, status: str, *, attempt: bool = False, **extra: Any) -> None:
+        """Store a transaction's new status (with its `height` or `error`) and tell it."""
+        self.store.set_tx_status(txid, status, attempt=attempt, **extra)
         self.retry_at.pop(txid, None)
-        self.retry_delays.pop(txid, None)
+        self.retries.pop(txid, None)
+        self._tell_status(txid, status, **{k: v for k, v in extra.items() if v not in (None, "")})
 
     async def resync_clock(self, why: str) -> None:
         try:
-            node_ms = await self.node.node_time_ms()
+            offset = await self.node.node_time_ms() - self.clock.ms()
         except NodeError:
             return
-        offset = node_ms - int(self.clock.time() * 1000)
-        if abs(offset) > 60_000:
-            self.log.warning(
-                "this clock is %+.0f s off the node's (%s); signing with the node's time "
-                "(set the clock: a Pi without RTC needs network time)",
-                offset / 1000,
-                why,
-            )
-            self.node_offset_ms = offset
-        else:
-            self.node_offset_ms = 0
+        self.node_offset_ms = offset if abs(offset) > CLOCK_SKEW_LIMIT * 1000 else 0
+        if self.node_offset_ms:
+            off = "this clock is %+.0f s off the node's (%s); signing with the node's time (set the clock: a Pi without RTC needs network time)"
+            self.log.warning(off, offset / 1000, why)
 
     def resign(self, txid: str, why: str) -> None:
-        self._forget(txid)
-        refund = self.store.refund_of(txid)
-        if refund is not None:
+        self.retry_at.pop(txid, None)
+        self.retries.pop(txid, None)
+        if (refund := self.store.refund_of(txid)) is not None:
             self.resign_refund(txid, refund, why)
-            return
-        events = self.store.events_of(txid)
-        if not events:
-            self.store.set_tx_status(txid, "replaced", int(self.clock.time() * 1000), error=why)
-            return
-        self.log.info("re-signing Data transaction %s: %s", txid, why)
-        self.build(events, replaces=txid)
+        elif events := self.store.events_of(txid):
+            self.log.info("re-signing Data transaction %s: %s", txid, why)
+            self.build(events, replaces=txid)
+        else:
+            self.store.set_tx_status(txid, "replaced", error=why)
 
     def resign_refund(self, txid: str, refund: Dict[str, Any], why: str) -> None:
-        """Re-sign a refund that can never land as it is (too old, or its timestamp refused): same
-        recipient and amount, a new timestamp; its receipt is written again with the new id."""
+        """Re-sign a refund that can never land as it is: new timestamp, receipt rewritten with the new id."""
         try:
             tx = self.sign_refund(refund["payment_id"], refund["recipient"], refund["amount"])
         except EncodingError as e:
             self.log.error("cannot re-sign refund transfer %s: %s", txid, e)
             return
-        span = refund["receipt"]
-        receipt = receipt_entry(
-            refund["payment_id"], span["seconds"], span["from"], span["until"], (tx["id"], refund["amount"])
-        )
-        self.store.replace_refund(txid, tx, receipt, int(self.clock.time() * 1000))
+        served = [refund["receipt"][key] for key in ("seconds", "from", "until")]
+        receipt = receipt_entry(refund["payment_id"], *served, (tx["id"], refund["amount"]))
+        self.store.replace_refund(txid, tx, receipt, self.clock.ms())
         self.log.info("re-signed refund transfer %s as %s: %s", txid, tx["id"], why)
-        self._publish_status(tx["id"], "queued")
+        self._tell_status(tx["id"], "queued")
 
-    def refund_payments(self, rows: List[Dict[str, Any]]) -> Dict[str, str]:
-        """Refund transaction id -> its payment's id, for the open refunds among `rows`."""
-        out = {}
-        for row in rows:
-            if row["tx"].get("type") == TX_TRANSFER:
-                refund = self.store.refund_of(row["id"])
-                if refund is not None:
-                    out[row["id"]] = refund["payment_id"]
-        return out
+    async def reconcile_with_chain(self) -> None:
+        """Before the first transaction: a state file that lost its newest writes (a damaged WAL) may hold as
+        pending what is on chain already (marked sent then); press numbers continue after joystick_count."""
+        pending = [e for e in self.store.pending_events(10_000) if e.kind in ("joystick", "receipt")]
+        written = await self._written([x["key"] for e in pending for x in e.entries] + ["joystick_count"])
+        done = [e.seq for e in pending if all(written.get(x["key"]) == x["value"] for x in e.entries)]
+        on_chain = written.get("joystick_count")
+        if self.store.raise_press_count(on_chain if _is_int(on_chain) else 0, done):
+            behind = "the state file was behind the chain (joystick_count %s): %d pending event(s) were on chain already; press numbers continue after the chain's"
+            self.log.warning(behind, on_chain, len(done))
+        self.reconciled = True
 
-    # -- confirming
+    async def _written(self, keys: Sequence[str]) -> Dict[str, Any]:
+        """The device's Data entries on chain for these keys (absent ones left out). A few go one per request
+        (pools allow 20 a second); more go 25 to a request on the data route (pools: 17 a minute per IP)."""
+        if len(keys) > SINGLE_KEY_READS:
+            starts = range(0, len(keys), 25)
+            chunks = [await self.node.data_entries(self.address, keys[i : i + 25]) for i in starts]
+            return {key: value for chunk in chunks for key, value in chunk.items()}
+        values = [(k, await self.node.data_entry(self.address, k)) for k in keys]
+        return {k: v for k, v in values if v is not None}
+
     async def check_statuses(self) -> None:
-        rows = self.store.open_txs()
-        if not rows:
+        if not (rows := self.store.open_txs()[:100]):
             return
-        rows = rows[:100]
-        refunds = self.refund_payments(rows)
-        statuses = await self.node.statuses([r["id"] for r in rows] + sorted(set(refunds.values())))
-        for payment_id in set(refunds.values()):
-            if (statuses.get(payment_id) or {}).get("status") == "confirmed":
-                if payment_id not in self.paid_on_chain:
-                    self.wake.set()  # its refund may go out now
-                self.paid_on_chain.add(payment_id)
-            else:
-                self.paid_on_chain.discard(payment_id)
+        refunds = {r["id"]: self.store.refund_of(r["id"]) for r in rows if r["tx"].get("type") == TX_TRANSFER}
+        refunds = {txid: refund["payment_id"] for txid, refund in refunds.items() if refund}
+        payments = set(refunds.values())
+        statuses = await self.node.statuses([r["id"] for r in rows] + sorted(payments))
+        confirmed = {p for p in payments if (statuses.get(p) or {}).get("status") == "confirmed"}
+        if confirmed - self.paid_on_chain:
+            self.wake.set()  # their refunds may go out now
+        self.paid_on_chain = (self.paid_on_chain - payments) | confirmed
         now_ms = self.now_ms()
         for row in rows:
-            st = statuses.get(row["id"])
-            if not st:
-                continue
-            status = st.get("status")
-            payment_id = refunds.get(row["id"])
-            if (
-                payment_id is not None
-                and payment_id not in self.paid_on_chain
-                and status == "not_found"
-                and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS
-            ):
-                # the payment left the chain (a rollback) before its refund went out, and stayed away
-                # longer than a transaction may wait: no refund for a payment the chain does not hold
+            txid, payment_id = row["id"], refunds.get(row["id"])
+            status = (statuses.get(txid) or {}).get("status")
+            lost = status == "not_found" and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS
+            if lost and payment_id is not None and payment_id not in self.paid_on_chain:
+                # the payment left the chain (a rollback) for longer than a transaction may wait: no refund
                 why = "its payment %s is no longer on chain" % payment_id
-                self.log.warning("refund transfer %s dropped: %s", row["id"], why)
-                self.store.set_tx_status(row["id"], "failed", int(self.clock.time() * 1000), error=why)
-                self._forget(row["id"])
-                self._publish_status(row["id"], "failed", error=why)
-                continue
-            if status == "confirmed":
-                h = st.get("height")
-                self._set(row["id"], "confirmed", height=h if _is_int(h) else None)
+                self.log.warning("refund transfer %s dropped: %s", txid, why)
+                self._set(txid, "failed", error=why)
+            elif status == "confirmed":
+                height = statuses[txid].get("height")
+                self._set(txid, "confirmed", height=height if _is_int(height) else None)
             elif status == "unconfirmed" and row["status"] == "queued":
-                self._set(row["id"], "broadcast")  # the node has it (an earlier post got through)
+                self._set(txid, "broadcast")  # the node has it (an earlier post got through)
+            elif lost:
+                self.resign(txid, "it is too old for the node to accept and the node does not know it")
             elif status == "not_found" and row["status"] == "broadcast":
-                if now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS:
-                    self.resign(
-                        row["id"], "it is too old for the node to accept and the node does not know it"
-                    )
-                else:
-                    # dropped from the pool (node restart, expiry): post the same signed JSON again
-                    self.store.set_tx_status(row["id"], "queued", int(self.clock.time() * 1000))
-            elif status == "not_found" and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS:
-                self.resign(row["id"], "it is too old for the node to accept and the node does not know it")
+                self.store.set_tx_status(txid, "queued")  # dropped from the pool: post the same JSON again
 
-    def recheck_count(self) -> None:
-        """After a rollback: look at the chain's joystick_count again once all is confirmed."""
+    def recheck_after_rollback(self, height: int) -> None:
+        """The chain went back to `height`: check joystick_count again; a refund confirmed in a block that
+        may be gone is asked about again, and re-posted unchanged if lost (its id can land once)."""
         self.count_ok = 0
-
-    def recheck_refunds(self, height: int) -> None:
-        """After a rollback to `height`: a refund confirmed in a block that may be gone is checked
-        again; if the chain lost it, the same signed transfer goes out again (its id can land once)."""
         try:
-            n = self.store.reopen_refunds(height - REORG_MARGIN, int(self.clock.time() * 1000))
+            n = self.store.reopen_refunds(height - REORG_MARGIN, self.clock.ms())
         except StateError:
             _state_trouble(self.log)
             return
@@ -5480,11 +4435,9 @@ class Outbox:
             self.wake.set()
 
     async def check_press_count(self) -> None:
-        """joystick_count on chain is whichever transaction came last: a rollback that puts an older
-        press transaction back into a block after a newer one leaves the chain's count behind. Once
-        everything is confirmed, compare it with the presses written and, if behind, write it again."""
-        own = self.store.press_count()
-        mono = self.clock.monotonic()
+        """joystick_count on chain is whichever transaction came last, so a rollback can leave it behind
+        the presses written: once all is confirmed, compare, and write it again if behind."""
+        own, mono = self.store.press_count(), self.clock.monotonic()
         if own == self.count_ok or mono < self.next_count_check:
             return
         self.next_count_check = mono + COUNT_CHECK_INTERVAL
@@ -5492,13 +4445,9 @@ class Outbox:
         if _is_int(value) and value >= own:
             self.count_ok = own
             return
-        self.log.warning(
-            "joystick_count on chain is %s but %d presses were written (a rollback put an older "
-            "transaction last): writing the count again",
-            value,
-            own,
-        )
-        self.store.add_count_event(int(self.clock.time() * 1000))
+        rewrite = "joystick_count on chain is %s but %d presses were written (a rollback put an older transaction last): writing the count again"
+        self.log.warning(rewrite, value, own)
+        self.store.add_count_event()
         self.wake.set()
 
     async def check_funds(self) -> None:
@@ -5506,97 +4455,74 @@ class Outbox:
             return
         self.next_funds_check = self.clock.monotonic() + 10.0
         balance = await self.node.balance(self.address)
-        need = max((r["tx"].get("fee", 0) for r in self.store.open_txs()), default=0)
-        if balance >= need:
-            self.log.info(
-                "coins for fees arrived (%s); sending the waiting entries",
-                format_coins(balance, self.config.rules),
-            )
+        if balance >= max((r["tx"].get("fee", 0) for r in self.store.open_txs()), default=0):
+            coins = format_coins(balance, self.config.rules)
+            self.log.info("coins for fees arrived (%s); sending the waiting entries", coins)
             self.told.over("funds")
             self.no_funds = False
-            self.on_funds(True)
+            self.tell("funds", ok=True)
+
+    async def _round(self) -> float:
+        """One round: build, broadcast, confirm; returns how long to wait for the next."""
+        if self.store.failing:
+            self.store.probe()  # no outbox writes while the disk is full: the reserve is for presses
+        if not self.reconciled:
+            await self.reconcile_with_chain()
+        self.build_pending()
+        await self.check_funds()
+        await self.broadcast_open()
+        if self.clock.monotonic() >= self.next_status_check:
+            self.next_status_check = self.clock.monotonic() + STATUS_CHECK_INTERVAL
+            await self.check_statuses()
+        open_txs, pending = self.store.open_txs(), self.store.pending_event_count()
+        if not open_txs and not pending:
+            await self.check_press_count()
+        timeout = STATUS_CHECK_INTERVAL if open_txs else 30.0
+        if pending:
+            return min(timeout, max(0.01, self.build_due()))
+        if not open_txs and self.count_ok != self.store.press_count():  # the count is checked once all is out
+            return min(timeout, max(0.5, self.next_count_check - self.clock.monotonic()))
+        return timeout
 
     async def run(self, stop: asyncio.Event) -> None:
-        delays = backoff_delays(1.0, 60.0)
+        backoff = Backoff(1.0, 60.0)
         while not stop.is_set():
             self.wake.clear()
             try:
-                if self.store.failing:
-                    self.store.probe()  # no outbox writes while the disk is full: the reserve is for presses
-                if not self.reconciled:
-                    await self.reconcile_with_chain()
-                self.build_pending()
-                await self.check_funds()
-                await self.broadcast_open()
-                if self.clock.monotonic() >= self.next_status_check:
-                    self.next_status_check = self.clock.monotonic() + STATUS_CHECK_INTERVAL
-                    await self.check_statuses()
-                if not self.store.open_txs() and not self.store.pending_event_count():
-                    await self.check_press_count()
-                delays = backoff_delays(1.0, 60.0)
-                timeout = STATUS_CHECK_INTERVAL if self.store.open_txs() else 30.0
-                if self.store.pending_event_count():
-                    timeout = min(timeout, max(0.01, self.build_due()))
-                elif self.count_ok != self.store.press_count():
-                    timeout = min(timeout, max(0.5, self.next_count_check - self.clock.monotonic()))
+                timeout = await self._round()
+                backoff.success()
             except Exception as e:
-                timeout = _retry_delay(self.log, "outbox", e, delays, self.node)
+                timeout = _retry_delay(self.log, "outbox", e, backoff, self.node)
             await self.pulse.wait(stop, timeout, self.wake)
 
 
-# --- 8f. Telemetry: the sensors, every data.telemetry_interval ---------------
-
-
+# --- 8g. Telemetry: the sensors, every data.telemetry_interval ---------------
 class Telemetry:
-    """Reads temperature, humidity and pressure every `data.telemetry_interval` seconds."""
-
-    def __init__(
-        self,
-        config: Config,
-        hardware: Any,
-        store: Store,
-        clock: Clock,
-        wake: Callable[[], None],
-        publish: Callable[[Dict[str, Any]], None] = lambda message: None,
-    ):
-        self.config = config
-        self.hw = hardware
-        self.store = store
-        self.clock = clock
-        self.wake = wake
-        self.publish = publish
-        self.log = logging.getLogger("iotlight.telemetry")
-        self.failed = LogOnce()  # topic: a reading that failed
-        self.pulse = Pulse(clock)
+    def __init__(self, config: Config, hardware: Any, store: Store, clock: Clock, tell: _Tell):
+        self.config, self.hw, self.store, self.clock, self.tell = config, hardware, store, clock, tell
+        self.log, self.told, self.pulse = logging.getLogger("iotlight.telemetry"), LogOnce(), Pulse(clock)
 
     async def read_once(self) -> None:
         reading = await self.hw.read_environment()
-        for field in ("temperature_c", "humidity_pct", "pressure_hpa"):
-            if reading.get(field) is None:
-                if self.failed.first(field):
-                    self.log.warning("sensor reading %s failed; it is left out until it works again", field)
-            else:
-                self.failed.over(field)
-        now_ms = int(self.clock.time() * 1000)
+        for _, field in TELEMETRY_FIELDS:
+            if reading.get(field) is not None:
+                self.told.over(field)
+            elif self.told.first(field):
+                self.log.warning("sensor reading %s failed; it is left out until it works again", field)
         try:
-            entries = telemetry_entries(reading, now_ms)
+            entries = telemetry_entries(reading, self.clock.ms())
         except EncodingError as e:
             self.log.warning("sensor reading left out: %s", e)
             return
         if entries:
             try:
-                self.store.add_event("telemetry", entries, now_ms)
+                self.store.add_event("telemetry", entries)
             except StateError:
                 _state_trouble(self.log)
                 return
-            self.wake()
-            message: Dict[str, Any] = {"type": "telemetry"}
-            message.update(
-                (field, round(reading[field], 2))
-                for key, field in TELEMETRY_FIELDS
-                if reading.get(field) is not None and math.isfinite(reading[field])
-            )
-            self.publish(message)
+            values = {f: reading.get(f) for _, f in TELEMETRY_FIELDS}
+            values = {f: round(v, 2) for f, v in values.items() if v is not None and math.isfinite(v)}
+            self.tell("telemetry", **values)  # the Daemon wakes the outbox too
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -5604,62 +4530,35 @@ class Telemetry:
             await self.pulse.wait(stop, self.config.telemetry_interval)
 
 
-# --- 8g. Monitor: WebSocket server, dashboard page, terminal client ----------
-#
-# One port serves three things: the WebSocket endpoint (`/` and `/ws`), the
-# dashboard page (`GET /` without an upgrade) and the device address as a QR
-# code (`GET /qr.svg`). Every client gets the state snapshot first, then the
-# events the daemon publishes. publish() never waits: each client has its own
-# bounded queue drained by its own sender task, and a client whose queue is
-# full is dropped, so a stalled browser never slows the daemon or the others.
-
+# --- 8h. Monitor: WebSocket server, dashboard page, QR code --------------------
 monitor_log = logging.getLogger("iotlight.monitor")
-
-# Close codes (RFC 6455 section 7.4.1).
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-
+CLOSE_GOING_AWAY, CLOSE_UNSUPPORTED_DATA, CLOSE_INVALID_DATA = 1001, 1003, 1007  # RFC 6455 7.4.1
+CLOSE_POLICY_VIOLATION, CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER = 1008, 1011, 1013
 MONITOR_CLOSE_TIMEOUT = 5.0  # seconds a closing handshake may take before the socket is cut
 MONITOR_MESSAGE_RATE = 10.0  # messages a second a client may send on average (it need send none) ...
 MONITOR_MESSAGE_BURST = 20  # ... and at once; a client that sends faster is closed (1008)
-
-
-def _http_port(scheme: str, port: Optional[int]) -> int:
-    """The port a URL means, with the scheme's default when none is written."""
-    if port is not None:
-        return port
-    return 443 if scheme in ("https", "wss") else 80
+_LISTEN_FAILED = "monitor cannot listen on %s:%s: %s; set monitor.port to a free port (0 turns the monitor off) or stop the program using it"
 
 
 def is_same_origin(origin: str, host: str) -> bool:
     """Whether an Origin header (scheme://host[:port]) names the Host header's host:port."""
     try:
-        o = urllib.parse.urlsplit(origin)
-        h = urllib.parse.urlsplit("//" + host)
+        o, h = urllib.parse.urlsplit(origin), urllib.parse.urlsplit("//" + host)
         if not o.hostname or not h.hostname:
             return False
-        return (o.hostname.lower(), _http_port(o.scheme, o.port)) == (
-            h.hostname.lower(),
-            _http_port(o.scheme, h.port),
-        )
+        default = 443 if o.scheme in ("https", "wss") else 80  # the port when none is written
+        ports = [default if port is None else port for port in (o.port, h.port)]
+        return o.hostname.lower() == h.hostname.lower() and ports[0] == ports[1]
     except ValueError:  # a port that is not a number
         return False
 
 
 def _peer_ip(connection: Any) -> str:
-    """The client's IP address: what the per-address cap counts."""
-    addr = connection.remote_address
-    return str(addr[0]) if addr else "?"
+    return str(connection.remote_address[0]) if connection.remote_address else "?"
 
 
 def _own_host_names(host: str) -> set:
-    """Names a Host header may carry besides loopback names and addresses: monitor.host, the
-    machine's host name and its mDNS name (NAME.local). The fully qualified name is added by a
-    thread once the resolver answers (without a network it may take long)."""
+    """monitor.host, the machine's name and NAME.local; a thread adds the FQDN (slow without a network)."""
     hostname = socket.gethostname().lower().rstrip(".")
     names = {hostname, hostname.split(".")[0] + ".local"}
     if host.lower() not in ("0.0.0.0", "::", "[::]"):  # a wildcard is no name
@@ -5674,34 +4573,36 @@ def _own_host_names(host: str) -> set:
 
 def _same_address(name: str, local: str) -> bool:
     """Whether a Host name is the IP address the client connected to (one of this machine's)."""
-    import ipaddress
-
     try:
-        a = ipaddress.ip_address(name)
-        b = ipaddress.ip_address(local.split("%")[0])
+        a, b = ipaddress.ip_address(name), ipaddress.ip_address(local.split("%")[0])
     except ValueError:
         return False
-    if isinstance(b, ipaddress.IPv6Address) and b.ipv4_mapped is not None:
-        b = b.ipv4_mapped
-    return a == b
+    return a == (getattr(b, "ipv4_mapped", None) or b)  # ::ffff:10.1.2.3 is 10.1.2.3
+
+
+def _reply(conn: ServerConnection, status: int, body: str, mime: str = "text/plain; charset=utf-8") -> Any:
+    """An HTTP answer that no cache keeps and no browser sniffs."""
+    response = conn.respond(http.HTTPStatus(status), body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = mime
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token rides in the query
+    return response
 
 
 class _MonitorClient:
-    """One connected WebSocket client: its queue, the task that drains it, its message budget."""
-
-    def __init__(self, ws: ServerConnection, queue_size: int, rate: float, burst: int):
-        self.ws = ws
+    def __init__(self, ws: ServerConnection, queue_size: int, limiter: RateLimiter):
+        self.ws, self.limiter, self.dropped = ws, limiter, False
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self.sender: Optional[asyncio.Task] = None
-        self.dropped = False
-        addr = ws.remote_address
-        self.peer = "%s:%s" % (addr[0], addr[1]) if addr else "?"
-        self.ip = _peer_ip(ws)
-        self.limiter = RateLimiter(rate, 1.0, burst, time.monotonic())
+        self.peer, self.ip = ("%s:%s" % ws.remote_address[:2] if ws.remote_address else "?"), _peer_ip(ws)
 
 
 class Monitor:
-    """The live monitor: WebSocket events, the dashboard page and the address QR code."""
+    """One port serves the WebSocket endpoint (`/`, `/ws`), the dashboard (`GET /`) and the address as a QR
+    code (`GET /qr.svg`). Every client gets the state snapshot, then the events. publish() never waits: each
+    client's bounded queue is drained by its own task, and a client whose queue is full is dropped."""
 
     def __init__(
         self,
@@ -5717,20 +4618,14 @@ class Monitor:
         ping_interval: float = 20.0,
         message_rate: float = MONITOR_MESSAGE_RATE,
         message_burst: int = MONITOR_MESSAGE_BURST,
+        clock: Optional[Clock] = None,
     ):
-        self.host = host
-        self.port = port
-        self._token = token
-        self._snapshot = snapshot
-        self._max_clients = max_clients
-        self._max_per_address = max_clients_per_address
-        self._message_rate = message_rate
-        self._message_burst = message_burst
+        self.clock, self.host, self._token, self._ping_interval = clock or Clock(), host, token, ping_interval
+        self.port, self._message_rate, self._message_burst = port, message_rate, message_burst
+        self._snapshot, self._queue_size, self._max_frame = snapshot, queue_size, max_frame
+        self._max_clients, self._max_per_address = max_clients, max_clients_per_address
         self._per_address: Dict[str, int] = {}  # open clients by IP address
         self._names: set = set()  # host names this device answers to (filled by start)
-        self._queue_size = queue_size
-        self._max_frame = max_frame
-        self._ping_interval = ping_interval
         self._server: Any = None
         self._clients: Dict[ServerConnection, _MonitorClient] = {}
         self._closing: set = set()  # tasks closing dropped clients
@@ -5741,21 +4636,19 @@ class Monitor:
         """How many WebSocket clients are connected (dropped ones until their socket is gone)."""
         return len(self._clients)
 
-    # -- lifecycle ------------------------------------------------------------
-
     async def start(self) -> None:
         """Listen on host:port (port 0 picks a free one, then self.port tells which)."""
         ping = self._ping_interval if self._ping_interval > 0 else None
         self._names = _own_host_names(self.host)
+        log = logging.getLogger("iotlight.monitor.websockets")
+        if not log.filters:
+            log.addFilter(_QuietWebsocketsLog())
+        accepted = self._accepted  # so that close() finds those that never finished their handshake
         try:
             from websockets.asyncio.server import ServerConnection
             from websockets.asyncio.server import serve as ws_serve
 
-            accepted = self._accepted
-
             class TrackedConnection(ServerConnection):  # type: ignore[misc]
-                """A connection the monitor can still find when it never finished its handshake."""
-
                 def connection_made(self, transport: Any) -> None:
                     super().connection_made(transport)
                     accepted.add(self)
@@ -5764,25 +4657,13 @@ class Monitor:
                     accepted.discard(self)
                     super().connection_lost(exc)
 
-            self._server = await ws_serve(
-                self._handle,
-                self.host,
-                self.port,
-                create_connection=TrackedConnection,
-                logger=_handshake_logger(),
-                open_timeout=5.0,  # slowloris: a handshake not done in 5 s is dropped
-                process_request=self._process_request,
-                max_size=self._max_frame,
-                ping_interval=ping,
-                ping_timeout=ping,
-                close_timeout=MONITOR_CLOSE_TIMEOUT,
-            )
+            # open_timeout: a handshake not done in 5 s is dropped (slowloris)
+            limits = dict(max_size=self._max_frame, open_timeout=5.0, close_timeout=MONITOR_CLOSE_TIMEOUT)
+            limits.update(ping_interval=ping, ping_timeout=ping)
+            hooks = dict(create_connection=TrackedConnection, process_request=self._process_request)
+            self._server = await ws_serve(self._handle, self.host, self.port, logger=log, **hooks, **limits)
         except OSError as exc:
-            raise IotlightError(
-                "monitor cannot listen on %s:%s: %s; set monitor.port to a free port "
-                "(0 turns the monitor off) or stop the program using it"
-                % (self.host, self.port, exc.strerror or exc)
-            ) from None
+            raise IotlightError(_LISTEN_FAILED % (self.host, self.port, exc.strerror or exc)) from None
         self.port = self._server.sockets[0].getsockname()[1]
         shown = "[%s]" % self.host if ":" in self.host else self.host
         monitor_log.info("monitor listening on http://%s:%d/", shown, self.port)
@@ -5793,56 +4674,39 @@ class Monitor:
         if server is None:
             return
         server.close()
-        clients = list(self._clients.values())
-        await asyncio.gather(
-            *(self._close_client(c, CLOSE_GOING_AWAY, "monitor shutting down") for c in clients),
-            *self._closing,
-        )
-        # A browser opens spare sockets ahead of need and may never send on them. Left open, such
-        # a socket keeps the closed server waiting, and a browser later sends its next request
-        # for this host and port down it, where nothing will ever answer: cut them all.
-        for connection in list(self._accepted):
-            if connection.transport is not None:
-                connection.transport.abort()
+        byes = [
+            self._close_client(c, CLOSE_GOING_AWAY, "monitor shutting down") for c in self._clients.values()
+        ]
+        await asyncio.gather(*byes, *self._closing)
+        # a browser's spare sockets, never sent on, would keep the server waiting and swallow its next request
+        for transport in [c.transport for c in self._accepted if c.transport is not None]:
+            transport.abort()
         try:
             await asyncio.wait_for(server.wait_closed(), MONITOR_CLOSE_TIMEOUT)
         except asyncio.TimeoutError:
             monitor_log.debug("monitor: a connection's handler had not ended; left to end with the process")
         monitor_log.info("monitor stopped")
 
-    # -- publishing -----------------------------------------------------------
-
     def publish(self, message: Dict[str, Any]) -> None:
         """Queue one event for every client; never waits, drops clients that lag behind."""
-        event = dict(message)
-        event.setdefault("ts", time.time())
+        event = dict(message, ts=message.get("ts", self.clock.time()))
         try:
             text = json.dumps(event, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError):
             monitor_log.exception("monitor: cannot encode %r event", event.get("type"))
             return
-        for client in list(self._clients.values()):
-            if client.dropped:
-                continue
+        for client in [c for c in self._clients.values() if not c.dropped]:
             try:
                 client.queue.put_nowait(text)
             except asyncio.QueueFull:
                 self._drop(client)
 
-    def _state_message(self) -> str:
-        state: Dict[str, Any] = {"type": "state", "ts": time.time()}
-        state.update(self._snapshot())
-        state["type"] = "state"
-        return json.dumps(state, separators=(",", ":"), allow_nan=False)
-
     def _drop(self, client: _MonitorClient) -> None:
         client.dropped = True
-        monitor_log.info(
-            "monitor client %s dropped: it left %d messages unread", client.peer, client.queue.qsize()
-        )
-        task = asyncio.ensure_future(
-            self._close_client(client, CLOSE_TRY_AGAIN_LATER, "too slow: messages were piling up")
-        )
+        unread = client.queue.qsize()
+        monitor_log.info("monitor client %s dropped: it left %d messages unread", client.peer, unread)
+        closing = self._close_client(client, CLOSE_TRY_AGAIN_LATER, "too slow: messages were piling up")
+        task = asyncio.ensure_future(closing)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -5855,71 +4719,48 @@ class Monitor:
         except asyncio.TimeoutError:
             client.ws.transport.abort()
 
-    # -- HTTP: page, QR code, checks before the WebSocket handshake -----------
-
-    def _process_request(self, connection: ServerConnection, request: Any) -> Any:
-        url = urllib.parse.urlsplit(request.path)
-        path = url.path
-        if not self._host_allowed(connection, request.headers):
-            monitor_log.debug(
-                "monitor refused host %.80r from %s (DNS rebinding?)",
-                ",".join(request.headers.get_all("Host")),
-                _peer_ip(connection),
-            )
-            return self._text(
-                connection,
-                421,
-                "this device does not answer to that host name: open it by its own name or address\n",
-            )
-        if self._token:
-            given = urllib.parse.parse_qs(url.query).get("token", [""])[-1]
-            if not given:
-                return self._text(
-                    connection, 401, "monitor token required: add ?token=<monitor.token> to the url\n"
-                )
-            if not hmac.compare_digest(given.encode(), self._token.encode()):
-                return self._text(
-                    connection, 403, "monitor token is wrong: use monitor.token from the configuration\n"
-                )
-        upgrade = "websocket" in ",".join(request.headers.get_all("Upgrade")).lower()
-        if upgrade:
-            if path not in ("/", "/ws"):
-                return self._text(connection, 404, "not found: the websocket endpoint is / or /ws\n")
-            if not self._token and not self._origin_allowed(request.headers):
-                monitor_log.debug(
-                    "monitor refused a cross-origin websocket from %s", connection.remote_address
-                )
-                return self._text(
-                    connection,
-                    403,
-                    "cross-origin websocket refused: set monitor.token to allow other origins\n",
-                )
-            ip = _peer_ip(connection)
-            if self._per_address.get(ip, 0) >= self._max_per_address:
-                monitor_log.debug(
-                    "monitor refused a client from %s: %d connected from there already",
-                    ip,
-                    self._per_address[ip],
-                )
-                return self._text(
-                    connection, 429, "too many monitor connections from your address, close one first\n"
-                )
-            if len(self._clients) >= self._max_clients:
-                monitor_log.debug("monitor refused a client: %d connected already", len(self._clients))
-                return self._text(connection, 503, "too many monitor clients, try again later\n")
-            return None  # go on with the WebSocket handshake
-        if path == "/":
-            return self._text(connection, 200, DASHBOARD_HTML, "text/html; charset=utf-8", DASHBOARD_CSP)
-        if path == "/qr.svg":
-            return self._qr_svg(connection, url.query)
-        if path == "/ws":
-            return self._text(connection, 426, "this is the websocket endpoint; open / for the dashboard\n")
-        return self._text(connection, 404, "not found: the dashboard is at /\n")
+    def _process_request(self, conn: ServerConnection, request: Any) -> Any:
+        url, headers = urllib.parse.urlsplit(request.path), request.headers
+        if not self._host_allowed(conn, headers):
+            hosts = ",".join(headers.get_all("Host"))
+            monitor_log.debug("monitor refused host %.80r from %s (DNS rebinding?)", hosts, _peer_ip(conn))
+            refusal = "this device does not answer to that host name: open it by its own name or address\n"
+            return _reply(conn, 421, refusal)
+        given = urllib.parse.parse_qs(url.query).get("token", [""])[-1]
+        if self._token and not given:
+            return _reply(conn, 401, "monitor token required: add ?token=<monitor.token> to the url\n")
+        if self._token and not hmac.compare_digest(given.encode(), self._token.encode()):
+            return _reply(conn, 403, "monitor token is wrong: use monitor.token from the configuration\n")
+        if "websocket" not in ",".join(headers.get_all("Upgrade")).lower():
+            if url.path == "/":
+                response = _reply(conn, 200, DASHBOARD_HTML, "text/html; charset=utf-8")
+                response.headers["Content-Security-Policy"] = dashboard_csp()
+                return response
+            if url.path == "/qr.svg":
+                return self._qr_svg(conn, url.query)
+            if url.path == "/ws":
+                return _reply(conn, 426, "this is the websocket endpoint; open / for the dashboard\n")
+            return _reply(conn, 404, "not found: the dashboard is at /\n")
+        if url.path not in ("/", "/ws"):
+            return _reply(conn, 404, "not found: the websocket endpoint is / or /ws\n")
+        origins, host_headers = headers.get_all("Origin"), headers.get_all("Host")
+        same_origin = len(origins) == len(host_headers) == 1 and is_same_origin(origins[0], host_headers[0])
+        if origins and not same_origin and not self._token:  # allowed: no Origin (a script) or the page's own
+            monitor_log.debug("monitor refused a cross-origin websocket from %s", conn.remote_address)
+            refusal = "cross-origin websocket refused: set monitor.token to allow other origins\n"
+            return _reply(conn, 403, refusal)
+        ip = _peer_ip(conn)
+        if self._per_address.get(ip, 0) >= self._max_per_address:
+            count = self._per_address[ip]
+            monitor_log.debug("monitor refused a client from %s: %d connected from there already", ip, count)
+            return _reply(conn, 429, "too many monitor connections from your address, close one first\n")
+        if len(self._clients) >= self._max_clients:
+            monitor_log.debug("monitor refused a client: %d connected already", len(self._clients))
+            return _reply(conn, 503, "too many monitor clients, try again later\n")
+        return None  # go on with the WebSocket handshake
 
     def _host_allowed(self, connection: ServerConnection, headers: Any) -> bool:
-        """Whether the Host header names this device: a loopback name or address, monitor.host,
-        the machine's own name, or the address the client connected to. A DNS-rebinding page
-        (attacker.example now pointing here) carries its own name and is refused."""
+        """Whether Host names this device (loopback, its names or address), not a DNS-rebinding page."""
         hosts = headers.get_all("Host")
         if len(hosts) != 1 or "@" in hosts[0]:
             return False
@@ -5935,73 +4776,43 @@ class Monitor:
         local = connection.transport.get_extra_info("sockname") if connection.transport else None
         return bool(local) and _same_address(name, str(local[0]))
 
-    def _origin_allowed(self, headers: Any) -> bool:
-        """No Origin (a script) or an Origin equal to the Host header (the page itself)."""
-        origins = headers.get_all("Origin")
-        if not origins:
-            return True
-        hosts = headers.get_all("Host")
-        return len(origins) == 1 and len(hosts) == 1 and is_same_origin(origins[0], hosts[0])
-
-    @staticmethod
-    def _text(
-        connection: ServerConnection,
-        status: int,
-        body: str,
-        content_type: str = "text/plain; charset=utf-8",
-        csp: str = "",
-    ) -> Any:
-        response = connection.respond(http.HTTPStatus(status), body)
-        del response.headers["Content-Type"]
-        response.headers["Content-Type"] = content_type
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        if csp:
-            response.headers["Content-Security-Policy"] = csp
-        return response
-
     def _qr_svg(self, connection: ServerConnection, query: str = "") -> Any:
         try:
             import segno
         except ImportError:
-            return self._text(connection, 404, "no qr code: pip install segno to get one\n")
+            return _reply(connection, 404, "no qr code: pip install segno to get one\n")
         try:
             snapshot = self._snapshot()
         except Exception:
             monitor_log.exception("monitor: the state snapshot failed")
-            return self._text(connection, 500, "the state snapshot failed, see the daemon log\n")
-        address = str(snapshot.get("address") or "")
-        if not address:
-            return self._text(connection, 404, "no device address yet\n")
+            return _reply(connection, 500, "the state snapshot failed, see the daemon log\n")
+        if not (address := str(snapshot.get("address") or "")):
+            return _reply(connection, 404, "no device address yet\n")
         # ?amount=A: the wallet link of that "pay" preset (only links the daemon made itself)
         amount = urllib.parse.parse_qs(query).get("amount", [""])[-1]
-        text = address
-        for preset in snapshot.get("pay") or ():
-            if amount and preset.get("amount") == amount and preset.get("link"):
-                text = preset["link"]
+        presets = snapshot.get("pay") or ()
+        links = [p["link"] for p in presets if amount and p.get("amount") == amount and p.get("link")]
         buf = io.BytesIO()
-        segno.make(text, error="m", micro=False).save(
-            buf, kind="svg", scale=1, border=4, omitsize=True, xmldecl=False, dark="#000", light="#fff"
-        )
-        return self._text(connection, 200, buf.getvalue().decode("utf-8"), "image/svg+xml")
-
-    # -- one WebSocket connection ---------------------------------------------
+        svg = dict(kind="svg", scale=1, border=4, omitsize=True, xmldecl=False, dark="#000", light="#fff")
+        segno.make(links[-1] if links else address, error="m", micro=False).save(buf, **svg)
+        return _reply(connection, 200, buf.getvalue().decode("utf-8"), "image/svg+xml")
 
     async def _handle(self, ws: ServerConnection) -> None:
-        if len(self._clients) >= self._max_clients:  # raced past the check in _process_request
-            await ws.close(CLOSE_TRY_AGAIN_LATER, "too many monitor clients")
-            return
-        if self._per_address.get(_peer_ip(ws), 0) >= self._max_per_address:  # the same race
-            await ws.close(CLOSE_TRY_AGAIN_LATER, "too many monitor connections from your address")
+        full = len(self._clients) >= self._max_clients
+        if full or self._per_address.get(_peer_ip(ws), 0) >= self._max_per_address:  # raced past the checks
+            reason = "too many monitor clients" if full else "too many monitor connections from your address"
+            await ws.close(CLOSE_TRY_AGAIN_LATER, reason)
             return
         try:
-            state = self._state_message()
+            state = {"type": "state", "ts": self.clock.time(), **self._snapshot()} | {"type": "state"}
+            state_text = json.dumps(state, separators=(",", ":"), allow_nan=False)
         except Exception:
             monitor_log.exception("monitor: the state snapshot failed")
             await ws.close(CLOSE_INTERNAL_ERROR, "state snapshot failed")
             return
-        client = _MonitorClient(ws, self._queue_size, self._message_rate, self._message_burst)
-        client.queue.put_nowait(state)  # first in the queue: no event can come before it
+        limiter = RateLimiter(self._message_rate, 1.0, self._message_burst, self.clock.monotonic())
+        client = _MonitorClient(ws, self._queue_size, limiter)
+        client.queue.put_nowait(state_text)  # first in the queue: no event can come before it
         self._clients[ws] = client
         self._per_address[client.ip] = self._per_address.get(client.ip, 0) + 1
         monitor_log.debug("monitor client %s connected (%d open)", client.peer, len(self._clients))
@@ -6012,38 +4823,25 @@ class Monitor:
             client.sender.cancel()
             await asyncio.wait([client.sender])
             self._clients.pop(ws, None)
-            left = self._per_address.pop(client.ip, 1) - 1
-            if left:
+            if left := self._per_address.pop(client.ip, 1) - 1:
                 self._per_address[client.ip] = left
-            monitor_log.debug(
-                "monitor client %s disconnected (code %s, %d open)",
-                client.peer,
-                ws.close_code,
-                len(self._clients),
-            )
+            code, still = ws.close_code, len(self._clients)
+            monitor_log.debug("monitor client %s disconnected (code %s, %d open)", client.peer, code, still)
 
     async def _send_loop(self, client: _MonitorClient) -> None:
         from websockets.exceptions import ConnectionClosed
 
-        try:
+        with contextlib.suppress(ConnectionClosed):
             while True:
-                text = await client.queue.get()
-                await client.ws.send(text)
-        except ConnectionClosed:
-            pass
+                await client.ws.send(await client.queue.get())
 
     async def _receive_loop(self, client: _MonitorClient) -> None:
-        """Read what the client sends: ignore known-shaped messages, close on garbage or on
-        messages faster than the client's budget; one DEBUG line each, never a traceback."""
+        """Ignore JSON objects; close on garbage or on messages over budget: one DEBUG line, no traceback."""
         from websockets.exceptions import ConnectionClosed
 
-        ws = client.ws
-        try:
-            async for raw in ws:
-                now = time.monotonic()
-                too_fast = client.limiter.delay(now) > 0
-                client.limiter.take(now)
-                if too_fast:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in client.ws:
+                if not client.limiter.take(self.clock.monotonic()):
                     problem = (CLOSE_POLICY_VIOLATION, "sending too fast")
                 elif isinstance(raw, bytes):
                     problem = (CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
@@ -6054,72 +4852,38 @@ class Monitor:
                         problem = (CLOSE_INVALID_DATA, "malformed json")
                     else:
                         if isinstance(message, dict):
-                            monitor_log.debug(
-                                "monitor client %s sent %r, ignored", client.peer, message.get("type")
-                            )
+                            kind = message.get("type")
+                            monitor_log.debug("monitor client %s sent %r, ignored", client.peer, kind)
                             continue
                         problem = (CLOSE_POLICY_VIOLATION, "messages must be json objects")
                 monitor_log.debug("monitor client %s closed: %s", client.peer, problem[1])
                 await self._close_client(client, *problem)
                 return
-        except ConnectionClosed:
-            pass
 
 
-class _QuietHandshakeFailures(logging.Filter):
-    """A client that sends garbage or never finishes its handshake is that client's problem:
-    one DEBUG line, not an ERROR with a traceback per attempt (a flood under attack)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and "handshake failed" in record.getMessage():
-            exc = record.exc_info[1] if record.exc_info else None
-            record.msg, record.args, record.exc_info, record.exc_text = (
-                "monitor: a client's handshake failed: %s",
-                (exc or "unknown",),
-                None,
-                None,
-            )
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger().isEnabledFor(logging.DEBUG)
-        return True
-
-
-class _QuietAccessLog(logging.Filter):
-    """websockets' own lines: the request line and headers it logs under -v lose their ?token=
-    (redact_url), its DEBUG lines about a client's bad bytes lose their traceback (one line
-    each), and its INFO line per connection (connection open, connection closed, HTTP response
-    sent) becomes DEBUG: a client that connects in a loop or sends garbage cannot flood the log."""
+class _QuietWebsocketsLog(logging.Filter):
+    """websockets' lines: a failed handshake is one DEBUG line, not an ERROR with a traceback; tracebacks
+    and ?token= (redact_url) go; INFO becomes DEBUG, so a client connecting in a loop cannot flood the log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             text = record.getMessage()
         except Exception:  # a line websockets itself formats wrongly: let logging report it
             return True
-        if record.exc_info and record.levelno < logging.WARNING:
-            exc = record.exc_info[1]
-            text = "%s: %s: %s" % (text, type(exc).__name__, exc) if exc is not None else text
-            record.msg, record.args, record.exc_info, record.exc_text = text, (), None, None
-        clean = redact_url(text)
-        if clean != text:
-            record.msg, record.args = clean, ()
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.levelno >= logging.ERROR and "handshake failed" in text:
+            record.levelno = logging.INFO
+            text = "monitor: a client's handshake failed: %s" % (exc or "unknown")
+        elif exc is not None and record.levelno < logging.WARNING:
+            text = "%s: %s: %s" % (text, type(exc).__name__, exc)
+        record.msg, record.args, record.exc_info, record.exc_text = redact_url(text), (), None, None
         if record.levelno == logging.INFO:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
 
-def _handshake_logger() -> logging.Logger:
-    logger = logging.getLogger("iotlight.monitor.websockets")
-    if not any(isinstance(f, _QuietHandshakeFailures) for f in logger.filters):
-        logger.addFilter(_QuietHandshakeFailures())
-    if not any(isinstance(f, _QuietAccessLog) for f in logger.filters):
-        logger.addFilter(_QuietAccessLog())
-    return logger
-
-
-# -- terminal client ----------------------------------------------------------
-
-
+# --- 8i. The terminal client: `iotlight monitor` -----------------------------
 def _short_id(value: Any) -> str:
     text = str(value if value is not None else "?")
     return text if len(text) <= 12 else "%s..%s" % (text[:4], text[-4:])
@@ -6127,11 +4891,9 @@ def _short_id(value: Any) -> str:
 
 def _format_units(amount: Any, decimals: Optional[int]) -> str:
     """A monitor message's amount as whole tokens when the decimals are known: 150, 2 -> "1.50 tokens"."""
-    if not isinstance(amount, int) or isinstance(amount, bool):
+    if not _is_int(amount):
         return "%s units" % (amount,)
-    if not _is_int(decimals):
-        return "%d units" % amount
-    return tokens_text(amount, decimals, "tokens", trim=False)
+    return tokens_text(amount, decimals, "tokens", trim=False) if _is_int(decimals) else "%d units" % amount
 
 
 def _format_seconds(value: Any) -> str:
@@ -6141,94 +4903,54 @@ def _format_seconds(value: Any) -> str:
     return "%.0f s" % value if float(value).is_integer() else "%.1f s" % value
 
 
+def _event_text(m: Dict[str, Any], decimals: Optional[int]) -> str:
+    """A message as text: readable for the known types, type and JSON fields for the others."""
+    kind = m.get("type")
+    if kind == "state":
+        light, node = m.get("light") or {}, m.get("node") or {}
+        lamp = "on, %s left" % _format_seconds(light.get("remaining")) if light.get("on") else "off"
+        health, pending = ("ok" if node.get("ok") else "down"), (m.get("outbox") or {}).get("pending")
+        fields = (m.get("address"), lamp, health, node.get("height"), pending)
+        return "state %s lamp %s, node %s height %s, outbox %s pending" % fields
+    if kind == "payment":
+        sender, seconds = _short_id(m.get("sender")), _format_seconds(m.get("seconds"))
+        amount = _format_units(m.get("amount"), decimals)
+        return "payment %s %s -> %s (height %s)" % (sender, amount, seconds, m.get("height"))
+    if kind == "ignored":
+        txid, sender = _short_id(m.get("id")), _short_id(m.get("sender"))
+        asset = _short_id(m.get("asset_id")) if m.get("asset_id") else "the chain's coin"
+        amount = _format_units(m.get("amount"), None)
+        return "ignored %s from %s: %s of %s, %s" % (txid, sender, amount, asset, m.get("reason"))
+    if kind == "light":
+        return "light on, %s left" % _format_seconds(m.get("remaining")) if m.get("on") else "light off"
+    if kind == "joystick":
+        return "joystick %s %s" % (m.get("direction"), m.get("action"))
+    if kind == "data_tx":
+        error = ": %s" % m["error"] if m.get("error") else ""
+        return "data_tx %s %s" % (_short_id(m.get("id")), m.get("status")) + error
+    if kind == "node" and m.get("ok"):
+        return "node ok height %s (%s)" % (m.get("height"), m.get("url"))
+    if kind == "node":
+        return "node down %s: %s" % (m.get("url"), m.get("error") or "no answer")
+    if kind == "outbox":
+        return "outbox %s pending" % m.get("pending") + (", no funds for fees" if m.get("no_funds") else "")
+    if kind == "balance":
+        coin = tokens_text(m["coin"], 8, "coin", trim=False) if _is_int(m.get("coin")) else "? coin"
+        return "balance %s, %s" % (_format_units(m.get("token"), m.get("decimals")), coin)
+    if kind == "matrix":
+        pixels = m.get("pixels") or []
+        lit = sum(1 for p in pixels if isinstance(p, (list, tuple)) and any(p))
+        return "matrix %d/%d pixels lit" % (lit, len(pixels))
+    others = {k: v for k, v in m.items() if k not in ("type", "ts")}
+    fields = " ".join("%s=%s" % (k, json.dumps(v, separators=(",", ":"))) for k, v in others.items())
+    return ("%s %s" % (kind, fields)).rstrip()
+
+
 def format_event(message: Dict[str, Any], *, decimals: Optional[int] = None) -> str:
     """One readable line for a monitor message; `decimals` turns amounts into tokens."""
     ts = message.get("ts")
     clock = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"
-    kind = message.get("type")
-    m = message
-    if kind == "state":
-        light = m.get("light") or {}
-        node = m.get("node") or {}
-        lamp = "on, %s left" % _format_seconds(light.get("remaining")) if light.get("on") else "off"
-        text = "state %s lamp %s, node %s height %s, outbox %s pending" % (
-            m.get("address"),
-            lamp,
-            "ok" if node.get("ok") else "down",
-            node.get("height"),
-            (m.get("outbox") or {}).get("pending"),
-        )
-    elif kind == "payment":
-        text = "payment %s %s -> %s (height %s)" % (
-            _short_id(m.get("sender")),
-            _format_units(m.get("amount"), decimals),
-            _format_seconds(m.get("seconds")),
-            m.get("height"),
-        )
-    elif kind == "ignored":
-        text = "ignored %s from %s: %s of %s, %s" % (
-            _short_id(m.get("id")),
-            _short_id(m.get("sender")),
-            _format_units(m.get("amount"), None),
-            _short_id(m.get("asset_id")) if m.get("asset_id") else "the chain's coin",
-            m.get("reason"),
-        )
-    elif kind == "light":
-        text = "light on, %s left" % _format_seconds(m.get("remaining")) if m.get("on") else "light off"
-    elif kind == "joystick":
-        text = "joystick %s %s" % (m.get("direction"), m.get("action"))
-    elif kind == "data_tx":
-        text = "data_tx %s %s" % (_short_id(m.get("id")), m.get("status"))
-        if m.get("error"):
-            text += ": %s" % m["error"]
-    elif kind == "node":
-        if m.get("ok"):
-            text = "node ok height %s (%s)" % (m.get("height"), m.get("url"))
-        else:
-            text = "node down %s: %s" % (m.get("url"), m.get("error") or "no answer")
-    elif kind == "outbox":
-        text = "outbox %s pending" % m.get("pending")
-        if m.get("no_funds"):
-            text += ", no funds for fees"
-    elif kind == "balance":
-        coin = m.get("coin")
-        coin_text = tokens_text(coin, 8, "coin", trim=False) if _is_int(coin) else "? coin"
-        text = "balance %s, %s" % (_format_units(m.get("token"), m.get("decimals")), coin_text)
-    elif kind == "matrix":
-        pixels = m.get("pixels") or []
-        lit = sum(1 for p in pixels if isinstance(p, (list, tuple)) and any(p))
-        text = "matrix %d/%d pixels lit" % (lit, len(pixels))
-    else:
-        fields = " ".join(
-            "%s=%s" % (k, json.dumps(v, separators=(",", ":")))
-            for k, v in m.items()
-            if k not in ("type", "ts")
-        )
-        text = ("%s %s" % (kind, fields)).rstrip()
-    return "%s %s" % (clock, text)
-
-
-def _url_for_humans(url: str) -> str:
-    """The URL without its query string, so a token never reaches the terminal."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def is_news(message: Dict[str, Any], last_light: Optional[Tuple[Any, Any]], *, verbose: bool) -> bool:
-    """Whether the terminal client prints this message: matrix frames (8 per countdown) only
-    when verbose, and a `light` event only when it changes what the last light line said
-    (the daemon tells the lamp's state both when a payment lands and when the lamp switches)."""
-    kind = message.get("type")
-    if kind == "matrix":
-        return verbose
-    if kind == "light" and last_light is not None:
-        (on, until), (was_on, was_until) = _light_key(message), last_light
-        if on != was_on:
-            return True
-        if until is None or was_until is None:
-            return until != was_until
-        return abs(until - was_until) >= 1.0
-    return True
+    return "%s %s" % (clock, _event_text(message, decimals))
 
 
 def _light_key(message: Dict[str, Any]) -> Tuple[Any, Any]:
@@ -6239,72 +4961,82 @@ def _light_key(message: Dict[str, Any]) -> Tuple[Any, Any]:
     return (bool(light.get("on")), float(until) if isinstance(until, (int, float)) else None)
 
 
+def is_news(message: Dict[str, Any], last_light: Optional[Tuple[Any, Any]], *, verbose: bool) -> bool:
+    """Whether the terminal client prints it: matrix frames (8 per countdown) only when verbose, `light`
+    only when it changes the last light line (told both when a payment lands and when the lamp switches)."""
+    kind = message.get("type")
+    if kind == "matrix":
+        return verbose
+    if kind == "light" and last_light is not None:
+        (on, until), (was_on, was_until) = _light_key(message), last_light
+        if on != was_on or until is None or was_until is None:
+            return on != was_on or until != was_until
+        return abs(until - was_until) >= 1.0
+    return True
+
+
+class _Printer:
+    def __init__(self, out: Any, as_json: bool, verbose: bool):
+        self.out, self.as_json, self.verbose = out, as_json, verbose
+        self.decimals: Optional[int] = None
+        self.last_light: Optional[Tuple[Any, Any]] = None
+
+    def show(self, raw: Any) -> None:
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        if self.as_json:
+            print(text, file=self.out, flush=True)
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            print("unreadable message: %s" % text[:200], file=self.out, flush=True)
+            return
+        kind = message.get("type")
+        if kind in ("balance", "state"):  # a state holds the last balance
+            self.decimals = (message if kind == "balance" else message.get("balance") or {}).get("decimals")
+        if is_news(message, self.last_light, verbose=self.verbose):
+            if kind in ("state", "light"):
+                self.last_light = _light_key(message)
+            print(format_event(message, decimals=self.decimals), file=self.out, flush=True)
+
+
+def _say(text: str) -> None:
+    print("monitor: " + text, file=sys.stderr, flush=True)
+
+
 async def run_monitor_client(
     url: str, *, as_json: bool, out: Any = None, reconnect: bool = True, verbose: bool = False
 ) -> int:
-    """Print monitor messages until cancelled; reconnect with back-off when the daemon goes away.
-    Readable lines are one per meaningful event (is_news); `as_json` prints every message raw.
-
-    Returns 1 when the first connection fails and `reconnect` is off, or when the
-    server refuses the token (401/403) or the host name (421); 0 when the server closes and `reconnect`
-    is off. Cancellation (Ctrl-C in asyncio.run) closes the connection and propagates.
-    """
+    """Print monitor messages (a line per is_news event, or raw with `as_json`), reconnecting with back-off.
+    1 on a refused token or host (401/403/421); without `reconnect`, 0 when closed, 1 if never connected."""
     from websockets.asyncio.client import connect as ws_connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-    out = out if out is not None else sys.stdout
-    where = _url_for_humans(url)
-    if urllib.parse.urlsplit(url).scheme not in ("ws", "wss"):
+    parts = urllib.parse.urlsplit(url)
+    where = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))  # never the token
+    if parts.scheme not in ("ws", "wss"):
         raise ConfigError("monitor url %r must start with ws:// or wss://, e.g. ws://127.0.0.1:8765/" % where)
-    delays = iter(backoff_delays(0.5, 10.0))
-    decimals: Optional[int] = None
-    last_light: Optional[Tuple[Any, Any]] = None
-    connected = False
+    printer = _Printer(out if out is not None else sys.stdout, as_json, verbose)
+    backoff, connected = Backoff(0.5, 10.0), False
     while True:
         try:
             async with ws_connect(url, open_timeout=10) as ws:
                 connected = True
-                delays = iter(backoff_delays(0.5, 10.0))
-                print("monitor: connected to %s" % where, file=sys.stderr, flush=True)
+                backoff.success()
+                _say("connected to %s" % where)
                 async for raw in ws:
-                    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-                    if as_json:
-                        print(text, file=out, flush=True)
-                        continue
-                    try:
-                        message = json.loads(text)
-                    except ValueError:
-                        message = None
-                    if not isinstance(message, dict):
-                        print("unreadable message: %s" % text[:200], file=out, flush=True)
-                        continue
-                    if message.get("type") == "balance":
-                        decimals = message.get("decimals")
-                    elif message.get("type") == "state":
-                        decimals = (message.get("balance") or {}).get("decimals")
-                    if not is_news(message, last_light, verbose=verbose):
-                        continue
-                    if message.get("type") in ("state", "light"):
-                        last_light = _light_key(message)
-                    print(format_event(message, decimals=decimals), file=out, flush=True)
+                    printer.show(raw)
             problem = "the monitor closed the connection"
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
-                print(
-                    "monitor: %s refused the connection (HTTP %d): pass the right ?token=<monitor.token>"
-                    % (where, status),
-                    file=sys.stderr,
-                    flush=True,
-                )
+                refused = "%s refused the connection (HTTP %d): pass the right ?token=<monitor.token>"
+                _say(refused % (where, status))
                 return 1
             if status == 421:  # a name the device does not answer to: retrying cannot help either
-                print(
-                    "monitor: %s refused that host name (HTTP 421): use the device's own name or address"
-                    % where,
-                    file=sys.stderr,
-                    flush=True,
-                )
+                _say("%s refused that host name (HTTP 421): use the device's own name or address" % where)
                 return 1
             problem = "HTTP %d" % status
         except InvalidURI as exc:
@@ -6312,27 +5044,16 @@ async def run_monitor_client(
         except (OSError, asyncio.TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
             problem = str(exc) or type(exc).__name__
         if not reconnect:
-            if connected:
-                print("monitor: %s: %s" % (where, problem), file=sys.stderr, flush=True)
-                return 0
-            print(
-                "monitor: cannot connect to %s: %s; is the daemon running with monitor.port set?"
-                % (where, problem),
-                file=sys.stderr,
-                flush=True,
-            )
-            return 1
-        delay = next(delays)
-        print(
-            "monitor: %s: %s; reconnecting in %.1f s" % (where, problem, delay),
-            file=sys.stderr,
-            flush=True,
-        )
+            hint = "cannot connect to %s: %s; is the daemon running with monitor.port set?"
+            _say(("%s: %s" if connected else hint) % (where, problem))
+            return 0 if connected else 1
+        delay = backoff.failure()
+        _say("%s: %s; reconnecting in %.1f s" % (where, problem, delay))
         await asyncio.sleep(delay)
 
 
 # =============================================================================
-# 9. The daemon: wiring and shutdown
+# 9. The daemon: wiring, events and shutdown
 # =============================================================================
 
 
@@ -6351,54 +5072,27 @@ class Daemon:
         clock: Clock,
         monitor_factory: Optional[Callable[..., Any]] = None,
         watchdog_period: Optional[float] = None,
-        notify: Callable[[str], Any] = sd_notify,
-        gpio: Optional[GpioSwitch] = None,
+        notify: Callable[[str], Any] = lambda message: sd_notify(message),
+        gpio: Optional["GpioSwitch"] = None,
     ):
-        self.config = config
-        self.gpio = gpio
-        self.watchdog_period = watchdog_period
-        self.notify = notify
-        self.keys = keys
-        self.address = keys.address(config.chain_id)
-        self.node = node
-        self.store = store
-        self.hw = hardware
-        self.clock = clock
-        self.log = logging.getLogger("iotlight")
-        self.stop = asyncio.Event()
+        self.config, self.keys, self.node, self.store, self.clock = config, keys, node, store, clock
+        self.hw, self.gpio, self.watchdog_period, self.notify = hardware, gpio, watchdog_period, notify
+        self.address, self.funds_ok = keys.address(config.chain_id), True
+        self.log, self.stop = logging.getLogger("iotlight"), asyncio.Event()
         self.node_state: Dict[str, Any] = {"url": redact_url(config.node_urls[0]), "ok": None, "height": None}
         self.balance: Dict[str, Any] = {"coin": None, "token": None, "decimals": None}
         self.joystick: Optional[Dict[str, Any]] = None
         self.unsaved: "collections.deque" = collections.deque()
-        self.funds_ok = True
         self.token_name: Optional[str] = store.token_fact(config.asset_id, "name")
         self.recent_ignored: "collections.deque" = collections.deque(maxlen=20)  # for the dashboard
+        node.tell = self.tell
+        edges = {"store": store, "clock": clock, "tell": self.tell}
+        self.lamp = Lamp(config, hardware, status=self.status_name, gpio=gpio, **edges)
+        self.outbox = Outbox(config, keys, node=node, **edges)
+        refunds = {"light_span": self.lamp.span, "sign_refund": self.outbox.sign_refund}
+        self.watcher = Watcher(config, self.address, node=node, **refunds, **edges)
+        self.telemetry = Telemetry(config, hardware, **edges) if config.telemetry_interval > 0 else None
         self.monitor = None
-        node.on_status = self.node_status
-        self.lamp = Lamp(
-            config, hardware, clock, store=store, publish=self.publish, status=self.status_name, gpio=gpio
-        )
-        self.outbox = Outbox(
-            config, keys, node=node, store=store, clock=clock, publish=self.publish, on_funds=self.funds
-        )
-        self.watcher = Watcher(
-            config,
-            self.address,
-            node=node,
-            store=store,
-            clock=clock,
-            on_credit=self.credited,
-            on_height=self.height_changed,
-            on_balance=self.balance_changed,
-            light_span=self.lamp.span,
-            on_ignored=self.ignored,
-            sign_refund=self.outbox.sign_refund,
-        )
-        self.telemetry = (
-            Telemetry(config, hardware, store, clock, self.outbox.wake.set, self.publish)
-            if config.telemetry_interval > 0
-            else None
-        )
         if config.monitor_port and monitor_factory is not None:
             self.monitor = monitor_factory(
                 host=config.monitor_host,
@@ -6406,13 +5100,93 @@ class Daemon:
                 token=config.monitor_token,
                 snapshot=self.snapshot,
                 max_clients_per_address=config.monitor_max_clients_per_address,
+                clock=clock,
             )
 
-    # -- state for the monitor
+    # -- what the services tell
+    def tell(self, kind: str, **fields: Any) -> None:
+        """How a service (and the node client) tells the Daemon what happened: _on_<kind> keeps what the
+        snapshot needs, reacts, publishes; other kinds (light, matrix, gpio, data_tx, refund) go out as is."""
+        handler = getattr(self, "_on_" + kind, None)
+        if handler is not None:
+            handler(**fields)
+        else:
+            self.publish(dict(fields, type=kind))
+
     def publish(self, message: Dict[str, Any]) -> None:
         if self.monitor is not None:
             self.monitor.publish(message)
 
+    def _on_node_status(self, url: str, ok: bool, error: Optional[str]) -> None:
+        error = None if ok else redact_url(error or "unreachable")
+        self.node_state.update(url=redact_url(url), ok=ok, error=error)
+        message = dict(type="node", url=self.node_state["url"], ok=ok, height=self.node_state["height"])
+        self.publish(dict(message, error=error) if error else message)
+        self.publish({"type": "warnings", "lines": self.warnings()})
+        self.lamp.wake.set()
+
+    def _on_height(self, height: int) -> None:
+        if height < (self.node_state.get("height") or 0):
+            self.outbox.recheck_after_rollback(height)
+        self.node_state["height"] = height
+        self.publish({"type": "node", "url": redact_url(self.node.current), "ok": True, "height": height})
+
+    def _on_balance(self, token: Optional[int], coin: Optional[int]) -> None:
+        known = self.balance.get("decimals")
+        self.balance.update(token=token, coin=coin, decimals=self.watcher.ledger.decimals)
+        self.publish(dict(type="balance", **self.balance))
+        if known != self.balance["decimals"]:  # the pay buttons' amounts depend on the decimals
+            self.publish({"type": "pay", "presets": self.pay_presets()})
+
+    def _on_token(self, details: AssetDetails) -> None:
+        """The token's details from the node, kept in the state file: its name, whether it is scripted."""
+        if details.scripted is not None:
+            self.outbox.set_smart_asset(details.scripted)
+        if details.name and details.name != self.token_name:
+            self.token_name = details.name
+            with contextlib.suppress(StateError):
+                self.store.set_token_fact(self.config.asset_id, "name", details.name)
+        self.publish({"type": "token", "name": self.token_name, "decimals": details.decimals})
+        self.publish({"type": "pay", "presets": self.pay_presets()})
+
+    def _on_ignored(self, **message: Any) -> None:
+        """A transfer to the device that lights nothing (reported once by the ledger)."""
+        message["type"] = "ignored"
+        self.recent_ignored.appendleft(dict(message, ts=self.clock.time()))
+        self.publish(message)
+
+    def _on_funds(self, ok: bool) -> None:
+        self.funds_ok = ok
+        self.publish({"type": "outbox", "pending": self.outbox.pending_count(), "no_funds": not ok})
+        self.publish({"type": "warnings", "lines": self.warnings()})
+        self.lamp.wake.set()
+
+    def _on_telemetry(self, **values: Any) -> None:
+        self.outbox.wake.set()
+        self.publish(dict(values, type="telemetry"))
+
+    def _on_credited(self, credits: List[Credit], span: Tuple[float, float]) -> None:
+        for c in credits:
+            g, (txid, refunded) = c.grant, c.refund or ("", 0)  # txid: the refund transfer's, if any
+            cut = " (%.1f s over payment.max_seconds not granted)" % g.excess if g.excess > 0 else ""
+            back = txid and "; refund of %s queued as transfer %s" % (self.tokens(refunded), txid)
+            what = (c.id, c.sender, self.tokens(c.amount), g.seconds, cut, back)
+            self.log.info("payment %s from %s: %s -> %.1f s of light%s%s", *what)
+            paid = {"id": c.id, "sender": c.sender, "amount": c.amount}
+            self.publish(dict(paid, type="payment", seconds=round(g.seconds, 3), height=c.height))
+            if g.seconds <= 0:  # the light was at its cap: credited (and refunded), but no light
+                self._on_ignored(**paid, asset_id=self.config.asset_id, reason="cut_by_cap")
+            if txid:
+                self.publish(dict(type="refund", payment_id=c.id, id=txid, amount=refunded, status="queued"))
+        self.lamp.follow(span[1])
+        self.outbox.wake.set()
+
+    def tokens(self, units: int) -> str:
+        """A token amount for a log line: "2.50 IoT-Light" (raw units before the decimals are known)."""
+        decimals, name = self.watcher.ledger.decimals, self.token_name or "tokens"
+        return "%d units" % units if decimals is None else tokens_text(units, decimals, name, trim=False)
+
+    # -- the monitor's snapshot
     def status_name(self) -> str:
         if not self.funds_ok:
             return "no_funds"
@@ -6421,22 +5195,17 @@ class Daemon:
         return "ok" if self.node_state["ok"] else "starting"
 
     def snapshot(self) -> Dict[str, Any]:
-        now = self.clock.time()
+        c, now = self.config, self.clock.time()
+        gpio = None if self.gpio is None else {"pin": self.gpio.pin, "active_high": self.gpio.active_high}
+        legend = [dict(name=k, rgb=list(STATUS_COLORS[k]), meaning=v) for k, v in STATUS_MEANINGS.items()]
         out = {
             "address": self.address,
-            "asset_id": self.config.asset_id,
-            "chain_id": self.config.chain_id,
+            "asset_id": c.asset_id,
+            "chain_id": c.chain_id,
             "version": __version__,
             "backend": getattr(getattr(self.hw, "hardware", None), "name", None),
-            "price": {
-                "seconds_per_token": self.config.seconds_per_token,
-                "min_tokens": self.config.min_tokens,
-                "max_seconds": self.config.max_seconds,
-                "refund": self.config.refund,
-            },
-            "gpio": None
-            if self.gpio is None
-            else {"pin": self.gpio.pin, "active_high": self.gpio.active_high},
+            "price": {k: getattr(c, k) for k in ("seconds_per_token", "min_tokens", "max_seconds", "refund")},
+            "gpio": gpio,
             "light": self.lamp.state(),
             "node": dict(self.node_state),
             "outbox": {"pending": self.outbox.pending_count(), "no_funds": not self.funds_ok},
@@ -6446,16 +5215,10 @@ class Daemon:
             "data_txs": self.store.recent_txs(10),
             "ignored": list(self.recent_ignored),
             "joystick": self.joystick,
-            "token": {"name": self.token_name, "decimals": self.watcher.decimals},
-            "links": {"wallet": self.config.wallet_url, "explorer": self.config.explorer_url},
+            "token": {"name": self.token_name, "decimals": self.watcher.ledger.decimals},
+            "links": {"wallet": c.wallet_url, "explorer": c.explorer_url},
             "pay": self.pay_presets(),
-            "status": {
-                "name": self.status_name(),
-                "legend": [
-                    {"name": k, "rgb": list(STATUS_COLORS[k]), "meaning": v}
-                    for k, v in STATUS_MEANINGS.items()
-                ],
-            },
+            "status": {"name": self.status_name(), "legend": legend},
             "warnings": self.warnings(),
             "light_sold": self.store.light_sold_by_hour(int(now * 1000)),
         }
@@ -6464,14 +5227,14 @@ class Daemon:
         return out
 
     def pay_presets(self) -> List[Dict[str, Any]]:
-        minimum = fractions.Fraction(repr(float(self.config.min_tokens))) * 10 ** (self.watcher.decimals or 0)
+        c, decimals = self.config, self.watcher.ledger.decimals
         return pay_presets(
-            seconds_per_token=self.config.seconds_per_token,
-            max_seconds=self.config.max_seconds,
-            decimals=self.watcher.decimals,
-            min_units=math.ceil(minimum),
-            template=self.config.wallet_url,
-            asset=self.config.asset_id,
+            seconds_per_token=c.seconds_per_token,
+            max_seconds=c.max_seconds,
+            decimals=decimals,
+            min_units=math.ceil(min_units(decimals or 0, c.min_tokens)),
+            template=c.wallet_url,
+            asset=c.asset_id,
             address=self.address,
         )
 
@@ -6480,146 +5243,20 @@ class Daemon:
         out = []
         if not self.funds_ok:
             coin, rules = self.balance.get("coin"), self.config.rules
+            holds = " (it holds %s)" % format_coins(coin, rules) if isinstance(coin, int) else ""
             out.append(
                 "The device cannot pay the fees of its Data transactions%s: send it some %s, e.g. "
                 "`sudo iotlight pay --seed-file FUNDED.seed --asset %s %s 0.1`."
-                % (
-                    " (it holds %s)" % format_coins(coin, rules) if isinstance(coin, int) else "",
-                    coin_name(rules),
-                    coin_name(rules),
-                    self.address,
-                )
+                % (holds, coin_name(rules), coin_name(rules), self.address)
             )
         if self.node_state.get("ok") is False:
             out.append(
-                "No node answers (%s): payments are seen again as soon as one does; check the network "
-                "and node.urls." % (self.node_state.get("error") or "unreachable")
+                "No node answers (%s): payments are seen again as soon as one does; check the network and node.urls."
+                % (self.node_state.get("error") or "unreachable")
             )
         return out
 
-    async def learn_token(self) -> None:
-        """The token's name (for the dashboard) and whether it is scripted (a refund's fee) from
-        the node, once: both are kept in the state file."""
-        asset = self.config.asset_id
-        if not asset or (self.token_name and self.store.token_fact(asset, "scripted") is not None):
-            return
-        while not self.stop.is_set():
-            try:
-                details = await self.node.get("/assets/details/%s" % asset)
-                if not isinstance(details, dict) or details.get("assetId") != asset:
-                    return  # not this token's details: learn nothing from them
-                if isinstance(details.get("scripted"), bool):
-                    self.outbox.set_smart_asset(details["scripted"])
-                name = details.get("name")
-                if (
-                    not self.token_name
-                    and isinstance(name, str)
-                    and 0 < len(name) <= 64
-                    and name.isprintable()
-                ):
-                    self.token_name = name
-                    self.store.set_token_fact(asset, "name", name)
-                    self.publish({"type": "token", "name": name, "decimals": self.watcher.decimals})
-                return
-            except (NodeError, StateError) as e:
-                self.log.debug("token name not known yet: %s", e)
-            await _wait_or_stop(self.stop, 60.0)
-
-    # -- callbacks from the services
-    def node_status(self, url: str, ok: bool, error: Optional[str]) -> None:
-        self.node_state.update(
-            url=redact_url(url), ok=ok, error=None if ok else redact_url(error or "unreachable")
-        )
-        msg = {"type": "node", "url": self.node_state["url"], "ok": ok, "height": self.node_state["height"]}
-        if not ok:
-            msg["error"] = redact_url(error or "unreachable")
-        self.publish(msg)
-        self.publish({"type": "warnings", "lines": self.warnings()})
-        self.lamp.wake.set()
-
-    def height_changed(self, height: int) -> None:
-        if height < (self.node_state.get("height") or 0):
-            self.outbox.recheck_count()
-            self.outbox.recheck_refunds(height)
-        self.node_state["height"] = height
-        self.publish({"type": "node", "url": redact_url(self.node.current), "ok": True, "height": height})
-
-    def balance_changed(self, token: Optional[int], coin: Optional[int]) -> None:
-        known = self.balance.get("decimals")
-        self.balance.update(token=token, coin=coin, decimals=self.watcher.decimals)
-        self.publish(dict(type="balance", **self.balance))
-        if known != self.watcher.decimals:  # the pay buttons' amounts depend on the decimals
-            self.publish({"type": "pay", "presets": self.pay_presets()})
-
-    def ignored(self, message: Dict[str, Any]) -> None:
-        """A transfer to the device that lights nothing (reported once by the watcher)."""
-        self.recent_ignored.appendleft(dict(message, ts=self.clock.time()))
-        self.publish(message)
-
-    def funds(self, ok: bool) -> None:
-        self.funds_ok = ok
-        self.publish({"type": "outbox", "pending": self.outbox.pending_count(), "no_funds": not ok})
-        self.publish({"type": "warnings", "lines": self.warnings()})
-        self.lamp.wake.set()
-
-    def tokens(self, units: int) -> str:
-        """An amount of the payment token for a log line: "2.50 IoT-Light", raw units while the
-        decimals are not known yet."""
-        if self.watcher.decimals is None:
-            return "%d units" % units
-        return tokens_text(units, self.watcher.decimals, self.token_name or "tokens", trim=False)
-
-    def credited(self, credits: List[Credit]) -> None:
-        for c in credits:
-            self.log.info(
-                "payment %s from %s: %s -> %.1f s of light%s%s",
-                c.id,
-                c.sender,
-                self.tokens(c.amount),
-                c.grant.seconds,
-                " (%.1f s over payment.max_seconds not granted)" % c.grant.excess
-                if c.grant.excess > 0
-                else "",
-                "; refund of %s queued as transfer %s" % (self.tokens(c.refund[1]), c.refund[0])
-                if c.refund
-                else "",
-            )
-            self.publish(
-                {
-                    "type": "payment",
-                    "id": c.id,
-                    "sender": c.sender,
-                    "amount": c.amount,
-                    "seconds": round(c.grant.seconds, 3),
-                    "height": c.height,
-                }
-            )
-            if c.grant.seconds <= 0:  # the light was at its cap: credited (and refunded), but no light
-                self.ignored(
-                    {
-                        "type": "ignored",
-                        "id": c.id,
-                        "sender": c.sender,
-                        "amount": c.amount,
-                        "asset_id": self.config.asset_id,
-                        "reason": "cut_by_cap",
-                    }
-                )
-            if c.refund:
-                self.publish(
-                    {
-                        "type": "refund",
-                        "payment_id": c.id,
-                        "id": c.refund[0],
-                        "amount": c.refund[1],
-                        "status": "queued",
-                    }
-                )
-        start, until = self.store.light()
-        if until > self.clock.time():
-            self.lamp.credited(until)
-        self.outbox.wake.set()
-
+    # -- the joystick
     def joystick_event(self, ev: Any) -> None:
         self.joystick = {"direction": ev.direction, "action": ev.action, "ts": ev.ts_ms / 1000}
         self.publish({"type": "joystick", "direction": ev.direction, "action": ev.action})
@@ -6632,7 +5269,7 @@ class Daemon:
         while self.unsaved:
             ev = self.unsaved[0]
             try:
-                n = self.store.add_press(ev.direction, ev.action, ev.ts_ms, int(self.clock.time() * 1000))
+                n = self.store.add_press(ev.direction, ev.action, ev.ts_ms)
             except StateError:
                 if self.store.free_reserve():
                     continue
@@ -6646,33 +5283,24 @@ class Daemon:
 
     # -- life cycle
     def services(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"watcher": self.watcher, "lamp": self.lamp, "outbox": self.outbox}
-        if self.telemetry:
-            out["telemetry"] = self.telemetry
-        return out
+        out = {"watcher": self.watcher, "lamp": self.lamp, "outbox": self.outbox, "telemetry": self.telemetry}
+        return {name: service for name, service in out.items() if service is not None}
 
     async def watchdog(self) -> None:
-        """Tell systemd WATCHDOG=1 every quarter period while the daemon lives: no service is past
-        its deadline (see Pulse) and the event loop runs on time. A tick that comes more than half
-        a period late means the loop stood still (a blocking call): that tick says nothing."""
+        """Tell systemd WATCHDOG=1 every quarter period while no service is past its deadline (Pulse); a tick
+        over half a period late means the event loop stood still (a blocking call): that tick says nothing."""
         period = self.watchdog_period
         if not period:
             await self.stop.wait()
             return
-        tick = period / 4
         budget = max(period, self.config.timeout * len(self.config.node_urls) + WATCHDOG_GRACE)
-        due = self.clock.monotonic()
-        trouble = ""
+        tick, due, trouble = period / 4, self.clock.monotonic(), ""
         while not self.stop.is_set():
             mono = self.clock.monotonic()
-            lag = mono - due
-            late = [
-                "%s (%.0f s late)" % (name, svc.pulse.late_by(mono, budget))
-                for name, svc in self.services().items()
-                if svc.pulse.late_by(mono, budget) > 0
-            ]
-            if lag > period / 2:
-                trouble = "the event loop stood still for %.1f s or more" % lag
+            lateness = {n: s.pulse.late_by(mono, budget) for n, s in self.services().items()}
+            late = ["%s (%.0f s late)" % (n, by) for n, by in lateness.items() if by > 0]
+            if mono - due > period / 2:
+                trouble = "the event loop stood still for %.1f s or more" % (mono - due)
             elif late:
                 trouble = "no sign of life from %s" % ", ".join(late)
             else:
@@ -6683,76 +5311,66 @@ class Daemon:
             if trouble:
                 self.log.error("%s; not telling the watchdog", trouble)
             due = self.clock.monotonic() + tick
-            await _wait_or_stop(self.stop, tick)
+            await wait_any(tick, self.stop)
 
     async def run(self) -> int:
         """Run until stop is set or a service crashes; returns the exit status."""
-        start, until = self.store.light()
-        self.lamp.load(start, until)
+        self.lamp.load(*self.store.light())
         if self.monitor is not None:
             await self.monitor.start()
         self.hw.start_joystick(self.joystick_event)
         self.notify("READY=1\nSTATUS=watching %s" % self.address)
-        self.log.info(
-            "iotlight %s running: address %s on chain %r, token %s, node %s",
-            __version__,
-            self.address,
-            self.config.chain_id,
-            self.config.asset_id,
-            redact_url(self.config.node_urls[0]),
-        )
-        tasks = [
-            asyncio.ensure_future(
-                svc.run(self.stop),
-            )
-            for svc in self.services().values()
-        ]
+        c = self.config
+        what = (__version__, self.address, c.chain_id, c.asset_id, redact_url(c.node_urls[0]))
+        self.log.info("iotlight %s running: address %s on chain %r, token %s, node %s", *what)
+        tasks = [asyncio.ensure_future(svc.run(self.stop)) for svc in self.services().values()]
         tasks.append(asyncio.ensure_future(self.watchdog()))
-        naming = asyncio.ensure_future(self.learn_token())  # may end early: not a service
         asyncio.get_running_loop().call_later(10.0, release_free_memory)
-        stopper = asyncio.ensure_future(self.stop.wait())
-        status = 0
+        stopper, status = asyncio.ensure_future(self.stop.wait()), 0
         try:
             done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
             for t in done:
-                if t is not stopper and not t.cancelled() and t.exception() is not None:
-                    exc = t.exception()
-                    if isinstance(exc, IotlightError):
-                        self.log.error("%s", exc)
-                        status = exc.exit_status
-                    else:
-                        self.log.error("a service crashed", exc_info=exc)
-                        status = 1
+                exc = None if t is stopper or t.cancelled() else t.exception()
+                if isinstance(exc, IotlightError):
+                    self.log.error("%s", exc)
+                    status = exc.exit_status
+                elif exc is not None:
+                    self.log.error("a service crashed", exc_info=exc)
+                    status = 1
         finally:
-            self.notify("STOPPING=1")
-            self.stop.set()
-            for t in tasks + [stopper, naming]:
-                t.cancel()
-            await asyncio.gather(*tasks, stopper, naming, return_exceptions=True)
-            if self.monitor is not None:
-                await self.monitor.close()
-            await self.hw.close()
-            if self.gpio is not None:
-                self.lamp.switch_gpio(False)
-                self.gpio.close()
+            await self._shut_down(tasks + [stopper])
         self.save_presses()
         if self.unsaved:
+            lost, why = len(self.unsaved), self.store.failing or "the state file cannot be written"
             self.log.error(
-                "stopped with %d joystick press(es) that could not be saved (%s): they are lost",
-                len(self.unsaved),
-                self.store.failing or "the state file cannot be written",
+                "stopped with %d joystick press(es) that could not be saved (%s): they are lost", lost, why
             )
             return status or 1
         self.log.info("stopped; light state and outbox saved")
         return status
 
+    async def _shut_down(self, tasks: List["asyncio.Future[Any]"]) -> None:
+        """Tear down in reverse: the services, the monitor, the matrix, the relay."""
+        self.notify("STOPPING=1")
+        self.stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.monitor is not None:
+            await self.monitor.close()
+        await self.hw.close()
+        if self.gpio is not None:
+            self.lamp.switch_gpio(False)
+            self.gpio.close()
+
 
 class _AboveMatrixHandler(logging.Handler):
     """Log lines printed above the terminal backend's matrix instead of through it."""
 
-    def __init__(self, terminal: TerminalHardware):
+    def __init__(self, terminal: "TerminalHardware", formatter: Optional[logging.Formatter]):
         super().__init__()
         self.terminal = terminal
+        self.setFormatter(formatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -6761,42 +5379,38 @@ class _AboveMatrixHandler(logging.Handler):
             self.handleError(record)
 
 
-def _log_above_matrix(terminal: TerminalHardware) -> None:
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        handler = _AboveMatrixHandler(terminal)
-        handler.setFormatter(old.formatter)
-        root.removeHandler(old)
-        root.addHandler(handler)
-
-
 async def run_daemon(config: Config, keys: KeyPair) -> int:
     """Build the real edges and run the daemon until SIGINT or SIGTERM."""
-    store = Store(config.state_file)
-    address = keys.address(config.chain_id)
+    clock = Clock()
+    store = Store(config.state_file, clock)
     try:
-        store.bind_device(address, config.asset_id)
+        store.bind_device(keys.address(config.chain_id), config.asset_id)
         gpio = open_gpio(config)
         device = open_hardware(config.backend, stdout_isatty=sys.stdout.isatty())
         if isinstance(device, TerminalHardware) and sys.stderr.isatty():
-            _log_above_matrix(device)
-        hardware = HardwareRunner(device)
-        node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
+            root = logging.getLogger()
+            root.handlers[:] = [_AboveMatrixHandler(device, h.formatter) for h in root.handlers]
+        node = NodeClient(
+            config.node_urls,
+            timeout=config.timeout,
+            chain_id=config.chain_id,
+            clock=clock,
+            max_answer_bytes=config.max_answer_bytes,
+        )
         try:
             daemon = Daemon(
                 config,
                 keys,
                 node=node,
                 store=store,
-                hardware=hardware,
-                clock=Clock(),
+                hardware=HardwareRunner(device),
+                clock=clock,
                 monitor_factory=Monitor,
                 watchdog_period=systemd_watchdog_period(),
                 gpio=gpio,
             )
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, daemon.stop.set)
+                asyncio.get_running_loop().add_signal_handler(sig, daemon.stop.set)
             return await daemon.run()
         finally:
             await node.aclose()
@@ -6805,8 +5419,7 @@ async def run_daemon(config: Config, keys: KeyPair) -> int:
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    keys = device_keys(config)
-    lock = lock_state_file(config.state_file)
+    keys, lock = device_keys(config), lock_state_file(config.state_file)
     try:
         return asyncio.run(run_daemon(config, keys))
     finally:
@@ -6818,14 +5431,21 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 # =============================================================================
 
 SEED_WORDS = 15
+FUND_HINT = "iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
+_EXISTS = "%s: a seed file exists already; keygen never overwrites one"
+Lines = List[str]
+Holdings = Tuple[Optional[int], Optional[AssetDetails]]  # `status`: the device's coins, the token
 
 
 def _refuse_open_seed(path: str, st: os.stat_result) -> None:
     if st.st_mode & 0o077:
-        raise SeedFileError(
-            "%s: the seed file is readable by group or others (mode %03o); fix it with: chmod 600 %s"
-            % (path, st.st_mode & 0o777, path)
-        )
+        why = "%s: the seed file is readable by group or others (mode %03o); fix it with: chmod 600 %s"
+        raise SeedFileError(why % (path, st.st_mode & 0o777, path))
+
+
+def _dangling(path: str) -> Optional[str]:
+    """Where a symbolic link at `path` points when that is nowhere; None otherwise."""
+    return os.readlink(path) if os.path.islink(path) and not os.path.exists(path) else None
 
 
 def read_seed_file(path: str) -> str:
@@ -6833,6 +5453,9 @@ def read_seed_file(path: str) -> str:
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if (target := _dangling(path)) is not None:
+            why = "%s: the seed file is a symbolic link to %s, which does not exist; fix the link or point device.seed_file at the seed file"
+            raise SeedFileError(why % (path, target)) from None
         raise SeedFileError("%s: no seed file; create one with: iotlight.py keygen" % path) from None
     except OSError as e:
         raise SeedFileError("%s: cannot read the seed file: %s" % (path, e.strerror)) from None
@@ -6842,12 +5465,9 @@ def read_seed_file(path: str) -> str:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise SeedFileError(
-            "%s: cannot read the seed file: %s" % (path, getattr(e, "strerror", None) or "not UTF-8")
-        ) from None
-    seed = text[:-1] if text.endswith("\n") else text
-    if seed.endswith("\r"):
-        seed = seed[:-1]
+        why = getattr(e, "strerror", None) or "not UTF-8"
+        raise SeedFileError("%s: cannot read the seed file: %s" % (path, why)) from None
+    seed = text.removesuffix("\n").removesuffix("\r")
     if not seed.strip():
         raise SeedFileError("%s: the seed file is empty" % path)
     return seed
@@ -6859,7 +5479,7 @@ def write_seed_file(path: str, seed: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         _refuse_open_seed(path, os.stat(path))
-        raise SeedFileError("%s: a seed file exists already; keygen never overwrites one" % path) from None
+        raise SeedFileError(_EXISTS % path) from None
     except OSError as e:
         raise SeedFileError("%s: cannot create the seed file: %s" % (path, e.strerror)) from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -6872,23 +5492,15 @@ def write_seed_file(path: str, seed: str) -> None:
 def device_keys(config: Config) -> KeyPair:
     """The device key pair, checked against device.address when that is set."""
     keys = keypair_from_seed(read_seed_file(config.seed_file))
-    if config.address:
-        address = keys.address(config.chain_id)
-        if address != config.address:
-            raise ConfigError(
-                "%s: device.address: the seed file %s gives %s on chain %r, not %s "
-                "(wrong seed file or wrong network?)"
-                % (config.path, config.seed_file, address, config.chain_id, config.address)
-            )
+    address = keys.address(config.chain_id)
+    if config.address and address != config.address:
+        why = "%s: device.address: the seed file %s gives %s on chain %r, not %s (wrong seed file or wrong network?)"
+        raise ConfigError(why % (config.path, config.seed_file, address, config.chain_id, config.address))
     return keys
 
 
 def lock_state_file(state_file: str, *, claim: bool = True) -> int:
-    """Hold an OS lock (flock) on STATE_FILE.lock for the life of this process, so that one daemon
-    at a time runs on a state file; the kernel drops the lock when the process ends, however it
-    ends (SIGKILL, power cut), so a leftover lock file never blocks. Returns the file descriptor.
-    claim=False (gpio-off) holds it without writing this pid into it, opened read-only: a `run`
-    refused meanwhile must not name a short-lived process; flock needs no more."""
+    """flock STATE_FILE.lock: one daemon per state file; the kernel drops it however the process ends (SIGKILL)."""
     import fcntl
 
     path = state_file + ".lock"
@@ -6898,36 +5510,27 @@ def lock_state_file(state_file: str, *, claim: bool = True) -> int:
         raise StateError("%s: cannot create the lock file: %s" % (path, e.strerror)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if not isinstance(e, BlockingIOError):
-            os.close(fd)
-            raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
+    except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
-        raise ConfigError(
-            "%s: iotlight is already running on this state file (pid %s); stop it first "
-            "(sudo systemctl stop iotlight, or kill %s), or give this one another "
-            "device.state_file" % (state_file, holder or "unknown", holder or "PID")
-        ) from None
-    if not claim:
-        return fd
-    try:  # the pid is for the message of a second daemon; written in place, so a full disk rarely stops it
-        mine = b"%-10d\n" % os.getpid()
-        os.pwrite(fd, mine, 0)
-        os.ftruncate(fd, len(mine))
+        busy = "%s: iotlight is already running on this state file (pid %s); stop it first (sudo systemctl stop iotlight, or kill %s), or give this one another device.state_file"
+        raise ConfigError(busy % (state_file, holder or "unknown", holder or "PID")) from None
     except OSError as e:
-        log.warning(
-            "%s: cannot write this daemon's pid into the lock file (%s); the lock holds all the same",
-            path,
-            e.strerror,
-        )
+        os.close(fd)
+        raise StateError("%s: cannot lock the lock file: %s" % (path, e.strerror)) from None
+    if claim:
+        try:  # the pid is for the message of a second daemon; written in place: a full disk rarely stops it
+            mine = b"%-10d\n" % os.getpid()
+            os.pwrite(fd, mine, 0)
+            os.ftruncate(fd, len(mine))
+        except OSError as e:
+            why = "%s: cannot write this daemon's pid into the lock file (%s); the lock holds all the same"
+            log.warning(why, path, e.strerror)
     return fd
 
 
 def cmd_gpio_off(config: Config, args: argparse.Namespace) -> int:
-    """Switch light.gpio_pin off and release it, as a clean stop does: the unit's ExecStopPost, so
-    that a daemon that crashed (or was killed, or stopped restarting) does not leave a relay on.
-    Refused while a daemon runs on the state file: that one drives the pin."""
+    """Switch light.gpio_pin off and release it (the unit's ExecStopPost: a crashed daemon leaves no relay on)."""
     if config.gpio_pin < 0:
         print("light.gpio_pin is -1: no pin to switch off")
         return 0
@@ -6939,29 +5542,23 @@ def cmd_gpio_off(config: Config, args: argparse.Namespace) -> int:
     finally:
         if lock is not None:
             os.close(lock)
-    print(
-        "gpio pin %d off (level %s), released"
-        % (config.gpio_pin, "low" if config.gpio_active_high else "high")
-    )
+    level = "low" if config.gpio_active_high else "high"
+    print("gpio pin %d off (level %s), released" % (config.gpio_pin, level))
     return 0
 
 
 def cmd_keygen(config: Config, args: argparse.Namespace) -> int:
-    if os.path.lexists(config.seed_file):
-        keys = keypair_from_seed(read_seed_file(config.seed_file))  # refuses an open or broken one
-        print("address: %s" % keys.address(config.chain_id))
-        raise SeedFileError(
-            "%s: a seed file exists already; keygen never overwrites one (its address is above)"
-            % config.seed_file
-        )
+    path = config.seed_file
+    if (target := _dangling(path)) is not None:
+        why = "%s is a symbolic link to %s, which does not exist; keygen writes no seed through a link: remove it (rm %s) and run keygen again, or point device.seed_file at a real file"
+        raise SeedFileError(why % (path, target, path))
+    if os.path.lexists(path):  # read_seed_file refuses an open or broken one
+        print("address: %s" % keypair_from_seed(read_seed_file(path)).address(config.chain_id))
+        raise SeedFileError((_EXISTS + " (its address is above)") % path)
     seed = generate_seed_phrase(SEED_WORDS)
-    write_seed_file(config.seed_file, seed)
-    keys = keypair_from_seed(seed)
-    print(
-        "wrote a new %d-word seed phrase to %s (mode 0600); keep a copy offline"
-        % (SEED_WORDS, config.seed_file)
-    )
-    print("address: %s" % keys.address(config.chain_id))
+    write_seed_file(path, seed)
+    print("wrote a new %d-word seed phrase to %s (mode 0600); keep a copy offline" % (SEED_WORDS, path))
+    print("address: %s" % keypair_from_seed(seed).address(config.chain_id))
     return 0
 
 
@@ -6972,60 +5569,45 @@ def cmd_address(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _min_data_fee(config: Config, keys: KeyPair, *entries: Dict[str, Any]) -> int:
+    """The node's minimum fee for a Data transaction of these entries and a joystick_count."""
+    count = {"key": "joystick_count", "type": "integer", "value": 1}
+    tx = build_data_tx(keys, [*entries, count], timestamp=0, chain_id=config.chain_id, rules=config.rules)
+    return tx["fee"]
+
+
+def data_tx_fee(config: Config, keys: KeyPair) -> int:
+    """What one of the device's smallest Data transactions (one press) costs: data.fee or the minimum."""
+    return config.fee or _min_data_fee(config, keys, joystick_entry(1, "up", "pressed", 0))
+
+
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
     keys = device_keys(config)
-    address = keys.address(config.chain_id)
+    monitor = "off" if not config.monitor_port else "%s:%d" % (config.monitor_host, config.monitor_port)
+    nodes = ", ".join(redact_url(u) for u in config.node_urls)
     print("configuration %s is valid" % config.path)
-    print(
-        "  chain: %s (%s rules), nodes: %s"
-        % (config.chain_id, config.rules, ", ".join(redact_url(u) for u in config.node_urls))
-    )
-    print("  device address: %s" % address)
-    print(
-        "  token: %s, %g s per token, at most %g s"
-        % (config.asset_id, config.seconds_per_token, config.max_seconds)
-    )
+    print("  chain: %s (%s rules), nodes: %s" % (config.chain_id, config.rules, nodes))
+    print("  device address: %s" % keys.address(config.chain_id))
+    price = (config.asset_id, config.seconds_per_token, config.max_seconds)
+    print("  token: %s, %g s per token, at most %g s" % price)
     print("  state file: %s" % config.state_file)
-    print(
-        "  hardware: %s, monitor: %s"
-        % (
-            config.backend,
-            "off" if not config.monitor_port else "%s:%d" % (config.monitor_host, config.monitor_port),
-        )
-    )
-    status = 0
-    if config.fee:
-        smallest = build_data_tx(
-            keys,
-            [{"key": "joystick_count", "type": "integer", "value": 1}],
-            timestamp=0,
-            chain_id=config.chain_id,
-            rules=config.rules,
-        )["fee"]
-        if config.fee < smallest:
-            print(
-                "problem: data.fee = %d is below the node's minimum fee of %d for even the smallest Data "
-                "transaction: each one is sent with the minimum for its size instead. Fix: set data.fee = 0 "
-                "(automatic) or at least %d" % (config.fee, smallest, smallest)
-            )
-            status = 1
-        else:
-            print(
-                "  data fee: %d (a transaction whose size needs more is sent with its minimum)" % config.fee
-            )
-    print(
-        "  minimum payment: %g tokens, refund of what max_seconds cuts off: %s"
-        % (config.min_tokens, 'yes (payment.refund = "excess")' if config.refund == "excess" else "no")
-    )
+    print("  hardware: %s, monitor: %s" % (config.backend, monitor))
+    status, smallest = 0, _min_data_fee(config, keys)
+    if config.fee and config.fee < smallest:
+        low = "problem: data.fee = %d is below the node's minimum fee of %d for even the smallest Data transaction: each one is sent with the minimum for its size instead. Fix: set data.fee = 0 (automatic) or at least %d"
+        print(low % (config.fee, smallest, smallest))
+        status = 1
+    elif config.fee:
+        print("  data fee: %d (a transaction whose size needs more is sent with its minimum)" % config.fee)
+    minimum = (config.min_tokens, 'yes (payment.refund = "excess")' if config.refund == "excess" else "no")
+    print("  minimum payment: %g tokens, refund of what max_seconds cuts off: %s" % minimum)
     status += check_gpio(config)
     if args.offline:
         print("the node was not asked (--offline)")
         return min(status, 1)
     facts, problems = asyncio.run(_with_node(config, lambda node: inspect_chain(node, config, keys)))
-    for line in facts:
-        print("  %s" % redact_url(line))
-    for line in problems:
-        print("problem: %s" % redact_url(line))
+    for line in ["  " + fact for fact in facts] + ["problem: " + problem for problem in problems]:
+        print(redact_url(line))
     if problems or status:
         print("check found %d problem(s)" % (len(problems) + status))
         return 1
@@ -7035,194 +5617,90 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
 
 def check_gpio(config: Config) -> int:
     """The `check` line for light.gpio_pin: 0 when off or gpiozero is there, 1 (with the fix) when not."""
-    if config.gpio_pin < 0:
+    pin, level = config.gpio_pin, "high" if config.gpio_active_high else "low"
+    if pin < 0:
         print("  gpio: off (light.gpio_pin = -1)")
         return 0
-    level = "high" if config.gpio_active_high else "low"
     if not _module_installed("gpiozero"):
-        print(
-            "  problem: light.gpio_pin = %d needs the gpiozero library, which is not installed: "
-            "sudo apt install python3-gpiozero (or pip install gpiozero in the venv)" % config.gpio_pin
-        )
+        missing = "  problem: light.gpio_pin = %d needs the gpiozero library, which is not installed: sudo apt install python3-gpiozero (or pip install gpiozero in the venv)"
+        print(missing % pin)
         return 1
-    print(
-        "  gpio: BCM pin %d switched with the light, on = %s level (gpiozero found)"
-        % (config.gpio_pin, level)
-    )
+    print("  gpio: BCM pin %d switched with the light, on = %s level (gpiozero found)" % (pin, level))
     return 0
 
 
-# --- what only the chain can tell --------------------------------------------
-
-CLOCK_SKEW_LIMIT = 60.0  # seconds; the outbox signs with the node's time beyond this (Outbox.resync_clock)
-NETWORKS = {"W": "mainnet", "T": "testnet", "S": "stagenet", "Z": "0bsnetwork"}
-
-
-def network_name(chain_id: str) -> str:
-    return "%r (%s)" % (chain_id, NETWORKS.get(chain_id, "a fork"))
-
-
-def format_coins(units: int, rules: str) -> str:
-    """Smallest units of the chain's coin as coins with the name: 100000 -> "0.001 WAVES"."""
-    return tokens_text(units, 8, coin_name(rules))
-
-
-def data_tx_fee(config: Config, keys: KeyPair) -> int:
-    """What one of the device's smallest Data transactions (one press) costs: data.fee or the minimum."""
-    if config.fee:
-        return config.fee
-    tx = {
-        "type": TX_DATA,
-        "version": 1,
-        "senderPublicKey": b58encode(keys.public_key),
-        "fee": 1,
-        "timestamp": 0,
-        "chainId": chain_byte(config.chain_id),
-        "data": [joystick_entry(1, "up", "pressed", 0)],
-    }
-    return data_fee(tx, config.rules)
-
-
-def chain_of_address(address: Any) -> Optional[str]:
-    """The network byte of a base58 address as a character, or None when it is not an address. Pure."""
-    if not isinstance(address, str):
-        return None
+async def inspect_chain(node: NodeClient, config: Config, keys: KeyPair) -> Tuple[Lines, Lines]:
+    """(facts, problems with their fix): the node's network, the token, the device's coins, the clock."""
+    facts: Lines = []
+    problems: Lines = []
+    header: Optional[Dict[str, Any]] = None
     try:
-        raw = b58decode(address.replace("address:", "", 1))
-    except EncodingError:
-        return None
-    return chr(raw[1]) if len(raw) == 26 and raw[0] == 1 else None
-
-
-async def node_network(node: NodeClient) -> Tuple[Optional[str], Optional[int]]:
-    """The node's network byte (from the address of the last block's generator) and its height."""
-    header = await node.get("/blocks/headers/last")
-    if not isinstance(header, dict):
-        raise NodeError("node answered /blocks/headers/last with something that is not an object")
-    height = header.get("height")
-    return chain_of_address(header.get("generator")), height if _is_int(height) else None
-
-
-async def inspect_chain(node: NodeClient, config: Config, keys: KeyPair) -> Tuple[List[str], List[str]]:
-    """Ask the node what only the chain can tell: its network, the token, the device's coins for fees,
-    the clock. Returns (facts, problems), every problem with its fix."""
-    facts: List[str] = []
-    problems: List[str] = []
-    address = keys.address(config.chain_id)
-    try:
-        chain, height = await node_network(node)
+        header = await node.last_header()
     except NodeRejected:
-        chain, height = (
-            None,
-            None,
-        )  # a node without /blocks/headers: the balance below still tells a wrong network
+        header = {}  # a node without /blocks/headers: the rest still tells
     except NodeError as e:
-        problems.append(
-            "no node answered (%s): %s; check node.urls and this machine's network"
-            % (", ".join(config.node_urls), e)
-        )
+        if not node.foreign:
+            silent = "no node answered (%s): %s; check node.urls and this machine's network"
+            problems.append(silent % (", ".join(config.node_urls), e))
+    ours = network_name(config.chain_id)
+    foreign = 'the node %s runs network %s, not node.chain_id = %s: set chain_id = "%s" in [node], or point node.urls at a %s node (then run keygen for that network\'s address)'
+    for url, chain in node.foreign.items():
+        problems.append(foreign % (redact_url(url), network_name(chain), ours, chain, ours))
+    if header is None:
         return facts, problems
-    facts.append(
-        "node %s: network %s, height %s"
-        % (
-            node.current,
-            network_name(chain) if chain else "unknown",
-            height if height is not None else "unknown",
-        )
-    )
-    if chain is not None and chain != config.chain_id:
-        problems.append(
-            'the node %s runs network %s, not node.chain_id = %s: set chain_id = "%s" in [node], '
-            "or point node.urls at a %s node (then run keygen for that network's address)"
-            % (
-                node.current,
-                network_name(chain),
-                network_name(config.chain_id),
-                chain,
-                network_name(config.chain_id),
-            )
-        )
-        return facts, problems  # nothing else the node says is about our network
+    height = header.get("height") if _is_int(header.get("height")) else "unknown"
+    facts.append("node %s: network %s, height %s" % (node.current, ours, height))
+    await _ask_token(node, config, keys, facts, problems)
+    await _ask_coins(node, config, keys, facts, problems)
     try:
-        details = await node.get("/assets/details/%s" % config.asset_id)
-        decimals = details.get("decimals") if isinstance(details, dict) else None
-        if not _is_int(decimals) or not 0 <= decimals <= 8:
-            raise NodeError("the node gave no decimals for %s" % config.asset_id)
-        facts.append(
-            "token %s: %s, %d decimals, issued by %s"
-            % (config.asset_id, details.get("name"), decimals, details.get("issuer"))
-        )
-        token = await node.asset_balance(address, config.asset_id)
-        facts.append("device holds %s" % tokens_text(token, decimals, str(details.get("name")), trim=False))
-    except NodeRejected as e:
-        if e.status in (400, 404):
-            problems.append(
-                'payment.asset_id = "%s": no such token on the node\'s chain (%s); copy the id '
-                "from the output of issue or from an explorer" % (config.asset_id, e)
-            )
-        else:
-            problems.append(
-                "the node refused to tell the token: %s" % describe_refusal(e, rules=config.rules)
-            )
-    except NodeError as e:
-        problems.append("the node did not tell the token: %s" % e)
-    try:
-        coins = await node.balance(address)
-        fee = data_tx_fee(config, keys)
-        facts.append(
-            "device holds %s: fees for %d Data transaction(s) at %s each"
-            % (format_coins(coins, config.rules), coins // fee, format_coins(fee, config.rules))
-        )
-        if coins < fee:
-            problems.append(
-                "the device %s holds %s, less than one Data transaction's fee (%s): presses and "
-                "receipts cannot be written; send it coins: iotlight.py pay --seed-file FUNDED.seed "
-                "--asset %s %s 1"
-                % (
-                    address,
-                    format_coins(coins, config.rules),
-                    format_coins(fee, config.rules),
-                    coin_name(config.rules),
-                    address,
-                )
-            )
-    except NodeRejected as e:
-        plain = explain_refusal(str(e), rules=config.rules)
-        if "invalid address" in str(e).lower():
-            problems.append(
-                "the node does not take the device address %s as one of its network: node.chain_id "
-                "= %s is not the node's network; fix node.chain_id or node.urls"
-                % (address, network_name(config.chain_id))
-            )
-        else:
-            problems.append("the node refused the device's balance: %s" % (plain or e))
-    except NodeError as e:
-        problems.append("the node did not tell the device's balance: %s" % e)
-    try:
-        before = time.time()
-        node_ms = await node.node_time_ms()
-        skew = node_ms / 1000 - (before + time.time()) / 2
+        before = node.clock.time()
+        skew = await node.node_time_ms() / 1000 - (before + node.clock.time()) / 2
         facts.append("clock: %+.1f s from the node's" % -skew)
         if abs(skew) > CLOCK_SKEW_LIMIT:
-            problems.append(
-                "this machine's clock is %.0f s %s the node's: set it (sudo timedatectl set-ntp true; "
-                "a Pi without a real-time clock needs network time)"
-                % (abs(skew), "behind" if skew > 0 else "ahead of")
-            )
+            off = "this machine's clock is %.0f s %s the node's: set it (sudo timedatectl set-ntp true; a Pi without a real-time clock needs network time)"
+            problems.append(off % (abs(skew), "behind" if skew > 0 else "ahead of"))
     except NodeError as e:
         problems.append("the node did not tell its time (/utils/time): %s" % e)
     return facts, problems
 
 
+async def _ask_token(node: NodeClient, config: Config, keys: KeyPair, facts: Lines, problems: Lines) -> None:
+    try:
+        details = await node.asset_details(config.asset_id)
+        if details is None:
+            unknown = 'payment.asset_id = "%s": no such token on the node\'s chain; copy the id from the output of issue or from an explorer'
+            problems.append(unknown % config.asset_id)
+            return
+        about = (config.asset_id, details.name, details.decimals, details.issuer)
+        facts.append("token %s: %s, %d decimals, issued by %s" % about)
+        token = await node.asset_balance(keys.address(config.chain_id), config.asset_id)
+        facts.append("device holds %s" % tokens_text(token, details.decimals, details.name, trim=False))
+    except NodeRejected as e:
+        problems.append("the node refused to tell the token: %s" % describe_refusal(e, rules=config.rules))
+    except NodeError as e:
+        problems.append("the node did not tell the token: %s" % e)
+
+
+async def _ask_coins(node: NodeClient, config: Config, keys: KeyPair, facts: Lines, problems: Lines) -> None:
+    address, rules = keys.address(config.chain_id), config.rules
+    try:
+        coins, fee = await node.balance(address), data_tx_fee(config, keys)
+    except NodeError as e:
+        problems.append("the node did not tell the device's balance: %s" % describe_refusal(e, rules=rules))
+        return
+    held, each = format_coins(coins, rules), format_coins(fee, rules)
+    facts.append("device holds %s: fees for %d Data transaction(s) at %s each" % (held, coins // fee, each))
+    if coins < fee:
+        poor = "the device %s holds %s, less than one Data transaction's fee (%s): presses and receipts cannot be written; send it coins: %s"
+        problems.append(poor % (address, held, each, FUND_HINT % (coin_name(rules), address)))
+
+
 # --- workshop commands: issue, pay, status -----------------------------------
 
 
-def _seed_keys(path: str) -> KeyPair:
-    return keypair_from_seed(read_seed_file(path))
-
-
 async def _with_node(config: Config, action: Callable[[NodeClient], Any]) -> Any:
-    node = NodeClient(config.node_urls, timeout=config.timeout, max_answer_bytes=config.max_answer_bytes)
+    urls, cap = config.node_urls, config.max_answer_bytes
+    node = NodeClient(urls, timeout=config.timeout, chain_id=config.chain_id, max_answer_bytes=cap)
     try:
         return await action(node)
     finally:
@@ -7254,94 +5732,61 @@ def parse_token_amount(text: str, decimals: int) -> int:
 
 
 def cmd_issue(config: Config, args: argparse.Namespace) -> int:
-    keys = _seed_keys(args.seed_file)
+    keys = keypair_from_seed(read_seed_file(args.seed_file))
     if not 0 <= args.decimals <= 8:
         raise ConfigError("--decimals must be from 0 to 8, not %d" % args.decimals)
-    quantity = parse_token_amount(args.quantity, args.decimals)
+    quantity, fee = parse_token_amount(args.quantity, args.decimals), issue_fee(config.rules)
+    token = dict(name=args.name, description=args.description, quantity=quantity, decimals=args.decimals)
     try:
         tx = build_issue_tx(
-            keys,
-            name=args.name,
-            description=args.description,
-            quantity=quantity,
-            decimals=args.decimals,
-            reissuable=False,
-            timestamp=int(time.time() * 1000),
-            chain_id=config.chain_id,
-            fee=issue_fee(config.rules),
+            keys, **token, reissuable=False, timestamp=Clock().ms(), chain_id=config.chain_id, fee=fee
         )
     except EncodingError as e:
         raise ConfigError(str(e)) from None
-
-    async def go(node: NodeClient) -> None:
-        try:
-            await node.broadcast(tx)
-        except NodeError as e:
-            raise _refused("token", e, config.rules) from None
-
-    asyncio.run(_with_node(config, go))
-    print(
-        "issued %s from %s; fee %s"
-        % (
-            tokens_text(quantity, args.decimals, args.name, trim=False),
-            keys.address(config.chain_id),
-            format_coins(tx["fee"], config.rules),
-        )
-    )
-    print("asset id: %s" % tx["id"])
-    print("paste into [payment] of %s:" % config.path)
-    print('asset_id = "%s"' % tx["id"])
+    try:
+        asyncio.run(_with_node(config, lambda node: node.broadcast(tx)))
+    except NodeError as e:
+        raise _refused("token", e, config.rules) from None
+    issued = tokens_text(quantity, args.decimals, args.name, trim=False)
+    cost = format_coins(tx["fee"], config.rules)
+    print("issued %s from %s; fee %s" % (issued, keys.address(config.chain_id), cost))
+    print('asset id: %s\npaste into [payment] of %s:\nasset_id = "%s"' % (tx["id"], config.path, tx["id"]))
     return 0
 
 
 def cmd_pay(config: Config, args: argparse.Namespace) -> int:
-    keys = _seed_keys(args.seed_file)
-    coin = coin_name(config.rules)
-    asset = args.asset or config.asset_id
+    keys = keypair_from_seed(read_seed_file(args.seed_file))
+    coin, asset = coin_name(config.rules), args.asset or config.asset_id
     if not asset:
         raise ConfigError(
-            "no token to pay with: pass --asset ID (or --asset %s for coins) or set "
-            "payment.asset_id in %s" % (coin, config.path)
+            "no token to pay with: pass --asset ID (or --asset %s for coins) or set payment.asset_id in %s"
+            % (coin, config.path)
         )
     try:
         own_coin = not parse_asset_id(asset, coin=coin, what="--asset %s" % asset)
-    except EncodingError as e:
-        raise ConfigError("%s (or --asset %s for the chain's coin)" % (e, coin)) from None
-    try:
         recipient = parse_recipient(args.recipient, config.chain_id)
     except EncodingError as e:
-        raise ConfigError(str(e)) from None
+        hint = " (or --asset %s for the chain's coin)" % coin if "--asset" in str(e) else ""
+        raise ConfigError(str(e) + hint) from None
 
     async def go(node: NodeClient) -> Tuple[Dict[str, Any], str]:
         try:
-            if own_coin:
-                decimals, name, scripted = 8, coin, False
-            else:
-                details = await node.get("/assets/details/%s" % asset)
-                decimals = details.get("decimals")
-                if not _is_int(decimals):
-                    raise NodeError("the node gave no decimals for %s" % asset)
-                name, scripted = str(details.get("name") or asset), bool(details.get("scripted"))
+            details = None if own_coin else await node.asset_details(asset)
+            if not own_coin and details is None:
+                unknown = "the node refused the transfer: no token %s on the node's chain; check the asset id"
+                raise IotlightError(unknown % asset)
+            decimals = 8 if details is None else details.decimals
             amount = parse_token_amount(args.amount, decimals)
-            tx = build_transfer_tx(
-                keys,
-                recipient=recipient,
-                amount=amount,
-                asset_id=None if own_coin else asset,
-                timestamp=int(time.time() * 1000),
-                chain_id=config.chain_id,
-                fee=transfer_fee(config.rules, smart_asset=scripted),
-            )
+            fee = transfer_fee(config.rules, smart_asset=bool(details and details.scripted))
+            transfer = dict(recipient=recipient, amount=amount, asset_id=asset if details else None, fee=fee)
+            tx = build_transfer_tx(keys, **transfer, timestamp=Clock().ms(), chain_id=config.chain_id)
             await node.broadcast(tx)
-            if own_coin:
-                return tx, format_coins(amount, config.rules)
-            return tx, "%s (%d units of %s)" % (
-                tokens_text(amount, decimals, name, trim=False),
-                amount,
-                asset,
-            )
         except NodeError as e:
             raise _refused("transfer", e, config.rules) from None
+        if details is None:
+            return tx, format_coins(amount, config.rules)
+        paid = tokens_text(amount, decimals, details.name or asset, trim=False)
+        return tx, "%s (%d units of %s)" % (paid, amount, asset)
 
     tx, sent = asyncio.run(_with_node(config, go))
     print("sent %s to %s; fee %s" % (sent, recipient, format_coins(tx["fee"], config.rules)))
@@ -7349,117 +5794,82 @@ def cmd_pay(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    keys = device_keys(config)
-    address = keys.address(config.chain_id)
-    print("device %s on chain %r" % (address, config.chain_id))
-
-    token_name: Dict[str, Any] = {}
-
-    async def ask(node: NodeClient) -> Optional[int]:
-        """The device's coins, or None when no node answered; the token's name and decimals in token_name."""
-        try:
-            height = await node.height()
-            print("node: %s, height %d" % (redact_url(node.current), height))
-            coin = await node.balance(address)
-            print("coins: %s (%d units)" % (format_coins(coin, config.rules), coin))
-        except NodeError as e:
-            text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
-            print("node: cannot ask it: %s" % redact_url(text))
-            return None
-        if config.asset_id:
-            try:
-                details = await node.get("/assets/details/%s" % config.asset_id)
-                decimals = details.get("decimals") if isinstance(details, dict) else None
-                if not _is_int(decimals):
-                    raise NodeError("the node gave no decimals for %s" % config.asset_id)
-                token = await node.asset_balance(address, config.asset_id)
-                token_name.update(name=str(details.get("name")), decimals=decimals)
-                name = str(details.get("name"))
-                print(
-                    "token: %s (%d units of %s)"
-                    % (tokens_text(token, decimals, name, trim=False), token, config.asset_id)
-                )
-            except NodeError as e:  # the node answered the rest: not a reason for exit status 1
-                text = describe_refusal(e, rules=config.rules) if isinstance(e, NodeRejected) else str(e)
-                print("token %s: %s" % (config.asset_id, text))
-        return coin
-
-    coins = asyncio.run(_with_node(config, ask))
-    status = 0 if coins is not None else 1
-    fee = data_tx_fee(config, keys)
-    if not os.path.exists(config.state_file):
-        print("state: no state yet (%s appears on the first run)" % config.state_file)
-        if coins is not None and coins < fee:
-            print(
-                "warning: the device holds %s, less than one Data transaction's fee (%s); send it coins: "
-                "iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
-                % (
-                    format_coins(coins, config.rules),
-                    format_coins(fee, config.rules),
-                    coin_name(config.rules),
-                    address,
-                )
-            )
-        return status
+async def _status_of_node(node: NodeClient, config: Config, address: str) -> Holdings:
+    """`status`'s node lines; (the device's coins or None when no node answered, the token's details)."""
     try:
-        store = Store.open_read_only(config.state_file)
-        try:
-            until = store.light()[1]
-            now = time.time()
-            print(
-                "lamp: %s"
-                % (
-                    "on for %.1f s more (until %s)"
-                    % (until - now, time.strftime("%H:%M:%S", time.localtime(until)))
-                    if until > now
-                    else "off"
-                )
-            )
+        height = await node.height()
+        print("node: %s, height %d" % (redact_url(node.current), height))
+        coin = await node.balance(address)
+        print("coins: %s (%d units)" % (format_coins(coin, config.rules), coin))
+    except NodeError as e:
+        print("node: cannot ask it: %s" % redact_url(describe_refusal(e, rules=config.rules)))
+        return None, None
+    if not config.asset_id:
+        return coin, None
+    details = None
+    try:  # the node answered the rest: not a reason for exit status 1
+        details = await node.asset_details(config.asset_id)
+        if details is None:
+            print("token %s: %s" % (config.asset_id, _NO_TOKEN))
+        else:
+            token = await node.asset_balance(address, config.asset_id)
+            held = tokens_text(token, details.decimals, details.name, trim=False)
+            print("token: %s (%d units of %s)" % (held, token, config.asset_id))
+    except NodeError as e:
+        print("token %s: %s" % (config.asset_id, describe_refusal(e, rules=config.rules)))
+    return coin, details
+
+
+def _status_of_state(config: Config, details: Optional[AssetDetails]) -> Tuple[int, int]:
+    """`status`'s state-file lines; (queued events, transactions waiting to be sent)."""
+    try:
+        with contextlib.closing(Store.open_read_only(config.state_file)) as store:
+            until, now = store.light()[1], store.clock.time()
+            ends = time.strftime("%H:%M:%S", time.localtime(until))
+            lamp = "on for %.1f s more (until %s)" % (until - now, ends) if until > now else "off"
+            print("lamp: %s" % lamp)
             queued = store.pending_event_count()
             open_txs = [(s, n) for s, n in store.outbox_counts().items() if s in OUTBOX_OPEN]
-            print(
-                "outbox: %d event(s) waiting, %s"
-                % (queued, ", ".join("%d %s" % (n, s) for s, n in open_txs) or "no transaction pending")
-            )
+            txs = ", ".join("%d %s" % (n, s) for s, n in open_txs) or "no transaction pending"
+            print("outbox: %d event(s) waiting, %s" % (queued, txs))
             rows = store.recent_payments(5)
             print("payments: %d credited%s" % (store.credited_ever(), ", the last:" if rows else ""))
             for p in rows:
-                paid = (
-                    tokens_text(p["amount"], token_name["decimals"], token_name["name"], trim=False)
-                    if token_name
-                    else "%d units of the token" % p["amount"]
-                )
+                paid = "%d units of the token" % p["amount"]
+                if details:
+                    paid = tokens_text(p["amount"], details.decimals, details.name, trim=False)
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["ts"]))
                 print("  %s  %s from %s: %s, %.1f s" % (when, p["id"], p["sender"], paid, p["seconds"]))
-        finally:
-            store.close()
     except sqlite3.Error as e:
         raise StateError("%s: cannot read the state file: %s" % (config.state_file, e)) from None
-    waiting = dict(open_txs).get("queued", 0) + (1 if queued else 0)
+    return queued, dict(open_txs).get("queued", 0)
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    keys = device_keys(config)
+    address, rules = keys.address(config.chain_id), config.rules
+    print("device %s on chain %r" % (address, config.chain_id))
+    coins, details = asyncio.run(_with_node(config, lambda node: _status_of_node(node, config, address)))
+    fee, hint = data_tx_fee(config, keys), FUND_HINT % (coin_name(rules), address)
+    poor = "warning: the device holds %s, less than one Data transaction's fee (%s); send it coins: %s"
+    if not os.path.exists(config.state_file):
+        print("state: no state yet (%s appears on the first run)" % config.state_file)
+        if coins is not None and coins < fee:
+            print(poor % (format_coins(coins, rules), format_coins(fee, rules), hint))
+        return 0 if coins is not None else 1
+    queued, unsent = _status_of_state(config, details)
+    waiting = unsent + (1 if queued else 0)
     if coins is not None and (coins < fee or coins < waiting * fee):
-        print(
-            "warning: the device cannot pay its fees: it holds %s, %d Data transaction(s) wait at %s or more "
-            "each; send it coins: iotlight.py pay --seed-file FUNDED.seed --asset %s %s 1"
-            % (
-                format_coins(coins, config.rules),
-                waiting,
-                format_coins(fee, config.rules),
-                coin_name(config.rules),
-                address,
-            )
-        )
-    return status
+        broke = "warning: the device cannot pay its fees: it holds %s, %d Data transaction(s) wait at %s or more each; send it coins: %s"
+        print(broke % (format_coins(coins, rules), waiting, format_coins(fee, rules), hint))
+    return 0 if coins is not None else 1
 
 
 def cmd_monitor(config: Config, args: argparse.Namespace) -> int:
     if not config.monitor_port:
         raise ConfigError("%s: monitor.port is 0: the monitor is off" % config.path)
-    host = config.monitor_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = "[%s]" % host
+    host = "127.0.0.1" if config.monitor_host in ("0.0.0.0", "::", "") else config.monitor_host
+    host = "[%s]" % host if ":" in host and not host.startswith("[") else host
     url = "ws://%s:%d/" % (host, config.monitor_port)
     if config.monitor_token:
         url += "?token=" + urllib.parse.quote(config.monitor_token, safe="")
@@ -7474,138 +5884,68 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise ConfigError("usage: %s" % message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog="iotlight.py", description="Sells light for tokens on a Waves chain.")
-    p.add_argument(
-        "-c",
-        "--config",
-        help="configuration file (default ./iotlight.toml, then /etc/iotlight/iotlight.toml)",
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    p.add_argument("--version", action="version", version="iotlight %s" % __version__)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
-        "run",
-        help="run the daemon (the default)",
-        description=(
-            "Run the daemon until SIGINT or SIGTERM: watch the chain for payments of payment.asset_id to the "
-            "device, light the matrix for the time they bought, write joystick presses, receipts and telemetry "
-            "as Data transactions, serve the monitor. One daemon per state file: a second one exits with "
-            "status 2 naming the first one's pid."
-        ),
-    )
-    sub.add_parser(
-        "keygen",
-        help="write a new seed phrase to device.seed_file and print the address",
-        description=(
-            "Write a new 15-word seed phrase to device.seed_file (mode 0600) and print the device's address. "
-            "An existing seed file is never overwritten: keygen then prints that seed's address and exits "
-            "with status 2."
-        ),
-    )
-    sub.add_parser(
-        "address",
-        help="print the device address and public key",
-        description=("Print the device's address on node.chain_id and its public key (never the seed)."),
-    )
-    p_check = sub.add_parser(
-        "check",
-        help="validate the configuration and the seed file, then ask the node",
-        description=(
-            "Validate the configuration and the seed file, then ask the node what only the chain can tell: "
-            "that it runs the network node.chain_id, that payment.asset_id is a token there (its name, "
-            "decimals and issuer), how many Data transactions the device's coins pay for, and that this "
-            "machine's clock agrees with the node's. Exit status 0: all good; 1: a problem found (each named "
-            "with its fix) or no node answered; 2: bad configuration or seed file."
-        ),
-    )
-    p_check.add_argument(
-        "--offline",
-        action="store_true",
-        help="validate the configuration and the seed file only; ask no node",
-    )
-    sub.add_parser(
-        "status",
-        help="node height, balances, lamp, outbox and recent payments",
-        description=(
-            "Ask the node and the state file: height, the device's coins and tokens, the lamp, the pending "
-            "outbox, the recent payments, and a warning line when the device cannot pay its fees. Exit "
-            "status 1 when no node answers."
-        ),
-    )
-    sub.add_parser(
-        "gpio-off",
-        help="switch light.gpio_pin off (after a crash; the unit runs it when the daemon stops)",
-        description=(
-            "Switch the light.gpio_pin output off and release the pin, as a clean stop does. The installed "
-            "unit runs it after every stop (ExecStopPost), so a daemon that crashed or was killed does not "
-            "leave a relay on. Refused (exit status 2) while a daemon runs on the state file."
-        ),
-    )
-    p_issue = sub.add_parser(
-        "issue",
-        help="create the light token, signed by a seed file",
-        description=(
-            "Create a token with an Issue transaction signed by --seed-file (the account pays the fee); print "
-            "its asset id and the payment.asset_id line to paste."
-        ),
-    )
-    p_issue.add_argument("--seed-file", required=True, help="seed file of the issuing account (mode 0600)")
-    p_issue.add_argument("--name", required=True, help="token name, 4 to 16 bytes")
-    p_issue.add_argument("--quantity", required=True, help="supply in whole tokens")
-    p_issue.add_argument("--decimals", required=True, type=int, help="decimals, 0 to 8")
-    p_issue.add_argument("--description", default="", help="token description")
-    p_mon = sub.add_parser(
-        "monitor",
-        help="print the daemon's live events (the monitor stream)",
-        description=(
-            "Connect to the running daemon's monitor and print its events (payments, light, joystick, Data "
-            "transactions, node) as they happen, until Ctrl-C."
-        ),
-    )
-    p_mon.add_argument("--json", action="store_true", help="print the raw JSON messages, one per line")
-    p_pay = sub.add_parser(
-        "pay",
-        help="send tokens or coins, signed by a seed file",
-        description=(
-            "Send AMOUNT whole tokens (or, with --asset WAVES, coins of the chain: how a device gets the "
-            "money for its fees) to RECIPIENT in a Transfer transaction signed by --seed-file."
-        ),
-    )
-    p_pay.add_argument("--seed-file", required=True, help="seed file of the paying account (mode 0600)")
-    p_pay.add_argument("--asset", help="token id (default: payment.asset_id), or WAVES for the chain's coin")
-    p_pay.add_argument("recipient", help="address, alias:<chain>:<name> or a bare alias name")
-    p_pay.add_argument("amount", help="whole tokens, decimals allowed (e.g. 2.5)")
-    return p
-
-
-COMMANDS: Dict[str, Callable[[Config, argparse.Namespace], int]] = {
-    "run": cmd_run,
-    "keygen": cmd_keygen,
-    "address": cmd_address,
-    "check": cmd_check,
-    "status": cmd_status,
-    "issue": cmd_issue,
-    "pay": cmd_pay,
-    "monitor": cmd_monitor,
-    "gpio-off": cmd_gpio_off,
+# command -> (the function, its line in --help); _DESCRIPTIONS: `COMMAND --help` (README.md documents each in full)
+COMMANDS: Dict[str, Tuple[Callable[[Config, argparse.Namespace], int], str]] = {
+    "run": (cmd_run, "run the daemon (the default)"),
+    "keygen": (cmd_keygen, "write a new seed phrase to device.seed_file and print the address"),
+    "address": (cmd_address, "print the device address and public key"),
+    "check": (cmd_check, "validate the configuration and the seed file, then ask the node"),
+    "status": (cmd_status, "node height, balances, lamp, outbox and recent payments"),
+    "gpio-off": (
+        cmd_gpio_off,
+        "switch light.gpio_pin off (after a crash; the unit runs it when the daemon stops)",
+    ),
+    "issue": (cmd_issue, "create the light token, signed by a seed file"),
+    "monitor": (cmd_monitor, "print the daemon's live events (the monitor stream)"),
+    "pay": (cmd_pay, "send tokens or coins, signed by a seed file"),
 }
-
-# commands that work before payment.asset_id is set
+_DESCRIPTIONS = {
+    "run": "Run the daemon until SIGINT or SIGTERM: sell light for payments of payment.asset_id, serve the monitor. "
+    "One daemon per state file: a second one exits with status 2 naming the first one's pid.",
+    "keygen": "Write a new 15-word seed phrase to device.seed_file (mode 0600) and print the device's address. An "
+    "existing seed file is never overwritten: keygen then prints that seed's address and exits with status 2.",
+    "address": "Print the device's address on node.chain_id and its public key (never the seed).",
+    "check": "Validate the configuration and the seed file, then ask the node what only the chain can tell. Exit status 0: "
+    "all good; 1: a problem found (each named with its fix) or no node answered; 2: bad configuration or seed file.",
+    "status": "Ask the node and the state file; a warning line when the device cannot pay its fees. Exit status 1 when no node answers.",
+    "gpio-off": "Switch the light.gpio_pin output off and release the pin (the installed unit runs it after every stop). Refused (exit status 2) while a daemon runs on the state file.",
+    "issue": "Create a token with an Issue transaction signed by --seed-file; print the payment.asset_id line to paste.",
+    "monitor": "Connect to the running daemon's monitor and print its events as they happen, until Ctrl-C.",
+    "pay": "Send AMOUNT whole tokens (or, with --asset WAVES, coins of the chain) to RECIPIENT, signed by --seed-file.",
+}
 _NO_ASSET_NEEDED = {"keygen", "address", "status", "issue", "pay", "monitor", "gpio-off"}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(prog="iotlight.py", description="Sells light for tokens on a Waves chain.")
+    where = "configuration file (default ./iotlight.toml, then /etc/iotlight/iotlight.toml)"
+    p.add_argument("-c", "--config", help=where)
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--version", action="version", version="iotlight %s" % __version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    cmd = {n: sub.add_parser(n, help=h, description=_DESCRIPTIONS[n]) for n, (_, h) in COMMANDS.items()}
+    check, issue, monitor, pay = cmd["check"], cmd["issue"], cmd["monitor"], cmd["pay"]
+    offline = "validate the configuration and the seed file only; ask no node"
+    check.add_argument("--offline", action="store_true", help=offline)
+    monitor.add_argument("--json", action="store_true", help="print the raw JSON messages, one per line")
+    issue.add_argument("--seed-file", required=True, help="seed file of the issuing account (mode 0600)")
+    issue.add_argument("--name", required=True, help="token name, 4 to 16 bytes")
+    issue.add_argument("--quantity", required=True, help="supply in whole tokens")
+    issue.add_argument("--decimals", required=True, type=int, help="decimals, 0 to 8")
+    issue.add_argument("--description", default="", help="token description")
+    pay.add_argument("--seed-file", required=True, help="seed file of the paying account (mode 0600)")
+    pay.add_argument("--asset", help="token id (default: payment.asset_id), or WAVES for the chain's coin")
+    pay.add_argument("recipient", help="address, alias:<chain>:<name> or a bare alias name")
+    pay.add_argument("amount", help="whole tokens, decimals allowed (e.g. 2.5)")
+    return p
+
+
 class _LogFormatter(logging.Formatter):
-    """One line per event; timestamps only on a terminal (journald adds its own); credentials and
-    tokens in URLs masked, whichever library logged them (redact_url)."""
+    """One line per event; timestamps only on a terminal (journald adds its own); credentials and tokens
+    in URLs masked, whichever library logged them (redact_url)."""
 
     def __init__(self, tty: bool):
-        fmt = (
-            "%(asctime)s %(levelname)s %(name)s: %(message)s"
-            if tty
-            else "%(levelname)s %(name)s: %(message)s"
-        )
-        super().__init__(fmt, "%H:%M:%S")
+        super().__init__(("%(asctime)s " if tty else "") + "%(levelname)s %(name)s: %(message)s", "%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_url(super().format(record).replace("\n", " | "))
@@ -7627,7 +5967,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         setup_logging(args.verbose)
         command = args.command or "run"
         config = load_config(find_config(args.config), require_asset=command not in _NO_ASSET_NEEDED)
-        return COMMANDS[command](config, args)
+        return COMMANDS[command][0](config, args)
     except IotlightError as e:
         print("iotlight: %s" % e, file=sys.stderr)
         return e.exit_status
@@ -7638,16 +5978,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 # =============================================================================
 # 11. The dashboard page's assets
 # =============================================================================
-#
-# The page Monitor serves at GET / (HTML, CSS and script in one string, no CDN: it works
-# offline) and its Content-Security-Policy. Kept last, as a template is kept beside the
-# code that fills it: the Monitor (section 8g) reads them only when a browser asks.
+# The page Monitor serves at GET / (section 8h): HTML, CSS and script in one string, no CDN (it works offline).
 
-DASHBOARD_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
-)
+
+def dashboard_csp() -> str:
+    """The page's Content-Security-Policy: only its own script and style sheet run (by SHA-256 hash)."""
+    bodies = [DASHBOARD_HTML.split("<%s>" % t, 1)[1].split("</%s>" % t, 1)[0] for t in ("script", "style")]
+    hashes = tuple(
+        "'sha256-%s'" % base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in bodies
+    )
+    csp = "default-src 'none'; script-src %s; style-src %s; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    return csp % hashes
+
 
 DASHBOARD_HTML = r"""<!doctype html>
 <html lang="en">
@@ -7658,11 +6000,8 @@ DASHBOARD_HTML = r"""<!doctype html>
 <title>iotlight</title>
 <link rel="icon" href="data:,">
 <style>
-:root {
-  --bg: #0b0e14; --card: #141924; --card2: #1b2130; --line: #262e40;
-  --text: #e8ebf2; --muted: #98a1b6; --amber: #ffc94d; --green: #3ddc84;
-  --red: #ff6b6b; --blue: #6cb6ff; --radius: 16px;
-}
+:root { --bg: #0b0e14; --card: #141924; --card2: #1b2130; --line: #262e40; --text: #e8ebf2; --muted: #98a1b6;
+  --amber: #ffc94d; --green: #3ddc84; --red: #ff6b6b; --blue: #6cb6ff; --radius: 16px; }
 * { box-sizing: border-box; }
 html, body { margin: 0; background: var(--bg); color: var(--text);
   font: 16px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Ubuntu, sans-serif; }
@@ -7670,124 +6009,93 @@ html, body { margin: 0; background: var(--bg); color: var(--text);
 .mono { font-family: ui-monospace, "SF Mono", Menlo, Consolas, "DejaVu Sans Mono", monospace; }
 header { display: flex; align-items: center; gap: 12px; flex-wrap: wrap;
   padding: 14px clamp(12px, 2vw, 28px); border-bottom: 1px solid var(--line); }
-.brand { font-weight: 700; font-size: clamp(1.2rem, 1.6vw, 1.7rem); letter-spacing: .02em; }
-.brand span { color: var(--amber); }
+.brand { font-weight: 700; font-size: clamp(1.2rem, 1.6vw, 1.7rem); letter-spacing: .02em; } .brand span { color: var(--amber); }
 #meta { color: var(--muted); font-size: .9rem; order: 3; flex: 1 1 100%; }
 #conn { margin-left: auto; padding: 5px 12px; border-radius: 999px; font-size: .85rem; font-weight: 600;
   background: var(--card2); color: var(--muted); border: 1px solid var(--line); white-space: nowrap; }
 #conn::before { content: ""; display: inline-block; width: 8px; height: 8px; border-radius: 50%;
   margin-right: 7px; background: currentColor; vertical-align: 1px; }
-#conn.live { color: var(--green); }
-#conn.offline { color: var(--red); }
-main { display: grid; gap: clamp(12px, 1.4vw, 22px); padding: clamp(12px, 1.6vw, 28px);
-  grid-template-columns: minmax(0, 1fr);
+#conn.live, #node-status.ok { color: var(--green); } #conn.offline, #node-status.down { color: var(--red); }
+main { display: grid; gap: clamp(12px, 1.4vw, 22px); padding: clamp(12px, 1.6vw, 28px); grid-template-columns: minmax(0, 1fr);
   grid-template-areas: "warn" "lamp" "pay" "stats" "pays" "charts" "joy" "txs"; }
-#warnings { grid-area: warn; display: flex; flex-direction: column; gap: 8px; }
-#warnings:empty { display: none; }
+body.stale main { opacity: .55; transition: opacity .4s; }
+#warnings { grid-area: warn; display: flex; flex-direction: column; gap: 8px; } #warnings:empty { display: none; }
 #warnings div { background: #3a2a08; border: 1px solid var(--amber); color: var(--amber); border-radius: 12px;
   padding: 10px 14px; white-space: normal; word-break: break-word; }
-#card-charts { grid-area: charts; }
-a { color: var(--blue); }
-a.txid { font-size: .82rem; text-decoration: none; }
-a.txid:hover { text-decoration: underline; }
+a { color: var(--blue); } a.txid { font-size: .82rem; text-decoration: none; } a.txid:hover { text-decoration: underline; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius);
+  padding: clamp(14px, 1.4vw, 24px); min-width: 0; }
+.card h2 { margin: 0 0 12px; font-size: .8rem; font-weight: 600; text-transform: uppercase; letter-spacing: .12em; color: var(--muted); }
+#card-lamp { grid-area: lamp; } #card-pay { grid-area: pay; } #card-stats { grid-area: stats; } #card-joy { grid-area: joy; }
+#card-pays { grid-area: pays; } #card-txs { grid-area: txs; } #card-charts { grid-area: charts; }
+#card-lamp, .lamp-body, .lamp-info, .pay-body { display: flex; flex-direction: column; gap: 18px; }
+.lamp-info { gap: 10px; justify-content: center; } .pay-body { gap: 14px; align-items: center; text-align: center; }
+#matrix { display: grid; grid-template-columns: repeat(8, 1fr); gap: 5px; padding: 10px; background: #07090d;
+  border-radius: 14px; border: 1px solid var(--line); width: 100%; max-width: 560px; margin: 0 auto; aspect-ratio: 1 / 1; }
+#matrix .px { border-radius: 22%; background: #161b26; transition: background-color .25s, box-shadow .25s; }
+.lamp-row { display: flex; align-items: center; gap: 14px; flex-wrap: wrap; }
+#lamp-state { font-weight: 800; font-size: clamp(1.1rem, 2vw, 1.6rem); padding: 4px 14px; border-radius: 10px;
+  background: var(--card2); color: var(--muted); letter-spacing: .08em; }
+#lamp-state.on { background: var(--amber); color: #1d1500; box-shadow: 0 0 24px rgba(255, 201, 77, .45); }
+#remaining { font-size: clamp(3rem, 7vw, 6.5rem); font-weight: 800; line-height: 1; letter-spacing: -.02em; }
+#remaining.on, #price b { color: var(--amber); }
+.bar { height: 10px; background: var(--card2); border-radius: 99px; overflow: hidden; }
+#remaining-bar { height: 100%; width: 0; background: linear-gradient(90deg, #ff9f1c, var(--amber)); border-radius: 99px; }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 14px; font-size: .82rem; color: var(--muted); }
-.legend span { display: inline-flex; align-items: center; gap: 6px; }
+.legend span { display: inline-flex; align-items: center; gap: 6px; } .legend span.current { color: var(--text); font-weight: 600; }
 .legend i { width: 12px; height: 12px; border-radius: 3px; display: inline-block; }
-.legend span.current { color: var(--text); font-weight: 600; }
-#price { font-size: 1.05rem; }
-#price b { color: var(--amber); }
+.hint { color: var(--muted); font-size: .9rem; } #price { font-size: 1.05rem; }
 .presets { display: flex; flex-wrap: wrap; gap: 8px; justify-content: center; }
 .presets button { font: inherit; font-size: .9rem; padding: 8px 12px; border-radius: 10px; cursor: pointer;
   background: var(--card2); color: var(--text); border: 1px solid var(--line); min-height: 44px; }
 .presets button.on { background: var(--amber); color: #1d1500; border-color: var(--amber); font-weight: 700; }
 #pay-link { display: inline-block; padding: 10px 18px; border-radius: 10px; background: var(--amber); color: #1d1500;
   font-weight: 700; text-decoration: none; min-height: 44px; }
-#pay-link.missing { display: none; }
-ul.list li.ignored { opacity: .75; border: 1px dashed var(--line); }
-ul.list li.ignored .amount { color: var(--muted); text-decoration: line-through; }
-.chart { width: 100%; height: auto; display: block; }
-.chart .sold-bar { fill: var(--amber); }
-.chart .axis { fill: var(--muted); font-size: 10px; }
-.chart .line { fill: none; stroke: var(--blue); stroke-width: 2; }
-.spark { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 4px 10px; align-items: center; margin-top: 10px; }
-.spark .now { font-weight: 700; white-space: nowrap; }
-body.stale main { opacity: .55; transition: opacity .4s; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius);
-  padding: clamp(14px, 1.4vw, 24px); min-width: 0; }
-.card h2 { margin: 0 0 12px; font-size: .8rem; font-weight: 600; text-transform: uppercase;
-  letter-spacing: .12em; color: var(--muted); }
-#card-lamp { grid-area: lamp; display: flex; flex-direction: column; gap: 18px; }
-#card-pay { grid-area: pay; }
-#card-stats { grid-area: stats; }
-#card-joy { grid-area: joy; }
-#card-pays { grid-area: pays; }
-#card-txs { grid-area: txs; }
-.lamp-body { display: flex; flex-direction: column; gap: 18px; align-items: stretch; }
-#matrix { display: grid; grid-template-columns: repeat(8, 1fr); gap: 5px; padding: 10px;
-  background: #07090d; border-radius: 14px; border: 1px solid var(--line);
-  width: 100%; max-width: 560px; margin: 0 auto; aspect-ratio: 1 / 1; }
-#matrix .px { border-radius: 22%; background: #161b26; transition: background-color .25s, box-shadow .25s; }
-.lamp-info { display: flex; flex-direction: column; gap: 10px; justify-content: center; }
-.lamp-row { display: flex; align-items: center; gap: 14px; flex-wrap: wrap; }
-#lamp-state { font-weight: 800; font-size: clamp(1.1rem, 2vw, 1.6rem); padding: 4px 14px; border-radius: 10px;
-  background: var(--card2); color: var(--muted); letter-spacing: .08em; }
-#lamp-state.on { background: var(--amber); color: #1d1500; box-shadow: 0 0 24px rgba(255, 201, 77, .45); }
-#remaining { font-size: clamp(3rem, 7vw, 6.5rem); font-weight: 800; line-height: 1; letter-spacing: -.02em; }
-#remaining.on { color: var(--amber); }
-.bar { height: 10px; background: var(--card2); border-radius: 99px; overflow: hidden; }
-#remaining-bar { height: 100%; width: 0; background: linear-gradient(90deg, #ff9f1c, var(--amber)); border-radius: 99px; }
-.hint { color: var(--muted); font-size: .9rem; }
-.pay-body { display: flex; flex-direction: column; align-items: center; gap: 14px; text-align: center; }
+#pay-link.missing, #qr.missing { display: none; }
 #qr { width: min(100%, 260px); aspect-ratio: 1 / 1; background: #fff; border-radius: 12px; padding: 6px; }
-#qr.missing { display: none; }
 #address { font-size: clamp(.95rem, 1.1vw, 1.2rem); word-break: break-all; text-wrap: balance; user-select: all;
   background: var(--card2); padding: 10px 12px; border-radius: 10px; width: 100%; }
 #asset { font-size: .8rem; color: var(--muted); word-break: break-all; }
 .tiles { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 12px; }
 .tile { background: var(--card2); border-radius: 12px; padding: 12px 14px; min-width: 0; }
 .tile .label { color: var(--muted); font-size: .78rem; text-transform: uppercase; letter-spacing: .08em; }
-.tile .value { font-size: clamp(1.35rem, 2.1vw, 2.2rem); font-weight: 700; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.tile .sub { color: var(--muted); font-size: .82rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-#node-status.ok { color: var(--green); }
-#node-status.down { color: var(--red); }
+.tile .value, .tile .sub, .who .mono { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.tile .value { font-size: clamp(1.35rem, 2.1vw, 2.2rem); font-weight: 700; }
+.tile .sub, .who .when { color: var(--muted); font-size: .82rem; }
 .pad { display: grid; grid-template-columns: repeat(3, 1fr); gap: 8px; width: min(100%, 220px); margin: 0 auto; aspect-ratio: 1 / 1; }
-.pad div { border-radius: 14px; background: var(--card2); border: 1px solid var(--line);
-  display: flex; align-items: center; justify-content: center; color: var(--muted); font-size: 1.4rem;
-  transition: background-color .12s, color .12s, transform .12s; }
+.pad div { border-radius: 14px; background: var(--card2); border: 1px solid var(--line); display: flex; align-items: center;
+  justify-content: center; color: var(--muted); font-size: 1.4rem; transition: background-color .12s, color .12s, transform .12s; }
 .pad div.on { background: var(--blue); color: #06121f; border-color: var(--blue); transform: scale(.94);
   box-shadow: 0 0 22px rgba(108, 182, 255, .55); }
-.pad .gap { visibility: hidden; }
-#joy-last { text-align: center; margin-top: 10px; }
+.pad .gap { visibility: hidden; } #joy-last { text-align: center; margin-top: 10px; }
 ul.list { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 8px; }
 ul.list li { display: flex; align-items: center; justify-content: space-between; gap: 12px;
   background: var(--card2); border-radius: 12px; padding: 10px 14px; min-width: 0; }
 ul.list li.empty { justify-content: center; color: var(--muted); background: transparent; border: 1px dashed var(--line); }
-.who { min-width: 0; overflow: hidden; }
-.who .mono { display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.who .when { color: var(--muted); font-size: .82rem; }
-.what { text-align: right; white-space: nowrap; }
+ul.list li.ignored { opacity: .75; border: 1px dashed var(--line); }
+ul.list li.ignored .amount { color: var(--muted); text-decoration: line-through; }
+.who { min-width: 0; overflow: hidden; } .who .mono { display: block; }
+.what { text-align: right; white-space: nowrap; } .what .secs { color: var(--muted); font-size: .85rem; }
 .what .amount { font-weight: 700; font-size: 1.15rem; color: var(--amber); }
-.what .secs { color: var(--muted); font-size: .85rem; }
 .badge { font-size: .78rem; font-weight: 700; padding: 3px 10px; border-radius: 99px; text-transform: uppercase; letter-spacing: .06em; }
-.badge.queued { background: #2a3142; color: var(--muted); }
-.badge.broadcast { background: #173152; color: var(--blue); }
-.badge.confirmed { background: #123a25; color: var(--green); }
-.badge.failed { background: #451b1f; color: var(--red); }
+.badge.queued { background: #2a3142; color: var(--muted); } .badge.broadcast { background: #173152; color: var(--blue); }
+.badge.confirmed { background: #123a25; color: var(--green); } .badge.failed { background: #451b1f; color: var(--red); }
 .err { color: var(--red); font-size: .82rem; white-space: normal; word-break: break-word; }
+.chart { width: 100%; height: auto; display: block; } .chart .line { fill: none; stroke: var(--blue); stroke-width: 2; }
+.chart .sold-bar { fill: var(--amber); } .chart .axis { fill: var(--muted); font-size: 10px; }
+.spark { display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 4px 10px; align-items: center; margin-top: 10px; }
+.spark .now { font-weight: 700; white-space: nowrap; }
 @media (min-width: 760px) {
-  header { flex-wrap: nowrap; }
-  #meta { order: 0; flex: 1 1 auto; }
+  header { flex-wrap: nowrap; } #meta { order: 0; flex: 1 1 auto; }
   main { grid-template-columns: repeat(2, minmax(0, 1fr));
     grid-template-areas: "warn warn" "lamp lamp" "pay stats" "pay joy" "pays txs" "charts charts"; }
   .lamp-body { flex-direction: row; align-items: center; gap: clamp(18px, 3vw, 48px); }
-  #matrix { flex: 0 0 auto; width: min(52%, 460px); margin: 0; }
-  .lamp-info { flex: 1 1 auto; }
+  #matrix { flex: 0 0 auto; width: min(52%, 460px); margin: 0; } .lamp-info { flex: 1 1 auto; }
 }
 @media (min-width: 1280px) {
   main { grid-template-columns: repeat(4, minmax(0, 1fr));
     grid-template-areas: "warn warn warn warn" "lamp lamp pay stats" "lamp lamp pay joy" "pays pays txs charts"; }
-  #matrix { width: min(52%, 46vh); }
-  .lamp-body { flex: 1 1 auto; }
+  #matrix { width: min(52%, 46vh); } .lamp-body { flex: 1 1 auto; }
 }
 @media (min-width: 1280px) and (min-height: 760px) {
   /* a projector: one screen, no scrolling; the lists show as many rows as fit */
@@ -7864,43 +6172,47 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
 <script>
 "use strict";
 (function () {
-  var MAX_ROWS = 8;
+  var MAX_ROWS = 8, KEPT = 50;   // rows shown in a list; events kept per list
   var $ = function (id) { return document.getElementById(id); };
-  var token = new URLSearchParams(location.search).get("token") || "";
+  var token = new URLSearchParams(location.search).get("token");
   var tokenQuery = token ? "?token=" + encodeURIComponent(token) : "";
   var wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + tokenQuery;
+  var S = null, offset = 0;   // the last state, updated by events; server clock minus this clock, seconds
+  var lightSpan = 0;          // remaining time when the lamp was last (re)lit, for the bar
+  var joyTimer = null, chosen = 1, qrFor = null;   // chosen: index of the chosen "pay" preset
 
-  var S = null;          // the last state, updated by events
-  var offset = 0;        // server clock minus this clock, seconds
-  var lightSpan = 0;     // remaining time when the lamp was last (re)lit, for the bar
-  var joyTimer = null;
-
-  function now() { return Date.now() / 1000 + offset; }
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
+  // -- helpers -------------------------------------------------------------------
+  // Fill element e (or the one with id e): content is its text (written only when it changed: the lamp's
+  // is set every frame) or an array of its new children (nodes or strings); then its class and attributes.
+  function set(e, content, cls, attrs) {
+    if (typeof e === "string") e = $(e);
+    if (Array.isArray(content)) { e.textContent = ""; e.append.apply(e, content); }
+    else if (content !== undefined && e.textContent !== content) e.textContent = content;
+    if (cls !== undefined) e.className = cls;
+    for (var k in attrs) e.setAttribute(k, attrs[k]);
     return e;
   }
+  function el(tag, cls, content, attrs) { return set(document.createElement(tag), content, cls || undefined, attrs); }
+  var SVG = $("svg-ns").namespaceURI;   // the SVG namespace, from an inline <svg> (no URL in the page)
+  function svg(tag, attrs, content) { return set(document.createElementNS(SVG, tag), content, undefined, attrs); }
+  function list(a) { return Array.isArray(a) ? a.slice() : []; }
+  function now() { return Date.now() / 1000 + offset; }
   function short(s) { s = String(s == null ? "?" : s); return s.length > 14 ? s.slice(0, 6) + "\u2026" + s.slice(-5) : s; }
   function group(intText) { return intText.replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
   function units(amount, decimals, maxFrac) {
     if (typeof amount !== "number") return "\u2013";
     if (typeof decimals !== "number") return group(String(amount)) + " units";
-    var v = amount / Math.pow(10, decimals);
-    var text = v.toFixed(Math.min(decimals, maxFrac));
+    var text = (amount / Math.pow(10, decimals)).toFixed(Math.min(decimals, maxFrac));
     if (text.indexOf(".") >= 0) text = text.replace(/0+$/, "").replace(/\.$/, "");
-    var parts = text.split(".");
-    return group(parts[0]) + (parts.length > 1 ? "." + parts[1] : "");
+    return text.replace(/^[^.]*/, group);   // commas in the whole part only
   }
   function duration(s) {
     s = Math.max(0, Math.ceil(s));
-    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-    var mm = (h ? String(m).padStart(2, "0") : String(m)), ss = String(sec).padStart(2, "0");
-    return (h ? h + ":" : "") + mm + ":" + ss;
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), ss = String(s % 60).padStart(2, "0");
+    return h ? h + ":" + String(m).padStart(2, "0") + ":" + ss : m + ":" + ss;
   }
   function ago(ts) {
-    if (typeof ts !== "number") return "";
+    if (typeof ts !== "number" || isNaN(ts)) return "";
     var d = Math.max(0, now() - ts);
     if (d < 5) return "just now";
     if (d < 90) return Math.round(d) + " s ago";
@@ -7908,268 +6220,146 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
     if (d < 172800) return Math.round(d / 3600) + " h ago";
     return new Date(ts * 1000).toLocaleDateString();
   }
+  function when(ts) { return el("span", "when", ago(ts), { "data-ts": String(ts) }); }   // kept fresh by tickAges
   function coinName(chain) { return (chain === "W" || chain === "T" || chain === "S") ? "WAVES" : "coin"; }
   function tokenName() { return (S && S.token && S.token.name) ? S.token.name : "tokens"; }
   function decimals() {
     if (S && S.token && typeof S.token.decimals === "number") return S.token.decimals;
     return S && S.balance ? S.balance.decimals : null;
   }
-  function template(kind) {
-    var t = S && S.links ? S.links[kind] : "";
-    return (typeof t === "string" && /^https?:\/\//.test(t)) ? t : "";
-  }
   // a transaction id: a link to the explorer (monitor.explorer_url) when there is one
   function txLink(id, label) {
-    var t = template("explorer");
-    if (!id || !t) return el("span", "mono txid", label || short(id));
-    var a = el("a", "mono txid", label || short(id));
-    a.href = t.split("{id}").join(encodeURIComponent(id));
-    a.target = "_blank"; a.rel = "noopener noreferrer"; a.title = id;
-    return a;
+    var t = S && S.links ? S.links.explorer : "", text = label || short(id);
+    if (!id || typeof t !== "string" || !/^https?:\/\//.test(t)) return el("span", "mono txid", text);
+    var href = t.split("{id}").join(encodeURIComponent(id));
+    return el("a", "mono txid", text, { href: href, target: "_blank", rel: "noopener noreferrer", title: id });
   }
-  var REASONS = { wrong_asset: "another token", below_minimum: "below the minimum payment",
-    failed: "failed on chain", not_verified: "signature does not verify", malformed: "malformed transaction",
-    cut_by_cap: "the light was already at its cap" };
+  var REASONS = { wrong_asset: "another token", below_minimum: "below the minimum payment", failed: "failed on chain",
+    not_verified: "signature does not verify", malformed: "malformed transaction", cut_by_cap: "the light was already at its cap" };
 
-  // -- matrix ----------------------------------------------------------------
+  // -- matrix, light and countdown -------------------------------------------------
   var cells = [];
-  (function buildMatrix() {
-    var m = $("matrix");
-    for (var i = 0; i < 64; i++) {
-      var c = el("div", "px");
-      c.setAttribute("data-rgb", "0,0,0");
-      m.appendChild(c);
-      cells.push(c);
-    }
-  })();
+  for (var i = 0; i < 64; i++) cells.push($("matrix").appendChild(el("div", "px", undefined, { "data-rgb": "0,0,0" })));
   function renderMatrix() {
     var px = (S && Array.isArray(S.matrix)) ? S.matrix : [];
-    for (var i = 0; i < 64; i++) {
-      var p = Array.isArray(px[i]) ? px[i] : [0, 0, 0];
-      var r = p[0] | 0, g = p[1] | 0, b = p[2] | 0, rgb = r + "," + g + "," + b;
-      var c = cells[i];
-      if (c.getAttribute("data-rgb") === rgb) continue;
+    cells.forEach(function (c, i) {
+      var p = Array.isArray(px[i]) ? px[i] : [0, 0, 0], rgb = [p[0] | 0, p[1] | 0, p[2] | 0].join(",");
+      if (c.getAttribute("data-rgb") === rgb) return;
+      var lit = rgb !== "0,0,0";
       c.setAttribute("data-rgb", rgb);
-      if (r || g || b) {
-        c.style.backgroundColor = "rgb(" + rgb + ")";
-        c.style.boxShadow = "0 0 14px rgba(" + rgb + ",.55)";
-      } else {
-        c.style.backgroundColor = "";
-        c.style.boxShadow = "";
-      }
-    }
+      c.style.backgroundColor = lit ? "rgb(" + rgb + ")" : "";
+      c.style.boxShadow = lit ? "0 0 14px rgba(" + rgb + ",.55)" : "";
+    });
   }
-
-  // -- light and countdown -----------------------------------------------------
   function remainingNow() {
-    if (!S || !S.light || !S.light.on) return 0;
-    var l = S.light;
+    var l = S && S.light;
+    if (!l || !l.on) return 0;
     if (typeof l.until === "number") return Math.max(0, l.until - now());
-    if (typeof l.remaining === "number") return Math.max(0, l.remaining - (now() - (l._at || now())));
-    return 0;
+    return typeof l.remaining === "number" ? Math.max(0, l.remaining - (now() - (l._at || now()))) : 0;
   }
   function renderLight() {
     var rem = remainingNow(), on = rem > 0;
-    var st = $("lamp-state");
-    st.textContent = on ? "ON" : "OFF";
-    st.className = on ? "on" : "";
-    st.setAttribute("data-on", on ? "true" : "false");
-    var r = $("remaining");
-    var text = duration(rem);
-    if (r.textContent !== text) r.textContent = text;
-    r.className = "num" + (on ? " on" : "");
-    r.setAttribute("data-seconds", rem.toFixed(1));
+    set("lamp-state", on ? "ON" : "OFF", on ? "on" : "", { "data-on": on ? "true" : "false" });
+    set("remaining", duration(rem), "num" + (on ? " on" : ""), { "data-seconds": rem.toFixed(1) });
     if (rem > lightSpan) lightSpan = rem;
     $("remaining-bar").style.width = (on && lightSpan > 0 ? Math.min(100, 100 * rem / lightSpan) : 0) + "%";
-    var hint = on ? "until " + new Date((now() + rem - offset) * 1000).toLocaleTimeString()
-                  : "send tokens to light it";
-    if ($("lamp-hint").textContent !== hint) $("lamp-hint").textContent = hint;
+    set("lamp-hint", on ? "until " + new Date((now() + rem - offset) * 1000).toLocaleTimeString() : "send tokens to light it");
   }
   function frame() { renderLight(); requestAnimationFrame(frame); }
+  function setLight(l) { S.light = Object.assign({ on: false }, l, { _at: now() }); lightSpan = remainingNow(); }
 
   // -- the other cards ---------------------------------------------------------
   function renderHeader() {
-    var parts = [];
-    if (S.version) parts.push("v" + S.version);
-    if (S.chain_id) parts.push("chain " + S.chain_id);
-    if (S.backend) parts.push(S.backend);
-    $("meta").textContent = parts.join(" \u00b7 ");
-  }
-  var qrFor = null;
-  function renderAddress() {
-    var a = S.address || "";
-    $("address").textContent = a || "\u2013";
-    $("asset").textContent = S.asset_id ? (S.token && S.token.name ? S.token.name + " \u00b7 " : "token ")
-                                          + S.asset_id : "";
+    set("meta", [S.version && "v" + S.version, S.chain_id && "chain " + S.chain_id, S.backend].filter(Boolean).join(" \u00b7 "));
+    set("address", S.address || "\u2013");
+    set("asset", S.asset_id ? (S.token && S.token.name ? S.token.name + " \u00b7 " : "token ") + S.asset_id : "");
   }
   function renderStats() {
-    var b = S.balance || {};
-    $("balance-token").textContent = units(b.token, b.decimals, 8);
-    $("balance-coin").textContent = units(b.coin, 8, 4);
-    $("coin-name").textContent = coinName(S.chain_id) + " for fees";
-    var n = S.node || {};
-    var ns = $("node-status");
-    ns.textContent = n.ok === true ? "online" : (n.ok === false ? "offline" : "\u2013");
-    ns.className = "value " + (n.ok === true ? "ok" : (n.ok === false ? "down" : ""));
-    $("node-url").textContent = n.ok === false && n.error ? n.error : (n.url || "");
-    $("node-url").title = n.url || "";
-    $("node-height").textContent = typeof n.height === "number" ? group(String(n.height)) : "\u2013";
-    var ob = S.outbox || {};
-    var pending = typeof ob.pending === "number" ? ob.pending : null;
-    $("outbox").textContent = (pending === null ? "outbox \u2013" : "outbox " + pending + " pending")
-                              + (ob.no_funds ? " \u00b7 no funds for fees" : "");   // in full: the warnings
-    $("outbox").className = "sub" + (ob.no_funds ? " err" : "");
+    var b = S.balance || {}, n = S.node || {}, ob = S.outbox || {};
+    set("balance-token", units(b.token, b.decimals, 8));
+    set("balance-coin", units(b.coin, 8, 4));
+    set("coin-name", coinName(S.chain_id) + " for fees");
+    set("node-status", n.ok === true ? "online" : (n.ok === false ? "offline" : "\u2013"),
+      "value " + (n.ok === true ? "ok" : (n.ok === false ? "down" : "")));
+    set("node-url", n.ok === false && n.error ? n.error : (n.url || ""), undefined, { title: n.url || "" });
+    set("node-height", typeof n.height === "number" ? group(String(n.height)) : "\u2013");
+    set("outbox", (typeof ob.pending === "number" ? "outbox " + ob.pending + " pending" : "outbox \u2013")
+      + (ob.no_funds ? " \u00b7 no funds for fees" : ""), "sub" + (ob.no_funds ? " err" : ""));   // in full: the warnings
   }
   function renderPayments() {
-    var ul = $("payments");
-    ul.textContent = "";
-    var list = (S.payments || []).concat(S.ignored || []);
-    list.sort(function (a, b) { return (b.ts || 0) - (a.ts || 0); });
-    if (!list.length) { ul.appendChild(el("li", "empty", "No payments yet")); return; }
-    var dec = decimals();
-    list.slice(0, MAX_ROWS).forEach(function (p) {
-      var ignored = typeof p.reason === "string";
-      var li = el("li", ignored ? "ignored" : "");
-      li.setAttribute("data-id", p.id || "");
-      var who = el("div", "who");
-      var s = el("span", "mono", p.sender || "?");
-      s.title = p.sender || "";
-      who.appendChild(s);
-      who.appendChild(txLink(p.id));
-      var w = el("span", "when", ago(p.ts));
-      w.setAttribute("data-ts", String(p.ts));
-      who.appendChild(w);
-      var what = el("div", "what");
-      var own = !ignored || !p.asset_id || p.asset_id === S.asset_id;
+    var rows = S.payments.concat(S.ignored), dec = decimals();
+    rows.sort(function (a, b) { return (b.ts || 0) - (a.ts || 0); });
+    set("payments", rows.length ? rows.slice(0, MAX_ROWS).map(function (p) {
+      var ignored = typeof p.reason === "string", own = !ignored || !p.asset_id || p.asset_id === S.asset_id;
       var amount = own ? units(p.amount, dec, 8) : group(String(p.amount)) + " units";
       if (own && typeof dec === "number") amount += " " + tokenName();
-      what.appendChild(el("div", "amount", amount));
-      what.appendChild(el("div", "secs", ignored ? "not counted: " + (REASONS[p.reason] || p.reason)
-                                                 : "+" + duration(p.seconds || 0) + " light"));
-      li.appendChild(who); li.appendChild(what);
-      ul.appendChild(li);
-    });
+      var secs = ignored ? "not counted: " + (REASONS[p.reason] || p.reason) : "+" + duration(p.seconds || 0) + " light";
+      var sender = el("span", "mono", p.sender || "?", { title: p.sender || "" });
+      return el("li", ignored ? "ignored" : "", [el("div", "who", [sender, txLink(p.id), when(p.ts)]),
+        el("div", "what", [el("div", "amount", amount), el("div", "secs", secs)])], { "data-id": p.id || "" });
+    }) : [el("li", "empty", "No payments yet")]);
   }
   function renderDataTxs() {
-    var ul = $("datatxs");
-    ul.textContent = "";
-    var list = S.datatxs || [];
-    if (!list.length) { ul.appendChild(el("li", "empty", "No Data transactions yet")); return; }
-    list.slice(0, MAX_ROWS).forEach(function (t) {
-      var li = el("li");
-      li.setAttribute("data-status", t.status || "");
-      var who = el("div", "who");
-      who.appendChild(txLink(t.id, (t.kind === "refund" ? "refund " : "") + short(t.id)));
-      if (t.status === "failed" && t.error) who.appendChild(el("span", "err", t.error));
-      else { var w = el("span", "when", ago(t.ts)); w.setAttribute("data-ts", String(t.ts)); who.appendChild(w); }
-      li.appendChild(who);
-      li.appendChild(el("span", "badge " + (t.status || ""), t.status || "?"));
-      ul.appendChild(li);
-    });
+    set("datatxs", S.datatxs.length ? S.datatxs.slice(0, MAX_ROWS).map(function (t) {
+      var label = txLink(t.id, (t.kind === "refund" ? "refund " : "") + short(t.id));
+      var detail = t.status === "failed" && t.error ? el("span", "err", t.error) : when(t.ts);
+      return el("li", "", [el("div", "who", [label, detail]), el("span", "badge " + (t.status || ""), t.status || "?")],
+        { "data-status": t.status || "" });
+    }) : [el("li", "empty", "No Data transactions yet")]);
   }
   function renderJoystick(ev, live) {
     ["up", "down", "left", "right", "middle"].forEach(function (d) { $("joy-" + d).classList.remove("on"); });
-    if (joyTimer) { clearTimeout(joyTimer); joyTimer = null; }
-    if (!ev) { $("joy-last").textContent = "no presses yet"; return; }
-    $("joy-last").textContent = (ev.direction || "?") + " " + (ev.action || "") + (live ? "" : " \u00b7 " + ago(ev.ts));
-    var cell = $("joy-" + ev.direction);
+    clearTimeout(joyTimer);
+    var last = ev ? (ev.direction || "?") + " " + (ev.action || "") + (live ? "" : " \u00b7 " + ago(ev.ts)) : "no presses yet";
+    set("joy-last", last);
+    var cell = ev && $("joy-" + ev.direction);
     if (live && cell && ev.action !== "released") {
       cell.classList.add("on");
       joyTimer = setTimeout(function () { cell.classList.remove("on"); }, 1500);
     }
   }
-  function tickAges() {
-    var spans = document.querySelectorAll("[data-ts]");
-    for (var i = 0; i < spans.length; i++) {
-      var ts = parseFloat(spans[i].getAttribute("data-ts"));
-      if (!isNaN(ts)) spans[i].textContent = ago(ts);
-    }
-  }
-
-  function statusName() {
-    if (S.outbox && S.outbox.no_funds) return "no_funds";
-    if (S.node && S.node.ok === false) return "node_down";
-    return S.node && S.node.ok ? "ok" : "starting";
-  }
+  function tickAges() { document.querySelectorAll("[data-ts]").forEach(function (e) { set(e, ago(parseFloat(e.getAttribute("data-ts")))); }); }
   function renderLegend() {
-    var box = $("legend");
-    box.textContent = "";
-    var legend = (S.status && S.status.legend) || [];
-    if (!legend.length) return;
-    box.appendChild(el("span", "", "status pixel:"));
-    var current = statusName();
-    legend.forEach(function (item) {
-      var span = el("span", item.name === current ? "current" : "");
-      span.setAttribute("data-status", item.name);
-      var dot = el("i");
-      var rgb = (item.rgb || [0, 0, 0]).map(function (c) { return Math.min(255, c * 3); });
+    var legend = (S.status && S.status.legend) || [], current = "starting";
+    if (S.outbox && S.outbox.no_funds) current = "no_funds";
+    else if (S.node && S.node.ok === false) current = "node_down";
+    else if (S.node && S.node.ok) current = "ok";
+    set("legend", legend.length ? [el("span", "", "status pixel:")].concat(legend.map(function (item) {
+      var dot = el("i"), rgb = (item.rgb || [0, 0, 0]).map(function (c) { return Math.min(255, c * 3); });
       dot.style.backgroundColor = "rgb(" + rgb.join(",") + ")";
-      span.appendChild(dot);
-      span.appendChild(document.createTextNode(item.meaning));
-      box.appendChild(span);
-    });
+      return el("span", item.name === current ? "current" : "", [dot, item.meaning], { "data-status": item.name });
+    })) : []);
   }
-  function renderWarnings() {
-    var box = $("warnings");
-    box.textContent = "";
-    (S.warnings || []).forEach(function (line) { box.appendChild(el("div", "", line)); });
-  }
-  var chosen = 1;          // index of the chosen "pay" preset
+  function renderWarnings() { set("warnings", list(S.warnings).map(function (line) { return el("div", "", line); })); }
   function renderPay() {
-    var p = S.price || {};
-    var price = $("price");
-    price.textContent = "";
+    var p = S.price || {}, presets = S.pay || [], name = tokenName(), extra = [], price = set("price", []);
     if (typeof p.seconds_per_token === "number") {
-      price.appendChild(document.createTextNode("1 " + tokenName() + " = "));
-      price.appendChild(el("b", "", duration(p.seconds_per_token) + " of light"));
-      var extra = [];
+      price.append("1 " + name + " = ", el("b", "", duration(p.seconds_per_token) + " of light"));
       if (typeof p.max_seconds === "number") extra.push("at most " + duration(p.max_seconds) + " at a time");
-      if (typeof p.min_tokens === "number" && p.min_tokens > 0) extra.push("minimum " + p.min_tokens + " " + tokenName());
+      if (typeof p.min_tokens === "number" && p.min_tokens > 0) extra.push("minimum " + p.min_tokens + " " + name);
       if (p.refund === "excess") extra.push("what the cap cuts off is refunded");
-      if (extra.length) price.appendChild(el("div", "hint", extra.join(" \u00b7 ")));
+      if (extra.length) price.append(el("div", "hint", extra.join(" \u00b7 ")));
     }
-    var presets = S.pay || [];
-    var box = $("presets");
-    box.textContent = "";
     if (chosen >= presets.length) chosen = Math.max(0, presets.length - 1);
-    presets.forEach(function (preset, i) {
-      var b = el("button", i === chosen ? "on" : "", preset.amount + " " + tokenName() + " \u00b7 " + duration(preset.seconds));
-      b.type = "button";
-      b.setAttribute("data-amount", preset.amount);
+    set("presets", presets.map(function (preset, i) {
+      var text = preset.amount + " " + name + " \u00b7 " + duration(preset.seconds);
+      var b = el("button", i === chosen ? "on" : "", text, { type: "button", "data-amount": preset.amount });
       b.onclick = function () { chosen = i; renderPay(); };
-      box.appendChild(b);
-    });
-    var preset = presets[chosen];
-    var link = $("pay-link");
-    if (preset && preset.link) {
-      link.href = preset.link;
-      link.textContent = "Pay " + preset.amount + " " + tokenName() + " in the wallet";
-      link.className = "";
-    } else {
-      link.removeAttribute("href");
-      link.className = "missing";
-    }
-    var a = S.address || "";
+      return b;
+    }));
+    var preset = presets[chosen], link = preset && preset.link, a = S.address || "";
+    if (link) set("pay-link", "Pay " + preset.amount + " " + name + " in the wallet", "", { href: link });
+    else set("pay-link", undefined, "missing").removeAttribute("href");
     var src = a ? "/qr.svg" + (tokenQuery ? tokenQuery + "&" : "?") + "a=" + encodeURIComponent(a)
-                  + (preset && preset.link ? "&amount=" + encodeURIComponent(preset.amount) : "") : "";
+                  + (link ? "&amount=" + encodeURIComponent(preset.amount) : "") : "";
     if (src && src !== qrFor) {
       qrFor = src;
-      var img = $("qr");
-      img.onload = function () { img.className = ""; };
-      img.onerror = function () { img.className = "missing"; };
-      img.src = src;
-      img.alt = preset && preset.link ? "QR code: pay " + preset.amount + " " + tokenName() + " in a wallet"
-                                      : "QR code of the device address";
+      set("qr", undefined, undefined, { src: src,
+        alt: link ? "QR code: pay " + preset.amount + " " + name + " in a wallet" : "QR code of the device address" });
     }
   }
-  var SVG = $("svg-ns").namespaceURI;   // the SVG namespace, from an inline <svg> (no URL in the page)
-  function svg(tag, attrs) {
-    var e = document.createElementNS(SVG, tag);
-    for (var k in attrs) if (Object.prototype.hasOwnProperty.call(attrs, k)) e.setAttribute(k, attrs[k]);
-    return e;
-  }
-  function soldNow() {
-    // move the 24 hourly buckets on when the hour changed since the snapshot
+  $("qr").onload = $("qr").onerror = function (ev) { this.className = ev.type === "load" ? "" : "missing"; };
+  function soldNow() {   // the 24 hourly buckets, moved on when the hour changed since the snapshot
     var sold = S.light_sold;
     if (!sold || !Array.isArray(sold.seconds)) return null;
     var hourMs = 3600000, current = Math.floor(now() * 1000 / hourMs) * hourMs;
@@ -8178,147 +6368,103 @@ ul.list li.empty { justify-content: center; color: var(--muted); background: tra
     return sold;
   }
   function renderSold() {
-    var box = $("chart-sold");
-    box.textContent = "";
-    var sold = soldNow();
+    var box = set("chart-sold", []), sold = soldNow();
     if (!sold) return;
-    var n = sold.seconds.length, W = 480, H = 120, pad = 16;
+    var n = sold.seconds.length, W = 480, H = 120, pad = 16, w = W / n, total = 0;
     var max = Math.max.apply(null, sold.seconds.concat([60]));
+    var hour = function (i) { return new Date(sold.start_ms + i * 3600000).getHours() + ":00"; };
     var g = svg("svg", { viewBox: "0 0 " + W + " " + (H + pad), "class": "chart", role: "img",
       "aria-label": "seconds of light sold in each of the last " + n + " hours" });
-    var total = 0;
     sold.seconds.forEach(function (v, i) {
+      var h = Math.round((H - 4) * v / max);
       total += v;
-      var h = Math.round((H - 4) * v / max), w = W / n;
-      var r = svg("rect", { x: (i * w + 1).toFixed(1), y: H - h, width: (w - 2).toFixed(1), height: h, "class": "sold-bar" });
-      var t = svg("title", {});
-      t.textContent = new Date(sold.start_ms + i * 3600000).getHours() + ":00 \u2013 " + duration(v);
-      r.appendChild(t);
-      g.appendChild(r);
-      if (i % 6 === 0) {
-        var label = svg("text", { x: (i * w + 2).toFixed(1), y: H + pad - 3, "class": "axis" });
-        label.textContent = new Date(sold.start_ms + i * 3600000).getHours() + ":00";
-        g.appendChild(label);
-      }
+      g.append(svg("rect", { x: (i * w + 1).toFixed(1), y: H - h, width: (w - 2).toFixed(1), height: h, "class": "sold-bar" },
+        [svg("title", {}, hour(i) + " \u2013 " + duration(v))]));
+      if (i % 6 === 0) g.append(svg("text", { x: (i * w + 2).toFixed(1), y: H + pad - 3, "class": "axis" }, hour(i)));
     });
-    box.appendChild(g);
-    box.appendChild(el("div", "hint", "in all " + duration(total) + " of light in the last " + n + " hours"));
+    box.append(g, el("div", "hint", "in all " + duration(total) + " of light in the last " + n + " hours"));
   }
-  var SENSORS = [["temperature_c", "Temperature", " \u00b0C"], ["humidity_pct", "Humidity", " %"],
-                 ["pressure_hpa", "Pressure", " hPa"]];
+  var SENSORS = [["temperature_c", "Temperature", " \u00b0C"], ["humidity_pct", "Humidity", " %"], ["pressure_hpa", "Pressure", " hPa"]];
   function renderTelemetry() {
-    var box = $("telemetry");
-    box.textContent = "";
-    var points = S.telemetry;
+    var box = set("telemetry", []), points = S.telemetry;
     if (!Array.isArray(points) || !points.length) return;
-    box.appendChild(el("h2", "", "Sensors, last 6 h"));
+    box.append(el("h2", "", "Sensors, last 6 h"));
     SENSORS.forEach(function (sensor) {
-      var pts = points.filter(function (p) { return typeof p[sensor[0]] === "number"; });
+      var key = sensor[0], label = sensor[1], unit = sensor[2];
+      var pts = points.filter(function (p) { return typeof p[key] === "number"; });
       if (!pts.length) return;
-      var vals = pts.map(function (p) { return p[sensor[0]]; });
+      var vals = pts.map(function (p) { return p[key]; });
       var lo = Math.min.apply(null, vals), hi = Math.max.apply(null, vals), span = (hi - lo) || 1;
-      var t0 = pts[0].ts, t1 = pts[pts.length - 1].ts, dt = (t1 - t0) || 1, W = 300, H = 40;
-      var g = svg("svg", { viewBox: "0 0 " + W + " " + H, "class": "chart", role: "img", "data-sensor": sensor[0],
-        "aria-label": sensor[1] + " from " + lo.toFixed(1) + " to " + hi.toFixed(1) + sensor[2] });
-      g.appendChild(svg("polyline", { "class": "line", points: pts.map(function (p) {
-        return ((p.ts - t0) / dt * (W - 4) + 2).toFixed(1) + "," + (H - 3 - (p[sensor[0]] - lo) / span * (H - 6)).toFixed(1);
-      }).join(" ") }));
-      var row = el("div", "spark");
-      var left = el("div");
-      left.appendChild(el("div", "hint", sensor[1] + " (" + lo.toFixed(1) + "\u2013" + hi.toFixed(1) + sensor[2] + ")"));
-      left.appendChild(g);
-      row.appendChild(left);
-      row.appendChild(el("div", "now", vals[vals.length - 1].toFixed(1) + sensor[2]));
-      box.appendChild(row);
+      var t0 = pts[0].ts, dt = (pts[pts.length - 1].ts - t0) || 1, W = 300, H = 40;
+      var line = pts.map(function (p) {
+        return ((p.ts - t0) / dt * (W - 4) + 2).toFixed(1) + "," + (H - 3 - (p[key] - lo) / span * (H - 6)).toFixed(1);
+      });
+      var chart = svg("svg", { viewBox: "0 0 " + W + " " + H, "class": "chart", role: "img", "data-sensor": key,
+        "aria-label": label + " from " + lo.toFixed(1) + " to " + hi.toFixed(1) + unit },
+        [svg("polyline", { "class": "line", points: line.join(" ") })]);
+      var range = el("div", "hint", label + " (" + lo.toFixed(1) + "\u2013" + hi.toFixed(1) + unit + ")");
+      box.append(el("div", "spark", [el("div", "", [range, chart]), el("div", "now", vals[vals.length - 1].toFixed(1) + unit)]));
     });
   }
-  function renderCharts() { renderSold(); renderTelemetry(); }
 
   // -- messages ----------------------------------------------------------------
-  function upsertDataTx(list, ev) {
-    var out = [ev];
-    for (var i = 0; i < list.length; i++) if (list[i].id !== ev.id) out.push(list[i]);
-    return out;
-  }
+  function upsertDataTx(txs, ev) { return [ev].concat(txs.filter(function (t) { return t.id !== ev.id; })).slice(0, KEPT); }
   function applyState(m) {
     S = m;
-    S.light = S.light || { on: false };
-    S.light._at = now();
-    lightSpan = remainingNow();
-    S.payments = Array.isArray(m.payments) ? m.payments.slice() : [];
-    var txs = Array.isArray(m.data_txs) ? m.data_txs.slice() : [];
-    txs.sort(function (a, b) { return (a.ts || 0) - (b.ts || 0); });
-    S.datatxs = [];
-    txs.forEach(function (t) { S.datatxs = upsertDataTx(S.datatxs, t); });
-    S.ignored = Array.isArray(m.ignored) ? m.ignored.slice() : [];
-    renderHeader(); renderAddress(); renderStats(); renderMatrix(); renderPay(); renderLegend();
-    renderWarnings(); renderPayments(); renderDataTxs(); renderCharts(); renderJoystick(m.joystick || null, false);
+    setLight(m.light);
+    S.payments = list(m.payments);
+    S.ignored = list(m.ignored);
+    S.datatxs = list(m.data_txs).sort(function (a, b) { return (a.ts || 0) - (b.ts || 0); }).reduce(upsertDataTx, []);
+    renderHeader(); renderStats(); renderMatrix(); renderPay(); renderLegend(); renderWarnings();
+    renderPayments(); renderDataTxs(); renderSold(); renderTelemetry(); renderJoystick(m.joystick || null, false);
   }
   function onMessage(m) {
     if (typeof m.ts === "number") offset = m.ts - Date.now() / 1000;
-    if (m.type === "state") { applyState(m); return; }
+    if (m.type === "state") return applyState(m);
     if (!S) return;
     switch (m.type) {
-      case "light":
-        S.light = { on: !!m.on, remaining: m.remaining, until: m.until, _at: now() };
-        lightSpan = remainingNow();
-        break;
+      case "light": setLight({ on: !!m.on, remaining: m.remaining, until: m.until }); break;
       case "matrix": S.matrix = m.pixels; renderMatrix(); break;
       case "payment":
-        S.payments.unshift(m); S.payments = S.payments.slice(0, 50); renderPayments();
+        S.payments = [m].concat(S.payments).slice(0, KEPT); renderPayments();
         var sold = soldNow();
         if (sold && typeof m.seconds === "number") sold.seconds[sold.seconds.length - 1] += m.seconds;
         renderSold(); break;
-      case "ignored": S.ignored.unshift(m); S.ignored = S.ignored.slice(0, 50); renderPayments(); break;
-      case "data_tx": S.datatxs = upsertDataTx(S.datatxs, m).slice(0, 50); renderDataTxs(); break;
+      case "ignored": S.ignored = [m].concat(S.ignored).slice(0, KEPT); renderPayments(); break;
+      case "data_tx": S.datatxs = upsertDataTx(S.datatxs, m); renderDataTxs(); break;
       case "refund":
-        S.datatxs = upsertDataTx(S.datatxs, { id: m.id, status: m.status, error: m.error, ts: m.ts, kind: "refund" })
-          .slice(0, 50);
+        S.datatxs = upsertDataTx(S.datatxs, { id: m.id, status: m.status, error: m.error, ts: m.ts, kind: "refund" });
         renderDataTxs(); break;
-      case "node":
-        S.node = { url: m.url, ok: m.ok, height: m.height, error: m.error };
-        renderStats(); renderLegend(); break;
+      case "node": S.node = { url: m.url, ok: m.ok, height: m.height, error: m.error }; renderStats(); renderLegend(); break;
       case "outbox": S.outbox = { pending: m.pending, no_funds: m.no_funds }; renderStats(); renderLegend(); break;
-      case "warnings": S.warnings = Array.isArray(m.lines) ? m.lines : []; renderWarnings(); break;
-      case "token": S.token = { name: m.name, decimals: m.decimals }; renderAddress(); renderPay(); renderPayments(); break;
-      case "pay": S.pay = Array.isArray(m.presets) ? m.presets : []; renderPay(); break;
-      case "telemetry":
-        S.telemetry = (S.telemetry || []).concat([m]).slice(-720); renderTelemetry(); break;
+      case "warnings": S.warnings = list(m.lines); renderWarnings(); break;
+      case "token": S.token = { name: m.name, decimals: m.decimals }; renderHeader(); renderPay(); renderPayments(); break;
+      case "pay": S.pay = list(m.presets); renderPay(); break;
+      case "telemetry": S.telemetry = (S.telemetry || []).concat([m]).slice(-720); renderTelemetry(); break;
       case "balance":
-        S.balance = { coin: m.coin, token: m.token, decimals: m.decimals };
-        renderStats(); renderPayments(); break;
+        S.balance = { coin: m.coin, token: m.token, decimals: m.decimals }; renderStats(); renderPayments(); break;
       case "joystick": S.joystick = m; renderJoystick(m, true); break;
-      default: break;
     }
   }
 
   // -- connection with back-off --------------------------------------------------
   var delay = 0.5, retryAt = 0, retryTimer = null;
-  function setConn(cls, text) { var c = $("conn"); c.className = cls; c.textContent = text; }
   function showRetry() {
-    var s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-    setConn("offline", "offline \u00b7 retry in " + s + " s");
+    set("conn", "offline \u00b7 retry in " + Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) + " s", "offline");
   }
   function connect() {
-    if (retryTimer) { clearInterval(retryTimer); retryTimer = null; }
-    setConn("connecting", "connecting\u2026");
+    clearInterval(retryTimer);
+    set("conn", "connecting\u2026", "connecting");
     var ws;
     try { ws = new WebSocket(wsUrl); } catch (e) { schedule(); return; }
     ws.onmessage = function (ev) {
       var m;
       try { m = JSON.parse(ev.data); } catch (e) { return; }
       if (!m || typeof m !== "object") return;
-      if (m.type === "state") {
-        delay = 0.5;
-        setConn("live", "live");
-        document.body.classList.remove("stale");
-      }
+      if (m.type === "state") { delay = 0.5; set("conn", "live", "live"); document.body.classList.remove("stale"); }
       onMessage(m);
     };
-    ws.onclose = function () {
-      document.body.classList.add("stale");
-      schedule();
-    };
+    ws.onclose = function () { document.body.classList.add("stale"); schedule(); };
   }
   function schedule() {
     var wait = delay * (0.8 + 0.4 * Math.random());

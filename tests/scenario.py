@@ -98,17 +98,21 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
 
 class VirtualClock(iotlight.Clock):
-    """The daemon's clock read from a VirtualLoop; jump_wall() moves the wall clock alone."""
+    """The tests' one fake clock: the daemon's Clock read from a VirtualLoop (a new one unless
+    given). advance() moves time while nothing runs; jump_wall() moves the wall clock alone."""
 
-    def __init__(self, loop: VirtualLoop, wall_start: float = WALL_START):
-        self.loop = loop
-        self.offset = wall_start - loop.time()
+    def __init__(self, loop: Optional[VirtualLoop] = None, wall_start: float = WALL_START):
+        self.loop = loop if loop is not None else VirtualLoop()
+        self.offset = wall_start - self.loop.time()
 
     def monotonic(self) -> float:
         return self.loop.time()
 
     def time(self) -> float:
         return self.offset + self.loop.time()
+
+    def advance(self, seconds: float) -> None:
+        self.loop.stall(seconds)
 
     def jump_wall(self, seconds: float) -> None:
         self.offset += seconds
@@ -297,7 +301,10 @@ class Scenario:
         self.config = iotlight.parse_config(table, str(self.folder / "iotlight.toml"))
         self.watchdog = watchdog
         self.notes: List[Tuple[float, str]] = []  # (monotonic time, message) sent to systemd
-        self.store = iotlight.Store(self.config.state_file)
+        self.told: List[
+            Tuple[float, str, Dict[str, Any]]
+        ] = []  # (monotonic time, kind, fields) told the Daemon
+        self.store = iotlight.Store(self.config.state_file, self.clock)
         self.store.bind_device(self.address, self.asset)
         self.hw = FakeHardware(self.clock)
         self.daemon: Optional[iotlight.Daemon] = None
@@ -316,8 +323,10 @@ class Scenario:
             self.client = iotlight.NodeClient(
                 self.config.node_urls,
                 timeout=self.config.timeout,
+                chain_id=self.config.chain_id,
                 clock=self.clock,
                 transport=self.node.transport(),
+                max_answer_bytes=self.config.max_answer_bytes,
             )
             self.daemon = iotlight.Daemon(
                 self.config,
@@ -329,6 +338,22 @@ class Scenario:
                 watchdog_period=self.watchdog,
                 notify=self._notify,
             )
+            told = self.daemon.tell
+
+            def tell(kind: str, **fields: Any) -> None:  # what the services told the Daemon, in order
+                self.told.append((self.clock.monotonic(), kind, fields))
+                told(kind, **fields)
+
+            self.daemon.tell = self.client.tell = tell  # type: ignore[method-assign]
+            for service in (
+                self.daemon.lamp,
+                self.daemon.outbox,
+                self.daemon.watcher,
+                self.daemon.watcher.ledger,
+            ):
+                service.tell = tell
+            if self.daemon.telemetry is not None:
+                self.daemon.telemetry.tell = tell
             self.task = asyncio.ensure_future(self.daemon.run())
 
         self.loop.run_until_complete(build())
@@ -341,6 +366,18 @@ class Scenario:
         self.loop.run_until_complete(asyncio.sleep(seconds))
         if self.task.done():
             raise AssertionError("the daemon stopped (exit status %r)" % self._result())
+
+    def run_until(
+        self, condition: Any, timeout: float, what: str = "the condition", step: float = 0.1
+    ) -> float:
+        """Let daemon time pass until `condition()` holds; AssertionError after `timeout` seconds of
+        daemon time. Returns the daemon time it took."""
+        start = self.clock.monotonic()
+        while not condition():
+            if self.clock.monotonic() - start > timeout:
+                raise AssertionError("no %s within %g s of daemon time" % (what, timeout))
+            self.run_for(step)
+        return self.clock.monotonic() - start
 
     def block(self, seconds: float) -> None:
         """The event loop stands still for `seconds` (a blocking call in some service)."""
@@ -413,6 +450,10 @@ class Scenario:
         """The lamp's light is on (the matrix may show a status dot while it is off)."""
         assert self.daemon is not None
         return bool(self.daemon.lamp.state()["on"])
+
+    def events(self, kind: str) -> List[Dict[str, Any]]:
+        """The fields of every `kind` the services told the Daemon (ignored, credited, data_tx, ...)."""
+        return [fields for _, k, fields in self.told if k == kind]
 
     def credited(self) -> Dict[str, int]:
         return {p["id"]: p["amount"] for p in self.store.recent_payments(10**6)}
