@@ -168,13 +168,12 @@ def parse_alias(text: str, chain_id: Any = None) -> str:
     if not isinstance(text, str):
         raise Invalid("an alias is a string, not %r" % (text,))
     chain, name = None if chain_id is None else chain_char(chain_id), text
-    if text.startswith("alias:"):
-        parts = text.split(":", 2)
-        if len(parts) != 3 or len(parts[1]) != 1:
+    if text.startswith("alias:"):  # read by position: the chain is one character, which may be ':'
+        if len(text) < 8 or text[7] != ":":
             raise Invalid("an alias is written alias:<chain>:<name>, not %r" % text)
-        if chain is not None and parts[1] != chain:
-            raise Invalid("alias is for chain %r, not %r" % (parts[1], chain))
-        chain, name = chain_char(parts[1]), parts[2]
+        if chain is not None and text[6] != chain:
+            raise Invalid("alias is for chain %r, not %r" % (text[6], chain))
+        chain, name = chain_char(text[6]), text[8:]
     if chain is None:
         raise Invalid("alias %r names no chain" % text)
     if not 4 <= len(name) <= 30 or set(name) - ALIAS_CHARS:

@@ -1,7 +1,8 @@
-"""Configuration: broken files stop the real command line with exit 2 and one exact line; good files load.
+"""Configuration: broken files stop the command line with exit 2 and one exact line; good files load;
+every key's range holds at both ends.
 
-Each broken configuration is written to a temporary file and run through
-`python iotlight.py -c FILE check` as a subprocess, as a user would meet it.
+Each broken configuration is written to a temporary file and run through `iotlight.py -c FILE check`
+in this process (test_cli.run_main); a few run as the real command (marked process), as a user meets them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from clirun import assert_one_line_error, run_cli
+from test_cli import run_main
 
 import iotlight
 
@@ -235,7 +237,7 @@ def test_broken_configuration(tmp_path, text, message):
     """`check` with this file exits 2 with one stderr line naming the file, the key and what is expected."""
     path = tmp_path / "iotlight.toml"
     path.write_text(text, encoding="utf-8")
-    assert_one_line_error(run_cli("-c", str(path), "check", cwd=tmp_path), "%s: %s" % (path, message))
+    assert_one_line_error(run_main("-c", str(path), "check", cwd=tmp_path), "%s: %s" % (path, message))
 
 
 def test_broken_configuration_stops_every_command(tmp_path):
@@ -244,15 +246,27 @@ def test_broken_configuration_stops_every_command(tmp_path):
     path.write_text(PAYMENT + "[node]\nconfirmations = 101\n", encoding="utf-8")
     message = "%s: node.confirmations: 101 is not valid: expected an integer from 0 to 100" % path
     for args in ((), ("run",), ("keygen",), ("address",)):
-        assert_one_line_error(run_cli("-c", str(path), *args, cwd=tmp_path), message)
+        assert_one_line_error(run_main("-c", str(path), *args, cwd=tmp_path), message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iotlight.toml"], "nothing may be created"
+
+
+@pytest.mark.process
+def test_a_broken_file_stops_the_real_command(tmp_path):
+    """`python iotlight.py` (run, the default) and `python iotlight.py check`, as a user runs them, on a file
+    with an out-of-range value, found as ./iotlight.toml: exit 2, exactly one `iotlight: FILE: KEY: ...` line,
+    nothing on stdout, nothing created."""
+    (tmp_path / "iotlight.toml").write_text(PAYMENT + "[node]\nconfirmations = 101\n", encoding="utf-8")
+    message = "./iotlight.toml: node.confirmations: 101 is not valid: expected an integer from 0 to 100"
+    for args in ((), ("check",)):
+        assert_one_line_error(run_cli(*args, cwd=tmp_path, timeout=60), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iotlight.toml"]
 
 
 def test_nested_empty_table_is_refused(tmp_path):
     """An empty sub-table ([node.extra]) is an unknown key too, not silently ignored."""
     path = tmp_path / "iotlight.toml"
     path.write_text(PAYMENT + "[node.extra]\n", encoding="utf-8")
-    result = run_cli("-c", str(path), "check", cwd=tmp_path)
+    result = run_main("-c", str(path), "check", cwd=tmp_path)
     assert result.status == 2 and "Traceback" not in result.err
     assert result.err.startswith("iotlight: %s: node.extra: unknown key" % path)
     assert result.err.count("\n") == 1
@@ -274,7 +288,7 @@ def test_invalid_toml(tmp_path, text):
     with pytest.raises(tomllib.TOMLDecodeError) as parser:
         tomllib.loads(text)
     assert_one_line_error(
-        run_cli("-c", str(path), "check", cwd=tmp_path), "%s: not valid TOML: %s" % (path, parser.value)
+        run_main("-c", str(path), "check", cwd=tmp_path), "%s: not valid TOML: %s" % (path, parser.value)
     )
     assert "line" in str(parser.value)
 
@@ -283,14 +297,14 @@ def test_missing_file(tmp_path):
     """A -c path that does not exist: exit 2, one line."""
     path = tmp_path / "nowhere.toml"
     assert_one_line_error(
-        run_cli("-c", str(path), "check", cwd=tmp_path), "%s: no such configuration file" % path
+        run_main("-c", str(path), "check", cwd=tmp_path), "%s: no such configuration file" % path
     )
 
 
 def test_missing_file_relative_path_as_typed(tmp_path):
     """The message names the path exactly as the user typed it."""
     assert_one_line_error(
-        run_cli("-c", "conf/iotlight.toml", "check", cwd=tmp_path),
+        run_main("-c", "conf/iotlight.toml", "check", cwd=tmp_path),
         "conf/iotlight.toml: no such configuration file",
     )
 
@@ -299,14 +313,14 @@ def test_file_not_utf8(tmp_path):
     """A file that is not UTF-8 text: exit 2, one line saying it cannot be read."""
     path = tmp_path / "iotlight.toml"
     path.write_bytes(b'[node]\nchain_id = "\xff"\n')
-    result = run_cli("-c", str(path), "check", cwd=tmp_path)
+    result = run_main("-c", str(path), "check", cwd=tmp_path)
     assert result.status == 2 and "Traceback" not in result.err and result.err.count("\n") == 1
     assert result.err.startswith("iotlight: %s: cannot read: " % path)
 
 
 def test_configuration_is_a_directory(tmp_path):
     """-c pointing at a folder: exit 2, one line."""
-    result = run_cli("-c", str(tmp_path), "check", cwd=tmp_path)
+    result = run_main("-c", str(tmp_path), "check", cwd=tmp_path)
     assert result.status == 2 and "Traceback" not in result.err and result.err.count("\n") == 1
     assert result.err.startswith("iotlight: %s: cannot read: " % tmp_path)
 
@@ -316,7 +330,7 @@ def test_no_configuration_found(tmp_path):
     if os.path.exists("/etc/iotlight/iotlight.toml"):
         pytest.skip("this machine has /etc/iotlight/iotlight.toml")
     assert_one_line_error(
-        run_cli("check", cwd=tmp_path),
+        run_main("check", cwd=tmp_path),
         "no configuration found: tried ./iotlight.toml, /etc/iotlight/iotlight.toml; pass -c PATH",
     )
 
@@ -325,7 +339,7 @@ def test_configuration_in_current_folder_is_found(tmp_path):
     """Without -c, ./iotlight.toml is read (a broken one proves it was)."""
     (tmp_path / "iotlight.toml").write_text(PAYMENT + "[node]\nconfirmations = 101\n", encoding="utf-8")
     assert_one_line_error(
-        run_cli("check", cwd=tmp_path),
+        run_main("check", cwd=tmp_path),
         "./iotlight.toml: node.confirmations: 101 is not valid: expected an integer from 0 to 100",
     )
 
@@ -397,12 +411,15 @@ def test_default_file_shows_every_key_with_its_default():
 
 
 def test_schema_and_config_list_the_same_fields():
-    """CONFIG_SCHEMA is the one list of keys: each names a Config attribute of its own, and Config
-    has no attribute beyond them (and its path), so a key added in one place only fails here."""
-    attrs = [spec.attr for spec in iotlight.CONFIG_SCHEMA.values()]
+    """CONFIG_SCHEMA is the one list of keys: each names a Config attribute of its own (config_attr), and
+    Config has no attribute beyond them (and its path), so a key added in one place only fails here; and
+    each key has its edges listed in EDGES below."""
+    attrs = [iotlight.config_attr(key) for key in iotlight.CONFIG_SCHEMA]
     assert len(attrs) == len(set(attrs)), "two keys fill the same Config attribute"
-    fields = {f.name for f in dataclasses.fields(iotlight.Config)}
-    assert set(attrs) == fields - {"path"}
+    fields = [f.name for f in dataclasses.fields(iotlight.Config)]
+    assert fields == ["path", *attrs]
+    assert set(EDGES) == set(iotlight.CONFIG_SCHEMA), "a key without its edges in EDGES, or an unknown one"
+    assert iotlight.config_attr("node.urls") == "node_urls" and iotlight.config_attr("light.color") == "color"
 
 
 def test_parse_config_fills_each_attribute_from_its_key(tmp_path):
@@ -419,7 +436,7 @@ def test_parse_config_fills_each_attribute_from_its_key(tmp_path):
     )
     for key, spec in iotlight.CONFIG_SCHEMA.items():
         if key not in resolved:
-            assert getattr(config, spec.attr) == spec.convert(spec.default), key
+            assert getattr(config, iotlight.config_attr(key)) == spec.convert(spec.default), key
     assert config.node_urls == ("https://nodes-testnet.wavesnodes.com",)
     assert config.color == (255, 255, 255) and config.poll_interval == 1.0
     changed = iotlight.parse_config(
@@ -443,7 +460,7 @@ def test_default_file_passes_check(tmp_path):
     seed_path = tmp_path / "device.seed"
     seed_path.write_text(seed + "\n", encoding="utf-8")
     seed_path.chmod(0o600)
-    result = run_cli(
+    result = run_main(
         "-c", str(path), "check", "--offline", cwd=tmp_path
     )  # the shipped file names a public node
     assert result.status == 0, result.err
@@ -506,7 +523,7 @@ def test_relative_paths_through_the_command_line(tmp_path):
     seed_path = conf / "keys" / "dev.seed"
     seed_path.write_text("walrus tortoise zebra\n", encoding="utf-8")
     seed_path.chmod(0o600)
-    result = run_cli(
+    result = run_main(
         "-c", "../conf/iotlight.toml", "check", "--offline", cwd=elsewhere
     )  # default: a public node
     assert result.status == 0, result.err
@@ -532,19 +549,334 @@ def test_open_monitor_with_token_or_switched_off(tmp_path):
     assert iotlight.load_config(str(path)).monitor_port == 0
 
 
-def test_values_at_the_edges_of_their_ranges(tmp_path):
-    """Range ends are allowed: poll 0.1 and 60, confirmations 0 and 100, black and white, telemetry 10."""
-    path = tmp_path / "iotlight.toml"
-    for extra in (
-        "[node]\npoll_interval = 0.1\nconfirmations = 100\n",
-        "[node]\npoll_interval = 60\nconfirmations = 0\n",
-        "[light]\ncolor = [0, 0, 0]\n",
-        "[light]\ncolor = [255, 255, 255]\n",
-        "[data]\ntelemetry_interval = 10\n",
-        "[data]\ntelemetry_interval = 86400\n",
-    ):
-        path.write_text(PAYMENT + extra, encoding="utf-8")
-        iotlight.load_config(str(path))
+def _below(x: float) -> str:
+    """The float just below x, as TOML (and the error message) write it."""
+    return repr(math.nextafter(x, -math.inf))
+
+
+def _above(x: float) -> str:
+    return repr(math.nextafter(x, math.inf))
+
+
+SECONDS = "expected a number of seconds from %s"
+POSITIVE = "expected a number greater than 0"
+SWITCH = "expected true or false"
+WALLET = (
+    'expected "auto" (the public web wallet of node.chain_id), "" (none) or an https:// link with {asset}, '
+    "{address} and {amount}"
+)
+EXPLORER = 'expected "auto" (the public explorer of node.chain_id), "" (none) or an https:// link with {id}'
+HERE = "/cfg"  # the folder of the configuration file in test_every_key_holds_its_range_at_both_ends
+ID_31, ID_32, ID_33 = (iotlight.b58encode(bytes(range(1, n + 1))) for n in (31, 32, 33))  # asset ids' lengths
+
+# key -> (accepted: [(TOML value, the Config attribute it gives)], refused: [(TOML value, what follows "KEY: ")]).
+# The lowest and the highest value each key accepts, and one step past each: the README's ranges.
+EDGES = {
+    "node.urls": (
+        [
+            ('["http://a.b"]', ("http://a.b",)),
+            ('["https://a/", "http://b.example"]', ("https://a", "http://b.example")),
+        ],
+        [
+            ("[]", "[] is not valid: expected a non-empty list of http(s) URLs"),
+            ('["http://ab"]', '"http://ab" is not valid: expected http:// or https:// URLs'),
+            (
+                '["htp://node.example"]',
+                '"htp://node.example" is not valid: expected http:// or https:// URLs',
+            ),
+            ("[1]", "[1] is not valid: expected a non-empty list of http(s) URLs"),
+        ],
+    ),
+    "node.chain_id": (
+        [('"!"', "!"), ('"~"', "~"), ('"W"', "W")],
+        [
+            (
+                '" "',
+                '" " is not valid: expected one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork',
+            ),
+            (
+                '"\\u007F"',
+                '"\x7f" is not valid: expected one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" '
+                "0bsnetwork",
+            ),
+            (
+                '""',
+                '"" is not valid: expected one character, e.g. "W" mainnet, "T" testnet, "S" stagenet, "Z" 0bsnetwork',
+            ),
+        ],
+    ),
+    "node.poll_interval": (
+        [("0.1", 0.1), ("60", 60.0)],
+        [
+            (_below(0.1), _below(0.1) + " is not valid: " + SECONDS % "0.1 to 60"),
+            (_above(60), _above(60) + " is not valid: " + SECONDS % "0.1 to 60"),
+        ],
+    ),
+    "node.confirmations": (
+        [("0", 0), ("100", 100)],
+        [
+            ("-1", "-1 is not valid: expected an integer from 0 to 100"),
+            ("101", "101 is not valid: expected an integer from 0 to 100"),
+        ],
+    ),
+    "node.timeout": (
+        [("0.5", 0.5), ("300", 300.0)],
+        [
+            (_below(0.5), _below(0.5) + " is not valid: " + SECONDS % "0.5 to 300"),
+            (_above(300), _above(300) + " is not valid: " + SECONDS % "0.5 to 300"),
+        ],
+    ),
+    "node.fork": (
+        [('"auto"', "auto"), ('"waves"', "waves"), ('"0bs"', "0bs")],
+        [
+            (
+                '"zbs"',
+                '"zbs" is not valid: expected "auto" (0bs rules on chain "Z", Waves rules elsewhere), "waves" or "0bs"',
+            )
+        ],
+    ),
+    "node.sweep_interval": (
+        [("5", 5.0), ("3600", 3600.0)],
+        [
+            (_below(5), _below(5) + " is not valid: " + SECONDS % "5 to 3600"),
+            (_above(3600), _above(3600) + " is not valid: " + SECONDS % "5 to 3600"),
+        ],
+    ),
+    "node.list_rate": (
+        [("0", 0.0), ("600", 600.0)],
+        [
+            (
+                _below(0),
+                _below(0)
+                + " is not valid: expected requests per minute from 0 (unlimited, for an own node) to 600",
+            ),
+            (
+                _above(600),
+                _above(600)
+                + " is not valid: expected requests per minute from 0 (unlimited, for an own node) to 600",
+            ),
+        ],
+    ),
+    "node.max_answer_bytes": (
+        [("65536", 65536), ("268435456", 268435456)],
+        [
+            ("65535", "65535 is not valid: expected an integer from 65536 to 268435456 (bytes)"),
+            ("268435457", "268435457 is not valid: expected an integer from 65536 to 268435456 (bytes)"),
+        ],
+    ),
+    "device.seed_file": (
+        [('"s"', HERE + "/s"), ('"/etc/iotlight/device.seed"', "/etc/iotlight/device.seed")],
+        [
+            ('""', "must not be empty: expected a path"),
+            ('" "', "must not be empty: expected a path"),
+            ("1", "1 is not valid: expected a path"),
+        ],
+    ),
+    "device.address": (
+        [('""', ""), ('"%s"' % DOCS_ADDRESS_T, DOCS_ADDRESS_T)],
+        [
+            (
+                '"%s"' % CHECKSUM_TYPO,
+                '"%s" is not valid: address checksum does not match (a typo?)' % CHECKSUM_TYPO,
+            )
+        ],
+    ),
+    "device.state_file": (
+        [('"d"', HERE + "/d"), ('"/var/lib/iotlight/iotlight.db"', "/var/lib/iotlight/iotlight.db")],
+        [('""', "must not be empty: expected a path"), ("[]", "[] is not valid: expected a path")],
+    ),
+    "payment.asset_id": (
+        [('"%s"' % ASSET, ASSET), ('"%s"' % ID_32, ID_32)],
+        [
+            (
+                '"%s"' % ID_31,
+                '"%s" is not valid: an asset id is 32 bytes, not 31 (expected the base58 id of the token that '
+                "buys light)" % ID_31,
+            ),
+            (
+                '"%s"' % ID_33,
+                '"%s" is not valid: an asset id is 32 bytes, not 33 (expected the base58 id of the token that '
+                "buys light)" % ID_33,
+            ),
+            ("1", "1 is not valid: expected the base58 id of the token that buys light"),
+        ],
+    ),
+    "payment.seconds_per_token": (
+        [("5e-324", 5e-324), ("1.7976931348623157e308", 1.7976931348623157e308), ("1", 1.0)],
+        [
+            ("0", "0 is not valid: " + POSITIVE),
+            ("inf", "inf is not valid: " + POSITIVE),
+            ("-1", "-1 is not valid: " + POSITIVE),
+        ],
+    ),
+    "payment.max_seconds": (
+        [("5e-324", 5e-324), ("1.7976931348623157e308", 1.7976931348623157e308)],
+        [("0", "0 is not valid: " + POSITIVE), ("inf", "inf is not valid: " + POSITIVE)],
+    ),
+    "payment.count_history": (
+        [("true", True), ("false", False)],
+        [("1", "1 is not valid: " + SWITCH)],
+    ),
+    "payment.min_tokens": (
+        [("0", 0.0), (_below(1e15), float(_below(1e15)))],
+        [
+            (_below(0), _below(0) + " is not valid: expected a number of whole tokens, 0 or more"),
+            ("1e15", "1000000000000000.0 is not valid: expected a number of whole tokens, 0 or more"),
+        ],
+    ),
+    "payment.refund": (
+        [('"none"', "none"), ('"excess"', "excess")],
+        [('"all"', '"all" is not valid: expected "none" or "excess"')],
+    ),
+    "light.color": (
+        [("[0, 0, 0]", (0, 0, 0)), ("[255, 255, 255]", (255, 255, 255))],
+        [
+            ("[-1, 0, 0]", "[-1, 0, 0] is not valid: expected [r, g, b] with integers from 0 to 255"),
+            ("[0, 0, 256]", "[0, 0, 256] is not valid: expected [r, g, b] with integers from 0 to 255"),
+            ("[0, 0, 0, 0]", "[0, 0, 0, 0] is not valid: expected [r, g, b] with integers from 0 to 255"),
+            ("[0, 0.5, 0]", "[0, 0.5, 0] is not valid: expected [r, g, b] with integers from 0 to 255"),
+        ],
+    ),
+    "light.countdown": ([("true", True), ("false", False)], [('"no"', '"no" is not valid: ' + SWITCH)]),
+    "light.gpio_pin": (
+        [("-1", -1), ("0", 0), ("27", 27)],
+        [
+            ("-2", "-2 is not valid: expected a BCM pin number from 0 to 27, or -1 (off)"),
+            ("28", "28 is not valid: expected a BCM pin number from 0 to 27, or -1 (off)"),
+        ],
+    ),
+    "light.gpio_active_high": (
+        [("true", True), ("false", False)],
+        [("0", "0 is not valid: expected true or false (false for relay boards that switch on low)")],
+    ),
+    "data.joystick": ([("true", True), ("false", False)], [('"yes"', '"yes" is not valid: ' + SWITCH)]),
+    "data.telemetry_interval": (
+        [("0", 0.0), ("1", 1.0), ("86400", 86400.0)],
+        [
+            (_below(0), _below(0) + " is not valid: expected 0 (off) or a number of seconds from 1 to 86400"),
+            (_below(1), _below(1) + " is not valid: expected 0 (off) or a number of seconds from 1 to 86400"),
+            (
+                _above(86400),
+                _above(86400) + " is not valid: expected 0 (off) or a number of seconds from 1 to 86400",
+            ),
+        ],
+    ),
+    "data.fee": (
+        [("0", 0), ("1000000000000", 10**12)],
+        [
+            ("-1", "-1 is not valid: expected 0 (automatic) or a fee in the smallest coin unit"),
+            (
+                "1000000000001",
+                "1000000000001 is not valid: expected 0 (automatic) or a fee in the smallest coin unit",
+            ),
+            ("1.5", "1.5 is not valid: expected 0 (automatic) or a fee in the smallest coin unit"),
+        ],
+    ),
+    "data.coalesce_window": (
+        [("0", 0.0), ("60", 60.0)],
+        [
+            (_below(0), _below(0) + " is not valid: " + SECONDS % "0 to 60"),
+            (_above(60), _above(60) + " is not valid: " + SECONDS % "0 to 60"),
+        ],
+    ),
+    "data.max_tx_per_minute": (
+        [("1", 1), ("120", 120)],
+        [
+            ("0", "0 is not valid: expected an integer from 1 to 120"),
+            ("121", "121 is not valid: expected an integer from 1 to 120"),
+        ],
+    ),
+    "hardware.backend": (
+        [('"%s"' % b, b) for b in ("auto", "sense-hat", "sense-emu", "terminal", "none")],
+        [
+            (
+                '"Auto"',
+                '"Auto" is not valid: expected one of "auto", "sense-hat", "sense-emu", "terminal", "none"',
+            )
+        ],
+    ),
+    "monitor.host": (
+        [('"127.0.0.1"', "127.0.0.1"), ('" localhost "', "localhost"), ('"::1"', "::1")],
+        [
+            ('""', "must not be empty"),
+            ('"  "', "must not be empty"),
+            ("1", "1 is not valid: expected a host name or IP address"),
+        ],
+    ),
+    "monitor.port": (
+        [("0", 0), ("65535", 65535)],
+        [
+            ("-1", "-1 is not valid: expected an integer from 0 (off) to 65535"),
+            ("65536", "65536 is not valid: expected an integer from 0 (off) to 65535"),
+        ],
+    ),
+    "monitor.token": ([('""', ""), ('"s3cret"', "s3cret")], [("1", "1 is not valid: expected a string")]),
+    "monitor.max_clients_per_address": (
+        [("1", 1), ("1000", 1000)],
+        [
+            ("0", "0 is not valid: expected an integer from 1 to 1000"),
+            ("1001", "1001 is not valid: expected an integer from 1 to 1000"),
+        ],
+    ),
+    "monitor.wallet_url": (
+        [
+            (
+                '"auto"',
+                "https://testnet.waves.exchange/#send/{asset}?recipient={address}&amount={amount}&strict",
+            ),
+            ('""', ""),
+            ('"https://w.example/{address}"', "https://w.example/{address}"),
+        ],
+        [
+            ('"https://w.example/"', '"https://w.example/" is not valid: ' + WALLET),
+            ('"wallet://{address}"', '"wallet://{address}" is not valid: ' + WALLET),
+        ],
+    ),
+    "monitor.explorer_url": (
+        [
+            ('"auto"', "https://wavesexplorer.com/testnet/tx/{id}"),
+            ('""', ""),
+            ('"http://e.example/{id}"', "http://e.example/{id}"),
+        ],
+        [('"https://e.example/tx/"', '"https://e.example/tx/" is not valid: ' + EXPLORER)],
+    ),
+}
+
+
+def _table(key: str, toml_value: str) -> dict:
+    """The parsed TOML of a configuration holding the asset id and `key = toml_value`."""
+    section, name = key.split(".")
+    text = "[%s]\n%s = %s\n" % (section, name, toml_value)
+    if section != "payment":
+        text = PAYMENT + text
+    elif key != "payment.asset_id":
+        text = text.replace("[payment]\n", PAYMENT)
+    return tomllib.loads(text)
+
+
+@pytest.mark.parametrize("key", list(EDGES))
+def test_every_key_holds_its_range_at_both_ends(key):
+    """Each key's lowest and highest accepted values (and its other kinds of good value) load into its own
+    Config attribute; one step past each end, or a value of the wrong kind, is refused with the exact
+    message naming the file, the key, the value and what is expected."""
+    path = HERE + "/iotlight.toml"
+    accepted, refused = EDGES[key]
+    for value, attribute in accepted:
+        config = iotlight.parse_config(_table(key, value), path)
+        got = getattr(config, iotlight.config_attr(key))
+        assert got == attribute and type(got) is type(attribute), (key, value, got)
+    for value, message in refused:
+        with pytest.raises(iotlight.ConfigError) as refusal:
+            iotlight.parse_config(_table(key, value), path)
+        assert str(refusal.value) == "%s: %s: %s" % (path, key, message), value
+
+
+def test_an_empty_asset_id_is_no_asset_id(tmp_path):
+    """payment.asset_id set to "" is refused like a missing one wherever the token is required."""
+    path = str(tmp_path / "iotlight.toml")
+    with pytest.raises(iotlight.ConfigError) as refusal:
+        iotlight.parse_config({"payment": {"asset_id": ""}}, path)
+    assert str(refusal.value).startswith("%s: payment.asset_id: " % path)
 
 
 def test_chain_and_fork_choose_the_rules(tmp_path):
@@ -632,7 +964,7 @@ def test_asset_id_one_check_one_wording(tmp_path):
     seed = tmp_path / "funded.seed"
     seed.write_text("refactor throwaway seed\n", encoding="utf-8")
     seed.chmod(0o600)
-    result = run_cli(
+    result = run_main(
         "-c",
         str(path),
         "pay",

@@ -2,7 +2,9 @@
 
 The fixed vectors are in test_vectors.py; this file checks the rules around them,
 with hypothesis generating inputs and tests/reference.py (PyNaCl, written from the
-spec) as a second implementation.
+spec) as a second implementation. Signatures are also held to a small pure-Python model of
+the Waves node's own check (curve25519-java = SUPERCOP ref10, and the node's weak-key list):
+iotlight.verify follows the node, reference.verify keeps libsodium's stricter rule.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from typing import Optional, Tuple
 
 import pytest
 import reference
@@ -23,7 +26,7 @@ PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthC
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 B58 = iotlight.B58_ALPHABET
-CHAINS = st.sampled_from("WTSZ") | st.characters(min_codepoint=33, max_codepoint=126)
+CHAINS = st.sampled_from("WTSZ:") | st.characters(min_codepoint=33, max_codepoint=126)
 KEY_BYTES = st.binary(min_size=32, max_size=32)
 Z_BYTES = st.binary(min_size=64, max_size=64)
 
@@ -266,13 +269,65 @@ ALIAS_CHARS = "-.0123456789@_abcdefghijklmnopqrstuvwxyz"
 
 
 @PROPS
-@given(name=st.text(alphabet=ALIAS_CHARS, min_size=4, max_size=30), chain=st.sampled_from("WTSZ"))
+@given(name=st.text(alphabet=ALIAS_CHARS, min_size=4, max_size=30), chain=CHAINS)
 def test_alias_valid_names(name, chain):
-    """A 4-30 character name from the alias alphabet, bare or prefixed, gives alias:<chain>:<name>."""
+    """A 4-30 character name from the alias alphabet, bare or prefixed, gives alias:<chain>:<name> on any
+    chain, ':' included, and split_alias gives the chain and name back."""
     canonical = "alias:%s:%s" % (chain, name)
     assert iotlight.parse_alias(name, chain) == canonical
     assert iotlight.parse_alias(canonical, chain) == canonical
     assert iotlight.parse_recipient(canonical, chain) == canonical
+    assert iotlight.split_alias(canonical) == (chain, name)
+
+
+# --- aliases are read by position (issue item 8: edges found by a differential fuzz) ----------------
+#
+# `alias:` + one chain character + `:` + name. The old reader split on ':' and so refused every alias
+# of a chain whose id is ':' ("alias:::lamp".split(":") has four parts).
+
+
+@pytest.mark.parametrize(
+    "text, chain, name",
+    [
+        ("alias:T:iot-light", "T", "iot-light"),
+        ("alias:::iot-light", ":", "iot-light"),
+        ("alias:W:a:b", "W", "a:b"),  # a ':' in the name is the name's (parse_alias refuses it)
+        ("alias:::::", ":", "::"),
+        ("alias:Z:", "Z", ""),
+    ],
+)
+def test_split_alias_reads_by_position(text, chain, name):
+    """split_alias takes the character after `alias:` as the chain and everything after the next ':' as
+    the name, so a chain id ':' works."""
+    assert iotlight.split_alias(text) == (chain, name)
+
+
+@pytest.mark.parametrize(
+    "text", ["alias:iot-light", "alias:TT:iot-light", "alias:T", "alias::", "alias", "", "T:iot-light"]
+)
+def test_split_alias_refuses_what_is_not_alias_chain_name(text):
+    """No one-character chain between `alias:` and a ':': EncodingError quoting the text."""
+    with pytest.raises(iotlight.EncodingError) as info:
+        iotlight.split_alias(text)
+    assert str(info.value) == "an alias is written alias:<chain>:<name>, not %r" % text
+
+
+def test_alias_of_the_colon_chain():
+    """On chain ':' a bare name and alias:::<name> both give alias:::<name> (parse_alias,
+    parse_recipient); an alias of ':' on another chain, or of another chain on ':', is refused."""
+    assert len("alias:::iot-light".split(":")) == 4, "what the old split-on-':' reader refused"
+    for text in ("iot-light", "alias:::iot-light"):
+        assert iotlight.parse_alias(text, ":") == "alias:::iot-light"
+        assert iotlight.parse_recipient(text, ":") == "alias:::iot-light"
+    with pytest.raises(iotlight.EncodingError) as info:
+        iotlight.parse_alias("alias:::iot-light", "T")
+    assert str(info.value) == "alias is for chain ':', not 'T'"
+    with pytest.raises(iotlight.EncodingError) as info:
+        iotlight.parse_alias("alias:T:iot-light", ":")
+    assert str(info.value) == "alias is for chain 'T', not ':'"
+    with pytest.raises(iotlight.EncodingError) as info:
+        iotlight.parse_alias("alias:::iot:light", ":")
+    assert str(info.value) == "alias name 'iot:light' has characters outside a-z 0-9 - . @ _: :"
 
 
 @PROPS
@@ -326,14 +381,18 @@ def test_parse_recipient_typo_in_address_is_a_checksum_error():
 # --- signatures -------------------------------------------------------------------------------------
 
 
-def _ed25519_a(private_key: bytes) -> bytes:
-    """A = a*B with a = the clamped private key, straight from libsodium."""
+def _clamped(private_key: bytes) -> bytes:
     a = bytearray(private_key)
     a[0] &= 248
     a[31] &= 127
     a[31] |= 64
+    return bytes(a)
+
+
+def _ed25519_a(private_key: bytes) -> bytes:
+    """A = a*B with a = the clamped private key, straight from libsodium."""
     return nb.crypto_scalarmult_ed25519_base_noclamp(
-        nb.crypto_core_ed25519_scalar_reduce(bytes(a) + bytes(32))
+        nb.crypto_core_ed25519_scalar_reduce(_clamped(private_key) + bytes(32))
     )
 
 
@@ -425,3 +484,271 @@ def test_verify_degenerate_keys(public_key):
     keys = iotlight.keypair_from_seed(DOCS_SEED)
     sig = iotlight.sign(keys.private_key, b"m", bytes(64))
     assert iotlight.verify(public_key, b"m", sig) is False
+
+
+# --- signatures as the Waves node checks them (issue item 8: edges found by a differential fuzz) ----
+#
+# The node verifies with curve25519-java, a port of SUPERCOP ref10's crypto_sign_open: after the sign
+# bit (bit 255 of S) is taken out, S is refused only when bit 253 or 254 is set, so any S < 2^253 is
+# accepted, reduced mod L or not (S·B = (S mod L)·B, and h does not cover S). libsodium refuses S >= L
+# and small-order keys and R. iotlight.verify reduces an S in [L, 2^253) and then asks libsodium;
+# tests/reference.py's verify is libsodium alone. _node_verify below is a model of the node's check,
+# pure Python, written from ref10 and the node's isWeakPublicKey.
+
+P25519 = 2**255 - 19
+ED25519_L = 2**252 + 27742317777372353535851937790883648493  # the group order
+_D = -121665 * pow(121666, P25519 - 2, P25519) % P25519
+_SQRT_M1 = pow(2, (P25519 - 1) // 4, P25519)
+Point = Tuple[int, int, int, int]  # extended coordinates X, Y, Z, T (RFC 8032 5.1.4)
+
+# The X25519 u of the small-order points, as the Waves node lists them (com.wavesplatform.crypto,
+# BlacklistedKeys): 0, 1, two points of order 8, p-1, p (= 0) and p+1 (= 1); isWeakPublicKey also
+# takes each with the top bit of its last byte set.
+WEAK_U = (
+    0,
+    1,
+    325606250916557431795983626356110631294008115727848805560023387167927233504,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    P25519 - 1,
+    P25519,
+    P25519 + 1,
+)
+WEAK_KEYS = [u.to_bytes(32, "little") for u in WEAK_U]
+WEAK_KEYS += [k[:31] + bytes([k[31] | 0x80]) for k in WEAK_KEYS]
+
+# A real mainnet signature whose S (sign bit cleared) is >= L: the sell order
+# 59KLuWTV2G6upUKVjnpfVneWSWwtqEC156ekWYQ79Nup of exchange transaction
+# 64Mhr6pJeX21guka35pGFb2dqppwBMGGagNF57Zq8qvD (height 5232511), taken from the Go node's tests:
+# github.com/wavesplatform/gowaves pkg/crypto/crypto_test.go TestVerify, commit 684948ba (the same
+# order is in pkg/state's TestExchangeVerifier). The message is the order's v3 bytes.
+GO_PUBLIC_KEY = "J3qN131GYh3swtQZcgtRDguVdJ8LyqfSpnUccNxWNegi"
+GO_MESSAGE = (
+    "9htZdMPTdrZSPbggHoLMsdw2tQVJE41WjcLGQkYJjPvTv9Tju94PdnhEWXfemb7VzJcdtZLXqaxWbvAX2uKJrfEjWon9MpH"
+    "tivaGnCwewoGQ49uvSwuaHP4VgNdY6oL2f7nGmJNfpy4QEuXqah7vnczwhq9jwPQEhEQsfx4Pzh3G8t2Ascj4xmTDWYqrkH4B"
+)
+GO_SIGNATURE = "4emUeYCTG3XDkvxNNi8bHFh6AhC45DbkM3nh1VwuckKe1UU19TqdUXUrQHbaTFDds48Nw5w3JoX1hZWdDCope14n"
+
+
+def _x_of(y: int, sign: int) -> Optional[int]:
+    """x of the Edwards point with this y and x's sign (RFC 8032 5.1.3); None when there is none. As in
+    ref10, x = 0 with the sign bit set stays 0."""
+    xx = (y * y - 1) * pow(_D * y * y + 1, P25519 - 2, P25519) % P25519
+    x = pow(xx, (P25519 + 3) // 8, P25519)
+    if (x * x - xx) % P25519:
+        x = x * _SQRT_M1 % P25519
+    if (x * x - xx) % P25519:
+        return None
+    return (P25519 - x) % P25519 if x & 1 != sign else x
+
+
+def _point(x: int, y: int) -> Point:
+    return (x, y, 1, x * y % P25519)
+
+
+def _add(p: Point, q: Point) -> Point:
+    """RFC 8032's complete addition for a = -1 (doubling included)."""
+    a = (p[1] - p[0]) * (q[1] - q[0]) % P25519
+    b = (p[1] + p[0]) * (q[1] + q[0]) % P25519
+    c = 2 * p[3] * q[3] * _D % P25519
+    d = 2 * p[2] * q[2] % P25519
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % P25519, g * h % P25519, f * g % P25519, e * h % P25519)
+
+
+def _times(k: int, p: Point) -> Point:
+    out: Point = (0, 1, 1, 0)
+    while k:
+        if k & 1:
+            out = _add(out, p)
+        p, k = _add(p, p), k >> 1
+    return out
+
+
+def _encode(p: Point) -> bytes:
+    z = pow(p[2], P25519 - 2, P25519)
+    x, y = p[0] * z % P25519, p[1] * z % P25519
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+_BASE_Y = 4 * pow(5, P25519 - 2, P25519) % P25519
+_BASE = _point(_x_of(_BASE_Y, 0), _BASE_Y)
+_IDENTITY: Point = (0, 1, 1, 0)
+
+
+def _node_verify(public_key: bytes, message: bytes, signature: bytes, *, weak_check: bool = True) -> bool:
+    """The Waves node's check: the isWeakPublicKey list, then curve25519-java's curve25519_verify (the
+    X25519 key's Edwards y = (u-1)/(u+1), fe_invert(0) = 0; x's sign from bit 255 of the signature) and
+    crypto_sign_open_modified (refuse bits 253/254 of S; R must be the encoding of S·B - h·A)."""
+    if weak_check and public_key[:31] + bytes([public_key[31] & 0x7F]) in WEAK_KEYS[:7]:
+        return False
+    u = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    y = (u - 1) * pow(u + 1, P25519 - 2, P25519) % P25519
+    sign = signature[63] >> 7
+    s = int.from_bytes(signature[32:], "little") & ((1 << 255) - 1)
+    x = _x_of(y, sign)
+    if s >> 253 or x is None:
+        return False
+    edwards_key = (y | sign << 255).to_bytes(32, "little")
+    h = int.from_bytes(hashlib.sha512(signature[:32] + edwards_key + message).digest(), "little") % ED25519_L
+    minus_a = _point((P25519 - x) % P25519, y)
+    return _encode(_add(_times(s, _BASE), _times(h, minus_a))) == signature[:32]
+
+
+def _s_of(signature: bytes) -> int:
+    """S without the sign bit."""
+    return int.from_bytes(signature[32:], "little") & ((1 << 255) - 1)
+
+
+def _with_s(signature: bytes, s: int) -> bytes:
+    """The signature with S replaced (below 2^255), its sign bit kept."""
+    return signature[:32] + (s | (signature[63] >> 7) << 255).to_bytes(32, "little")
+
+
+def _go_vector() -> Tuple[bytes, bytes, bytes]:
+    return (
+        iotlight.b58decode(GO_PUBLIC_KEY),
+        iotlight.b58decode(GO_MESSAGE, max_length=1000),
+        iotlight.b58decode(GO_SIGNATURE),
+    )
+
+
+SIG_VECTORS = reference.load_vectors("signatures.json")
+
+
+def test_the_node_model_agrees_with_the_recorded_vectors():
+    """The model of the node's check accepts every recorded valid signature, and a fresh one, and refuses
+    every tampered one: it is a fair witness for the edges below."""
+    for vec in SIG_VECTORS["valid"]:
+        public_key = iotlight.b58decode(vec["public_key_base58"])
+        message = bytes.fromhex(vec["message_hex"])
+        assert _node_verify(public_key, message, bytes.fromhex(vec["signature_hex"])) is True
+    for vec in SIG_VECTORS["tampered"]:
+        args = (iotlight.b58decode(vec["public_key_base58"]), bytes.fromhex(vec["message_hex"]))
+        assert _node_verify(*args, iotlight.b58decode(vec["signature_base58"])) is False
+    keys = iotlight.keypair_from_seed(DOCS_SEED)
+    assert _node_verify(keys.public_key, b"light", iotlight.sign(keys.private_key, b"light")) is True
+
+
+def test_mainnet_signature_with_s_above_the_group_order_verifies():
+    """The real mainnet order signature from the Go node's tests has S >= L (below 2^253): the chain took
+    it, the node's check and iotlight.verify accept it; reference.verify (libsodium, S < L) refuses it."""
+    public_key, message, signature = _go_vector()
+    assert iotlight.b58encode(iotlight.blake2b256(message)) == "59KLuWTV2G6upUKVjnpfVneWSWwtqEC156ekWYQ79Nup"
+    assert iotlight.address_from_public_key(public_key, "W") == "3PHJZGJkQHDSTe1J1uoHdshhDoaBhZCzjns"
+    assert ED25519_L <= _s_of(signature) < 2**253
+    assert _node_verify(public_key, message, signature) is True
+    assert iotlight.verify(public_key, message, signature) is True
+    assert reference.verify(public_key, message, signature) is False
+
+
+@pytest.mark.parametrize(
+    "change, accepted",
+    [
+        (lambda s: s, True),  # as on chain: L <= S < 2^253
+        (lambda s: s % ED25519_L, True),  # reduced
+        (lambda s: s % ED25519_L + 2 * ED25519_L, False),  # >= 2^253: bit 253 set
+        (lambda s: s % ED25519_L + 3 * ED25519_L, False),  # bit 253 set
+        (lambda s: s % ED25519_L + 2**253, False),
+        (lambda s: s % ED25519_L + 2**254, False),
+        (lambda s: s % ED25519_L + 2**254 + 2**253, False),
+    ],
+    ids=["S", "S mod L", "S mod L + 2L", "S mod L + 3L", "bit 253", "bit 254", "bits 253 and 254"],
+)
+def test_the_mainnet_signature_with_other_s(change, accepted):
+    """Of the mainnet signature's S: S and S mod L verify, any S >= 2^253 (bit 253 or 254 set) is
+    refused, by iotlight.verify as by the node; reference.verify accepts the reduced S alone."""
+    public_key, message, signature = _go_vector()
+    s = change(_s_of(signature))
+    changed = _with_s(signature, s)
+    assert (
+        iotlight.verify(public_key, message, changed)
+        is _node_verify(public_key, message, changed)
+        is accepted
+    )
+    assert reference.verify(public_key, message, changed) is (s < ED25519_L)
+
+
+@pytest.mark.parametrize("vec", SIG_VECTORS["valid"], ids=[v["name"] for v in SIG_VECTORS["valid"]])
+def test_vector_signatures_with_s_plus_l(vec):
+    """A valid signature of the vectors turned into S + L verifies when S + L < 2^253 (iotlight, the node),
+    S + 2L never does; reference.verify (libsodium) refuses both."""
+    public_key = iotlight.b58decode(vec["public_key_base58"])
+    message = bytes.fromhex(vec["message_hex"])
+    signature = bytes.fromhex(vec["signature_hex"])
+    s = _s_of(signature)
+    assert s < ED25519_L
+    for k in (1, 2):
+        changed = _with_s(signature, s + k * ED25519_L)
+        accepted = s + k * ED25519_L < 2**253
+        assert (k, iotlight.verify(public_key, message, changed)) == (k, accepted)
+        assert (k, _node_verify(public_key, message, changed)) == (k, accepted)
+        assert (k, reference.verify(public_key, message, changed)) == (k, False)
+    assert s + ED25519_L < 2**253, "the recorded signatures all have room for S + L"
+
+
+@FEW
+@given(private_key=KEY_BYTES, message=st.binary(max_size=64), z=Z_BYTES, k=st.integers(0, 3))
+def test_the_two_verifiers_rules_for_s(private_key, message, z, k):
+    """iotlight.verify takes the node's rule (S + kL verifies while it stays below 2^253: the model of the
+    node agrees), reference.verify libsodium's (S < L only, so k = 0 alone)."""
+    keys = iotlight.keypair_from_private_key(private_key)
+    signature = iotlight.sign(private_key, message, z)
+    s = _s_of(signature) + k * ED25519_L
+    changed = _with_s(signature, s)
+    assert iotlight.verify(keys.public_key, message, changed) is (s < 2**253)
+    assert reference.verify(keys.public_key, message, changed) is (k == 0)
+    if k == 1:
+        assert _node_verify(keys.public_key, message, changed) is (s < 2**253)
+
+
+def _equation_signature(public_key: bytes, message: bytes) -> bytes:
+    """A signature R = r·B, S = r with h ≡ 0 (mod 8): for a key A of order dividing 8 (8·A = O), S·B = R + h·A
+    holds, so only a weak-key check can refuse it."""
+    y = int.from_bytes(iotlight.ed25519_public_key(public_key, 0), "little")
+    a = _point(_x_of(y, 0), y)
+    assert _encode(_times(8, a)) == _encode(_IDENTITY), "a small-order key"
+    for n in range(1, 1000):
+        r = int.from_bytes(hashlib.sha512(b"r%d" % n).digest(), "little") % ED25519_L
+        big_r = nb.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+        h = int.from_bytes(hashlib.sha512(big_r + _encode(a) + message).digest(), "little") % ED25519_L
+        if h % 8 == 0:
+            return big_r + r.to_bytes(32, "little")
+    raise AssertionError("no r with h divisible by 8")
+
+
+@pytest.mark.parametrize(
+    "public_key", WEAK_KEYS, ids=["u=0", "u=1", "order8a", "order8b", "p-1", "p", "p+1"] * 2
+)
+def test_small_order_public_keys_are_refused(public_key):
+    """A key the node's isWeakPublicKey lists (u = 0, 1, the order-8 points, p-1, p, p+1, top bit set or
+    not) is refused by iotlight.verify even under a signature that satisfies ref10's equation; the node
+    refuses it by that list, libsodium (iotlight, reference.verify) by its small-order check."""
+    message = b"light for nothing"
+    signature = _equation_signature(public_key, message)
+    assert _node_verify(public_key, message, signature, weak_check=False) is True, "the equation holds"
+    assert _node_verify(public_key, message, signature) is False
+    assert iotlight.verify(public_key, message, signature) is False
+    assert reference.verify(public_key, message, signature) is False
+
+
+@pytest.mark.xfail(
+    reason="product bug: iotlight.verify refuses R = the identity (libsodium's small-order check on R), "
+    "which the node's ref10 check accepts when S = h·a",
+    strict=True,
+)
+def test_identity_r_verifies_as_on_the_node():
+    """A signature with R = the identity point and S = h·a (only the key's owner can make it) satisfies
+    the node's check; iotlight.verify follows the node, reference.verify (libsodium) refuses it."""
+    keys = iotlight.keypair_from_seed(DOCS_SEED)
+    a = nb.crypto_core_ed25519_scalar_reduce(_clamped(keys.private_key) + bytes(32))
+    big_a = nb.crypto_scalarmult_ed25519_base_noclamp(a)
+    assert big_a == _ed25519_a(keys.private_key)
+    message = b"light"
+    big_r = _encode(_IDENTITY)
+    h = nb.crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + big_a + message).digest())
+    s = bytearray(nb.crypto_core_ed25519_scalar_mul(h, a))
+    s[31] |= big_a[31] & 0x80
+    signature = big_r + bytes(s)
+    assert _node_verify(keys.public_key, message, signature) is True
+    assert reference.verify(keys.public_key, message, signature) is False
+    assert iotlight.verify(keys.public_key, message, signature) is True

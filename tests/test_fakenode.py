@@ -1,4 +1,8 @@
-"""The fake Waves node answers like the documented node API (shapes, paging, errors, faults)."""
+"""The fake Waves node answers like the documented node API (shapes, paging, errors, faults).
+
+Each node runs in this process (its HTTP server on a thread); only the standalone script's test starts
+a process (marked `process`). Fault durations run on the tests' one fake clock (scenario.VirtualClock).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+import fakenode
 import httpx
 import pytest
 import reference
 from fakenode import SHARED_ZONE_ROUTES, FakeNode, FakeNodeError, Pool
 from harness import free_port
+from scenario import VirtualClock
 
 import iotlight
 
@@ -542,14 +548,34 @@ def test_fault_500_503_429_count_and_paths(client, node):
     assert client.get("/blocks/height").status_code == 200
 
 
-def test_fault_duration_expires(client, node):
-    """A fault with a duration stops by itself."""
-    node.fail("500", duration=2.0)
-    assert client.get("/blocks/height").status_code == 500
-    deadline = time.monotonic() + 10
-    while client.get("/blocks/height").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+class _NodeTime:
+    """The time module as the fake node reads it, its monotonic() from a VirtualClock."""
+
+    def __init__(self, clock: VirtualClock):
+        self.clock = clock
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_fault_duration_expires(client, node, monkeypatch):
+    """A fault with a duration holds for that many seconds of the node's monotonic clock, then stops by
+    itself (virtual seconds: nothing is waited for)."""
+    clock = VirtualClock()
+    try:
+        monkeypatch.setattr(fakenode, "time", _NodeTime(clock))
+        node.fail("500", duration=2.0)
+        assert client.get("/blocks/height").status_code == 500
+        clock.advance(1.9)
+        assert client.get("/blocks/height").status_code == 500
+        clock.advance(0.1)
+        assert client.get("/blocks/height").status_code == 200
+        assert client.get("/blocks/height").status_code == 200
+    finally:
+        clock.loop.close()
 
 
 def test_fault_garbage_and_truncated(client, node):
@@ -572,7 +598,7 @@ def test_fault_reset_and_hang(client, node):
         client.get("/blocks/height")
     node.fail("hang", count=1, hang_seconds=5)
     with pytest.raises(httpx.ReadTimeout):
-        client.get("/blocks/height", timeout=0.5)
+        client.get("/blocks/height", timeout=0.25)
     assert client.get("/blocks/height").status_code == 200
 
 
@@ -795,8 +821,10 @@ def test_a_node_of_another_network():
         assert node.broadcasts and all(b.status == 400 for b in node.broadcasts)
 
 
+@pytest.mark.process
 def test_standalone_demo_prints_treasury_and_asset(tmp_path):
-    """The standalone node starts, issues the demo token and serves it."""
+    """The standalone node (`python tests/tools/fakenode.py --demo`, a process) starts, issues the demo
+    token and serves it."""
     import subprocess
     import sys
 

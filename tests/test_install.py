@@ -3,7 +3,9 @@ dry runs, pre-flight failures, the systemd unit, and shellcheck.
 
 Every run uses the real install.sh, iotlight.py, iotlight.toml and requirements.txt
 (copied from the repository), a real venv and the real `iotlight.py keygen` and
-`address`. Only what would touch this machine is replaced, by recorders on PATH:
+`address`. One fresh install per module (`installed`) is made; the tests that change an
+installed tree and run install.sh on it again get a copy of that tree of their own
+(`reinstaller`: owners, modes and links kept), as a device installed before. Only what would touch this machine is replaced, by recorders on PATH:
 apt-get and systemctl always, chown when the tests do not run as root (useradd,
 usermod and userdel act on the tree's /etc through --prefix). pip gets
 IOTLIGHT_PIP_ARGS=--no-index and sees this interpreter's packages through
@@ -30,7 +32,7 @@ import pytest
 
 import iotlight
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.process]
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("install.sh", "iotlight.py", "iotlight.toml", "requirements.txt")
@@ -203,9 +205,25 @@ def installer(tmp_path: Path) -> Installer:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Tuple[Installer, subprocess.CompletedProcess]:
-    """One fresh install, shared by the tests that only look at its result."""
+    """One fresh install, shared by the tests that only look at its result (and copied by reinstaller)."""
     inst = Installer(tmp_path_factory.mktemp("installed"))
     return inst, inst.install()
+
+
+def copy_tree(inst: Installer, base: Path) -> Installer:
+    """An Installer in `base` (fresh sources, recorders, call log) whose tree is a copy of inst's, with
+    owners, modes and links as they are (cp -a): the venv finds the code through a relative iotlight.pth, so
+    the copy works where it lies, as install.sh --root DIR promises."""
+    copy = Installer(base)
+    shutil.rmtree(copy.root)
+    subprocess.run(["cp", "-a", str(inst.root), str(copy.root)], check=True, timeout=120)
+    return copy
+
+
+@pytest.fixture
+def reinstaller(installed, tmp_path) -> Installer:
+    """An installed tree of the test's own, as the fresh install left it."""
+    return copy_tree(installed[0], tmp_path)
 
 
 # =============================================================================
@@ -433,10 +451,10 @@ def plant_modules(home: Path, marker: Path) -> None:
     (user_site / "usercustomize.py").write_text(code)
 
 
-def test_unit_command_line_imports_nothing_from_the_state_dir(installer, tmp_path):
+def test_unit_command_line_imports_nothing_from_the_state_dir(reinstaller, tmp_path):
     """The unit's ExecStart, run in the state dir with HOME there (as systemd sets it for the user),
     with the unit's Environment=, imports neither a planted json.py nor a usercustomize.py."""
-    installer.install()
+    installer = reinstaller
     show_packages(installer)
     unit = installer.path("/etc/systemd/system/iotlight.service").read_text()
     d = {}
@@ -517,16 +535,15 @@ def show_packages(inst):
 
 
 @pytest.fixture(scope="module")
-def commanded():
-    """One install whose /usr/local/bin/iotlight the tests run, in a tree every user can
-    traverse (to run it as nobody). Its config names the seed and state relative to itself,
-    so it works inside the tree; deps.pth shows the venv this interpreter's packages, as
-    pip would have installed them from the network."""
+def commanded(installed):
+    """An installed tree (a copy of the fresh install) whose /usr/local/bin/iotlight the tests run,
+    in a folder every user can traverse (to run it as nobody). Its config names the seed and
+    state relative to itself, so it works inside the tree; deps.pth shows the venv this
+    interpreter's packages, as pip would have installed them from the network."""
     base = Path(tempfile.mkdtemp(prefix="iotlight-command-"))
     base.chmod(0o755)
     try:
-        inst = Installer(base)
-        inst.install()
+        inst = copy_tree(installed[0], base)
         show_packages(inst)
         conf = inst.path("/etc/iotlight/iotlight.toml")
         inst.set_asset_id(conf)
@@ -631,10 +648,10 @@ def test_command_does_not_run_the_daemon_as_root(commanded):
         ), args
 
 
-def test_command_of_another_program_is_left_alone(installer):
+def test_command_of_another_program_is_left_alone(reinstaller):
     """An /usr/local/bin/iotlight install.sh did not write survives install and uninstall, with a warning."""
+    installer = reinstaller
     other = installer.path("/usr/local/bin/iotlight")
-    other.parent.mkdir(parents=True)
     other.write_text("#!/bin/sh\necho another program\n")
     result = installer.install()
     assert "warning: /usr/local/bin/iotlight exists and is not install.sh's: left alone" in result.stderr
@@ -651,10 +668,9 @@ def test_command_of_another_program_is_left_alone(installer):
 # =============================================================================
 
 
-def test_second_run_upgrades_code_and_keeps_config_seed_and_state(installer):
+def test_second_run_upgrades_code_and_keeps_config_seed_and_state(installed, reinstaller):
     """A second run replaces iotlight.py, keeps the edited config, the seed and the state, and restarts."""
-    first = installer.install()
-    installer.calls()
+    installer, first = reinstaller, installed[1]
     conf = installer.path("/etc/iotlight/iotlight.toml")
     installer.set_asset_id(conf)
     conf.write_text(conf.read_text() + "# my own note\n")
@@ -680,9 +696,10 @@ def test_second_run_upgrades_code_and_keeps_config_seed_and_state(installer):
     ]
 
 
-def test_failed_start_exits_nonzero_with_the_journal_hint(installer):
+def test_failed_start_exits_nonzero_with_the_journal_hint(reinstaller):
     """When systemctl restart fails, install.sh says where to look and exits 1."""
-    installer.set_asset_id(installer.src / "iotlight.toml")
+    installer = reinstaller
+    installer.set_asset_id(installer.path("/etc/iotlight/iotlight.toml"))
     (installer.bin / "fail-systemctl-restart").write_text("")
     result = installer.run()
     assert result.returncode == 1
@@ -693,11 +710,10 @@ def test_failed_start_exits_nonzero_with_the_journal_hint(installer):
     assert installer.calls()[-1] == "systemctl restart iotlight.service"
 
 
-def test_uninstall_removes_service_and_code_but_keeps_data(installer):
+def test_uninstall_removes_service_and_code_but_keeps_data(reinstaller):
     """--uninstall disables the unit and removes it and /opt/iotlight; config, seed, state and user stay."""
-    installer.install()
+    installer = reinstaller
     installer.path("/var/lib/iotlight/iotlight.db").write_bytes(b"state")
-    installer.calls()
     result = installer.run("--uninstall")
     assert result.returncode == 0, result.stderr
     assert installer.calls() == ["systemctl disable --now iotlight.service", "systemctl daemon-reload"]
@@ -714,10 +730,9 @@ def test_uninstall_removes_service_and_code_but_keeps_data(installer):
     )
 
 
-def test_purge_removes_config_seed_state_and_user(installer):
+def test_purge_removes_config_seed_state_and_user(reinstaller):
     """--purge also deletes /etc/iotlight, /var/lib/iotlight and the user, warning about the seed."""
-    installer.install()
-    installer.calls()
+    installer = reinstaller
     result = installer.run("--purge")
     assert result.returncode == 0, result.stderr
     assert installer.calls() == ["systemctl disable --now iotlight.service", "systemctl daemon-reload"]
@@ -772,10 +787,10 @@ def point_seed_file_at(installer: Installer, seed_file: str) -> None:
     conf.write_text(text.replace('seed_file = "/etc/iotlight/device.seed"', 'seed_file = "%s"' % seed_file))
 
 
-def test_link_planted_in_the_state_dir_is_not_followed(installer, tmp_path):
+def test_link_planted_in_the_state_dir_is_not_followed(reinstaller, tmp_path):
     """With device.seed_file in the state dir, a link the service user put there in the seed's place
     gets neither install.sh's chown nor its chmod: the run stops and says why, the target is untouched."""
-    installer.install()
+    installer = reinstaller
     victim, before = victim_file(tmp_path)
     point_seed_file_at(installer, "/var/lib/iotlight/device.seed")
     link = installer.path("/var/lib/iotlight/device.seed")
@@ -793,9 +808,9 @@ def test_link_planted_in_the_state_dir_is_not_followed(installer, tmp_path):
         assert str(link) not in installer.chowns()
 
 
-def test_seed_in_a_folder_the_user_may_write_is_refused_before_keygen(installer):
+def test_seed_in_a_folder_the_user_may_write_is_refused_before_keygen(reinstaller):
     """A seed file configured into the state dir is refused before keygen makes one there."""
-    installer.install()
+    installer = reinstaller
     point_seed_file_at(installer, "/var/lib/iotlight/keys/device.seed")
     installer.path("/var/lib/iotlight/keys").mkdir()
     result = installer.run()
@@ -804,9 +819,9 @@ def test_seed_in_a_folder_the_user_may_write_is_refused_before_keygen(installer)
     assert not installer.path("/var/lib/iotlight/keys/device.seed").exists()
 
 
-def test_seed_file_that_is_a_link_is_refused(installer, tmp_path):
+def test_seed_file_that_is_a_link_is_refused(reinstaller, tmp_path):
     """A link in the seed's place, even in /etc/iotlight, is not chowned or chmodded through."""
-    installer.install()
+    installer = reinstaller
     victim, before = victim_file(tmp_path)
     seed = installer.path("/etc/iotlight/device.seed")
     seed.unlink()
@@ -889,10 +904,9 @@ def test_dry_run_of_a_first_install_changes_nothing_and_prints_the_commands(inst
     assert "dry run: printing the commands, changing nothing" in result.stderr
 
 
-def test_dry_run_on_an_installed_tree_changes_nothing(installer):
+def test_dry_run_on_an_installed_tree_changes_nothing(reinstaller):
     """--dry-run, --dry-run --uninstall and --dry-run --purge leave an installed tree as it was."""
-    installer.install()
-    installer.calls()
+    installer = reinstaller
     before = snapshot(installer.root)
     for args in (["--dry-run"], ["--dry-run", "--uninstall"], ["--dry-run", "--purge"]):
         result = installer.run(*args)

@@ -1,6 +1,10 @@
-"""payment.min_tokens and payment.refund: the pure rules, the store, and the real daemon on the fake node."""
+"""payment.min_tokens and payment.refund: the pure rules, the store, the whole daemon on the virtual
+clock (tests/scenario.py) against the fake chain, and, as real processes, the two SIGKILLs that
+only a process shows (between signing a refund and its broadcast, between the broadcast and the
+receipt)."""
 
 import json
+import logging
 import re
 import signal
 import time
@@ -8,9 +12,10 @@ from fractions import Fraction
 
 import pytest
 import reference
-from harness import credited, read_state, wait_until
+from harness import credited, light_until, read_state, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scenario import Scenario, VirtualClock
 
 import iotlight
 from iotlight import below_minimum, extend_light, refund_units
@@ -78,6 +83,8 @@ def test_rounding_never_refunds_more_than_the_unused_fraction():
     lit=st.one_of(st.none(), st.floats(0.0, 200_000.0)),
 )
 def test_refund_is_the_floor_of_the_cut_share_never_more_than_paid(amount, decimals, per_token, cap, lit):
+    """For any payment, token, price, cap and light left: the refund is the floor of the share the
+    cap cut, never more than was paid; nothing back when nothing was cut, all when nothing fit."""
     seconds = iotlight.payment_seconds(amount, decimals, per_token)
     until = 0.0 if lit is None else NOW + lit
     g = extend_light(until, NOW, seconds, cap)
@@ -92,6 +99,7 @@ def test_refund_is_the_floor_of_the_cut_share_never_more_than_paid(amount, decim
 
 
 def test_below_minimum_compares_whole_tokens_exactly():
+    """payment.min_tokens is compared in exact smallest units (0.1 of a 2-decimal token is 10 units)."""
     assert not below_minimum(1, 2, 0.0)
     assert below_minimum(9, 2, 0.1) and not below_minimum(10, 2, 0.1)  # 0.1 is 10 units, not 10.000...02
     assert below_minimum(299, 2, 3) and not below_minimum(300, 2, 3)
@@ -100,6 +108,7 @@ def test_below_minimum_compares_whole_tokens_exactly():
 
 
 def test_receipt_names_the_refund():
+    """served_<id> carries {"refund": {"id", "amount"}} when part of the payment went back, else none."""
     entry = iotlight.receipt_entry("P" * 44, 60.0, 1000, 61000, ("R" * 44, 400))
     assert json.loads(entry["value"]) == {
         "seconds": 60.0,
@@ -111,6 +120,8 @@ def test_receipt_names_the_refund():
 
 
 def test_config_keys_and_their_errors(tmp_path):
+    """payment.min_tokens, payment.refund, light.gpio_pin and light.gpio_active_high: their defaults,
+    their values, and an error naming the key for each bad value."""
     base = {"payment": {"asset_id": "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQV"}}
     c = iotlight.parse_config(base, str(tmp_path / "c.toml"))
     assert (c.min_tokens, c.refund, c.gpio_pin, c.gpio_active_high) == (0.0, "none", -1, True)
@@ -143,33 +154,39 @@ PAYER = iotlight.keypair_from_seed("iotlight refund unit test payer, throwaway")
 ASSET = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQV"
 
 
-def signer(payment_id, recipient, amount):
-    """The daemon's own Outbox.sign_refund, on a clock that stands still (every refund signed in
-    the same millisecond)."""
-    import types
+def in_loop(clock, make):
+    """Run `make()` (a coroutine function) on the virtual clock's loop, where the services are made."""
+    return clock.loop.run_until_complete(make())
 
-    outbox = types.SimpleNamespace(
-        keys=KEYS,
-        config=iotlight.parse_config({"payment": {"asset_id": ASSET}}, "c.toml"),
-        now_ms=lambda: int(NOW * 1000),
-        smart_asset=False,
-    )
-    return iotlight.Outbox.sign_refund(outbox, payment_id, recipient, amount)
+
+def store_and_signer(tmp_path):
+    """A state file and the daemon's own Outbox.sign_refund on a virtual clock that stands still
+    (every refund signed in the same millisecond, at NOW)."""
+    clock = VirtualClock(wall_start=NOW)
+    store = iotlight.Store(str(tmp_path / "s.db"), clock)
+    config = iotlight.parse_config({"payment": {"asset_id": ASSET, "refund": "excess"}}, "c.toml")
+
+    async def make():
+        return iotlight.Outbox(config, KEYS, node=None, store=store, clock=clock, tell=lambda kind, **f: None)
+
+    return store, in_loop(clock, make).sign_refund
 
 
 def test_store_signs_the_refund_with_the_credit_and_names_it_in_the_receipt(tmp_path):
     """Over the cap: one transfer stored in the outbox (queued), the refunds row and the receipt
     naming it, in the credit's transaction; crediting again adds nothing."""
-    store = iotlight.Store(str(tmp_path / "s.db"))
+    store, signer = store_and_signer(tmp_path)
     pay = ("P" * 44, PAYER, 1000, 5, 100.0)
-    credits = store.credit_payments([pay], now=NOW, max_seconds=60.0, sign_refund=signer)
-    assert store.credit_payments([pay], now=NOW + 1, max_seconds=60.0, sign_refund=signer) == []
+    credits, span = store.credit_payments([pay], now=NOW, max_seconds=60.0, sign_refund=signer)
+    assert store.credit_payments([pay], now=NOW + 1, max_seconds=60.0, sign_refund=signer) == ([], span)
     [c] = credits
+    assert span == (NOW, NOW + 60.0) and c.grant.seconds == 60.0
     txid, amount = c.refund
     assert amount == 400
     [row] = store.open_txs()
     assert row["id"] == txid and row["status"] == "queued"
     assert row["tx"]["recipient"] == PAYER and row["tx"]["amount"] == 400 and row["tx"]["assetId"] == ASSET
+    assert row["tx"]["timestamp"] == int(NOW * 1000) and row["tx"]["fee"] == iotlight.transfer_fee()
     assert reference.verify_tx(row["tx"])
     assert store.refund_of(txid)["payment_id"] == "P" * 44
     [ev] = store.pending_events()
@@ -183,9 +200,9 @@ def test_two_equal_refunds_to_one_sender_in_one_batch_are_two_transfers(tmp_path
     without the payment id in the attachment both had one id, the second outbox row failed the
     unique constraint and the whole credit was rolled back, again and again (the SIGKILL case of
     tests/tools/faults.py with refunds credited nothing more after the first collision)."""
-    store = iotlight.Store(str(tmp_path / "s.db"))
+    store, signer = store_and_signer(tmp_path)
     pays = [("A" * 44, PAYER, 1000, 5, 100.0), ("B" * 44, PAYER, 1000, 5, 100.0)]
-    credits = store.credit_payments(pays, now=NOW, max_seconds=60.0, sign_refund=signer)
+    credits, _ = store.credit_payments(pays, now=NOW, max_seconds=60.0, sign_refund=signer)
     assert len(credits) == 2 and credits[0].refund[0] != credits[1].refund[0]
     assert credits[1].refund[1] == 1000  # the first took the whole cap: all of the second goes back
     rows = store.open_txs()
@@ -197,20 +214,24 @@ def test_two_equal_refunds_to_one_sender_in_one_batch_are_two_transfers(tmp_path
 
 
 def test_store_refunds_nothing_when_the_payment_fits_or_refund_is_off(tmp_path):
-    store = iotlight.Store(str(tmp_path / "s.db"))
-    [c] = store.credit_payments(
+    """A payment under the cap signs nothing; without a signer (payment.refund = "none") the cut
+    excess is only recorded in the grant."""
+    store, signer = store_and_signer(tmp_path)
+    [c], _ = store.credit_payments(
         [("A" * 44, PAYER, 1000, 5, 10.0)], now=NOW, max_seconds=60.0, sign_refund=signer
     )
     assert c.refund is None
-    [c] = store.credit_payments([("B" * 44, PAYER, 1000, 5, 100.0)], now=NOW, max_seconds=60.0)
+    [c], _ = store.credit_payments([("B" * 44, PAYER, 1000, 5, 100.0)], now=NOW, max_seconds=60.0)
     assert c.refund is None and c.grant.excess > 0
     assert store.open_txs() == []
     store.close()
 
 
 def test_a_refund_re_signed_writes_its_receipt_again_with_the_new_id(tmp_path):
-    store = iotlight.Store(str(tmp_path / "s.db"))
-    [c] = store.credit_payments(
+    """A refund re-signed (too old to land) replaces the old transfer and its refunds row, and
+    queues the receipt again naming the new id with the same span."""
+    store, signer = store_and_signer(tmp_path)
+    [c], _ = store.credit_payments(
         [("P" * 44, PAYER, 1000, 5, 100.0)], now=NOW, max_seconds=60.0, sign_refund=signer
     )
     old = c.refund[0]
@@ -234,6 +255,7 @@ def test_a_refund_re_signed_writes_its_receipt_again_with_the_new_id(tmp_path):
     )
     store.replace_refund(old, new, receipt, int(NOW * 1000))
     assert [r["id"] for r in store.open_txs()] == [new["id"]]
+    assert store.outbox_counts() == {"queued": 1, "replaced": 1}
     assert store.refund_of(old) is None and store.refund_of(new["id"])["amount"] == 400
     values = [json.loads(e.entries[0]["value"]) for e in store.pending_events()]
     assert [v["refund"]["id"] for v in values] == [old, new["id"]]
@@ -241,237 +263,279 @@ def test_a_refund_re_signed_writes_its_receipt_again_with_the_new_id(tmp_path):
     store.close()
 
 
-def test_an_ignored_transfer_is_recorded_once_across_reopening(tmp_path):
-    path = str(tmp_path / "s.db")
-    store = iotlight.Store(path)
-    assert store.mark_ignored("I" * 44, "below_minimum", 1)
-    assert not store.mark_ignored("I" * 44, "below_minimum", 2)
-    store.close()
-    store = iotlight.Store(path)
-    assert not store.mark_ignored("I" * 44, "below_minimum", 3)
-    store.close()
+# --- the whole daemon on the virtual clock against the fake chain ---------------------------------------
+
+OVER_CAP = {"payment__max_seconds": 2.0, "payment__refund": "excess"}  # 5 s paid: 3 s (300 units) back
 
 
-# --- end to end: the real daemon against the fake node ----------------------
+@pytest.fixture(autouse=True)
+def quiet_httpx():
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def refunds_on_chain(chain, device):
-    """Transfers the device sent (in blocks and in the pool), id -> (recipient, amount, assetId)."""
+def sent_by(chain, address, asset):
+    """Transfers of `asset` that `address` sent (in blocks and in the pool): id -> (recipient,
+    amount, assetId)."""
     out = {}
     for tx in chain.all_transactions() + chain.unconfirmed():
-        if tx["type"] == 4 and tx.get("sender") == device.address:
+        if tx["type"] == 4 and tx.get("sender") == address and tx.get("assetId") == asset:
             out[tx["id"]] = (tx["recipient"].replace("address:", ""), tx["amount"], tx.get("assetId"))
     return out
 
 
-def refund_rows(device):
-    db = device.folder / "iotlight.db"
-    if not db.exists():
-        return []
-    try:
-        return read_state(db, "SELECT payment_id, tx_id, amount FROM refunds")
-    except Exception:  # the table appears with the daemon's first start
-        return []
-
-
-def served(chain, device, payment_id):
-    entry = chain.data_entries(device.address).get("served_" + payment_id)
+def receipt_of(chain, address, payment_id):
+    """The served_<id> receipt `address` wrote on chain, or None."""
+    entry = chain.data_entries(address).get("served_" + payment_id)
     return json.loads(entry["value"]) if entry else None
 
 
-def wait_contact(device):
-    wait_until(
-        lambda: read_state(device.folder / "iotlight.db", "SELECT value FROM meta WHERE key = 'horizon'"),
-        30,
-        what="the daemon's first contact with the node",
+def refunds(s):
+    return sent_by(s.node.chain, s.address, s.asset)
+
+
+def served(s, payment_id):
+    return receipt_of(s.node.chain, s.address, payment_id)
+
+
+def on_chain_or_pool(chain, txid):
+    return chain.transaction(txid) is not None or txid in [t["id"] for t in chain.unconfirmed()]
+
+
+def refund_rows(s):
+    return s.store.db.execute("SELECT payment_id, tx_id, amount FROM refunds").fetchall()
+
+
+def outbox_row(s, txid):
+    """(status, attempts) of a stored transaction."""
+    return s.store.db.execute("SELECT status, attempts FROM outbox WHERE id = ?", (txid,)).fetchone()
+
+
+def until(s, condition, what, timeout=900.0):
+    """Daemon time passes until `condition()` holds; its value."""
+    s.run_until(condition, timeout, what, step=1.0)
+    return condition()
+
+
+def receipts_sent(s, payment_id):
+    """How many Data transactions of the device the node accepted with served_<payment_id>."""
+    key = "served_" + payment_id
+    return sum(
+        1
+        for b in s.node.chain.broadcasts
+        if b.status == 200 and b.body.get("type") == 12 and any(e["key"] == key for e in b.body["data"])
     )
 
 
-def over_cap_payment(chain, device):
-    """5.00 tokens (5 s) while max_seconds is 2: 3 s cut, 300 units owed back."""
-    return chain.transfer(chain.treasury, device.address, 500, asset_id=chain.asset)["id"]
+def test_a_payment_over_the_cap_gets_exactly_one_refund_the_node_verifies(tmp_path, caplog):
+    """5 tokens (5 s) while max_seconds is 2: 2 s of light and 3 tokens back in one transfer the node
+    accepts into a block, from the device's coins; the receipt names it; more polls, reads and status
+    checks send nothing more."""
+    caplog.set_level(logging.INFO, logger="iotlight")
+    with Scenario(tmp_path, **OVER_CAP) as s:
+        chain, treasury = s.node.chain, s.treasury.address("T")
+        s.run_for(10)
+        before, coins = chain.balance(treasury, s.asset), chain.balance(s.address)
+        paid = s.pay(5)
+        receipt = until(s, lambda: served(s, paid), "the receipt")
+        [(rid, sent)] = until(s, lambda: refunds(s), "the refund on chain").items()
+        assert sent == (treasury, 300, s.asset)
+        assert chain.transaction(rid) is not None, "the node did not put the refund in a block"
+        assert receipt["refund"] == {"id": rid, "amount": 300} and receipt["seconds"] == 2.0
+        assert chain.balance(treasury, s.asset) == before - 500 + 300
+        assert chain.balance(s.address, s.asset) == 200
+        assert coins - chain.balance(s.address) >= iotlight.transfer_fee()  # the fee came from the device
+        assert re.search(r"refund of 3\.00 IoT-Light queued as transfer %s" % rid, caplog.text)
+        s.run_for(900)  # more polls, list reads and status checks
+        assert list(refunds(s)) == [rid] and receipts_sent(s, paid) == 1
+        assert s.credited() == {paid: 500} and outbox_row(s, rid)[0] == "confirmed"
 
 
-@pytest.mark.timeout(120)
-def test_a_payment_over_the_cap_gets_exactly_one_refund_the_node_verifies(chain, device):
-    device.configure(payment__max_seconds=2.0, payment__refund="excess")
-    device.start()
-    wait_contact(device)
-    before = chain.balance(chain.treasury.address("T"), chain.asset)
-    coins = chain.balance(device.address)
-    paid = over_cap_payment(chain, device)
-    receipt = wait_until(lambda: served(chain, device, paid), 30, what="the receipt")
-    refunds = wait_until(lambda: refunds_on_chain(chain, device), 30, what="the refund on chain")
-    [(rid, (recipient, amount, asset))] = refunds.items()
-    assert (recipient, amount, asset) == (chain.treasury.address("T"), 300, chain.asset)
-    assert chain.transaction(rid) is not None, "the node did not put the refund in a block"
-    assert receipt["refund"] == {"id": rid, "amount": 300} and receipt["seconds"] == 2.0
-    assert chain.balance(chain.treasury.address("T"), chain.asset) == before - 500 + 300
-    assert chain.balance(device.address, chain.asset) == 200
-    assert coins - chain.balance(device.address) >= iotlight.transfer_fee()  # the fee came from the device
-    assert re.search(r"refund of 3\.00 \S+ queued as transfer", device.output())
-    time.sleep(2.0)  # more polls, reads and status checks: nothing more goes out
-    assert len(refunds_on_chain(chain, device)) == 1
-    assert credited(device) == {paid: 500}
+def test_a_refund_signed_with_its_credit_goes_out_once_after_a_restart(tmp_path):
+    """The refund is signed and stored with the credit; no broadcast gets through (HTTP 500) until
+    the daemon stops; the next daemon posts the stored transfer: one refund, the id the receipt
+    names. (Across a SIGKILL: test_sigkill_between_signing_and_broadcast_sends_the_refund_once.)"""
+    with Scenario(tmp_path, **OVER_CAP) as s:
+        s.run_for(10)
+        s.node.refuse(500, "/transactions/broadcast")
+        paid = s.pay(5)
+        [(pid, rid, amount)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
+        assert (pid, amount) == (paid, 300)
+        until(s, lambda: outbox_row(s, rid)[1] >= 1, "a broadcast of it refused")
+        s.stop()
+        assert refunds(s) == {} and outbox_row(s, rid)[0] == "queued"
+        s.node.clear()
+        s.restart(after=60)
+        until(s, lambda: refunds(s), "the refund after the restart")
+        receipt = until(s, lambda: served(s, paid), "the receipt")
+        assert list(refunds(s)) == [rid] and receipt["refund"] == {"id": rid, "amount": 300}
+        s.run_for(900)
+        assert list(refunds(s)) == [rid] and refund_rows(s) == [(paid, rid, 300)]
+        assert receipts_sent(s, paid) == 1
 
 
-@pytest.mark.timeout(150)
-def test_sigkill_between_signing_and_broadcast_sends_the_refund_once(chain, device):
-    """The refund is signed and stored with the credit; no broadcast gets through; SIGKILL; the
-    restarted daemon posts the stored transfer: one refund, the id the receipt names."""
-    device.configure(payment__max_seconds=2.0, payment__refund="excess")
-    device.start()
-    wait_contact(device)
-    chain.fail("500", paths=["/transactions/broadcast"])
-    paid = over_cap_payment(chain, device)
-    [(pid, rid, amount)] = wait_until(lambda: refund_rows(device), 30, what="the refund signed and stored")
-    assert (pid, amount) == (paid, 300)
-    time.sleep(1.0)  # broadcasts of it fail meanwhile
-    device.kill(signal.SIGKILL)
-    assert refunds_on_chain(chain, device) == {}
-    chain.clear_faults()
-    device.start()
-    wait_until(lambda: refunds_on_chain(chain, device), 30, what="the refund after the restart")
-    receipt = wait_until(lambda: served(chain, device, paid), 30, what="the receipt")
-    assert list(refunds_on_chain(chain, device)) == [rid] and receipt["refund"]["id"] == rid
-    time.sleep(2.0)
-    assert len(refunds_on_chain(chain, device)) == 1
-    assert refund_rows(device) == [(paid, rid, 300)]
+def test_a_refund_out_before_its_receipt_is_named_by_the_receipt_after_a_restart(tmp_path):
+    """A joystick press just went out, so the payment's receipt waits in the coalescing window while
+    its refund goes out; the daemon stops right then; the next one writes the receipt naming that
+    refund: one refund, one receipt. (Across a SIGKILL:
+    test_sigkill_between_the_refund_broadcast_and_the_receipt_sends_neither_twice.)"""
+    with Scenario(tmp_path, node__poll_interval=5.0, data__coalesce_window=60.0, **OVER_CAP) as s:
+        s.run_for(10)
+        s.hw.press("up")
+        until(s, lambda: "joystick_1" in s.node.chain.data_entries(s.address), "the press on chain")
+        paid = s.pay(5)
+        [rid] = until(s, lambda: list(refunds(s)), "the refund on chain", timeout=50)
+        assert served(s, paid) is None and s.store.pending_event_count() == 1, "the receipt waits"
+        s.restart()
+        receipt = until(s, lambda: served(s, paid), "the receipt after the restart")
+        assert receipt["refund"] == {"id": rid, "amount": 300}
+        s.run_for(900)
+        assert list(refunds(s)) == [rid] and receipts_sent(s, paid) == 1
+        assert s.credited() == {paid: 500}
 
 
-@pytest.mark.timeout(150)
-def test_sigkill_between_the_refund_broadcast_and_the_receipt_sends_neither_twice(chain, device):
-    """The receipt waits (a 5 s coalescing window) while the refund goes out; SIGKILL as soon as
-    the refund is on chain; after the restart: still one refund, one receipt naming it."""
-    device.configure(payment__max_seconds=2.0, payment__refund="excess", data__coalesce_window=5.0)
-    device.start()
-    wait_contact(device)
-    time.sleep(5.5)  # the window counts from the last Data transaction built: none yet, so start clean
-    paid = over_cap_payment(chain, device)
-    [rid] = wait_until(lambda: list(refunds_on_chain(chain, device)), 30, what="the refund on chain")
-    device.kill(signal.SIGKILL)
-    device.start()
-    receipt = wait_until(lambda: served(chain, device, paid), 30, what="the receipt after the restart")
-    assert receipt["refund"] == {"id": rid, "amount": 300}
-    time.sleep(2.0)
-    assert list(refunds_on_chain(chain, device)) == [rid]
-    assert credited(device) == {paid: 500}
-
-
-@pytest.mark.timeout(150)
-def test_a_payment_rolled_back_after_its_refund_went_out(chain, device):
+def test_a_payment_rolled_back_after_its_refund_went_out(tmp_path):
     """Payment and refund leave the chain together and come back from the pool: still one refund.
-    When they leave for good, nothing is sent again (the device is owed nothing, owes nothing)."""
-    device.configure(payment__max_seconds=2.0, payment__refund="excess")
-    chain.mine()
-    device.start()
-    wait_contact(device)
-    chain.mine()
-    paid = over_cap_payment(chain, device)
-    [rid] = wait_until(lambda: list(refunds_on_chain(chain, device)), 30, what="the refund on chain")
-    wait_until(lambda: served(chain, device, paid), 30, what="the receipt")
-    chain.mine()
-    removed = chain.rollback(2, to_utx=True)  # the liquid block and the one holding both
-    assert paid in removed and rid in removed
-    time.sleep(1.0)  # the daemon sees the height go back
-    chain.mine(2)
-    chain.include_utx()
-    time.sleep(3.0)
-    assert list(refunds_on_chain(chain, device)) == [rid]
-    chain.mine()
-    removed = chain.rollback(2)  # this time both are dropped
-    assert paid in removed and rid in removed
-    time.sleep(1.0)
-    chain.mine(2)
-    time.sleep(4.0)
-    assert refunds_on_chain(chain, device) == {}
-    assert credited(device) == {paid: 500}
-    assert device.alive()
+    When they leave for good, nothing is sent again (the device is owed nothing, owes nothing), and
+    once the refund could no longer land it is given up, not signed again."""
+    with Scenario(tmp_path, **OVER_CAP) as s:
+        chain = s.node.chain
+        s.run_for(10)
+        chain.mine()
+        paid = s.pay(5)
+        [rid] = until(s, lambda: list(refunds(s)), "the refund on chain")
+        until(s, lambda: served(s, paid), "the receipt")
+        chain.mine()
+        removed = chain.rollback(2, to_utx=True)  # the liquid block and the one holding both
+        assert paid in removed and rid in removed
+        until(s, lambda: s.daemon.node_state["height"] == chain.height, "the daemon to see the rollback")
+        chain.mine(2)
+        chain.include_utx()
+        s.run_for(300)
+        assert list(refunds(s)) == [rid] and chain.transaction(rid) is not None
+        chain.mine()
+        removed = chain.rollback(2)  # this time both are dropped
+        assert paid in removed and rid in removed
+        until(s, lambda: s.daemon.node_state["height"] == chain.height, "the daemon to see the rollback")
+        chain.mine(2)
+        s.run_for(900)
+        assert refunds(s) == {}
+        s.restart(after=iotlight.RESIGN_AFTER_MS / 1000)  # off for longer than the refund could wait to land
+        until(s, lambda: outbox_row(s, rid)[0] == "failed", "the refund given up")
+        assert refunds(s) == {} and [r["id"] for r in s.store.open_txs()] == []
+        assert s.credited() == {paid: 500}
 
 
-@pytest.mark.timeout(150)
-def test_a_refund_waits_for_coins_for_its_fee_and_goes_out_once_they_arrive(chain, tmp_path):
-    from harness import Device
+def test_a_refund_waits_for_coins_for_its_fee_and_goes_out_once_they_arrive(tmp_path, caplog):
+    """A device without coins credits the payment and stores its refund, says once that the fees
+    cannot be paid and sends nothing; once coins arrive, that same refund goes out, and the receipt."""
+    caplog.set_level(logging.INFO, logger="iotlight")
+    s = Scenario(tmp_path, **OVER_CAP)
+    chain, fee = s.node.chain, iotlight.transfer_fee()
+    chain.transfer(s.keys, s.treasury.address("T"), chain.balance(s.address) - fee, fee=fee)  # every coin
+    assert chain.balance(s.address) == 0
+    with s:
+        s.run_for(10)
+        paid = s.pay(5)
+        until(s, lambda: "not enough coins for the fee" in caplog.text, "the no-funds line")
+        s.run_for(300)
+        assert refunds(s) == {} and served(s, paid) is None
+        [(_, rid, _)] = refund_rows(s)
+        assert s.daemon.snapshot()["outbox"]["no_funds"] is True
+        chain.fund(s.address, waves=10**9)
+        until(s, lambda: refunds(s), "the refund once coins arrived")
+        until(s, lambda: served(s, paid), "the receipt")
+        s.run_for(300)
+        assert list(refunds(s)) == [rid] and receipts_sent(s, paid) == 1
+        assert caplog.text.count("not enough coins for the fee") == 1
 
-    device = Device(
-        tmp_path / "poor", chain.url, chain.asset, payment__max_seconds=2.0, payment__refund="excess"
-    )
-    try:
-        device.start()
-        wait_contact(device)
-        paid = over_cap_payment(chain, device)
-        wait_until(lambda: "not enough coins for the fee" in device.output(), 30, what="the no-funds line")
-        time.sleep(1.0)
-        assert refunds_on_chain(chain, device) == {}
-        [(_, rid, _)] = refund_rows(device)
-        chain.fund(device.address, waves=10**9)
-        wait_until(lambda: refunds_on_chain(chain, device), 60, what="the refund once coins arrived")
-        wait_until(lambda: served(chain, device, paid), 30, what="the receipt")
-        time.sleep(1.0)
-        assert list(refunds_on_chain(chain, device)) == [rid]
-    finally:
-        device.stop()
 
-
-@pytest.mark.timeout(150)
-def test_a_refund_the_chain_dropped_in_a_rollback_goes_out_again_same_id(chain, device):
+def test_a_refund_the_chain_dropped_in_a_rollback_goes_out_again_same_id(tmp_path, caplog):
     """The block holding the refund (not the payment) is rolled back and its transactions dropped:
     the daemon re-posts the same signed transfer, so the sender still gets exactly one refund."""
-    device.configure(payment__max_seconds=2.0, payment__refund="excess")
-    device.start()
-    wait_contact(device)
-    chain.fail("500", paths=["/transactions/broadcast"])
-    paid = over_cap_payment(chain, device)
-    [(_, rid, _)] = wait_until(lambda: refund_rows(device), 30, what="the refund signed and stored")
-    chain.mine()  # the payment is sealed below
-    chain.clear_faults()
-    wait_until(
-        lambda: read_state(
-            device.folder / "iotlight.db",
-            "SELECT 1 FROM outbox WHERE id = ? AND status = 'confirmed'",
-            (rid,),
-        ),
-        30,
-        what="the daemon to see the refund confirmed",
-    )
-    chain.mine()
-    removed = chain.rollback(2)  # the refund's block is gone, and the refund with it
-    assert rid in removed and paid not in removed
-    wait_until(
-        lambda: chain.transaction(rid) or rid in [t["id"] for t in chain.unconfirmed()],
-        30,
-        what="the same refund posted again",
-    )
-    time.sleep(2.0)
-    assert list(refunds_on_chain(chain, device)) == [rid]
-    assert "checking 1 refund transfer(s) again" in device.output()
+    caplog.set_level(logging.INFO, logger="iotlight")
+    with Scenario(tmp_path, **OVER_CAP) as s:
+        chain = s.node.chain
+        s.run_for(10)
+        s.node.refuse(500, "/transactions/broadcast")
+        paid = s.pay(5)
+        [(_, rid, _)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
+        chain.mine()  # the payment is sealed below
+        s.node.clear()
+        until(s, lambda: outbox_row(s, rid)[0] == "confirmed", "the daemon to see the refund confirmed")
+        chain.mine()
+        until(s, lambda: s.daemon.node_state["height"] == chain.height, "the daemon to see the newest block")
+        removed = chain.rollback(2)  # the refund's block is gone, and the refund with it
+        assert rid in removed and paid not in removed
+        until(s, lambda: on_chain_or_pool(chain, rid), "the same refund posted again")
+        s.run_for(900)
+        assert list(refunds(s)) == [rid] and outbox_row(s, rid)[0] == "confirmed"
+        assert "checking 1 refund transfer(s) again" in caplog.text
 
 
-@pytest.mark.timeout(120)
-def test_a_payment_below_the_minimum_lights_nothing_and_costs_no_fee(chain, device):
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: a refund confirmed in a block that is then replaced at the same height (a "
+    "microblock fork: the height route never goes back) stays 'confirmed' in the outbox and is never "
+    "checked or posted again; only Daemon._on_height (the height route going back) reopens refunds",
+)
+def test_a_refund_dropped_from_a_block_replaced_at_the_same_height_goes_out_again(tmp_path):
+    """The newest block, holding the refund (not the payment), is replaced by another at the same
+    height, as a microblock fork does: the refund the daemon saw confirmed is gone, and the height
+    never went back. The sender is still owed it: the same signed transfer must go out again."""
+    with Scenario(tmp_path, **OVER_CAP) as s:
+        chain = s.node.chain
+        s.run_for(10)
+        s.node.refuse(500, "/transactions/broadcast")
+        paid = s.pay(5)
+        [(_, rid, _)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
+        chain.mine()  # the payment is sealed below
+        s.node.clear()
+        until(s, lambda: outbox_row(s, rid)[0] == "confirmed", "the daemon to see the refund confirmed")
+        until(
+            s, lambda: s.daemon.node_state["height"] == chain.height, "the daemon to see the refund's block"
+        )
+        removed = chain.rollback(1)
+        chain.mine()  # another block at the same height, without the refund
+        assert rid in removed and paid not in removed and not on_chain_or_pool(chain, rid)
+        s.run_for(3600)
+        assert on_chain_or_pool(chain, rid), "the refund was lost: the sender never gets it"
+
+
+def test_a_payment_below_the_minimum_lights_nothing_and_costs_no_fee(tmp_path, caplog):
     """Under payment.min_tokens: no credit, no Data transaction, one `ignored` line, also after a
     restart; a payment at the minimum counts."""
-    device.configure(payment__min_tokens=2.5, monitor__port=0)
-    device.start()
-    wait_contact(device)
-    dust = chain.transfer(chain.treasury, device.address, 249, asset_id=chain.asset)["id"]
-    chain.mine()
-    wait_until(lambda: "lights nothing: below_minimum" in device.output(), 20, what="the ignored line")
-    time.sleep(1.5)
-    assert credited(device) == {}
-    data = [
-        tx
-        for tx in chain.all_transactions() + chain.unconfirmed()
-        if tx["type"] == 12 and tx["sender"] == device.address
-    ]
-    assert data == []
-    device.stop()
-    device.start()
-    good = chain.transfer(chain.treasury, device.address, 250, asset_id=chain.asset)["id"]
-    wait_until(lambda: served(chain, device, good), 30, what="the receipt of the payment at the minimum")
-    assert served(chain, device, dust) is None
-    assert credited(device) == {good: 250}
-    assert device.output(whole=True).count("transfer %s from" % dust) == 1
+    caplog.set_level(logging.INFO, logger="iotlight")
+    with Scenario(tmp_path, payment__min_tokens=2.5) as s:
+        chain = s.node.chain
+        s.run_for(10)
+        dust = chain.transfer(s.treasury, s.address, 249, asset_id=s.asset)["id"]
+        chain.mine()
+        until(s, lambda: "lights nothing: below_minimum" in caplog.text, "the ignored line")
+        s.run_for(900)
+        assert s.credited() == {} and not s.lit()
+        data = [
+            tx
+            for tx in chain.all_transactions() + chain.unconfirmed()
+            if tx["type"] == 12 and tx.get("sender") == s.address
+        ]
+        assert data == [] and chain.broadcasts == []
+        s.restart(after=60)
+        good = s.pay(2.5)
+        until(s, lambda: served(s, good), "the receipt of the payment at the minimum")
+        assert served(s, dust) is None
+        assert s.credited() == {good: 250}
+        assert caplog.text.count("transfer %s from" % dust) == 1
+        assert [(e["id"], e["reason"]) for e in s.events("ignored")] == [(dust, "below_minimum")]
+
+
+def daemon_on(config, clock, store, **kw):
+    """A Daemon (not started) with a node client that is never asked; made inside the clock's loop."""
+
+    async def make():
+        node = iotlight.NodeClient(["http://127.0.0.1:9"], timeout=1.0, clock=clock)
+        return iotlight.Daemon(config, KEYS, node=node, store=store, hardware=None, clock=clock, **kw)
+
+    return in_loop(clock, make)
 
 
 def test_the_monitor_snapshot_carries_the_price_rules(tmp_path):
@@ -488,19 +552,10 @@ def test_the_monitor_snapshot_carries_the_price_rules(tmp_path):
         },
         str(tmp_path / "c.toml"),
     )
-    store = iotlight.Store(str(tmp_path / "s.db"))
-
-    async def snap():
-        node = iotlight.NodeClient(["http://127.0.0.1:9"], timeout=1.0)
-        try:
-            daemon = iotlight.Daemon(cfg, KEYS, node=node, store=store, hardware=None, clock=iotlight.Clock())
-            return daemon.snapshot()
-        finally:
-            await node.aclose()
-
-    import asyncio
-
-    state = asyncio.run(snap())
+    clock = VirtualClock()
+    store = iotlight.Store(str(tmp_path / "s.db"), clock)
+    daemon = daemon_on(cfg, clock, store)
+    state = daemon.snapshot()
     assert state["price"] == {
         "seconds_per_token": 30.0,
         "min_tokens": 2.0,
@@ -509,16 +564,19 @@ def test_the_monitor_snapshot_carries_the_price_rules(tmp_path):
     }
     assert state["gpio"] is None
     assert 'id="price"' in iotlight.DASHBOARD_HTML and "p.min_tokens" in iotlight.DASHBOARD_HTML
+    in_loop(clock, daemon.node.aclose)
     store.close()
 
 
 def test_a_payment_granted_nothing_is_reported_ignored_and_its_refund_queued(tmp_path):
     """The lamp at the cap: the payment is credited for 0 s; the monitor gets `ignored` (reason
-    cut_by_cap, the dashboard's word) and the `refund` event; a partly cut payment is no `ignored`."""
+    cut_by_cap, the dashboard's word) and the `refund` event; a partly cut payment is no `ignored`.
+    The lamp follows the span the credit returned, and the outbox is woken for the receipts."""
     cfg = iotlight.parse_config(
         {"payment": {"asset_id": ASSET, "refund": "excess"}}, str(tmp_path / "c.toml")
     )
-    store = iotlight.Store(str(tmp_path / "s.db"))
+    clock = VirtualClock(wall_start=NOW)
+    store = iotlight.Store(str(tmp_path / "s.db"), clock)
     published = []
 
     class Recorder:
@@ -528,32 +586,17 @@ def test_a_payment_granted_nothing_is_reported_ignored_and_its_refund_queued(tmp
         def publish(self, message):
             published.append(message)
 
-    async def credit():
-        node = iotlight.NodeClient(["http://127.0.0.1:9"], timeout=1.0)
-        try:
-            daemon = iotlight.Daemon(
-                cfg,
-                KEYS,
-                node=node,
-                store=store,
-                hardware=None,
-                clock=iotlight.Clock(),
-                monitor_factory=Recorder,
-            )
-            nothing = iotlight.Grant(start=NOW + 60, until=NOW + 60, seconds=0.0, excess=5.0)
-            part = iotlight.Grant(start=NOW, until=NOW + 60, seconds=3.0, excess=2.0)
-            daemon.credited(
-                [
-                    iotlight.Credit("N" * 44, PAYER, 500, 7, nothing, ("R" * 44, 500)),
-                    iotlight.Credit("Q" * 44, PAYER, 500, 7, part, ("S" * 44, 200)),
-                ]
-            )
-        finally:
-            await node.aclose()
-
-    import asyncio
-
-    asyncio.run(credit())
+    daemon = daemon_on(cfg, clock, store, monitor_factory=Recorder)
+    nothing = iotlight.Grant(start=NOW + 60, until=NOW + 60, seconds=0.0, excess=5.0)
+    part = iotlight.Grant(start=NOW, until=NOW + 60, seconds=3.0, excess=2.0)
+    daemon.tell(
+        "credited",
+        credits=[
+            iotlight.Credit("N" * 44, PAYER, 500, 7, nothing, ("R" * 44, 500)),
+            iotlight.Credit("Q" * 44, PAYER, 500, 7, part, ("S" * 44, 200)),
+        ],
+        span=(NOW, NOW + 60),
+    )
     ignored = [m for m in published if m["type"] == "ignored"]
     assert ignored == [
         {
@@ -565,11 +608,16 @@ def test_a_payment_granted_nothing_is_reported_ignored_and_its_refund_queued(tmp
             "reason": "cut_by_cap",
         }
     ]
-    refunds = [m for m in published if m["type"] == "refund"]
-    assert refunds == [
+    refund_events = [m for m in published if m["type"] == "refund"]
+    assert refund_events == [
         {"type": "refund", "payment_id": "N" * 44, "id": "R" * 44, "amount": 500, "status": "queued"},
         {"type": "refund", "payment_id": "Q" * 44, "id": "S" * 44, "amount": 200, "status": "queued"},
     ]
+    state = daemon.lamp.state()
+    assert state["on"] and state["remaining"] == 60.0 and state["until"] == pytest.approx(NOW + 60, abs=1e-3)
+    assert [m for m in published if m["type"] == "light"] == [dict(state, type="light")]
+    assert daemon.outbox.wake.is_set()
+    in_loop(clock, daemon.node.aclose)
     store.close()
 
 
@@ -588,8 +636,6 @@ def device_refunds(s):
 def test_a_refund_of_a_scripted_token_is_signed_with_the_smart_asset_fee(tmp_path):
     """The node says the token is scripted (/assets/details): the refund pays 0.001 + 0.004 at once,
     the node accepts it, and nothing was refused on the way."""
-    from scenario import Scenario
-
     with Scenario(tmp_path, scripted_token=True, payment__max_seconds=60.0, payment__refund="excess") as s:
         s.run_for(10)
         paid = s.pay(100)  # 40 of 100 s cut: 40 % back
@@ -609,8 +655,6 @@ def test_a_refund_refused_for_its_fee_is_signed_again_with_the_smart_asset_fee(t
     out with the plain 0.001 fee; the node refuses it ("does not exceed minimal value"), and the
     daemon signs it once more with 0.005: one refund lands, the receipt names it, and after a
     restart the next refund is signed with the smart-asset fee from the start."""
-    from scenario import Scenario
-
     s = Scenario(tmp_path, scripted_token=True, payment__max_seconds=60.0, payment__refund="excess")
     s.store.set_token_fact(s.asset, "decimals", 2)
     s.node.refuse(503, "/assets/details")
@@ -632,3 +676,91 @@ def test_a_refund_refused_for_its_fee_is_signed_again_with_the_smart_asset_fee(t
         s.run_for(300)
         later = [b for i, b in device_refunds(s).items() if i not in sent]
         assert [(b.body["fee"], b.status) for b in later] == [(500_000, 200)]
+
+
+# --- real processes: a SIGKILL in the middle -----------------------------------------------------
+
+
+def process_refunds(chain, device):
+    return sent_by(chain, device.address, chain.asset)
+
+
+def process_refund_rows(device):
+    db = device.folder / "iotlight.db"
+    if not db.exists():
+        return []
+    try:
+        return read_state(db, "SELECT payment_id, tx_id, amount FROM refunds")
+    except Exception:  # the table appears with the daemon's first start
+        return []
+
+
+def settled(device):
+    """No transaction of the device is open (queued or broadcast) in its state file."""
+    rows = read_state(
+        device.folder / "iotlight.db", "SELECT COUNT(*) FROM outbox WHERE status IN ('queued', 'broadcast')"
+    )
+    return rows[0][0] == 0
+
+
+def wait_contact(device):
+    wait_until(
+        lambda: read_state(device.folder / "iotlight.db", "SELECT value FROM meta WHERE key = 'horizon'"),
+        30,
+        what="the daemon's first contact with the node",
+    )
+
+
+@pytest.mark.process
+@pytest.mark.timeout(150)
+def test_sigkill_between_signing_and_broadcast_sends_the_refund_once(chain, device):
+    """The refund is signed and stored with the credit; no broadcast gets through; SIGKILL; the
+    restarted daemon posts the stored transfer: one refund, the id the receipt names."""
+    device.configure(payment__max_seconds=2.0, payment__refund="excess")
+    device.start()
+    wait_contact(device)
+    chain.fail("500", paths=["/transactions/broadcast"])
+    paid = chain.transfer(chain.treasury, device.address, 500, asset_id=chain.asset)["id"]  # 3 s over the cap
+    [(pid, rid, amount)] = wait_until(
+        lambda: process_refund_rows(device), 30, what="the refund signed and stored"
+    )
+    assert (pid, amount) == (paid, 300)
+    db = device.folder / "iotlight.db"
+    attempts = "SELECT attempts FROM outbox WHERE id = ?"
+    wait_until(lambda: read_state(db, attempts, (rid,))[0][0] >= 1, 30, what="a broadcast of it refused")
+    device.kill(signal.SIGKILL)
+    assert process_refunds(chain, device) == {}
+    chain.clear_faults()
+    device.start()
+    wait_until(lambda: process_refunds(chain, device), 30, what="the refund after the restart")
+    receipt = wait_until(lambda: receipt_of(chain, device.address, paid), 30, what="the receipt")
+    assert list(process_refunds(chain, device)) == [rid] and receipt["refund"]["id"] == rid
+    wait_until(lambda: settled(device), 30, what="every transaction of the device confirmed")
+    assert list(process_refunds(chain, device)) == [rid]
+    assert process_refund_rows(device) == [(paid, rid, 300)]
+
+
+@pytest.mark.process
+@pytest.mark.timeout(150)
+def test_sigkill_between_the_refund_broadcast_and_the_receipt_sends_neither_twice(chain, device):
+    """A first payment's receipt opens a 60 s coalescing window, so the second payment's receipt
+    waits while its refund goes out; SIGKILL as soon as the refund is on chain, before the receipt;
+    after the restart: still one refund, and one receipt naming it."""
+    device.configure(payment__max_seconds=2.0, payment__refund="excess", data__coalesce_window=60.0)
+    device.start()
+    wait_contact(device)
+    first = chain.transfer(chain.treasury, device.address, 100, asset_id=chain.asset)["id"]  # 1 s of light
+    wait_until(lambda: receipt_of(chain, device.address, first), 30, what="the first receipt")
+    wait_until(lambda: light_until(device) < time.time(), 10, what="the first second of light to end")
+    paid = chain.transfer(chain.treasury, device.address, 500, asset_id=chain.asset)["id"]  # 3 s over the cap
+    [rid] = wait_until(lambda: list(process_refunds(chain, device)), 30, what="the refund on chain")
+    device.kill(signal.SIGKILL)
+    assert receipt_of(chain, device.address, paid) is None, "the receipt waited in the window"
+    device.start()
+    receipt = wait_until(
+        lambda: receipt_of(chain, device.address, paid), 30, what="the receipt after the restart"
+    )
+    assert receipt["refund"] == {"id": rid, "amount": 300}
+    wait_until(lambda: settled(device), 30, what="every transaction of the device confirmed")
+    assert list(process_refunds(chain, device)) == [rid]
+    assert credited(device) == {first: 100, paid: 500}

@@ -1,4 +1,8 @@
-"""The offline rehearsal (tests/tools/rehearsal.py): the real daemon against the fake node, paid by the script."""
+"""The offline rehearsal (tests/tools/rehearsal.py): the real daemon against the fake node, paid by the script.
+
+Every test runs the rehearsal as a process (it runs the daemon as one), in a pseudo-terminal where a
+terminal is what it is about; each waits for what it looks for, never for a fixed time.
+"""
 
 import os
 import re
@@ -16,7 +20,7 @@ REHEARSAL = Path(__file__).resolve().parent / "tools" / "rehearsal.py"
 # "payment ID from SENDER: 3.00 IoT-Light -> 3.0 s of light" (the demo token has 2 decimals)
 CREDIT_LINE = re.compile(r"payment \S+ from \S+: (\d+)\.(\d\d) \S+ -> [\d.]+ s of light")
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.process]
 
 
 def env():
@@ -102,29 +106,48 @@ def clean_up(proc, output):
         os.kill(pid, signal.SIGKILL)
 
 
+class Run:
+    """A finished rehearsal: its folder, exit status, stdout and stderr."""
+
+    def __init__(self, folder, returncode, stdout, stderr):
+        self.folder, self.returncode, self.stdout, self.stderr = folder, returncode, stdout, stderr
+
+
 @pytest.fixture(scope="module")
 def auto_run(tmp_path_factory):
-    """One automatic rehearsal of 8 s paying every 2 s: (folder, finished process)."""
-    folder = tmp_path_factory.mktemp("rehearsal") / "run"
-    proc = rehearse(
-        "--auto",
-        "--duration",
-        "8",
-        "--interval",
-        "2",
-        "--backend",
-        "none",
-        "--port",
-        "0",
-        "--dir",
-        str(folder),
-    )
-    return folder, proc
+    """One automatic rehearsal paying every second, stopped with Ctrl-C (SIGINT to its process group, as a
+    terminal sends it to the foreground job) once the daemon credited two payments."""
+    base = tmp_path_factory.mktemp("rehearsal")
+    folder = base / "run"
+    with open(base / "stdout", "wb") as out, open(base / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(REHEARSAL), "--auto", "--interval", "1", "--backend", "none", "--port", "0"]
+            + ["--dir", str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env(),
+            start_new_session=True,
+        )
+
+    def stderr():
+        return (base / "stderr").read_text(errors="replace")
+
+    try:
+        wait_until(
+            lambda: len(payments(folder)) >= 2 or proc.poll() is not None, 120, what="two credited payments"
+        )
+        assert proc.poll() is None, stderr()
+        os.killpg(proc.pid, signal.SIGINT)
+        returncode = proc.wait(60)
+    finally:
+        clean_up(proc, stderr)
+    return Run(folder, returncode, (base / "stdout").read_text(errors="replace"), stderr())
 
 
 def test_auto_rehearsal_runs_the_daemon_and_it_credits_the_payments(auto_run):
-    """--auto pays 3 tokens every 2 s; the daemon credits them, then both stop cleanly with status 0."""
-    folder, proc = auto_run
+    """--auto pays 3 tokens every interval; the daemon credits them, then both stop cleanly with status 0."""
+    folder, proc = auto_run.folder, auto_run
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output, output
     assert proc.returncode == 0, output
@@ -137,9 +160,20 @@ def test_auto_rehearsal_runs_the_daemon_and_it_credits_the_payments(auto_run):
     no_secrets(folder, output)
 
 
+def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(auto_run):
+    """SIGINT to the foreground job, as Ctrl-C sends it: the daemon is told to stop, saves its state and is
+    gone; the rehearsal sums up and exits 0."""
+    text = auto_run.stderr
+    assert auto_run.returncode == 0, text
+    assert "Traceback" not in text, text
+    assert "stopped; light state and outbox saved" in text
+    assert "the daemon credited" in text
+    assert not alive(daemon_pid(text))
+
+
 def test_auto_rehearsal_leaves_a_working_folder_with_its_config_and_seeds(auto_run):
     """The folder holds the rehearsal's config, the keygen seed and the treasury seed (both 0600), the log."""
-    folder, proc = auto_run
+    folder, proc = auto_run.folder, auto_run
     config = (folder / "iotlight.toml").read_text()
     assert config.startswith("# Written by tests/tools/rehearsal.py")
     for line in (
@@ -161,12 +195,12 @@ def test_auto_rehearsal_leaves_a_working_folder_with_its_config_and_seeds(auto_r
 
 def test_a_second_rehearsal_in_the_folder_keeps_the_address_and_starts_a_fresh_state(auto_run):
     """Rerun in the same folder: keygen is skipped, the address stays, only the new chain's payments count."""
-    folder, first = auto_run
+    folder, first = auto_run.folder, auto_run
     address = re.search(r"keygen: address: (\w+)", first.stderr).group(1)
     proc = rehearse(
         "--auto",
         "--duration",
-        "3",
+        "1",
         "--interval",
         "10",
         "--backend",
@@ -180,6 +214,7 @@ def test_a_second_rehearsal_in_the_folder_keeps_the_address_and_starts_a_fresh_s
     assert proc.returncode == 0, proc.stderr
     assert "keeping the device seed of an earlier rehearsal" in proc.stderr
     assert "running: address %s" % address in proc.stderr
+    # the first run's payments (two at least) are gone: only this run's (one at most) are in the state
     assert payments(folder) == [300] * len(CREDIT_LINE.findall(proc.stderr))
 
 
@@ -248,29 +283,19 @@ def test_keys_pay_mass_pay_and_counterfeit_then_q_quits(tmp_path):
     assert "payments sent: 2 (7.00 IoT-Light); the daemon credited 2 payment(s), 7.00 IoT-Light" in text
 
 
-def test_ctrl_c_stops_the_daemon_and_the_rehearsal_cleanly(tmp_path):
-    """SIGINT to the foreground job, as Ctrl-C sends it: one SIGTERM to the daemon, which saves its state; exit 0."""
-    folder = tmp_path / "run"
-    proc, output = spawn(folder, "--auto", "--interval", "1")
-    try:
-        wait_until(lambda: payments(folder) or proc.poll() is not None, 120, what="a credited payment")
-        assert proc.poll() is None, output()
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(60) == 0, output()
-    finally:
-        clean_up(proc, output)
-    text = output()
-    assert "Traceback" not in text, text
-    assert "stopped; light state and outbox saved" in text
-    assert "the daemon credited" in text
-    assert not alive(daemon_pid(text))
-
-
 def test_the_dashboard_url_is_printed_once_the_monitor_listens(tmp_path):
     """With a monitor port the rehearsal prints the URL the daemon's monitor reports."""
     port = free_port()  # the rehearsal checks it again before it starts
     proc = rehearse(
-        "--auto", "--duration", "2", "--backend", "none", "--port", str(port), "--dir", str(tmp_path / "run")
+        "--auto",
+        "--duration",
+        "0.5",
+        "--backend",
+        "none",
+        "--port",
+        str(port),
+        "--dir",
+        str(tmp_path / "run"),
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
@@ -279,14 +304,13 @@ def test_the_dashboard_url_is_printed_once_the_monitor_listens(tmp_path):
 
 def test_on_a_terminal_the_log_stays_readable_beside_the_matrix(tmp_path):
     """--backend terminal in a terminal (a pty, its screen kept by pyte): once payments came and the matrix was
-    redrawn many times, the screen shows the 8x8 matrix and the daemon's recent log lines (the payments it
-    credited) at the same time, and the rehearsal names the log file."""
+    redrawn, the screen shows the 8x8 matrix and the daemon's recent log lines (the payments it credited) at
+    the same time, and the rehearsal names the log file."""
     import fcntl
     import pty
     import struct
     import termios
     import threading
-    import time
 
     import pyte
 
@@ -321,9 +345,9 @@ def test_on_a_terminal_the_log_stays_readable_beside_the_matrix(tmp_path):
             "0",
             "--auto",
             "--interval",
-            "2",
+            "1",
             "--duration",
-            "40",
+            "100",
             "--dir",
             str(folder),
         ],
@@ -348,19 +372,31 @@ def test_on_a_terminal_the_log_stays_readable_beside_the_matrix(tmp_path):
                 return y
         return None
 
-    try:
-        wait_until(
-            lambda: len(payments(folder)) >= 3 or proc.poll() is not None, 120, what="three credited payments"
-        )
-        assert proc.poll() is None, output()
-        time.sleep(3)  # the matrix is redrawn (countdown bar, status pixel) after the last log lines
+    def matrix_below_credits():
+        """The screen's lines when it shows the matrix with two credited payments' log lines above it."""
         with lock:
             display = list(screen.display)
             top = matrix_top(screen.buffer)
+        if top is None or len(CREDIT_LINE.findall("\n".join(display[:top]))) < 2:
+            return None
+        return display
+
+    try:
+        wait_until(
+            lambda: len(payments(folder)) >= 2 or proc.poll() is not None, 120, what="two credited payments"
+        )
+        assert proc.poll() is None, output()
+        try:  # the matrix is redrawn (countdown bar, status pixel) after the log lines
+            display = wait_until(
+                lambda: matrix_below_credits() or proc.poll() is not None,
+                60,
+                what="the matrix and the credited payments' log lines on the screen at once",
+            )
+        except AssertionError:
+            with lock:
+                raise AssertionError("the screen never showed both:\n" + "\n".join(screen.display)) from None
+        assert proc.poll() is None, output()
         text = "\n".join(display)
-        assert top is not None, "no 8x8 matrix on the screen:\n" + text
-        credits_on_screen = CREDIT_LINE.findall("\n".join(display[:top]))
-        assert len(credits_on_screen) >= 2, "the credited payments' log lines are not on the screen:\n" + text
         assert "[rehearsal] daemon pid %d; its log: " % daemon_pid(output()) in text
         assert str(folder / "daemon.log") in output() or "daemon.log" in text
         os.killpg(proc.pid, signal.SIGINT)

@@ -78,6 +78,7 @@ def test_the_light_keeps_its_paid_end_across_a_restart(tmp_path):
     with Scenario(tmp_path, watchdog=30.0, light__countdown=True) as s:
         s.run_for(10)
         s.pay(2 * 3600)
+        s.node.chain.mine()  # the chain moves on: the payment's block is no longer the newest
         s.run_for(120)  # a poll gap is at most node.poll_interval (60 s here)
         assert s.lit()
         end = s.clock.monotonic() + s.daemon.lamp.state()["remaining"]

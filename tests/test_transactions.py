@@ -61,7 +61,8 @@ DATA_V1 = [v for v in DATA if v["version"] == 1]
 
 @pytest.mark.parametrize("vec", DATA_V1, ids=[v["name"] for v in DATA_V1])
 def test_build_data_tx_reproduces_vector(vec):
-    """build_data_tx with the recorded Z and automatic fee gives the vector's body, fee, proof and id."""
+    """build_data_tx (Data v1, the only version iotlight sends) with the recorded Z and automatic fee gives
+    the vector's body, fee, proof, id and wire form."""
     tx_json = vec["tx_json"]
     rules = "0bs" if vec["chain"] == "Z" else "waves"
     tx = iotlight.build_data_tx(
@@ -70,9 +71,9 @@ def test_build_data_tx_reproduces_vector(vec):
         timestamp=tx_json["timestamp"],
         chain_id=vec["chain"],
         rules=rules,
-        version=vec["version"],
         random_z=bytes.fromhex(vec["signature_random_Z_hex"]),
     )
+    assert tx["version"] == vec["version"] == 1
     assert tx["fee"] == tx_json["fee"]
     assert iotlight.tx_body_bytes(tx).hex() == vec["body_bytes_hex"]
     assert tx["proofs"] == tx_json["proofs"]
@@ -509,10 +510,9 @@ def _refused(entries, message, *, validate=True, **kw):
     assert result == []
     assert str(info.value) == message
     if validate:  # the entry rules alone (the signed-size rule needs the whole transaction)
-        with pytest.raises(iotlight.EncodingError):
-            iotlight.validate_data_entries(
-                entries, version=kw.get("version", 1), rules=kw.get("rules", "waves")
-            )
+        with pytest.raises(iotlight.EncodingError) as alone:
+            iotlight.validate_data_entries(entries, rules=kw.get("rules", "waves"))
+        assert str(alone.value) == message
 
 
 @PROPS
@@ -523,8 +523,20 @@ def test_too_many_entries(n):
     _refused(entries, "a Data transaction holds at most 100 entries, not %d" % n)
 
 
+@st.composite
+def keys_over_400_bytes(draw):
+    """Keys of more than 400 UTF-8 bytes: any text, then ASCII, 2-, 3- or 4-byte characters past the limit
+    (so some are far fewer than 400 characters)."""
+    head = draw(st.text(max_size=120))
+    pad = draw(st.sampled_from(["x", "é", "語", "🔑"]))
+    need = max(0, (400 - len(head.encode())) // len(pad.encode()) + 1)
+    key = head + pad * (need + draw(st.integers(0, 10)))
+    assert len(key.encode()) > 400
+    return key
+
+
 @PROPS
-@given(key=st.text(min_size=101, max_size=420).filter(lambda k: len(k.encode()) > 400))
+@given(key=keys_over_400_bytes())
 def test_key_over_400_bytes(key):
     """A key of more than 400 UTF-8 bytes (not characters) is refused."""
     _refused(
@@ -611,82 +623,83 @@ def test_v1_over_153600_signed_bytes(extra, rules):
 
 
 @pytest.mark.parametrize(
-    "entries, message, version",
+    "entries, message",
     [
-        ([], "a Data transaction needs at least one entry", 1),
-        ([{"key": "", "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
-        ([{"key": 7, "type": "integer", "value": 1}], "a data entry needs a non-empty string key", 1),
+        ([], "a Data transaction needs at least one entry"),
+        ([{"key": "", "type": "integer", "value": 1}], "a data entry needs a non-empty string key"),
+        ([{"key": 7, "type": "integer", "value": 1}], "a data entry needs a non-empty string key"),
         (
             [{"key": "a", "type": "integer", "value": 1}, {"key": "a", "type": "boolean", "value": True}],
             "data key 'a' appears twice",
-            1,
         ),
-        ([{"key": "gone", "value": None}], "data entry 'gone': deleting a key needs Data version 2", 1),
+        (
+            [{"key": "gone", "value": None}],
+            "data entry 'gone': unknown type None (deleting a key needs Data version 2)",
+        ),
         (
             [{"key": "n", "type": "integer", "value": 2**63}],
             "data entry 'n' must be a 64-bit integer, not %d" % 2**63,
-            1,
         ),
+        ([{"key": "n", "type": "integer", "value": "5"}], "data entry 'n' must be a 64-bit integer, not '5'"),
         (
-            [{"key": "n", "type": "integer", "value": "5"}],
-            "data entry 'n' must be a 64-bit integer, not '5'",
-            1,
+            [{"key": "n", "type": "integer", "value": True}],
+            "data entry 'n' must be a 64-bit integer, not True",
         ),
         (
             [{"key": "b", "type": "boolean", "value": 1}],
             "data entry 'b': boolean value must be true or false",
-            1,
         ),
-        ([{"key": "s", "type": "string", "value": 5}], "data entry 's': string value must be a string", 1),
+        ([{"key": "s", "type": "string", "value": 5}], "data entry 's': string value must be a string"),
         (
             [{"key": "x", "type": "binary", "value": "base64:!!"}],
             "data entry 'x': binary value is not valid base64",
-            1,
         ),
-        ([{"key": "f", "type": "float", "value": 1.5}], "data entry 'f': unknown type 'float'", 1),
+        (
+            [{"key": "f", "type": "float", "value": 1.5}],
+            "data entry 'f': unknown type 'float' (deleting a key needs Data version 2)",
+        ),
     ],
 )
-def test_malformed_entries(entries, message, version):
-    """Empty lists, bad keys, duplicates, deletes (v1) and values of the wrong type are refused by name."""
-    _refused(entries, message, version=version)
+def test_malformed_entries(entries, message):
+    """Empty lists, bad keys, duplicates, deletes (Data v1 has none) and values of the wrong type are
+    refused by name."""
+    _refused(entries, message)
 
 
-def test_0bs_refuses_data_version_2():
-    """0bs nodes know no protobuf transactions: asking for Data v2 under 0bs rules is refused."""
-    with pytest.raises(iotlight.EncodingError) as info:
-        iotlight.build_data_tx(
-            KEYS_0BS,
-            [{"key": "k", "type": "integer", "value": 1}],
-            timestamp=TS,
-            chain_id="Z",
-            rules="0bs",
-            version=2,
-        )
-    assert str(info.value) == "0bs nodes accept Data version 1 only, not 2"
+def test_iotlight_builds_data_version_1_only():
+    """iotlight sends Data v1, which Waves and 0bs nodes both take (0bs knows no protobuf
+    transactions): build_data_tx has no version to ask for another; Data v2 is the reference's
+    (test_reference.py), and the 0bs fake node refuses it (test_fakenode.py)."""
+    entries = [{"key": "k", "type": "integer", "value": 1}]
+    for keys, chain, rules in ((KEYS_0BS, "Z", "0bs"), (KEYS, "T", "waves")):
+        tx = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules)
+        assert tx["version"] == 1
+        assert_signed_by(tx, keys)
+        with pytest.raises(TypeError, match="version"):
+            iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=2)
 
 
 # --- encoding edges found against the official libraries (issue 11 point 6) ----------------------
 
 
 @pytest.mark.parametrize(
-    "value_size, version, rules, chain",
-    [(2000, 1, "waves", "T"), (2000, 1, "waves", "W"), (10, 1, "waves", "T"), (1500, 1, "0bs", "Z")],
+    "value_size, rules, chain",
+    [(2000, "waves", "T"), (2000, "waves", "W"), (10, "waves", "T"), (1500, "0bs", "Z")],
 )
-def test_explicit_fee_below_the_minimum_for_the_size_is_raised_to_it(value_size, version, rules, chain):
+def test_explicit_fee_below_the_minimum_for_the_size_is_raised_to_it(value_size, rules, chain):
     """data.fee below the node's minimum for the transaction's size would be signed and refused for ever:
     the transaction is built with the minimum instead (a fee above it is kept, see above)."""
     keys = KEYS_0BS if rules == "0bs" else KEYS
     entries = [{"key": "k", "type": "string", "value": "x" * value_size}]
-    auto = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=version)
-    low = iotlight.build_data_tx(
-        keys, entries, timestamp=TS, chain_id=chain, rules=rules, version=version, fee=UNIT - 1
-    )
+    auto = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules)
+    low = iotlight.build_data_tx(keys, entries, timestamp=TS, chain_id=chain, rules=rules, fee=UNIT - 1)
     assert low["fee"] == auto["fee"] == iotlight.data_fee(low, rules) >= UNIT
     assert_signed_by(low, keys)
 
 
 @pytest.mark.parametrize("fee", [-1, 1.5, True, "100000"])
 def test_data_fee_of_the_wrong_kind_is_refused(fee):
+    """A negative, fractional, boolean or text data fee is refused, naming what a fee must be."""
     with pytest.raises(iotlight.EncodingError, match="fee must be 0"):
         iotlight.build_data_tx(
             KEYS, [{"key": "k", "type": "integer", "value": 1}], timestamp=TS, chain_id="T", fee=fee
@@ -788,6 +801,7 @@ def test_native_coin_is_null_in_transfer_json(asset):
     ],
 )
 def test_lone_surrogates_are_an_encoding_error(entries, message):
+    """A key or string value with a lone surrogate has no UTF-8: EncodingError naming it, never signed."""
     _refused(entries, message)
 
 
@@ -811,6 +825,7 @@ def test_non_ascii_chain_id_is_an_encoding_error(chain):
 
 @pytest.mark.parametrize("chain_id", [0, 128, 300, -1])
 def test_chain_id_number_outside_ascii_is_an_encoding_error(chain_id):
+    """A JSON chainId that is not the byte of an ASCII character makes no body: EncodingError."""
     tx = _transfer()
     with pytest.raises(iotlight.EncodingError, match="chainId must be the byte of one ASCII character"):
         iotlight.tx_body_bytes(dict(tx, chainId=chain_id))
@@ -850,3 +865,138 @@ def test_build_transfer_tx_refuses_wrong_kinds_with_an_encoding_error(change):
     args.update(change)
     with pytest.raises(iotlight.EncodingError):
         iotlight.build_transfer_tx(KEYS, **args)
+
+
+# --- edges found by a differential fuzz (issue item 8) -----------------------------------------------
+#
+# (a) aliases are read by position, so a payment to alias:::<name> on a chain whose id is ':' has the
+# bytes its sender signed (the old split-on-':' reader refused it); (b) a proof whose S is not reduced
+# (S + L < 2^253) is one the node accepts, so the transfer is a real payment and is credited.
+
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+PAYER = reference.keys_from_seed("item 8 payer (a throwaway key)")
+LAMP = iotlight.keypair_from_seed("item 8 lamp (a throwaway key)")
+HEIGHT = 1000
+
+
+def _as_listed(tx: dict, chain: str) -> dict:
+    """tx as a node lists it: its sender's address on `chain`, a height, applicationStatus."""
+    sender = reference.address(reference.b58decode(tx["senderPublicKey"]), chain)
+    return dict(tx, sender=sender, height=HEIGHT - 5, applicationStatus="succeeded")
+
+
+def _lamp_rules(chain: str, *mine: str) -> iotlight.Rules:
+    return iotlight.Rules(
+        asset_id=ASSET_T, chain_id=chain, mine=frozenset(mine), decimals=2, seconds_per_token=60.0
+    )
+
+
+def _payment_on_t(kind: str) -> dict:
+    """A payment of 2.50 tokens to alias:T:iot-light (with 0.05 to alias:T:other-lamp in a mass transfer)."""
+    head = {"senderPublicKey": reference.b58encode(PAYER.public_key), "timestamp": TS, "chainId": 84}
+    head.update(assetId=ASSET_T, attachment="")
+    if kind.startswith("transfer"):
+        version = int(kind[-1])
+        return dict(
+            head,
+            type=4,
+            version=version,
+            recipient="alias:T:iot-light",
+            amount=250,
+            fee=UNIT,
+            feeAssetId=None,
+        )
+    items = [
+        {"recipient": "alias:T:iot-light", "amount": 250},
+        {"recipient": "alias:T:other-lamp", "amount": 5},
+    ]
+    return dict(head, type=11, version=int(kind[-1]), transfers=items, fee=reference.mass_transfer_fee(2))
+
+
+def _on_the_colon_chain(tx_t: dict):
+    """tx_t remade for chain ':' (recipients alias:::<name>) and signed with the reference's sign(): its JSON
+    and its body bytes, the reference's body of tx_t with the chain byte changed where the layout carries
+    it (legacy: each alias recipient's chain byte; protobuf: Transaction.chain_id), since the reference
+    itself cannot read alias:::<name> (test_reference.py)."""
+    body = reference.tx_body_bytes(tx_t)
+    assert iotlight.tx_body_bytes(tx_t) == body, "the two implementations agree on chain 'T'"
+    if (tx_t["type"], tx_t["version"]) in ((4, 3), (11, 2)):  # protobuf: field 1, the chain id's varint
+        assert body[:2] == b"\x08T"
+        body = b"\x08:" + body[2:]
+    else:
+        for item in tx_t.get("transfers") or [tx_t]:
+            name = item["recipient"][len("alias:T:") :].encode()
+            recipient = len(name).to_bytes(2, "big") + name
+            assert body.count(b"\x02T" + recipient) == 1
+            body = body.replace(b"\x02T" + recipient, b"\x02:" + recipient)
+    tx = json.loads(json.dumps(tx_t).replace('"alias:T:', '"alias:::'))
+    tx["chainId"] = ord(":")
+    signature = reference.sign(PAYER.private_key, body)
+    return dict(
+        tx, proofs=[reference.b58encode(signature)], id=reference.b58encode(reference.blake2b256(body))
+    ), body
+
+
+@pytest.mark.parametrize("kind", ["transfer v2", "transfer v3", "mass transfer v1", "mass transfer v2"])
+def test_payment_to_an_alias_of_the_colon_chain(kind):
+    """A transfer or mass transfer to alias:::iot-light signed on chain ':' (legacy and protobuf) has the
+    body iotlight rebuilds, check_transfer_proof accepts it (also without chainId, as the node lists a
+    legacy one: the chain is read from the alias), it is of another network on 'T', and judge_transfer
+    credits the 2.50 tokens to a lamp that owns the alias (and a mass transfer's 0.05 to the other one)."""
+    tx, body = _on_the_colon_chain(_payment_on_t(kind))
+    assert iotlight.tx_body_bytes(tx) == body
+    listed = _as_listed(tx, ":")
+    assert iotlight.check_transfer_proof(listed, ":") is None
+    if (tx["type"], tx["version"]) in ((4, 2), (11, 1)):  # legacy: listed without chainId
+        assert iotlight.check_transfer_proof({k: v for k, v in listed.items() if k != "chainId"}, ":") is None
+    assert iotlight.check_transfer_proof(listed, "T") == "made for another network"
+    verdict = iotlight.judge_transfer(
+        listed, _lamp_rules(":", LAMP.address(":"), "alias:::iot-light"), HEIGHT
+    )
+    assert (verdict.action, verdict.amount, verdict.seconds) == ("credit", 250, 150.0)
+    assert verdict.paid and verdict.handled
+    other = iotlight.judge_transfer(listed, _lamp_rules(":", "alias:::other-lamp"), HEIGHT)
+    assert (other.action, other.amount) == (("credit", 5) if tx["type"] == 11 else ("none", 0))
+
+
+def test_transfer_built_to_an_alias_of_the_colon_chain():
+    """build_transfer_tx on chain ':' to `iot-light` or alias:::iot-light signs the body a ':' node
+    expects (the reference's 'T' body with the alias's chain byte changed) and checks out."""
+    for recipient in ("iot-light", "alias:::iot-light"):
+        tx = iotlight.build_transfer_tx(
+            KEYS, recipient=recipient, amount=250, asset_id=ASSET_T, timestamp=TS, chain_id=":", fee=UNIT
+        )
+        assert tx["recipient"] == "alias:::iot-light" and tx["chainId"] == ord(":")
+        on_t = reference.tx_body_bytes(dict(tx, recipient="alias:T:iot-light", chainId=84))
+        name = b"\x00\x09iot-light"
+        assert iotlight.tx_body_bytes(tx) == on_t.replace(b"\x02T" + name, b"\x02:" + name)
+        sig = iotlight.b58decode(tx["proofs"][0])
+        assert reference.verify(KEYS.public_key, iotlight.tx_body_bytes(tx), sig)
+        assert iotlight.check_transfer_proof(_as_listed(tx, ":"), ":") is None
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_proof_with_s_plus_l_is_a_real_payment(version):
+    """A transfer whose proof carries S + L (below 2^253) is one the node accepts: check_transfer_proof
+    passes it and judge_transfer credits it (reference.verify_tx, libsodium's S < L, refuses it); with
+    S + 2L (bit 253 set) it is not the sender's signature and is ignored as not_verified."""
+    tx_t = _payment_on_t("transfer v%d" % version)
+    tx = _as_listed(reference.sign_tx(dict(tx_t, recipient=LAMP.address("T")), PAYER.private_key), "T")
+    signature = reference.b58decode(tx["proofs"][0])
+    s = int.from_bytes(signature[32:], "little") & ((1 << 255) - 1)
+    assert s + ED25519_L < 2**253 <= s + 2 * ED25519_L
+
+    def with_s(new_s):
+        raw = signature[:32] + (new_s | (signature[63] >> 7) << 255).to_bytes(32, "little")
+        return dict(tx, proofs=[reference.b58encode(raw)])
+
+    rules = _lamp_rules("T", LAMP.address("T"))
+    plus_l = with_s(s + ED25519_L)
+    assert reference.verify_tx(tx) is True and reference.verify_tx(plus_l) is False
+    assert iotlight.check_transfer_proof(plus_l, "T") is None
+    verdict = iotlight.judge_transfer(plus_l, rules, HEIGHT)
+    assert (verdict.action, verdict.amount, verdict.seconds) == ("credit", 250, 150.0) and verdict.paid
+    plus_2l = with_s(s + 2 * ED25519_L)
+    assert iotlight.check_transfer_proof(plus_2l, "T") == "its proof is not the sender's signature"
+    refused = iotlight.judge_transfer(plus_2l, rules, HEIGHT)
+    assert (refused.action, refused.reason, refused.paid) == ("ignore", "not_verified", False)

@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import reference
 from reference import load_vectors
 
 import iotlight
+
+ED25519_L = 2**252 + 27742317777372353535851937790883648493  # the group order
 
 ACCOUNTS = load_vectors("accounts.json")
 SIGNATURES = load_vectors("signatures.json")
@@ -33,9 +36,10 @@ SIGNED_BY_LIBRARY = (
 )
 ALL_TXS = ISSUES + TRANSFER_TXS + DATA["vectors"] + MASS["vectors"]
 # (type, version): Transfer v1-v3 and Mass Transfer v1-v2 (payments it verifies), Data v1 and
-# Issue v2 (what it sends); the wire form of the legacy ones among them.
+# Issue v2 (what it sends); the `[0x00] body proofs` wire form of the legacy ones among them (the
+# v1 `type || signature || body` form, which iotlight never sends, is the reference's: test_reference.py).
 IOTLIGHT_BODIES = {(4, 1), (4, 2), (4, 3), (11, 1), (11, 2), (12, 1), (3, 2)}
-IOTLIGHT_WIRE = {(4, 1), (4, 2), (11, 1), (12, 1), (3, 2)}
+IOTLIGHT_WIRE = {(4, 2), (11, 1), (12, 1), (3, 2)}
 BODY_TXS = [t for t in ALL_TXS if (t["tx_json"]["type"], t["tx_json"].get("version", 1)) in IOTLIGHT_BODIES]
 WIRE_TXS = [t for t in ALL_TXS if (t["tx_json"]["type"], t["tx_json"].get("version", 1)) in IOTLIGHT_WIRE]
 
@@ -250,15 +254,18 @@ IMPL_DEFINED = SIGNATURES["implementation_defined"]
 
 
 @pytest.mark.parametrize("vec", IMPL_DEFINED, ids=_ids(IMPL_DEFINED))
-def test_implementation_defined_signature_gives_a_bool(vec, record_property):
-    """The non-canonical S+L case: we only record the outcome (libsodium rejects it), it must be a bool."""
-    result = iotlight.verify(
-        iotlight.b58decode(vec["public_key_base58"]),
-        bytes.fromhex(vec["message_hex"]),
-        iotlight.b58decode(vec["signature_base58"]),
-    )
-    record_property("iotlight_verify_result", result)
-    assert isinstance(result, bool)
+def test_non_canonical_s_plus_l_verifies_as_on_the_node(vec):
+    """S replaced by S + L (still below 2^253): iotlight.verify follows the Waves node (curve25519-java,
+    SUPERCOP ref10: any S < 2^253 once the sign bit is cleared) and accepts it, as ts-lib-crypto does;
+    tests/reference.py's verify keeps libsodium's rule (S < L only) and refuses it."""
+    public_key = iotlight.b58decode(vec["public_key_base58"])
+    message = bytes.fromhex(vec["message_hex"])
+    signature = iotlight.b58decode(vec["signature_base58"])
+    s = int.from_bytes(signature[32:], "little") & ((1 << 255) - 1)
+    assert vec["S_plus_L_below_2_253"] is True and ED25519_L <= s < 2**253
+    assert vec["ts_lib_crypto_verify_result"] is True
+    assert iotlight.verify(public_key, message, signature) is True
+    assert reference.verify(public_key, message, signature) is False
 
 
 # --- transactions ------------------------------------------------------------------------
@@ -284,7 +291,7 @@ def test_tx_id(vec):
 
 @pytest.mark.parametrize("vec", WIRE_TXS, ids=_ids(WIRE_TXS))
 def test_tx_signed_bytes(vec):
-    """The legacy wire form (0x00 body proofs, MassTransfer body proofs, v1 type||sig||body) is exact."""
+    """The legacy wire form iotlight sizes its Data with (0x00 body proofs, MassTransfer body proofs) is exact."""
     assert iotlight.tx_signed_bytes(vec["tx_json"]).hex() == vec["signed_bytes_hex"]
 
 

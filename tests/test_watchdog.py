@@ -20,6 +20,13 @@ def quiet_httpx():
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def pay_and_seal(s, seconds):
+    """Buy `seconds` of light and let the chain move on (a block a minute): the payment's block is
+    no longer the newest, which every poll reads again."""
+    s.pay(seconds)
+    s.node.chain.mine()
+
+
 def withheld(caplog):
     return [r.getMessage() for r in caplog.records if "not telling the watchdog" in r.getMessage()]
 
@@ -30,7 +37,7 @@ def test_hours_of_light_keep_the_watchdog_fed(tmp_path, caplog, countdown, hours
     eighth of it with. The old watchdog starved after 70 s of that and systemd killed the daemon."""
     with Scenario(tmp_path, watchdog=PERIOD, light__countdown=countdown) as s:
         s.run_for(10)
-        s.pay(hours * 3600)
+        pay_and_seal(s, hours * 3600)
         s.run_for(120)
         assert s.lit(), "the payment lit the lamp"
         s.run_for(hours * 3600 - 300)
@@ -45,7 +52,7 @@ def test_one_day_telemetry_interval_keeps_the_watchdog_fed(tmp_path, caplog):
     """Telemetry sleeps a day between readings (the lamp is lit all along, no countdown: it sleeps too)."""
     with Scenario(tmp_path, watchdog=PERIOD, data__telemetry_interval=86400, light__countdown=False) as s:
         s.run_for(10)
-        s.pay(26 * 3600)
+        pay_and_seal(s, 26 * 3600)
         s.run_for(25 * 3600)
         assert s.lit()
         assert len(s.hw.readings) == 2, "read at the start and after a day"
@@ -58,7 +65,7 @@ def test_node_hanging_up_to_its_timeout_keeps_the_watchdog_fed(tmp_path, caplog)
     hours: the watcher and the outbox spend their rounds waiting for it, and they are alive."""
     with Scenario(tmp_path, watchdog=PERIOD, light__countdown=False) as s:
         s.run_for(10)
-        s.pay(3 * 3600)
+        pay_and_seal(s, 3 * 3600)
         s.run_for(120)
         s.node.hang(seconds=2 * 3600)
         s.hw.press("up")
@@ -121,6 +128,8 @@ def test_no_watchdog_no_pings(tmp_path):
 
 
 def test_watchdog_period_from_the_environment():
+    """WATCHDOG_USEC gives the period in seconds, for this process only (WATCHDOG_PID); 0, junk or
+    none: no watchdog."""
     import os
 
     assert iotlight.systemd_watchdog_period({"WATCHDOG_USEC": "30000000"}) == 30.0

@@ -9,6 +9,7 @@ machine if you can, and paste what it prints on stdout into README.md:
     python tests/tools/bench.py --json out.json  # also write every number as JSON
     python tests/tools/bench.py --only crypto,pywaves
     python tests/tools/bench.py --only classroom,requests   # not in the default run: ~20 minutes
+    python tests/tools/bench.py --only together             # 30 daemons switched on at once, 3 runs
 
 Progress goes to stderr, the table to stdout. It uses the test kit: the fake
 node (tests/tools/fakenode.py), the Sense HAT emulator played by EmulatedHat
@@ -765,13 +766,15 @@ def route_name(path: str) -> str:
     return path
 
 
-def pool_chain(block_interval: float = 60.0) -> Any:
-    """A fake node behind the public pool's per-IP limits and cache (fakenode.Pool), a block every block_interval s."""
+def pool_chain(block_interval: float = 60.0, strict: bool = False) -> Any:
+    """A fake node behind the public pool's per-IP limits and cache (fakenode.Pool), a block every
+    block_interval s. strict: the stricter reading of the pool's page (429 at once beyond the burst,
+    nginx's nodelay; every 20 r/s route in one shared zone)."""
     import threading
 
     from fakenode import Pool
 
-    chain = start_chain("T", pool=Pool())
+    chain = start_chain("T", pool=Pool(shared_zone=True, nodelay=True) if strict else Pool())
     chain.bench_stop = threading.Event()
 
     def mine() -> None:
@@ -915,6 +918,44 @@ def bench_classroom(
                     per_dev_min,
                     cpu_h,
                     statistics.mean(r["rss_kb"]) / 1024,
+                ),
+                "all credited once, p95 < 5 s",
+                bool(lat) and not r["missing"] and not r["extra"] and percentile(lat, 95) < 5.0,
+                data=r,
+            )
+        )
+    return rows
+
+
+def bench_together(plan: Plan, work: Path, runs: int, n: int = 30, daemon: Optional[str] = None) -> List[Row]:
+    """9. A class switched on together: n daemons started at once behind the strict pool (429 at
+    once beyond the burst, one zone for every 20 r/s route), 40 payments (one every 2 s) from the
+    moment all report ready; `runs` times, each on a fresh chain and fresh devices."""
+    rows = []
+    for run in range(1, runs + 1):
+        say("together: %d daemons switched on at once behind the strict pool, run %d of %d", n, run, runs)
+        chain = pool_chain(strict=True)
+        try:
+            r = class_round(chain, work / ("together%d" % run), n, 80.0, 2.0, daemon, settle=0.0)
+        finally:
+            chain.bench_stop.set()
+            chain.stop()
+        lat, refused = r["latency_s"], sum(r["refused"].values())
+        say("  %s", json.dumps({k: v for k, v in r.items() if k != "latency_s"}))
+        rows.append(
+            Row(
+                "together.%d" % run,
+                "%d switched on together (strict pool), run %d" % (n, run),
+                "payment->credit median %s, p95 %s; %d/%d credited once (%d missing, %d extra); %d x 429/503 (%s)"
+                % (
+                    ms(statistics.median(lat)) if lat else "-",
+                    ms(percentile(lat, 95)) if lat else "-",
+                    r["credited"],
+                    r["payments"],
+                    r["missing"],
+                    r["extra"],
+                    refused,
+                    ", ".join("%s %d" % kv for kv in sorted(r["refused"].items())) or "none",
                 ),
                 "all credited once, p95 < 5 s",
                 bool(lat) and not r["missing"] and not r["extra"] and percentile(lat, 95) < 5.0,
@@ -1179,6 +1220,7 @@ def render(
         "pywaves": 8,
         "estimate": 8,
         "classroom": 9,
+        "together": 9,
         "requests": 10,
     }
     for row in rows:
@@ -1289,19 +1331,21 @@ async def _worker_polls(config_path: str, marks: List[int]) -> Dict[str, Any]:
     """Watcher.poll_once back to back against the node of the configuration; VmRSS at the marks."""
     config = iotlight.load_config(config_path)
     address = iotlight.device_keys(config).address(config.chain_id)
-    store = iotlight.Store(config.state_file)
-    node = iotlight.NodeClient(config.node_urls, timeout=config.timeout)
+    clock = iotlight.Clock()
+    store = iotlight.Store(config.state_file, clock)
+    node = iotlight.NodeClient(
+        config.node_urls, timeout=config.timeout, chain_id=config.chain_id, clock=clock
+    )
     watcher = iotlight.Watcher(
         config,
         address,
         node=node,
         store=store,
-        clock=iotlight.Clock(),
-        on_credit=lambda credits: None,
-        on_height=lambda height: None,
-        on_balance=lambda token, coin: None,
+        clock=clock,
+        tell=lambda kind, **fields: None,
         light_span=lambda: (time.time(), time.time()),
     )
+    await watcher.learn()  # what the daemon's learn loop does beside the polls
     rss: Dict[int, int] = {}
     start = time.monotonic()
     try:
@@ -1412,6 +1456,7 @@ SECTIONS = (
     "idle",
     "fanout",
     "classroom",
+    "together",
     "requests",
 )
 
@@ -1446,6 +1491,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="class sizes for the classroom rows (default %(default)s)",
     )
     parser.add_argument(
+        "--together-runs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="how many times the 'switched on together' row runs (default %(default)s)",
+    )
+    parser.add_argument(
         "--requests-minutes",
         type=float,
         default=4.0,
@@ -1458,7 +1510,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="classroom/requests rows: run this iotlight.py instead (a before/after comparison)",
     )
     args = parser.parse_args(argv)
-    only = set(args.only.split(",")) if args.only else set(SECTIONS) - {"classroom", "requests"}
+    only = set(args.only.split(",")) if args.only else set(SECTIONS) - {"classroom", "together", "requests"}
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(
@@ -1505,6 +1557,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 plan, work, args.class_minutes, [int(x) for x in args.class_sizes.split(",")], args.daemon
             ),
         )
+        section("together", lambda: bench_together(plan, work, args.together_runs, daemon=args.daemon))
         section("requests", lambda: bench_requests(plan, work, args.requests_minutes, args.daemon))
     sysbench = sysbench_ratio() if "pywaves" in only and crypto else None
     runtime = int(time.monotonic() - started)

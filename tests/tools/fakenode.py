@@ -765,7 +765,7 @@ class FakeNode:
         """Register an alias for an address (no transaction); returns 'alias:<chain>:<name>'."""
         reference.parse_address(address, self.chain_id)
         canonical = reference.parse_alias(name, self.chain_id)
-        bare = canonical.split(":", 2)[2]
+        bare = canonical[8:]
         with self._lock:
             if bare in self._aliases and self._aliases[bare] != address:
                 raise ValueError("alias %r already belongs to %s" % (bare, self._aliases[bare]))
@@ -1259,7 +1259,7 @@ class FakeNode:
     def _resolve(self, recipient: str) -> Optional[str]:
         """Recipient (address or alias) -> address, None for an unknown alias."""
         if recipient.startswith("alias:"):
-            return self._aliases.get(recipient.split(":", 2)[2])
+            return self._aliases.get(recipient[8:])
         return _recipient_json(recipient)
 
     def _is_scripted(self, asset_id: Optional[str]) -> bool:
@@ -1791,7 +1791,7 @@ class FakeNode:
                 canonical = reference.parse_alias(p[2], self.chain_id)
             except reference.Invalid as e:
                 raise _err(400, 199, str(e)) from None
-            address = self._aliases.get(canonical.split(":", 2)[2])
+            address = self._aliases.get(canonical[8:])
             if address is None:
                 raise _err(404, 302, "alias '%s' doesn't exist" % canonical)
             return {"address": address}
