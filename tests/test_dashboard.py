@@ -1,14 +1,25 @@
-"""The dashboard's selling parts without a browser: pay presets, payment links, explorer links,
-the light-sold chart's data, telemetry history and the QR code of a pay link."""
+"""The dashboard without a browser: pay presets, payment links, explorer links, the light-sold chart's
+data, telemetry history, the QR code of a pay link, the real Daemon's snapshot (on the virtual clock)
+and the page's Content-Security-Policy."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html.parser
 import io
 import json
 
-import httpx
 import pytest
-from test_monitor import ADDRESS, ASSET, anyio_backend, make_snapshot, start_monitor  # noqa: F401 (fixtures)
+from scenario import Scenario, VirtualClock
+from test_monitor import (  # noqa: F401 (fixtures)
+    ADDRESS,
+    ASSET,
+    anyio_backend,
+    http_client,
+    make_snapshot,
+    start_monitor,
+)
 
 import iotlight
 
@@ -29,6 +40,7 @@ def presets(**kw):
 
 
 def test_pay_presets_buy_at_least_their_light_time_in_the_tokens_decimals():
+    """Each preset's amount, rounded up to the token's decimals, buys at least its light time and not a unit more."""
     got = presets(seconds_per_token=7.0, decimals=2)
     assert [p["amount"] for p in got] == ["4.29", "8.58", "42.86", "128.58"]
     for p, wanted in zip(got, iotlight.PAY_PRESET_SECONDS):
@@ -38,6 +50,7 @@ def test_pay_presets_buy_at_least_their_light_time_in_the_tokens_decimals():
 
 
 def test_pay_presets_stop_at_the_cap_and_respect_a_minimum():
+    """Presets stop at payment.max_seconds, never go under the minimum, and are whole tokens when the decimals are unknown."""
     got = presets(max_seconds=45.0, decimals=0)
     assert [(p["amount"], p["seconds"]) for p in got] == [("30", 30.0), ("45", 45.0)]
     got = presets(decimals=0, min_units=100)
@@ -48,6 +61,7 @@ def test_pay_presets_stop_at_the_cap_and_respect_a_minimum():
 
 
 def test_pay_presets_carry_the_wallet_link_with_token_device_and_amount():
+    """Each preset links to the wallet with the token, the device and its amount filled in; no template, no link."""
     link = presets(decimals=2)[0]["link"]
     assert link == (
         "https://testnet.waves.exchange/#send/%s?recipient=%s&amount=30&strict" % (ASSET, ADDRESS)
@@ -56,6 +70,7 @@ def test_pay_presets_carry_the_wallet_link_with_token_device_and_amount():
 
 
 def test_payment_link_quotes_what_it_fills_in():
+    """What payment_link fills into the template is URL-quoted."""
     link = iotlight.payment_link(
         "https://w.example/pay?to={address}&a={amount}&t={asset}",
         asset="a b",
@@ -66,6 +81,7 @@ def test_payment_link_quotes_what_it_fills_in():
 
 
 def test_tokens_text():
+    """tokens_text turns smallest units into a trimmed decimal amount."""
     assert iotlight.tokens_text(150, 2) == "1.5"
     assert iotlight.tokens_text(100, 2) == "1"
     assert iotlight.tokens_text(7, 8) == "0.00000007"
@@ -100,12 +116,14 @@ def config(tmp_path, chain="T", **monitor):
 
 @pytest.mark.parametrize("chain", ["W", "T", "S"])
 def test_wallet_and_explorer_default_to_the_chains_public_ones(tmp_path, chain):
+    """On W, T and S the wallet and explorer links default to the chain's public ones."""
     c = config(tmp_path, chain)
     assert c.wallet_url == iotlight.WALLET_URLS[chain]
     assert c.explorer_url == iotlight.EXPLORER_URLS[chain]
 
 
 def test_a_custom_chain_has_no_default_links_and_empty_turns_them_off(tmp_path):
+    """A custom chain has no default links, "" turns them off, and a custom explorer is kept."""
     c = config(tmp_path, "R")
     assert (c.wallet_url, c.explorer_url) == ("", "")
     c = config(tmp_path, "T", wallet_url="", explorer_url="")
@@ -124,6 +142,7 @@ def test_a_custom_chain_has_no_default_links_and_empty_turns_them_off(tmp_path):
     ],
 )
 def test_bad_links_are_a_config_error_naming_the_key(tmp_path, key, value):
+    """A link that is no http(s) URL or lacks its placeholder is a ConfigError naming the key."""
     with pytest.raises(iotlight.ConfigError, match="monitor.%s" % key):
         config(tmp_path, "T", **{key: value})
 
@@ -132,6 +151,7 @@ def test_bad_links_are_a_config_error_naming_the_key(tmp_path, key, value):
 
 
 def test_light_sold_by_hour_sums_each_hour_of_the_last_day(tmp_path):
+    """light_sold_by_hour sums the light sold in each of the last 24 hours, older payments left out."""
     store = iotlight.Store(str(tmp_path / "s.db"))
     try:
         hour = 3_600_000
@@ -155,16 +175,16 @@ def test_light_sold_by_hour_sums_each_hour_of_the_last_day(tmp_path):
 
 
 def test_telemetry_history_reads_back_the_readings_oldest_first(tmp_path):
-    store = iotlight.Store(str(tmp_path / "s.db"))
+    """telemetry_history gives the readings stored since a time, oldest first, a failed sensor left out."""
+    clock = VirtualClock(wall_start=1_700_000_000.0)
+    store = iotlight.Store(str(tmp_path / "s.db"), clock)
     try:
-        for i, reading in enumerate(
-            [
-                {"temperature_c": 21.25, "humidity_pct": 40.0, "pressure_hpa": 1013.2},
-                {"temperature_c": 21.5, "humidity_pct": None, "pressure_hpa": 1013.0},
-            ]
+        for reading in (
+            {"temperature_c": 21.25, "humidity_pct": 40.0, "pressure_hpa": 1013.2},
+            {"temperature_c": 21.5, "humidity_pct": None, "pressure_hpa": 1013.0},
         ):
-            ts = 1_700_000_000_000 + i * 60_000
-            store.add_event("telemetry", iotlight.telemetry_entries(reading, ts), ts)
+            store.add_event("telemetry", iotlight.telemetry_entries(reading, clock.ms()))
+            clock.advance(60)
         got = store.telemetry_history(0)
         assert got == [
             {"ts": 1_700_000_000.0, "temperature_c": 21.25, "humidity_pct": 40.0, "pressure_hpa": 1013.2},
@@ -173,6 +193,7 @@ def test_telemetry_history_reads_back_the_readings_oldest_first(tmp_path):
         assert store.telemetry_history(1_700_000_030_000) == got[1:]
     finally:
         store.close()
+        clock.loop.close()
 
 
 # -- the QR code of a pay link ----------------------------------------------------------------
@@ -189,11 +210,13 @@ def qr_svg(text):
 
 @pytest.mark.anyio
 async def test_qr_code_holds_the_pay_link_of_a_preset_and_nothing_else(start_monitor):  # noqa: F811 (a fixture)
+    """/qr.svg?amount=A is the QR code of that preset's wallet link; without one, or with an amount the
+    daemon did not offer, it is the bare address."""
     snap = make_snapshot()
     snap["pay"] = presets(decimals=2)
     monitor = await start_monitor(snapshot=lambda: snap)
     base = "http://127.0.0.1:%d/qr.svg" % monitor.port
-    async with httpx.AsyncClient() as http:
+    async with http_client() as http:
         plain = (await http.get(base)).text
         paid = (await http.get(base, params={"amount": snap["pay"][1]["amount"]})).text
         forged = (await http.get(base, params={"amount": "1000000"})).text
@@ -205,19 +228,12 @@ async def test_qr_code_holds_the_pay_link_of_a_preset_and_nothing_else(start_mon
 def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
     """The real Daemon's snapshot carries what the page sells with (token, price, links, presets,
     legend, warnings, the chart's hours) and stays plain JSON."""
-    import asyncio
-
-    c = config(tmp_path, "T")
-    keys = iotlight.keypair_from_seed("dashboard test throwaway seed")
-    store = iotlight.Store(c.state_file)
-    asyncio.set_event_loop(asyncio.new_event_loop())  # the Daemon's events need a loop on Python 3.9
+    s = Scenario(tmp_path, payment__max_seconds=3600.0)
+    s.node.refuse(503)  # no node answers from the start: the token's decimals stay unknown
+    s.start()
     try:
-        node = iotlight.NodeClient(
-            list(c.node_urls), timeout=1.0, transport=httpx.MockTransport(lambda r: httpx.Response(503))
-        )
-        daemon = iotlight.Daemon(c, keys, node=node, store=store, hardware=None, clock=iotlight.Clock())
-        daemon.node_status(c.node_urls[0], False, "connection refused")
-        snap = json.loads(json.dumps(daemon.snapshot()))
+        s.run_until(lambda: s.daemon.node_state["ok"] is False, 300, "the node to be seen down")
+        snap = json.loads(json.dumps(s.daemon.snapshot()))
         assert snap["price"] == {
             "seconds_per_token": 1.0,
             "max_seconds": 3600.0,
@@ -226,19 +242,95 @@ def test_the_snapshot_is_json_with_the_selling_fields(tmp_path):
         }
         assert snap["links"] == {"wallet": iotlight.WALLET_URLS["T"], "explorer": iotlight.EXPLORER_URLS["T"]}
         assert [p["amount"] for p in snap["pay"]] == ["30", "60", "300", "900"]  # decimals not known yet
+        assert all(p["link"].startswith("https://testnet.waves.exchange/#send/") for p in snap["pay"])
         assert {i["name"] for i in snap["status"]["legend"]} == set(iotlight.STATUS_COLORS)
         assert snap["status"]["name"] == "node_down"
-        assert any("No node answers (connection refused)" in w for w in snap["warnings"])
+        error = snap["node"]["error"]
+        assert "503" in error
+        assert any(("No node answers (%s)" % error) in w for w in snap["warnings"]), snap["warnings"]
         assert len(snap["light_sold"]["seconds"]) == 24
-        daemon.balance["coin"] = 50000
-        daemon.funds(False)
-        fee_warning = daemon.snapshot()["warnings"][0]
+        s.daemon.tell("balance", token=None, coin=50000)  # what the watcher and the outbox tell
+        s.daemon.tell("funds", ok=False)
+        snap = json.loads(json.dumps(s.daemon.snapshot()))
+        assert snap["status"]["name"] == "no_funds"
+        fee_warning = snap["warnings"][0]
         assert "(it holds 0.0005 WAVES)" in fee_warning
-        assert (
-            "`sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`" % daemon.address in fee_warning
-        )
-        asyncio.get_event_loop().run_until_complete(node.aclose())
+        assert "`sudo iotlight pay --seed-file FUNDED.seed --asset WAVES %s 0.1`" % s.address in fee_warning
     finally:
-        store.close()
-        asyncio.get_event_loop().close()
-        asyncio.set_event_loop(None)
+        s.close()
+
+
+# -- the page's Content-Security-Policy -----------------------------------------------------------
+
+
+class PageParts(html.parser.HTMLParser):
+    """The page's <script> and <style> elements (attributes and text as served) and every attribute
+    that only 'unsafe-inline' would let run: on* handlers, style="...", javascript: URLs."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.elements = {"script": [], "style": []}
+        self.inline = []
+        self.inside = None
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if (
+                name.startswith("on")
+                or name == "style"
+                or (value or "").strip().lower().startswith("javascript:")
+            ):
+                self.inline.append((tag, name, value))
+        if tag in self.elements:
+            self.elements[tag].append([dict(attrs), ""])
+            self.inside = tag
+
+    def handle_endtag(self, tag):
+        if tag == self.inside:
+            self.inside = None
+
+    def handle_data(self, data):
+        if self.inside:
+            self.elements[self.inside][-1][1] += data
+
+
+def sha256_source(text):
+    return "'sha256-%s'" % base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+
+
+@pytest.mark.anyio
+async def test_the_page_allows_its_one_script_and_style_by_hash_and_nothing_inline(start_monitor):  # noqa: F811
+    """The page's Content-Security-Policy allows its one <script> and one <style> by their SHA-256 hashes
+    (the hashes of exactly the text served), never 'unsafe-inline' or 'unsafe-eval', and nothing from
+    elsewhere; the page has no handler or style attribute the policy would block."""
+    monitor = await start_monitor()
+    async with http_client() as http:
+        response = await http.get("http://127.0.0.1:%d/" % monitor.port)
+    assert response.status_code == 200
+    page = PageParts()
+    page.feed(response.content.decode("utf-8"))
+    page.close()
+    assert [len(page.elements["script"]), len(page.elements["style"])] == [1, 1]
+    ((script_attrs, script),), ((style_attrs, style),) = page.elements["script"], page.elements["style"]
+    assert script_attrs == {} and style_attrs == {}, "inline, no src"
+    assert script.strip() and style.strip()
+    header = response.headers["Content-Security-Policy"]
+    assert header == iotlight.dashboard_csp()
+    policy = {}
+    for directive in header.split(";"):
+        name, *sources = directive.split()
+        assert name not in policy, name
+        policy[name] = sources
+    assert policy == {
+        "default-src": ["'none'"],
+        "script-src": [sha256_source(script)],
+        "style-src": [sha256_source(style)],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'", "ws:", "wss:"],
+        "base-uri": ["'none'"],
+        "form-action": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+    assert "unsafe" not in header
+    assert page.inline == []
+    assert response.headers["Referrer-Policy"] == "no-referrer"

@@ -1,4 +1,5 @@
-"""The dashboard page in a real headless Chromium, fed by a real Monitor on 127.0.0.1."""
+"""The dashboard page in a real headless Chromium (a process), fed by a real Monitor on 127.0.0.1 on its
+own thread; the page runs under its Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import wait_until
 from test_monitor import ADDRESS, SENDER, make_snapshot
 
 import iotlight
@@ -28,7 +30,7 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
 from selenium import webdriver  # noqa: E402  (only once we know there is a browser)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WAIT = 60.0
@@ -140,18 +142,6 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def poll(condition, what, timeout=WAIT):
-    """Call condition() until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
-
-
 def js(driver, script, *args):
     return driver.execute_script(script, *args)
 
@@ -183,7 +173,7 @@ def open_live(driver, srv):
     """Load the page and wait until its WebSocket has delivered the snapshot."""
     blank_page(driver)
     driver.get(srv.url())
-    poll(lambda: text(driver, "conn") == "live", "the page to connect")
+    wait_until(lambda: text(driver, "conn") == "live", WAIT, what="the page to connect")
 
 
 def lit_light(seconds):
@@ -198,11 +188,12 @@ def test_page_loads_without_console_errors_and_shows_the_address(browser, server
     """The page connects, shows the address and its QR code, and logs no console errors."""
     open_live(browser, server)
     assert text(browser, "address") == ADDRESS
-    poll(
+    wait_until(
         lambda: js(
             browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
         ),
-        "the QR image to load",
+        WAIT,
+        what="the QR image to load",
     )
     assert text(browser, "node-status") == "online"
     assert text(browser, "node-height") == "123,456"
@@ -213,29 +204,105 @@ def test_page_loads_without_console_errors_and_shows_the_address(browser, server
     assert severe == []
 
 
+def csp_messages(entries):
+    return [e["message"] for e in entries if "Content Security Policy" in e["message"]]
+
+
+def test_the_page_runs_under_its_content_security_policy_without_a_violation(browser, server):
+    """The browser gets the page with its Content-Security-Policy and Referrer-Policy, runs its script and
+    applies its style sheet under that policy, and logs no CSP violation (nor any error) while every card
+    renders; an inline script injected afterwards is refused and logged, so the policy is in force and the
+    console would have shown a violation."""
+    selling_state(server)
+    open_live(browser, server)
+    js(
+        browser,
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation', function (e) {"
+        " window.violations.push(e.effectiveDirective); });",
+    )
+    for event in (
+        lit_light(60),
+        {"type": "matrix", "pixels": [[255, 200, 80]] * 64},
+        {"type": "payment", "id": "Tx1", "sender": SENDER, "amount": 150, "seconds": 90.0, "height": 1},
+        {"type": "data_tx", "id": "DataTx1", "status": "failed", "error": "fee too low"},
+        {
+            "type": "ignored",
+            "id": "Tx2",
+            "sender": SENDER,
+            "amount": 1,
+            "asset_id": None,
+            "reason": "wrong_asset",
+        },
+        {"type": "refund", "payment_id": "Tx1", "id": "RefundTx1", "amount": 100, "status": "queued"},
+        {"type": "node", "url": "http://127.0.0.1:6869", "ok": False, "height": None, "error": "timed out"},
+        {"type": "balance", "coin": 99600000, "token": 12495, "decimals": 2},
+        {"type": "outbox", "pending": 2, "no_funds": True},
+        {"type": "warnings", "lines": [WARNING]},
+        {"type": "joystick", "direction": "up", "action": "pressed"},
+        {"type": "telemetry", "temperature_c": 25.5, "ts": time.time()},
+    ):
+        server.publish(event)
+    wait_until(
+        lambda: "25.5 \u00b0C" in (text(browser, "telemetry") or ""), WAIT, what="the last event shown"
+    )
+    assert text(browser, "warnings") == WARNING and text(browser, "lamp-state") == "ON"
+    headers = browser.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "fetch(location.href).then(function (r) {"
+        " done([r.headers.get('Content-Security-Policy'), r.headers.get('Referrer-Policy')]); });"
+    )
+    assert headers == [iotlight.dashboard_csp(), "no-referrer"]
+    assert "unsafe-inline" not in headers[0]
+    assert js(browser, "return getComputedStyle(document.body).backgroundColor;") == "rgb(11, 14, 20)"
+    console = browser.get_log("browser")
+    assert csp_messages(console) == [] and [e for e in console if e["level"] == "SEVERE"] == []
+    assert js(browser, "return window.violations;") == []
+    js(
+        browser,
+        "var s = document.createElement('script'); s.textContent = 'window.injected = true;';"
+        "document.body.appendChild(s);",
+    )
+    wait_until(
+        lambda: js(browser, "return window.violations.length;"),
+        WAIT,
+        what="the injected script to be refused",
+    )
+    assert js(browser, "return window.violations;") == ["script-src-elem"]
+    assert not js(browser, "return !!window.injected;")
+    assert wait_until(
+        lambda: csp_messages(browser.get_log("browser")), WAIT, what="the violation in the console"
+    )
+
+
 def test_light_and_matrix_events_light_the_lamp_and_count_down(browser, server):
     """After light-on and matrix events the lamp shows ON, the cells the colour, the time falls."""
     open_live(browser, server)
     server.publish(lit_light(120))
     server.publish({"type": "matrix", "pixels": [[255, 200, 80]] * 64})
-    poll(lambda: attr(browser, "lamp-state", "data-on") == "true", "the lamp to show ON")
+    wait_until(lambda: attr(browser, "lamp-state", "data-on") == "true", WAIT, what="the lamp to show ON")
     assert text(browser, "lamp-state") == "ON"
-    poll(
+    wait_until(
         lambda: js(
             browser,
             "return Array.from(document.querySelectorAll('#matrix [data-rgb]'))"
             ".every(function (c) { return c.getAttribute('data-rgb') === '255,200,80'; });",
         ),
-        "all 64 cells to take the colour",
+        WAIT,
+        what="all 64 cells to take the colour",
     )
     first = float(attr(browser, "remaining", "data-seconds"))
     assert 100 < first <= 120
-    poll(lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.3, "the countdown to go down")
+    wait_until(
+        lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.3,
+        WAIT,
+        what="the countdown to go down",
+    )
     first_text = text(browser, "remaining")
-    poll(lambda: text(browser, "remaining") != first_text, "the displayed time to change")
+    wait_until(lambda: text(browser, "remaining") != first_text, WAIT, what="the displayed time to change")
     assert text(browser, "remaining") < first_text  # "1:57" < "1:58": same shape, later is smaller
     server.publish({"type": "light", "on": False, "remaining": 0.0, "until": None})
-    poll(lambda: text(browser, "lamp-state") == "OFF", "the lamp to show OFF")
+    wait_until(lambda: text(browser, "lamp-state") == "OFF", WAIT, what="the lamp to show OFF")
     assert text(browser, "remaining") == "0:00"
 
 
@@ -253,25 +320,31 @@ def test_events_fill_payments_data_txs_node_balance_and_joystick(browser, server
     server.publish({"type": "balance", "coin": 99600000, "token": 12495, "decimals": 2})
     server.publish({"type": "outbox", "pending": 2, "no_funds": True})
     server.publish({"type": "joystick", "direction": "up", "action": "pressed"})
-    poll(lambda: "1.5 tokens" in (text(browser, "payments") or ""), "the payment row")
+    wait_until(lambda: "1.5 tokens" in (text(browser, "payments") or ""), WAIT, what="the payment row")
     assert SENDER in text(browser, "payments")
     assert "1:30" in text(browser, "payments")
-    poll(lambda: "failed" in text(browser, "datatxs"), "the Data tx row")
+    wait_until(lambda: "failed" in text(browser, "datatxs"), WAIT, what="the Data tx row")
     assert js(browser, "return document.querySelectorAll('#datatxs li').length;") == 1
     assert "fee too low" in text(browser, "datatxs")
-    poll(lambda: text(browser, "node-status") == "offline", "the node to show offline")
+    wait_until(lambda: text(browser, "node-status") == "offline", WAIT, what="the node to show offline")
     assert text(browser, "node-url") == "timed out"
-    poll(lambda: text(browser, "balance-token") == "124.95", "the new balance")
+    wait_until(lambda: text(browser, "balance-token") == "124.95", WAIT, what="the new balance")
     assert text(browser, "balance-coin") == "0.996"
-    poll(lambda: text(browser, "outbox") == "outbox 2 pending \u00b7 no funds for fees", "the outbox line")
-    poll(
+    wait_until(
+        lambda: text(browser, "outbox") == "outbox 2 pending \u00b7 no funds for fees",
+        WAIT,
+        what="the outbox line",
+    )
+    wait_until(
         lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
-        "the up key to light",
+        WAIT,
+        what="the up key to light",
     )
     server.publish({"type": "joystick", "direction": "up", "action": "released"})
-    poll(
+    wait_until(
         lambda: not js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
-        "the up key to go dark on release",
+        WAIT,
+        what="the up key to go dark on release",
     )
 
 
@@ -279,15 +352,18 @@ def test_page_reconnects_after_the_server_restarts(browser, server):
     """When the monitor goes away the page says so, retries, and takes the new snapshot."""
     open_live(browser, server)
     server.stop()
-    poll(
+    wait_until(
         lambda: js(browser, "return document.getElementById('conn').className;") == "offline",
-        "the page to notice the restart",
+        WAIT,
+        what="the page to notice the restart",
     )
     with server.lock:
         server.state["node"] = {"url": "http://127.0.0.1:6869", "ok": True, "height": 777}
     server.start()
-    poll(lambda: text(browser, "conn") == "live", "the page to reconnect")
-    poll(lambda: text(browser, "node-height") == "777", "the new snapshot to replace the old")
+    wait_until(lambda: text(browser, "conn") == "live", WAIT, what="the page to reconnect")
+    wait_until(
+        lambda: text(browser, "node-height") == "777", WAIT, what="the new snapshot to replace the old"
+    )
 
 
 def test_token_from_the_page_url_reaches_the_websocket_and_qr(browser):
@@ -297,11 +373,12 @@ def test_token_from_the_page_url_reaches_the_websocket_and_qr(browser):
     try:
         open_live(browser, srv)
         assert text(browser, "address") == ADDRESS
-        poll(
+        wait_until(
             lambda: js(
                 browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
             ),
-            "the QR image to load with the token",
+            WAIT,
+            what="the QR image to load with the token",
         )
     finally:
         srv.shutdown()
@@ -364,6 +441,7 @@ def selling_state(srv, *, telemetry=True):
 
 
 def test_the_pay_card_shows_token_price_and_a_wallet_link_with_the_amount_filled_in(browser, server):
+    """The pay card shows the price, one button per preset, and the chosen preset's wallet link and QR code."""
     presets = selling_state(server)
     open_live(browser, server)
     price = text(browser, "price")
@@ -381,17 +459,23 @@ def test_the_pay_card_shows_token_price_and_a_wallet_link_with_the_amount_filled
     js(browser, "document.querySelectorAll('#presets button')[2].click();")
     assert attr(browser, "pay-link", "href") == presets[2]["link"]
     assert "recipient=%s" % ADDRESS in presets[2]["link"] and "amount=50&" in presets[2]["link"]
-    poll(lambda: "amount=50" in (attr(browser, "qr", "src") or ""), "the QR code of the chosen amount")
-    poll(
+    wait_until(
+        lambda: "amount=50" in (attr(browser, "qr", "src") or ""),
+        WAIT,
+        what="the QR code of the chosen amount",
+    )
+    wait_until(
         lambda: js(
             browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
         ),
-        "the QR image to load",
+        WAIT,
+        what="the QR image to load",
     )
     assert "IoT-Light" in text(browser, "asset")
 
 
 def test_every_transaction_id_links_to_the_explorer_and_ignored_payments_show_why(browser, server):
+    """Every transaction id links to the explorer; an ignored payment is listed with why; a refund shows."""
     selling_state(server)
     open_live(browser, server)
     hrefs = js(
@@ -412,7 +496,7 @@ def test_every_transaction_id_links_to_the_explorer_and_ignored_payments_show_wh
         }
     )
     row = "document.querySelector('#payments li[data-id=\"%s\"]')" % forged
-    poll(lambda: js(browser, "return !!" + row + ";"), "the ignored payment in the list")
+    wait_until(lambda: js(browser, "return !!" + row + ";"), WAIT, what="the ignored payment in the list")
     assert "not counted: another token" in js(browser, "return %s.textContent;" % row)
     assert js(browser, "return %s.classList.contains('ignored');" % row)
     assert js(browser, "return %s.querySelector('a.txid').href;" % row) == EXPLORER.replace("{id}", forged)
@@ -426,10 +510,13 @@ def test_every_transaction_id_links_to_the_explorer_and_ignored_payments_show_wh
             "ts": time.time(),
         }
     )
-    poll(lambda: "refund" in (text(browser, "datatxs") or ""), "the refund in the transaction list")
+    wait_until(
+        lambda: "refund" in (text(browser, "datatxs") or ""), WAIT, what="the refund in the transaction list"
+    )
 
 
 def test_warnings_show_in_full_and_the_legend_says_what_the_status_pixel_means(browser, server):
+    """On a phone a warning shows in full, wrapped, and the legend marks what the status pixel means now."""
     selling_state(server)
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
@@ -446,7 +533,7 @@ def test_warnings_show_in_full_and_the_legend_says_what_the_status_pixel_means(b
         )
         server.publish({"type": "outbox", "pending": 2, "no_funds": True})
         server.publish({"type": "warnings", "lines": [WARNING]})
-        poll(lambda: text(browser, "warnings") == WARNING, "the warning, in full")
+        wait_until(lambda: text(browser, "warnings") == WARNING, WAIT, what="the warning, in full")
         assert (
             js(browser, "return document.querySelector('#legend .current').getAttribute('data-status');")
             == "no_funds"
@@ -460,12 +547,13 @@ def test_warnings_show_in_full_and_the_legend_says_what_the_status_pixel_means(b
         assert box[0] >= 0 and box[1] <= 390 and box[2] <= box[3]  # wrapped, not cut
         assert js(browser, "return document.documentElement.scrollWidth;") <= 390
         server.publish({"type": "warnings", "lines": []})
-        poll(lambda: text(browser, "warnings") == "", "the warning to go")
+        wait_until(lambda: text(browser, "warnings") == "", WAIT, what="the warning to go")
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_charts_draw_light_sold_per_hour_and_the_sensors(browser, server):
+    """The charts draw the light sold in each of 24 hours (a new payment counted) and the three sensors."""
     selling_state(server)
     open_live(browser, server)
     bars = "document.querySelectorAll('#chart-sold rect.sold-bar')"
@@ -486,15 +574,19 @@ def test_charts_draw_light_sold_per_hour_and_the_sensors(browser, server):
             "ts": time.time(),
         }
     )
-    poll(
-        lambda: "13:00 of light" in (text(browser, "chart-sold") or ""), "the chart to count the new payment"
+    wait_until(
+        lambda: "13:00 of light" in (text(browser, "chart-sold") or ""),
+        WAIT,
+        what="the chart to count the new payment",
     )
     for sensor in ("temperature_c", "humidity_pct", "pressure_hpa"):
         assert js(
             browser, "return !!document.querySelector('#telemetry svg[data-sensor=%s] polyline');" % sensor
         )
     server.publish({"type": "telemetry", "temperature_c": 25.5, "ts": time.time()})
-    poll(lambda: "25.5 \u00b0C" in (text(browser, "telemetry") or ""), "the newest temperature")
+    wait_until(
+        lambda: "25.5 \u00b0C" in (text(browser, "telemetry") or ""), WAIT, what="the newest temperature"
+    )
 
 
 # -- looks -----------------------------------------------------------------------------------
@@ -575,26 +667,30 @@ def test_screenshots_at_phone_and_desktop_sizes(browser, server, name, width, he
     try:
         open_live(browser, server)
         server.publish({"type": "joystick", "direction": "up", "action": "held"})
-        poll(
+        wait_until(
             lambda: js(browser, "return document.getElementById('joy-up').classList.contains('on');"),
-            "the joystick to light",
+            WAIT,
+            what="the joystick to light",
         )
-        poll(
+        wait_until(
             lambda: js(
                 browser, "var q = document.getElementById('qr'); return q.complete && q.naturalWidth > 0;"
             ),
-            "the QR image to load",
+            WAIT,
+            what="the QR image to load",
         )
-        poll(
+        wait_until(
             lambda: js(browser, "return getComputedStyle(document.querySelector('main')).opacity;") == "1",
-            "the page to fade in",
+            WAIT,
+            what="the page to fade in",
         )
-        poll(
+        wait_until(
             lambda: (
                 js(browser, "return getComputedStyle(document.querySelector('#matrix .px')).backgroundColor;")
                 == "rgb(255, 214, 120)"
             ),
-            "the matrix colour transition to end",
+            WAIT,
+            what="the matrix colour transition to end",
         )
         assert js(browser, "return document.documentElement.scrollWidth;") <= width
         ARTIFACTS.mkdir(exist_ok=True)
@@ -615,27 +711,35 @@ def test_real_daemon_payment_lights_the_dashboard(browser, chain, device):
     blank_page(browser)  # before the port is chosen: the last test's page may retry on it
     port = device.start_with_monitor()
     browser.get("http://127.0.0.1:%d/" % port)
-    poll(lambda: text(browser, "conn") == "live", "the page to connect to the daemon")
+    wait_until(lambda: text(browser, "conn") == "live", WAIT, what="the page to connect to the daemon")
     assert text(browser, "address") == device.address
     assert text(browser, "lamp-state") == "OFF"
     chain.transfer(chain.treasury, device.address, 3000, asset_id=chain.asset)  # 30 tokens: 30 s
-    poll(lambda: text(browser, "lamp-state") == "ON", "the lamp to show ON after the payment")
+    wait_until(
+        lambda: text(browser, "lamp-state") == "ON", WAIT, what="the lamp to show ON after the payment"
+    )
     first = float(attr(browser, "remaining", "data-seconds"))
     assert 20 < first <= 30
-    poll(lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.5, "the countdown to go down")
-    poll(
+    wait_until(
+        lambda: float(attr(browser, "remaining", "data-seconds")) < first - 0.5,
+        WAIT,
+        what="the countdown to go down",
+    )
+    wait_until(
         lambda: (
             js(browser, "return document.querySelectorAll('#matrix [data-rgb=\"255,255,255\"]').length;")
             >= 56
         ),
-        "the matrix cells to show the lit lamp",
+        WAIT,
+        what="the matrix cells to show the lit lamp",
     )
-    poll(
+    wait_until(
         lambda: (
             device.address[:6] not in (text(browser, "payments") or "")
             and "30" in (text(browser, "payments") or "")
         ),
-        "the payment in the list",
+        WAIT,
+        what="the payment in the list",
     )
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []
