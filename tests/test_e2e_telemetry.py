@@ -1,9 +1,12 @@
-"""End to end: sensor readings from the emulator become integer Data entries with unit and scale in the key."""
+"""End to end (marked process): sensor readings from the Sense HAT emulator become integer Data
+entries with unit and scale in the key, from the real daemon on the fake node."""
+
+import time
 
 import pytest
 from harness import wait_until
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.process]
 
 
 def test_telemetry_is_written_as_scaled_integers(chain, device, hat):
@@ -17,12 +20,13 @@ def test_telemetry_is_written_as_scaled_integers(chain, device, hat):
             if "telemetry_ts" in chain.data_entries(device.address)
             else None
         ),
-        30,
+        60,
         what="telemetry on chain",
     )
     assert abs(entries["temperature_c100"]["value"] - 2137) <= 2
     assert abs(entries["humidity_pct100"]["value"] - 4850) <= 5
     assert abs(entries["pressure_hpa100"]["value"] - 100225) <= 5
+    assert abs(entries["telemetry_ts"]["value"] - time.time() * 1000) < 60_000, "the reading's own time"
     assert all(
         entries[k]["type"] == "integer"
         for k in ("temperature_c100", "humidity_pct100", "pressure_hpa100", "telemetry_ts")

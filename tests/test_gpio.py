@@ -1,7 +1,10 @@
-"""light.gpio_pin: a GPIO output switched with the light, on gpiozero's mock pins (in-process and the
-real daemon with GPIOZERO_PIN_FACTORY=mock)."""
+"""light.gpio_pin: a GPIO output switched with the light, on gpiozero's mock pins: the switch, the
+lamp and the whole daemon in-process on the virtual clock (tests/scenario.py); the real daemon
+(marked process, GPIOZERO_PIN_FACTORY=mock) beside the emulator's matrix through a SIGKILL and
+`gpio-off` after it, and its exit status without gpiozero."""
 
-import asyncio
+import functools
+import logging
 import os
 import re
 import signal
@@ -11,39 +14,20 @@ import time
 import pytest
 
 gpiozero = pytest.importorskip("gpiozero")
+from clirun import run_cli  # noqa: E402
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 from harness import wait_until  # noqa: E402
+from scenario import Scenario  # noqa: E402
 
 import iotlight  # noqa: E402
 
 ASSET = "5FKsurYZCD1FMdjij1u6MJ2yzCcLFs65Mak583TeNdQV"
-NOW = 1_795_000_000.0
 
 
-class FakeClock:
-    def __init__(self):
-        self.wall, self.mono = NOW, 1000.0
-
-    def time(self):
-        return self.wall
-
-    def monotonic(self):
-        return self.mono
-
-    def advance(self, seconds):
-        self.wall += seconds
-        self.mono += seconds
-
-
-class Screen:
-    """Stands in for the HardwareRunner: remembers whether the last frame was the lit matrix."""
-
-    def __init__(self):
-        self.lit = None
-
-    async def show(self, pixels):
-        self.lit = sum(1 for p in pixels if p != (0, 0, 0)) >= 56
-        return True
+@pytest.fixture(autouse=True)
+def quiet_httpx(caplog):
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    caplog.set_level(logging.INFO, logger="iotlight")
 
 
 def config(tmp_path, **light):
@@ -54,6 +38,8 @@ def config(tmp_path, **light):
 
 @pytest.mark.parametrize("active_high, on_level", [(True, True), (False, False)])
 def test_switch_drives_the_pin_level_for_active_high_and_active_low_boards(active_high, on_level):
+    """GpioSwitch starts off, drives the pin's level for on and off (inverted on an active-low
+    board), reads the level back, and a close leaves it off and released."""
     factory = MockFactory()
     switch = iotlight.GpioSwitch(17, active_high=active_high, pin_factory=factory)
     pin = factory.pin(17)
@@ -67,6 +53,7 @@ def test_switch_drives_the_pin_level_for_active_high_and_active_low_boards(activ
 
 
 def test_missing_gpiozero_is_one_line_naming_the_package(monkeypatch):
+    """A pin set without gpiozero installed is one IotlightError naming python3-gpiozero."""
     import builtins
 
     real = builtins.__import__
@@ -82,6 +69,8 @@ def test_missing_gpiozero_is_one_line_naming_the_package(monkeypatch):
 
 
 def test_check_says_when_gpiozero_is_missing(tmp_path, monkeypatch, capsys):
+    """`check` passes with no pin or with gpiozero, names the BCM pin, and fails (1) with the apt
+    command when a pin is set but gpiozero is missing."""
     assert iotlight.check_gpio(config(tmp_path, gpio_pin=-1)) == 0
     assert iotlight.check_gpio(config(tmp_path)) == 0
     assert "BCM pin 17" in capsys.readouterr().out
@@ -136,75 +125,146 @@ def test_gpio_off_switches_off_a_pin_a_dead_daemon_left_on(
     assert "no pin to switch off" in capsys.readouterr().out
 
 
-def test_the_pin_follows_the_light_on_a_fake_clock(tmp_path):
+# --- the whole daemon in-process, on the virtual clock ------------------------------
+
+
+class GpioScenario(Scenario):
+    """A Scenario whose daemon drives light.gpio_pin on gpiozero's mock pins (`factory`): a new
+    GpioSwitch at each start, as each daemon process opens its own (run_daemon: open_gpio). (A
+    candidate for tests/scenario.py: Scenario(gpio=...).)"""
+
+    def __init__(self, folder, factory, **settings):
+        super().__init__(folder, **settings)
+        self.factory = factory
+
+    def start(self):
+        c = self.config
+        switch = iotlight.GpioSwitch(c.gpio_pin, active_high=c.gpio_active_high, pin_factory=self.factory)
+        daemon = iotlight.Daemon
+        iotlight.Daemon = functools.partial(daemon, gpio=switch)
+        try:
+            return super().start()
+        finally:
+            iotlight.Daemon = daemon
+
+
+class Screenless:
+    """hardware.backend = "none" as the Daemon sees it: no matrix, no sensors, no joystick."""
+
+    name = "none"
+
+    async def show(self, pixels):
+        return False
+
+    async def read_environment(self):
+        return {"temperature_c": None, "humidity_pct": None, "pressure_hpa": None}
+
+    def start_joystick(self, callback):
+        return False
+
+    async def close(self):
+        pass
+
+
+def wait_contact(s):
+    """Until the daemon has reached the node once."""
+    s.run_until(lambda: s.store.get_meta("horizon"), 300, "the daemon's first contact with the node")
+
+
+def lit_frame(frame) -> bool:
+    return sum(p != (0, 0, 0) for p in frame) >= 56
+
+
+def changes(marks):
+    """(time, state) marks reduced to the changes of state."""
+    out = []
+    for t, state in marks:
+        if not out or out[-1][1] != state:
+            out.append((t, state))
+    return out
+
+
+def test_the_pin_follows_the_light_in_the_daemon(tmp_path):
     """On at credit, off at the paid end, on again after a restart inside a paid span (the
-    stored span resumed), off at a clean stop; the matrix and the pin agree at every step."""
-    clock = FakeClock()
-    store = iotlight.Store(str(tmp_path / "s.db"))
+    stored span resumed), off at a clean stop; the matrix and the pin agree at every step, each
+    change of the pin at the very moment of the matrix's."""
     factory = MockFactory()
     pin = factory.pin(17)
-    cfg = config(tmp_path, gpio_active_high=False)
-    events = []
+    settings = dict(light__gpio_pin=17, light__gpio_active_high=False, node__poll_interval=1.0)
+    with GpioScenario(tmp_path, factory, **settings) as s:
 
-    async def run_lamp(steps):
-        gpio = iotlight.GpioSwitch(17, active_high=False, pin_factory=factory)
-        screen = Screen()
-        lamp = iotlight.Lamp(
-            cfg, screen, clock, store=store, publish=events.append, status=lambda: "ok", gpio=gpio
+        def agree(on):  # low level = relay on (active-low board)
+            matrix = bool(s.hw.frames) and lit_frame(s.hw.frames[-1][1])
+            assert (s.lit(), matrix, pin.state) == (on, on, not on), s.clock.monotonic()
+
+        def gpio():
+            return [(t, f["on"]) for t, kind, f in s.told if kind == "gpio"]
+
+        wait_contact(s)
+        agree(False)
+        s.pay(10)
+        s.run_until(s.lit, 60, "the light")
+        agree(True)
+        on_at = gpio()[-1][0]
+        s.run_for(5)
+        agree(True)
+        s.run_for(4.5)
+        agree(True)
+        s.run_until(lambda: not s.lit(), 60, "the paid end", step=0.01)
+        agree(False)
+        assert s.clock.monotonic() - on_at == pytest.approx(10, abs=0.02)
+        s.pay(30)
+        s.run_until(s.lit, 60, "the light again")
+        agree(True)
+        end = s.clock.monotonic() + s.daemon.lamp.state()["remaining"]
+        s.run_for(3)
+        agree(True)
+        first = s.hw
+        assert s.stop() == 0
+        assert pin.state is True and pin.function == "input", "clean stop: off (high), released"
+        s.restart()  # with 27 s left
+        s.run_until(lambda: s.hw.frames, 1, "the first frame")
+        agree(True)
+        s.run_for(end - s.clock.monotonic() - 1)
+        agree(True)
+        s.run_until(lambda: not s.lit(), 5, "the paid end after the restart", step=0.01)
+        agree(False)
+        assert s.clock.monotonic() == pytest.approx(end, abs=0.02)
+        second = s.hw
+        assert s.stop() == 0
+        assert pin.state is True and pin.function == "input"
+        changed = gpio()
+        # run 1: off at start, on, off at the end, on, off at the stop; run 2: on at start, off, off at the stop
+        assert [on for _, on in changed] == [False, True, False, True, False, True, False, False]
+        # the matrix is blanked by the hardware's close at a stop: the pin's other changes are its own
+        running = changes(changed[:4] + changed[5:7])
+        assert running == changes([(t, lit_frame(f)) for hw in (first, second) for t, f in hw.frames])
+
+
+def test_the_pin_works_with_no_display(tmp_path, caplog):
+    """hardware.backend = "none": the pin alone is the lamp; on with the light, off at its end
+    and at the stop, and the monitor's snapshot names the pin."""
+    factory = MockFactory()
+    pin = factory.pin(5)
+    s = GpioScenario(tmp_path, factory, light__gpio_pin=5, light__gpio_active_high=True)
+    s.hw = Screenless()
+    with s:
+        wait_contact(s)
+        assert "gpio pin 5 off (level low)" in caplog.text and pin.state is False
+        s.pay(1.5)
+        s.run_until(lambda: "gpio pin 5 on (level high)" in caplog.text, 300, "the pin on with the light")
+        assert "light on" in caplog.text and pin.state is True
+        assert s.daemon.snapshot()["gpio"] == {"pin": 5, "active_high": True}
+        s.run_until(
+            lambda: caplog.text.count("gpio pin 5 off (level low)") == 2, 60, "the pin off at the end"
         )
-        lamp.load(*store.light())
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(lamp.run(stop))
-        seen = []
-        for step in steps:
-            step(lamp)
-            lamp.wake.set()
-            for _ in range(20):
-                await asyncio.sleep(0)
-            seen.append((screen.lit, pin.state))
-        stop.set()
-        await task
-        lamp.switch_gpio(False)  # what Daemon.run does at a clean stop
-        gpio.close()
-        return seen
-
-    def pay(seconds):
-        def step(lamp):
-            start, until = lamp.span()
-            store.credit_payments(
-                [("P%043d" % len(events), "3Msender", 100, 1, seconds)],
-                now=clock.time(),
-                max_seconds=3600,
-                light=(start, until),
-            )
-            lamp.credited(store.light()[1])
-
-        return step
-
-    def wait(seconds):
-        return lambda lamp: clock.advance(seconds)
-
-    # low level = relay on (active-low board)
-    seen = asyncio.run(run_lamp([wait(0), pay(10.0), wait(5.0), wait(5.1), pay(30.0), wait(3.0)]))
-    assert seen == [(False, True), (True, False), (True, False), (False, True), (True, False), (True, False)]
-    assert pin.state is True  # clean stop: off (high on an active-low board)
-    seen = asyncio.run(run_lamp([wait(0), wait(26.0), wait(1.1)]))  # restarted with 27 s left
-    assert seen == [(True, False), (True, False), (False, True)]
-    # run 1: off at start, on, off at the end, on, off at the stop; run 2: on at start, off, off at the stop
-    assert [e["on"] for e in events if e["type"] == "gpio"] == [
-        False,
-        True,
-        False,
-        True,
-        False,
-        True,
-        False,
-        False,
-    ]
-    store.close()
+        assert pin.state is False and not s.lit()
+        assert s.stop() == 0
+        assert caplog.text.count("gpio pin 5 off (level low)") == 3
+        assert pin.function == "input"
 
 
-# --- end to end: the daemon with gpiozero's mock pins ------------------------
+# --- end to end: the real daemon with gpiozero's mock pins ----------------------------
 
 GPIO_LINE = re.compile(r"gpio pin 17 (on|off) \(level (high|low)\)")
 
@@ -232,13 +292,15 @@ class Timeline(threading.Thread):
             if p != last_p:
                 self.pin.append((t, p))
                 last_p = p
-            time.sleep(0.01)
+            self.done.wait(0.01)
 
 
+@pytest.mark.process
 @pytest.mark.timeout(240)
-def test_the_daemons_pin_timeline_matches_the_matrix(chain, device, hat):
-    """Payment, paid end, a SIGKILL inside a paid span and the restart, a clean stop: every
-    change of the mock pin comes within one poll interval of the matrix's."""
+def test_the_daemons_pin_timeline_matches_the_matrix(chain, device, hat, monkeypatch):
+    """Payment, paid end, a SIGKILL inside a paid span, `gpio-off` (the unit's ExecStopPost: exit 0
+    after the crash, exit 2 and the pin left alone while a daemon runs) and the restart, a clean
+    stop: every change of the mock pin comes within one poll interval of the matrix's."""
     poll = 0.5
     device.configure(
         hardware__backend="sense-emu",
@@ -246,38 +308,45 @@ def test_the_daemons_pin_timeline_matches_the_matrix(chain, device, hat):
         light__gpio_active_high=False,
         node__poll_interval=poll,
     )
-    env = {"GPIOZERO_PIN_FACTORY": "mock"}
-    device.start(env=env)
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")  # the daemon's and gpio-off's
+    gpio_off = ("-c", str(device.config_path), "gpio-off")
+    device.start()
     timeline = Timeline(device, hat)
     timeline.start()
     try:
         wait_until(
-            lambda: timeline.pin and timeline.pin[-1][1] == ("off", "high"), 15, what="the pin off at start"
+            lambda: timeline.pin and timeline.pin[-1][1] == ("off", "high"), 30, what="the pin off at start"
         )
         chain.transfer(chain.treasury, device.address, 200, asset_id=chain.asset)
-        wait_until(lambda: timeline.pin[-1][1] == ("on", "low"), 15, what="the pin on at credit")
-        wait_until(lambda: timeline.pin[-1][1] == ("off", "high"), 15, what="the pin off at the paid end")
+        wait_until(lambda: timeline.pin[-1][1] == ("on", "low"), 30, what="the pin on at credit")
+        wait_until(lambda: timeline.pin[-1][1] == ("off", "high"), 30, what="the pin off at the paid end")
         chain.transfer(chain.treasury, device.address, 1000, asset_id=chain.asset)
-        wait_until(lambda: timeline.pin[-1][1] == ("on", "low"), 15, what="the pin on again")
+        wait_until(lambda: timeline.pin[-1][1] == ("on", "low"), 30, what="the pin on again")
+        refused = run_cli(*gpio_off, cwd=device.folder)
+        assert refused.status == 2 and "already running on this state file" in refused.err, refused
+        assert "Traceback" not in refused.output and refused.out == ""
+        assert device.alive() and timeline.pin[-1][1] == ("on", "low"), "a running daemon's pin is its own"
         device.kill(signal.SIGKILL)
-        device.start(env=env)  # restart inside the paid span
+        after_crash = run_cli(*gpio_off, cwd=device.folder)
+        assert (after_crash.status, after_crash.out) == (0, "gpio pin 17 off (level high), released\n"), (
+            after_crash
+        )
+        device.start()  # restart inside the paid span
         wait_until(
             lambda: (
                 "resuming the light" in device.output()
                 and timeline.pin[-1][1] == ("on", "low")
                 and timeline.matrix[-1][1]
             ),
-            20,
+            30,
             what="the pin on after the restart",
         )
-        time.sleep(0.5)
         device.stop()  # clean stop inside the span: off
         wait_until(
             lambda: timeline.pin[-1][1] == ("off", "high") and not timeline.matrix[-1][1],
-            15,
+            30,
             what="the pin off at the clean stop",
         )
-        time.sleep(0.3)
     finally:
         timeline.done.set()
         timeline.join()
@@ -292,35 +361,14 @@ def test_the_daemons_pin_timeline_matches_the_matrix(chain, device, hat):
     assert max(gaps) <= poll, gaps
 
 
-@pytest.mark.timeout(120)
-def test_the_pin_works_with_no_display(chain, device):
-    """hardware.backend = "none": the pin alone is the lamp; on with the light, off at its end,
-    and the monitor's snapshot names the pin."""
-    device.configure(light__gpio_pin=5, light__gpio_active_high=True)
-    device.start(env={"GPIOZERO_PIN_FACTORY": "mock"})
-    wait_until(lambda: "gpio pin 5 off (level low)" in device.output(), 15, what="the pin off at start")
-    chain.transfer(chain.treasury, device.address, 150, asset_id=chain.asset)
-    wait_until(
-        lambda: "gpio pin 5 on (level high)" in device.output() and "light on" in device.output(),
-        15,
-        what="the pin on with the light",
-    )
-    wait_until(
-        lambda: device.output().count("gpio pin 5 off (level low)") == 2, 15, what="the pin off at the end"
-    )
-    assert device.stop() == 0
-    assert device.output().count("gpio pin 5 off (level low)") == 3
-
-
+@pytest.mark.process
 def test_run_without_gpiozero_stops_with_one_line(chain, device, tmp_path):
     """A pin set but no gpiozero: exit 1 with one line naming the package, no traceback."""
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     (shadow / "gpiozero.py").write_text("raise ImportError('no gpiozero here')\n")
     device.configure(light__gpio_pin=5)
-    import os
-
     device.start(ready=False, env={"PYTHONPATH": str(shadow) + os.pathsep + os.environ.get("PYTHONPATH", "")})
-    assert device.proc.wait(30) == 1
+    assert device.proc.wait(60) == 1
     out = device.output()
     assert "python3-gpiozero" in out and "Traceback" not in out

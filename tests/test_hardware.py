@@ -1,4 +1,5 @@
-"""The hardware edge: render_matrix, backend choice, the emulator, the terminal, the runner.
+"""The hardware edge: render_matrix, backend choice, the emulator, the terminal, the runner; all
+in-process (the emulator's client against EmulatedHat's files and socket, the terminal in a pty).
 
 The sense_emu tests use fixed paths in /dev/shm (EmulatedHat): never run in parallel.
 """
@@ -10,8 +11,6 @@ import io
 import logging
 import os
 import pty
-import subprocess
-import sys
 import termios
 import threading
 import time
@@ -38,8 +37,9 @@ def anyio_backend():
     return "asyncio"
 
 
-async def wait_until(condition, timeout=20.0, interval=0.02):
-    """Poll ``condition`` on the loop until true or the deadline passes."""
+async def await_condition(condition, timeout=20.0, interval=0.02):
+    """Poll ``condition`` on the loop until true (True) or the deadline passes (False): the
+    joystick's events are delivered on this loop, so unlike harness.wait_until the wait yields to it."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -340,6 +340,15 @@ def test_framebuffer_probe_reads_the_framebuffer_names(tmp_path):
 # =============================================================================
 
 
+def dead_pid() -> int:
+    """A pid no process has: the kernel hands out pids below /proc/sys/kernel/pid_max."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid = int(f.read())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    return pid
+
+
 @pytest.fixture
 def hat():
     with EmulatedHat(temperature=21.5, humidity=40.25, pressure=1001.5) as h:
@@ -353,10 +362,8 @@ def test_emulator_lock_probe_sees_a_live_emulator_and_ignores_a_dead_one(hat):
     assert iotlight._emulator_running()
     hat.close()
     assert not iotlight._emulator_running()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     with open(lock_filename(), "w") as f:
-        f.write("%d\n" % dead.pid)
+        f.write("%d\n" % dead_pid())
     try:
         assert not iotlight._emulator_running()
     finally:
@@ -432,7 +439,7 @@ async def test_joystick_events_arrive_on_the_loop(hat, emu):
     assert hat.wait_for_stick_client(20)
     t_pressed, t_released = hat.click("up")
     t_held = hat.press("middle", "held")
-    assert await wait_until(lambda: len(got) >= 3)
+    assert await await_condition(lambda: len(got) >= 3)
     assert [e for e, _ in got] == [
         iotlight.JoystickEvent("up", "pressed", round(t_pressed * 1000)),
         iotlight.JoystickEvent("up", "released", round(t_released * 1000)),
@@ -451,7 +458,7 @@ async def test_joystick_ts_comes_from_the_event(hat, emu):
     assert hat.wait_for_stick_client(20)
     hat.press("left", ts=1700000000.123)
     hat.press("right", ts=1700000001.5)
-    assert await wait_until(lambda: len(got) >= 2)
+    assert await await_condition(lambda: len(got) >= 2)
     assert got == [
         iotlight.JoystickEvent("left", "pressed", 1700000000123),
         iotlight.JoystickEvent("right", "pressed", 1700000001500),
@@ -522,10 +529,8 @@ def test_emulated_hat_cleans_up_and_survives_stale_files():
     from sense_emu.stick import stick_address
 
     stick = stick_address()[2]
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     with open(lock_filename(), "w") as f:
-        f.write("%d\n" % dead.pid)
+        f.write("%d\n" % dead_pid())
     with open(screen_filename(), "wb") as f:
         f.write(b"\xff" * 300)
     with open(stick, "w") as f:
@@ -683,7 +688,7 @@ async def test_terminal_keys_through_the_runner(tty):
     got = []
     assert runner.start_joystick(got.append)
     os.write(master, b"\x1b[D")
-    assert await wait_until(lambda: len(got) >= 2)
+    assert await await_condition(lambda: len(got) >= 2)
     assert [(e.direction, e.action) for e in got] == [("left", "pressed"), ("left", "released")]
     assert abs(got[0].ts_ms - time.time() * 1000) < 60_000
     await runner.show([WHITE] * 64)
