@@ -1526,9 +1526,6 @@ class LogOnce:
         self.size -= len(details or ())
         return bool(details)
 
-    def active(self, topic: Any) -> bool:
-        return bool(self.told.get(topic))
-
 
 # =============================================================================
 # 7. Edges: clock, store, node client, systemd, hardware, GPIO
@@ -1595,8 +1592,10 @@ class Credit:
     refund: Optional[Tuple[str, int]] = None  # (transfer id, amount) signed and queued with the credit
 
 
-def _set_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
-    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+def _set_meta(db: sqlite3.Connection, **values: Any) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
+    )
 
 
 def _insert_tx(db: sqlite3.Connection, tx: Dict[str, Any], now_ms: int, old: Optional[str] = None) -> None:
@@ -1701,8 +1700,7 @@ class _LedgerRows:
                 _add_event(db, "receipt", [receipt_entry(txid, *span, refund)], now_ms)
                 credits.append(Credit(txid, sender, amount, height, grant, refund))
             if (start, until) != tuple(light):
-                _set_meta(db, "light_start", repr(start))
-                _set_meta(db, "light_until", repr(until))
+                _set_meta(db, light_start=repr(start), light_until=repr(until))
         return credits, (start, until)
 
     def recent_payments(self, limit: int = 10) -> List[Dict[str, Any]]:
@@ -1776,10 +1774,10 @@ class _LedgerRows:
                 # a refund confirmed that deep is final: its bookkeeping (re-sign, rollback re-check) goes too
                 db.execute("DELETE FROM refunds WHERE tx_id IN (%s)" % marks, chunk)
             deleted["outbox"] = len(gone)
-            _set_meta(db, "pruned_height", max(floor, self.pruned_height()))
+            _set_meta(db, pruned_height=max(floor, self.pruned_height()))
             if deleted["payments"]:  # `status` still counts every payment ever credited
                 pruned = int(self.get_meta("pruned_payments") or 0) + deleted["payments"]
-                _set_meta(db, "pruned_payments", pruned)
+                _set_meta(db, pruned_payments=pruned)
         return deleted
 
 
@@ -1790,7 +1788,7 @@ class _OutboxRows:
         """Store a joystick press with the next press number; returns that number."""
         with self.transaction() as db:
             n = self.press_count() + 1
-            _set_meta(db, "press_n", n)
+            _set_meta(db, press_n=n)
             _add_event(db, "joystick", [joystick_entry(n, direction, action, ts_ms)], self.clock.ms(), n)
         return n
 
@@ -1810,7 +1808,7 @@ class _OutboxRows:
                 entry = joystick_entry(n, value["direction"], value["action"], value["ts"])
                 renumber = "UPDATE events SET entries = ?, press_n = ? WHERE seq = ?"
                 db.execute(renumber, (json.dumps([entry]), n, seq))
-            _set_meta(db, "press_n", n)
+            _set_meta(db, press_n=n)
             return True
 
     def press_count(self) -> int:
@@ -1924,7 +1922,7 @@ class Store(_LedgerRows, _OutboxRows):
             fresh = "starting a fresh state file beside the damaged %s: payments made before now are not credited again"
             self.log.warning(fresh, damaged[-1])
         if schema is None:
-            self.set_meta("schema", STATE_SCHEMA)
+            self.set_meta(schema=STATE_SCHEMA)
         elif schema != str(STATE_SCHEMA):
             unsupported = "%s: state file schema %s is not the supported %d" % (path, schema, STATE_SCHEMA)
             raise StateError(unsupported)
@@ -2022,7 +2020,7 @@ class Store(_LedgerRows, _OutboxRows):
         """While writes fail: StateError until a write works; services call it instead of writing, sparing the reserve."""
         if not self.has_room():
             raise StateError("%s: no room on its disk yet" % self.path)
-        self.set_meta("probe", self.clock.ms())
+        self.set_meta(probe=self.clock.ms())
 
     def _write_failed(self, e: sqlite3.Error) -> StateError:
         err = StateError("%s: cannot write the state file: %s" % (self.path, e))
@@ -2036,16 +2034,15 @@ class Store(_LedgerRows, _OutboxRows):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
-    def set_meta(self, key: str, value: Any) -> None:
+    def set_meta(self, **values: Any) -> None:
         with self.transaction() as db:
-            _set_meta(db, key, value)
+            _set_meta(db, **values)
 
     def bind_device(self, address: str, asset_id: str) -> None:
         """Tie the state file to one address; refuse another device's state."""
         known = self.get_meta("address")
         if known is None:
-            self.set_meta("address", address)
-            self.set_meta("first_start_ms", self.clock.ms())
+            self.set_meta(address=address, first_start_ms=self.clock.ms())
         elif known != address:
             msg = "%s: this state file belongs to address %s, not %s; point device.state_file at another file"
             raise StateError(msg % (self.path, known, address))
@@ -2053,7 +2050,8 @@ class Store(_LedgerRows, _OutboxRows):
         if old_asset not in (None, asset_id):
             changed = "payment.asset_id changed from %s to %s; payments already credited stay credited"
             self.log.warning(changed, old_asset, asset_id)
-        self.set_meta("asset_id", asset_id)
+            self.set_meta(explained="", owed="", owed_height="")  # the old token's balance proves nothing
+        self.set_meta(asset_id=asset_id)
 
     _TOKEN_FACT_KEYS = {"decimals": "decimals:%s", "name": "asset_name:%s", "scripted": "asset_scripted:%s"}
 
@@ -2062,7 +2060,7 @@ class Store(_LedgerRows, _OutboxRows):
         return self.get_meta(self._TOKEN_FACT_KEYS[fact] % asset_id)
 
     def set_token_fact(self, asset_id: str, fact: str, value: Any) -> None:
-        self.set_meta(self._TOKEN_FACT_KEYS[fact] % asset_id, value)
+        self.set_meta(**{self._TOKEN_FACT_KEYS[fact] % asset_id: value})
 
     def aliases(self) -> List[str]:
         """The device's aliases learnt so far (an alias on Waves is permanent)."""
@@ -2292,7 +2290,7 @@ class _Routes:
         return await self._get(path, _int_field("balance"), family="balance")
 
     async def balance(self, address: str) -> int:
-        return await self._get("/addresses/balance/%s" % address, _int_field("balance"), family="balance")
+        return await self._get("/addresses/balance/%s" % address, _int_field("balance"), family="coin")
 
     async def address_transactions(self, address: str, limit: int, after: Optional[str] = None) -> List[Any]:
         def check(data: Any) -> List[Any]:
@@ -2416,7 +2414,7 @@ class _Routes:
 class NodeClient(_Routes):
     """The node REST API: failover across `urls`, back-off with jitter, Retry-After, one log line per outage.
     A node of another network than `chain_id` (learnt from its last block) is left aside: no broadcast, no
-    failed transaction. A 429 or bad answers set one route family aside (balance, list, broadcast, other)."""
+    failed transaction. A 429 or bad answers set one route family aside (balance, coin, list, broadcast, other)."""
 
     FOREIGN_RECHECK, UNKNOWN_RECHECK = 600.0, 60.0  # seconds until a node's network is looked at again
 
@@ -2466,7 +2464,7 @@ class NodeClient(_Routes):
         order, now = self._order(family), self.clock.monotonic()
         waits = [t - now for (u, f), t in self.throttled.items() if f == family and u not in self.foreign]
         wait = 0.0 if order else min(waits, default=0.0)
-        if wait > 0 and any((u, family) in self.bad for u in self.urls):
+        if wait > 0 and all((u, family) in self.bad for u in self.urls if u not in self.foreign):
             raise NodeError("every node gave bad answers to %s lately: asked again in %.0f s" % (path, wait))
         if wait > 0:
             raise NodeThrottled("every node throttles %s: asked too often" % path, retry_after=wait)
@@ -2498,7 +2496,8 @@ class NodeClient(_Routes):
         self.down_until.pop(url, None)
         self.throttled.pop((url, family), None)
         self.bad.discard((url, family))
-        self._status(url, True)
+        if (url, "balance") not in self.bad:  # the status pixel follows the polls' route
+            self._status(url, True)
 
     def _mark_foreign(self, url: str, chain: Optional[str]) -> None:
         self.foreign[url] = chain or "?"
@@ -3294,7 +3293,7 @@ class Ledger:
             self.log.info("device aliases: %s", ", ".join(sorted(new)))
             self.mine |= new
             try:
-                self.store.set_meta("aliases", " ".join(sorted(self.mine - {self.address})))
+                self.store.set_meta(aliases=" ".join(sorted(self.mine - {self.address})))
             except StateError:
                 _state_trouble(self.log)
 
@@ -3627,21 +3626,22 @@ class ChainReader:
 
 
 class BalanceBook:
-    """What the token balance says about the payments found: the balance they explain
-    (`accounted`), and the units a complete read could not explain (`owed`, kept in the state
-    file): the proof of a payment a node hid, which the reads then look for past every stop. For
-    FALL_QUIET seconds after the balance fell nothing is owed: a rollback's payment may come back."""
+    """What the token balance says about the payments found: the balance they explain (`accounted`,
+    plus `ahead`: credited, the balance not showing them yet) and the units a complete read could
+    not explain (`owed`): the proof of a payment a node hid, which the reads then look for past every
+    stop. All three are kept in the state file, so a payment hidden across a restart is owed too.
+    For FALL_QUIET seconds after the balance fell nothing is owed: a rollback's payment may come back."""
 
     def __init__(self, store: Store, log: logging.Logger):
-        self.store, self.log = store, log
-        self.accounted: Optional[int] = None  # the token balance the payments found explain
+        self.store, self.log, meta = store, log, store.get_meta
+        explained = meta("explained")
+        self.accounted: Optional[int] = int(explained) if explained else None  # what payments found explain
         self.absorbed: set = set()  # payments whose amount is inside `accounted`
-        self.ahead: set = set()  # credited from blocks while the balance did not show them yet
-        self.owed = int(store.get_meta("owed") or 0)
-        self.owed_height = int(store.get_meta("owed_height") or 0)  # the height when the balance proved them
+        self.ahead: Dict[str, int] = {}  # credited while the balance did not show them yet: id -> amount
+        self.owed, self.owed_height = int(meta("owed") or 0), int(meta("owed_height") or 0)
         self.quiet_height: Optional[int] = None  # height when the balance was last fully explained
         self.unexplained_since: Optional[float] = None
-        self.fell_at = -math.inf
+        self.fell_at, self.saved = -math.inf, (explained, self.owed, self.owed_height)
 
     def fell(self, balance: int, mono: float) -> bool:
         """A fall of the balance (a rollback took a payment back, a refund went out): True when it fell."""
@@ -3649,7 +3649,7 @@ class BalanceBook:
             return False
         fell = "the token balance fell from %d to %d: reading the transaction list"
         self.log.info(fell, self.accounted, balance)
-        self.owe(self.owed - min(self.owed, self.accounted - balance))
+        self.owed -= min(self.owed, self.accounted - balance)
         self.accounted, self.fell_at = None, mono
         return True
 
@@ -3664,21 +3664,23 @@ class BalanceBook:
                 continue
             if self.accounted is not None and self.accounted + amount <= (balance or 0):
                 self.accounted += amount
-                self.absorbed.add(txid)
-                self.ahead.discard(txid)
             elif self.owed and (heights.get(txid) or 0) <= self.owed_height:
                 self.log.info("payment %s of %d units was the one the balance showed: found", txid, amount)
-                self.owe(self.owed - min(self.owed, amount))
-                self.absorbed.add(txid)
+                self.owed -= min(self.owed, amount)
+            else:
+                continue
+            self.absorbed.add(txid)
+            self.ahead.pop(txid, None)
+        self.save()
 
-    def owe(self, owed: int, height: Optional[int] = None) -> None:
-        if owed == self.owed and height is None:
+    def save(self) -> None:
+        """Keep what the book knows in the state file, when it changed (an idle daemon writes nothing)."""
+        explained = None if self.accounted is None else str(self.accounted + sum(self.ahead.values()))
+        if (explained, self.owed, self.owed_height) == self.saved:
             return
-        self.owed, self.owed_height = owed, self.owed_height if height is None else height
         try:
-            with self.store.transaction() as db:
-                _set_meta(db, "owed", owed)
-                _set_meta(db, "owed_height", self.owed_height)
+            self.store.set_meta(explained=explained or "", owed=self.owed, owed_height=self.owed_height)
+            self.saved = (explained, self.owed, self.owed_height)
         except StateError:
             _state_trouble(self.log)
 
@@ -3687,14 +3689,15 @@ class BalanceBook:
         payments found leave unexplained is owed. True while something is owed."""
         surplus = balance is not None and self.accounted is not None and self.accounted < balance
         if surplus and mono - self.fell_at > FALL_QUIET:
-            self.owe(self.owed + balance - self.accounted, height)
+            self.owed, self.owed_height = self.owed + balance - self.accounted, height
             more = "the token balance shows %d units more than the payments the node lists: reading further back until that payment is found (%d units owed)"
             self.log.warning(more, balance - self.accounted, self.owed)
         if self.owed and self.store.pruned_height() >= self.owed_height:
             none = "no payment found for the %d units the balance showed: a token sent another way (a trade?)"
             self.log.warning(none, self.owed)
-            self.owe(0)
+            self.owed = 0
         self.accounted, self.quiet_height, self.unexplained_since = balance, height, None
+        self.save()
         return self.owed > 0
 
 
@@ -3834,7 +3837,7 @@ class Watcher:
         """A height: first contact, a rollback, news for pending payments. Only the height route's answers
         are compared for a rollback: a pool caches /blocks/height 15 s and blocks 1 s."""
         if self.store.get_meta("horizon") is None:
-            self.store.set_meta("horizon", height)  # the node's height at the very first start
+            self.store.set_meta(horizon=height)  # the node's height at the very first start
         before = self.route_height
         went_back = route and before is not None and height < before
         self.route_height = height if route else before
@@ -3894,7 +3897,7 @@ class Watcher:
             self._want_list()
         if book.accounted is None or balance == book.accounted:
             book.accounted, book.quiet_height, book.unexplained_since = balance, self.height, None
-            return
+            return book.save()
         top = await self.node.block()
         height = top["height"]
         await self.scan_blocks(top, max(1, height - SCAN_DEPTH, (book.quiet_height or height) - 1), balance)
@@ -3940,12 +3943,17 @@ class Watcher:
             return
         ids = [tx["id"] for tx in ours]
         known = self.store.credited_ids(ids)
-        before = known - self.book.ahead
+        before = known.difference(self.book.ahead)
         missing = [i for i in self._payments(ours) if i not in known]
         served = await self.reader.receipts(missing) if self.verify_receipts else {}
         _, paid = self.ledger.process(ours[::-1], height, served or None, merge_pending=True)
-        self.book.ahead |= self.store.credited_ids(ids) - before
+        self._ahead(paid, before, ids)
         self.book.absorb(paid, before, {tx["id"]: at for tx in ours}, self.token_balance)
+
+    def _ahead(self, paid: List[Tuple[str, int]], before: set, ids: List[str]) -> None:
+        """Credited now (or still waiting for the balance): accounted for once the balance shows it."""
+        credited = self.store.credited_ids(ids) - before
+        self.book.ahead.update((txid, amount) for txid, amount in paid if txid in credited)
 
     def _payments(self, txs: List[Dict[str, Any]]) -> List[str]:
         asset, mine = self.config.asset_id, self.ledger.mine
@@ -4018,7 +4026,7 @@ class Watcher:
             await self.reader.complete(found)
         finally:
             ids = [tx["id"] for tx in found]
-            before = self.store.credited_ids(ids) - self.book.ahead
+            before = self.store.credited_ids(ids).difference(self.book.ahead)
             # a pool caches the height longer than the list: the list may be ahead of it
             top = max([height] + [tx["height"] for tx in found if _is_int(tx.get("height"))])
             if not self.verify_receipts:
@@ -4033,9 +4041,7 @@ class Watcher:
                 ids = self._payments(found)
                 served = await self.reader.receipts(sorted(set(ids) - self.store.credited_ids(ids)))
             handled, paid = self.ledger.process(found, top, served)
-        self.book.ahead |= (
-            self.store.credited_ids(ids) - before
-        )  # credited now: counted once the balance shows it
+        self._ahead(paid, before, ids)
         if complete and await self.reader.chain_below_unchanged(height):
             self.store.mark_seen(handled)
             self.verify_receipts = self.reader.deep = False
@@ -4090,7 +4096,7 @@ class Lamp:
 
     def _mark(self, until: float) -> None:
         try:
-            self.store.set_meta("light_mono", "%r %r %s" % (until, self.timer.deadline, boot_id()))
+            self.store.set_meta(light_mono="%r %r %s" % (until, self.timer.deadline, boot_id()))
         except StateError:
             _state_trouble(self.log)
 
@@ -4145,7 +4151,7 @@ class Lamp:
         self.offset = wall - mono
         until = self.span()[1] if self.timer.is_on(mono) else 0.0
         try:
-            self.store.set_meta("light_until", repr(until))
+            self.store.set_meta(light_until=repr(until))
         except StateError:
             _state_trouble(self.log)
         self._mark(until)

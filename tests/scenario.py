@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import selectors
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -116,6 +117,32 @@ class VirtualClock(iotlight.Clock):
 
     def jump_wall(self, seconds: float) -> None:
         self.offset += seconds
+
+
+class Stamped(logging.Handler):
+    """The records of a logger with the virtual time of each (LogRecord.created is real time):
+    `records` (time, level, message), `lines` (time, message). The logger is at INFO meanwhile."""
+
+    def __init__(self, clock: VirtualClock, logger: str):
+        super().__init__(logging.INFO)
+        self.clock, self.logger, self.records = clock, logging.getLogger(logger), []
+
+    @property
+    def lines(self) -> List[Tuple[float, str]]:
+        return [(t, m) for t, _, m in self.records]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((self.clock.monotonic(), record.levelno, record.getMessage()))
+
+    def __enter__(self) -> "Stamped":
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
 
 
 # --- the hardware ------------------------------------------------------------------

@@ -557,7 +557,7 @@ def test_a_state_file_cut_to_nothing_is_damage_not_a_fresh_start(tmp_path):
     """A state file that was in use and is now empty is refused (exit 3), not taken for a first start."""
     path = tmp_path / "s.db"
     store = iotlight.Store(str(path))
-    store.set_meta("address", "3Mtest")
+    store.set_meta(address="3Mtest")
     store.close()
     path.write_bytes(b"")
     with pytest.raises(iotlight.StateError) as e:

@@ -269,7 +269,7 @@ def test_history_before_the_first_start_counts_only_when_asked(tmp_path, caplog,
     chain.mine()
     s.clock.advance(60)
     # the device's very first start is now (the scenario bound its state file when it was made)
-    s.store.set_meta("first_start_ms", s.clock.ms())
+    s.store.set_meta(first_start_ms=s.clock.ms())
     with s:
         new = s.pay(1)
         s.run_until(lambda: new in s.credited(), 300, "the new payment")

@@ -97,7 +97,7 @@ def test_a_locked_or_unwritable_state_file_is_not_taken_for_damaged(tmp_path, mo
     monkeypatch.setattr(iotlight, "_PRAGMAS", pragmas)
     path = tmp_path / "iotlight.db"
     store = iotlight.Store(str(path))
-    store.set_meta("address", "3Mtest")
+    store.set_meta(address="3Mtest")
     store.close()
     holder = sqlite3.connect(str(path), isolation_level=None)
     holder.execute("PRAGMA locking_mode=EXCLUSIVE")
