@@ -4409,8 +4409,10 @@ class Outbox:
         now_ms = self.now_ms()
         for row in rows:
             txid, payment_id = row["id"], refunds.get(row["id"])
-            status = (statuses.get(txid) or {}).get("status")
+            status, deep = ((statuses.get(txid) or {}).get(k) for k in ("status", "confirmations"))
             lost = status == "not_found" and now_ms - row["timestamp_ms"] > RESIGN_AFTER_MS
+            if status == "confirmed" and payment_id is not None and _is_int(deep) and deep < REORG_MARGIN:
+                status = "unconfirmed"  # a refund in the newest blocks, which a fork may still replace: asked again
             if lost and payment_id is not None and payment_id not in self.paid_on_chain:
                 # the payment left the chain (a rollback) for longer than a transaction may wait: no refund
                 why = "its payment %s is no longer on chain" % payment_id

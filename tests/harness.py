@@ -36,6 +36,20 @@ def wait_until(
         time.sleep(interval)
 
 
+async def eventually(condition: Callable[[], Any], what: str = "condition", timeout: float = 30.0) -> Any:
+    """wait_until for a test on the event loop: poll `condition` (a function, or one returning an
+    awaitable) without blocking the loop the code under test runs on; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        value = (await value) if asyncio.iscoroutine(value) else value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        await asyncio.sleep(0.02)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (bound to 0 and let go: it may be taken again)."""
     with socket.socket() as s:
@@ -85,19 +99,6 @@ async def poll_settled(watcher: "iotlight.Watcher") -> None:
     if watcher.list_task is not None:
         await asyncio.wait({watcher.list_task}, timeout=60.0)
         watcher.take_list_result()
-
-
-class FakeClock(iotlight.Clock):
-    """A clock that moves only when a test sets `mono` (wall time follows it)."""
-
-    def __init__(self):
-        self.mono = 1000.0
-
-    def monotonic(self):
-        return self.mono
-
-    def time(self):
-        return 1_700_000_000 + self.mono
 
 
 def start_chain(chain_id: str = "T", **node_options: Any) -> Any:

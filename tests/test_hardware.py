@@ -17,6 +17,7 @@ import time
 
 import pytest
 from emulator import EmulatedHat, quantize
+from harness import eventually
 
 import iotlight
 
@@ -35,17 +36,6 @@ ENV_NONE = {"temperature_c": None, "humidity_pct": None, "pressure_hpa": None}
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def await_condition(condition, timeout=20.0, interval=0.02):
-    """Poll ``condition`` on the loop until true (True) or the deadline passes (False): the
-    joystick's events are delivered on this loop, so unlike harness.wait_until the wait yields to it."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True
 
 
 # =============================================================================
@@ -439,7 +429,7 @@ async def test_joystick_events_arrive_on_the_loop(hat, emu):
     assert hat.wait_for_stick_client(20)
     t_pressed, t_released = hat.click("up")
     t_held = hat.press("middle", "held")
-    assert await await_condition(lambda: len(got) >= 3)
+    await eventually(lambda: len(got) >= 3, "three presses")
     assert [e for e, _ in got] == [
         iotlight.JoystickEvent("up", "pressed", round(t_pressed * 1000)),
         iotlight.JoystickEvent("up", "released", round(t_released * 1000)),
@@ -458,7 +448,7 @@ async def test_joystick_ts_comes_from_the_event(hat, emu):
     assert hat.wait_for_stick_client(20)
     hat.press("left", ts=1700000000.123)
     hat.press("right", ts=1700000001.5)
-    assert await await_condition(lambda: len(got) >= 2)
+    await eventually(lambda: len(got) >= 2, "two presses")
     assert got == [
         iotlight.JoystickEvent("left", "pressed", 1700000000123),
         iotlight.JoystickEvent("right", "pressed", 1700000001500),
@@ -490,20 +480,13 @@ async def test_environment_readings_come_from_the_emulated_sensors(hat, emu):
     last = {}
 
     async def readings_are(want):
-        async def check():
-            last.update(await runner.read_environment())
-            return last == want
+        last.update(await runner.read_environment())
+        return last == want
 
-        deadline = time.monotonic() + 20
-        while not await check():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-    assert await readings_are(expected), last
+    await eventually(lambda: readings_are(expected), "the readings %r" % expected)
     hat.set_environment(-3.25, 80.5, 990.0)
-    assert await readings_are({"temperature_c": -3.25, "humidity_pct": 80.5, "pressure_hpa": 990.0}), last
+    want = {"temperature_c": -3.25, "humidity_pct": 80.5, "pressure_hpa": 990.0}
+    await eventually(lambda: readings_are(want), "the readings %r" % want)
     await runner.close()
 
 
@@ -513,12 +496,13 @@ async def test_an_invalid_reading_is_none(hat, emu):
     runner = iotlight.HardwareRunner(emu)
     hat.set_environment(float("nan"), 55.0, 1010.0)
     want = {"temperature_c": None, "humidity_pct": 55.0, "pressure_hpa": 1010.0}
-    deadline = time.monotonic() + 20
-    env = await runner.read_environment()
-    while env != want and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-        env = await runner.read_environment()
-    assert env == want
+    got = {}
+
+    async def reads_want():
+        got.update(await runner.read_environment())
+        return got == want
+
+    await eventually(reads_want, "the temperature None, the others read")
     await runner.close()
 
 
@@ -688,7 +672,7 @@ async def test_terminal_keys_through_the_runner(tty):
     got = []
     assert runner.start_joystick(got.append)
     os.write(master, b"\x1b[D")
-    assert await await_condition(lambda: len(got) >= 2)
+    await eventually(lambda: len(got) >= 2, "two presses")
     assert [(e.direction, e.action) for e in got] == [("left", "pressed"), ("left", "released")]
     assert abs(got[0].ts_ms - time.time() * 1000) < 60_000
     await runner.show([WHITE] * 64)

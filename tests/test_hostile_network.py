@@ -180,6 +180,12 @@ def test_a_node_of_another_network_is_named_once_gets_no_broadcast_and_fails_not
         s.run_for(600)
         back = s.clock.time()
         s.run_until(
+            lambda: any(tx["type"] == 4 and tx["sender"] == s.address for tx in t.all_transactions()),
+            300,
+            "the refund in a block",
+        )
+        t.mine(iotlight.REORG_MARGIN)  # a refund counts as confirmed once a fork cannot replace its block
+        s.run_until(
             lambda: paid in s.credited() and s.store.outbox_counts() == {"confirmed": 3},
             300,
             "the receipt, the press and the refund confirmed",

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 import websockets.asyncio.server
-from harness import free_port
+from harness import eventually, free_port
 from scenario import VirtualClock
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -112,16 +112,6 @@ async def start_monitor():
 
 async def recv_json(ws):
     return json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-
-
-async def eventually(condition, what, timeout=WAIT):
-    """harness.wait_until for code on the event loop: poll `condition` without blocking the loop
-    (the monitor under test runs on it); AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        await asyncio.sleep(0.01)
 
 
 async def wait_closed_code(ws):

@@ -345,6 +345,9 @@ def test_a_payment_over_the_cap_gets_exactly_one_refund_the_node_verifies(tmp_pa
         assert chain.balance(s.address, s.asset) == 200
         assert coins - chain.balance(s.address) >= iotlight.transfer_fee()  # the fee came from the device
         assert re.search(r"refund of 3\.00 IoT-Light queued as transfer %s" % rid, caplog.text)
+        s.run_for(60)
+        assert outbox_row(s, rid)[0] == "broadcast", "in the newest blocks a fork may replace: asked again"
+        chain.mine(iotlight.REORG_MARGIN)
         s.run_for(900)  # more polls, list reads and status checks
         assert list(refunds(s)) == [rid] and receipts_sent(s, paid) == 1
         assert s.credited() == {paid: 500} and outbox_row(s, rid)[0] == "confirmed"
@@ -461,27 +464,26 @@ def test_a_refund_the_chain_dropped_in_a_rollback_goes_out_again_same_id(tmp_pat
         [(_, rid, _)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
         chain.mine()  # the payment is sealed below
         s.node.clear()
+        until(s, lambda: chain.transaction(rid) is not None, "the refund in a block")
+        chain.mine(iotlight.REORG_MARGIN)
         until(s, lambda: outbox_row(s, rid)[0] == "confirmed", "the daemon to see the refund confirmed")
-        chain.mine()
         until(s, lambda: s.daemon.node_state["height"] == chain.height, "the daemon to see the newest block")
-        removed = chain.rollback(2)  # the refund's block is gone, and the refund with it
+        removed = chain.rollback(
+            iotlight.REORG_MARGIN + 1
+        )  # the refund's block is gone, and the refund with it
         assert rid in removed and paid not in removed
         until(s, lambda: on_chain_or_pool(chain, rid), "the same refund posted again")
+        chain.mine(iotlight.REORG_MARGIN + 1)
         s.run_for(900)
         assert list(refunds(s)) == [rid] and outbox_row(s, rid)[0] == "confirmed"
         assert "checking 1 refund transfer(s) again" in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a refund confirmed in a block that is then replaced at the same height (a "
-    "microblock fork: the height route never goes back) stays 'confirmed' in the outbox and is never "
-    "checked or posted again; only Daemon._on_height (the height route going back) reopens refunds",
-)
 def test_a_refund_dropped_from_a_block_replaced_at_the_same_height_goes_out_again(tmp_path):
     """The newest block, holding the refund (not the payment), is replaced by another at the same
-    height, as a microblock fork does: the refund the daemon saw confirmed is gone, and the height
-    never went back. The sender is still owed it: the same signed transfer must go out again."""
+    height, as a microblock fork does, and the height never goes back: a refund in the newest
+    REORG_MARGIN blocks is still asked about, so the same signed transfer goes out again, and it is
+    marked confirmed only once it is that deep: exactly one refund."""
     with Scenario(tmp_path, **OVER_CAP) as s:
         chain = s.node.chain
         s.run_for(10)
@@ -490,15 +492,16 @@ def test_a_refund_dropped_from_a_block_replaced_at_the_same_height_goes_out_agai
         [(_, rid, _)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
         chain.mine()  # the payment is sealed below
         s.node.clear()
-        until(s, lambda: outbox_row(s, rid)[0] == "confirmed", "the daemon to see the refund confirmed")
-        until(
-            s, lambda: s.daemon.node_state["height"] == chain.height, "the daemon to see the refund's block"
-        )
+        until(s, lambda: chain.transaction(rid) is not None, "the refund in the newest block")
+        s.run_for(30)  # the daemon asks about it: in a block, but not deep enough to be final
+        assert outbox_row(s, rid)[0] == "broadcast"
         removed = chain.rollback(1)
         chain.mine()  # another block at the same height, without the refund
         assert rid in removed and paid not in removed and not on_chain_or_pool(chain, rid)
-        s.run_for(3600)
-        assert on_chain_or_pool(chain, rid), "the refund was lost: the sender never gets it"
+        until(s, lambda: on_chain_or_pool(chain, rid), "the same refund posted again")
+        chain.mine(iotlight.REORG_MARGIN + 1)
+        until(s, lambda: outbox_row(s, rid)[0] == "confirmed", "the refund confirmed once deep enough")
+        assert list(refunds(s)) == [rid]
 
 
 def test_a_payment_below_the_minimum_lights_nothing_and_costs_no_fee(tmp_path, caplog):
@@ -735,6 +738,9 @@ def test_sigkill_between_signing_and_broadcast_sends_the_refund_once(chain, devi
     wait_until(lambda: process_refunds(chain, device), 30, what="the refund after the restart")
     receipt = wait_until(lambda: receipt_of(chain, device.address, paid), 30, what="the receipt")
     assert list(process_refunds(chain, device)) == [rid] and receipt["refund"]["id"] == rid
+    chain.mine(
+        iotlight.REORG_MARGIN
+    )  # a refund counts as confirmed once a fork can no longer replace its block
     wait_until(lambda: settled(device), 30, what="every transaction of the device confirmed")
     assert list(process_refunds(chain, device)) == [rid]
     assert process_refund_rows(device) == [(paid, rid, 300)]
@@ -761,6 +767,9 @@ def test_sigkill_between_the_refund_broadcast_and_the_receipt_sends_neither_twic
         lambda: receipt_of(chain, device.address, paid), 30, what="the receipt after the restart"
     )
     assert receipt["refund"] == {"id": rid, "amount": 300}
+    chain.mine(
+        iotlight.REORG_MARGIN
+    )  # a refund counts as confirmed once a fork can no longer replace its block
     wait_until(lambda: settled(device), 30, what="every transaction of the device confirmed")
     assert list(process_refunds(chain, device)) == [rid]
     assert credited(device) == {first: 100, paid: 500}
