@@ -119,6 +119,19 @@ class VirtualClock(iotlight.Clock):
         self.offset += seconds
 
 
+def run_until(
+    clock: VirtualClock, run_for: Any, condition: Any, timeout: float, what: str, step: float
+) -> float:
+    """Daemon time passes (`run_for(step)` at a time) until `condition()` holds; AssertionError after
+    `timeout` seconds of it. Returns the daemon time it took."""
+    start = clock.monotonic()
+    while not condition():
+        if clock.monotonic() - start > timeout:
+            raise AssertionError("no %s within %g s of daemon time" % (what, timeout))
+        run_for(step)
+    return clock.monotonic() - start
+
+
 class Stamped(logging.Handler):
     """The records of a logger with the virtual time of each (LogRecord.created is real time):
     `records` (time, level, message), `lines` (time, message). The logger is at INFO meanwhile."""
@@ -242,7 +255,7 @@ class InProcessNode:
         return None
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
-        from fakenode import JSON_TYPE, ApiError, Broadcast, Request, _compact
+        from fakenode import Request
 
         path = request.url.path
         query = request.url.query.decode()
@@ -261,10 +274,18 @@ class InProcessNode:
             return httpx.Response(
                 fault, content=_nginx_page(fault, "Error").encode(), headers={"Content-Type": HTML_TYPE}
             )
-        body = request.content or None
+        return await self._answer(request)
+
+    async def _answer(self, request: httpx.Request) -> httpx.Response:
+        """The node's own answer to `request` (already recorded in chain.requests)."""
+        from fakenode import JSON_TYPE, ApiError, Broadcast, _compact
+
+        path, body = request.url.path, request.content or None
         large = "large-significand-format=string" in request.headers.get("Accept", "")
         try:
-            payload: Any = self.chain._route(request.method, path, parse_qs(query), body, large)
+            payload: Any = self.chain._route(
+                request.method, path, parse_qs(request.url.query.decode()), body, large
+            )
             status, ctype, headers = 200, JSON_TYPE, {}
         except ApiError as e:
             status, payload, ctype, headers = e.status, e.body, e.content_type, dict(e.headers)
@@ -399,12 +420,7 @@ class Scenario:
     ) -> float:
         """Let daemon time pass until `condition()` holds; AssertionError after `timeout` seconds of
         daemon time. Returns the daemon time it took."""
-        start = self.clock.monotonic()
-        while not condition():
-            if self.clock.monotonic() - start > timeout:
-                raise AssertionError("no %s within %g s of daemon time" % (what, timeout))
-            self.run_for(step)
-        return self.clock.monotonic() - start
+        return run_until(self.clock, self.run_for, condition, timeout, what, step)
 
     def block(self, seconds: float) -> None:
         """The event loop stands still for `seconds` (a blocking call in some service)."""

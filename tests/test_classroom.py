@@ -12,31 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import random
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
 from fakenode import (
     HTML_TYPE,
-    JSON_TYPE,
     POOL_REASONS,
     POOL_ROUTES,
     SLOW_TEXT,
     TEXT_TYPE,
-    ApiError,
-    Broadcast,
     Pool,
     Request,
-    _compact,
     _nginx_page,
 )
 from harness import DEVICE_SEED, TREASURY_SEED, wait_until
-from scenario import DECIMALS, FakeHardware, InProcessNode, Scenario, VirtualClock, VirtualLoop
+from scenario import DECIMALS, FakeHardware, InProcessNode, Scenario, VirtualClock, VirtualLoop, run_until
 
 import iotlight
 
@@ -116,24 +110,6 @@ class PooledNode(InProcessNode):
             return response
         finally:
             self.pool.leave(path)
-
-    async def _answer(self, request: httpx.Request) -> httpx.Response:
-        """The node's own answer (what InProcessNode answers, without recording the request again)."""
-        path, body = request.url.path, request.content or None
-        large = "large-significand-format=string" in request.headers.get("Accept", "")
-        try:
-            payload = self.chain._route(
-                request.method, path, parse_qs(request.url.query.decode()), body, large
-            )
-            status, ctype, headers = 200, JSON_TYPE, {}
-        except ApiError as e:
-            status, payload, ctype, headers = e.status, e.body, e.content_type, dict(e.headers)
-        if path == "/transactions/broadcast" and request.method == "POST":
-            self.chain.broadcasts.append(
-                Broadcast(json.loads(body or b"null"), status, payload, self.clock.time())
-            )
-        data = (_compact(payload) if not isinstance(payload, str) else payload).encode("utf-8")
-        return httpx.Response(status, content=data, headers=dict(headers, **{"Content-Type": ctype}))
 
     @staticmethod
     def _page(status: int, reason: str, headers: Optional[Dict[str, str]] = None) -> httpx.Response:
@@ -295,12 +271,7 @@ class Classroom:
 
     def run_until(self, condition: Callable[[], Any], timeout: float, what: str, step: float = 0.5) -> float:
         """Daemon time until `condition()` holds; AssertionError after `timeout` seconds of it."""
-        start = self.clock.monotonic()
-        while not condition():
-            if self.clock.monotonic() - start > timeout:
-                raise AssertionError("no %s within %g s of daemon time" % (what, timeout))
-            self.run_for(step)
-        return self.clock.monotonic() - start
+        return run_until(self.clock, self.run_for, condition, timeout, what, step)
 
     def mine_every(self, seconds: float) -> None:
         """A block every `seconds` of daemon time from now on (a chain of one-minute blocks: 60)."""

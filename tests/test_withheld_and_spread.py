@@ -329,7 +329,7 @@ def test_thirty_devices_switched_on_together_behind_the_strict_pool(folder):
         room.run_for(60)
         room.start()  # the next lesson: the state files know the token
         on = room.switched_on
-        room.run_for(iotlight.START_SPREAD + 10)
+        room.run_for(iotlight.START_SPREAD + 20)
         first = {}
         for s in room.node.seen:
             if s.mono >= on and s.path.startswith("/alias/by-address/"):
@@ -337,8 +337,8 @@ def test_thirty_devices_switched_on_together_behind_the_strict_pool(folder):
         assert sorted(first) == list(range(CLASS)), "each device read its aliases once the spread let it"
         times = sorted(first.values())
         # each waits a random moment up to START_SPREAD; one that a 429 of the start-up wave still
-        # throttles then is deferred once more by the learn loop's back-off (5 s at most)
-        assert times[-1] <= iotlight.START_SPREAD + 5.0, times
+        # throttles is deferred by the learn loop's back-off: at most 5 s, then 10 s if throttled again
+        assert times[-1] <= iotlight.START_SPREAD + 15.0, times
         assert sum(1 for t in times if t <= iotlight.START_SPREAD) >= 0.9 * CLASS, times
         assert times[-1] - times[0] >= iotlight.START_SPREAD / 2, "spread over START_SPREAD: %s" % times
         crowded = max(sum(1 for t in times if a <= t < a + 1.0) for a in times)
