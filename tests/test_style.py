@@ -58,3 +58,25 @@ def test_no_class_or_function_outgrows_its_job():
         (n, name) for n, name in _sizes((ast.FunctionDef, ast.AsyncFunctionDef)) if n > FUNCTION_LINES
     ]
     assert not classes and not functions, "over size: %r %r" % (classes, functions)
+
+
+NODE_ROUTES = ("/addresses", "/alias", "/assets", "/blocks", "/transactions", "/node", "/utils", "/debug")
+
+
+def test_only_the_node_client_names_a_node_route():
+    """The node client is the only door to the node: no string that starts a node route (a literal
+    or the head of a %-format) stands outside class NodeClient and the class of routes it is built on."""
+    import ast
+
+    tree = ast.parse((ROOT / "iotlight.py").read_text(encoding="utf-8"))
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    client = classes["NodeClient"]
+    doors = [client] + [classes[b.id] for b in client.bases if isinstance(b, ast.Name) and b.id in classes]
+    inside = {line for c in doors for line in range(c.lineno, c.end_lineno + 1)}
+    routes = [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith(NODE_ROUTES)
+    ]
+    assert routes, "the check found no route at all: it would pass on anything"
+    assert [r for r in routes if r[0] not in inside] == []
