@@ -606,10 +606,16 @@ def check_presses(
         )
 
 
-def settle(device: Device, chain: Any, sent: Dict[str, int], timeout: float) -> bool:
-    """Wait until every payment is credited, every stored event is on chain and the outbox is idle."""
+def settle(device: Device, chain: Any, sent: Dict[str, int], timeout: float, mine_every: float = 2.0) -> bool:
+    """Wait until every payment is credited, every stored event is on chain and the outbox is idle.
+    The chain goes on meanwhile, a block every `mine_every` seconds: a refund counts as confirmed only
+    REORG_MARGIN blocks deep, so on a chain that stood still the outbox would never be idle."""
+    next_block = [time.monotonic() + mine_every]
 
     def done() -> bool:
+        if time.monotonic() >= next_block[0]:
+            chain.mine()
+            next_block[0] = time.monotonic() + mine_every
         if len(credited(device)) < len(sent) or not outbox_idle(device):
             return False
         entries = chain.data_entries(device.address)
