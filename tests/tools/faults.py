@@ -1652,17 +1652,24 @@ def case_hostile(out: Outcome, quick: bool, rng: random.Random) -> None:
         out.check(not forged, "%d lie(s) credited: %s" % (len(forged), forged[:3]), len(forged))
         check_payments(out, device, chain, sent)
         missing = [i for i in lies if i not in reported]
-        out.check(not missing, "%d lie(s) never reported as ignored" % len(missing), len(missing))
+        text = device.output(whole=True)
+        # past the report budget (20 at once, then 10 a minute) a lie is counted in a summary line instead
+        summed = sum(int(n) for n in re.findall(r"(\d+) more transfers to the device light nothing", text))
+        out.check(
+            len(missing) <= summed,
+            "%d lie(s) neither reported as ignored nor counted in a summary line (%d counted)"
+            % (len(missing), summed),
+            max(0, len(missing) - summed),
+        )
         out.check(
             crash_lines(device) == 0, "%d traceback(s) or crashed services in the log" % crash_lines(device)
         )
-        text = device.output(whole=True)
         out.figures.insert(
             0, "lies %.0f s: %s" % (duration, ", ".join("%s %d" % kv for kv in sorted(tally.items())))
         )
         out.figures.append(
-            "forged credits %d; lies reported once %d/%d (log lines %d)"
-            % (len(forged), len(set(lies) & reported), len(lies), text.count("lights nothing"))
+            "forged credits %d; lies reported once %d/%d (log lines %d), counted in summary lines %d"
+            % (len(forged), len(set(lies) & reported), len(lies), text.count("lights nothing"), summed)
         )
         samples = [kb for _, kb in rss.samples]
         if samples or peak:
