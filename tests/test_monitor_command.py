@@ -5,6 +5,7 @@ raw JSON); one end-to-end run of the real command against the real daemon (a pro
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import re
@@ -178,7 +179,12 @@ def test_the_monitor_command_prints_the_running_daemons_events_and_ends_on_ctrl_
     without -v; Ctrl-C ends it with exit status 0 and no traceback."""
     port = device.start_with_monitor()
     args = [sys.executable, str(IOTLIGHT), "-c", str(device.config_path), "monitor"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a foreground job in a terminal: SIGINT at its default even when these tests run as a
+    # background job (`cmd &` in a script starts it with SIGINT ignored, and a child inherits that)
+    foreground = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=foreground
+    )
     try:
         out = Lines(proc)
         wait_until(lambda: out.lines, WAIT, what="the first line")
