@@ -413,11 +413,16 @@ def test_polls_of_many_devices_do_not_stay_in_lockstep():
     assert crowded < 15, "more than half of the class still polls within the same 100 ms: %s" % phases
 
 
+async def _new_event() -> asyncio.Event:
+    return asyncio.Event()
+
+
 def test_watcher_backs_off_on_429_and_503_and_recovers(tmp_path):
     """The pool answers 429 (Retry-After 2) and 503: the gap grows at least to Retry-After; once it
     answers again the gap comes back to node.poll_interval step by step."""
     r = Rig(tmp_path)
-    chain, waits, stop = r.chain, [], asyncio.Event()
+    chain, waits = r.chain, []
+    stop = r.loop.run_until_complete(_new_event())  # on 3.9 an Event binds the loop it is made in
     wait = r.watcher.pulse.wait
 
     async def recorded(stop_event, timeout, wake=None):
