@@ -897,34 +897,38 @@ def bench_classroom(
             chain.stop()
         lat = r["latency_s"]
         per_dev_min = r["requests"] / n / (r["window_s"] / 60)
-        refused = sum(r["refused"].values())
         cpu_h = statistics.mean(r["cpu_s"]) / r["window_s"] * 3600
         say("  %s", json.dumps({k: v for k, v in r.items() if k != "latency_s"}))
         rows.append(
             Row(
                 "classroom.%d" % n,
                 "Class of %d behind one IP (pool limits), a payment every 2 s" % n,
-                "payment->credit median %s, p95 %s; %d/%d credited once (%d missing, %d extra); %d x 429/503 "
-                "(%s); %.0f requests per device-minute; %.1f CPU-s/h and %.1f MB RSS per daemon"
-                % (
-                    ms(statistics.median(lat)) if lat else "-",
-                    ms(percentile(lat, 95)) if lat else "-",
-                    r["credited"],
-                    r["payments"],
-                    r["missing"],
-                    r["extra"],
-                    refused,
-                    ", ".join("%s %d" % kv for kv in sorted(r["refused"].items())) or "none",
-                    per_dev_min,
-                    cpu_h,
-                    statistics.mean(r["rss_kb"]) / 1024,
-                ),
+                "%s; %.0f requests per device-minute; %.1f CPU-s/h and %.1f MB RSS per daemon"
+                % (round_text(r), per_dev_min, cpu_h, statistics.mean(r["rss_kb"]) / 1024),
                 "all credited once, p95 < 5 s",
                 bool(lat) and not r["missing"] and not r["extra"] and percentile(lat, 95) < 5.0,
                 data=r,
             )
         )
     return rows
+
+
+def round_text(r: Dict[str, Any]) -> str:
+    """A class round's latency, credits and refusals, as the classroom and together rows print them."""
+    lat = r["latency_s"]
+    return (
+        "payment->credit median %s, p95 %s; %d/%d credited once (%d missing, %d extra); %d x 429/503 (%s)"
+        % (
+            ms(statistics.median(lat)) if lat else "-",
+            ms(percentile(lat, 95)) if lat else "-",
+            r["credited"],
+            r["payments"],
+            r["missing"],
+            r["extra"],
+            sum(r["refused"].values()),
+            ", ".join("%s %d" % kv for kv in sorted(r["refused"].items())) or "none",
+        )
+    )
 
 
 def bench_together(plan: Plan, work: Path, runs: int, n: int = 30, daemon: Optional[str] = None) -> List[Row]:
@@ -940,23 +944,13 @@ def bench_together(plan: Plan, work: Path, runs: int, n: int = 30, daemon: Optio
         finally:
             chain.bench_stop.set()
             chain.stop()
-        lat, refused = r["latency_s"], sum(r["refused"].values())
+        lat = r["latency_s"]
         say("  %s", json.dumps({k: v for k, v in r.items() if k != "latency_s"}))
         rows.append(
             Row(
                 "together.%d" % run,
                 "%d switched on together (strict pool), run %d" % (n, run),
-                "payment->credit median %s, p95 %s; %d/%d credited once (%d missing, %d extra); %d x 429/503 (%s)"
-                % (
-                    ms(statistics.median(lat)) if lat else "-",
-                    ms(percentile(lat, 95)) if lat else "-",
-                    r["credited"],
-                    r["payments"],
-                    r["missing"],
-                    r["extra"],
-                    refused,
-                    ", ".join("%s %d" % kv for kv in sorted(r["refused"].items())) or "none",
-                ),
+                round_text(r),
                 "all credited once, p95 < 5 s",
                 bool(lat) and not r["missing"] and not r["extra"] and percentile(lat, 95) < 5.0,
                 data=r,
