@@ -9,6 +9,7 @@ import re
 import signal
 import time
 from fractions import Fraction
+from typing import Tuple
 
 import pytest
 import reference
@@ -452,25 +453,32 @@ def test_a_refund_waits_for_coins_for_its_fee_and_goes_out_once_they_arrive(tmp_
         assert caplog.text.count("not enough coins for the fee") == 1
 
 
+def refund_in_the_newest_block(s: Scenario) -> Tuple[str, str]:
+    """A payment over the cap whose refund's first broadcast the node refused: the payment sealed
+    in a block, then the refund (posted again) in the newest block. Returns (payment id, refund id)."""
+    chain = s.node.chain
+    s.run_for(10)
+    s.node.refuse(500, "/transactions/broadcast")
+    paid = s.pay(5)
+    [(_, rid, _)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
+    chain.mine()  # the payment is sealed below
+    s.node.clear()
+    until(s, lambda: chain.transaction(rid) is not None, "the refund in the newest block")
+    return paid, rid
+
+
 def test_a_refund_the_chain_dropped_in_a_rollback_goes_out_again_same_id(tmp_path, caplog):
     """The block holding the refund (not the payment) is rolled back and its transactions dropped:
     the daemon re-posts the same signed transfer, so the sender still gets exactly one refund."""
     caplog.set_level(logging.INFO, logger="iotlight")
     with Scenario(tmp_path, **OVER_CAP) as s:
         chain = s.node.chain
-        s.run_for(10)
-        s.node.refuse(500, "/transactions/broadcast")
-        paid = s.pay(5)
-        [(_, rid, _)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
-        chain.mine()  # the payment is sealed below
-        s.node.clear()
-        until(s, lambda: chain.transaction(rid) is not None, "the refund in a block")
+        paid, rid = refund_in_the_newest_block(s)
         chain.mine(iotlight.REORG_MARGIN)
         until(s, lambda: outbox_row(s, rid)[0] == "confirmed", "the daemon to see the refund confirmed")
         until(s, lambda: s.daemon.node_state["height"] == chain.height, "the daemon to see the newest block")
-        removed = chain.rollback(
-            iotlight.REORG_MARGIN + 1
-        )  # the refund's block is gone, and the refund with it
+        # the refund's block is gone, and the refund with it
+        removed = chain.rollback(iotlight.REORG_MARGIN + 1)
         assert rid in removed and paid not in removed
         until(s, lambda: on_chain_or_pool(chain, rid), "the same refund posted again")
         chain.mine(iotlight.REORG_MARGIN + 1)
@@ -486,13 +494,7 @@ def test_a_refund_dropped_from_a_block_replaced_at_the_same_height_goes_out_agai
     marked confirmed only once it is that deep: exactly one refund."""
     with Scenario(tmp_path, **OVER_CAP) as s:
         chain = s.node.chain
-        s.run_for(10)
-        s.node.refuse(500, "/transactions/broadcast")
-        paid = s.pay(5)
-        [(_, rid, _)] = until(s, lambda: refund_rows(s), "the refund signed and stored")
-        chain.mine()  # the payment is sealed below
-        s.node.clear()
-        until(s, lambda: chain.transaction(rid) is not None, "the refund in the newest block")
+        paid, rid = refund_in_the_newest_block(s)
         s.run_for(30)  # the daemon asks about it: in a block, but not deep enough to be final
         assert outbox_row(s, rid)[0] == "broadcast"
         removed = chain.rollback(1)
